@@ -1,0 +1,48 @@
+package engine
+
+// Param is one named parameter tensor of a model.
+type Param struct {
+	// Name is the Hugging Face state-dict name, e.g.
+	// "model.layers.0.self_attn.q_proj.weight"; adapters use PEFT's names.
+	Name string
+	// W holds the values.
+	W *Tensor
+	// G holds the accumulated gradient; nil while the parameter is frozen.
+	G *Tensor
+	// Trainable marks parameters the optimizer updates.
+	Trainable bool
+	// Decay marks parameters that get weight decay: weight matrices and
+	// embeddings, not biases or normalisation weights (the Hugging Face
+	// Trainer's convention).
+	Decay bool
+}
+
+// Batch is one micro-batch of B sequences of T tokens, already on the
+// model's backend.
+type Batch struct {
+	B, T int
+	// InputIDs is Int32 [B*T].
+	InputIDs *Tensor
+	// Targets is Int32 [B*T]: the label the logits at each position are
+	// scored against, i.e. Hugging Face's labels shifted left by one
+	// (Targets[b, t] = labels[b, t+1], and -100 at t = T-1). Negative
+	// targets are ignored.
+	Targets *Tensor
+	// Counted is the number of targets >= 0 (computed on the host).
+	Counted int
+}
+
+// CausalLM is a trainable causal language model on some Backend.
+type CausalLM interface {
+	// Backend returns the backend the model's tensors live on.
+	Backend() Backend
+	// Params returns every parameter, trainable or not, in a stable order.
+	Params() []*Param
+	// ForwardBackward runs the model on a batch and returns the sum of the
+	// per-token cross-entropy losses over counted targets. When backward is
+	// true it then accumulates (+=) gradScale·∂(loss sum)/∂p into the G of
+	// every trainable parameter; the trainer passes gradScale = 1/(tokens
+	// counted in the whole optimizer step) so micro-batches add up to the
+	// mean loss's gradient.
+	ForwardBackward(b *Batch, backward bool, gradScale float32) (lossSum float64, err error)
+}
