@@ -1,0 +1,210 @@
+"""Hugging Face file formats for the golden generators: safetensors and config.json.
+
+The `safetensors` Python package is not available on the machines this
+project runs on, so this module writes the format directly from its
+specification:
+
+    8 bytes   little-endian uint64 N, the length of the JSON header
+    N bytes   JSON object: name -> {"dtype", "shape", "data_offsets": [begin, end]}
+              (offsets relative to the start of the data section), plus an
+              optional "__metadata__" object of string -> string; padded with
+              spaces so that the data section starts 8-byte aligned
+    rest      the raw little-endian tensor bytes, back to back
+
+Tensors are laid out in name order, so the same tensors always give the same
+bytes (the generators must be reproducible byte for byte).
+"""
+
+import json
+import os
+import struct
+
+import numpy as np
+import torch
+
+_DTYPES = {
+    torch.float32: ("F32", "<f4"),
+    torch.float64: ("F64", "<f8"),
+    torch.int64: ("I64", "<i8"),
+    torch.int32: ("I32", "<i4"),
+}
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """Write a dict name -> torch.Tensor as a safetensors file at path.
+
+    The write goes through a temporary file and a rename so an interrupted
+    run never leaves a truncated file behind.
+    """
+    header = {}
+    if metadata is not None:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        if t.dtype not in _DTYPES:
+            raise TypeError("%s: unsupported dtype %s" % (name, t.dtype))
+        code, np_dtype = _DTYPES[t.dtype]
+        data = t.numpy().astype(np_dtype, copy=False).tobytes(order="C")
+        header[name] = {
+            "dtype": code,
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    head += b" " * ((8 - len(head) % 8) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(head)))
+        f.write(head)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+
+
+def read_safetensors(path):
+    """Read a safetensors file written by write_safetensors (for self-checks)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    header.pop("__metadata__", None)
+    base = 8 + n
+    out = {}
+    codes = {code: np_dtype for code, np_dtype in _DTYPES.values()}
+    for name, e in header.items():
+        b, end = e["data_offsets"]
+        arr = np.frombuffer(raw[base + b : base + end], dtype=codes[e["dtype"]])
+        out[name] = torch.from_numpy(arr.copy().reshape(e["shape"]))
+    return out
+
+
+def write_json(path, obj):
+    """Write obj as transformers writes config.json: sorted keys, indent 2, final newline."""
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_jsonl(path, rows):
+    """Write one compact JSON object per line (the pre-tokenized data format)."""
+    text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+TRANSFORMERS_VERSION = "4.46.0"
+
+
+def llama_config(arch, model_type, vocab, hidden, layers, heads, kv_heads, inter,
+                 max_pos, theta, eps, tied, bos=1, eos=2):
+    """config.json of a LlamaForCausalLM / MistralForCausalLM, as transformers 4.46 writes it."""
+    return {
+        "architectures": [arch],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "head_dim": hidden // heads,
+        "hidden_act": "silu",
+        "hidden_size": hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": inter,
+        "max_position_embeddings": max_pos,
+        "mlp_bias": False,
+        "model_type": model_type,
+        "num_attention_heads": heads,
+        "num_hidden_layers": layers,
+        "num_key_value_heads": kv_heads,
+        "pretraining_tp": 1,
+        "rms_norm_eps": eps,
+        "rope_scaling": None,
+        "rope_theta": float(theta),
+        "tie_word_embeddings": tied,
+        "torch_dtype": "float32",
+        "transformers_version": TRANSFORMERS_VERSION,
+        "use_cache": True,
+        "vocab_size": vocab,
+    }
+
+
+def qwen2_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, eps,
+                 tied, bos=1, eos=2):
+    """config.json of a Qwen2ForCausalLM, as transformers 4.46 writes it.
+
+    Qwen2 always has q/k/v biases (there is no attention_bias key), and its
+    configs carry sliding_window even when use_sliding_window is false.
+    """
+    return {
+        "architectures": ["Qwen2ForCausalLM"],
+        "attention_dropout": 0.0,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "hidden_act": "silu",
+        "hidden_size": hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": inter,
+        "max_position_embeddings": max_pos,
+        "max_window_layers": layers,
+        "model_type": "qwen2",
+        "num_attention_heads": heads,
+        "num_hidden_layers": layers,
+        "num_key_value_heads": kv_heads,
+        "rms_norm_eps": eps,
+        "rope_scaling": None,
+        "rope_theta": float(theta),
+        "sliding_window": 4096,
+        "tie_word_embeddings": tied,
+        "torch_dtype": "float32",
+        "transformers_version": TRANSFORMERS_VERSION,
+        "use_cache": True,
+        "use_sliding_window": False,
+        "vocab_size": vocab,
+    }
+
+
+def gpt2_config(vocab, n_embd, n_layer, n_head, n_positions, eps, bos, eos):
+    """config.json of a GPT2LMHeadModel, as transformers 4.46 writes it.
+
+    Dropouts are 0 (the released GPT-2 has 0.1): the golden values are
+    computed without dropout, and the config says so honestly. There is no
+    tie_word_embeddings key: transformers only writes keys that differ from
+    the defaults, and GPT-2 ties lm_head to wte by default, so a loader must
+    treat the absent key as true.
+    """
+    return {
+        "activation_function": "gelu_new",
+        "architectures": ["GPT2LMHeadModel"],
+        "attn_pdrop": 0.0,
+        "bos_token_id": bos,
+        "embd_pdrop": 0.0,
+        "eos_token_id": eos,
+        "initializer_range": 0.02,
+        "layer_norm_epsilon": eps,
+        "model_type": "gpt2",
+        "n_embd": n_embd,
+        "n_head": n_head,
+        "n_inner": None,
+        "n_layer": n_layer,
+        "n_positions": n_positions,
+        "reorder_and_upcast_attn": False,
+        "resid_pdrop": 0.0,
+        "scale_attn_by_inverse_layer_idx": False,
+        "scale_attn_weights": True,
+        "summary_activation": None,
+        "summary_first_dropout": 0.1,
+        "summary_proj_to_labels": True,
+        "summary_type": "cls_index",
+        "summary_use_proj": True,
+        "torch_dtype": "float32",
+        "transformers_version": TRANSFORMERS_VERSION,
+        "use_cache": True,
+        "vocab_size": vocab,
+    }

@@ -1,0 +1,286 @@
+"""Plain-PyTorch reference implementations of the models gotune trains.
+
+transformers is not installable on the machines this project runs on, so
+these functions restate, operation for operation, what transformers'
+LlamaForCausalLM / Qwen2ForCausalLM / GPT2LMHeadModel compute in training
+mode without dropout (eager attention). Parameters are a dict keyed by the
+Hugging Face state-dict names, so gradients and optimizer state line up with
+the names gotune uses.
+
+Every function is dtype-agnostic: the generators cast the float32 weights to
+float64 and compute there, so the golden values are the exact result of the
+float32 weights, rounded once when stored.
+
+Fine-tuning methods (LoRA, adapters, prompt and prefix tuning) plug in
+through a Hooks object, whose defaults are the plain model.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+class Hooks:
+    """Extension points through which a fine-tuning method changes the model.
+
+    The defaults compute the plain model. A method subclasses Hooks and
+    overrides what it needs; `path` arguments are Hugging Face module paths
+    ("model.layers.0.self_attn.q_proj", "transformer.h.1.attn.c_attn",
+    "lm_head"), the same paths PEFT prefixes with "base_model.model.".
+    """
+
+    def linear(self, path, x, weight, bias):
+        """nn.Linear: y = x W^T + b, weight [out, in]."""
+        y = x @ weight.t()
+        if bias is not None:
+            y = y + bias
+        return y
+
+    def conv1d(self, path, x, weight, bias):
+        """GPT-2's Conv1D: y = x W + b, weight [in, out]."""
+        return x @ weight + bias
+
+    def input_embeds(self, embeds):
+        """Token embeddings [B, T, D] -> the sequence the layers see.
+
+        Prompt tuning prepends virtual tokens here (and must then also
+        override extend_labels).
+        """
+        return embeds
+
+    def extend_labels(self, labels):
+        """Labels [B, T] aligned with the sequence input_embeds returns."""
+        return labels
+
+    def past_length(self):
+        """Number of cached (prefix) positions before the first input token.
+
+        Positions of the input tokens start here (as in transformers with
+        past_key_values), and every input token may attend to all of them.
+        """
+        return 0
+
+    def prefix_kv(self, layer, batch):
+        """Key/value prefix of a layer: None, or (k, v) each [B, Hkv, P, D].
+
+        They are used as given (no RoPE is applied to them), exactly as
+        transformers treats past_key_values.
+        """
+        return None
+
+    def after_attn(self, layer, sub_in, sub_out, residual):
+        """Output of the attention sub-layer before its residual add.
+
+        sub_in is the normalised input of the sub-layer, residual the
+        hidden state the output is added to. Bottleneck adapters hook here.
+        """
+        return sub_out
+
+    def after_mlp(self, layer, sub_in, sub_out, residual):
+        """Output of the MLP sub-layer before its residual add (see after_attn)."""
+        return sub_out
+
+
+PLAIN = Hooks()
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def rms_norm(x, weight, eps):
+    """LlamaRMSNorm / Qwen2RMSNorm: x * rsqrt(mean(x^2) + eps) * weight."""
+    variance = x.pow(2).mean(-1, keepdim=True)
+    return weight * (x * torch.rsqrt(variance + eps))
+
+
+def layer_norm(x, weight, bias, eps):
+    """nn.LayerNorm over the last dimension (biased variance)."""
+    return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+
+
+def gelu_new(x):
+    """transformers' gelu_new: the tanh approximation of GELU."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def rope_tables(head_dim, theta, positions, dtype):
+    """cos, sin [T, head_dim] for rotate_half RoPE, as LlamaRotaryEmbedding.
+
+    inv_freq = 1 / theta^(arange(0, d, 2) / d); emb = cat(freqs, freqs).
+    transformers evaluates these in float32; here they are evaluated in the
+    compute dtype (float64), the exact values.
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    freqs = positions.to(torch.float64)[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def rotate_half(x):
+    """(x1, x2) -> (-x2, x1) on the two halves of the last dimension."""
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x, cos, sin):
+    """x [B, H, T, D] rotated by position: x*cos + rotate_half(x)*sin."""
+    return x * cos[None, None] + rotate_half(x) * sin[None, None]
+
+
+def repeat_kv(x, n_rep):
+    """[B, Hkv, S, D] -> [B, Hkv*n_rep, S, D]: query head h reads kv head h // n_rep."""
+    if n_rep == 1:
+        return x
+    b, h, s, d = x.shape
+    return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
+
+
+def causal_attention(q, k, v):
+    """Eager causal attention. q [B, H, T, D], k/v [B, H, S, D] with S >= T.
+
+    Query t may see keys s <= t + (S - T): the S - T leading keys (a prefix
+    or cache) are visible to every query. Scores are scaled by 1/sqrt(D).
+    """
+    t, s = q.shape[2], k.shape[2]
+    scores = (q @ k.transpose(2, 3)) / math.sqrt(q.shape[-1])
+    qi = torch.arange(t)[:, None]
+    kj = torch.arange(s)[None, :]
+    mask = kj > qi + (s - t)
+    scores = scores.masked_fill(mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    return probs @ v
+
+
+# ---------------------------------------------------------------- models
+
+
+def llama_forward(p, cfg, input_ids, hooks=PLAIN):
+    """Logits [B, T', V] of LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM.
+
+    p maps Hugging Face names to tensors; q/k/v biases are used when present
+    (Qwen2). lm_head.weight absent means tied to model.embed_tokens.weight.
+    T' = T plus whatever hooks.input_embeds prepends.
+    """
+    hidden = cfg["hidden_size"]
+    n_heads = cfg["num_attention_heads"]
+    n_kv = cfg.get("num_key_value_heads", n_heads)
+    head_dim = cfg.get("head_dim") or hidden // n_heads
+    eps = cfg["rms_norm_eps"]
+    emb = p["model.embed_tokens.weight"]
+
+    h = hooks.input_embeds(emb[input_ids])
+    b, t, _ = h.shape
+    past = hooks.past_length()
+    cos, sin = rope_tables(head_dim, cfg.get("rope_theta", 10000.0), torch.arange(past, past + t), h.dtype)
+
+    for i in range(cfg["num_hidden_layers"]):
+        pre = "model.layers.%d." % i
+        x = rms_norm(h, p[pre + "input_layernorm.weight"], eps)
+        proj = {}
+        for name, heads in (("q", n_heads), ("k", n_kv), ("v", n_kv)):
+            path = pre + "self_attn.%s_proj" % name
+            y = hooks.linear(path, x, p[path + ".weight"], p.get(path + ".bias"))
+            proj[name] = y.view(b, t, heads, head_dim).transpose(1, 2)
+        q = apply_rope(proj["q"], cos, sin)
+        k = apply_rope(proj["k"], cos, sin)
+        v = proj["v"]
+        prefix = hooks.prefix_kv(i, b)
+        if prefix is not None:
+            k = torch.cat((prefix[0], k), dim=2)
+            v = torch.cat((prefix[1], v), dim=2)
+        k = repeat_kv(k, n_heads // n_kv)
+        v = repeat_kv(v, n_heads // n_kv)
+        a = causal_attention(q, k, v).transpose(1, 2).reshape(b, t, n_heads * head_dim)
+        path = pre + "self_attn.o_proj"
+        a = hooks.linear(path, a, p[path + ".weight"], p.get(path + ".bias"))
+        a = hooks.after_attn(i, x, a, h)
+        h = h + a
+
+        x = rms_norm(h, p[pre + "post_attention_layernorm.weight"], eps)
+        mlp = pre + "mlp."
+        gate = hooks.linear(mlp + "gate_proj", x, p[mlp + "gate_proj.weight"], p.get(mlp + "gate_proj.bias"))
+        up = hooks.linear(mlp + "up_proj", x, p[mlp + "up_proj.weight"], p.get(mlp + "up_proj.bias"))
+        m = hooks.linear(mlp + "down_proj", F.silu(gate) * up, p[mlp + "down_proj.weight"], p.get(mlp + "down_proj.bias"))
+        m = hooks.after_mlp(i, x, m, h)
+        h = h + m
+
+    h = rms_norm(h, p["model.norm.weight"], eps)
+    return hooks.linear("lm_head", h, p.get("lm_head.weight", emb), None)
+
+
+def gpt2_forward(p, cfg, input_ids, hooks=PLAIN):
+    """Logits [B, T', V] of GPT2LMHeadModel (lm_head tied to transformer.wte)."""
+    d = cfg["n_embd"]
+    n_heads = cfg["n_head"]
+    head_dim = d // n_heads
+    eps = cfg["layer_norm_epsilon"]
+    wte = p["transformer.wte.weight"]
+
+    h = hooks.input_embeds(wte[input_ids])
+    b, t, _ = h.shape
+    past = hooks.past_length()
+    h = h + p["transformer.wpe.weight"][past : past + t][None]
+
+    for i in range(cfg["n_layer"]):
+        pre = "transformer.h.%d." % i
+        x = layer_norm(h, p[pre + "ln_1.weight"], p[pre + "ln_1.bias"], eps)
+        path = pre + "attn.c_attn"
+        qkv = hooks.conv1d(path, x, p[path + ".weight"], p[path + ".bias"])
+        q, k, v = (z.view(b, t, n_heads, head_dim).transpose(1, 2) for z in qkv.split(d, dim=2))
+        prefix = hooks.prefix_kv(i, b)
+        if prefix is not None:
+            k = torch.cat((prefix[0], k), dim=2)
+            v = torch.cat((prefix[1], v), dim=2)
+        a = causal_attention(q, k, v).transpose(1, 2).reshape(b, t, d)
+        path = pre + "attn.c_proj"
+        a = hooks.conv1d(path, a, p[path + ".weight"], p[path + ".bias"])
+        a = hooks.after_attn(i, x, a, h)
+        h = h + a
+
+        x = layer_norm(h, p[pre + "ln_2.weight"], p[pre + "ln_2.bias"], eps)
+        fc = pre + "mlp.c_fc"
+        cp = pre + "mlp.c_proj"
+        m = hooks.conv1d(cp, gelu_new(hooks.conv1d(fc, x, p[fc + ".weight"], p[fc + ".bias"])), p[cp + ".weight"], p[cp + ".bias"])
+        m = hooks.after_mlp(i, x, m, h)
+        h = h + m
+
+    h = layer_norm(h, p["transformer.ln_f.weight"], p["transformer.ln_f.bias"], eps)
+    return hooks.linear("lm_head", h, wte, None)
+
+
+FORWARDS = {
+    "LlamaForCausalLM": llama_forward,
+    "MistralForCausalLM": llama_forward,
+    "Qwen2ForCausalLM": llama_forward,
+    "GPT2LMHeadModel": gpt2_forward,
+}
+
+
+def forward(p, cfg, input_ids, hooks=PLAIN):
+    """Dispatch on cfg["architectures"][0]."""
+    return FORWARDS[cfg["architectures"][0]](p, cfg, input_ids, hooks)
+
+
+# ---------------------------------------------------------------- loss
+
+
+def causal_lm_loss_sum(logits, labels):
+    """Sum of token cross-entropies and the number of counted tokens.
+
+    Hugging Face causal-LM semantics: logits[:, :-1] are scored against
+    labels[:, 1:], label -100 is ignored. The mean loss of an optimizer step
+    is the sum over all its micro-batches divided by the total count.
+    """
+    shift_logits = logits[:, :-1, :].reshape(-1, logits.shape[-1])
+    shift_labels = labels[:, 1:].reshape(-1)
+    total = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    count = int((shift_labels != IGNORE_INDEX).sum())
+    return total, count
+
+
+def counted_tokens(labels):
+    """Number of targets a batch of labels [B, T] contributes to the loss."""
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
