@@ -1,0 +1,354 @@
+// Package hfconfig reads, validates, builds and writes Hugging Face
+// config.json files for the architectures gotune trains: LlamaForCausalLM,
+// MistralForCausalLM, Qwen2ForCausalLM and GPT2LMHeadModel.
+//
+// Each architecture spells its hyper-parameters differently (GPT-2's n_embd
+// is Llama's hidden_size) and leaves different ones to defaults; Config is
+// the one normalized view model code reads, with transformers' defaults
+// applied. The original JSON is kept so Save writes back every key the file
+// had, changing only the fields that were modified: a checkpoint saved by
+// gotune keeps the metadata (initializer_range, rope settings, custom keys)
+// that transformers and other tools expect.
+package hfconfig
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/gotune/gotune/engine"
+)
+
+// FileName is the config file inside a model directory.
+const FileName = "config.json"
+
+// Supported architectures (the "architectures" entry of config.json).
+const (
+	ArchLlama   = "LlamaForCausalLM"
+	ArchMistral = "MistralForCausalLM"
+	ArchQwen2   = "Qwen2ForCausalLM"
+	ArchGPT2    = "GPT2LMHeadModel"
+)
+
+// modelTypes maps each architecture to its transformers model_type.
+var modelTypes = map[string]string{
+	ArchLlama:   "llama",
+	ArchMistral: "mistral",
+	ArchQwen2:   "qwen2",
+	ArchGPT2:    "gpt2",
+}
+
+// SupportedArchitectures returns the architectures this package accepts,
+// sorted.
+func SupportedArchitectures() []string {
+	out := make([]string, 0, len(modelTypes))
+	for a := range modelTypes {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// RopeScaling is a supported "rope_scaling" entry: "linear" (positions
+// divided by Factor) or "llama3" (Llama 3.1's frequency-dependent scaling).
+type RopeScaling struct {
+	// Type is "linear" or "llama3" (config.json's rope_type, or the older
+	// key type).
+	Type string
+	// Factor is the scaling factor (both types).
+	Factor float64
+	// LowFreqFactor and HighFreqFactor bound the llama3 interpolation band.
+	LowFreqFactor, HighFreqFactor float64
+	// OriginalMaxPos is llama3's original_max_position_embeddings.
+	OriginalMaxPos int
+}
+
+// Config is a normalized model configuration. Fields hold the effective
+// values, i.e. with transformers' per-architecture defaults applied.
+type Config struct {
+	// Arch is the architecture class, one of the Arch* constants.
+	Arch string
+	// ModelType is transformers' model_type ("llama", "mistral", "qwen2",
+	// "gpt2").
+	ModelType string
+	// VocabSize is the number of token embeddings (vocab_size).
+	VocabSize int
+	// Hidden is the model width (hidden_size; GPT-2 n_embd).
+	Hidden int
+	// Layers is the number of decoder blocks (num_hidden_layers; n_layer).
+	Layers int
+	// Heads is the number of query heads (num_attention_heads; n_head).
+	Heads int
+	// KVHeads is the number of key/value heads for grouped-query attention
+	// (num_key_value_heads, default Heads; always Heads for GPT-2).
+	KVHeads int
+	// HeadDim is the per-head width (head_dim, default Hidden/Heads).
+	HeadDim int
+	// Intermediate is the MLP width (intermediate_size; GPT-2 n_inner,
+	// default 4*n_embd).
+	Intermediate int
+	// MaxPos is the longest supported sequence (max_position_embeddings;
+	// n_positions). For GPT-2 it is the size of the position table.
+	MaxPos int
+	// NormEps is the normalization epsilon (rms_norm_eps;
+	// layer_norm_epsilon).
+	NormEps float64
+	// RopeTheta is the RoPE base (rope_theta, default 10000); 0 for GPT-2,
+	// which has learned positions instead.
+	RopeTheta float64
+	// RopeScaling is the rope_scaling entry, nil for none.
+	RopeScaling *RopeScaling
+	// TieEmbeddings says the LM head reuses the token embedding matrix
+	// (tie_word_embeddings; transformers defaults it to false for Llama,
+	// Mistral and Qwen2; GPT-2 is always tied).
+	TieEmbeddings bool
+	// AttentionBias says q_proj, k_proj and v_proj have biases (Qwen2:
+	// always; Llama: attention_bias; GPT-2: c_attn always).
+	AttentionBias bool
+	// AttnOutBias says the attention output projection has a bias (Llama:
+	// attention_bias; GPT-2: c_proj always; never for Qwen2 and Mistral).
+	AttnOutBias bool
+	// MLPBias says the MLP projections have biases (Llama mlp_bias; GPT-2
+	// always).
+	MLPBias bool
+	// HiddenAct is the MLP activation (hidden_act; GPT-2
+	// activation_function, default "gelu_new").
+	HiddenAct string
+	// BosTokenID is bos_token_id, nil when unset.
+	BosTokenID *int
+	// EosTokenIDs is eos_token_id (an int or a list in the file; empty when
+	// unset).
+	EosTokenIDs []int
+	// PadTokenID is pad_token_id, nil when unset.
+	PadTokenID *int
+	// TorchDtype is torch_dtype (or the newer key dtype), e.g. "float32" or
+	// "bfloat16"; empty when unset.
+	TorchDtype string
+	// SlidingWindow is Mistral's sliding_window, or Qwen2's when
+	// use_sliding_window is true; nil otherwise. Recorded for round trips:
+	// gotune's models attend over the full causal window.
+	SlidingWindow *int
+
+	// raw holds the file's top-level keys as parsed (or as a constructor
+	// built them); orig is the Config they describe. Save writes raw back,
+	// replacing the keys of fields that differ from orig.
+	raw  map[string]json.RawMessage
+	orig *Config
+}
+
+// Load reads and validates DIR/config.json.
+func Load(dir string) (*Config, error) {
+	path := filepath.Join(dir, FileName)
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+// Act returns the engine activation for HiddenAct.
+func (c *Config) Act() (engine.Act, error) {
+	act, ok := activations[c.HiddenAct]
+	if !ok {
+		return 0, fmt.Errorf("unsupported activation %q (supported: %s)", c.HiddenAct, strings.Join(sortedKeys(activations), ", "))
+	}
+	return act, nil
+}
+
+// activations maps transformers ACT2FN names to engine activations.
+// gelu_new, gelu_pytorch_tanh and gelu_fast are the same tanh formula.
+var activations = map[string]engine.Act{
+	"silu":              engine.ActSiLU,
+	"swish":             engine.ActSiLU,
+	"gelu_new":          engine.ActGELUTanh,
+	"gelu_pytorch_tanh": engine.ActGELUTanh,
+	"gelu_fast":         engine.ActGELUTanh,
+	"gelu":              engine.ActGELU,
+	"relu":              engine.ActReLU,
+	"tanh":              engine.ActTanh,
+	"sigmoid":           engine.ActSigmoid,
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// IsGPT2 reports whether the config describes a GPT-2 model.
+func (c *Config) IsGPT2() bool { return c.Arch == ArchGPT2 }
+
+// Validate checks the fields for consistency; Parse and Save call it.
+func (c *Config) Validate() error {
+	if _, ok := modelTypes[c.Arch]; !ok {
+		return fmt.Errorf("unsupported architecture %q; supported: %s", c.Arch, strings.Join(SupportedArchitectures(), ", "))
+	}
+	g := c.IsGPT2()
+	name := func(llama, gpt2 string) string {
+		if g {
+			return gpt2
+		}
+		return llama
+	}
+	positive := []struct {
+		key string
+		v   int
+	}{
+		{"vocab_size", c.VocabSize},
+		{name("hidden_size", "n_embd"), c.Hidden},
+		{name("num_hidden_layers", "n_layer"), c.Layers},
+		{name("num_attention_heads", "n_head"), c.Heads},
+		{name("num_key_value_heads", "n_head"), c.KVHeads},
+		{name("head_dim", "n_embd/n_head"), c.HeadDim},
+		{name("intermediate_size", "n_inner"), c.Intermediate},
+		{name("max_position_embeddings", "n_positions"), c.MaxPos},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return fmt.Errorf("field %q must be a positive integer, got %d", p.key, p.v)
+		}
+	}
+	if c.headDimDefault() && c.Hidden%c.Heads != 0 {
+		return fmt.Errorf("field %q = %d is not divisible by %q = %d", name("hidden_size", "n_embd"), c.Hidden, name("num_attention_heads", "n_head"), c.Heads)
+	}
+	if c.Heads%c.KVHeads != 0 {
+		return fmt.Errorf("field \"num_attention_heads\" = %d is not divisible by \"num_key_value_heads\" = %d", c.Heads, c.KVHeads)
+	}
+	if !(c.NormEps > 0) {
+		return fmt.Errorf("field %q must be positive, got %v", name("rms_norm_eps", "layer_norm_epsilon"), c.NormEps)
+	}
+	if _, err := c.Act(); err != nil {
+		return fmt.Errorf("field %q: %w", name("hidden_act", "activation_function"), err)
+	}
+	if g {
+		switch {
+		case c.KVHeads != c.Heads:
+			return fmt.Errorf("GPT-2 has no grouped-query attention: KVHeads %d must equal n_head %d", c.KVHeads, c.Heads)
+		case c.HeadDim*c.Heads != c.Hidden:
+			return fmt.Errorf("GPT-2 head size must be n_embd/n_head = %d, got %d", c.Hidden/c.Heads, c.HeadDim)
+		case !c.TieEmbeddings:
+			return fmt.Errorf("GPT2LMHeadModel always ties its LM head to the token embeddings (tie_word_embeddings cannot be false)")
+		case !c.AttentionBias || !c.AttnOutBias || !c.MLPBias:
+			return fmt.Errorf("GPT-2 layers always have biases")
+		case c.RopeTheta != 0 || c.RopeScaling != nil:
+			return fmt.Errorf("GPT-2 uses learned positions, not RoPE")
+		}
+		return nil
+	}
+	if c.HeadDim%2 != 0 {
+		return fmt.Errorf("field \"head_dim\" = %d must be even for rotary embeddings", c.HeadDim)
+	}
+	if !(c.RopeTheta > 0) {
+		return fmt.Errorf("field \"rope_theta\" must be positive, got %v", c.RopeTheta)
+	}
+	if err := c.RopeScaling.validate(); err != nil {
+		return fmt.Errorf("field \"rope_scaling\": %w", err)
+	}
+	switch c.Arch {
+	case ArchQwen2:
+		if !c.AttentionBias || c.AttnOutBias || c.MLPBias {
+			return fmt.Errorf("Qwen2 has q/k/v biases only (AttentionBias true, AttnOutBias and MLPBias false)")
+		}
+	case ArchMistral:
+		if c.AttentionBias || c.AttnOutBias || c.MLPBias {
+			return fmt.Errorf("Mistral has no biases")
+		}
+	case ArchLlama:
+		if c.AttentionBias != c.AttnOutBias {
+			return fmt.Errorf("Llama's attention_bias applies to q, k, v and o projections alike (AttentionBias and AttnOutBias must agree)")
+		}
+	}
+	return nil
+}
+
+// headDimDefault reports whether HeadDim is the derived Hidden/Heads (so
+// heads must divide hidden) rather than an explicit head_dim.
+func (c *Config) headDimDefault() bool {
+	if c.IsGPT2() {
+		return true
+	}
+	if _, ok := c.raw["head_dim"]; ok && !isNull(c.raw["head_dim"]) {
+		return false
+	}
+	return c.Heads > 0 && c.HeadDim*c.Heads == c.Hidden
+}
+
+func (r *RopeScaling) validate() error {
+	if r == nil {
+		return nil
+	}
+	switch r.Type {
+	case "linear":
+		if !(r.Factor > 0) {
+			return fmt.Errorf("linear: factor must be positive, got %v", r.Factor)
+		}
+	case "llama3":
+		switch {
+		case !(r.Factor > 0):
+			return fmt.Errorf("llama3: factor must be positive, got %v", r.Factor)
+		case !(r.LowFreqFactor > 0) || !(r.HighFreqFactor > r.LowFreqFactor):
+			return fmt.Errorf("llama3: need 0 < low_freq_factor < high_freq_factor, got %v and %v", r.LowFreqFactor, r.HighFreqFactor)
+		case r.OriginalMaxPos <= 0:
+			return fmt.Errorf("llama3: original_max_position_embeddings must be positive, got %d", r.OriginalMaxPos)
+		}
+	default:
+		return fmt.Errorf("rope scaling type %q is not supported (supported: linear, llama3)", r.Type)
+	}
+	return nil
+}
+
+// Clone returns a deep copy (Save on the copy does not affect c).
+func (c *Config) Clone() *Config {
+	d := *c
+	d.RopeScaling = clonePtr(c.RopeScaling)
+	d.BosTokenID = clonePtr(c.BosTokenID)
+	d.PadTokenID = clonePtr(c.PadTokenID)
+	d.SlidingWindow = clonePtr(c.SlidingWindow)
+	d.EosTokenIDs = append([]int(nil), c.EosTokenIDs...)
+	d.raw = make(map[string]json.RawMessage, len(c.raw))
+	for k, v := range c.raw {
+		d.raw[k] = v
+	}
+	return &d
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
+
+// RawKeys returns the top-level keys of the underlying JSON, sorted.
+func (c *Config) RawKeys() []string { return sortedKeys(c.raw) }
+
+// RawValue returns the JSON text of a top-level key as it will be saved
+// (ignoring field changes not yet saved), and whether the key exists.
+func (c *Config) RawValue(key string) (json.RawMessage, bool) {
+	v, ok := c.raw[key]
+	return v, ok
+}
+
+// SetRaw sets a top-level key that has no Config field (e.g. a custom
+// annotation); v is marshaled to JSON. Keys of Config fields are rejected:
+// set the field instead.
+func (c *Config) SetRaw(key string, v any) error {
+	if ownedKeys[key] {
+		return fmt.Errorf("key %q is a Config field; set the field instead", key)
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("key %q: %w", key, err)
+	}
+	if c.raw == nil {
+		c.raw = make(map[string]json.RawMessage)
+	}
+	c.raw[key] = data
+	return nil
+}

@@ -1,0 +1,533 @@
+package hfconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+)
+
+func readFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err // *PathError names the file
+	}
+	return data, nil
+}
+
+// Parse parses and validates config.json content. source names the file in
+// error messages (e.g. "models/tiny/config.json"); syntax errors carry
+// line:column.
+//
+// The architecture comes from the first "architectures" entry, or from
+// model_type when that key is absent. vocab_size, hidden_size,
+// num_hidden_layers, num_attention_heads and intermediate_size (GPT-2:
+// vocab_size, n_embd, n_layer, n_head) are required even though transformers
+// has defaults for them: a config.json without them is not describing the
+// checkpoint beside it. Every other field falls back to the architecture's
+// transformers default.
+func Parse(data []byte, source string) (*Config, error) {
+	raw, err := decodeObject(data, source)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{src: source, raw: raw}
+	c, err := p.config()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	c.orig = c.Clone()
+	c.orig.raw = nil
+	return c, nil
+}
+
+// decodeObject parses a JSON object into its top-level keys, reporting
+// syntax errors with line and column.
+func decodeObject(data []byte, source string) (map[string]json.RawMessage, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			line, col := lineCol(data, se.Offset)
+			return nil, fmt.Errorf("%s:%d:%d: malformed JSON: %v", source, line, col, err)
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("%s: must be a JSON object, got %s", source, te.Value)
+		}
+		return nil, fmt.Errorf("%s: malformed JSON: %v", source, err)
+	}
+	if raw == nil { // the literal null
+		return nil, fmt.Errorf("%s: must be a JSON object, got null", source)
+	}
+	return raw, nil
+}
+
+// lineCol converts a byte offset (as json.SyntaxError reports it: the
+// offset after the offending byte) to a 1-based line and column.
+func lineCol(data []byte, off int64) (line, col int) {
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	if off > 0 {
+		off-- // point at the offending byte itself
+	}
+	before := data[:off]
+	line = 1 + bytes.Count(before, []byte{'\n'})
+	col = int(off) - (bytes.LastIndexByte(before, '\n') + 1) + 1
+	return line, col
+}
+
+func isNull(m json.RawMessage) bool {
+	return m == nil || string(bytes.TrimSpace(m)) == "null"
+}
+
+// parser reads typed fields out of the raw map, naming the file and field in
+// every error.
+type parser struct {
+	src string
+	raw map[string]json.RawMessage
+}
+
+func (p *parser) errf(key, format string, args ...any) error {
+	return fmt.Errorf("%s: field %q: %s", p.src, key, fmt.Sprintf(format, args...))
+}
+
+// get returns a key's JSON, or nil when absent or null.
+func (p *parser) get(key string) json.RawMessage {
+	v := p.raw[key]
+	if isNull(v) {
+		return nil
+	}
+	return v
+}
+
+func (p *parser) has(key string) bool { return p.get(key) != nil }
+
+// intVal parses JSON text as an integer; integral floats such as 4096.0 are
+// accepted, fractions and non-numbers are not.
+func intVal(v json.RawMessage) (int, bool) {
+	var n json.Number
+	// json.Number also accepts a quoted number ("8"); a string is a type
+	// error here, as it is in transformers.
+	if t := bytes.TrimSpace(v); len(t) == 0 || t[0] == '"' || json.Unmarshal(t, &n) != nil {
+		return 0, false
+	}
+	if i, err := n.Int64(); err == nil {
+		return int(i), true
+	}
+	f, err := n.Float64()
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return 0, false
+	}
+	return int(f), true
+}
+
+// optInt reads an optional integer; ok is false when absent or null.
+func (p *parser) optInt(key string) (v int, ok bool, err error) {
+	j := p.get(key)
+	if j == nil {
+		return 0, false, nil
+	}
+	v, ok = intVal(j)
+	if !ok {
+		return 0, false, p.errf(key, "must be an integer, got %s", j)
+	}
+	return v, true, nil
+}
+
+// intOr reads an optional integer with a default.
+func (p *parser) intOr(key string, def int) (int, error) {
+	v, ok, err := p.optInt(key)
+	if err != nil || !ok {
+		return def, err
+	}
+	return v, nil
+}
+
+// required reads a mandatory positive integer.
+func (p *parser) required(key string) (int, error) {
+	v, ok, err := p.optInt(key)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, p.errf(key, "missing (required)")
+	}
+	if v <= 0 {
+		return 0, p.errf(key, "must be positive, got %d", v)
+	}
+	return v, nil
+}
+
+func (p *parser) floatOr(key string, def float64) (float64, error) {
+	j := p.get(key)
+	if j == nil {
+		return def, nil
+	}
+	var f float64
+	if err := json.Unmarshal(j, &f); err != nil {
+		return 0, p.errf(key, "must be a number, got %s", j)
+	}
+	return f, nil
+}
+
+func (p *parser) boolOr(key string, def bool) (bool, error) {
+	j := p.get(key)
+	if j == nil {
+		return def, nil
+	}
+	var b bool
+	if err := json.Unmarshal(j, &b); err != nil {
+		return false, p.errf(key, "must be true or false, got %s", j)
+	}
+	return b, nil
+}
+
+func (p *parser) stringOr(key, def string) (string, error) {
+	j := p.get(key)
+	if j == nil {
+		return def, nil
+	}
+	var s string
+	if err := json.Unmarshal(j, &s); err != nil {
+		return "", p.errf(key, "must be a string, got %s", j)
+	}
+	return s, nil
+}
+
+// tokenID reads an optional token id with a default used only when the key
+// is absent (an explicit null means "none").
+func (p *parser) tokenID(key string, def *int) (*int, error) {
+	if _, present := p.raw[key]; !present {
+		return clonePtr(def), nil
+	}
+	v, ok, err := p.optInt(key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if v < 0 {
+		return nil, p.errf(key, "must not be negative, got %d", v)
+	}
+	return &v, nil
+}
+
+// eosIDs reads eos_token_id, an int or a list of ints.
+func (p *parser) eosIDs(def []int) ([]int, error) {
+	const key = "eos_token_id"
+	if _, present := p.raw[key]; !present {
+		return def, nil
+	}
+	j := p.get(key)
+	if j == nil {
+		return nil, nil
+	}
+	if v, ok := intVal(j); ok {
+		if v < 0 {
+			return nil, p.errf(key, "must not be negative, got %d", v)
+		}
+		return []int{v}, nil
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal(j, &list); err != nil {
+		return nil, p.errf(key, "must be an integer or a list of integers, got %s", j)
+	}
+	out := make([]int, len(list))
+	for i, e := range list {
+		v, ok := intVal(e)
+		if !ok || v < 0 {
+			return nil, p.errf(key, "element %d must be a non-negative integer, got %s", i, e)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// arch decides the architecture from "architectures" (first entry), or from
+// model_type when that key is absent.
+func (p *parser) arch() (string, error) {
+	unsupported := func(a string) error {
+		return fmt.Errorf("unsupported architecture %q in %s; supported: %s", a, p.src, strings.Join(SupportedArchitectures(), ", "))
+	}
+	if j := p.get("architectures"); j != nil {
+		var list []string
+		if err := json.Unmarshal(j, &list); err != nil {
+			return "", p.errf("architectures", "must be a list of strings, got %s", j)
+		}
+		if len(list) > 0 {
+			if _, ok := modelTypes[list[0]]; !ok {
+				return "", unsupported(list[0])
+			}
+			return list[0], nil
+		}
+	}
+	mt, err := p.stringOr("model_type", "")
+	if err != nil {
+		return "", err
+	}
+	for a, t := range modelTypes {
+		if t == mt {
+			return a, nil
+		}
+	}
+	if mt == "" {
+		return "", fmt.Errorf("%s: neither \"architectures\" nor \"model_type\" says which model this is; supported: %s", p.src, strings.Join(SupportedArchitectures(), ", "))
+	}
+	return "", unsupported("model_type " + mt)
+}
+
+func intPtr(v int) *int { return &v }
+
+func (p *parser) config() (*Config, error) {
+	arch, err := p.arch()
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{Arch: arch, raw: p.raw}
+	if c.ModelType, err = p.stringOr("model_type", modelTypes[arch]); err != nil {
+		return nil, err
+	}
+	if c.ModelType != modelTypes[arch] {
+		return nil, p.errf("model_type", "%q does not match architecture %s (expected %q)", c.ModelType, arch, modelTypes[arch])
+	}
+	if c.TorchDtype, err = p.stringOr("torch_dtype", ""); err != nil {
+		return nil, err
+	}
+	if c.TorchDtype == "" {
+		if c.TorchDtype, err = p.stringOr("dtype", ""); err != nil {
+			return nil, err
+		}
+	}
+	if c.PadTokenID, err = p.tokenID("pad_token_id", nil); err != nil {
+		return nil, err
+	}
+	if arch == ArchGPT2 {
+		err = p.gpt2(c)
+	} else {
+		err = p.llama(c)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// gpt2 reads GPT2Config keys, with its defaults.
+func (p *parser) gpt2(c *Config) error {
+	var err error
+	if c.VocabSize, err = p.required("vocab_size"); err != nil {
+		return err
+	}
+	if c.Hidden, err = p.required("n_embd"); err != nil {
+		return err
+	}
+	if c.Layers, err = p.required("n_layer"); err != nil {
+		return err
+	}
+	if c.Heads, err = p.required("n_head"); err != nil {
+		return err
+	}
+	c.KVHeads = c.Heads
+	if c.Hidden%c.Heads != 0 {
+		return p.errf("n_embd", "%d is not divisible by n_head = %d", c.Hidden, c.Heads)
+	}
+	c.HeadDim = c.Hidden / c.Heads
+	if c.Intermediate, err = p.intOr("n_inner", 4*c.Hidden); err != nil {
+		return err
+	}
+	if c.MaxPos, err = p.intOr("n_positions", 1024); err != nil {
+		return err
+	}
+	if c.NormEps, err = p.floatOr("layer_norm_epsilon", 1e-5); err != nil {
+		return err
+	}
+	if c.HiddenAct, err = p.stringOr("activation_function", "gelu_new"); err != nil {
+		return err
+	}
+	if c.TieEmbeddings, err = p.boolOr("tie_word_embeddings", true); err != nil {
+		return err
+	}
+	c.AttentionBias, c.AttnOutBias, c.MLPBias = true, true, true
+	if c.BosTokenID, err = p.tokenID("bos_token_id", intPtr(50256)); err != nil {
+		return err
+	}
+	if c.EosTokenIDs, err = p.eosIDs([]int{50256}); err != nil {
+		return err
+	}
+	// Options that change GPT-2's attention math, which our model does not
+	// implement: refuse rather than train something else silently.
+	if scale, err := p.boolOr("scale_attn_weights", true); err != nil {
+		return err
+	} else if !scale {
+		return p.errf("scale_attn_weights", "false is not supported (attention scores are always scaled by 1/sqrt(head_dim))")
+	}
+	if inv, err := p.boolOr("scale_attn_by_inverse_layer_idx", false); err != nil {
+		return err
+	} else if inv {
+		return p.errf("scale_attn_by_inverse_layer_idx", "true is not supported")
+	}
+	return nil
+}
+
+// llama reads LlamaConfig / MistralConfig / Qwen2Config keys, with each
+// class's defaults.
+func (p *parser) llama(c *Config) error {
+	var err error
+	if c.VocabSize, err = p.required("vocab_size"); err != nil {
+		return err
+	}
+	if c.Hidden, err = p.required("hidden_size"); err != nil {
+		return err
+	}
+	if c.Layers, err = p.required("num_hidden_layers"); err != nil {
+		return err
+	}
+	if c.Heads, err = p.required("num_attention_heads"); err != nil {
+		return err
+	}
+	if c.Intermediate, err = p.required("intermediate_size"); err != nil {
+		return err
+	}
+	if c.KVHeads, err = p.intOr("num_key_value_heads", c.Heads); err != nil {
+		return err
+	}
+	if p.has("head_dim") {
+		if c.HeadDim, err = p.required("head_dim"); err != nil {
+			return err
+		}
+	} else {
+		if c.Hidden%c.Heads != 0 {
+			return p.errf("hidden_size", "%d is not divisible by num_attention_heads = %d", c.Hidden, c.Heads)
+		}
+		c.HeadDim = c.Hidden / c.Heads
+	}
+	if c.KVHeads <= 0 || c.Heads%c.KVHeads != 0 {
+		return p.errf("num_key_value_heads", "%d must be positive and divide num_attention_heads = %d", c.KVHeads, c.Heads)
+	}
+	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768}[c.Arch]
+	if c.MaxPos, err = p.intOr("max_position_embeddings", defMaxPos); err != nil {
+		return err
+	}
+	if c.NormEps, err = p.floatOr("rms_norm_eps", 1e-6); err != nil {
+		return err
+	}
+	if c.RopeTheta, err = p.floatOr("rope_theta", 10000); err != nil {
+		return err
+	}
+	if c.RopeScaling, err = p.ropeScaling(); err != nil {
+		return err
+	}
+	if c.TieEmbeddings, err = p.boolOr("tie_word_embeddings", false); err != nil {
+		return err
+	}
+	if c.HiddenAct, err = p.stringOr("hidden_act", "silu"); err != nil {
+		return err
+	}
+	switch c.Arch {
+	case ArchLlama:
+		if c.AttentionBias, err = p.boolOr("attention_bias", false); err != nil {
+			return err
+		}
+		c.AttnOutBias = c.AttentionBias
+		if c.MLPBias, err = p.boolOr("mlp_bias", false); err != nil {
+			return err
+		}
+	case ArchQwen2:
+		c.AttentionBias = true
+	}
+	var bos *int
+	var eos []int
+	if c.Arch != ArchQwen2 { // Qwen2Config sets no token defaults
+		bos, eos = intPtr(1), []int{2}
+	}
+	if c.BosTokenID, err = p.tokenID("bos_token_id", bos); err != nil {
+		return err
+	}
+	if c.EosTokenIDs, err = p.eosIDs(eos); err != nil {
+		return err
+	}
+	switch c.Arch {
+	case ArchMistral:
+		if _, present := p.raw["sliding_window"]; !present {
+			c.SlidingWindow = intPtr(4096)
+		} else if v, ok, err := p.optInt("sliding_window"); err != nil {
+			return err
+		} else if ok {
+			c.SlidingWindow = &v
+		}
+	case ArchQwen2:
+		use, err := p.boolOr("use_sliding_window", false)
+		if err != nil {
+			return err
+		}
+		if use {
+			v, err := p.intOr("sliding_window", 4096)
+			if err != nil {
+				return err
+			}
+			c.SlidingWindow = &v
+		}
+	}
+	return nil
+}
+
+// ropeScaling reads rope_scaling; rope_type "default" (or none) means no
+// scaling.
+func (p *parser) ropeScaling() (*RopeScaling, error) {
+	const key = "rope_scaling"
+	j := p.get(key)
+	if j == nil {
+		return nil, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(j, &m); err != nil {
+		return nil, p.errf(key, "must be an object or null, got %s", j)
+	}
+	// Errors about the nested keys read "FILE: field "rope_scaling": field "factor": ...".
+	sub := &parser{src: fmt.Sprintf("%s: field %q", p.src, key), raw: m}
+	typ, err := sub.stringOr("rope_type", "")
+	if err != nil {
+		return nil, err
+	}
+	if typ == "" {
+		if typ, err = sub.stringOr("type", ""); err != nil {
+			return nil, err
+		}
+	}
+	if typ == "default" {
+		return nil, nil
+	}
+	r := &RopeScaling{Type: typ}
+	switch typ {
+	case "linear":
+		r.Factor, err = sub.floatOr("factor", 0)
+	case "llama3":
+		if r.Factor, err = sub.floatOr("factor", 0); err != nil {
+			break
+		}
+		if r.LowFreqFactor, err = sub.floatOr("low_freq_factor", 0); err != nil {
+			break
+		}
+		if r.HighFreqFactor, err = sub.floatOr("high_freq_factor", 0); err != nil {
+			break
+		}
+		r.OriginalMaxPos, err = sub.intOr("original_max_position_embeddings", 0)
+	case "":
+		return nil, p.errf(key, "has no \"rope_type\" (or \"type\")")
+	default:
+		return nil, p.errf(key, "rope scaling type %q is not supported (supported: linear, llama3)", typ)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := r.validate(); err != nil {
+		return nil, p.errf(key, "%v", err)
+	}
+	return r, nil
+}
