@@ -1,0 +1,39 @@
+# gotune — common tasks. `make help` lists them.
+GO        ?= go
+BIN       ?= bin/gotune
+EMU_LIB   := kernels/emu/build/libcuda.so
+
+.PHONY: help build test test-short vet demo emu kernels bench golden clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+build: ## build the gotune binary into bin/
+	$(GO) build -o $(BIN) ./cmd/gotune
+
+vet: ## go vet every package
+	$(GO) vet ./...
+
+emu: ## build the CPU emulator of the CUDA driver (fake libcuda.so) with g++
+	$(MAKE) -C kernels emu
+
+kernels: ## rebuild the embedded CUDA fatbin (needs CUDA 11.8: scripts/install-cuda-toolkit.sh)
+	$(MAKE) -C kernels kernels
+
+test: emu vet ## the full test suite (CPU only; GPU kernels run through the emulator)
+	GOTUNE_LIBCUDA=$(CURDIR)/$(EMU_LIB) GOTUNE_REQUIRE_EMU=1 $(GO) test -count=1 ./...
+
+test-short: ## quick tests without the emulator
+	$(GO) test -short ./...
+
+demo: build ## fine-tune the bundled tiny model on bundled data (CPU, about a minute)
+	$(BIN) demo
+
+bench: build ## kernel and backend microbenchmarks (CPU here; GPU where present)
+	$(BIN) bench kernels
+
+golden: ## regenerate the PyTorch golden files (needs /usr/bin/python3 with torch)
+	/usr/bin/python3 testdata/golden/gen.py
+
+clean: ## remove build outputs
+	rm -rf bin kernels/emu/build

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/cpu"
+)
+
+// deviceHelp documents the values --device accepts.
+const deviceHelp = "compute device: auto (the GPU when this build has one, else the CPU), cpu or cuda"
+
+// openCUDA opens the CUDA backend. It is nil in builds without one; the
+// GPU build sets it from a file of its own (behind a build tag), which is
+// all it takes to enable --device cuda and make auto prefer the GPU.
+var openCUDA func() (engine.Backend, error)
+
+// validDevice reports whether name is a --device value.
+func validDevice(name string) bool {
+	return name == "auto" || name == "cpu" || name == "cuda"
+}
+
+// openDevice returns the backend for a --device value. notes receives a
+// line when the choice is not the literal one asked for (auto).
+func openDevice(name string, notes func(string)) (engine.Backend, error) {
+	switch name {
+	case "cpu":
+		return cpu.New(), nil
+	case "cuda":
+		if openCUDA == nil {
+			return nil, fmt.Errorf("--device cuda: no CUDA backend is available yet (this gotune build is CPU-only); use --device cpu")
+		}
+		return openCUDA()
+	case "auto":
+		if openCUDA != nil {
+			be, err := openCUDA()
+			if err == nil {
+				notes("device auto: using " + be.Name())
+				return be, nil
+			}
+			notes(fmt.Sprintf("device auto: CUDA unavailable (%v); using the CPU", err))
+		} else {
+			notes("device auto: no CUDA backend in this build; using the CPU")
+		}
+		return cpu.New(), nil
+	default:
+		return nil, &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", name)}
+	}
+}

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/hfconfig"
+	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/train"
+)
+
+func init() {
+	register(&command{
+		Name:    "train",
+		Summary: "fine-tune a model on a JSONL dataset",
+		Run:     runTrain,
+	})
+}
+
+const trainDescription = `
+Fine-tunes a Hugging Face checkpoint folder (config.json plus
+model.safetensors or a sharded model.safetensors.index.json) of a
+LLaMA-family (Llama, Mistral, Qwen2) or GPT-2 model on a JSONL file, and
+writes into --out:
+  metrics.jsonl       one JSON object per optimizer step: step, loss (mean
+                      over the step's counted tokens, before the update), lr,
+                      grad_norm (before clipping), tokens, tokens_per_s,
+                      elapsed_s, epoch
+  loss.png            the loss curve
+  config.json, model.safetensors
+                      the trained model, loadable by Hugging Face transformers
+
+Data: one JSON object per line with "input_ids" (token ids) and optional
+"labels" (same length; -100 = not trained on; default: the input_ids).
+Sequences longer than --seq-len are truncated (the count is reported) and
+batches are right-padded with ignored labels. Blank lines and unknown
+fields are errors. The last batch of an epoch may be smaller.
+
+Semantics follow PyTorch and the Hugging Face Trainer: the loss of a step is
+the mean over all counted tokens of its --grad-accum micro-batches; AdamW
+(decoupled weight decay, not applied to biases and norm weights); clipping
+of the global gradient norm; the schedule's warmup starts at learning rate 0.
+Ctrl-C stops after the current step and still saves.`
+
+// trainFlags are the flags of "gotune train".
+type trainFlags struct {
+	modelDir, dataPath, method, device, out string
+	steps, epochs, batchSize, gradAccum     int
+	seqLen, warmup, logEvery                int
+	lr, weightDecay, beta1, beta2, eps      float64
+	maxGradNorm                             float64
+	schedule                                string
+	seed                                    uint64
+	shuffle                                 bool
+}
+
+// defaultSeqLen is --seq-len's default; it is lowered to the model's
+// maximum when that is shorter.
+const defaultSeqLen = 512
+
+func (f *trainFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&f.modelDir, "model", "", "`DIR` of the model to fine-tune, in Hugging Face layout (required)")
+	fs.StringVar(&f.dataPath, "data", "", "training data, a pre-tokenized JSONL `FILE` (required)")
+	fs.StringVar(&f.method, "method", "full", "fine-tuning `method`: "+methodNames()+" (full: all weights train)")
+	fs.IntVar(&f.steps, "steps", 0, "number of optimizer steps; when > 0 it overrides --epochs")
+	fs.IntVar(&f.epochs, "epochs", 1, "number of passes over the data (used when --steps is 0)")
+	fs.IntVar(&f.batchSize, "batch-size", 8, "sequences per micro-batch")
+	fs.IntVar(&f.gradAccum, "grad-accum", 1, "micro-batches accumulated per optimizer step")
+	fs.IntVar(&f.seqLen, "seq-len", defaultSeqLen, "maximum tokens per sequence; longer ones are truncated (if the flag is not given, capped at the model's max_position_embeddings)")
+	fs.Float64Var(&f.lr, "lr", 5e-5, "peak learning rate")
+	fs.StringVar(&f.schedule, "lr-schedule", "linear", "learning-rate schedule after warmup: constant, linear (decay to 0) or cosine")
+	fs.IntVar(&f.warmup, "warmup-steps", 0, "steps of linear warmup from learning rate 0")
+	fs.Float64Var(&f.weightDecay, "weight-decay", 0, "AdamW decoupled weight decay (weight matrices and embeddings only)")
+	fs.Float64Var(&f.beta1, "adam-beta1", 0.9, "AdamW beta1")
+	fs.Float64Var(&f.beta2, "adam-beta2", 0.999, "AdamW beta2")
+	fs.Float64Var(&f.eps, "adam-eps", 1e-8, "AdamW epsilon")
+	fs.Float64Var(&f.maxGradNorm, "max-grad-norm", 1.0, "clip the global gradient norm to this value; 0 turns clipping off")
+	fs.Uint64Var(&f.seed, "seed", 42, "random seed (data order; method initialisation)")
+	fs.BoolVar(&f.shuffle, "shuffle", true, "shuffle the data each epoch with a seeded permutation; --shuffle=false keeps file order")
+	fs.StringVar(&f.device, "device", "auto", deviceHelp)
+	fs.StringVar(&f.out, "out", "out", "output `DIR` (created if needed)")
+	fs.IntVar(&f.logEvery, "log-every", 10, "print a progress line every N steps (0: never)")
+}
+
+// trainMethod is a --method of "gotune train". Each method lives in its
+// own file and registers itself with registerMethod from init.
+type trainMethod struct {
+	// Name is the --method value.
+	Name string
+	// Flags, if set, defines the method's own flags (e.g. --lora-r) on the
+	// train flag set, so they appear in "gotune train --help".
+	Flags func(fs *flag.FlagSet)
+	// Apply prepares a freshly loaded model: it marks what trains (adding
+	// modules if the method has any) and returns what saves the result
+	// into --out; nil means the whole model (full weights).
+	Apply func(m model.Model, seed uint64) (train.Saver, error)
+}
+
+var methods = map[string]*trainMethod{}
+
+// registerMethod adds a --method.
+func registerMethod(m *trainMethod) {
+	if _, dup := methods[m.Name]; dup {
+		panic("gotune: method " + m.Name + " registered twice")
+	}
+	methods[m.Name] = m
+}
+
+func init() {
+	registerMethod(&trainMethod{
+		Name: "full",
+		Apply: func(m model.Model, _ uint64) (train.Saver, error) {
+			for _, p := range m.Params() {
+				model.SetTrainable(p, true)
+			}
+			return nil, nil
+		},
+	})
+}
+
+func runTrain(ctx context.Context, e *env, args []string) error {
+	var f trainFlags
+	fs := newFlagSet("train", "gotune train --model DIR --data FILE [flags]", trainDescription)
+	f.define(fs)
+	for _, name := range slices.Sorted(maps.Keys(methods)) {
+		if methods[name].Flags != nil {
+			methods[name].Flags(fs)
+		}
+	}
+	if err := parseFlags(fs, args, e); err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+
+	// Check everything cheap before loading anything.
+	switch {
+	case f.modelDir == "":
+		return &usageError{msg: "--model is required"}
+	case f.dataPath == "":
+		return &usageError{msg: "--data is required"}
+	case f.out == "":
+		return &usageError{msg: "--out must not be empty"}
+	case f.batchSize < 1:
+		return &usageError{msg: fmt.Sprintf("--batch-size must be at least 1, got %d", f.batchSize)}
+	case f.seqLen < 2:
+		return &usageError{msg: fmt.Sprintf("--seq-len must be at least 2, got %d", f.seqLen)}
+	}
+	if !validDevice(f.device) {
+		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", f.device)}
+	}
+	method, ok := methods[f.method]
+	if !ok {
+		return fmt.Errorf("method %q is not implemented yet (available: %s)", f.method, methodNames())
+	}
+	schedule, err := train.ParseSchedule(f.schedule)
+	if err != nil {
+		return &usageError{msg: "--lr-schedule: " + err.Error()}
+	}
+	tcfg := train.Config{
+		Steps: f.steps, Epochs: f.epochs, GradAccum: f.gradAccum,
+		LR: f.lr, Schedule: schedule, WarmupSteps: f.warmup,
+		WeightDecay: f.weightDecay, Beta1: f.beta1, Beta2: f.beta2, Eps: f.eps,
+		MaxGradNorm: f.maxGradNorm, OutDir: f.out, LogEvery: f.logEvery,
+	}
+	if err := tcfg.Validate(); err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	if _, err := os.Stat(f.dataPath); err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+	if same, err := sameDir(f.modelDir, f.out); err == nil && same {
+		return fmt.Errorf("--out %s is the model directory: saving would overwrite the model being trained; choose another --out", f.out)
+	}
+
+	hc, err := hfconfig.Load(f.modelDir)
+	if err != nil {
+		return err
+	}
+	seqLen := f.seqLen
+	if seqLen > hc.MaxPos {
+		switch {
+		case !set["seq-len"]:
+			seqLen = hc.MaxPos
+		case hc.IsGPT2():
+			return fmt.Errorf("--seq-len %d is longer than the model's %d positions (n_positions in %s)", f.seqLen, hc.MaxPos, filepath.Join(f.modelDir, "config.json"))
+		default:
+			fmt.Fprintf(e.Stderr, "warning: --seq-len %d is longer than the model's max_position_embeddings %d\n", f.seqLen, hc.MaxPos)
+		}
+	}
+
+	// Data before weights: a bad line is reported without waiting for a
+	// large checkpoint to load.
+	ds, err := data.Load(f.dataPath, data.LoadOptions{VocabSize: hc.VocabSize})
+	if err != nil {
+		return err
+	}
+	padID := int32(0)
+	if hc.PadTokenID != nil && *hc.PadTokenID >= 0 && *hc.PadTokenID < hc.VocabSize {
+		padID = int32(*hc.PadTokenID)
+	}
+	loader, err := data.NewLoader(ds, data.LoaderConfig{
+		BatchSize: f.batchSize, SeqLen: seqLen, Shuffle: f.shuffle, Seed: f.seed, PadID: padID,
+	})
+	if err != nil {
+		return err
+	}
+	st := loader.Stats()
+	fmt.Fprintf(e.Stdout, "data: %d sequences, %d tokens from %s; %d batches per epoch\n", ds.Len(), ds.Tokens(), f.dataPath, loader.BatchesPerEpoch())
+	fmt.Fprintln(e.Stdout, st.TruncationMessage())
+	if st.Skipped > 0 {
+		fmt.Fprintf(e.Stderr, "warning: skipped %d of %d sequences with no token to train on (one token long, or every label after the first is -100)\n", st.Skipped, st.Sequences)
+	}
+
+	be, err := openDevice(f.device, func(s string) { fmt.Fprintln(e.Stderr, s) })
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	m, err := model.Load(f.modelDir, be)
+	if err != nil {
+		return err
+	}
+	saver, err := method.Apply(m, f.seed)
+	if err != nil {
+		return err
+	}
+	tr, err := train.New(m, loader, tcfg, train.Options{Log: e.Stdout, Saver: saver})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	fmt.Fprintf(e.Stdout, "model: %s (%s) on %s\n", f.modelDir, hc.Arch, be.Name())
+	fmt.Fprintln(e.Stdout, train.ParamSummary(m.Params()))
+	fmt.Fprintf(e.Stdout, "training: method %s, %d steps of %d×%d sequences of ≤%d tokens, lr %g (%s, %d warmup)\n",
+		f.method, tr.TotalSteps(), f.gradAccum, f.batchSize, seqLen, f.lr, schedule, f.warmup)
+
+	res, err := tr.Run(ctx)
+	if err != nil {
+		return err
+	}
+	if n := len(res.History); n > 0 {
+		last := res.History[n-1]
+		fmt.Fprintf(e.Stdout, "done: %d steps in %s, final loss %.6f\n", res.Steps, res.Elapsed.Round(time.Millisecond), last.Loss)
+	}
+	fmt.Fprintf(e.Stdout, "saved the trained weights, %s and %s to %s\n", train.MetricsFile, train.LossPlotFile, f.out)
+	if res.Interrupted {
+		return errInterrupted
+	}
+	return nil
+}
+
+func methodNames() string {
+	return strings.Join(slices.Sorted(maps.Keys(methods)), ", ")
+}
+
+// sameDir reports whether a and b name the same existing directory.
+func sameDir(a, b string) (bool, error) {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(sa, sb), nil
+}

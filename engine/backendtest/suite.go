@@ -1,0 +1,44 @@
+package backendtest
+
+import (
+	"testing"
+
+	"github.com/gotune/gotune/engine"
+)
+
+// Run checks every operation of b against the float64 references. Each
+// operation family is a subtest (t.Run), so `-run 'Backend/Gemm'` selects
+// one.
+func Run(t *testing.T, b engine.Backend, opts Options) {
+	if b.Name() == "" {
+		t.Errorf("Name() is empty")
+	}
+	checks := []struct {
+		name string
+		fn   func(h *harness)
+	}{
+		{"Memory", checkMemory},
+		{"BFloat16", checkBFloat16},
+		{"CopyBlock", checkCopyBlock},
+		{"Gemm", checkGemm},
+		{"GemmBackward", checkGemmBackward},
+		{"Bias", checkBias},
+		{"Elementwise", checkElementwise},
+		{"Reductions", checkReductions},
+		{"Activation", checkActivation},
+		{"SwiGLU", checkSwiGLU},
+		{"Embedding", checkEmbedding},
+		{"RMSNorm", checkRMSNorm},
+		{"LayerNorm", checkLayerNorm},
+		{"RoPE", checkRoPE},
+		{"Attention", checkAttention},
+		{"CrossEntropy", checkCrossEntropy},
+		{"AdamW", checkAdamW},
+	}
+	for i, c := range checks {
+		run(t, b, opts, c.name, uint64(i+1), c.fn)
+	}
+	if err := b.Synchronize(); err != nil {
+		t.Errorf("Synchronize after the suite: %v", err)
+	}
+}

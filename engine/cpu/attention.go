@@ -1,0 +1,212 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/gotune/gotune/engine"
+)
+
+// attnBlock is the number of query rows (forward, dq) or key rows (dk, dv)
+// one attention task handles: its score block is attnBlock × S floats.
+const attnBlock = 64
+
+// attnDims are the sizes of one attention call.
+type attnDims struct {
+	b, t, s, hq, hkv, d int
+	group               int     // query heads per kv head
+	off                 int     // s − t: query t sees keys [0, t+off]
+	scale               float32 // 1/sqrt(d)
+}
+
+// attnShapes validates the operands of Attention and AttentionBackward.
+func attnShapes(op string, out, lse, q, k, v *engine.Tensor) attnDims {
+	qs, ks := q.Shape(), k.Shape()
+	check(len(qs) == 4 && len(ks) == 4, op, "q %v and k %v must be [B, T, H, D]", q, k)
+	a := attnDims{b: qs[0], t: qs[1], hq: qs[2], d: qs[3], s: ks[1], hkv: ks[2]}
+	check(ks[0] == a.b && ks[3] == a.d && engine.SameShape(k, v), op, "k %v and v %v must be [%d, S, Hkv, %d]", k, v, a.b, a.d)
+	check(a.s >= a.t, op, "keys S=%d fewer than queries T=%d", a.s, a.t)
+	check(a.hkv > 0 && a.hq%a.hkv == 0, op, "query heads %d not a multiple of kv heads %d", a.hq, a.hkv)
+	check(out == nil || engine.SameShape(out, q), op, "out %v must match q %v", out, q)
+	check(lse.Len() == a.b*a.hq*a.t, op, "lse %v must be [%d, %d, %d]", lse, a.b, a.hq, a.t)
+	a.group = a.hq / a.hkv
+	a.off = a.s - a.t
+	a.scale = float32(1 / math.Sqrt(float64(a.d)))
+	return a
+}
+
+// qRow returns the offset of q/out/dout row (b, t, h); consecutive t are
+// hq·d apart.
+func (a *attnDims) qRow(b, t, h int) int { return ((b*a.t+t)*a.hq + h) * a.d }
+
+// kRow returns the offset of k/v row (b, s, kvh); consecutive s are
+// hkv·d apart.
+func (a *attnDims) kRow(b, s, kvh int) int { return ((b*a.s+s)*a.hkv + kvh) * a.d }
+
+// Attention computes causal grouped-query attention flash-style: each task
+// takes one (batch, head) and a block of up to attnBlock query rows,
+// computes that block's scores against the keys it may see with a gemm,
+// softmaxes each row (exact row maximum, float64 sums) and multiplies by V
+// with a second gemm. Only one block of scores exists per worker — never a
+// [T, S] matrix — and lse = max + log Σ exp is all backward keeps.
+func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
+	const op = "Attention"
+	a := attnShapes(op, out, lse, q, k, v)
+	qs, ks, vs := read(op, q), read(op, k), read(op, v)
+	os, doneO := write(op, out)
+	ls, doneL := write(op, lse)
+	blocks := (a.t + attnBlock - 1) / attnBlock
+	runChunks(a.b*a.hq*blocks, func(task int) {
+		blk, bh := task%blocks, task/blocks
+		h, bi := bh%a.hq, bh/a.hq
+		kvh := h / a.group
+		t0 := blk * attnBlock
+		rows := min(attnBlock, a.t-t0)
+		n := t0 + rows + a.off // keys visible to the block's last row
+		sc := getBuf(rows * n)
+		defer putBuf(sc)
+		ldq, ldk := a.hq*a.d, a.hkv*a.d
+		gemm(false, rows, n, a.d, a.scale, qs[a.qRow(bi, t0, h):], ldq, false, ks[a.kRow(bi, 0, kvh):], ldk, true, 0, sc, n)
+		inv := make([]float32, rows)
+		for r := 0; r < rows; r++ {
+			row := sc[r*n : (r+1)*n]
+			vis := t0 + r + a.off + 1
+			mx := float32(math.Inf(-1))
+			for _, x := range row[:vis] {
+				mx = max(mx, x)
+			}
+			sum := expShiftSum(row[:vis], mx)
+			clear(row[vis:]) // masked keys
+			inv[r] = float32(1 / sum)
+			ls[bh*a.t+t0+r] = float32(float64(mx) + math.Log(sum))
+		}
+		// out = (unnormalised P)·V, then each row scaled by 1/Σ: cheaper
+		// than normalising the longer score rows.
+		o := os[a.qRow(bi, t0, h):]
+		gemm(false, rows, a.d, n, 1, sc, n, false, vs[a.kRow(bi, 0, kvh):], ldk, false, 0, o, ldq)
+		for r, s := range inv {
+			or := o[r*ldq : r*ldq+a.d]
+			for j := range or {
+				or[j] *= s
+			}
+		}
+	})
+	doneO()
+	doneL()
+}
+
+// AttentionBackward accumulates dq, dk, dv (any may be nil), recomputing
+// probabilities as exp(q·k/sqrt(D) − lse) block by block. It runs in two
+// race-free passes built on gemm: one over (head, query block) tasks for
+// dq, and one over (kv head, key block) tasks for dk and dv that visit
+// every query head of the group and every query that sees those keys.
+// Recomputing the scores in both passes costs two extra gemms but needs no
+// locks, no per-worker copies of dk and dv, and no [T, S] buffer.
+func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.Tensor) {
+	const op = "AttentionBackward"
+	if dq == nil && dk == nil && dv == nil {
+		return
+	}
+	a := attnShapes(op, out, lse, q, k, v)
+	check(engine.SameShape(dout, q), op, "dout %v must match q %v", dout, q)
+	check(dq == nil || engine.SameShape(dq, q), op, "dq %v must match q %v", dq, q)
+	check(dk == nil || engine.SameShape(dk, k), op, "dk %v must match k %v", dk, k)
+	check(dv == nil || engine.SameShape(dv, v), op, "dv %v must match v %v", dv, v)
+	qs, ks, vs := read(op, q), read(op, k), read(op, v)
+	ds, os, ls := read(op, dout), read(op, out), read(op, lse)
+	ldq, ldk := a.hq*a.d, a.hkv*a.d
+
+	// Δ[b, h, t] = dout·out, the softmax-backward row term, laid out like lse.
+	delta := make([]float32, a.b*a.hq*a.t)
+	parallelFor(len(delta), a.d, func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			t, bh := u%a.t, u/a.t
+			row := a.qRow(bh/a.hq, t, bh%a.hq)
+			delta[u] = dot(ds[row:row+a.d], os[row:row+a.d])
+		}
+	})
+
+	if dq != nil {
+		dqs, done := write(op, dq)
+		blocks := (a.t + attnBlock - 1) / attnBlock
+		runChunks(a.b*a.hq*blocks, func(task int) {
+			blk, bh := task%blocks, task/blocks
+			h, bi := bh%a.hq, bh/a.hq
+			kvh := h / a.group
+			t0 := blk * attnBlock
+			rows := min(attnBlock, a.t-t0)
+			n := t0 + rows + a.off
+			p, dp := getBuf(rows*n), getBuf(rows*n)
+			defer putBuf(p)
+			defer putBuf(dp)
+			qo, ko := a.qRow(bi, t0, h), a.kRow(bi, 0, kvh)
+			gemm(false, rows, n, a.d, a.scale, qs[qo:], ldq, false, ks[ko:], ldk, true, 0, p, n)
+			gemm(false, rows, n, a.d, 1, ds[qo:], ldq, false, vs[ko:], ldk, true, 0, dp, n)
+			for r := 0; r < rows; r++ {
+				vis := t0 + r + a.off + 1
+				l, dl := ls[bh*a.t+t0+r], delta[bh*a.t+t0+r]
+				pr, dr := p[r*n:(r+1)*n], dp[r*n:(r+1)*n]
+				for j := range pr[:vis] {
+					pr[j] = expf(pr[j]-l) * (dr[j] - dl) // dS
+				}
+				clear(pr[vis:])
+			}
+			gemm(false, rows, a.d, n, a.scale, p, n, false, ks[ko:], ldk, false, 1, dqs[qo:], ldq)
+		})
+		done()
+	}
+	if dk == nil && dv == nil {
+		return
+	}
+
+	dks, doneK := write(op, dk)
+	dvs, doneV := write(op, dv)
+	blocks := (a.s + attnBlock - 1) / attnBlock
+	runChunks(a.b*a.hkv*blocks, func(task int) {
+		blk, bk := task%blocks, task/blocks
+		kvh, bi := bk%a.hkv, bk/a.hkv
+		s0 := blk * attnBlock
+		rows := min(attnBlock, a.s-s0)
+		t0 := max(0, s0-a.off) // first query that sees any key of the block
+		n := a.t - t0
+		if n <= 0 {
+			return // keys no query may see (cannot happen for s < S, kept for safety)
+		}
+		p, dp := getBuf(rows*n), getBuf(rows*n)
+		defer putBuf(p)
+		defer putBuf(dp)
+		ko := a.kRow(bi, s0, kvh)
+		for h := kvh * a.group; h < (kvh+1)*a.group; h++ {
+			bh := bi*a.hq + h
+			qo := a.qRow(bi, t0, h)
+			// Transposed blocks: row r is key s0+r, column c is query t0+c.
+			gemm(false, rows, n, a.d, a.scale, ks[ko:], ldk, false, qs[qo:], ldq, true, 0, p, n)
+			if dks != nil {
+				gemm(false, rows, n, a.d, 1, vs[ko:], ldk, false, ds[qo:], ldq, true, 0, dp, n)
+			}
+			for r := 0; r < rows; r++ {
+				first := max(0, s0+r-a.off-t0) // queries before this see nothing
+				pr := p[r*n : (r+1)*n]
+				clear(pr[:first])
+				lr := ls[bh*a.t+t0:][:n]
+				for c := first; c < n; c++ {
+					pr[c] = expf(pr[c] - lr[c])
+				}
+				if dks != nil {
+					dr := dp[r*n : (r+1)*n]
+					for c := first; c < n; c++ {
+						dr[c] = pr[c] * (dr[c] - delta[bh*a.t+t0+c]) // dSᵀ
+					}
+					clear(dr[:first])
+				}
+			}
+			if dvs != nil {
+				gemm(false, rows, a.d, n, 1, p, n, false, ds[qo:], ldq, false, 1, dvs[ko:], ldk)
+			}
+			if dks != nil {
+				gemm(false, rows, a.d, n, a.scale, dp, n, false, qs[qo:], ldq, false, 1, dks[ko:], ldk)
+			}
+		}
+	})
+	doneK()
+	doneV()
+}

@@ -1,0 +1,239 @@
+package data
+
+import (
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+)
+
+// LoaderConfig configures batching.
+type LoaderConfig struct {
+	// BatchSize is the number of sequences per batch (> 0).
+	BatchSize int
+	// SeqLen is the maximum sequence length (> 0): longer examples are
+	// truncated (keeping the start) and counted in Stats.Truncated.
+	SeqLen int
+	// Shuffle draws a new seeded permutation of the examples each epoch;
+	// false keeps file order, so a batch is consecutive lines.
+	Shuffle bool
+	// Seed seeds the permutations (epoch e uses a generator seeded from
+	// Seed and e, so epochs differ and runs repeat).
+	Seed uint64
+	// PadID is the input id of padding positions (their labels are
+	// IgnoreIndex, so its value does not change the loss).
+	PadID int32
+	// PadToSeqLen pads every batch to SeqLen tokens. When false a batch is
+	// as long as its longest sequence, which wastes less compute and gives
+	// the same losses and gradients (padding is on the right, under a
+	// causal mask, with ignored labels).
+	PadToSeqLen bool
+}
+
+// Stats describes what the loader did to the dataset.
+type Stats struct {
+	// Sequences is the number of examples in the dataset.
+	Sequences int
+	// Truncated counts examples longer than SeqLen.
+	Truncated int
+	// Skipped counts examples with no scored target after truncation
+	// (one token long, or all labels ignored); they would add nothing
+	// but padding, and a batch of only such rows has no loss.
+	Skipped int
+	// SeqLen is the configured maximum length.
+	SeqLen int
+}
+
+// TruncationMessage returns the log line reporting truncation, e.g.
+// "truncated 3 of 100 sequences to seq-len 512".
+func (s Stats) TruncationMessage() string {
+	return fmt.Sprintf("truncated %d of %d sequences to seq-len %d", s.Truncated, s.Sequences, s.SeqLen)
+}
+
+// Batch is one batch of B sequences of T tokens as host arrays, ready
+// for upload into an engine.Batch.
+type Batch struct {
+	B, T int
+	// InputIDs is [B*T], row-major; padding positions hold PadID.
+	InputIDs []int32
+	// Targets is [B*T]: Targets[b*T+t] = labels[b][t+1] (the next-token
+	// label the logits at t are scored against), IgnoreIndex at the last
+	// position of every row and on padding.
+	Targets []int32
+	// Counted is the number of targets that are not IgnoreIndex.
+	Counted int
+	// Epoch is the 0-based epoch the batch belongs to.
+	Epoch int
+	// Index is the 0-based position of the batch within its epoch.
+	Index int
+	// Rows are the dataset indices of the B examples, in order.
+	Rows []int
+}
+
+// Loader cuts a dataset into batches, epoch after epoch.
+//
+// An epoch visits every usable example exactly once. The last batch of an
+// epoch is kept even when it has fewer than BatchSize rows (as the
+// Hugging Face Trainer does by default): dropping it would silently never
+// train on some examples when the dataset is not shuffled. Because the
+// trainer averages over counted tokens, a smaller batch needs no special
+// weighting.
+type Loader struct {
+	cfg   LoaderConfig
+	ex    []Example // truncated views of the usable examples
+	index []int     // dataset index of each entry of ex
+	stats Stats
+
+	permEpoch int
+	perm      []int
+
+	epoch, pos int // Next's cursor
+}
+
+// NewLoader truncates the dataset's examples to cfg.SeqLen, drops those
+// with no scored target (reported in Stats), and returns a loader
+// positioned at the first batch of epoch 0.
+func NewLoader(ds *Dataset, cfg LoaderConfig) (*Loader, error) {
+	if cfg.BatchSize <= 0 {
+		return nil, fmt.Errorf("batch size must be positive, got %d", cfg.BatchSize)
+	}
+	if cfg.SeqLen < 2 {
+		return nil, fmt.Errorf("seq-len must be at least 2 (one input and one target), got %d", cfg.SeqLen)
+	}
+	l := &Loader{cfg: cfg, permEpoch: -1}
+	l.stats = Stats{Sequences: len(ds.Examples), SeqLen: cfg.SeqLen}
+	for i := range ds.Examples {
+		e := ds.Examples[i]
+		if len(e.InputIDs) > cfg.SeqLen {
+			l.stats.Truncated++
+			e.InputIDs = e.InputIDs[:cfg.SeqLen]
+			e.Labels = e.Labels[:cfg.SeqLen]
+		}
+		if e.Targets(len(e.InputIDs)) == 0 {
+			l.stats.Skipped++
+			continue
+		}
+		l.ex = append(l.ex, e)
+		l.index = append(l.index, i)
+	}
+	if len(l.ex) == 0 {
+		return nil, Errorf(Loc{File: ds.Name}, "no example has a token to train on after truncation to seq-len %d (every example is one token long or has all labels -100 after the first token)", cfg.SeqLen)
+	}
+	return l, nil
+}
+
+// Stats reports truncation and skipped examples.
+func (l *Loader) Stats() Stats { return l.stats }
+
+// Examples returns the number of usable examples (one epoch).
+func (l *Loader) Examples() int { return len(l.ex) }
+
+// BatchesPerEpoch returns the number of batches in one epoch, counting a
+// final partial batch.
+func (l *Loader) BatchesPerEpoch() int {
+	return (len(l.ex) + l.cfg.BatchSize - 1) / l.cfg.BatchSize
+}
+
+// Next returns the next batch, moving on to the next epoch (and its
+// permutation) after the last batch of an epoch.
+func (l *Loader) Next() Batch {
+	if l.pos >= l.BatchesPerEpoch() {
+		l.epoch++
+		l.pos = 0
+	}
+	b := l.Batch(l.epoch, l.pos)
+	l.pos++
+	return b
+}
+
+// Seek positions Next at batch i of epoch e (for resuming).
+func (l *Loader) Seek(epoch, i int) {
+	l.epoch, l.pos = epoch, i
+}
+
+// Batch returns batch i (0-based) of epoch e. It is deterministic: the
+// same configuration, epoch and index always give the same batch.
+func (l *Loader) Batch(epoch, i int) Batch {
+	n := len(l.ex)
+	start := i * l.cfg.BatchSize
+	end := min(start+l.cfg.BatchSize, n)
+	if i < 0 || start >= n {
+		panic(fmt.Sprintf("data: batch %d of an epoch with %d batches", i, l.BatchesPerEpoch()))
+	}
+	order := l.order(epoch)
+	B := end - start
+	T := l.cfg.SeqLen
+	if !l.cfg.PadToSeqLen {
+		T = 0
+		for _, k := range order[start:end] {
+			T = max(T, len(l.ex[k].InputIDs))
+		}
+	}
+	b := Batch{
+		B: B, T: T,
+		InputIDs: make([]int32, B*T),
+		Targets:  make([]int32, B*T),
+		Epoch:    epoch, Index: i,
+		Rows: make([]int, B),
+	}
+	for r, k := range order[start:end] {
+		e := &l.ex[k]
+		b.Rows[r] = l.index[k]
+		in := b.InputIDs[r*T : (r+1)*T]
+		tg := b.Targets[r*T : (r+1)*T]
+		n := copy(in, e.InputIDs)
+		for t := n; t < T; t++ {
+			in[t] = l.cfg.PadID
+		}
+		for t := 0; t < T; t++ {
+			tg[t] = IgnoreIndex
+			if t+1 < n {
+				tg[t] = e.Labels[t+1]
+			}
+			if tg[t] != IgnoreIndex {
+				b.Counted++
+			}
+		}
+	}
+	return b
+}
+
+// order returns the example order of an epoch: identity without shuffle,
+// else a permutation cached for the most recent epoch asked for.
+func (l *Loader) order(epoch int) []int {
+	if l.perm == nil || l.permEpoch != epoch {
+		l.perm = make([]int, len(l.ex))
+		for i := range l.perm {
+			l.perm[i] = i
+		}
+		if l.cfg.Shuffle {
+			Permute(l.perm, l.cfg.Seed, uint64(epoch))
+		}
+		l.permEpoch = epoch
+	}
+	return l.perm
+}
+
+// Permute shuffles p in place with a Fisher–Yates shuffle driven by a PCG
+// generator seeded with (seed, stream). It uses only the generator's raw
+// 64-bit outputs and its own unbiased bounded draw, so a given seed
+// gives the same order on every platform and Go release.
+func Permute(p []int, seed, stream uint64) {
+	rng := rand.NewPCG(seed, stream^0x9e3779b97f4a7c15)
+	for i := len(p) - 1; i > 0; i-- {
+		j := int(boundedDraw(rng, uint64(i+1)))
+		p[i], p[j] = p[j], p[i]
+	}
+}
+
+// boundedDraw returns a uniform value in [0, n) by Lemire's multiply-shift
+// method with rejection of the biased low products.
+func boundedDraw(rng *rand.PCG, n uint64) uint64 {
+	hi, lo := bits.Mul64(rng.Uint64(), n)
+	if lo < n {
+		thresh := -n % n
+		for lo < thresh {
+			hi, lo = bits.Mul64(rng.Uint64(), n)
+		}
+	}
+	return hi
+}

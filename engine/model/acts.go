@@ -1,0 +1,231 @@
+package model
+
+import "github.com/gotune/gotune/engine"
+
+// Activation memory, llm.c style: every buffer a pass needs is allocated
+// once per pass shape and reused by every later pass of that shape. A
+// training pass keeps one layerActs per layer that backward will visit;
+// layers below the lowest trainable one (and every layer of an inference
+// pass) share two scratch sets used alternately, so frozen lower layers
+// keep nothing.
+
+// actKey is the shape a set of buffers was allocated for.
+type actKey struct {
+	B, T     int  // sequences and tokens per sequence (virtual included)
+	Pv       int  // virtual prompt tokens per sequence
+	P        int  // key/value prefix length (0 with a KV cache)
+	heads    int  // rows the LM head scores per sequence (all real, or 1)
+	lowLayer int  // first layer that keeps its own activations
+	backward bool // gradient buffers are needed
+	version  int  // hooks/prompt/prefix layout
+}
+
+// layerActs are one layer's activations. 2-D tensors are [N, features]
+// with N = B·T; the *4 fields view the same storage as [B, T, heads, D].
+type layerActs struct {
+	x          *engine.Tensor // input: the residual stream
+	st1, st2   normStats
+	xn1, xn2   *engine.Tensor // normalised inputs of the two sub-layers
+	q, k, v    *engine.Tensor // projections, after RoPE
+	q4, k4, v4 *engine.Tensor
+	kAll, vAll *engine.Tensor // [B, P+T, kvHeads, D] with a prefix
+	att, att4  *engine.Tensor // attention output (o_proj input)
+	lse        *engine.Tensor // [B, heads, T]
+	h1, y1     *engine.Tensor // attention sub-layer output, hooked output
+	xmid       *engine.Tensor // residual stream between the sub-layers
+	f1, f2, fa *engine.Tensor // MLP: gate (or c_fc) output, up output, activation
+	h2, y2     *engine.Tensor // MLP sub-layer output, hooked output
+}
+
+// actSet is every buffer of one pass shape.
+type actSet struct {
+	key     actKey
+	tensors []*engine.Tensor // for Free
+	layers  []*layerActs
+
+	ids     *engine.Tensor // Int32 [B·Treal] (inference passes upload here)
+	posIDs  *engine.Tensor // Int32 [N] GPT-2 positions
+	posHost []int32
+	posAt   int            // first position posIDs was uploaded for (-1: none)
+	posTmp  *engine.Tensor // [N, D]
+	embReal *engine.Tensor // token embeddings before the prompt is prepended
+	qkv     *engine.Tensor // fused projection output [N, q+2kv] (scratch)
+
+	xf, xnf *engine.Tensor // final residual stream and its norm
+	stf     normStats
+	head    *engine.Tensor // rows the LM head scores (xnf itself or a gather)
+	logits  *engine.Tensor // [rows, V]; overwritten by dlogits in backward
+	losses  *engine.Tensor
+
+	// backward scratch, shared by all layers
+	dres, dmid, dxn, dh *engine.Tensor
+	datt, dq, dk, dv    *engine.Tensor
+	dkAll, dvAll        *engine.Tensor
+	dqkv                *engine.Tensor
+	df1, df2, dfa       *engine.Tensor
+	dhead, dembReal     *engine.Tensor
+	dprompt             *engine.Tensor
+}
+
+func (s *actSet) free(be engine.Backend) {
+	for _, t := range s.tensors {
+		be.Free(t)
+	}
+	s.tensors = nil
+}
+
+// newActs allocates the buffers for key k.
+func (m *Transformer) newActs(k actKey) *actSet {
+	s := &actSet{key: k, posAt: -1}
+	d := &m.d
+	f32 := func(shape ...int) *engine.Tensor {
+		t := m.be.Alloc(engine.Float32, shape...)
+		s.tensors = append(s.tensors, t)
+		return t
+	}
+	i32 := func(n int) *engine.Tensor {
+		t := m.be.Alloc(engine.Int32, n)
+		s.tensors = append(s.tensors, t)
+		return t
+	}
+	B, T := k.B, k.T
+	N, D, qd, kvd, I := B*T, d.hidden, d.qDim(), d.kvDim(), d.inter
+	S := k.P + T
+	treal := T - k.Pv
+	var hookAttn, hookMLP bool
+	for _, b := range m.blocks {
+		hookAttn = hookAttn || b.hooks[SiteAttn] != nil
+		hookMLP = hookMLP || b.hooks[SiteMLP] != nil
+	}
+	gated := m.blocks[0].gate != nil
+	centered := m.normF.centered()
+	stats := func() normStats {
+		st := normStats{rstd: f32(N)}
+		if centered {
+			st.mean = f32(N)
+		}
+		return st
+	}
+	newLayer := func() *layerActs {
+		a := &layerActs{x: f32(N, D), st1: stats(), st2: stats(), xn1: f32(N, D), xn2: f32(N, D)}
+		a.q, a.k, a.v = f32(N, qd), f32(N, kvd), f32(N, kvd)
+		a.q4 = a.q.Reshape(B, T, d.heads, d.headDim)
+		a.k4 = a.k.Reshape(B, T, d.kvHeads, d.headDim)
+		a.v4 = a.v.Reshape(B, T, d.kvHeads, d.headDim)
+		a.kAll, a.vAll = a.k4, a.v4
+		if k.P > 0 {
+			a.kAll = f32(B, S, d.kvHeads, d.headDim)
+			a.vAll = f32(B, S, d.kvHeads, d.headDim)
+		}
+		a.att = f32(N, qd)
+		a.att4 = a.att.Reshape(B, T, d.heads, d.headDim)
+		a.lse = f32(B, d.heads, T)
+		a.h1, a.y1 = f32(N, D), nil
+		if hookAttn {
+			a.y1 = f32(N, D)
+		}
+		a.xmid = f32(N, D)
+		a.f1, a.fa = f32(N, I), f32(N, I)
+		if gated {
+			a.f2 = f32(N, I)
+		}
+		a.h2 = f32(N, D)
+		if hookMLP {
+			a.y2 = f32(N, D)
+		}
+		return a
+	}
+	L := len(m.blocks)
+	s.layers = make([]*layerActs, L)
+	var scratch [2]*layerActs
+	for l := 0; l < L; l++ {
+		if k.backward && l >= k.lowLayer {
+			s.layers[l] = newLayer()
+			continue
+		}
+		if scratch[l%2] == nil {
+			scratch[l%2] = newLayer()
+		}
+		s.layers[l] = scratch[l%2]
+	}
+	s.ids = i32(B * treal)
+	if m.posEmb != nil {
+		s.posIDs = i32(N)
+		s.posHost = make([]int32, N)
+		s.posTmp = f32(N, D)
+	}
+	if k.Pv > 0 {
+		s.embReal = f32(B*treal, D)
+	}
+	if m.blocks[0].qkv != nil {
+		s.qkv = f32(N, qd+2*kvd)
+	}
+	s.xf, s.xnf, s.stf = f32(N, D), f32(N, D), stats()
+	rows := B * k.heads
+	s.head = s.xnf
+	if k.heads != T {
+		s.head = f32(rows, D)
+	}
+	s.logits, s.losses = f32(rows, d.vocab), f32(rows)
+	if !k.backward {
+		return s
+	}
+	s.dres, s.dmid, s.dxn, s.dh = f32(N, D), f32(N, D), f32(N, D), f32(N, D)
+	s.datt, s.dq, s.dk, s.dv = f32(N, qd), f32(N, qd), f32(N, kvd), f32(N, kvd)
+	if k.P > 0 {
+		s.dkAll, s.dvAll = f32(B, S, d.kvHeads, d.headDim), f32(B, S, d.kvHeads, d.headDim)
+	}
+	if s.qkv != nil {
+		s.dqkv = f32(N, qd+2*kvd)
+	}
+	s.df1, s.dfa = f32(N, I), f32(N, I)
+	if gated {
+		s.df2 = f32(N, I)
+	}
+	s.dhead = s.dxn
+	if s.head != s.xnf {
+		s.dhead = f32(rows, D)
+	}
+	if k.Pv > 0 {
+		s.dembReal = f32(B*treal, D)
+		s.dprompt = f32(k.Pv, D)
+	}
+	return s
+}
+
+// acts returns the buffers for key k, reallocating (and freeing the old
+// ones) only when the shape changed.
+func (m *Transformer) acts(cur **actSet, k actKey) *actSet {
+	if *cur != nil && (*cur).key == k {
+		return *cur
+	}
+	if *cur != nil {
+		(*cur).free(m.be)
+	}
+	*cur = m.newActs(k)
+	return *cur
+}
+
+// ReleaseActivations frees the cached activation buffers (they are
+// reallocated by the next pass), e.g. between training and generation.
+func (m *Transformer) ReleaseActivations() {
+	for _, s := range []**actSet{&m.trainActs, &m.evalActs, &m.inferActs} {
+		if *s != nil {
+			(*s).free(m.be)
+			*s = nil
+		}
+	}
+	m.last = nil
+}
+
+// forwardOnlyActs returns buffers for a forward-only pass of key k. A
+// training set of the same shape serves it (its layers below the lowest
+// trainable one share scratch space, which a forward pass allows), so
+// evaluating between training steps allocates nothing.
+func (m *Transformer) forwardOnlyActs(k actKey) *actSet {
+	if t := m.trainActs; t != nil && t.key.B == k.B && t.key.T == k.T && t.key.Pv == k.Pv &&
+		t.key.P == k.P && t.key.heads == k.heads && t.key.version == k.version {
+		return t
+	}
+	return m.acts(&m.evalActs, k)
+}

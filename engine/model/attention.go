@@ -1,0 +1,188 @@
+package model
+
+import "github.com/gotune/gotune/engine"
+
+// pass describes one forward (and maybe backward) pass.
+type pass struct {
+	B, T  int // sequences, tokens per sequence (virtual ones included)
+	Pv    int // virtual prompt tokens at the front of each sequence
+	P     int // key/value prefix length (training and cache-less passes)
+	pos   int // position of each sequence's first token
+	train bool
+	cache *KVCache
+	s     *actSet
+	// low is the lowest trainable stage (see plan); backward visits stages
+	// >= low and computes no gradient for stage low's input.
+	low int
+}
+
+// attnForward runs the attention sub-layer of block l: projections, RoPE,
+// the prefix or KV-cache context, attention and the output projection.
+// It reads a.xn1 and writes a.h1.
+func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
+	be, d, blk := m.be, &m.d, m.blocks[l]
+	N, qd, kvd := p.B*p.T, d.qDim(), d.kvDim()
+	if blk.qkv != nil {
+		// GPT-2's fused c_attn: split [N, q|k|v] into contiguous tensors.
+		w := qd + 2*kvd
+		blk.qkv.Forward(p.s.qkv, a.xn1, p.train)
+		be.CopyBlock(a.q, 0, qd, p.s.qkv, 0, w, N, qd, false)
+		be.CopyBlock(a.k, 0, kvd, p.s.qkv, qd, w, N, kvd, false)
+		be.CopyBlock(a.v, 0, kvd, p.s.qkv, qd+kvd, w, N, kvd, false)
+	} else {
+		blk.q.Forward(a.q, a.xn1, p.train)
+		blk.k.Forward(a.k, a.xn1, p.train)
+		blk.v.Forward(a.v, a.xn1, p.train)
+	}
+	if m.rope != nil {
+		m.rope.apply(a.q4, p.pos, false)
+		m.rope.apply(a.k4, p.pos, false)
+	}
+	kAll, vAll := m.kvContext(l, p, a)
+	be.Attention(a.att4, a.lse, a.q4, kAll, vAll)
+	blk.o.Forward(a.h1, a.att, p.train)
+}
+
+// kvContext returns the keys and values the queries of layer l attend to:
+// the new ones alone, a prefix followed by them, or the KV cache's history
+// followed by them (the new ones are appended to the cache).
+func (m *Transformer) kvContext(l int, p *pass, a *layerActs) (k, v *engine.Tensor) {
+	be, d := m.be, &m.d
+	kvd := d.kvDim()
+	B, T := p.B, p.T
+	if c := p.cache; c != nil {
+		return c.store(l, a.k, a.v, T)
+	}
+	pk, pv, ok := m.prefixKV(l, p)
+	if !ok {
+		return a.k4, a.v4
+	}
+	S := p.P + T
+	for b := 0; b < B; b++ {
+		be.CopyBlock(a.kAll, b*S*kvd, kvd, pk.T, pk.Off, pk.Stride, p.P, kvd, false)
+		be.CopyBlock(a.vAll, b*S*kvd, kvd, pv.T, pv.Off, pv.Stride, p.P, kvd, false)
+	}
+	be.CopyBlock(a.kAll, p.P*kvd, S*kvd, a.k, 0, T*kvd, B, T*kvd, false)
+	be.CopyBlock(a.vAll, p.P*kvd, S*kvd, a.v, 0, T*kvd, B, T*kvd, false)
+	return a.kAll, a.vAll
+}
+
+// prefixKV returns layer l's prefix in a pass that uses one.
+func (m *Transformer) prefixKV(l int, p *pass) (k, v Rows, ok bool) {
+	if m.prefix == nil || p.P == 0 {
+		return Rows{}, Rows{}, false
+	}
+	return m.prefix.KV(l)
+}
+
+// attnBackward backpropagates dh (the gradient of a.h1) through the
+// attention sub-layer of block l, accumulating into dxn (the gradient of
+// a.xn1; nil when nothing below needs it) and every trainable parameter.
+func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine.Tensor) {
+	be, d, blk, s := m.be, &m.d, m.blocks[l], p.s
+	N, qd, kvd := p.B*p.T, d.qDim(), d.kvDim()
+	B, T := p.B, p.T
+	_, _, hasPrefix := m.prefixKV(l, p)
+	var pdk, pdv Rows
+	prefixGrad := false
+	if hasPrefix {
+		pdk, pdv, prefixGrad = m.prefix.Grads(l)
+	}
+	fused := blk.qkv != nil
+	var needQ, needK, needV bool
+	if fused {
+		// The fused projection needs all three gradients or none.
+		needQ = dxn != nil || Trainable(blk.qkv)
+		needK, needV = needQ || prefixGrad, needQ || prefixGrad
+	} else {
+		needQ = dxn != nil || Trainable(blk.q)
+		needK = dxn != nil || Trainable(blk.k) || prefixGrad
+		needV = dxn != nil || Trainable(blk.v) || prefixGrad
+	}
+	needAtt := needQ || needK || needV
+	var datt *engine.Tensor
+	if needAtt {
+		datt = s.datt
+		be.Fill(datt, 0)
+	}
+	backLinear(blk.o, datt, dh, a.att)
+	if !needAtt {
+		return
+	}
+	// Key/value gradients land in [B, P+T, ...] buffers with a prefix,
+	// else directly in dk, dv.
+	kAll, vAll := a.k4, a.v4
+	dkBuf, dvBuf := s.dk.Reshape(B, T, d.kvHeads, d.headDim), s.dv.Reshape(B, T, d.kvHeads, d.headDim)
+	if hasPrefix {
+		kAll, vAll = a.kAll, a.vAll
+		dkBuf, dvBuf = s.dkAll, s.dvAll
+	}
+	var dq4, dkAll, dvAll *engine.Tensor
+	if needQ {
+		be.Fill(s.dq, 0)
+		dq4 = s.dq.Reshape(B, T, d.heads, d.headDim)
+	}
+	if needK {
+		be.Fill(dkBuf, 0)
+		dkAll = dkBuf
+	}
+	if needV {
+		be.Fill(dvBuf, 0)
+		dvAll = dvBuf
+	}
+	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse)
+	if hasPrefix {
+		S := p.P + T
+		if prefixGrad {
+			for b := 0; b < B; b++ {
+				be.CopyBlock(pdk.T, pdk.Off, pdk.Stride, s.dkAll, b*S*kvd, kvd, p.P, kvd, true)
+				be.CopyBlock(pdv.T, pdv.Off, pdv.Stride, s.dvAll, b*S*kvd, kvd, p.P, kvd, true)
+			}
+		}
+		// The real tokens' key/value gradients, as contiguous [N, kvd].
+		if needK {
+			be.CopyBlock(s.dk, 0, T*kvd, s.dkAll, p.P*kvd, S*kvd, B, T*kvd, false)
+		}
+		if needV {
+			be.CopyBlock(s.dv, 0, T*kvd, s.dvAll, p.P*kvd, S*kvd, B, T*kvd, false)
+		}
+	}
+	if m.rope != nil {
+		// RoPE is a rotation: its backward rotates the gradient back.
+		if needQ {
+			m.rope.apply(dq4, p.pos, true)
+		}
+		if needK {
+			m.rope.apply(s.dk.Reshape(B, T, d.kvHeads, d.headDim), p.pos, true)
+		}
+	}
+	if fused {
+		if !needQ {
+			return // only the prefix wanted its gradient
+		}
+		w := qd + 2*kvd
+		be.CopyBlock(s.dqkv, 0, w, s.dq, 0, qd, N, qd, false)
+		be.CopyBlock(s.dqkv, qd, w, s.dk, 0, kvd, N, kvd, false)
+		be.CopyBlock(s.dqkv, qd+kvd, w, s.dv, 0, kvd, N, kvd, false)
+		backLinear(blk.qkv, dxn, s.dqkv, a.xn1)
+		return
+	}
+	if needQ {
+		backLinear(blk.q, dxn, s.dq, a.xn1)
+	}
+	if needK {
+		backLinear(blk.k, dxn, s.dk, a.xn1)
+	}
+	if needV {
+		backLinear(blk.v, dxn, s.dv, a.xn1)
+	}
+}
+
+// backLinear runs l's backward unless it would do nothing (no input
+// gradient wanted and nothing trainable).
+func backLinear(l Linear, dx, dy, x *engine.Tensor) {
+	if dx == nil && !Trainable(l) {
+		return
+	}
+	l.Backward(dx, dy, x)
+}

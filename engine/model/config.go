@@ -1,0 +1,62 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/hfconfig"
+)
+
+// Config is the normalised Hugging Face configuration a model is built
+// from (config.json, see package hfconfig).
+type Config = hfconfig.Config
+
+// Options adjust how a model is built from a configuration.
+type Options struct {
+	// RopeLayout selects which head-vector elements RoPE rotates together:
+	// engine.RopeHalf (the zero value) for Hugging Face checkpoints,
+	// engine.RopeInterleaved for llama2.c ones. Save converts interleaved
+	// q/k projections to the Hugging Face layout, so the saved checkpoint
+	// means the same model to transformers.
+	RopeLayout engine.RopeLayout
+}
+
+// dimsOf validates cfg and derives the model geometry.
+func dimsOf(cfg *Config, opt Options) (dims, error) {
+	if cfg == nil {
+		return dims{}, fmt.Errorf("model: nil config")
+	}
+	if err := cfg.Validate(); err != nil {
+		return dims{}, fmt.Errorf("model: config: %w", err)
+	}
+	act, err := cfg.Act()
+	if err != nil {
+		return dims{}, fmt.Errorf("model: config: %w", err)
+	}
+	d := dims{
+		vocab: cfg.VocabSize, hidden: cfg.Hidden, layers: cfg.Layers,
+		heads: cfg.Heads, kvHeads: cfg.KVHeads, headDim: cfg.HeadDim,
+		inter: cfg.Intermediate, maxPos: cfg.MaxPos, eps: float32(cfg.NormEps),
+		tied: cfg.TieEmbeddings, qkvBias: cfg.AttentionBias, oBias: cfg.AttnOutBias,
+		mlpBias: cfg.MLPBias, act: act, ropeTheta: cfg.RopeTheta,
+		ropeScaling: cfg.RopeScaling, ropeLayout: opt.RopeLayout,
+	}
+	if cfg.IsGPT2() {
+		d.arch = ArchGPT2
+		if opt.RopeLayout != engine.RopeHalf {
+			return dims{}, fmt.Errorf("model: GPT-2 has no rotary embeddings to lay out")
+		}
+	} else {
+		d.arch = ArchLlama
+		if act != engine.ActSiLU {
+			return dims{}, fmt.Errorf("model: config: %s MLP activation %q is not supported (the gated MLP is SwiGLU: silu)", cfg.Arch, cfg.HiddenAct)
+		}
+		if opt.RopeLayout != engine.RopeHalf && opt.RopeLayout != engine.RopeInterleaved {
+			return dims{}, fmt.Errorf("model: unknown RoPE layout %d", opt.RopeLayout)
+		}
+	}
+	if cfg.SlidingWindow != nil {
+		d.slidingWindow = *cfg.SlidingWindow
+	}
+	return d, nil
+}

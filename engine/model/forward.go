@@ -1,0 +1,229 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/gotune/gotune/engine"
+)
+
+// ForwardBackward runs the model on a batch and returns the summed
+// cross-entropy of the counted targets; with backward it accumulates
+// gradScale·∂loss/∂p into every trainable parameter's G (see
+// engine.CausalLM). Gradient buffers of trainable parameters are allocated
+// here on first use.
+func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale float32) (float64, error) {
+	if err := m.checkBatch(bt); err != nil {
+		return 0, err
+	}
+	L := len(m.blocks)
+	low := 2*L + 1
+	if backward {
+		low = m.lowestTrainableStage()
+		m.ensureGrads()
+	}
+	doBack := low <= 2*L
+	Pv, P := 0, 0
+	if m.prompt != nil {
+		Pv = m.prompt.NumTokens()
+	}
+	if m.prefix != nil {
+		P = m.prefix.NumTokens()
+	}
+	T := bt.T + Pv
+	if err := m.checkPositions(P, T); err != nil {
+		return 0, err
+	}
+	lowLayer := L
+	if doBack {
+		lowLayer = max(low, 0) / 2
+	}
+	key := actKey{B: bt.B, T: T, Pv: Pv, P: P, heads: bt.T, lowLayer: lowLayer, backward: doBack, version: m.version}
+	var s *actSet
+	if doBack {
+		s = m.acts(&m.trainActs, key)
+	} else {
+		s = m.forwardOnlyActs(key)
+	}
+	m.last = s
+	p := &pass{B: bt.B, T: T, Pv: Pv, P: P, pos: P, train: backward, s: s, low: low}
+	m.forward(p, bt.InputIDs)
+
+	var dlogits *engine.Tensor
+	if doBack {
+		dlogits = s.logits // overwritten in place: logits are not needed afterwards
+	}
+	m.be.CrossEntropy(s.losses, dlogits, s.logits, bt.Targets, gradScale)
+	if doBack {
+		m.backward(p, bt.InputIDs)
+	}
+	var sum float64
+	for _, l := range m.be.Download(s.losses) {
+		sum += float64(l)
+	}
+	if err := m.be.Synchronize(); err != nil {
+		return 0, fmt.Errorf("model: forward/backward on %s: %w", m.be.Name(), err)
+	}
+	return sum, nil
+}
+
+// forward runs embeddings, every layer, the final norm and the LM head on
+// the rows the pass scores, leaving logits in p.s.logits.
+func (m *Transformer) forward(p *pass, ids *engine.Tensor) {
+	s, L, D := p.s, len(m.blocks), m.d.hidden
+	m.embedForward(p, ids)
+	if m.prefix != nil && p.P > 0 {
+		m.prefix.Forward(p.train)
+	}
+	for l := 0; l < L; l++ {
+		out := s.xf
+		if l+1 < L {
+			out = s.layers[l+1].x
+		}
+		m.blockForward(l, p, s.layers[l], out)
+	}
+	m.normF.forward(s.xnf, s.stf, s.xf)
+	if h := s.key.heads; s.head != s.xnf {
+		// Score only the last h positions of each sequence (the real
+		// tokens, or the last one when generating).
+		m.be.CopyBlock(s.head, 0, h*D, s.xnf, (p.T-h)*D, p.T*D, p.B, h*D, false)
+	}
+	m.lmHead.Forward(s.logits, s.head, p.train)
+}
+
+// backward runs the backward pass from dlogits (in p.s.logits) down to
+// stage p.low.
+func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
+	be, s, L, D := m.be, p.s, len(m.blocks), m.d.hidden
+	needX := p.low < 2*L
+	needXn := needX || Trainable(m.normF)
+	var dhead *engine.Tensor
+	if needXn {
+		dhead = s.dhead
+		be.Fill(dhead, 0)
+	}
+	backLinear(m.lmHead, dhead, s.logits, s.head)
+	if needXn && s.head != s.xnf {
+		h := s.key.heads
+		be.Fill(s.dxn, 0)
+		be.CopyBlock(s.dxn, (p.T-h)*D, p.T*D, s.dhead, 0, h*D, p.B, h*D, false)
+	}
+	var dres *engine.Tensor
+	if needX {
+		dres = s.dres
+		be.Fill(dres, 0)
+	}
+	if needXn {
+		m.normF.backward(dres, s.dxn, s.xf, s.stf)
+	}
+	if !needX {
+		return
+	}
+	for l := L - 1; l >= 0 && 2*l+1 >= p.low; l-- {
+		m.blockBackward(l, p, s.layers[l], dres)
+	}
+	if p.low < 0 {
+		m.embedBackward(p, ids, dres)
+	}
+	if m.prefix != nil && p.P > 0 && Trainable(m.prefix) {
+		m.prefix.Backward()
+	}
+}
+
+// embedForward writes the first layer's input: token embeddings (after
+// the virtual tokens, if any) plus learned positions for GPT-2.
+func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
+	be, s, D := m.be, p.s, m.d.hidden
+	x := s.layers[0].x
+	if p.Pv == 0 {
+		be.Embedding(x, m.embed.Weight.W, ids)
+	} else {
+		treal := p.T - p.Pv
+		be.Embedding(s.embReal, m.embed.Weight.W, ids)
+		be.CopyBlock(x, p.Pv*D, p.T*D, s.embReal, 0, treal*D, p.B, treal*D, false)
+		pe := m.prompt.Forward(p.train)
+		for b := 0; b < p.B; b++ {
+			be.CopyBlock(x, b*p.T*D, p.Pv*D, pe, 0, p.Pv*D, 1, p.Pv*D, false)
+		}
+	}
+	if m.posEmb != nil {
+		if s.posAt != p.pos {
+			for b := 0; b < p.B; b++ {
+				for t := 0; t < p.T; t++ {
+					s.posHost[b*p.T+t] = int32(p.pos + t)
+				}
+			}
+			be.UploadInt32(s.posIDs, s.posHost)
+			s.posAt = p.pos
+		}
+		be.Embedding(s.posTmp, m.posEmb.Weight.W, s.posIDs)
+		be.Add(x, x, s.posTmp)
+	}
+}
+
+// embedBackward scatters the gradient of the first layer's input into the
+// trainable embedding tables and virtual tokens.
+func (m *Transformer) embedBackward(p *pass, ids, demb *engine.Tensor) {
+	be, s, D := m.be, p.s, m.d.hidden
+	treal := p.T - p.Pv
+	if g := Grad(m.embed.Weight); g != nil {
+		if p.Pv == 0 {
+			be.EmbeddingBackward(g, demb, ids)
+		} else {
+			be.CopyBlock(s.dembReal, 0, treal*D, demb, p.Pv*D, p.T*D, p.B, treal*D, false)
+			be.EmbeddingBackward(g, s.dembReal, ids)
+		}
+	}
+	if m.posEmb != nil {
+		if g := Grad(m.posEmb.Weight); g != nil {
+			be.EmbeddingBackward(g, demb, s.posIDs)
+		}
+	}
+	if m.prompt != nil && Trainable(m.prompt) {
+		be.Fill(s.dprompt, 0)
+		for b := 0; b < p.B; b++ {
+			be.CopyBlock(s.dprompt, 0, p.Pv*D, demb, b*p.T*D, p.Pv*D, 1, p.Pv*D, true)
+		}
+		m.prompt.Backward(s.dprompt)
+	}
+}
+
+// ensureGrads allocates a zero gradient for every trainable parameter
+// that has none yet.
+func (m *Transformer) ensureGrads() {
+	for _, p := range m.Params() {
+		if p.Trainable && p.G == nil {
+			p.G = m.be.Alloc(engine.Float32, p.W.Shape()...)
+		}
+	}
+}
+
+// checkBatch validates a batch's geometry (its contents live on the
+// backend and were validated by whoever built it).
+func (m *Transformer) checkBatch(bt *engine.Batch) error {
+	switch {
+	case bt == nil:
+		return fmt.Errorf("model: nil batch")
+	case bt.B <= 0 || bt.T <= 0:
+		return fmt.Errorf("model: batch of %d sequences × %d tokens", bt.B, bt.T)
+	case bt.InputIDs == nil || bt.Targets == nil:
+		return fmt.Errorf("model: batch without input ids or targets")
+	case bt.InputIDs.DType() != engine.Int32 || bt.Targets.DType() != engine.Int32:
+		return fmt.Errorf("model: batch ids and targets must be Int32 (got %v, %v)", bt.InputIDs.DType(), bt.Targets.DType())
+	case bt.InputIDs.Len() != bt.B*bt.T || bt.Targets.Len() != bt.B*bt.T:
+		return fmt.Errorf("model: batch %d×%d has %d input ids and %d targets", bt.B, bt.T, bt.InputIDs.Len(), bt.Targets.Len())
+	}
+	return nil
+}
+
+// checkPositions rejects contexts that run past GPT-2's learned position
+// table or past a sliding attention window (RoPE models otherwise
+// extrapolate, as transformers lets them).
+func (m *Transformer) checkPositions(first, n int) error {
+	if m.posEmb != nil && first+n > m.d.maxPos {
+		return fmt.Errorf("model: positions %d..%d exceed n_positions %d of this GPT-2 model", first, first+n-1, m.d.maxPos)
+	}
+	if w := m.d.slidingWindow; w > 0 && first+n > w {
+		return fmt.Errorf("model: a context of %d positions exceeds sliding_window %d (sliding-window attention is not implemented)", first+n, w)
+	}
+	return nil
+}

@@ -1,0 +1,99 @@
+package model
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/gotune/gotune/engine/cpu"
+	"github.com/gotune/gotune/internal/golden"
+)
+
+// TestGolden compares logits, loss and every parameter's gradient with the
+// PyTorch reference values of each golden set.
+func TestGolden(t *testing.T) {
+	for _, name := range []string{"llama-gqa", "qwen2-tied", "gpt2"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(goldenRoot, name)
+			if _, err := os.Stat(filepath.Join(dir, "meta.json")); err != nil {
+				t.Skipf("golden set %s not present: %v", dir, err)
+			}
+			g, err := golden.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			be := cpu.New()
+			m, err := Load(dir, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := m.(interface{ core() *Transformer }).core()
+			ids, labels := readData(t, g.Path(g.Meta.Data))
+			run := g.Meta.Runs[0]
+			ids, labels = ids[:run.BatchSize], labels[:run.BatchSize]
+			bt := makeBatch(be, ids, labels)
+			if bt.Counted != run.CountedTokens[0] {
+				t.Fatalf("batch counts %d targets, golden run %d", bt.Counted, run.CountedTokens[0])
+			}
+			wantLogits, _ := g.Tensor("logits")
+			wantLoss, _ := g.Tensor("loss")
+
+			// Forward only: the training path's logits and loss.
+			sum, err := m.ForwardBackward(bt, false, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := golden.RelErr(cpu.Float32s(tr.last.logits), wantLogits); e > 1e-5 {
+				t.Errorf("logits: relative error %.3g > 1e-5", e)
+			}
+			loss := float32(sum / float64(bt.Counted))
+			if e := golden.RelErr([]float32{loss}, wantLoss); e > 1e-5 {
+				t.Errorf("loss %v, want %v (relative error %.3g)", loss, wantLoss[0], e)
+			}
+
+			// The inference path gives the same logits.
+			lg, err := m.Logits(nil, flat(ids), bt.B, bt.T, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := golden.RelErr(cpu.Float32s(lg), wantLogits); e > 1e-5 {
+				t.Errorf("Logits(all): relative error %.3g > 1e-5", e)
+			}
+
+			// Backward: the gradient of the mean loss.
+			sum2, err := m.ForwardBackward(bt, true, 1/float32(bt.Counted))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum2 != sum {
+				t.Errorf("loss with backward %v differs from forward-only %v", sum2, sum)
+			}
+			params := map[string]bool{}
+			for _, p := range m.Params() {
+				params[p.Name] = true
+			}
+			worst := 0.0
+			for _, gp := range g.Meta.Params {
+				p, ok := m.Param(gp.Name)
+				if !ok {
+					t.Errorf("model has no parameter %q", gp.Name)
+					continue
+				}
+				if p.Decay != gp.Decay {
+					t.Errorf("%s: Decay %v, golden %v", gp.Name, p.Decay, gp.Decay)
+				}
+				want, _ := g.Tensor("grad." + gp.Name)
+				e := golden.RelErr(gradOf(p), want)
+				if e > 1e-4 {
+					t.Errorf("grad %s: relative error %.3g > 1e-4", gp.Name, e)
+				}
+				worst = max(worst, e)
+				delete(params, gp.Name)
+			}
+			for n := range params {
+				t.Errorf("model parameter %q is not in the golden set", n)
+			}
+			t.Logf("worst gradient relative error %.3g over %d parameters", worst, len(g.Meta.Params))
+		})
+	}
+}

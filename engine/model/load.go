@@ -1,0 +1,216 @@
+package model
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/hfconfig"
+	"github.com/gotune/gotune/engine/safetensors"
+)
+
+// Load reads a Hugging Face model folder (config.json plus
+// model.safetensors or a sharded model.safetensors.index.json; F32, F16 or
+// BF16 tensors, computed in float32) onto backend be. Every expected tensor
+// must be present with its exact shape and no unexpected tensor may be
+// present (rotary inv_freq buffers and GPT-2's attention-mask buffers are
+// ignored); errors name the tensor. All parameters start trainable; their
+// gradient buffers are allocated on the first backward pass.
+func Load(dir string, be engine.Backend) (Model, error) {
+	return LoadWithOptions(dir, be, Options{})
+}
+
+// LoadWithOptions is Load with build options.
+func LoadWithOptions(dir string, be engine.Backend, opt Options) (Model, error) {
+	cfg, err := hfconfig.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	defer set.Close()
+	mod, m, err := newTransformer(cfg, be, opt)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, filepath.Join(dir, hfconfig.FileName))
+	}
+	if err := m.fill(setWeights{set}, dir); err != nil {
+		m.freeAll()
+		return nil, err
+	}
+	return mod, nil
+}
+
+// HostTensor is a float32 array with its shape, in host memory.
+type HostTensor struct {
+	// Shape holds the dimensions, outermost first.
+	Shape []int
+	// Data holds the row-major values.
+	Data []float32
+}
+
+// FromWeights builds a model from named host tensors with Hugging Face
+// names, validated like a checkpoint. The llama2.c loader uses it with
+// Options{RopeLayout: engine.RopeInterleaved}, passing the q/k weights in
+// their original (interleaved-pair) row order.
+func FromWeights(cfg *Config, be engine.Backend, w map[string]HostTensor, opt Options) (Model, error) {
+	mod, m, err := newTransformer(cfg, be, opt)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.fill(mapWeights(w), "weights"); err != nil {
+		m.freeAll()
+		return nil, err
+	}
+	return mod, nil
+}
+
+// weights is a collection of named float tensors to build a model from.
+type weights interface {
+	names() []string
+	shape(name string) []int
+	float32s(name string) ([]float32, error)
+}
+
+type setWeights struct{ s *safetensors.Set }
+
+func (w setWeights) names() []string { return w.s.Names() }
+func (w setWeights) shape(name string) []int {
+	info, _ := w.s.Info(name)
+	return info.Shape
+}
+func (w setWeights) float32s(name string) ([]float32, error) {
+	data, _, err := w.s.Float32(name)
+	return data, err
+}
+
+type mapWeights map[string]HostTensor
+
+func (w mapWeights) names() []string {
+	out := make([]string, 0, len(w))
+	for n := range w {
+		out = append(out, n)
+	}
+	return out
+}
+func (w mapWeights) shape(name string) []int { return w[name].Shape }
+func (w mapWeights) float32s(name string) ([]float32, error) {
+	t := w[name]
+	if len(t.Data) != engine.Numel(t.Shape) {
+		return nil, fmt.Errorf("tensor %q: shape %v needs %d values, got %d", name, t.Shape, engine.Numel(t.Shape), len(t.Data))
+	}
+	return t.Data, nil
+}
+
+// ignorable reports tensors checkpoints carry that are not parameters:
+// rotary inv_freq buffers and GPT-2's causal-mask buffers.
+func ignorable(name string) bool {
+	return strings.HasSuffix(name, ".rotary_emb.inv_freq") ||
+		strings.HasSuffix(name, ".attn.bias") || strings.HasSuffix(name, ".attn.masked_bias")
+}
+
+// canonical maps a stored tensor name to this model's naming: GPT-2
+// checkpoints converted from OpenAI's release omit "transformer.".
+func (m *Transformer) canonical(name string) string {
+	if m.d.arch == ArchGPT2 && !strings.HasPrefix(name, "transformer.") && name != "lm_head.weight" {
+		return "transformer." + name
+	}
+	return name
+}
+
+// fill validates w against the model's parameters and uploads it. where
+// names the source in errors.
+func (m *Transformer) fill(w weights, where string) error {
+	stored := map[string]string{} // canonical -> stored name
+	var unexpected []string
+	for _, n := range w.names() {
+		c := m.canonical(n)
+		if _, ok := m.params[c]; ok {
+			if prev, dup := stored[c]; dup {
+				return fmt.Errorf("model: %s: tensors %q and %q are both %q", where, prev, n, c)
+			}
+			stored[c] = n
+			continue
+		}
+		// A tied lm_head.weight duplicate is tolerated and ignored.
+		if ignorable(c) || (c == "lm_head.weight" && m.d.tied) {
+			continue
+		}
+		unexpected = append(unexpected, n)
+	}
+	if len(unexpected) > 0 {
+		return fmt.Errorf("model: %s: unexpected tensor(s) for %s: %s", where, m.cfg.Arch, listNames(unexpected))
+	}
+	var missing []string
+	for _, p := range m.base {
+		if _, ok := stored[p.Name]; !ok {
+			missing = append(missing, p.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("model: %s: missing tensor(s): %s", where, listNames(missing))
+	}
+	for _, p := range m.base {
+		n := stored[p.Name]
+		if got := w.shape(n); !sameDims(got, p.W.Shape()) {
+			return fmt.Errorf("model: %s: tensor %q: expected shape %v, found %v", where, n, p.W.Shape(), got)
+		}
+	}
+	for _, p := range m.base {
+		data, err := w.float32s(stored[p.Name])
+		if err != nil {
+			return fmt.Errorf("model: %s: %w", where, err)
+		}
+		m.be.Upload(p.W, data)
+	}
+	if err := m.be.Synchronize(); err != nil {
+		return fmt.Errorf("model: %s: uploading weights: %w", where, err)
+	}
+	return nil
+}
+
+// freeAll releases the weights of a model that failed to build.
+func (m *Transformer) freeAll() {
+	for _, p := range m.base {
+		m.be.Free(p.W)
+	}
+	if m.rope != nil {
+		m.be.Free(m.rope.cos)
+		m.be.Free(m.rope.sin)
+	}
+}
+
+func sameDims(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// listNames quotes up to 8 names, then counts the rest.
+func listNames(names []string) string {
+	set := map[string]bool{}
+	for _, n := range names {
+		set[n] = true
+	}
+	sorted := sortedNames(set)
+	var b strings.Builder
+	for i, n := range sorted {
+		if i == 8 {
+			fmt.Fprintf(&b, " and %d more", len(sorted)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q", n)
+	}
+	return b.String()
+}

@@ -1,0 +1,58 @@
+package model
+
+import "github.com/gotune/gotune/engine"
+
+// Model is a causal LM of this package: engine.CausalLM plus everything
+// fine-tuning methods, generation and checkpointing need.
+type Model interface {
+	engine.CausalLM
+
+	// Config returns the model's configuration.
+	Config() *Config
+	// Arch returns the architecture family.
+	Arch() Arch
+	// NumLayers returns the number of transformer layers.
+	NumLayers() int
+
+	// Modules lists every module with its Hugging Face path, in forward
+	// order.
+	Modules() []NamedModule
+	// Module returns the module at a Hugging Face path.
+	Module(name string) (Module, bool)
+	// Linear returns the Linear at a Hugging Face path.
+	Linear(name string) (Linear, bool)
+	// ReplaceLinear puts l in place of the Linear at name.
+	ReplaceLinear(name string, l Linear) error
+	// SetHook installs a hook on a sub-layer output of layer (nil removes).
+	SetHook(layer int, site Site, h SublayerHook) error
+	// Hook returns the hook at a site, or nil.
+	Hook(layer int, site Site) SublayerHook
+	// SetPrompt installs virtual-token embeddings (nil removes them).
+	SetPrompt(p Prompt) error
+	// Prompt returns the installed virtual-token source, or nil.
+	Prompt() Prompt
+	// SetPrefix installs key/value prefixes (nil removes them).
+	SetPrefix(p Prefix) error
+	// Prefix returns the installed prefix source, or nil.
+	Prefix() Prefix
+
+	// BaseParams returns the checkpoint's tensors, in save order.
+	BaseParams() []*engine.Param
+	// Param returns a base parameter by its Hugging Face name.
+	Param(name string) (*engine.Param, bool)
+
+	// NewKVCache allocates a key/value cache for generation.
+	NewKVCache(batch, maxLen int) (*KVCache, error)
+	// Logits runs a forward pass over new tokens (see Transformer.Logits).
+	Logits(c *KVCache, ids []int32, B, T int, all bool) (*engine.Tensor, error)
+	// ReleaseActivations frees cached activation buffers.
+	ReleaseActivations()
+
+	// Save writes config.json and model.safetensors to dir.
+	Save(dir string) error
+}
+
+var (
+	_ Model = (*Llama)(nil)
+	_ Model = (*GPT2)(nil)
+)

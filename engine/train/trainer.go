@@ -1,0 +1,454 @@
+// Package train runs the optimisation loop of a fine-tuning job: it pulls
+// batches from a data.Loader, runs forward and backward on an
+// engine.CausalLM, clips the global gradient norm, applies AdamW with a
+// learning-rate schedule, records metrics and saves the result.
+//
+// Every computation goes through the model's engine.Backend; the trainer
+// only moves batches in and a few scalars (the loss, the gradient norm)
+// out, so it runs unchanged on any backend.
+//
+// Semantics follow PyTorch and the Hugging Face Trainer, so a run can be
+// checked step by step against a PyTorch reference:
+//   - the loss of an optimizer step is the sum of token losses over all of
+//     its micro-batches divided by the tokens counted in the whole step;
+//   - the global gradient norm is reported before clipping, and clipping
+//     is torch.nn.utils.clip_grad_norm_'s (coef = max/(norm+1e-6), applied
+//     only when below 1);
+//   - AdamW is torch.optim.AdamW, with weight decay only on parameters
+//     whose Param.Decay is set;
+//   - optimizer step k (1-based) uses the schedule's multiplier at k-1, as
+//     torch's LambdaLR does.
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"time"
+
+	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/data"
+)
+
+// Config holds the hyper-parameters of a run.
+type Config struct {
+	// Steps is the number of optimizer steps; when > 0 it wins over Epochs.
+	Steps int
+	// Epochs is the number of passes over the data when Steps is 0. The
+	// micro-batches of all epochs form one stream, so the run takes
+	// ceil(Epochs·BatchesPerEpoch / GradAccum) steps and only its very last
+	// step may have fewer micro-batches.
+	Epochs int
+	// GradAccum is the number of micro-batches per optimizer step (>= 1).
+	GradAccum int
+
+	// LR is the peak learning rate.
+	LR float64
+	// Schedule shapes the learning rate over the run, after WarmupSteps
+	// steps of linear warmup from 0.
+	Schedule    Schedule
+	WarmupSteps int
+	// ScheduleSteps is the length of the schedule in optimizer steps; 0
+	// means the run's own length. A larger value trains the first steps
+	// of a longer schedule (resuming, or checking against a reference).
+	ScheduleSteps int
+
+	// AdamW hyper-parameters (torch.optim.AdamW semantics).
+	WeightDecay, Beta1, Beta2, Eps float64
+	// MaxGradNorm clips the global gradient norm; 0 disables clipping.
+	MaxGradNorm float64
+
+	// OutDir receives metrics.jsonl, loss.png and the saved model. Empty
+	// means Run writes nothing (tests and embedding programs).
+	OutDir string
+	// LogEvery prints a progress line every LogEvery steps (and at the
+	// first and last step); 0 disables progress lines.
+	LogEvery int
+	// EvalEvery calls Options.Eval every EvalEvery steps (and after the
+	// last step); 0 disables evaluation.
+	EvalEvery int
+}
+
+// Validate reports the first invalid hyper-parameter, naming its flag.
+func (c *Config) Validate() error {
+	switch {
+	case c.Steps < 0:
+		return fmt.Errorf("--steps must not be negative, got %d", c.Steps)
+	case c.Steps == 0 && c.Epochs <= 0:
+		return fmt.Errorf("nothing to train: set --steps or --epochs to a positive number (got --steps %d --epochs %d)", c.Steps, c.Epochs)
+	case c.GradAccum < 1:
+		return fmt.Errorf("--grad-accum must be at least 1, got %d", c.GradAccum)
+	case !(c.LR >= 0) || math.IsInf(c.LR, 0):
+		return fmt.Errorf("--lr must be a non-negative number, got %v", c.LR)
+	case c.ScheduleSteps < 0:
+		return fmt.Errorf("schedule length must not be negative, got %d", c.ScheduleSteps)
+	case c.WarmupSteps < 0:
+		return fmt.Errorf("--warmup-steps must not be negative, got %d", c.WarmupSteps)
+	case !(c.WeightDecay >= 0):
+		return fmt.Errorf("--weight-decay must not be negative, got %v", c.WeightDecay)
+	case !(c.Beta1 >= 0 && c.Beta1 < 1):
+		return fmt.Errorf("--adam-beta1 must be in [0, 1), got %v", c.Beta1)
+	case !(c.Beta2 >= 0 && c.Beta2 < 1):
+		return fmt.Errorf("--adam-beta2 must be in [0, 1), got %v", c.Beta2)
+	case !(c.Eps > 0):
+		return fmt.Errorf("--adam-eps must be positive, got %v", c.Eps)
+	case !(c.MaxGradNorm >= 0):
+		return fmt.Errorf("--max-grad-norm must not be negative (0 turns clipping off), got %v", c.MaxGradNorm)
+	case c.LogEvery < 0:
+		return fmt.Errorf("--log-every must not be negative, got %d", c.LogEvery)
+	case c.EvalEvery < 0:
+		return fmt.Errorf("--eval-every must not be negative, got %d", c.EvalEvery)
+	}
+	if _, err := ParseSchedule(string(c.Schedule)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Saver writes what a run produced into a directory. A full fine-tune
+// saves the whole model; an adapter method saves only its own files.
+type Saver interface {
+	Save(dir string) error
+}
+
+// EvalFunc evaluates the model after optimizer step `step` and returns
+// named metrics (e.g. "eval_loss"), recorded with that step in
+// metrics.jsonl and shown in the progress line.
+type EvalFunc func(ctx context.Context, step int) (map[string]float64, error)
+
+// Options are the trainer's optional collaborators.
+type Options struct {
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+	// Saver saves the result in Run; nil uses the model itself when it
+	// implements Saver.
+	Saver Saver
+	// Eval, if set, runs every Config.EvalEvery steps.
+	Eval EvalFunc
+}
+
+// StepMetrics are the measurements of one optimizer step, one line of
+// metrics.jsonl.
+type StepMetrics struct {
+	// Step is 1-based.
+	Step int `json:"step"`
+	// Loss is the mean token loss of the step, before the update.
+	Loss float64 `json:"loss"`
+	// LR is the learning rate the update used.
+	LR float64 `json:"lr"`
+	// GradNorm is the global gradient norm before clipping.
+	GradNorm float64 `json:"grad_norm"`
+	// Tokens is the number of counted (scored) tokens of the step.
+	Tokens int `json:"tokens"`
+	// TokensPerS is Tokens divided by the step's wall time.
+	TokensPerS float64 `json:"tokens_per_s"`
+	// ElapsedS is the wall time since the run started.
+	ElapsedS float64 `json:"elapsed_s"`
+	// Epoch is the fractional epoch reached (batches seen / batches per epoch).
+	Epoch float64 `json:"epoch"`
+	// Eval holds metrics from Options.Eval when it ran after this step.
+	Eval map[string]float64 `json:"-"`
+}
+
+// Trainer optimises the trainable parameters of a model.
+type Trainer struct {
+	model  engine.CausalLM
+	be     engine.Backend
+	loader *data.Loader
+	cfg    Config
+	opts   Options
+
+	params []*engine.Param // trainable, in model order
+	m, v   []*engine.Tensor
+	norm   *engine.Tensor // one-element accumulator for the squared norm
+
+	total      int // optimizer steps in the run
+	microLimit int // micro-batches in the run when epoch-bound, else 0
+	micro      int // micro-batches consumed
+	step       int // optimizer steps done
+}
+
+// New prepares a trainer: it checks the configuration, allocates a
+// gradient buffer for every trainable parameter that lacks one and AdamW
+// moment buffers, and zeroes the gradients.
+func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (*Trainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Trainer{model: model, be: model.Backend(), loader: loader, cfg: cfg, opts: opts}
+	if t.opts.Log == nil {
+		t.opts.Log = io.Discard
+	}
+	if t.opts.Saver == nil && cfg.OutDir != "" {
+		s, ok := model.(Saver)
+		if !ok {
+			return nil, fmt.Errorf("the model cannot save itself and no Saver was given")
+		}
+		t.opts.Saver = s
+	}
+	seen := map[*engine.Tensor]string{}
+	for _, p := range model.Params() {
+		if !p.Trainable {
+			continue
+		}
+		if other, dup := seen[p.W]; dup {
+			return nil, fmt.Errorf("parameters %s and %s share one tensor; a model must list a tied weight once", other, p.Name)
+		}
+		seen[p.W] = p.Name
+		if p.G == nil {
+			p.G = t.be.Alloc(engine.Float32, p.W.Shape()...)
+		} else if !engine.SameShape(p.G, p.W) {
+			return nil, fmt.Errorf("parameter %s: gradient shape %v differs from weight shape %v", p.Name, p.G.Shape(), p.W.Shape())
+		}
+		t.be.Fill(p.G, 0)
+		t.params = append(t.params, p)
+		t.m = append(t.m, t.be.Alloc(engine.Float32, p.W.Shape()...))
+		t.v = append(t.v, t.be.Alloc(engine.Float32, p.W.Shape()...))
+	}
+	if len(t.params) == 0 {
+		return nil, errors.New("the model has no trainable parameters")
+	}
+	t.norm = t.be.Alloc(engine.Float32, 1)
+
+	if cfg.Steps > 0 {
+		t.total = cfg.Steps
+	} else {
+		t.microLimit = cfg.Epochs * loader.BatchesPerEpoch()
+		t.total = (t.microLimit + cfg.GradAccum - 1) / cfg.GradAccum
+	}
+	return t, nil
+}
+
+// TotalSteps returns the number of optimizer steps the run will take.
+func (t *Trainer) TotalSteps() int { return t.total }
+
+// StepsDone returns the number of optimizer steps taken so far.
+func (t *Trainer) StepsDone() int { return t.step }
+
+// Trainable returns the parameters the trainer optimises.
+func (t *Trainer) Trainable() []*engine.Param { return t.params }
+
+// LR returns the learning rate of optimizer step k (1-based).
+func (t *Trainer) LR(k int) float64 {
+	n := t.total
+	if t.cfg.ScheduleSteps > 0 {
+		n = t.cfg.ScheduleSteps
+	}
+	return t.cfg.LR * t.cfg.Schedule.Multiplier(k-1, t.cfg.WarmupSteps, n)
+}
+
+// Step runs one optimizer step: forward and backward over GradAccum
+// micro-batches, gradient norm and clipping, the AdamW update, and
+// zeroed gradients. Its metrics lack the timing fields, which Run fills.
+// A non-finite loss or gradient norm is an error and leaves the weights
+// as they were before the step.
+func (t *Trainer) Step() (StepMetrics, error) {
+	if t.step >= t.total {
+		return StepMetrics{}, fmt.Errorf("the run's %d steps are done", t.total)
+	}
+	k := t.step + 1
+	nMicro := t.cfg.GradAccum
+	if t.microLimit > 0 {
+		nMicro = min(nMicro, t.microLimit-t.micro)
+	}
+	// Count the step's tokens first: every micro-batch's gradient is
+	// scaled by 1/total so they add up to the gradient of the step's mean.
+	batches := make([]data.Batch, nMicro)
+	tokens := 0
+	for i := range batches {
+		batches[i] = t.loader.Next()
+		tokens += batches[i].Counted
+	}
+	t.micro += nMicro
+	if tokens == 0 {
+		return StepMetrics{}, fmt.Errorf("step %d has no counted target tokens", k)
+	}
+	scale := float32(1 / float64(tokens))
+	lossSum := 0.0
+	for _, hb := range batches {
+		s, err := ForwardBatch(t.model, hb, true, scale)
+		if err != nil {
+			return StepMetrics{}, fmt.Errorf("step %d: %w", k, err)
+		}
+		lossSum += s
+	}
+	loss := lossSum / float64(tokens)
+
+	t.be.Fill(t.norm, 0)
+	for _, p := range t.params {
+		t.be.SumSquares(t.norm, p.G)
+	}
+	gradNorm := math.Sqrt(float64(t.be.Download(t.norm)[0]))
+	if err := t.be.Synchronize(); err != nil {
+		return StepMetrics{}, fmt.Errorf("step %d: backend: %w", k, err)
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(gradNorm) || math.IsInf(gradNorm, 0) {
+		t.zeroGrads()
+		return StepMetrics{}, fmt.Errorf("step %d: training diverged (loss %v, gradient norm %v); try a lower --lr or --max-grad-norm", k, loss, gradNorm)
+	}
+	if t.cfg.MaxGradNorm > 0 {
+		if coef := t.cfg.MaxGradNorm / (gradNorm + 1e-6); coef < 1 {
+			for _, p := range t.params {
+				t.be.Scale(p.G, float32(coef))
+			}
+		}
+	}
+	lr := t.LR(k)
+	for i, p := range t.params {
+		wd := 0.0
+		if p.Decay {
+			wd = t.cfg.WeightDecay
+		}
+		t.be.AdamW(p.W, p.G, t.m[i], t.v[i], engine.AdamWParams{
+			LR: float32(lr), Beta1: float32(t.cfg.Beta1), Beta2: float32(t.cfg.Beta2),
+			Eps: float32(t.cfg.Eps), WeightDecay: float32(wd), Step: k,
+		})
+	}
+	t.zeroGrads()
+	if err := t.be.Synchronize(); err != nil {
+		return StepMetrics{}, fmt.Errorf("step %d: backend: %w", k, err)
+	}
+	t.step = k
+	return StepMetrics{
+		Step: k, Loss: loss, LR: lr, GradNorm: gradNorm, Tokens: tokens,
+		Epoch: float64(t.micro) / float64(t.loader.BatchesPerEpoch()),
+	}, nil
+}
+
+func (t *Trainer) zeroGrads() {
+	for _, p := range t.params {
+		t.be.Fill(p.G, 0)
+	}
+}
+
+// Close frees the optimizer state (the AdamW moments). The trainer must
+// not be used afterwards; the model and its gradients are left alone.
+func (t *Trainer) Close() {
+	for i := range t.m {
+		t.be.Free(t.m[i])
+		t.be.Free(t.v[i])
+	}
+	t.m, t.v = nil, nil
+	if t.norm != nil {
+		t.be.Free(t.norm)
+		t.norm = nil
+	}
+}
+
+// ForwardBatch uploads a host batch to the model's backend, runs
+// ForwardBackward and frees the batch tensors. It returns the sum of the
+// token losses.
+func ForwardBatch(model engine.CausalLM, hb data.Batch, backward bool, gradScale float32) (float64, error) {
+	be := model.Backend()
+	ids := be.Alloc(engine.Int32, hb.B*hb.T)
+	tg := be.Alloc(engine.Int32, hb.B*hb.T)
+	defer be.Free(ids)
+	defer be.Free(tg)
+	be.UploadInt32(ids, hb.InputIDs)
+	be.UploadInt32(tg, hb.Targets)
+	return model.ForwardBackward(&engine.Batch{B: hb.B, T: hb.T, InputIDs: ids, Targets: tg, Counted: hb.Counted}, backward, gradScale)
+}
+
+// EvalLoss returns the mean token loss of the model over one epoch of
+// loader (no gradients), and the number of tokens counted.
+func EvalLoss(model engine.CausalLM, loader *data.Loader) (float64, int, error) {
+	sum, tokens := 0.0, 0
+	for i := 0; i < loader.BatchesPerEpoch(); i++ {
+		hb := loader.Batch(0, i)
+		s, err := ForwardBatch(model, hb, false, 0)
+		if err != nil {
+			return 0, 0, err
+		}
+		sum += s
+		tokens += hb.Counted
+	}
+	return sum / float64(tokens), tokens, nil
+}
+
+// Result summarises a finished run.
+type Result struct {
+	// Steps is the number of optimizer steps taken.
+	Steps int
+	// History holds every step's metrics.
+	History []StepMetrics
+	// Interrupted is true when the context was cancelled before the last step.
+	Interrupted bool
+	// Elapsed is the wall time of the training loop.
+	Elapsed time.Duration
+}
+
+// Run trains to the end (or until ctx is cancelled, after which it
+// finishes the current step) and then, when Config.OutDir is set, saves
+// the result with the Saver and draws OutDir/loss.png. Each step's
+// metrics are appended to OutDir/metrics.jsonl as the step ends.
+// A cancelled run is not an error: Result.Interrupted reports it, and
+// what was trained so far is saved.
+func (t *Trainer) Run(ctx context.Context) (*Result, error) {
+	var mw *metricsWriter
+	if t.cfg.OutDir != "" {
+		if err := os.MkdirAll(t.cfg.OutDir, 0o755); err != nil {
+			return nil, fmt.Errorf("output directory: %w", err)
+		}
+		var err error
+		if mw, err = newMetricsWriter(t.cfg.OutDir); err != nil {
+			return nil, err
+		}
+		defer mw.Close()
+	}
+	res := &Result{}
+	start := time.Now()
+	prog := progress{w: t.opts.Log, every: t.cfg.LogEvery, total: t.total}
+	for t.step < t.total {
+		if ctx.Err() != nil {
+			res.Interrupted = true
+			break
+		}
+		stepStart := time.Now()
+		m, err := t.Step()
+		if err != nil {
+			return res, err
+		}
+		now := time.Now()
+		m.ElapsedS = now.Sub(start).Seconds()
+		if d := now.Sub(stepStart).Seconds(); d > 0 {
+			m.TokensPerS = float64(m.Tokens) / d
+		}
+		if t.opts.Eval != nil && t.cfg.EvalEvery > 0 && (m.Step%t.cfg.EvalEvery == 0 || m.Step == t.total) {
+			if m.Eval, err = t.opts.Eval(ctx, m.Step); err != nil {
+				return res, fmt.Errorf("evaluation after step %d: %w", m.Step, err)
+			}
+		}
+		res.History = append(res.History, m)
+		res.Steps = m.Step
+		if mw != nil {
+			if err := mw.Write(m); err != nil {
+				return res, err
+			}
+		}
+		prog.report(m, now.Sub(start))
+	}
+	res.Elapsed = time.Since(start)
+	if res.Interrupted {
+		fmt.Fprintf(t.opts.Log, "interrupted after step %d of %d\n", t.step, t.total)
+	}
+	if t.cfg.OutDir == "" {
+		return res, nil
+	}
+	if mw != nil {
+		if err := mw.Close(); err != nil {
+			return res, err
+		}
+	}
+	if err := t.opts.Saver.Save(t.cfg.OutDir); err != nil {
+		return res, fmt.Errorf("saving to %s: %w", t.cfg.OutDir, err)
+	}
+	if len(res.History) > 0 {
+		if err := WriteLossPlot(lossPlotPath(t.cfg.OutDir), "training loss", historySeries(res.History)...); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
