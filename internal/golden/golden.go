@@ -7,6 +7,11 @@
 // trajectories of short training runs) and meta.json, which lists the
 // parameters and every run's hyper-parameters so tests read them instead of
 // hard-coding them. testdata/golden/README.md describes every tensor.
+//
+// The fine-tuning methods' sets live in testdata/golden/methods/<run>/
+// (LoadMethod, LoadMethods): one run each, starting from a model set, with
+// the initial adapter as a PEFT-format folder that gotune loads with
+// --init-adapter.
 package golden
 
 import (
@@ -127,18 +132,8 @@ func Load(dir string) (*Set, error) {
 	if s.Meta.Golden == "" {
 		return nil, fmt.Errorf("golden: %s: no \"golden\" file named", metaPath)
 	}
-	gpath := filepath.Join(dir, s.Meta.Golden)
-	f, err := safetensors.Open(gpath)
-	if err != nil {
-		return nil, fmt.Errorf("golden: %w", err)
-	}
-	defer f.Close()
-	for _, name := range f.Names() {
-		data, shape, err := f.Float32(name)
-		if err != nil {
-			return nil, fmt.Errorf("golden: %w", err)
-		}
-		s.tensors[name] = tensor{data, shape}
+	if s.tensors, err = readTensors(filepath.Join(dir, s.Meta.Golden)); err != nil {
+		return nil, err
 	}
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("golden: %s: %w", dir, err)
@@ -157,33 +152,65 @@ func (s *Set) validate() error {
 		"loss":   {1},
 	}
 	for i := range s.Meta.Runs {
-		r := &s.Meta.Runs[i]
-		if r.Steps <= 0 || len(r.CountedTokens) != r.Steps {
-			return fmt.Errorf("meta.json: run %q: %d steps but %d counted-token entries", r.Name, r.Steps, len(r.CountedTokens))
-		}
-		if len(r.Trainable) == 0 {
-			return fmt.Errorf("meta.json: run %q lists no trainable tensors", r.Name)
-		}
-		for _, k := range []string{"losses", "grad_norms", "lrs"} {
-			want[r.Key(k)] = []int{r.Steps}
-		}
-		for _, p := range r.Trainable {
-			want[r.Key("grad."+p.Name)] = p.Shape
-			want[r.Key("after."+p.Name)] = p.Shape
+		if err := s.Meta.Runs[i].expect(want); err != nil {
+			return err
 		}
 	}
+	return checkTensors(s.Meta.Golden, s.tensors, want)
+}
+
+// expect checks the run's step counts and adds the tensors it stores to
+// want (name -> shape).
+func (r *Run) expect(want map[string][]int) error {
+	if r.Steps <= 0 || len(r.CountedTokens) != r.Steps {
+		return fmt.Errorf("meta.json: run %q: %d steps but %d counted-token entries", r.Name, r.Steps, len(r.CountedTokens))
+	}
+	if len(r.Trainable) == 0 {
+		return fmt.Errorf("meta.json: run %q lists no trainable tensors", r.Name)
+	}
+	for _, k := range []string{"losses", "grad_norms", "lrs"} {
+		want[r.Key(k)] = []int{r.Steps}
+	}
+	for _, p := range r.Trainable {
+		want[r.Key("grad."+p.Name)] = p.Shape
+		want[r.Key("after."+p.Name)] = p.Shape
+	}
+	return nil
+}
+
+// readTensors loads every tensor of a golden.safetensors file as float32.
+func readTensors(path string) (map[string]tensor, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("golden: %w", err)
+	}
+	defer f.Close()
+	out := map[string]tensor{}
+	for _, name := range f.Names() {
+		data, shape, err := f.Float32(name)
+		if err != nil {
+			return nil, fmt.Errorf("golden: %w", err)
+		}
+		out[name] = tensor{data, shape}
+	}
+	return out, nil
+}
+
+// checkTensors reports the first (in name order) tensor of want that file
+// lacks or holds with another shape.
+func checkTensors(file string, have map[string]tensor, want map[string][]int) error {
 	names := make([]string, 0, len(want))
 	for n := range want {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		t, ok := s.tensors[n]
+		t, ok := have[n]
 		if !ok {
-			return fmt.Errorf("%s: tensor %q missing", s.Meta.Golden, n)
+			return fmt.Errorf("%s: tensor %q missing", file, n)
 		}
 		if !shapeMatches(t.shape, want[n]) {
-			return fmt.Errorf("%s: tensor %q has shape %v, meta.json implies %v", s.Meta.Golden, n, t.shape, want[n])
+			return fmt.Errorf("%s: tensor %q has shape %v, meta.json implies %v", file, n, t.shape, want[n])
 		}
 	}
 	return nil
@@ -232,13 +259,7 @@ func LoadAll(root string) ([]*Set, error) {
 
 // Tensor returns a stored tensor's values and shape, or nil, nil if the set
 // has no tensor of that name. The slices are shared: do not modify them.
-func (s *Set) Tensor(name string) ([]float32, []int) {
-	t, ok := s.tensors[name]
-	if !ok {
-		return nil, nil
-	}
-	return t.data, t.shape
-}
+func (s *Set) Tensor(name string) ([]float32, []int) { return lookup(s.tensors, name) }
 
 // Has reports whether the set stores a tensor of that name.
 func (s *Set) Has(name string) bool {
@@ -247,9 +268,19 @@ func (s *Set) Has(name string) bool {
 }
 
 // Names returns the names of all stored tensors, sorted.
-func (s *Set) Names() []string {
-	names := make([]string, 0, len(s.tensors))
-	for n := range s.tensors {
+func (s *Set) Names() []string { return sortedNames(s.tensors) }
+
+func lookup(m map[string]tensor, name string) ([]float32, []int) {
+	t, ok := m[name]
+	if !ok {
+		return nil, nil
+	}
+	return t.data, t.shape
+}
+
+func sortedNames(m map[string]tensor) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
 		names = append(names, n)
 	}
 	sort.Strings(names)

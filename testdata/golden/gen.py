@@ -9,18 +9,24 @@ For every model in MODELS it writes testdata/golden/<model>/:
   golden.safetensors               logits, loss, gradients, training trajectories
   meta.json                        parameters (with decay flags) and every run's
                                    hyper-parameters
+and for every fine-tuning run in METHOD_RUNS testdata/golden/methods/<run>/:
+  adapter_config.json,             the initial adapter as a PEFT-format folder
+  adapter_model.safetensors        (gotune's --init-adapter), absent for freeze
+  prompt_encoder.safetensors       initial prompt-encoder weights (P-Tuning,
+                                   prefix projection), which PEFT does not save
+  golden.safetensors, meta.json    as above, for that one run
 README.md beside this file describes every tensor. The output is a pure
-function of this file and reference.py: same inputs, same bytes.
+function of this file, methods.py and reference.py: same inputs, same bytes.
 
-Extending: a fine-tuning method is a Method subclass (see FullFineTuning and
-the notes on Method); a run is a Run in a model's `runs` list. Each run is
-trained by the same train() loop, so adding a method's goldens is one class
-plus one Run entry.
+Extending: a fine-tuning method is a Method subclass in methods.py (see the
+notes on Method); a run is an entry of METHOD_RUNS. Each run is trained by
+the same train() loop, so adding a method's goldens is one class plus one
+entry.
 """
-
 import math
 import os
 import sys
+import zlib
 
 sys.dont_write_bytecode = True  # keep testdata/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -30,6 +36,8 @@ import torch  # noqa: E402
 
 import hfio  # noqa: E402
 import reference as ref  # noqa: E402
+from methods import (  # noqa: E402
+    Bottleneck, Freeze, FullFineTuning, LoRA, PrefixTuning, PromptTuning, PTuning, randn)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -108,174 +116,6 @@ class Run:
         if cfg:
             m["method_config"] = cfg
         return m
-
-
-# ---------------------------------------------------------------- methods
-
-
-class Method:
-    """A fine-tuning method: which tensors train and how they enter the model.
-
-    To add one (LoRA, DoRA, adapters, prompt/prefix tuning):
-      - init(base, cfg, rng): the trainable tensors' initial float32 values,
-        keyed by the names gotune saves them under (PEFT's names for PEFT
-        methods); rng is a numpy RandomState private to the run.
-      - hooks(params, cfg): a reference.Hooks whose overrides read the
-        trainable tensors from params (params holds the base weights and
-        the trainable ones, all float64).
-      - decay(name, shape): whether AdamW decays the tensor.
-      - meta(): the method's hyper-parameters, stored as the run's
-        "method_config" in meta.json (PEFT's adapter_config.json keys where
-        there is one); also name the adapter folder there if write() makes one.
-      - write(folder, init) with writes_files = True: the files a user
-        would load (adapter_config.json, adapter_model.safetensors) holding
-        the initial trainable tensors, in <model>/<run name>/, so the Go test
-        starts from exactly these values (--init-adapter).
-    Base weights not returned by init stay frozen and get no gradient.
-    """
-
-    name = "method"
-    # writes_files: write() makes a folder <model>/<run name>/ (named in the
-    # run's meta as "adapter").
-    writes_files = False
-
-    def init(self, base, cfg, rng):
-        raise NotImplementedError
-
-    def hooks(self, params, cfg):
-        return ref.PLAIN
-
-    def decay(self, name, shape):
-        # The Hugging Face Trainer's convention: matrices and embeddings
-        # decay; biases and normalisation weights (all 1-D) do not.
-        return len(shape) >= 2
-
-    def meta(self):
-        return {}
-
-    def write(self, folder, init):
-        pass
-
-
-class FullFineTuning(Method):
-    """--method full: every base weight trains."""
-
-    name = "full"
-
-    def init(self, base, cfg, rng):
-        return dict(base)
-
-
-class LoRA(Method):
-    """--method lora with PEFT's semantics (LoraConfig, lora_dropout 0).
-
-    y = base(x) + scaling * B(A(x)), scaling = alpha/r (alpha/sqrt(r) with
-    use_rslora). With use_dora (PEFT's DoraLinearLayer):
-    y = base(x) + (m/n - 1) * x W^T + (m/n) * scaling * B(A(x)), where
-    n = ||W + scaling * B A|| per output row is treated as a constant (no
-    gradient flows through it) and m is lora_magnitude_vector.
-    GPT-2's Conv1D targets (fan_in_fan_out) use the same A [r, in] and
-    B [out, r]. Tensor names are those PEFT saves in adapter_model.safetensors:
-    base_model.model.<module path>.lora_A.weight, .lora_B.weight and
-    .lora_magnitude_vector. A is PEFT's kaiming-uniform(a=sqrt(5)) draw; B is
-    drawn non-zero (N(0, b_std^2)) so that gradients reach A; m is PEFT's
-    initial value, the row norms n at the initial A and B.
-
-    Not yet in any model's runs: add e.g.
-    Run("lora", "lora.", method=LoRA(r=4, alpha=8, targets=("q_proj", "v_proj"))).
-    """
-
-    name = "lora"
-
-    def __init__(self, r=4, alpha=8, targets=("q_proj", "v_proj"), use_rslora=False, use_dora=False,
-                 b_std=0.05):
-        self.r, self.alpha, self.targets = r, alpha, tuple(targets)
-        self.use_rslora, self.use_dora, self.b_std = use_rslora, use_dora, b_std
-
-    @property
-    def scaling(self):
-        return self.alpha / math.sqrt(self.r) if self.use_rslora else self.alpha / self.r
-
-    @staticmethod
-    def key(path, what):
-        return "base_model.model.%s.%s" % (path, what)
-
-    def modules(self, base, cfg):
-        """Module paths of the targeted linear layers, sorted."""
-        conv = cfg["architectures"][0] == "GPT2LMHeadModel"
-        paths = []
-        for n, t in base.items():
-            if not n.endswith(".weight") or t.dim() != 2 or "embed" in n or n.startswith("transformer.w"):
-                continue
-            path = n[: -len(".weight")]
-            leaf = path.rsplit(".", 1)[-1]
-            if path == "lm_head":
-                continue
-            if self.targets == ("all-linear",) or leaf in self.targets:
-                paths.append((path, conv))
-        return sorted(paths)
-
-    def init(self, base, cfg, rng):
-        out = {}
-        self.fan_in_fan_out = cfg["architectures"][0] == "GPT2LMHeadModel"
-        for path, conv in self.modules(base, cfg):
-            w = base[path + ".weight"]
-            w_oi = w.t() if conv else w  # [out, in]
-            n_out, n_in = w_oi.shape
-            bound = 1.0 / math.sqrt(n_in)  # kaiming_uniform_(a=sqrt(5)) on [r, in]
-            a = torch.from_numpy(rng.uniform(-bound, bound, (self.r, n_in)).astype(np.float32))
-            b = randn(rng, (n_out, self.r), self.b_std)
-            out[self.key(path, "lora_A.weight")] = a
-            out[self.key(path, "lora_B.weight")] = b
-            if self.use_dora:
-                merged = w_oi.double() + self.scaling * (b.double() @ a.double())
-                out[self.key(path, "lora_magnitude_vector")] = merged.norm(dim=1).to(torch.float32)
-        return out
-
-    def hooks(self, params, cfg):
-        method = self
-
-        class H(ref.Hooks):
-            def apply(self, path, x, w_oi, base_out):
-                a = params.get(method.key(path, "lora_A.weight"))
-                if a is None:
-                    return base_out
-                b = params[method.key(path, "lora_B.weight")]
-                lora = (x @ a.t()) @ b.t() * method.scaling
-                if not method.use_dora:
-                    return base_out + lora
-                m = params[method.key(path, "lora_magnitude_vector")]
-                n = (w_oi + method.scaling * (b @ a)).norm(dim=1).detach()
-                scale = m / n
-                return base_out + (scale - 1) * (x @ w_oi.t()) + scale * lora
-
-            def linear(self, path, x, weight, bias):
-                return self.apply(path, x, weight, ref.Hooks.linear(self, path, x, weight, bias))
-
-            def conv1d(self, path, x, weight, bias):
-                return self.apply(path, x, weight.t(), ref.Hooks.conv1d(self, path, x, weight, bias))
-
-        return H()
-
-    def decay(self, name, shape):
-        # The Hugging Face Trainer decays every parameter that is neither a
-        # bias nor a normalisation weight: lora_A, lora_B and DoRA's
-        # magnitude vector all decay.
-        return True
-
-    writes_files = True
-
-    def write(self, folder, init):
-        os.makedirs(folder, exist_ok=True)
-        cfg = dict(self.meta(), fan_in_fan_out=self.fan_in_fan_out, inference_mode=True,
-                   init_lora_weights=True, modules_to_save=None, base_model_name_or_path=None)
-        hfio.write_json(os.path.join(folder, "adapter_config.json"), cfg)
-        hfio.write_safetensors(os.path.join(folder, "adapter_model.safetensors"), init, {"format": "pt"})
-
-    def meta(self):
-        return {"peft_type": "LORA", "r": self.r, "lora_alpha": self.alpha, "lora_dropout": 0.0,
-                "target_modules": list(self.targets), "use_rslora": self.use_rslora,
-                "use_dora": self.use_dora, "bias": "none", "task_type": "CAUSAL_LM"}
 
 
 # ---------------------------------------------------------------- data
@@ -379,11 +219,6 @@ def forward_golden(base, cfg, rows, run):
 
 
 # ---------------------------------------------------------------- models
-
-
-def randn(rng, shape, std, mean=0.0):
-    """float32 N(mean, std^2) from numpy's legacy generator (stable across versions)."""
-    return torch.from_numpy((mean + std * rng.standard_normal(shape)).astype(np.float32))
 
 
 def llama_weights(cfg, rng, std=0.1, emb_std=0.2, qkv_bias=False):
@@ -508,13 +343,9 @@ def generate(spec):
     for k, run in enumerate(spec["runs"]):
         # Each run draws its method's initial tensors from its own stream.
         init, out = train(base, cfg, run, rows, np.random.RandomState(spec["seed"] * 100 + k))
-        if run.method.writes_files:
-            run.method.write(os.path.join(folder, run.name), init)
         for n, t in out.items():
             golden[run.prefix + n] = t
         m = run.meta()
-        if run.method.writes_files:
-            m["adapter"] = run.name
         m["trainable"] = [{"name": n, "shape": list(t.shape), "decay": run.method.decay(n, t.shape)}
                           for n, t in sorted(init.items())]
         m["counted_tokens"] = [sum(ref.counted_tokens(l) for _, l in micro)
@@ -546,6 +377,126 @@ def generate(spec):
         spec["name"], sum(t.numel() for t in base.values()),
         " ".join("%.5f" % x for x in first),
         " ".join("%.4f" % x for x in golden["grad_norms"].tolist())))
+    return base, rows
+
+
+# ---------------------------------------------------------------- fine-tuning methods
+
+# One golden set per entry, in methods/<name>/ (name, base model, method,
+# max_grad_norm). Every other hyper-parameter is the full runs' (batch 2,
+# AdamW lr 1e-2, betas (0.9, 0.95), eps 1e-8, weight decay 0.1, constant
+# LR, 3 steps); max_grad_norm is chosen per run, between the run's
+# gradient norms, so that some steps are clipped and some are not
+# (generate_method asserts both, with a margin).
+METHOD_RUNS = [
+    ("lora", "llama-gqa", LoRA(r=4, alpha=8, targets=("q_proj", "v_proj")), 0.72),
+    ("lora-all-linear", "llama-gqa", LoRA(r=4, alpha=8, targets=("all-linear",)), 1.3),
+    ("rslora", "llama-gqa", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj"),
+                                 use_rslora=True), 1.8),
+    ("dora", "llama-gqa", LoRA(r=4, alpha=8, targets=("q_proj", "v_proj", "down_proj"), use_dora=True,
+                               m_jitter=0.1), 0.93),
+    ("adapter-houlsby", "llama-gqa", Bottleneck("houlsby", reduction_factor=4, non_linearity="relu"), 1.2),
+    ("adapter-pfeiffer", "llama-gqa", Bottleneck("pfeiffer", reduction_factor=2, non_linearity="gelu"), 1.0),
+    ("adapter-parallel", "llama-gqa", Bottleneck("parallel", reduction_factor=4, non_linearity="silu",
+                                                 scaling=2.0), 1.6),
+    ("prompt", "llama-gqa", PromptTuning(num_virtual_tokens=3), 0.5),
+    ("ptuning-mlp", "llama-gqa", PTuning(num_virtual_tokens=3, encoder="MLP", hidden=16), 0.6),
+    ("ptuning-lstm", "llama-gqa", PTuning(num_virtual_tokens=3, encoder="LSTM", hidden=12), 0.4),
+    ("prefix", "llama-gqa", PrefixTuning(num_virtual_tokens=3, std=0.2), 0.233),
+    # The local prefix's gradient norm moves by under 1% a step, too little
+    # to straddle a threshold with the margin: every step is unclipped.
+    ("prefix-local", "llama-gqa", PrefixTuning(num_virtual_tokens=3, layers=[1]), 1.0),
+    ("prefix-projection", "llama-gqa", PrefixTuning(num_virtual_tokens=3, projection=True, encoder_hidden=24),
+     0.68),
+    ("freeze-last-layer", "llama-gqa", Freeze(trainable_layers=1, modules=("all",)), 1.8),
+    ("freeze-mlp-norm", "llama-gqa", Freeze(trainable_layers=-1, modules=("mlp",), extra=("norm",)), 1.06),
+    ("gpt2-lora", "gpt2", LoRA(r=4, alpha=8, targets=("c_attn", "c_fc")), 1.65),
+    ("gpt2-dora", "gpt2", LoRA(r=4, alpha=8, targets=("c_attn", "c_proj"), use_dora=True, m_jitter=0.1), 2.0),
+    ("gpt2-adapter-houlsby", "gpt2", Bottleneck("houlsby", reduction_factor=4, non_linearity="tanh",
+                                                target_layers=[1]), 1.03),
+    ("gpt2-prefix", "gpt2", PrefixTuning(num_virtual_tokens=3, std=2.0), 0.23),
+    ("qwen2-lora-all-linear", "qwen2-tied", LoRA(r=4, alpha=8, targets=("all-linear",)), 2.5),
+    ("qwen2-dora", "qwen2-tied", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj"), use_dora=True,
+                                      m_jitter=0.1), 1.8),
+]
+
+# How far (relative) every gradient norm must stay from max_grad_norm, so
+# that a float32 recomputation (gradients within the 1e-4 tolerance) cannot
+# flip a step between clipped and not.
+CLIP_MARGIN = 0.005
+
+
+def method_forward_golden(base, cfg, rows, run, init):
+    """logits [B, T+prepended, V] and loss [1] of the first batch at the initial adapter."""
+    params = {n: t.double() for n, t in base.items()}
+    params.update({n: t.double() for n, t in init.items()})
+    hooks = run.method.hooks(params, cfg)
+    ids, labels = micro_batches(rows, run)[0][0]
+    with torch.no_grad():
+        logits = ref.forward(params, cfg, ids, hooks)
+        loss_sum, counted = ref.causal_lm_loss_sum(logits, hooks.extend_labels(labels))
+    return {"logits": logits, "loss": (loss_sum / counted).reshape(1)}
+
+
+def generate_method(entry, models):
+    """Train one METHOD_RUNS entry and write methods/<name>/."""
+    name, model, method, max_grad_norm = entry
+    spec, base, rows = models[model]
+    cfg = spec["config"]
+    run = Run(name, "", method=method, max_grad_norm=max_grad_norm)
+    folder = os.path.join(HERE, "methods", name)
+    os.makedirs(folder, exist_ok=True)
+    # The run's initial tensors come from a stream of its own, keyed by its
+    # name, so adding or reordering runs changes no other run.
+    init, out = train(base, cfg, run, rows, np.random.RandomState(zlib.crc32(name.encode())))
+    for n, t in init.items():
+        assert bool((t != 0).all()), "%s: %s has zeros: initial values must be non-zero everywhere" % (name, n)
+    norms = out["grad_norms"].tolist()
+    assert any(x < max_grad_norm for x in norms), (name, norms, "no unclipped step")
+    assert all(abs(x - max_grad_norm) > CLIP_MARGIN * max_grad_norm for x in norms), (name, norms)
+
+    golden = method_forward_golden(base, cfg, rows, run, init)
+    assert abs(golden["loss"].item() - out["losses"][0].item()) < 1e-12, name
+    golden.update(out)
+    # What adapter_model.safetensors holds after training, where it is not
+    # the trainable tensors themselves (P-Tuning, prefix projection).
+    saved = {}
+    if method.encoder_weights(init) is not None:
+        saved = method.adapter_weights({n: out["after." + n] for n in init})
+        golden.update({"saved." + n: t for n, t in saved.items()})
+
+    base_path = "testdata/golden/" + model  # what gotune train --model would have been given
+    has_adapter = method.adapter_config(base_path) is not None
+    if has_adapter:
+        method.write(folder, init, base_path)
+
+    golden = {n: t.to(torch.float32) for n, t in golden.items()}
+    hfio.write_safetensors(os.path.join(folder, "golden.safetensors"), golden,
+                           {"generator": "testdata/golden/gen.py", "torch": torch.__version__.split("+")[0]})
+    m = run.meta()
+    if has_adapter:
+        m["adapter"] = "."
+    m["trainable"] = [{"name": n, "shape": list(t.shape), "decay": method.decay(n, t.shape)}
+                      for n, t in sorted(init.items())]
+    m["counted_tokens"] = [sum(ref.counted_tokens(l) for _, l in micro) for micro in micro_batches(rows, run)]
+    meta = {
+        "name": name,
+        "model": model,
+        "architecture": cfg["architectures"][0],
+        "base": "../../" + model,
+        "data": "../../%s/data.jsonl" % model,
+        "golden": "golden.safetensors",
+        "prepended_tokens": method.prepended(),
+        "run": m,
+    }
+    if method.encoder_weights(init) is not None:
+        meta["encoder"] = method.ENCODER_FILE
+        meta["saved"] = [{"name": n, "shape": list(t.shape), "decay": False} for n, t in sorted(saved.items())]
+    hfio.write_json(os.path.join(folder, "meta.json"), meta)
+    print("%-22s trainable=%-6d losses=%s  grad_norms=%s (max %g)" % (
+        name, sum(t.numel() for t in init.values()),
+        " ".join("%.5f" % x for x in out["losses"].tolist()), " ".join("%.4f" % x for x in norms),
+        max_grad_norm))
 
 
 def self_check():
@@ -603,11 +554,139 @@ def method_check():
         assert not torch.allclose(got, ref.forward({n: t.double() for n, t in base.items()}, cfg, ids)), kw
 
 
+def encoder_check():
+    """The prompt encoders against torch.nn modules loaded by state-dict name.
+
+    Loading with strict=True also proves the tensor names are PyTorch's (and
+    so PEFT's, which are the modules' names under prompt_encoder).
+    """
+    cfg = MODELS[0]["config"]
+    base = MODELS[0]["weights"](cfg, np.random.RandomState(7))
+    d = cfg["hidden_size"]
+    nn = torch.nn
+
+    def sub(t, prefix):
+        return {n[len(prefix):]: v.double() for n, v in t.items() if n.startswith(prefix)}
+
+    for enc, hid in (("MLP", 16), ("LSTM", 12)):
+        pt = PTuning(num_virtual_tokens=3, encoder=enc, hidden=hid)
+        init = pt.init(base, cfg, np.random.RandomState(8))
+        emb = init["prompt_encoder.embedding.weight"].double()
+        if enc == "MLP":
+            head = nn.Sequential(nn.Linear(d, hid), nn.ReLU(), nn.Linear(hid, hid), nn.ReLU(), nn.Linear(hid, d))
+            head = head.double()
+            head.load_state_dict(sub(init, "prompt_encoder.mlp_head."), strict=True)
+            want = head(emb)
+        else:
+            lstm = nn.LSTM(d, hid, num_layers=2, bidirectional=True, batch_first=True).double()
+            lstm.load_state_dict(sub(init, "prompt_encoder.lstm_head."), strict=True)
+            head = nn.Sequential(nn.Linear(2 * hid, 2 * hid), nn.ReLU(), nn.Linear(2 * hid, d)).double()
+            head.load_state_dict(sub(init, "prompt_encoder.mlp_head."), strict=True)
+            want = head(lstm(emb[None])[0])[0]
+        got = pt.encode({n: v.double() for n, v in init.items()})
+        assert torch.allclose(got, want, rtol=0, atol=1e-13), enc
+
+    pf = PrefixTuning(num_virtual_tokens=3, projection=True, encoder_hidden=24)
+    init = pf.init(base, cfg, np.random.RandomState(8))
+    width = cfg["num_hidden_layers"] * 2 * pf.token_dim
+    head = nn.Sequential(nn.Linear(pf.token_dim, 24), nn.Tanh(), nn.Linear(24, width)).double()
+    head.load_state_dict(sub(init, "prompt_encoder.transform."), strict=True)
+    want = head(init["prompt_encoder.embedding.weight"].double())
+    assert torch.allclose(pf.encode({n: v.double() for n, v in init.items()}), want, rtol=0, atol=1e-13)
+
+
+def prefix_check():
+    """Prefix tuning against PEFT's layout and against a KV cache.
+
+    1. The hooks' per-layer keys/values equal PEFT's get_prompt expression:
+       view [B, P, L*2, heads, head_dim], permute (2, 0, 3, 1, 4), split 2.
+    2. A prefix holding the keys/values the model itself computes for the
+       first P tokens of a sequence (a KV cache: RoPE at positions 0..P-1
+       already applied) must give the logits of the remaining tokens: this
+       checks the positions P..P+T-1, that no RoPE is applied to the prefix,
+       and that every real token sees every prefix entry.
+    """
+    ids = torch.tensor([[5, 9, 33, 2, 17, 40, 11, 60]])
+    p = 3
+    for spec in (MODELS[0], MODELS[1], MODELS[2]):
+        cfg = spec["config"]
+        base = spec["weights"](cfg, np.random.RandomState(7))
+        params = {n: t.double() for n, t in base.items()}
+        pf = PrefixTuning(num_virtual_tokens=p)
+        pf.init(base, cfg, np.random.RandomState(8))
+        n_layers = len(pf.layers(cfg))
+        hd = pf.token_dim // pf.heads
+
+        flat = torch.from_numpy(np.random.RandomState(9).standard_normal((p, n_layers * 2 * pf.token_dim)))
+        params["prompt_embeddings"] = flat
+        hooks = pf.hooks(params, cfg)
+        b = 2
+        peft = flat[None].expand(b, -1, -1).reshape(b, p, n_layers * 2, pf.heads, hd)
+        peft = peft.permute([2, 0, 3, 1, 4]).split(2)
+        for layer in range(n_layers):
+            k, v = hooks.prefix_kv(layer, b)
+            assert torch.equal(k, peft[layer][0]) and torch.equal(v, peft[layer][1]), (spec["name"], layer)
+
+        cache = {}
+
+        class Capture(ref.Hooks):
+            def own_kv(self, layer, k, v):
+                cache[layer] = (k, v)
+
+        ref.forward(params, cfg, ids[:, :p], Capture())
+        blocks = []
+        for layer in range(n_layers):
+            for t in cache[layer]:  # [1, heads, P, hd] -> [P, heads*hd]
+                blocks.append(t[0].permute(1, 0, 2).reshape(p, pf.token_dim))
+        params["prompt_embeddings"] = torch.cat(blocks, dim=1)
+        got = ref.forward(params, cfg, ids[:, p:], pf.hooks(params, cfg))
+        want = ref.forward(params, cfg, ids)[:, p:]
+        assert torch.allclose(got, want, rtol=0, atol=1e-12), spec["name"]
+
+
+def adapter_check():
+    """Bottleneck adapters with up_proj zero are the identity (gotune's init)."""
+    ids = torch.tensor([[5, 9, 33, 2, 17, 40]])
+    for spec in (MODELS[0], MODELS[2]):
+        cfg = spec["config"]
+        base = spec["weights"](cfg, np.random.RandomState(7))
+        plain = ref.forward({n: t.double() for n, t in base.items()}, cfg, ids)
+        for variant in ("houlsby", "pfeiffer", "parallel"):
+            ad = Bottleneck(variant)
+            init = ad.init(base, cfg, np.random.RandomState(8))
+            params = {n: t.double() for n, t in base.items()}
+            params.update({n: t.double() for n, t in init.items()})
+            assert not torch.allclose(ref.forward(params, cfg, ids, ad.hooks(params, cfg)), plain)
+            for n in init:
+                if ".up_proj." in n:
+                    params[n] = torch.zeros_like(params[n])
+            assert torch.equal(ref.forward(params, cfg, ids, ad.hooks(params, cfg)), plain), variant
+
+
+def freeze_check():
+    """The freeze selections the goldens use, spelled out."""
+    cfg = MODELS[0]["config"]
+    base = MODELS[0]["weights"](cfg, np.random.RandomState(7))
+    got = Freeze(trainable_layers=-1, modules=("mlp",), extra=("norm",)).selected(base, cfg)
+    assert got == ["model.layers.0.mlp.down_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+                   "model.layers.0.mlp.up_proj.weight", "model.norm.weight"], got
+    got = Freeze(trainable_layers=1).selected(base, cfg)
+    assert got == sorted(n for n in base if n.startswith("model.layers.1.")) and len(got) == 9, got
+
+
 def main():
     self_check()
     method_check()
+    encoder_check()
+    prefix_check()
+    adapter_check()
+    freeze_check()
+    models = {}
     for spec in MODELS:
-        generate(spec)
+        base, rows = generate(spec)
+        models[spec["name"]] = (spec, base, rows)
+    for entry in METHOD_RUNS:
+        generate_method(entry, models)
 
 
 if __name__ == "__main__":

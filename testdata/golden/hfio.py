@@ -82,9 +82,13 @@ def read_safetensors(path):
     return out
 
 
-def write_json(path, obj):
-    """Write obj as transformers writes config.json: sorted keys, indent 2, final newline."""
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+def write_json(path, obj, final_newline=True):
+    """Write obj with sorted keys and indent 2.
+
+    transformers ends config.json with a newline; PEFT writes
+    adapter_config.json the same way but without one (final_newline=False).
+    """
+    text = json.dumps(obj, indent=2, sort_keys=True) + ("\n" if final_newline else "")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)

@@ -71,6 +71,14 @@ class Hooks:
         """
         return None
 
+    def own_kv(self, layer, k, v):
+        """Observes a layer's own keys and values [B, Hkv, T, D] (RoPE applied).
+
+        Called before any prefix is prepended; the return value is ignored.
+        These are what a KV cache would hold, which lets a check feed them
+        back as a prefix.
+        """
+
     def after_attn(self, layer, sub_in, sub_out, residual):
         """Output of the attention sub-layer before its residual add.
 
@@ -187,6 +195,7 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
         q = apply_rope(proj["q"], cos, sin)
         k = apply_rope(proj["k"], cos, sin)
         v = proj["v"]
+        hooks.own_kv(i, k, v)
         prefix = hooks.prefix_kv(i, b)
         if prefix is not None:
             k = torch.cat((prefix[0], k), dim=2)
@@ -230,6 +239,7 @@ def gpt2_forward(p, cfg, input_ids, hooks=PLAIN):
         path = pre + "attn.c_attn"
         qkv = hooks.conv1d(path, x, p[path + ".weight"], p[path + ".bias"])
         q, k, v = (z.view(b, t, n_heads, head_dim).transpose(1, 2) for z in qkv.split(d, dim=2))
+        hooks.own_kv(i, k, v)
         prefix = hooks.prefix_kv(i, b)
         if prefix is not None:
             k = torch.cat((prefix[0], k), dim=2)
