@@ -1,0 +1,48 @@
+package cuda
+
+import (
+	"fmt"
+
+	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/cpu"
+)
+
+// SelectBackend implements the --device flag:
+//
+//   - "cpu": the pure-Go backend.
+//   - "cuda" (or "cuda:N" for device N, or "gpu"): the CUDA backend, or an
+//     error saying why no usable GPU was found.
+//   - "auto" (or ""): the CUDA backend when a usable GPU is present,
+//     otherwise the CPU backend.
+//
+// The returned string says, in one line for the user, which backend was
+// chosen and why (for auto, why the GPU was not used).
+func SelectBackend(device string) (engine.Backend, string, error) {
+	switch device {
+	case "cpu":
+		return cpu.New(), "device cpu: the pure-Go CPU backend (chosen by --device cpu)", nil
+	case "", "auto":
+		if ok, reason := Available(); !ok {
+			return cpu.New(), "device auto: using the CPU backend, no usable GPU (" + reason + ")", nil
+		}
+		b, err := NewBackend(Options{})
+		if err != nil {
+			return cpu.New(), "device auto: using the CPU backend, the GPU could not be opened (" + err.Error() + ")", nil
+		}
+		return b, "device auto: using the GPU, " + b.Name(), nil
+	}
+	ordinal := 0
+	if device != "cuda" && device != "gpu" {
+		if _, err := fmt.Sscanf(device, "cuda:%d", &ordinal); err != nil || fmt.Sprintf("cuda:%d", ordinal) != device {
+			return nil, "", fmt.Errorf("--device %q: want auto, cpu, cuda or cuda:N", device)
+		}
+	}
+	if ok, reason := Available(); !ok {
+		return nil, "", fmt.Errorf("--device %s: no usable GPU: %s", device, reason)
+	}
+	b, err := NewBackend(Options{Device: ordinal})
+	if err != nil {
+		return nil, "", fmt.Errorf("--device %s: %w", device, err)
+	}
+	return b, fmt.Sprintf("device %s: using the GPU, %s", device, b.Name()), nil
+}
