@@ -3,7 +3,7 @@ GO        ?= go
 BIN       ?= bin/gotune
 EMU_LIB   := kernels/emu/build/libcuda.so
 
-.PHONY: help build test test-short vet demo emu kernels bench golden clean
+.PHONY: help build test test-short vet demo emu emu-test kernels bench golden clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -16,6 +16,9 @@ vet: ## go vet every package
 
 emu: ## build the CPU emulator of the CUDA driver (fake libcuda.so) with g++
 	$(MAKE) -C kernels emu
+
+emu-test: ## run every kernel through the emulator against a C++ float64 reference
+	$(MAKE) -C kernels emu-test
 
 kernels: ## rebuild the embedded CUDA fatbin (needs CUDA 11.8: scripts/install-cuda-toolkit.sh)
 	$(MAKE) -C kernels kernels
