@@ -88,7 +88,9 @@ type Backend interface {
 	// arrays: element (r, c) moves from src[srcOff + r*srcStride + c] to
 	// dst[dstOff + r*dstStride + c], adding instead of overwriting when
 	// accumulate is true. It concatenates, splits, and slices along any
-	// axis (and, with accumulate, is its own backward).
+	// axis (and, with accumulate, is its own backward). srcStride 0
+	// broadcasts one source row to every destination row. Destination rows
+	// must not overlap.
 	CopyBlock(dst *Tensor, dstOff, dstStride int, src *Tensor, srcOff, srcStride int, rows, cols int, accumulate bool)
 	// Fill sets every element of t to v.
 	Fill(t *Tensor, v float32)

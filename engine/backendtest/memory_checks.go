@@ -32,7 +32,7 @@ func checkMemory(h *harness) {
 
 		ids := make([]int32, n)
 		for i := range ids {
-			ids[i] = int32(h.rng.IntN(1<<31)) - 1<<30
+			ids[i] = int32(h.rng.Uint32()) // the full int32 range, negatives included
 		}
 		it := h.ints("ids", ids, n)
 		got := h.b.DownloadInt32(it)

@@ -19,6 +19,7 @@ func Run(t *testing.T, b engine.Backend, opts Options) {
 	}{
 		{"Memory", checkMemory},
 		{"BFloat16", checkBFloat16},
+		{"BFloat16Ops", checkBFloat16Ops},
 		{"CopyBlock", checkCopyBlock},
 		{"Gemm", checkGemm},
 		{"GemmBackward", checkGemmBackward},

@@ -65,7 +65,7 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 		sc := getBuf(rows * n)
 		defer putBuf(sc)
 		ldq, ldk := a.hq*a.d, a.hkv*a.d
-		gemm(false, rows, n, a.d, a.scale, qs[a.qRow(bi, t0, h):], ldq, false, ks[a.kRow(bi, 0, kvh):], ldk, true, 0, sc, n)
+		gemm(false, rows, n, a.d, a.scale, fmat(qs[a.qRow(bi, t0, h):], ldq, false), fmat(ks[a.kRow(bi, 0, kvh):], ldk, true), 0, sc, n)
 		inv := make([]float32, rows)
 		for r := 0; r < rows; r++ {
 			row := sc[r*n : (r+1)*n]
@@ -82,7 +82,7 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 		// out = (unnormalised P)·V, then each row scaled by 1/Σ: cheaper
 		// than normalising the longer score rows.
 		o := os[a.qRow(bi, t0, h):]
-		gemm(false, rows, a.d, n, 1, sc, n, false, vs[a.kRow(bi, 0, kvh):], ldk, false, 0, o, ldq)
+		gemm(false, rows, a.d, n, 1, fmat(sc, n, false), fmat(vs[a.kRow(bi, 0, kvh):], ldk, false), 0, o, ldq)
 		for r, s := range inv {
 			or := o[r*ldq : r*ldq+a.d]
 			for j := range or {
@@ -139,18 +139,22 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 			defer putBuf(p)
 			defer putBuf(dp)
 			qo, ko := a.qRow(bi, t0, h), a.kRow(bi, 0, kvh)
-			gemm(false, rows, n, a.d, a.scale, qs[qo:], ldq, false, ks[ko:], ldk, true, 0, p, n)
-			gemm(false, rows, n, a.d, 1, ds[qo:], ldq, false, vs[ko:], ldk, true, 0, dp, n)
+			gemm(false, rows, n, a.d, a.scale, fmat(qs[qo:], ldq, false), fmat(ks[ko:], ldk, true), 0, p, n)
+			gemm(false, rows, n, a.d, 1, fmat(ds[qo:], ldq, false), fmat(vs[ko:], ldk, true), 0, dp, n)
 			for r := 0; r < rows; r++ {
 				vis := t0 + r + a.off + 1
 				l, dl := ls[bh*a.t+t0+r], delta[bh*a.t+t0+r]
 				pr, dr := p[r*n:(r+1)*n], dp[r*n:(r+1)*n]
 				for j := range pr[:vis] {
-					pr[j] = expf(pr[j]-l) * (dr[j] - dl) // dS
+					pr[j] -= l
+				}
+				expInPlace(pr[:vis])
+				for j := range pr[:vis] {
+					pr[j] *= dr[j] - dl // dS
 				}
 				clear(pr[vis:])
 			}
-			gemm(false, rows, a.d, n, a.scale, p, n, false, ks[ko:], ldk, false, 1, dqs[qo:], ldq)
+			gemm(false, rows, a.d, n, a.scale, fmat(p, n, false), fmat(ks[ko:], ldk, false), 1, dqs[qo:], ldq)
 		})
 		done()
 	}
@@ -179,9 +183,9 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 			bh := bi*a.hq + h
 			qo := a.qRow(bi, t0, h)
 			// Transposed blocks: row r is key s0+r, column c is query t0+c.
-			gemm(false, rows, n, a.d, a.scale, ks[ko:], ldk, false, qs[qo:], ldq, true, 0, p, n)
+			gemm(false, rows, n, a.d, a.scale, fmat(ks[ko:], ldk, false), fmat(qs[qo:], ldq, true), 0, p, n)
 			if dks != nil {
-				gemm(false, rows, n, a.d, 1, vs[ko:], ldk, false, ds[qo:], ldq, true, 0, dp, n)
+				gemm(false, rows, n, a.d, 1, fmat(vs[ko:], ldk, false), fmat(ds[qo:], ldq, true), 0, dp, n)
 			}
 			for r := 0; r < rows; r++ {
 				first := max(0, s0+r-a.off-t0) // queries before this see nothing
@@ -189,8 +193,9 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 				clear(pr[:first])
 				lr := ls[bh*a.t+t0:][:n]
 				for c := first; c < n; c++ {
-					pr[c] = expf(pr[c] - lr[c])
+					pr[c] -= lr[c]
 				}
+				expInPlace(pr[first:])
 				if dks != nil {
 					dr := dp[r*n : (r+1)*n]
 					for c := first; c < n; c++ {
@@ -200,10 +205,10 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 				}
 			}
 			if dvs != nil {
-				gemm(false, rows, a.d, n, 1, p, n, false, ds[qo:], ldq, false, 1, dvs[ko:], ldk)
+				gemm(false, rows, a.d, n, 1, fmat(p, n, false), fmat(ds[qo:], ldq, false), 1, dvs[ko:], ldk)
 			}
 			if dks != nil {
-				gemm(false, rows, a.d, n, a.scale, dp, n, false, qs[qo:], ldq, false, 1, dks[ko:], ldk)
+				gemm(false, rows, a.d, n, a.scale, fmat(dp, n, false), fmat(qs[qo:], ldq, false), 1, dks[ko:], ldk)
 			}
 		}
 	})

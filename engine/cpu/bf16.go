@@ -39,3 +39,12 @@ func bf16ToF32(dst []float32, src []uint16) {
 		}
 	})
 }
+
+// bf16ToF32Serial converts src into dst on the calling goroutine (for use
+// inside parallel loops).
+func bf16ToF32Serial(dst []float32, src []uint16) {
+	dst = dst[:len(src)]
+	for i, h := range src {
+		dst[i] = bf16BitsToF32(h)
+	}
+}

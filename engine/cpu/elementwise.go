@@ -170,8 +170,16 @@ func sumSq64(x []float32) float64 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// dot returns Σ a[i]·b[i] in float32 with eight partial sums.
-func dot(a, b []float32) float32 {
+// dot returns Σ a[i]·b[i] (len(b) >= len(a)); assembly replaces it at
+// init on CPUs that support it.
+var dot = dotGo
+
+// axpy computes y += alpha·x (len(x) >= len(y)); assembly replaces it at
+// init on CPUs that support it.
+var axpy = axpyGo
+
+// dotGo returns Σ a[i]·b[i] in float32 with eight partial sums.
+func dotGo(a, b []float32) float32 {
 	b = b[:len(a)]
 	var s0, s1, s2, s3, s4, s5, s6, s7 float32
 	i := 0
@@ -192,8 +200,8 @@ func dot(a, b []float32) float32 {
 	return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 }
 
-// axpy computes y += alpha·x.
-func axpy(y, x []float32, alpha float32) {
+// axpyGo computes y += alpha·x.
+func axpyGo(y, x []float32, alpha float32) {
 	x = x[:len(y)]
 	i := 0
 	for ; i+4 <= len(y); i += 4 {

@@ -9,14 +9,26 @@ func (b *Backend) Embedding(out, table, ids *engine.Tensor) {
 	check(out.Cols() == dim && out.Rows() == ids.Len(), op, "out %v must be [%d, %d] for ids %v and table %v", out, ids.Len(), dim, ids, table)
 	idx := i32s(op, ids)
 	checkIDs(op, idx, vocab)
-	ts := read(op, table)
 	o, done := write(op, out)
-	parallelFor(len(idx), dim, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			id := int(idx[i])
-			copy(o[i*dim:(i+1)*dim], ts[id*dim:(id+1)*dim])
-		}
-	})
+	if table.DType() == engine.BFloat16 {
+		// Convert only the gathered rows: a frozen bfloat16 table can be
+		// far larger than the batch.
+		th := u16s(op, table)
+		parallelFor(len(idx), dim, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				id := int(idx[i])
+				bf16ToF32Serial(o[i*dim:(i+1)*dim], th[id*dim:(id+1)*dim])
+			}
+		})
+	} else {
+		ts := f32s(op, table)
+		parallelFor(len(idx), dim, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				id := int(idx[i])
+				copy(o[i*dim:(i+1)*dim], ts[id*dim:(id+1)*dim])
+			}
+		})
+	}
 	done()
 }
 

@@ -8,7 +8,9 @@ import "math"
 // (truncation error < 1e-8 relative), and 2^n assembled in the exponent
 // bits. Its error is a few float32 ulps (see TestExpf). Inputs below
 // -87.3 give 0 (results would be subnormal: irrelevant next to the row
-// maximum's e^0 = 1), inputs above 88 fall back to math.Exp, NaN stays NaN.
+// maximum's e^0 = 1), inputs above 88 give +Inf (true values there are
+// >= 1.6e38: only a sigmoid of a hugely negative input gets them, where
+// 1/(1+Inf) = 0 is the right float32 answer anyway), NaN stays NaN.
 func expf(x float32) float32 {
 	if !(x >= -87.33654) { // also catches NaN
 		if x != x {
@@ -17,7 +19,7 @@ func expf(x float32) float32 {
 		return 0
 	}
 	if x > 88 {
-		return float32(math.Exp(float64(x)))
+		return float32(math.Inf(1))
 	}
 	const (
 		log2e = 1.44269504088896341
@@ -32,21 +34,31 @@ func expf(x float32) float32 {
 	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
 }
 
+// expInPlace replaces every x[i] by expf(x[i]); assembly replaces it at
+// init on CPUs that support it.
+var expInPlace = expInPlaceGo
+
+func expInPlaceGo(x []float32) {
+	for i, v := range x {
+		x[i] = expf(v)
+	}
+}
+
 // expShiftSum replaces row[j] by exp(row[j] − shift) and returns the sum of
 // the results, accumulated in float64.
 func expShiftSum(row []float32, shift float32) float64 {
+	for j := range row {
+		row[j] -= shift
+	}
+	expInPlace(row)
 	var s0, s1 float64
 	j := 0
 	for ; j+2 <= len(row); j += 2 {
-		a, b := expf(row[j]-shift), expf(row[j+1]-shift)
-		row[j], row[j+1] = a, b
-		s0 += float64(a)
-		s1 += float64(b)
+		s0 += float64(row[j])
+		s1 += float64(row[j+1])
 	}
 	if j < len(row) {
-		a := expf(row[j] - shift)
-		row[j] = a
-		s0 += float64(a)
+		s0 += float64(row[j])
 	}
 	return s0 + s1
 }

@@ -20,10 +20,41 @@ func (b *Backend) Gemm(c, a, bm *engine.Tensor, transA, transB bool, alpha, beta
 	}
 	check(k == k2 && c.Rows() == m && c.Cols() == n, op,
 		"shapes c %v = op(a %v, transA=%v)·op(b %v, transB=%v) do not agree", c, a, transA, bm, transB)
-	as, bs := read(op, a), read(op, bm)
 	cs, done := write(op, c)
-	gemm(true, m, n, k, alpha, as, a.Cols(), transA, bs, bm.Cols(), transB, beta, cs, n)
+	gemm(true, m, n, k, alpha, operand(op, a, transA), operand(op, bm, transB), beta, cs, n)
 	done()
+}
+
+// mat is a gemm operand: a row-major matrix with row stride ld, read
+// transposed when trans, stored either as float32 (f) or bfloat16 (h).
+// BFloat16 operands are converted while packing, so a large frozen
+// bfloat16 weight is never expanded to float32 as a whole.
+type mat struct {
+	f     []float32
+	h     []uint16
+	ld    int
+	trans bool
+}
+
+// fmat wraps a float32 slice as a gemm operand.
+func fmat(f []float32, ld int, trans bool) mat { return mat{f: f, ld: ld, trans: trans} }
+
+// operand wraps a Float32 or BFloat16 tensor's matrix view.
+func operand(op string, t *engine.Tensor, trans bool) mat {
+	if t.DType() == engine.BFloat16 {
+		return mat{h: u16s(op, t), ld: t.Cols(), trans: trans}
+	}
+	return mat{f: f32s(op, t), ld: t.Cols(), trans: trans}
+}
+
+// float32s returns the operand as float32 (converting a bfloat16 one).
+func (x mat) float32s() []float32 {
+	if x.h == nil {
+		return x.f
+	}
+	f := make([]float32, len(x.h))
+	bf16ToF32(f, x.h)
+	return f
 }
 
 // Blocking parameters (in elements). A kc-deep slice of packed A for mcBlock
@@ -42,7 +73,7 @@ const (
 // transposed when transA, likewise B. With par it spreads the work over
 // the cores; callers that are already parallel (attention tasks) pass
 // false.
-func gemm(par bool, m, n, k int, alpha float32, a []float32, lda int, transA bool, b []float32, ldb int, transB bool, beta float32, c []float32, ldc int) {
+func gemm(par bool, m, n, k int, alpha float32, a, b mat, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -50,8 +81,13 @@ func gemm(par bool, m, n, k int, alpha float32, a []float32, lda int, transA boo
 	if k == 0 || alpha == 0 {
 		return
 	}
-	if m < 16 || n < 16 || m*n*k < 48*48*48 {
-		gemmSmall(par, m, n, k, alpha, a, lda, transA, b, ldb, transB, c, ldc)
+	thin := (m < 16 || n < 16) && a.h == nil && b.h == nil
+	if thin || m*n*k < 48*48*48 {
+		// Thin float32 products skip packing; tiny ones convert bfloat16
+		// operands whole. Thin products with a bfloat16 operand take the
+		// packed path, which converts panel by panel (a decode step
+		// against a big frozen bfloat16 weight must not expand it).
+		gemmSmall(par, m, n, k, alpha, a.float32s(), a.ld, a.trans, b.float32s(), b.ld, b.trans, c, ldc)
 		return
 	}
 	kern := activeKernel
@@ -66,12 +102,12 @@ func gemm(par bool, m, n, k int, alpha float32, a []float32, lda int, transA boo
 			bp := getBuf(bPanels * nr * kc)
 			pfor(par, aPanels, mr*kc, func(lo, hi int) {
 				for pi := lo; pi < hi; pi++ {
-					packA(ap[pi*mr*kc:(pi+1)*mr*kc], a, lda, transA, pi*mr, min(mr, m-pi*mr), pc, kc, mr, alpha)
+					packA(ap[pi*mr*kc:(pi+1)*mr*kc], a, pi*mr, min(mr, m-pi*mr), pc, kc, mr, alpha)
 				}
 			})
 			pfor(par, bPanels, nr*kc, func(lo, hi int) {
 				for pj := lo; pj < hi; pj++ {
-					packB(bp[pj*nr*kc:(pj+1)*nr*kc], b, ldb, transB, jc+pj*nr, min(nr, nc-pj*nr), pc, kc, nr)
+					packB(bp[pj*nr*kc:(pj+1)*nr*kc], b, jc+pj*nr, min(nr, nc-pj*nr), pc, kc, nr)
 				}
 			})
 			mTasks := (m + mcBlock - 1) / mcBlock
@@ -141,19 +177,28 @@ func scaleC(par bool, m, n int, beta float32, c []float32, ldc int) {
 
 // packA copies rows [i0, i0+h) × columns [p0, p0+kc) of op(A), scaled by
 // alpha, into dst as kc groups of mr values (rows past h are zero).
-func packA(dst, a []float32, lda int, transA bool, i0, h, p0, kc, mr int, alpha float32) {
+func packA(dst []float32, a mat, i0, h, p0, kc, mr int, alpha float32) {
 	if h < mr {
 		clear(dst)
 	}
+	lda := a.ld
 	for r := 0; r < h; r++ {
 		i := i0 + r
-		if transA {
+		switch {
+		case a.h != nil && a.trans:
 			for p := 0; p < kc; p++ {
-				dst[p*mr+r] = alpha * a[(p0+p)*lda+i]
+				dst[p*mr+r] = alpha * bf16BitsToF32(a.h[(p0+p)*lda+i])
 			}
-		} else {
-			row := a[i*lda+p0 : i*lda+p0+kc]
-			for p, v := range row {
+		case a.h != nil:
+			for p, v := range a.h[i*lda+p0 : i*lda+p0+kc] {
+				dst[p*mr+r] = alpha * bf16BitsToF32(v)
+			}
+		case a.trans:
+			for p := 0; p < kc; p++ {
+				dst[p*mr+r] = alpha * a.f[(p0+p)*lda+i]
+			}
+		default:
+			for p, v := range a.f[i*lda+p0 : i*lda+p0+kc] {
 				dst[p*mr+r] = alpha * v
 			}
 		}
@@ -162,21 +207,35 @@ func packA(dst, a []float32, lda int, transA bool, i0, h, p0, kc, mr int, alpha 
 
 // packB copies rows [p0, p0+kc) × columns [j0, j0+w) of op(B) into dst as
 // kc groups of nr values (columns past w are zero).
-func packB(dst, b []float32, ldb int, transB bool, j0, w, p0, kc, nr int) {
+func packB(dst []float32, b mat, j0, w, p0, kc, nr int) {
 	if w < nr {
 		clear(dst)
 	}
-	if transB {
+	ldb := b.ld
+	switch {
+	case b.trans && b.h != nil:
 		for q := 0; q < w; q++ {
-			col := b[(j0+q)*ldb+p0 : (j0+q)*ldb+p0+kc]
-			for p, v := range col {
+			for p, v := range b.h[(j0+q)*ldb+p0 : (j0+q)*ldb+p0+kc] {
+				dst[p*nr+q] = bf16BitsToF32(v)
+			}
+		}
+	case b.trans:
+		for q := 0; q < w; q++ {
+			for p, v := range b.f[(j0+q)*ldb+p0 : (j0+q)*ldb+p0+kc] {
 				dst[p*nr+q] = v
 			}
 		}
-		return
-	}
-	for p := 0; p < kc; p++ {
-		copy(dst[p*nr:p*nr+w], b[(p0+p)*ldb+j0:(p0+p)*ldb+j0+w])
+	case b.h != nil:
+		for p := 0; p < kc; p++ {
+			d := dst[p*nr : p*nr+w]
+			for q, v := range b.h[(p0+p)*ldb+j0 : (p0+p)*ldb+j0+w] {
+				d[q] = bf16BitsToF32(v)
+			}
+		}
+	default:
+		for p := 0; p < kc; p++ {
+			copy(dst[p*nr:p*nr+w], b.f[(p0+p)*ldb+j0:(p0+p)*ldb+j0+w])
+		}
 	}
 }
 

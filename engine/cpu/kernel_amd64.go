@@ -15,6 +15,23 @@ func xgetbv0() (eax, edx uint32)
 // kc must be at least 1. It uses AVX2 and FMA.
 func kernel6x16(kc int, a, b, c *float32, ldc int)
 
+// dotAVX2 returns Σ a[i]·b[i] over n elements (AVX2+FMA).
+func dotAVX2(a, b *float32, n int) float32
+
+// axpyAVX2 computes y[i] += alpha·x[i] over n elements (AVX2+FMA).
+func axpyAVX2(y, x *float32, n int, alpha float32)
+
+// expAVX2 replaces the first n&^7 elements of x by their exponentials
+// (AVX2+FMA); see expf for the contract.
+func expAVX2(x *float32, n int)
+
+// geluFwdAVX2 computes o[i] = gelu_tanh(x[i]) for the first n&^7 elements.
+func geluFwdAVX2(o, x *float32, n int)
+
+// geluBwdAVX2 accumulates dx[i] += grad[i]·gelu_tanh'(x[i]) for the first
+// n&^7 elements.
+func geluBwdAVX2(dx, grad, x *float32, n int)
+
 // hasAVX2FMA reports whether the CPU and OS support AVX2 and FMA3.
 func hasAVX2FMA() bool {
 	maxLeaf, _, _, _ := cpuid(0, 0)
@@ -45,5 +62,44 @@ var avx2Kernel = microKernel{mr: 6, nr: 16, fn: func(kc int, a, b, c []float32, 
 func init() {
 	if hasAVX2FMA() {
 		activeKernel = avx2Kernel
+		dot = func(a, b []float32) float32 {
+			if len(a) == 0 {
+				return 0
+			}
+			_ = b[len(a)-1]
+			return dotAVX2(&a[0], &b[0], len(a))
+		}
+		expInPlace = func(x []float32) {
+			n := len(x) &^ 7
+			if n > 0 {
+				expAVX2(&x[0], n)
+			}
+			for i := n; i < len(x); i++ {
+				x[i] = expf(x[i])
+			}
+		}
+		geluForward = func(o, x []float32) {
+			n := len(o) &^ 7
+			if n > 0 {
+				_ = x[n-1]
+				geluFwdAVX2(&o[0], &x[0], n)
+			}
+			geluForwardGo(o[n:], x[n:len(o)])
+		}
+		geluBackward = func(d, g, x []float32) {
+			n := len(d) &^ 7
+			if n > 0 {
+				_, _ = g[n-1], x[n-1]
+				geluBwdAVX2(&d[0], &g[0], &x[0], n)
+			}
+			geluBackwardGo(d[n:], g[n:len(d)], x[n:len(d)])
+		}
+		axpy = func(y, x []float32, alpha float32) {
+			if len(y) == 0 {
+				return
+			}
+			_ = x[len(y)-1]
+			axpyAVX2(&y[0], &x[0], len(y), alpha)
+		}
 	}
 }

@@ -9,7 +9,8 @@ import (
 // CrossEntropy computes per-row softmax cross-entropy and, when dlogits is
 // non-nil, overwrites it with gradScale·(softmax − onehot); see
 // engine.Backend. Each row's log-sum-exp subtracts the row maximum and sums
-// in float64. dlogits may alias logits: a row is read completely (loss
+// the (vectorised float32) exponentials in float64; the gradient reuses
+// them. dlogits may alias logits: a row is read completely (loss
 // included) before any of it is overwritten, and each gradient element
 // depends only on the logit at the same place.
 func (b *Backend) CrossEntropy(losses, dlogits, logits, labels *engine.Tensor, gradScale float32) {
@@ -27,13 +28,15 @@ func (b *Backend) CrossEntropy(losses, dlogits, logits, labels *engine.Tensor, g
 	var g []float32
 	doneG := func() {}
 	if dlogits != nil {
-		if dlogits == logits || (dlogits.Storage() == logits.Storage() && dlogits.Offset() == logits.Offset() && logits.DType() == engine.Float32) {
+		if logits.DType() == engine.Float32 && dlogits.DType() == engine.Float32 &&
+			dlogits.Storage() == logits.Storage() && dlogits.Offset() == logits.Offset() {
 			g = xs // in place: the same window
 		} else {
 			g, doneG = write(op, dlogits)
 		}
 	}
-	parallelFor(rows, vocab*transcendentalCost/2, func(lo, hi int) {
+	parallelFor(rows, vocab*transcendentalCost, func(lo, hi int) {
+		e := make([]float32, vocab) // exp(x − max) of one row
 		for r := lo; r < hi; r++ {
 			xr := xs[r*vocab : (r+1)*vocab]
 			label := int(lab[r])
@@ -48,19 +51,17 @@ func (b *Backend) CrossEntropy(losses, dlogits, logits, labels *engine.Tensor, g
 			for _, v := range xr {
 				mx = max(mx, v)
 			}
-			var sum float64
-			for _, v := range xr {
-				sum += math.Exp(float64(v - mx))
-			}
+			sum := expShiftSum(append(e[:0], xr...), mx)
 			lse := float64(mx) + math.Log(sum)
 			ls[r] = float32(lse - float64(xr[label]))
 			if g == nil {
 				continue
 			}
+			// softmax = exp(x − max)/Σ, reusing the exponentials.
 			gr := g[r*vocab : (r+1)*vocab]
-			scale := float64(gradScale)
-			for j, v := range xr {
-				gr[j] = float32(scale * math.Exp(float64(v)-lse))
+			scale := float64(gradScale) / sum
+			for j, p := range e {
+				gr[j] = float32(scale * float64(p))
 			}
 			gr[label] -= gradScale
 		}

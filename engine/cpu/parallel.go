@@ -66,6 +66,14 @@ func runChunks(n int, fn func(c int)) {
 // Ranges are as large as possible (about one per worker, more when the
 // work is big, for load balance).
 func parallelFor(n, cost int, fn func(lo, hi int)) {
+	parallelForAligned(n, cost, 1, fn)
+}
+
+// parallelForAligned is parallelFor with every range starting at a multiple
+// of align. Elementwise loops that hand 8-wide groups to assembly and the
+// remainder to scalar code use align = 8, so which code path (and so which
+// last-bit rounding) an element gets never depends on the core count.
+func parallelForAligned(n, cost, align int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
 	}
@@ -90,6 +98,7 @@ func parallelFor(n, cost int, fn func(lo, hi int)) {
 		return
 	}
 	size := (n + chunks - 1) / chunks
+	size = (size + align - 1) / align * align
 	chunks = (n + size - 1) / size
 	runChunks(chunks, func(c int) {
 		lo := c * size
