@@ -8,7 +8,7 @@ import (
 )
 
 // deviceHelp documents the values --device accepts.
-const deviceHelp = "compute device: auto (the GPU when this build has one, else the CPU), cpu or cuda"
+const deviceHelp = "compute device: auto (the GPU when the CUDA driver loads and a device is present, else the CPU), cpu or cuda"
 
 // openCUDA opens the CUDA backend. It is nil in builds without one; the
 // GPU build sets it from a file of its own (behind a build tag), which is
@@ -28,9 +28,13 @@ func openDevice(name string, notes func(string)) (engine.Backend, error) {
 		return cpu.New(), nil
 	case "cuda":
 		if openCUDA == nil {
-			return nil, fmt.Errorf("--device cuda: no CUDA backend is available yet (this gotune build is CPU-only); use --device cpu")
+			return nil, fmt.Errorf("--device cuda: no CUDA backend in this build; use --device cpu")
 		}
-		return openCUDA()
+		be, err := openCUDA()
+		if err != nil {
+			return nil, fmt.Errorf("--device cuda: no usable GPU: %v (use --device cpu or auto)", err)
+		}
+		return be, nil
 	case "auto":
 		if openCUDA != nil {
 			be, err := openCUDA()

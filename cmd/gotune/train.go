@@ -163,7 +163,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	}
 	method, ok := methods[f.method]
 	if !ok {
-		return fmt.Errorf("method %q is not implemented yet (available: %s)", f.method, methodNames())
+		return &usageError{msg: fmt.Sprintf("unknown --method %q (available: %s)", f.method, methodNames())}
 	}
 	schedule, err := train.ParseSchedule(f.schedule)
 	if err != nil {

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/gotune/gotune/engine/fsutil"
+	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/methods/lora"
+	"github.com/gotune/gotune/methods/peft"
+)
+
+func init() {
+	register(&command{
+		Name:    "merge",
+		Summary: "merge a LoRA/DoRA adapter into its base model's weights",
+		Run:     runMerge,
+	})
+}
+
+const mergeDescription = `
+Loads a base model and a LoRA or DoRA adapter in PEFT's format
+(adapter_config.json, adapter_model.safetensors, e.g. the --out of
+"gotune train --method lora"), folds the adapter into the base weights
+(W + s·B·A; for DoRA m ⊙ (W + s·B·A) / ‖W + s·B·A‖ per output feature)
+and writes the merged model in Hugging Face layout (config.json,
+model.safetensors, float32) to --out, with the base model's tokenizer
+files. The merged model computes what the base model with the adapter
+computes, at the base model's cost, and needs no adapter support to load.`
+
+// tokenizerFiles are copied next to a merged model when the base has them.
+var tokenizerFiles = []string{
+	"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+	"vocab.json", "merges.txt", "added_tokens.json", "generation_config.json",
+}
+
+func runMerge(ctx context.Context, e *env, args []string) error {
+	var modelDir, adapterDir, out, device string
+	fs := newFlagSet("merge", "gotune merge --model DIR --adapter DIR --out DIR", mergeDescription)
+	fs.StringVar(&modelDir, "model", "", "base model `DIR` in Hugging Face layout (required)")
+	fs.StringVar(&adapterDir, "adapter", "", "LoRA adapter `DIR` in PEFT layout (required)")
+	fs.StringVar(&out, "out", "", "output `DIR` for the merged model (required; created if needed)")
+	fs.StringVar(&device, "device", "cpu", deviceHelp)
+	if err := parseFlags(fs, args, e); err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	switch {
+	case modelDir == "":
+		return &usageError{msg: "--model is required"}
+	case adapterDir == "":
+		return &usageError{msg: "--adapter is required"}
+	case out == "":
+		return &usageError{msg: "--out is required"}
+	}
+	if !validDevice(device) {
+		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", device)}
+	}
+	if same, err := sameDir(modelDir, out); err == nil && same {
+		return fmt.Errorf("--out %s is the model directory: merging would overwrite the base model; choose another --out", out)
+	}
+	h, err := peft.ReadHeader(adapterDir)
+	if err != nil {
+		return fmt.Errorf("--adapter: %w", err)
+	}
+	if h.PeftType != lora.PeftType {
+		return fmt.Errorf("--adapter %s: a %s adapter cannot be merged into weights (only LORA adapters, DoRA included, can)", adapterDir, h.PeftType)
+	}
+	be, err := openDevice(device, func(s string) { fmt.Fprintln(e.Stderr, s) })
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	m, err := model.Load(modelDir, be)
+	if err != nil {
+		return err
+	}
+	a, err := lora.Load(m, adapterDir, lora.LoadOptions{Frozen: true})
+	if err != nil {
+		return fmt.Errorf("--adapter: %w", err)
+	}
+	n := len(a.Layers())
+	if err := a.MergeAndRemove(); err != nil {
+		return err
+	}
+	if err := m.Save(out); err != nil {
+		return err
+	}
+	copied, err := copyTokenizerFiles(modelDir, out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "merged %d LoRA layers of %s into %s; wrote %s", n, adapterDir, modelDir, out)
+	if copied > 0 {
+		fmt.Fprintf(e.Stdout, " (with %d tokenizer files)", copied)
+	}
+	fmt.Fprintln(e.Stdout)
+	return nil
+}
+
+// copyTokenizerFiles copies the base model's tokenizer files to out
+// (atomically) and returns how many there were.
+func copyTokenizerFiles(from, to string) (int, error) {
+	n := 0
+	for _, name := range tokenizerFiles {
+		src := filepath.Join(from, name)
+		f, err := os.Open(src)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		err = fsutil.WriteFileAtomic(filepath.Join(to, name), 0o644, func(w io.Writer) error {
+			_, err := io.Copy(w, f)
+			return err
+		})
+		f.Close()
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
