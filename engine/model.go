@@ -28,8 +28,28 @@ type Batch struct {
 	// (Targets[b, t] = labels[b, t+1], and -100 at t = T-1). Negative
 	// targets are ignored.
 	Targets *Tensor
-	// Counted is the number of targets >= 0 (computed on the host).
+	// FirstLabels is Int32 [B]: each sequence's first label, labels[b][0]
+	// (-100 when ignored), or nil. Plain causal-LM training never scores it
+	// (no logits precede the first token), but with virtual tokens
+	// prepended (prompt tuning, P-Tuning) PEFT pads the labels with -100 in
+	// front, so the last virtual token's logits are scored against it. A
+	// model scores FirstLabels only when it says so through
+	// FirstLabelScorer, and ignores them otherwise.
+	FirstLabels *Tensor
+	// Counted is the number of targets >= 0 (computed on the host),
+	// including the FirstLabels >= 0 when the model scores them.
 	Counted int
+}
+
+// FirstLabelScorer is implemented by models that can score a batch's
+// FirstLabels. Trainers ask it before counting a step's tokens, so that
+// the mean loss divides by exactly the number of targets the model
+// scores.
+type FirstLabelScorer interface {
+	// ScoresFirstLabels reports whether ForwardBackward currently scores
+	// Batch.FirstLabels (when they are given): true while virtual tokens
+	// are prepended to every sequence.
+	ScoresFirstLabels() bool
 }
 
 // CausalLM is a trainable causal language model on some Backend.

@@ -61,6 +61,14 @@ type Batch struct {
 	Targets []int32
 	// Counted is the number of targets that are not IgnoreIndex.
 	Counted int
+	// FirstLabels is [B]: labels[b][0] of every row, the label no
+	// next-token target covers. Models with virtual tokens in front of
+	// the sequence (prompt tuning, P-Tuning) score it as PEFT does, against
+	// the last virtual token's logits; others ignore it.
+	FirstLabels []int32
+	// CountedFirst is the number of FirstLabels that are not IgnoreIndex
+	// (not included in Counted).
+	CountedFirst int
 	// Epoch is the 0-based epoch the batch belongs to.
 	Epoch int
 	// Index is the 0-based position of the batch within its epoch.
@@ -173,11 +181,16 @@ func (l *Loader) Batch(epoch, i int) Batch {
 		InputIDs: make([]int32, B*T),
 		Targets:  make([]int32, B*T),
 		Epoch:    epoch, Index: i,
-		Rows: make([]int, B),
+		Rows:        make([]int, B),
+		FirstLabels: make([]int32, B),
 	}
 	for r, k := range order[start:end] {
 		e := &l.ex[k]
 		b.Rows[r] = l.index[k]
+		b.FirstLabels[r] = e.Labels[0]
+		if e.Labels[0] != IgnoreIndex {
+			b.CountedFirst++
+		}
 		in := b.InputIDs[r*T : (r+1)*T]
 		tg := b.Targets[r*T : (r+1)*T]
 		n := copy(in, e.InputIDs)

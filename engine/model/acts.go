@@ -15,6 +15,7 @@ type actKey struct {
 	Pv       int  // virtual prompt tokens per sequence
 	P        int  // key/value prefix length (0 with a KV cache)
 	heads    int  // rows the LM head scores per sequence (all real, or 1)
+	first    bool // the last virtual token is scored too (Batch.FirstLabels)
 	lowLayer int  // first layer that keeps its own activations
 	backward bool // gradient buffers are needed
 	version  int  // hooks/prompt/prefix layout
@@ -54,8 +55,11 @@ type actSet struct {
 	xf, xnf *engine.Tensor // final residual stream and its norm
 	stf     normStats
 	head    *engine.Tensor // rows the LM head scores (xnf itself or a gather)
-	logits  *engine.Tensor // [rows, V]; overwritten by dlogits in backward
-	losses  *engine.Tensor
+	// logits is [rows, V]; overwritten by dlogits in backward. Rows are
+	// B·heads real positions, then (with key.first) each sequence's last
+	// virtual position.
+	logits *engine.Tensor
+	losses *engine.Tensor
 
 	// backward scratch, shared by all layers
 	dres, dmid, dxn, dh *engine.Tensor
@@ -162,8 +166,11 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	}
 	s.xf, s.xnf, s.stf = f32(N, D), f32(N, D), stats()
 	rows := B * k.heads
+	if k.first {
+		rows += B
+	}
 	s.head = s.xnf
-	if k.heads != T {
+	if k.heads != T || k.first {
 		s.head = f32(rows, D)
 	}
 	s.logits, s.losses = f32(rows, d.vocab), f32(rows)
@@ -224,7 +231,7 @@ func (m *Transformer) ReleaseActivations() {
 // evaluating between training steps allocates nothing.
 func (m *Transformer) forwardOnlyActs(k actKey) *actSet {
 	if t := m.trainActs; t != nil && t.key.B == k.B && t.key.T == k.T && t.key.Pv == k.Pv &&
-		t.key.P == k.P && t.key.heads == k.heads && t.key.version == k.version {
+		t.key.P == k.P && t.key.heads == k.heads && t.key.first == k.first && t.key.version == k.version {
 		return t
 	}
 	return m.acts(&m.evalActs, k)

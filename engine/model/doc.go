@@ -27,10 +27,11 @@
 //   - SetHook installs a SublayerHook on the attention or MLP output of a
 //     layer, before the residual add (Houlsby, Pfeiffer, parallel adapters).
 //   - SetPrompt prepends virtual-token embeddings (prompt tuning, P-Tuning).
-//     Virtual positions are not scored. Unlike PEFT, the last virtual
-//     token's logit is not scored against the first real token's label
-//     either: engine.Batch carries targets already shifted, so that label
-//     is not available.
+//     Virtual positions are not scored, except that, as in PEFT (which pads
+//     the labels with -100 in front), the last virtual token's logits are
+//     scored against each sequence's first label when the batch carries
+//     engine.Batch.FirstLabels (the trainer passes them whenever
+//     ScoresFirstLabels is true, i.e. while a prompt is installed).
 //   - SetPrefix adds trainable key/value prefixes to some or all layers
 //     (prefix tuning, P-Tuning v2). As transformers does with PEFT's
 //     past_key_values, the prefix keys are not rotated by RoPE and the real
@@ -63,8 +64,9 @@
 //     statistics, rotated q and k, v (and the prefixed k/v), the attention
 //     output and lse, the sub-layer outputs, the residual between the
 //     halves, and the MLP's pre-activations and activation.
-//  4. Head. Final norm → the scored rows (all real tokens) → lm_head Gemm →
-//     logits [B·T, V].
+//  4. Head. Final norm → the scored rows (all real tokens, then each
+//     sequence's last virtual token when first labels are scored) →
+//     lm_head Gemm → logits [B·T (+B), V].
 //  5. Loss. CrossEntropy writes per-row losses and overwrites the logits
 //     with gradScale·(softmax − onehot), so dlogits costs no memory. The
 //     losses are downloaded and summed on the host: the step's only sync.

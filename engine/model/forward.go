@@ -33,11 +33,13 @@ func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale
 	if err := m.checkPositions(P, T); err != nil {
 		return 0, err
 	}
+	// PEFT scores the last virtual token against the first label.
+	first := Pv > 0 && bt.FirstLabels != nil
 	lowLayer := L
 	if doBack {
 		lowLayer = max(low, 0) / 2
 	}
-	key := actKey{B: bt.B, T: T, Pv: Pv, P: P, heads: bt.T, lowLayer: lowLayer, backward: doBack, version: m.version}
+	key := actKey{B: bt.B, T: T, Pv: Pv, P: P, heads: bt.T, first: first, lowLayer: lowLayer, backward: doBack, version: m.version}
 	var s *actSet
 	if doBack {
 		s = m.acts(&m.trainActs, key)
@@ -52,7 +54,18 @@ func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale
 	if doBack {
 		dlogits = s.logits // overwritten in place: logits are not needed afterwards
 	}
-	m.be.CrossEntropy(s.losses, dlogits, s.logits, bt.Targets, gradScale)
+	if first {
+		// Rows past the real ones are the last virtual positions.
+		n := bt.B * bt.T
+		var dreal, dfirst *engine.Tensor
+		if doBack {
+			dreal, dfirst = dlogits.Slice(0, n), dlogits.Slice(n, n+bt.B)
+		}
+		m.be.CrossEntropy(s.losses.Slice(0, n), dreal, s.logits.Slice(0, n), bt.Targets, gradScale)
+		m.be.CrossEntropy(s.losses.Slice(n, n+bt.B), dfirst, s.logits.Slice(n, n+bt.B), bt.FirstLabels, gradScale)
+	} else {
+		m.be.CrossEntropy(s.losses, dlogits, s.logits, bt.Targets, gradScale)
+	}
 	if doBack {
 		m.backward(p, bt.InputIDs)
 	}
@@ -65,6 +78,12 @@ func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale
 	}
 	return sum, nil
 }
+
+// ScoresFirstLabels reports whether ForwardBackward scores a batch's
+// FirstLabels: while virtual tokens are prepended, the last one's logits
+// are scored against each sequence's first label, as PEFT's prompt tuning
+// and P-Tuning do (engine.FirstLabelScorer).
+func (m *Transformer) ScoresFirstLabels() bool { return m.prompt != nil }
 
 // forward runs embeddings, every layer, the final norm and the LM head on
 // the rows the pass scores, leaving logits in p.s.logits.
@@ -86,6 +105,10 @@ func (m *Transformer) forward(p *pass, ids *engine.Tensor) {
 		// Score only the last h positions of each sequence (the real
 		// tokens, or the last one when generating).
 		m.be.CopyBlock(s.head, 0, h*D, s.xnf, (p.T-h)*D, p.T*D, p.B, h*D, false)
+		if s.key.first {
+			// Then each sequence's last virtual position.
+			m.be.CopyBlock(s.head, p.B*h*D, D, s.xnf, (p.Pv-1)*D, p.T*D, p.B, D, false)
+		}
 	}
 	m.lmHead.Forward(s.logits, s.head, p.train)
 }
@@ -106,6 +129,9 @@ func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 		h := s.key.heads
 		be.Fill(s.dxn, 0)
 		be.CopyBlock(s.dxn, (p.T-h)*D, p.T*D, s.dhead, 0, h*D, p.B, h*D, false)
+		if s.key.first {
+			be.CopyBlock(s.dxn, (p.Pv-1)*D, p.T*D, s.dhead, p.B*h*D, D, p.B, D, false)
+		}
 	}
 	var dres *engine.Tensor
 	if needX {
@@ -211,6 +237,8 @@ func (m *Transformer) checkBatch(bt *engine.Batch) error {
 		return fmt.Errorf("model: batch ids and targets must be Int32 (got %v, %v)", bt.InputIDs.DType(), bt.Targets.DType())
 	case bt.InputIDs.Len() != bt.B*bt.T || bt.Targets.Len() != bt.B*bt.T:
 		return fmt.Errorf("model: batch %d×%d has %d input ids and %d targets", bt.B, bt.T, bt.InputIDs.Len(), bt.Targets.Len())
+	case bt.FirstLabels != nil && (bt.FirstLabels.DType() != engine.Int32 || bt.FirstLabels.Len() != bt.B):
+		return fmt.Errorf("model: batch of %d sequences has first labels %v (want Int32 with %d elements)", bt.B, bt.FirstLabels, bt.B)
 	}
 	return nil
 }

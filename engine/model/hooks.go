@@ -42,8 +42,10 @@ type SublayerHook interface {
 }
 
 // Prompt supplies virtual-token embeddings that the model places in front
-// of every sequence (prompt tuning, P-Tuning). The virtual positions are
-// never scored: the loss and the returned logits cover the real tokens.
+// of every sequence (prompt tuning, P-Tuning). The returned logits cover
+// the real tokens; the loss covers them and, when the batch carries
+// engine.Batch.FirstLabels, the last virtual token's logits scored against
+// each sequence's first label (PEFT's semantics).
 type Prompt interface {
 	Module
 	// NumTokens returns the number of virtual tokens P.

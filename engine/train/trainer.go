@@ -260,7 +260,7 @@ func (t *Trainer) Step() (StepMetrics, error) {
 	tokens := 0
 	for i := range batches {
 		batches[i] = t.loader.Next()
-		tokens += batches[i].Counted
+		tokens += Counted(t.model, batches[i])
 	}
 	t.micro += nMicro
 	if tokens == 0 {
@@ -338,9 +338,27 @@ func (t *Trainer) Close() {
 	}
 }
 
+// scoresFirst reports whether model scores a batch's first labels (see
+// engine.FirstLabelScorer).
+func scoresFirst(model engine.CausalLM) bool {
+	s, ok := model.(engine.FirstLabelScorer)
+	return ok && s.ScoresFirstLabels()
+}
+
+// Counted returns the number of targets model scores in hb: its shifted
+// targets, plus its first labels when the model scores those (prompt
+// tuning, as PEFT does).
+func Counted(model engine.CausalLM, hb data.Batch) int {
+	if scoresFirst(model) {
+		return hb.Counted + hb.CountedFirst
+	}
+	return hb.Counted
+}
+
 // ForwardBatch uploads a host batch to the model's backend, runs
 // ForwardBackward and frees the batch tensors. It returns the sum of the
-// token losses.
+// token losses. The first labels are uploaded only for a model that
+// scores them.
 func ForwardBatch(model engine.CausalLM, hb data.Batch, backward bool, gradScale float32) (float64, error) {
 	be := model.Backend()
 	ids := be.Alloc(engine.Int32, hb.B*hb.T)
@@ -349,7 +367,14 @@ func ForwardBatch(model engine.CausalLM, hb data.Batch, backward bool, gradScale
 	defer be.Free(tg)
 	be.UploadInt32(ids, hb.InputIDs)
 	be.UploadInt32(tg, hb.Targets)
-	return model.ForwardBackward(&engine.Batch{B: hb.B, T: hb.T, InputIDs: ids, Targets: tg, Counted: hb.Counted}, backward, gradScale)
+	bt := &engine.Batch{B: hb.B, T: hb.T, InputIDs: ids, Targets: tg, Counted: Counted(model, hb)}
+	if scoresFirst(model) && len(hb.FirstLabels) == hb.B {
+		first := be.Alloc(engine.Int32, hb.B)
+		defer be.Free(first)
+		be.UploadInt32(first, hb.FirstLabels)
+		bt.FirstLabels = first
+	}
+	return model.ForwardBackward(bt, backward, gradScale)
 }
 
 // EvalLoss returns the mean token loss of the model over one epoch of
@@ -363,7 +388,7 @@ func EvalLoss(model engine.CausalLM, loader *data.Loader) (float64, int, error) 
 			return 0, 0, err
 		}
 		sum += s
-		tokens += hb.Counted
+		tokens += Counted(model, hb)
 	}
 	return sum / float64(tokens), tokens, nil
 }

@@ -1,0 +1,338 @@
+package adapter
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/cpu"
+	"github.com/gotune/gotune/engine/hfconfig"
+	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/safetensors"
+	"github.com/gotune/gotune/internal/golden"
+	"github.com/gotune/gotune/methods/internal/methodtest"
+	"github.com/gotune/gotune/methods/peft"
+)
+
+// TestBottleneckFiniteDifferences checks Backward against finite
+// differences of Σ w⊙y on random inputs, for every activation, serial and
+// parallel, with and without scaling: the gradients of all four tensors
+// and of the inputs (h with its identity path, or xn).
+func TestBottleneckFiniteDifferences(t *testing.T) {
+	const N, D, b = 5, 6, 3
+	for _, act := range Activations() {
+		for _, parallel := range []bool{false, true} {
+			for _, scale := range []float32{1, 2.5} {
+				t.Run(fmt.Sprintf("%s/parallel=%v/s=%g", act, parallel, scale), func(t *testing.T) {
+					be := cpu.New()
+					mod := newBottleneck(be, "layer.mlp_adapter", 0, siteMLP, D, b, activations[act], scale, parallel)
+					for i, p := range mod.Params() {
+						be.Copy(p.W, methodtest.Random(be, uint64(i+1), 0.7, p.W.Shape()...))
+						model.SetTrainable(p, true)
+					}
+					h := methodtest.Random(be, 10, 1, N, D)
+					xn := methodtest.Random(be, 14, 1, N, D)
+					x := methodtest.Random(be, 12, 1, N, D)
+					w := methodtest.Random(be, 13, 1, N, D)
+					y := be.Alloc(engine.Float32, N, D)
+					f := func() float64 {
+						mod.Forward(y, h, xn, x, true)
+						return methodtest.Dot(be, w, y)
+					}
+					f()
+					for i, z := range be.Download(mod.z) {
+						// Finite differences are meaningless across ReLU's kink.
+						if z > -0.05 && z < 0.05 {
+							t.Fatalf("test inputs put z[%d] = %g next to 0; choose other seeds", i, z)
+						}
+					}
+					dh := be.Alloc(engine.Float32, N, D)
+					dxn := be.Alloc(engine.Float32, N, D)
+					mod.Backward(dh, dxn, nil, w, h, xn, x)
+					for _, p := range mod.Params() {
+						methodtest.FDCheck(t, p.Name, p.W, be.Download(p.G), f)
+					}
+					methodtest.FDCheck(t, "h", h, be.Download(dh), f)
+					if parallel {
+						methodtest.FDCheck(t, "xn", xn, be.Download(dxn), f)
+					} else if s := be.Download(dxn); golden.RelErr(s, make([]float32, len(s))) != 0 {
+						t.Error("a serial adapter wrote a gradient into dxn")
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestApplyStartsAtIdentity checks that fresh adapters leave the model's
+// function unchanged, freeze the base, and are placed per variant.
+func TestApplyStartsAtIdentity(t *testing.T) {
+	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2} {
+		for _, v := range Variants {
+			t.Run(arch+"/"+string(v), func(t *testing.T) {
+				m := methodtest.Tiny(t, arch, 3)
+				hb := methodtest.Batch(2, 5, m.Config().VocabSize, 4)
+				want := methodtest.Logits(t, m, hb)
+				a, err := Apply(m, Config{Variant: v, ReductionFactor: 4, Activation: "gelu", Scaling: 2, Seed: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := golden.RelErr(methodtest.Logits(t, m, hb), want); e != 0 {
+					t.Errorf("logits changed by a fresh adapter: rel err %.3g", e)
+				}
+				perLayer := 1
+				if v == Houlsby {
+					perLayer = 2
+				}
+				if got := len(a.Modules()); got != perLayer*m.NumLayers() {
+					t.Errorf("%d adapters, want %d", got, perLayer*m.NumLayers())
+				}
+				for l := 0; l < m.NumLayers(); l++ {
+					if (m.Hook(l, model.SiteAttn) != nil) != (v == Houlsby) || m.Hook(l, model.SiteMLP) == nil {
+						t.Errorf("layer %d: hooks attn=%v mlp=%v for %s", l, m.Hook(l, model.SiteAttn) != nil, m.Hook(l, model.SiteMLP) != nil, v)
+					}
+				}
+				own := map[*engine.Param]bool{}
+				for _, p := range a.Params() {
+					own[p] = true
+					if !p.Trainable {
+						t.Errorf("%s is frozen", p.Name)
+					}
+				}
+				for _, p := range m.Params() {
+					if !own[p] && p.Trainable {
+						t.Errorf("base parameter %s is trainable", p.Name)
+					}
+				}
+				prefix := "base_model.model.model.layers.0."
+				if arch == hfconfig.ArchGPT2 {
+					prefix = "base_model.model.transformer.h.0."
+				}
+				if n := a.Params()[0].Name; !strings.HasPrefix(n, prefix) || a.Params()[0].W.Dim(0) != 4 || a.Params()[0].W.Dim(1) != 16 {
+					t.Errorf("first tensor %s %v, want %s..._adapter.down_proj.weight [4 16]", n, a.Params()[0].W.Shape(), prefix)
+				}
+				// One step of training moves the model off the identity.
+				if _, err := methodtest.ModelLossGrad(m, hb); err != nil {
+					t.Fatal(err)
+				}
+				up := a.Modules()[0].UpW
+				if g := m.Backend().Download(up.G); golden.RelErr(g, make([]float32, len(g))) == 0 {
+					t.Error("the zero up-projection got no gradient")
+				}
+			})
+		}
+	}
+}
+
+// TestEndToEndGradients checks the adapters' gradients inside a whole
+// model against finite differences of the loss, including the
+// contributions that pass through later layers.
+func TestEndToEndGradients(t *testing.T) {
+	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2} {
+		for _, v := range Variants {
+			t.Run(arch+"/"+string(v), func(t *testing.T) {
+				m := methodtest.Tiny(t, arch, 5)
+				a, err := Apply(m, Config{Variant: v, ReductionFactor: 4, Activation: "tanh", Scaling: 1.5, Seed: 2})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, p := range a.Params() {
+					m.Backend().Copy(p.W, methodtest.Random(m.Backend(), uint64(20+i), 0.5, p.W.Shape()...))
+				}
+				hb := methodtest.Batch(2, 5, m.Config().VocabSize, 6)
+				if _, err := methodtest.ModelLossGrad(m, hb); err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range a.Params() {
+					methodtest.FDCheck(t, p.Name, p.W, m.Backend().Download(p.G), methodtest.ModelLoss(t, m, hb))
+				}
+			})
+		}
+	}
+}
+
+// TestTargetLayers checks --adapter-layers: only those layers get
+// adapters, and the list is saved as target_layers.
+func TestTargetLayers(t *testing.T) {
+	m := methodtest.Tiny(t, hfconfig.ArchLlama, 1)
+	a, err := Apply(m, Config{Variant: Pfeiffer, ReductionFactor: 2, Activation: "relu", Scaling: 1, Layers: []int{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Hook(0, model.SiteMLP) != nil || m.Hook(1, model.SiteMLP) == nil {
+		t.Error("adapters not only on layer 1")
+	}
+	if got := a.PeftConfig().TargetLayers; len(got) != 1 || got[0] != 1 {
+		t.Errorf("target_layers %v, want [1]", got)
+	}
+	if got := a.PeftConfig().BottleneckSize; got != 8 {
+		t.Errorf("bottleneck_size %d, want 16/2", got)
+	}
+}
+
+// TestBadConfig checks the errors for invalid hyper-parameters.
+func TestBadConfig(t *testing.T) {
+	ok := Config{Variant: Houlsby, ReductionFactor: 4, Activation: "relu", Scaling: 1}
+	tests := []struct {
+		name string
+		edit func(c *Config)
+		want string
+	}{
+		{"variant", func(c *Config) { c.Variant = "serial" }, `unknown adapter variant "serial"`},
+		{"reduction", func(c *Config) { c.ReductionFactor = 0 }, "reduction factor must be at least 1"},
+		{"activation", func(c *Config) { c.Activation = "softplus" }, `unknown adapter activation "softplus" (want gelu, relu, silu, tanh)`},
+		{"scaling", func(c *Config) { c.Scaling = 0 }, "scaling must be a non-zero number"},
+		{"layer range", func(c *Config) { c.Layers = []int{0, 2} }, "layer 2 does not exist: the model has 2 layers (0..1)"},
+		{"negative layer", func(c *Config) { c.Layers = []int{-1} }, "layer -1 does not exist"},
+		{"duplicate layer", func(c *Config) { c.Layers = []int{1, 1} }, "layer 1 is listed twice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := methodtest.Tiny(t, hfconfig.ArchLlama, 1)
+			c := ok
+			tc.edit(&c)
+			_, err := Apply(m, c)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+			for l := 0; l < m.NumLayers(); l++ {
+				if m.Hook(l, model.SiteAttn) != nil || m.Hook(l, model.SiteMLP) != nil {
+					t.Errorf("layer %d has a hook after a failed Apply", l)
+				}
+			}
+		})
+	}
+}
+
+// TestConfigFileMatchesReference writes adapter_config.json for the
+// golden sets' configurations and compares it byte for byte with the
+// reference folders' (written by the Python generator).
+func TestConfigFileMatchesReference(t *testing.T) {
+	for _, set := range methodtest.Sets(t, methodtest.Root, "adapter") {
+		t.Run(set.Meta.Name, func(t *testing.T) {
+			cfg, err := ReadConfig(set.AdapterDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := model.Load(set.BaseDir(), cpu.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.BottleneckSize = 0 // derived from the reduction factor again
+			a, err := Apply(m, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := peft.MarshalConfig(a.PeftConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile(filepath.Join(set.AdapterDir(), peft.ConfigFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("adapter_config.json:\n%s\nreference:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestLoadErrors checks that broken adapter folders are rejected with a
+// message naming the problem, leaving the model as it was.
+func TestLoadErrors(t *testing.T) {
+	src := methodtest.Sets(t, methodtest.Root, "adapter")[0]
+	if src.Meta.Name != "adapter-houlsby" {
+		t.Fatalf("first adapter set is %s", src.Meta.Name)
+	}
+	cfgBytes, err := os.ReadFile(filepath.Join(src.AdapterDir(), peft.ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := peft.ReadWeights(src.AdapterDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type tensors map[string]peft.Tensor
+	all := func() tensors {
+		out := tensors{}
+		for _, n := range w.Names() {
+			data, _ := w.Take(n, shapeOf(t, src, n)...)
+			out[n] = peft.Tensor{Shape: shapeOf(t, src, n), Data: data}
+		}
+		return out
+	}
+	const down0 = "base_model.model.model.layers.0.attn_adapter.down_proj.weight"
+	tests := []struct {
+		name   string
+		config string
+		edit   func(ts tensors)
+		want   string
+	}{
+		{"missing tensor", "", func(ts tensors) { delete(ts, down0) }, `tensor "` + down0 + `" is missing`},
+		{"wrong shape", "", func(ts tensors) { ts[down0] = peft.Tensor{Shape: []int{8, 31}, Data: make([]float32, 8*31)} }, "has shape [8 31], expected [8 32]"},
+		{"extra tensor", "", func(ts tensors) {
+			ts["base_model.model.model.layers.5.mlp_adapter.up_proj.bias"] = peft.Tensor{Shape: []int{2}, Data: []float32{1, 2}}
+		}, "unexpected tensor(s)"},
+		{"peft type", strings.Replace(string(cfgBytes), `"BOTTLENECK"`, `"LORA"`, 1), nil, `peft_type is "LORA", expected "BOTTLENECK"`},
+		{"variant", strings.Replace(string(cfgBytes), `"houlsby"`, `"sequential"`, 1), nil, `unknown adapter variant "sequential"`},
+		{"layer", strings.Replace(string(cfgBytes), `"target_layers": null`, `"target_layers": [7]`, 1), nil, "layer 7 does not exist"},
+		{"bottleneck", strings.Replace(string(cfgBytes), `"bottleneck_size": 8`, `"bottleneck_size": 0`, 1), nil, "bottleneck_size must be positive"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := string(cfgBytes)
+			if tc.config != "" {
+				cfg = tc.config
+			}
+			if err := os.WriteFile(filepath.Join(dir, peft.ConfigFile), []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ts := all()
+			if tc.edit != nil {
+				tc.edit(ts)
+			}
+			var list []safetensors.Tensor
+			for n, x := range ts {
+				list = append(list, safetensors.Tensor{Name: n, DType: safetensors.F32, Shape: x.Shape, F32: x.Data})
+			}
+			if err := safetensors.Write(filepath.Join(dir, peft.WeightsFile), list, nil); err != nil {
+				t.Fatal(err)
+			}
+			m, err := model.Load(src.BaseDir(), cpu.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Load(m, dir, LoadOptions{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+			for l := 0; l < m.NumLayers(); l++ {
+				if m.Hook(l, model.SiteAttn) != nil || m.Hook(l, model.SiteMLP) != nil {
+					t.Errorf("layer %d has a hook after a failed Load", l)
+				}
+			}
+			for _, p := range m.Params() {
+				if !p.Trainable {
+					t.Errorf("%s was frozen by a failed Load", p.Name)
+					break
+				}
+			}
+		})
+	}
+}
+
+// shapeOf returns a tensor's shape from the set's meta.json.
+func shapeOf(t *testing.T, set *golden.MethodSet, name string) []int {
+	for _, p := range set.Meta.Run.Trainable {
+		if p.Name == name {
+			return p.Shape
+		}
+	}
+	t.Fatalf("%s: no tensor %s", set.Meta.Name, name)
+	return nil
+}

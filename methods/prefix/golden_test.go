@@ -1,0 +1,30 @@
+package prefix
+
+import (
+	"testing"
+
+	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/train"
+	"github.com/gotune/gotune/internal/golden"
+	"github.com/gotune/gotune/methods/internal/methodtest"
+)
+
+// TestGolden trains every prefix-tuning golden set (global, local, with
+// projection, GPT-2) from its initial adapter folder through the trainer
+// and compares logits, loss, gradients, the 3-step trajectory, the
+// trained tensors and the saved files with PyTorch's; the saved folder
+// must load back for inference.
+func TestGolden(t *testing.T) {
+	for _, set := range methodtest.Sets(t, methodtest.Root, "prefix") {
+		t.Run(set.Meta.Name, func(t *testing.T) {
+			methodtest.Check(t, set,
+				func(m model.Model, set *golden.MethodSet) (train.Saver, error) {
+					return Load(m, set.AdapterDir(), LoadOptions{})
+				},
+				func(m model.Model, dir string) error {
+					_, err := Load(m, dir, LoadOptions{Frozen: true})
+					return err
+				})
+		})
+	}
+}
