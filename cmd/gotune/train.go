@@ -117,8 +117,12 @@ func registerMethod(m *trainMethod) {
 
 func init() {
 	registerMethod(&trainMethod{
-		Name: "full",
+		Name:  "full",
+		Flags: defineAdapterFlags,
 		Apply: func(m model.Model, _ uint64) (train.Saver, error) {
+			if initAdapterDir != "" {
+				return nil, &usageError{msg: "--init-adapter: --method full trains the base weights and takes no adapter; merge it first (gotune merge) or train with the adapter's method"}
+			}
 			for _, p := range m.Params() {
 				model.SetTrainable(p, true)
 			}
