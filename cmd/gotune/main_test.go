@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,22 +120,10 @@ func TestTrainMatchesGolden(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				losses, _ := set.Tensor(run.Key("losses"))
+				for _, msg := range golden.CompareSteps(goldenSteps(ms), run, set.Tensor) {
+					t.Errorf("%s %s", runName, msg)
+				}
 				norms, _ := set.Tensor(run.Key("grad_norms"))
-				if len(ms) != run.Steps {
-					t.Fatalf("%s: %d metrics lines, want %d", runName, len(ms), run.Steps)
-				}
-				for i, m := range ms {
-					if e := math.Abs(m.Loss-float64(losses[i])) / float64(losses[i]); e > 1e-5 {
-						t.Errorf("%s step %d: loss %.8g, PyTorch %.8g (rel err %.2g)", runName, i+1, m.Loss, losses[i], e)
-					}
-					if e := math.Abs(m.GradNorm-float64(norms[i])) / float64(norms[i]); e > 1e-4 {
-						t.Errorf("%s step %d: grad norm %.8g, PyTorch %.8g", runName, i+1, m.GradNorm, norms[i])
-					}
-					if m.Tokens != run.CountedTokens[i] {
-						t.Errorf("%s step %d: tokens %d, want %d", runName, i+1, m.Tokens, run.CountedTokens[i])
-					}
-				}
 				if _, err := os.Stat(filepath.Join(out, train.LossPlotFile)); err != nil {
 					t.Error(err)
 				}
@@ -153,7 +140,7 @@ func TestTrainMatchesGolden(t *testing.T) {
 						t.Errorf("saved model has %s, which the golden run lacks", p.Name)
 						continue
 					}
-					if msg := compareAfter(be.Download(p.W), want, grad, float64(norms[0]), run.LR, run.Steps); msg != "" {
+					if msg, _ := golden.CompareAfter(be.Download(p.W), want, grad, float64(norms[0]), run.LR, run.Steps); msg != "" {
 						t.Errorf("%s: saved %s differs from PyTorch's after %d steps: %s", runName, p.Name, run.Steps, msg)
 					}
 				}
@@ -349,30 +336,13 @@ func TestInterruptSaves(t *testing.T) {
 	}
 }
 
-// compareAfter compares trained weights with the reference's: relative
-// error at most 1e-4 over elements whose first-step reference gradient is
-// at least 1e-6 of the gradient norm, and for the rest (where AdamW turns
-// float32 rounding into steps of order lr; see engine/train's golden test
-// for the full story) at most the 3·lr a step AdamW can move a weight.
-func compareAfter(got, want, grad []float32, gradNorm, lr float64, steps int) string {
-	if len(got) != len(want) {
-		return fmt.Sprintf("%d values, reference %d", len(got), len(want))
+// goldenSteps converts metrics.jsonl records for golden.CompareSteps.
+func goldenSteps(ms []train.StepMetrics) []golden.Step {
+	out := make([]golden.Step, len(ms))
+	for i, m := range ms {
+		out[i] = golden.Step{Loss: m.Loss, GradNorm: m.GradNorm, LR: m.LR, Tokens: m.Tokens}
 	}
-	var g2, w2 []float32
-	for i := range want {
-		if grad != nil && math.Abs(float64(grad[i])) < 1e-6*gradNorm {
-			if d := math.Abs(float64(got[i]) - float64(want[i])); d > 3*lr*float64(steps) {
-				return fmt.Sprintf("element %d is %.3g from the reference", i, d)
-			}
-			continue
-		}
-		g2 = append(g2, got[i])
-		w2 = append(w2, want[i])
-	}
-	if e := golden.RelErr(g2, w2); e > 1e-4 {
-		return fmt.Sprintf("rel err %.3g > 1e-4", e)
-	}
-	return ""
+	return out
 }
 
 // A panic inside a command is a bug: run turns it into one "internal

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,13 +65,34 @@ func groupDigits(n int) string {
 
 // TestMethodsMatchGolden runs "gotune train --method lora|freeze" (the
 // binary) on every golden LoRA and freeze run, starting LoRA from the
-// run's PEFT adapter folder with --init-adapter, and checks: the
-// parameter summary line (counts from meta.json), metrics.jsonl against
-// PyTorch's losses and gradient norms, the saved result after 3 steps
-// (the adapter folder, whose adapter_config.json must be PEFT's; or the
-// full weights for freeze, frozen ones unchanged), and that
-// "gotune eval --adapter" on the initial adapter reports PyTorch's loss.
+// run's PEFT adapter folder with --init-adapter, and checks (see
+// runMethodGolden) the parameter summary line, metrics.jsonl, the saved
+// result after 3 steps (the adapter folder, whose adapter_config.json
+// must be PEFT's; or the full weights for freeze, frozen ones unchanged),
+// and that "gotune eval --adapter" on the initial adapter reports
+// PyTorch's loss.
 func TestMethodsMatchGolden(t *testing.T) {
+	runMethodGolden(t, []string{"lora", "freeze"}, methodFlags,
+		func(t *testing.T, s *golden.MethodSet, base *golden.Set, out string, gradNorm float64) {
+			if s.Meta.Run.Method == "lora" {
+				checkSavedAdapter(t, s, out, gradNorm)
+				checkEvalAdapter(t, s)
+			} else {
+				checkSavedFreeze(t, s, base, out, gradNorm)
+			}
+		})
+}
+
+// runMethodGolden runs "gotune train" (the binary) on every golden run of
+// the given methods with the run's hyper-parameters, the method's flags
+// (flags) and, where the run has one, its initial adapter folder
+// (--init-adapter), and checks the parameter summary line (counts from
+// meta.json) and metrics.jsonl against PyTorch's losses, gradient norms,
+// learning rates and token counts; check then checks what the run saved
+// in out (gradNorm is the first step's reference gradient norm).
+func runMethodGolden(t *testing.T, methods []string, flags func(*testing.T, *golden.MethodSet) []string,
+	check func(t *testing.T, s *golden.MethodSet, base *golden.Set, out string, gradNorm float64)) {
+	t.Helper()
 	sets, err := golden.LoadMethods(filepath.Join(goldenDir, golden.MethodsDir))
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +100,7 @@ func TestMethodsMatchGolden(t *testing.T) {
 	ran := 0
 	for _, s := range sets {
 		method := s.Meta.Run.Method
-		if method != "lora" && method != "freeze" {
+		if !slices.Contains(methods, method) {
 			continue
 		}
 		ran++
@@ -94,7 +114,7 @@ func TestMethodsMatchGolden(t *testing.T) {
 			args := goldenTrainArgs(base, r, out)
 			args[slices.Index(args, "--data")+1] = s.Path(s.Meta.Data)
 			args[slices.Index(args, "--method")+1] = method
-			args = append(args, methodFlags(t, s)...)
+			args = append(args, flags(t, s)...)
 			if dir := s.AdapterDir(); dir != "" {
 				args = append(args, "--init-adapter", dir)
 			}
@@ -111,7 +131,7 @@ func TestMethodsMatchGolden(t *testing.T) {
 			for _, p := range base.Meta.Params {
 				all += prod(p.Shape)
 			}
-			if method == "lora" {
+			if method != "freeze" {
 				all += trainable // adapters add their tensors to the model
 			}
 			want := fmt.Sprintf("trainable params: %s || all params: %s || trainable%%: %.4f",
@@ -124,32 +144,15 @@ func TestMethodsMatchGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			losses, _ := s.Tensor("losses")
+			for _, msg := range golden.CompareSteps(goldenSteps(ms), r, s.Tensor) {
+				t.Error(msg)
+			}
 			norms, _ := s.Tensor("grad_norms")
-			if len(ms) != r.Steps {
-				t.Fatalf("%d metrics lines, want %d", len(ms), r.Steps)
-			}
-			for i, m := range ms {
-				if e := math.Abs(m.Loss-float64(losses[i])) / float64(losses[i]); e > golden.TolLoss {
-					t.Errorf("step %d: loss %.8g, PyTorch %.8g", i+1, m.Loss, losses[i])
-				}
-				if e := math.Abs(m.GradNorm-float64(norms[i])) / float64(norms[i]); e > golden.TolGrad {
-					t.Errorf("step %d: grad norm %.8g, PyTorch %.8g", i+1, m.GradNorm, norms[i])
-				}
-				if m.Tokens != r.CountedTokens[i] {
-					t.Errorf("step %d: %d tokens, want %d", i+1, m.Tokens, r.CountedTokens[i])
-				}
-			}
-			if method == "lora" {
-				checkSavedAdapter(t, s, out, float64(norms[0]))
-				checkEvalAdapter(t, s)
-			} else {
-				checkSavedFreeze(t, s, base, out, float64(norms[0]))
-			}
+			check(t, s, base, out, float64(norms[0]))
 		})
 	}
 	if ran == 0 {
-		t.Fatal("no LoRA or freeze golden runs")
+		t.Fatalf("no %s golden runs", strings.Join(methods, ", "))
 	}
 }
 
@@ -186,6 +189,14 @@ func checkSavedAdapter(t *testing.T, s *golden.MethodSet, out string, gradNorm f
 	if err := w.CheckAllUsed("the run's trainable tensors"); err != nil {
 		t.Error(err)
 	}
+	checkSavedConfig(t, s, out)
+}
+
+// checkSavedConfig compares the saved adapter_config.json with the
+// initial folder's key for key; base_model_name_or_path must name
+// --model.
+func checkSavedConfig(t *testing.T, s *golden.MethodSet, out string) {
+	t.Helper()
 	read := func(dir string) map[string]any {
 		raw, err := os.ReadFile(filepath.Join(dir, peft.ConfigFile))
 		if err != nil {
@@ -206,7 +217,7 @@ func checkSavedAdapter(t *testing.T, s *golden.MethodSet, out string, gradNorm f
 	gj, _ := json.Marshal(got)
 	wj, _ := json.Marshal(want)
 	if string(gj) != string(wj) {
-		t.Errorf("saved adapter_config.json\n%s\nPEFT's\n%s", gj, wj)
+		t.Errorf("saved adapter_config.json\n%s\nreference\n%s", gj, wj)
 	}
 }
 

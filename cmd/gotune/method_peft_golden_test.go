@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/gotune/gotune/engine/safetensors"
-	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/internal/bytetok"
 	"github.com/gotune/gotune/internal/golden"
 	"github.com/gotune/gotune/methods/peft"
@@ -73,73 +71,11 @@ func flagsOf(t *testing.T, s *golden.MethodSet) []string {
 // for encoders, prompt_encoder.safetensors) against PyTorch's trained
 // values, and "gotune eval --adapter" on the initial folder.
 func TestPromptMethodsMatchGolden(t *testing.T) {
-	sets, err := golden.LoadMethods(filepath.Join(goldenDir, golden.MethodsDir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := 0
-	for _, s := range sets {
-		method := s.Meta.Run.Method
-		if !slices.Contains([]string{"adapter", "prompt", "ptuning", "prefix"}, method) {
-			continue
-		}
-		ran++
-		t.Run(s.Meta.Name, func(t *testing.T) {
-			base, err := golden.Load(s.BaseDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := &s.Meta.Run
-			out := filepath.Join(t.TempDir(), "out")
-			args := goldenTrainArgs(base, r, out)
-			args[slices.Index(args, "--data")+1] = s.Path(s.Meta.Data)
-			args[slices.Index(args, "--method")+1] = method
-			args = append(args, flagsOf(t, s)...)
-			args = append(args, "--init-adapter", s.AdapterDir())
-			res := runGotune(t, args...)
-			if res.code != 0 {
-				t.Fatalf("exit %d\nargs: %v\nstdout:\n%s\nstderr:\n%s", res.code, args, res.stdout, res.stderr)
-			}
-			trainable, all := 0, 0
-			for _, p := range r.Trainable {
-				trainable += prod(p.Shape)
-			}
-			for _, p := range base.Meta.Params {
-				all += prod(p.Shape)
-			}
-			all += trainable
-			want := fmt.Sprintf("trainable params: %s || all params: %s || trainable%%: %.4f",
-				groupDigits(trainable), groupDigits(all), 100*float64(trainable)/float64(all))
-			if !strings.Contains(res.stdout, want) {
-				t.Errorf("stdout lacks %q:\n%s", want, res.stdout)
-			}
-			ms, err := train.ReadMetrics(filepath.Join(out, train.MetricsFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			losses, _ := s.Tensor("losses")
-			norms, _ := s.Tensor("grad_norms")
-			if len(ms) != r.Steps {
-				t.Fatalf("%d metrics lines, want %d", len(ms), r.Steps)
-			}
-			for i, m := range ms {
-				if e := math.Abs(m.Loss-float64(losses[i])) / float64(losses[i]); e > golden.TolLoss {
-					t.Errorf("step %d: loss %.8g, PyTorch %.8g", i+1, m.Loss, losses[i])
-				}
-				if e := math.Abs(m.GradNorm-float64(norms[i])) / float64(norms[i]); e > golden.TolGrad {
-					t.Errorf("step %d: grad norm %.8g, PyTorch %.8g", i+1, m.GradNorm, norms[i])
-				}
-				if m.Tokens != r.CountedTokens[i] {
-					t.Errorf("step %d: %d tokens, want %d", i+1, m.Tokens, r.CountedTokens[i])
-				}
-			}
-			checkSavedPromptAdapter(t, s, out, float64(norms[0]))
+	runMethodGolden(t, []string{"adapter", "prompt", "ptuning", "prefix"}, flagsOf,
+		func(t *testing.T, s *golden.MethodSet, _ *golden.Set, out string, gradNorm float64) {
+			checkSavedPromptAdapter(t, s, out, gradNorm)
 			checkEvalAdapter(t, s)
 		})
-	}
-	if ran == 0 {
-		t.Fatal("no adapter, prompt, ptuning or prefix golden runs")
-	}
 }
 
 // checkSavedPromptAdapter compares every safetensors file of the initial
@@ -194,28 +130,7 @@ func checkSavedPromptAdapter(t *testing.T, s *golden.MethodSet, out string, grad
 		got.Close()
 		ref.Close()
 	}
-	read := func(dir string) map[string]any {
-		raw, err := os.ReadFile(filepath.Join(dir, peft.ConfigFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var c map[string]any
-		if err := json.Unmarshal(raw, &c); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	got, want := read(out), read(s.AdapterDir())
-	if got["base_model_name_or_path"] != s.BaseDir() {
-		t.Errorf("base_model_name_or_path %v, want --model %s", got["base_model_name_or_path"], s.BaseDir())
-	}
-	delete(got, "base_model_name_or_path")
-	delete(want, "base_model_name_or_path")
-	gj, _ := json.Marshal(got)
-	wj, _ := json.Marshal(want)
-	if string(gj) != string(wj) {
-		t.Errorf("saved adapter_config.json\n%s\nreference\n%s", gj, wj)
-	}
+	checkSavedConfig(t, s, out)
 }
 
 // TestPromptMethodsBadInput checks the command-line errors of the

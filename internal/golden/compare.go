@@ -57,3 +57,48 @@ func CompareAfter(got, want, grad []float32, gradNorm, lr float64, steps int) (s
 	}
 	return "", masked
 }
+
+// Step is one training step's metrics as a run reports them (the
+// trainer's history or metrics.jsonl), for CompareSteps.
+type Step struct {
+	// Loss is the step's mean token loss.
+	Loss float64
+	// GradNorm is the global gradient norm before clipping.
+	GradNorm float64
+	// LR is the learning rate of the step's update.
+	LR float64
+	// Tokens is the number of counted tokens.
+	Tokens int
+}
+
+// CompareSteps compares a run's per-step metrics with the reference
+// run's stored under prefix (Run.Key; "" for a method set) in tensors:
+// loss within TolLoss, gradient norm within TolGrad (both relative), the
+// counted tokens exactly and the learning rate within 1e-7 relative (the golden lrs are float32 copies of Python
+// floats). It returns one message per difference, each naming the step;
+// a step count other than the run's is a single message.
+func CompareSteps(got []Step, r *Run, tensor func(string) ([]float32, []int)) []string {
+	if len(got) != r.Steps {
+		return []string{fmt.Sprintf("ran %d steps, want %d", len(got), r.Steps)}
+	}
+	losses, _ := tensor(r.Key("losses"))
+	norms, _ := tensor(r.Key("grad_norms"))
+	lrs, _ := tensor(r.Key("lrs"))
+	var out []string
+	for i, h := range got {
+		step := i + 1
+		if e := math.Abs(h.Loss-float64(losses[i])) / math.Abs(float64(losses[i])); !(e <= TolLoss) {
+			out = append(out, fmt.Sprintf("step %d: loss %.8g, PyTorch %.8g (rel err %.2g > %g)", step, h.Loss, losses[i], e, TolLoss))
+		}
+		if e := math.Abs(h.GradNorm-float64(norms[i])) / float64(norms[i]); !(e <= TolGrad) {
+			out = append(out, fmt.Sprintf("step %d: grad norm %.8g, PyTorch %.8g (rel err %.2g > %g)", step, h.GradNorm, norms[i], e, TolGrad))
+		}
+		if !(math.Abs(h.LR-float64(lrs[i])) <= 1e-7*math.Abs(float64(lrs[i]))+1e-30) {
+			out = append(out, fmt.Sprintf("step %d: lr %g, PyTorch %g", step, h.LR, lrs[i]))
+		}
+		if h.Tokens != r.CountedTokens[i] {
+			out = append(out, fmt.Sprintf("step %d: %d counted tokens, PyTorch %d", step, h.Tokens, r.CountedTokens[i]))
+		}
+	}
+	return out
+}

@@ -120,14 +120,10 @@ type Set struct {
 // Load reads dir/meta.json and dir/golden.safetensors and checks that every
 // tensor meta.json promises is there with the right shape.
 func Load(dir string) (*Set, error) {
-	metaPath := filepath.Join(dir, "meta.json")
-	raw, err := os.ReadFile(metaPath)
+	s := &Set{Dir: dir}
+	metaPath, err := readMeta(dir, &s.Meta)
 	if err != nil {
-		return nil, fmt.Errorf("golden: %w", err)
-	}
-	s := &Set{Dir: dir, tensors: map[string]tensor{}}
-	if err := json.Unmarshal(raw, &s.Meta); err != nil {
-		return nil, fmt.Errorf("golden: %s: %w", metaPath, err)
+		return nil, err
 	}
 	if s.Meta.Golden == "" {
 		return nil, fmt.Errorf("golden: %s: no \"golden\" file named", metaPath)
@@ -231,12 +227,17 @@ func shapeMatches(got, want []int) bool {
 
 // LoadAll loads every golden set in root: each subfolder holding a
 // meta.json, in name order.
-func LoadAll(root string) ([]*Set, error) {
+func LoadAll(root string) ([]*Set, error) { return loadDirs(root, "golden set", Load) }
+
+// loadDirs loads, with load, every subfolder of root that holds a
+// meta.json, in name order; what names the kind of set for the error when
+// there is none.
+func loadDirs[S any](root, what string, load func(dir string) (S, error)) ([]S, error) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return nil, fmt.Errorf("golden: %w", err)
 	}
-	var sets []*Set
+	var sets []S
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
@@ -245,16 +246,29 @@ func LoadAll(root string) ([]*Set, error) {
 		if _, err := os.Stat(filepath.Join(dir, "meta.json")); err != nil {
 			continue
 		}
-		s, err := Load(dir)
+		s, err := load(dir)
 		if err != nil {
 			return nil, err
 		}
 		sets = append(sets, s)
 	}
 	if len(sets) == 0 {
-		return nil, fmt.Errorf("golden: no golden set (a folder with meta.json) in %s", root)
+		return nil, fmt.Errorf("golden: no %s (a folder with meta.json) in %s", what, root)
 	}
 	return sets, nil
+}
+
+// readMeta decodes dir/meta.json into meta and returns the file's path.
+func readMeta(dir string, meta any) (string, error) {
+	metaPath := filepath.Join(dir, "meta.json")
+	raw, err := os.ReadFile(metaPath)
+	if err != nil {
+		return "", fmt.Errorf("golden: %w", err)
+	}
+	if err := json.Unmarshal(raw, meta); err != nil {
+		return "", fmt.Errorf("golden: %s: %w", metaPath, err)
+	}
+	return metaPath, nil
 }
 
 // Tensor returns a stored tensor's values and shape, or nil, nil if the set

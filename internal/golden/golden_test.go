@@ -500,19 +500,7 @@ func TestLoadErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// edit returns meta.json changed by fn.
-	edit := func(fn func(m *Meta)) string {
-		var m Meta
-		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatal(err)
-		}
-		fn(&m)
-		b, err := json.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	edit := func(fn func(m *Meta)) string { return editMeta(t, raw, fn) }
 	tests := []struct {
 		name    string
 		meta    string
@@ -550,4 +538,20 @@ func TestLoadErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// editMeta returns the meta.json raw decoded as an M, changed by fn and
+// encoded again.
+func editMeta[M any](t *testing.T, raw []byte, fn func(m *M)) string {
+	t.Helper()
+	var m M
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	fn(&m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -1,7 +1,6 @@
 package golden
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -65,14 +64,10 @@ type MethodSet struct {
 // that every tensor meta.json promises is there with the right shape and
 // that the files it names exist.
 func LoadMethod(dir string) (*MethodSet, error) {
-	metaPath := filepath.Join(dir, "meta.json")
-	raw, err := os.ReadFile(metaPath)
-	if err != nil {
-		return nil, fmt.Errorf("golden: %w", err)
-	}
 	s := &MethodSet{Dir: dir}
-	if err := json.Unmarshal(raw, &s.Meta); err != nil {
-		return nil, fmt.Errorf("golden: %s: %w", metaPath, err)
+	metaPath, err := readMeta(dir, &s.Meta)
+	if err != nil {
+		return nil, err
 	}
 	if s.Meta.Golden == "" || s.Meta.Base == "" || s.Meta.Data == "" {
 		return nil, fmt.Errorf("golden: %s: \"golden\", \"base\" and \"data\" must all be named", metaPath)
@@ -124,29 +119,7 @@ func (s *MethodSet) validate() error {
 // LoadMethods loads every method set under root (the golden root's
 // MethodsDir folder): each subfolder holding a meta.json, in name order.
 func LoadMethods(root string) ([]*MethodSet, error) {
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		return nil, fmt.Errorf("golden: %w", err)
-	}
-	var sets []*MethodSet
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		dir := filepath.Join(root, e.Name())
-		if _, err := os.Stat(filepath.Join(dir, "meta.json")); err != nil {
-			continue
-		}
-		s, err := LoadMethod(dir)
-		if err != nil {
-			return nil, err
-		}
-		sets = append(sets, s)
-	}
-	if len(sets) == 0 {
-		return nil, fmt.Errorf("golden: no method set (a folder with meta.json) in %s", root)
-	}
-	return sets, nil
+	return loadDirs(root, "method set", LoadMethod)
 }
 
 // Tensor returns a stored tensor's values and shape, or nil, nil if the set

@@ -592,18 +592,7 @@ func TestLoadMethodErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edit := func(fn func(m *MethodMeta)) string {
-		var m MethodMeta
-		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatal(err)
-		}
-		fn(&m)
-		b, err := json.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	edit := func(fn func(m *MethodMeta)) string { return editMeta(t, raw, fn) }
 	tests := []struct {
 		name    string
 		meta    string

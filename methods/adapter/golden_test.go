@@ -5,7 +5,6 @@ import (
 
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/train"
-	"github.com/gotune/gotune/internal/golden"
 	"github.com/gotune/gotune/methods/internal/methodtest"
 )
 
@@ -14,16 +13,7 @@ import (
 // gradients, the 3-step trajectory, the trained tensors and the saved
 // folder with PyTorch's; the saved folder must load back for inference.
 func TestGolden(t *testing.T) {
-	for _, set := range methodtest.Sets(t, methodtest.Root, "adapter") {
-		t.Run(set.Meta.Name, func(t *testing.T) {
-			methodtest.Check(t, set,
-				func(m model.Model, set *golden.MethodSet) (train.Saver, error) {
-					return Load(m, set.AdapterDir(), LoadOptions{})
-				},
-				func(m model.Model, dir string) error {
-					_, err := Load(m, dir, LoadOptions{Frozen: true})
-					return err
-				})
-		})
-	}
+	methodtest.CheckSets(t, func(m model.Model, dir string, frozen bool) (train.Saver, error) {
+		return Load(m, dir, LoadOptions{Frozen: frozen})
+	}, "adapter")
 }

@@ -6,33 +6,14 @@ import (
 	"testing"
 
 	"github.com/gotune/gotune/engine"
-	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/methods/internal/methodtest"
 )
 
 func tiny(t testing.TB, arch string, layers int) model.Model {
 	t.Helper()
-	s := hfconfig.Sizes{VocabSize: 29, Hidden: 16, Layers: layers, Heads: 4, KVHeads: 2, Intermediate: 24, MaxPos: 32}
-	var cfg *hfconfig.Config
-	var err error
-	switch arch {
-	case hfconfig.ArchGPT2:
-		s.KVHeads = 0
-		cfg, err = hfconfig.NewGPT2(s)
-	case hfconfig.ArchQwen2:
-		cfg, err = hfconfig.NewQwen2(s)
-	default:
-		cfg, err = hfconfig.NewLlama(s)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.New(cfg, cpu.New(), 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return methodtest.NewModel(t, arch, hfconfig.Sizes{VocabSize: 29, Hidden: 16, Layers: layers, Heads: 4, KVHeads: 2, Intermediate: 24, MaxPos: 32}, 5)
 }
 
 // TestSelection checks which parameters each option combination trains,

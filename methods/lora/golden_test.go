@@ -1,10 +1,8 @@
 package lora
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,15 +10,13 @@ import (
 	"testing"
 
 	"github.com/gotune/gotune/engine/cpu"
-	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/safetensors"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/internal/golden"
+	"github.com/gotune/gotune/methods/internal/methodtest"
 	"github.com/gotune/gotune/methods/peft"
 )
-
-const methodsRoot = "../../testdata/golden/methods"
 
 // methodConfig is a LoRA run's method_config in meta.json.
 type methodConfig struct {
@@ -32,25 +28,6 @@ type methodConfig struct {
 	DoRA    bool    `json:"use_dora"`
 }
 
-// loraSets returns the golden method sets of --method lora.
-func loraSets(t *testing.T) []*golden.MethodSet {
-	t.Helper()
-	sets, err := golden.LoadMethods(methodsRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*golden.MethodSet
-	for _, s := range sets {
-		if s.Meta.Run.Method == "lora" {
-			out = append(out, s)
-		}
-	}
-	if len(out) == 0 {
-		t.Fatal("no LoRA golden sets")
-	}
-	return out
-}
-
 func decodeConfig(t *testing.T, s *golden.MethodSet) methodConfig {
 	t.Helper()
 	var mc methodConfig
@@ -60,152 +37,58 @@ func decodeConfig(t *testing.T, s *golden.MethodSet) methodConfig {
 	return mc
 }
 
-// loadBatch reads the set's data as one batch, as the trainer would.
-func loadBatch(t *testing.T, s *golden.MethodSet, m model.Model) (*data.Loader, data.Batch) {
-	t.Helper()
-	ds, err := data.Load(s.Path(s.Meta.Data), data.LoadOptions{VocabSize: m.Config().VocabSize})
-	if err != nil {
-		t.Fatal(err)
+// TestGolden loads each golden run's initial PEFT adapter folder with
+// Load and checks the configuration it read and the modules it wraps,
+// then runs methodtest.Check: logits, loss and every gradient at the
+// initial adapter, 3 steps with the run's hyper-parameters (per-step
+// metrics, trained tensors, base weights unchanged), the saved folder,
+// and that it loads back for inference.
+func TestGolden(t *testing.T) {
+	for _, s := range methodtest.Sets(t, methodtest.Root, "lora") {
+		t.Run(s.Meta.Name, func(t *testing.T) {
+			methodtest.Check(t, s,
+				func(m model.Model, s *golden.MethodSet) (train.Saver, error) {
+					a, err := Load(m, s.AdapterDir(), LoadOptions{})
+					if err != nil {
+						return nil, err
+					}
+					checkLoaded(t, s, a)
+					return a, nil
+				},
+				func(m model.Model, dir string) error {
+					_, err := Load(m, dir, LoadOptions{Frozen: true})
+					return err
+				})
+		})
 	}
-	r := s.Meta.Run
-	loader, err := data.NewLoader(ds, data.LoaderConfig{BatchSize: r.BatchSize, SeqLen: r.SeqLen, Shuffle: r.Shuffle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return loader, loader.Batch(0, 0)
 }
 
-// TestGolden loads each golden run's initial PEFT adapter folder with
-// Load, checks the configuration it read, the logits, loss and every
-// gradient at the initial adapter, then trains 3 steps with the run's
-// hyper-parameters and checks the per-step losses and gradient norms, the
-// trained tensors, and that the base weights did not move.
-func TestGolden(t *testing.T) {
-	for _, s := range loraSets(t) {
-		t.Run(s.Meta.Name, func(t *testing.T) {
-			be := cpu.New()
-			m, err := model.Load(s.BaseDir(), be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			before := map[string][]float32{}
-			for _, p := range m.BaseParams() {
-				before[p.Name] = be.Download(p.W)
-			}
-			a, err := Load(m, s.AdapterDir(), LoadOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			mc := decodeConfig(t, s)
-			c := a.Config()
-			if c.R != mc.R || c.Alpha != mc.Alpha || c.RSLoRA != mc.RSLoRA || c.DoRA != mc.DoRA || c.Dropout != mc.Dropout {
-				t.Errorf("loaded config %+v, the run's %+v", c, mc)
-			}
-			// The same modules as the flags would select.
-			flagCfg := Config{R: mc.R, Alpha: mc.Alpha, Targets: ParseTargets(mc.Targets)}
-			fresh, err := model.Load(s.BaseDir(), be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantPaths, err := TargetPaths(fresh, flagCfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var gotPaths []string
-			for _, l := range a.Layers() {
-				gotPaths = append(gotPaths, l.Path)
-			}
-			if !slices.Equal(gotPaths, wantPaths) {
-				t.Errorf("adapter wraps %v, --lora-targets %s selects %v", gotPaths, mc.Targets, wantPaths)
-			}
-
-			// Exactly the run's trainable tensors train, with its decay flags.
-			r := s.Meta.Run
-			var trainable []string
-			decay := map[string]bool{}
-			for _, p := range m.Params() {
-				if p.Trainable {
-					trainable = append(trainable, p.Name)
-					decay[p.Name] = p.Decay
-				}
-			}
-			var want []string
-			for _, p := range r.Trainable {
-				want = append(want, p.Name)
-				if decay[p.Name] != p.Decay {
-					t.Errorf("%s: decay %v, reference %v", p.Name, decay[p.Name], p.Decay)
-				}
-			}
-			slices.Sort(trainable)
-			slices.Sort(want)
-			if !slices.Equal(trainable, want) {
-				t.Fatalf("trainable tensors %v, reference %v", trainable, want)
-			}
-
-			loader, hb := loadBatch(t, s, m)
-			logits, err := m.Logits(nil, hb.InputIDs, hb.B, hb.T, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantLogits, _ := s.Tensor("logits")
-			if e := golden.RelErr(be.Download(logits), wantLogits); e > golden.TolLoss {
-				t.Errorf("logits: rel err %.3g", e)
-			}
-			for _, p := range m.Params() {
-				if p.G != nil {
-					be.Fill(p.G, 0)
-				}
-			}
-			sum, err := train.ForwardBatch(m, hb, true, float32(1/float64(hb.Counted)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantLoss, _ := s.Tensor("loss")
-			if e := math.Abs(sum/float64(hb.Counted)-float64(wantLoss[0])) / float64(wantLoss[0]); e > golden.TolLoss {
-				t.Errorf("loss %.8g, PyTorch %.8g", sum/float64(hb.Counted), wantLoss[0])
-			}
-			for _, p := range a.Params() {
-				g, _ := s.Tensor("grad." + p.Name)
-				if e := golden.RelErr(be.Download(p.G), g); e > golden.TolGrad {
-					t.Errorf("grad %s: rel err %.3g", p.Name, e)
-				}
-			}
-
-			tr, err := train.New(m, loader, train.Config{
-				Steps: r.Steps, GradAccum: r.GradAccum, LR: r.LR, Schedule: train.Schedule(r.Schedule),
-				WarmupSteps: r.WarmupSteps, ScheduleSteps: r.TotalSteps, WeightDecay: r.WeightDecay,
-				Beta1: r.Betas[0], Beta2: r.Betas[1], Eps: r.Eps, MaxGradNorm: r.MaxGradNorm,
-			}, train.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := tr.Run(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			losses, _ := s.Tensor("losses")
-			norms, _ := s.Tensor("grad_norms")
-			for i, h := range res.History {
-				if e := math.Abs(h.Loss-float64(losses[i])) / float64(losses[i]); e > golden.TolLoss {
-					t.Errorf("step %d: loss %.8g, PyTorch %.8g", h.Step, h.Loss, losses[i])
-				}
-				if e := math.Abs(h.GradNorm-float64(norms[i])) / float64(norms[i]); e > golden.TolGrad {
-					t.Errorf("step %d: grad norm %.8g, PyTorch %.8g", h.Step, h.GradNorm, norms[i])
-				}
-			}
-			for _, p := range a.Params() {
-				want, _ := s.Tensor("after." + p.Name)
-				grad, _ := s.Tensor("grad." + p.Name)
-				if msg, _ := golden.CompareAfter(be.Download(p.W), want, grad, float64(norms[0]), r.LR, r.Steps); msg != "" {
-					t.Errorf("%s after %d steps: %s", p.Name, r.Steps, msg)
-				}
-			}
-			for _, p := range m.BaseParams() {
-				if !slices.Equal(be.Download(p.W), before[p.Name]) {
-					t.Errorf("frozen %s changed", p.Name)
-				}
-			}
-		})
+// checkLoaded checks the configuration a loaded golden adapter reports
+// and that it wraps the same modules as the run's flags would select.
+func checkLoaded(t *testing.T, s *golden.MethodSet, a *Adapter) {
+	t.Helper()
+	mc := decodeConfig(t, s)
+	c := a.Config()
+	if c.R != mc.R || c.Alpha != mc.Alpha || c.RSLoRA != mc.RSLoRA || c.DoRA != mc.DoRA || c.Dropout != mc.Dropout {
+		t.Errorf("loaded config %+v, the run's %+v", c, mc)
+	}
+	flagCfg := Config{R: mc.R, Alpha: mc.Alpha, Targets: ParseTargets(mc.Targets)}
+	be := cpu.New()
+	defer be.Close()
+	fresh, err := model.Load(s.BaseDir(), be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPaths, err := TargetPaths(fresh, flagCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotPaths []string
+	for _, l := range a.Layers() {
+		gotPaths = append(gotPaths, l.Path)
+	}
+	if !slices.Equal(gotPaths, wantPaths) {
+		t.Errorf("adapter wraps %v, --lora-targets %s selects %v", gotPaths, mc.Targets, wantPaths)
 	}
 }
 
@@ -216,7 +99,7 @@ func TestGolden(t *testing.T) {
 // adapter_model.safetensors must hold the same tensor names, shapes and
 // dtypes.
 func TestPeftFormat(t *testing.T) {
-	for _, s := range loraSets(t) {
+	for _, s := range methodtest.Sets(t, methodtest.Root, "lora") {
 		t.Run(s.Meta.Name, func(t *testing.T) {
 			be := cpu.New()
 			m, err := model.Load(s.BaseDir(), be)

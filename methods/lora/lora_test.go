@@ -13,31 +13,13 @@ import (
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/safetensors"
 	"github.com/gotune/gotune/internal/golden"
+	"github.com/gotune/gotune/methods/internal/methodtest"
 	"github.com/gotune/gotune/methods/peft"
 )
 
 func tinyModel(t testing.TB, arch string, seed uint64) model.Model {
 	t.Helper()
-	s := hfconfig.Sizes{VocabSize: 31, Hidden: 16, Layers: 2, Heads: 4, KVHeads: 2, Intermediate: 24, MaxPos: 32}
-	var cfg *hfconfig.Config
-	var err error
-	switch arch {
-	case hfconfig.ArchGPT2:
-		s.KVHeads = 0
-		cfg, err = hfconfig.NewGPT2(s)
-	case hfconfig.ArchQwen2:
-		cfg, err = hfconfig.NewQwen2(s)
-	default:
-		cfg, err = hfconfig.NewLlama(s)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.New(cfg, cpu.New(), seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return methodtest.NewModel(t, arch, hfconfig.Sizes{VocabSize: 31, Hidden: 16, Layers: 2, Heads: 4, KVHeads: 2, Intermediate: 24, MaxPos: 32}, seed)
 }
 
 // randomize gives every adapter tensor random values (B non-zero, DoRA

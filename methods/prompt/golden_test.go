@@ -5,7 +5,6 @@ import (
 
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/train"
-	"github.com/gotune/gotune/internal/golden"
 	"github.com/gotune/gotune/methods/internal/methodtest"
 )
 
@@ -15,18 +14,7 @@ import (
 // files (PEFT's prompt_embeddings: the encoder output for P-Tuning) with
 // PyTorch's; the saved folder must load back for inference.
 func TestGolden(t *testing.T) {
-	for _, method := range []string{"prompt", "ptuning"} {
-		for _, set := range methodtest.Sets(t, methodtest.Root, method) {
-			t.Run(set.Meta.Name, func(t *testing.T) {
-				methodtest.Check(t, set,
-					func(m model.Model, set *golden.MethodSet) (train.Saver, error) {
-						return Load(m, set.AdapterDir(), LoadOptions{})
-					},
-					func(m model.Model, dir string) error {
-						_, err := Load(m, dir, LoadOptions{Frozen: true})
-						return err
-					})
-			})
-		}
-	}
+	methodtest.CheckSets(t, func(m model.Model, dir string, frozen bool) (train.Saver, error) {
+		return Load(m, dir, LoadOptions{Frozen: frozen})
+	}, "prompt", "ptuning")
 }

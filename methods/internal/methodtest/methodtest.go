@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -54,14 +55,43 @@ func Sets(t *testing.T, root, method string) []*golden.MethodSet {
 }
 
 // Installer installs the method on m from the set's initial adapter and
-// returns what saves it.
+// returns what saves it, or nil for a method that saves the full model
+// (freeze; Check then skips the saved-folder checks).
 type Installer func(m model.Model, set *golden.MethodSet) (train.Saver, error)
 
 // Reloader installs a saved adapter folder on a fresh base model for
 // inference.
 type Reloader func(m model.Model, dir string) error
 
-// Check runs every comparison for one set. reload, if not nil, is used to
+// FolderLoader installs the adapter folder dir on m: for training, or
+// frozen for inference. Methods with a Load(m, dir, LoadOptions{Frozen})
+// wrap it in one line.
+type FolderLoader func(m model.Model, dir string, frozen bool) (train.Saver, error)
+
+// CheckSets runs Check, as a subtest named after the set, on every golden
+// set of the given --method values, installing the method from the set's
+// initial adapter folder with load and reloading the folder it saves with
+// load(…, frozen=true).
+func CheckSets(t *testing.T, load FolderLoader, methods ...string) {
+	t.Helper()
+	for _, method := range methods {
+		for _, set := range Sets(t, Root, method) {
+			t.Run(set.Meta.Name, func(t *testing.T) {
+				Check(t, set,
+					func(m model.Model, set *golden.MethodSet) (train.Saver, error) {
+						return load(m, set.AdapterDir(), false)
+					},
+					func(m model.Model, dir string) error {
+						_, err := load(m, dir, true)
+						return err
+					})
+			})
+		}
+	}
+}
+
+// Check runs every comparison for one set, and checks that every base
+// weight the method leaves frozen is unchanged by the run. reload, if not nil, is used to
 // check that the folder the method saves after training loads back into
 // a fresh model computing the same logits.
 func Check(t *testing.T, set *golden.MethodSet, install Installer, reload Reloader) {
@@ -71,6 +101,10 @@ func Check(t *testing.T, set *golden.MethodSet, install Installer, reload Reload
 	m, err := model.Load(set.BaseDir(), be)
 	if err != nil {
 		t.Fatal(err)
+	}
+	before := map[string][]float32{}
+	for _, p := range m.BaseParams() {
+		before[p.Name] = be.Download(p.W)
 	}
 	saver, err := install(m, set)
 	if err != nil {
@@ -156,8 +190,16 @@ func Check(t *testing.T, set *golden.MethodSet, install Installer, reload Reload
 			t.Errorf("%s after %d steps: %s", p.Name, run.Steps, msg)
 		}
 	}
+	for _, p := range m.BaseParams() {
+		if !p.Trainable && !slices.Equal(be.Download(p.W), before[p.Name]) {
+			t.Errorf("frozen %s changed", p.Name)
+		}
+	}
 
 	// What the method saves.
+	if saver == nil {
+		return
+	}
 	dir := filepath.Join(t.TempDir(), "adapter")
 	if err := saver.Save(dir); err != nil {
 		t.Fatal(err)
@@ -232,7 +274,7 @@ func checkTrainable(t *testing.T, m model.Model, run *golden.Run) {
 		switch {
 		case !ok:
 			t.Errorf("%s trains, but the reference does not train it", p.Name)
-		case !sameShape(p.W.Shape(), w.Shape):
+		case !slices.Equal(p.W.Shape(), w.Shape):
 			t.Errorf("%s has shape %v, the reference %v", p.Name, p.W.Shape(), w.Shape)
 		case p.Decay != w.Decay:
 			t.Errorf("%s: Decay = %v, the reference uses %v", p.Name, p.Decay, w.Decay)
@@ -248,27 +290,18 @@ func checkTrainable(t *testing.T, m model.Model, run *golden.Run) {
 // CheckHistory compares a run's per-step metrics with the reference's.
 func CheckHistory(t *testing.T, set *golden.MethodSet, hist []train.StepMetrics) {
 	t.Helper()
-	run := &set.Meta.Run
-	losses, _ := set.Tensor("losses")
-	norms, _ := set.Tensor("grad_norms")
-	lrs, _ := set.Tensor("lrs")
-	if len(hist) != run.Steps {
-		t.Fatalf("ran %d steps, want %d", len(hist), run.Steps)
+	for _, msg := range golden.CompareSteps(Steps(hist), &set.Meta.Run, set.Tensor) {
+		t.Error(msg)
 	}
+}
+
+// Steps converts a trainer history for golden.CompareSteps.
+func Steps(hist []train.StepMetrics) []golden.Step {
+	out := make([]golden.Step, len(hist))
 	for i, h := range hist {
-		if e := math.Abs(h.Loss-float64(losses[i])) / math.Abs(float64(losses[i])); e > 1e-5 {
-			t.Errorf("step %d: loss %.8g, PyTorch %.8g (rel err %.2g > 1e-5)", h.Step, h.Loss, losses[i], e)
-		}
-		if e := math.Abs(h.GradNorm-float64(norms[i])) / float64(norms[i]); e > 1e-4 {
-			t.Errorf("step %d: grad norm %.8g, PyTorch %.8g (rel err %.2g > 1e-4)", h.Step, h.GradNorm, norms[i], e)
-		}
-		if math.Abs(h.LR-float64(lrs[i])) > 1e-7*math.Abs(float64(lrs[i]))+1e-30 {
-			t.Errorf("step %d: lr %g, PyTorch %g", h.Step, h.LR, lrs[i])
-		}
-		if h.Tokens != run.CountedTokens[i] {
-			t.Errorf("step %d: %d counted tokens, PyTorch %d", h.Step, h.Tokens, run.CountedTokens[i])
-		}
+		out[i] = golden.Step{Loss: h.Loss, GradNorm: h.GradNorm, LR: h.LR, Tokens: h.Tokens}
 	}
+	return out
 }
 
 // CheckSaved compares the adapter folder dir, saved after the run, with
@@ -304,7 +337,7 @@ func CheckSaved(t *testing.T, set *golden.MethodSet, dir string) {
 			continue
 		}
 		names := got.Names()
-		if !sameNames(names, sortedKeys(want)) {
+		if !slices.Equal(names, sortedKeys(want)) {
 			t.Errorf("saved %s holds %v, the reference folder %v", base, names, sortedKeys(want))
 		}
 		for _, n := range names {
@@ -312,7 +345,7 @@ func CheckSaved(t *testing.T, set *golden.MethodSet, dir string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ws, ok := want[n]; ok && !sameShape(shape, ws) {
+			if ws, ok := want[n]; ok && !slices.Equal(shape, ws) {
 				t.Errorf("saved %s: %s has shape %v, the reference %v", base, n, shape, ws)
 				continue
 			}
@@ -391,30 +424,6 @@ func CompareAfter(got, want, grad []float32, gradNorm, lr float64, steps int) st
 	return msg
 }
 
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func sameNames(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func sortedKeys(m map[string][]int) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -443,22 +452,7 @@ func readJSON(path string) (map[string]any, error) {
 // weights N(0, 0.3²) so that gradients are far from trivial.
 func Tiny(t testing.TB, arch string, seed uint64) model.Model {
 	t.Helper()
-	s := hfconfig.Sizes{VocabSize: 29, Hidden: 16, Layers: 2, Heads: 4, KVHeads: 2, Intermediate: 24, MaxPos: 64}
-	var cfg *hfconfig.Config
-	var err error
-	if arch == hfconfig.ArchGPT2 {
-		s.KVHeads = 0
-		cfg, err = hfconfig.NewGPT2(s)
-	} else {
-		cfg, err = hfconfig.NewLlama(s)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.New(cfg, cpu.New(), seed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := NewModel(t, arch, hfconfig.Sizes{VocabSize: 29, Hidden: 16, Layers: 2, Heads: 4, KVHeads: 2, Intermediate: 24, MaxPos: 64}, seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	for _, p := range m.BaseParams() {
 		host := make([]float32, p.W.Len())
@@ -470,6 +464,32 @@ func Tiny(t testing.TB, arch string, seed uint64) model.Model {
 			host[i] = float32(mean + 0.3*rng.NormFloat64())
 		}
 		m.Backend().Upload(p.W, host)
+	}
+	return m
+}
+
+// NewModel returns a model of arch (GPT-2, Qwen2, else LLaMA) with sizes
+// s on a new CPU backend, initialised from seed as model.New does. GPT-2
+// has no grouped KV heads: s.KVHeads is ignored for it.
+func NewModel(t testing.TB, arch string, s hfconfig.Sizes, seed uint64) model.Model {
+	t.Helper()
+	var cfg *hfconfig.Config
+	var err error
+	switch arch {
+	case hfconfig.ArchGPT2:
+		s.KVHeads = 0
+		cfg, err = hfconfig.NewGPT2(s)
+	case hfconfig.ArchQwen2:
+		cfg, err = hfconfig.NewQwen2(s)
+	default:
+		cfg, err = hfconfig.NewLlama(s)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.New(cfg, cpu.New(), seed)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return m
 }

@@ -2,5 +2,5 @@
 
 package methodtest
 
-// cpuSeconds is unavailable here; the benchmark then reports 0 cpu-ms/op.
+// cpuSeconds is unavailable here; BenchStep then omits cpu-ms/op.
 func cpuSeconds() float64 { return 0 }
