@@ -60,6 +60,7 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/methods/internal/params"
 	"github.com/gotune/gotune/methods/peft"
 )
 
@@ -258,12 +259,7 @@ func Apply(m model.Model, cfg Config) (*Adapter, error) {
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x61646170)) // "adap"
 	for _, mod := range a.modules {
 		// nn.Linear's kaiming_uniform_(a=sqrt(5)): U(±1/sqrt(fan_in)).
-		host := make([]float32, mod.DownW.W.Len())
-		bound := 1 / math.Sqrt(float64(mod.hidden))
-		for i := range host {
-			host[i] = float32((2*rng.Float64() - 1) * bound)
-		}
-		mod.be.Upload(mod.DownW.W, host)
+		mod.be.Upload(mod.DownW.W, params.Uniform(rng, mod.DownW.W.Len(), 1/math.Sqrt(float64(mod.hidden))))
 	}
 	return a, nil
 }
@@ -295,25 +291,15 @@ func Load(m model.Model, dir string, opt LoadOptions) (*Adapter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adapter: %w", err)
 	}
-	before := snapshotTrainable(m)
+	before := params.Snapshot(m)
 	a, err := install(m, cfg)
 	if err != nil {
 		return nil, err
 	}
-	fail := func(err error) (*Adapter, error) {
+	if err := w.LoadAll(a.Params(), fmt.Sprintf("the tensors of %d %s adapters", len(a.modules), cfg.Variant)); err != nil {
 		a.Remove()
-		before.restore()
+		before.Restore()
 		return nil, fmt.Errorf("adapter: %w", err)
-	}
-	for _, mod := range a.modules {
-		for _, p := range mod.Params() {
-			if err := w.Load(p); err != nil {
-				return fail(err)
-			}
-		}
-	}
-	if err := w.CheckAllUsed(fmt.Sprintf("the tensors of %d %s adapters", len(a.modules), cfg.Variant)); err != nil {
-		return fail(err)
 	}
 	if opt.Frozen {
 		a.SetTrainable(false)
@@ -350,10 +336,8 @@ func install(m model.Model, cfg Config) (*Adapter, error) {
 	b := cfg.Bottleneck(hidden)
 	act := activations[cfg.Activation]
 	a := &Adapter{cfg: cfg, m: m}
-	before := snapshotTrainable(m)
-	for _, p := range m.Params() {
-		model.SetTrainable(p, false)
-	}
+	before := params.Snapshot(m)
+	params.SetTrainable(m.Params(), false)
 	sorted := append([]int(nil), layers...)
 	slices.Sort(sorted)
 	for _, l := range sorted {
@@ -361,7 +345,7 @@ func install(m model.Model, cfg Config) (*Adapter, error) {
 			mod := newBottleneck(m.Backend(), LayerPath(m, l)+"."+s.name(), l, s, hidden, b, act, float32(cfg.Scaling), cfg.Variant == Parallel)
 			if err := m.SetHook(l, s.hookSite(), mod); err != nil {
 				a.Remove()
-				before.restore()
+				before.Restore()
 				return nil, fmt.Errorf("adapter: %w", err)
 			}
 			a.modules = append(a.modules, mod)
@@ -388,11 +372,7 @@ func (a *Adapter) Params() []*engine.Param {
 }
 
 // SetTrainable marks the adapter tensors trainable or frozen.
-func (a *Adapter) SetTrainable(on bool) {
-	for _, p := range a.Params() {
-		model.SetTrainable(p, on)
-	}
-}
+func (a *Adapter) SetTrainable(on bool) { params.SetTrainable(a.Params(), on) }
 
 // PeftConfig returns the adapter_config.json content Save writes.
 func (a *Adapter) PeftConfig() *PeftConfig { return a.cfg.peftConfig(a.m.Config().Hidden) }
@@ -421,27 +401,7 @@ func (a *Adapter) Remove() {
 		if a.m.Hook(mod.Layer, s) == model.SublayerHook(mod) {
 			_ = a.m.SetHook(mod.Layer, s, nil) // cannot fail: the layer exists
 		}
-		for _, p := range mod.Params() {
-			model.SetTrainable(p, false)
-		}
+		params.SetTrainable(mod.Params(), false)
 		mod.release()
-	}
-}
-
-// trainableState remembers which parameters were trainable, to undo a
-// failed installation.
-type trainableState map[*engine.Param]bool
-
-func snapshotTrainable(m model.Model) trainableState {
-	s := trainableState{}
-	for _, p := range m.Params() {
-		s[p] = p.Trainable
-	}
-	return s
-}
-
-func (s trainableState) restore() {
-	for p, on := range s {
-		model.SetTrainable(p, on)
 	}
 }

@@ -143,12 +143,7 @@ func TestEndToEndGradients(t *testing.T) {
 					m.Backend().Copy(p.W, methodtest.Random(m.Backend(), uint64(20+i), 0.5, p.W.Shape()...))
 				}
 				hb := methodtest.Batch(2, 5, m.Config().VocabSize, 6)
-				if _, err := methodtest.ModelLossGrad(m, hb); err != nil {
-					t.Fatal(err)
-				}
-				for _, p := range a.Params() {
-					methodtest.FDCheck(t, p.Name, p.W, m.Backend().Download(p.G), methodtest.ModelLoss(t, m, hb))
-				}
+				methodtest.CheckModelGradients(t, m, hb, a.Params())
 			})
 		}
 	}
@@ -226,17 +221,7 @@ func TestConfigFileMatchesReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := peft.MarshalConfig(a.PeftConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := os.ReadFile(filepath.Join(set.AdapterDir(), peft.ConfigFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("adapter_config.json:\n%s\nreference:\n%s", got, want)
-			}
+			methodtest.CheckConfigFile(t, set, a.PeftConfig())
 		})
 	}
 }

@@ -12,7 +12,8 @@ package freeze
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/gotune/gotune/engine"
@@ -202,11 +203,5 @@ func embedName(extra map[string]bool) string {
 	return "the token embedding"
 }
 
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+// sortedKeys returns a set's members in order, for stable error messages.
+func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }

@@ -16,14 +16,16 @@ package lora
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/methods/internal/params"
 	"github.com/gotune/gotune/methods/peft"
 )
 
@@ -56,20 +58,14 @@ func Apply(m model.Model, cfg Config) (*Adapter, error) {
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6c6f7261)) // "lora"
 	for _, l := range a.layers {
-		host := make([]float32, l.A.W.Len())
+		var host []float32
 		switch cfg.Init {
 		case InitGaussian:
-			std := 1 / float64(l.r)
-			for i := range host {
-				host[i] = float32(rng.NormFloat64() * std)
-			}
+			host = params.Normal(rng, l.A.W.Len(), 1/float64(l.r))
 		default:
 			// kaiming_uniform_(a=sqrt(5)) on [r, in]: gain sqrt(2/(1+5)),
 			// bound gain·sqrt(3/fan_in) = 1/sqrt(in).
-			bound := 1 / math.Sqrt(float64(l.in))
-			for i := range host {
-				host[i] = float32((2*rng.Float64() - 1) * bound)
-			}
+			host = params.Uniform(rng, l.A.W.Len(), 1/math.Sqrt(float64(l.in)))
 		}
 		l.be.Upload(l.A.W, host)
 		if l.M != nil {
@@ -123,7 +119,7 @@ func Load(m model.Model, dir string, opt LoadOptions) (*Adapter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lora: %w", err)
 	}
-	before := snapshotTrainable(m)
+	before := params.Snapshot(m)
 	a, err := install(m, cfg)
 	if err != nil {
 		return nil, err
@@ -133,7 +129,7 @@ func Load(m model.Model, dir string, opt LoadOptions) (*Adapter, error) {
 	}
 	fail := func(err error) (*Adapter, error) {
 		a.Remove()
-		before.restore()
+		before.Restore()
 		return nil, fmt.Errorf("lora: %w", err)
 	}
 	for _, l := range a.layers {
@@ -186,13 +182,11 @@ func install(m model.Model, cfg Config) (*Adapter, error) {
 		return nil, err
 	}
 	a := &Adapter{cfg: cfg, m: m, targets: names}
-	before := snapshotTrainable(m)
-	for _, p := range m.Params() {
-		model.SetTrainable(p, false)
-	}
+	before := params.Snapshot(m)
+	params.SetTrainable(m.Params(), false)
 	fail := func(err error) (*Adapter, error) {
 		a.Remove()
-		before.restore()
+		before.Restore()
 		return nil, err
 	}
 	scale := float32(cfg.Scaling())
@@ -310,11 +304,7 @@ func (a *Adapter) Params() []*engine.Param {
 }
 
 // SetTrainable marks the adapter's tensors trainable or frozen.
-func (a *Adapter) SetTrainable(on bool) {
-	for _, p := range a.Params() {
-		model.SetTrainable(p, on)
-	}
-}
+func (a *Adapter) SetTrainable(on bool) { params.SetTrainable(a.Params(), on) }
 
 // PeftConfig returns the adapter_config.json content Save writes.
 func (a *Adapter) PeftConfig() *PeftConfig {
@@ -399,23 +389,6 @@ func (a *Adapter) MergeAndRemove() error {
 	return nil
 }
 
-// trainableState remembers which parameters were trainable.
-type trainableState map[*engine.Param]bool
-
-func snapshotTrainable(m model.Model) trainableState {
-	s := trainableState{}
-	for _, p := range m.Params() {
-		s[p] = p.Trainable
-	}
-	return s
-}
-
-func (s trainableState) restore() {
-	for p, on := range s {
-		model.SetTrainable(p, on)
-	}
-}
-
 func describeTargets(c Config) string {
 	if c.TargetRegex != "" {
 		return fmt.Sprintf("%q", c.TargetRegex)
@@ -439,14 +412,9 @@ func toSet(s []string) map[string]bool {
 	return out
 }
 
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+// sortedKeys returns a set's members in order, for stable names in
+// files and errors.
+func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }
 
 // TargetPaths returns the paths of the modules cfg targets in m, in
 // forward order, without changing m.

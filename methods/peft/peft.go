@@ -334,10 +334,34 @@ func (w *Weights) CheckAllUsed(what string) error {
 	return fmt.Errorf("%s: unexpected tensor(s) %s%s (expected only %s)", w.Path, quoteAll(shown), more, what)
 }
 
+// LoadAll loads every tensor of params (see Load) and then checks that
+// the file holds nothing else (see CheckAllUsed, which what is passed
+// to): the whole of loading a method whose file is exactly its
+// parameters.
+func (w *Weights) LoadAll(params []*engine.Param, what string) error {
+	for _, p := range params {
+		if err := w.Load(p); err != nil {
+			return err
+		}
+	}
+	return w.CheckAllUsed(what)
+}
+
 // WriteWeights writes params to dir/adapter_model.safetensors under their
 // names (PEFT keys), as float32, atomically, with PEFT's metadata
 // {"format": "pt"}.
 func WriteWeights(dir string, params []*engine.Param) error {
+	if err := WriteWeightsFile(filepath.Join(dir, WeightsFile), params); err != nil {
+		return fmt.Errorf("adapter weights: %w", err)
+	}
+	return nil
+}
+
+// WriteWeightsFile writes params to the safetensors file path as
+// WriteWeights does; methods also use it for tensors PEFT's files lack
+// (a prompt encoder, written beside them), which ReadWeightsFile reads
+// back.
+func WriteWeightsFile(path string, params []*engine.Param) error {
 	tensors := make([]safetensors.Tensor, 0, len(params))
 	for _, p := range params {
 		tensors = append(tensors, safetensors.Tensor{
@@ -345,10 +369,7 @@ func WriteWeights(dir string, params []*engine.Param) error {
 			Shape: append([]int(nil), p.W.Shape()...), F32: p.W.Backend().Download(p.W),
 		})
 	}
-	if err := safetensors.Write(filepath.Join(dir, WeightsFile), tensors, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("adapter weights: %w", err)
-	}
-	return nil
+	return safetensors.Write(path, tensors, map[string]string{"format": "pt"})
 }
 
 // Save writes a complete adapter folder: dir (created if needed),

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -184,5 +185,58 @@ func TestReadWeightsErrors(t *testing.T) {
 	}
 	if _, err := ReadWeights(dir); err == nil || !strings.Contains(err.Error(), WeightsFile) {
 		t.Errorf("truncated file: %v", err)
+	}
+}
+
+// TestWeightsFileLoadAll writes a side file with WriteWeightsFile and
+// reads it back with LoadAll: every tensor comes back, and a missing
+// tensor, a wrong shape or a tensor nothing takes is an error naming it.
+func TestWeightsFileLoadAll(t *testing.T) {
+	be := cpu.New()
+	defer be.Close()
+	mk := func(name string, vals []float32, shape ...int) *engine.Param {
+		p := &engine.Param{Name: name, W: be.Alloc(engine.Float32, shape...)}
+		if vals != nil {
+			be.Upload(p.W, vals)
+		}
+		return p
+	}
+	saved := []*engine.Param{mk("enc.weight", []float32{1, 2, 3, 4, 5, 6}, 3, 2), mk("enc.bias", []float32{-1, 7}, 2)}
+	path := filepath.Join(t.TempDir(), "side.safetensors")
+	if err := WriteWeightsFile(path, saved); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		into []*engine.Param
+		want string // "" for success
+	}{
+		{"all", []*engine.Param{mk("enc.weight", nil, 3, 2), mk("enc.bias", nil, 2)}, ""},
+		{"unused", []*engine.Param{mk("enc.weight", nil, 3, 2)}, `unexpected tensor(s) "enc.bias" (expected only the side tensors)`},
+		{"shape", []*engine.Param{mk("enc.weight", nil, 2, 3), mk("enc.bias", nil, 2)}, `"enc.weight" has shape [3 2], expected [2 3]`},
+		{"missing", []*engine.Param{mk("enc.weight", nil, 3, 2), mk("enc.bias", nil, 2), mk("enc.scale", nil, 1)}, `"enc.scale" is missing`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := ReadWeightsFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = w.LoadAll(tc.into, "the side tensors")
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("error %v, want one containing %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, p := range tc.into {
+				if got, want := be.Download(p.W), be.Download(saved[i].W); !slices.Equal(got, want) {
+					t.Errorf("%s: loaded %v, saved %v", p.Name, got, want)
+				}
+			}
+		})
 	}
 }

@@ -47,7 +47,7 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/model"
-	"github.com/gotune/gotune/engine/safetensors"
+	"github.com/gotune/gotune/methods/internal/params"
 	"github.com/gotune/gotune/methods/peft"
 	"github.com/gotune/gotune/methods/prompt"
 )
@@ -55,8 +55,9 @@ import (
 // PeftType is adapter_config.json's peft_type.
 const PeftType = "PREFIX_TUNING"
 
-// EncoderFile holds the projection's tensors beside the PEFT files.
-const EncoderFile = "prompt_encoder.safetensors"
+// EncoderFile holds the projection's tensors beside the PEFT files (the
+// same file name as P-Tuning's encoder: both are PEFT's prompt_encoder).
+const EncoderFile = prompt.EncoderFile
 
 // Config holds prefix tuning's hyper-parameters.
 type Config struct {
@@ -139,13 +140,13 @@ func Apply(m model.Model, cfg Config) (*Adapter, error) {
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x70726566)) // "pref"
 	if a.table != nil {
-		a.be.Upload(a.table.W, normal(rng, a.table.W.Len(), 1))
+		a.be.Upload(a.table.W, params.Normal(rng, a.table.W.Len(), 1))
 	} else {
-		a.be.Upload(a.emb.W, normal(rng, a.emb.W.Len(), 1))
+		a.be.Upload(a.emb.W, params.Normal(rng, a.emb.W.Len(), 1))
 		for _, d := range []*model.Dense{a.t0, a.t2} {
 			bound := 1 / math.Sqrt(float64(d.In()))
-			a.be.Upload(d.Weight.W, uniform(rng, d.Weight.W.Len(), bound))
-			a.be.Upload(d.Bias.W, uniform(rng, d.Bias.W.Len(), bound))
+			a.be.Upload(d.Weight.W, params.Uniform(rng, d.Weight.W.Len(), bound))
+			a.be.Upload(d.Bias.W, params.Uniform(rng, d.Bias.W.Len(), bound))
 		}
 	}
 	if err := a.install(); err != nil {
@@ -213,9 +214,7 @@ func (a *Adapter) install() error {
 		a.release()
 		return fmt.Errorf("prefix: the model has virtual tokens; one prompt-learning method at a time")
 	}
-	for _, p := range a.m.Params() {
-		model.SetTrainable(p, false)
-	}
+	params.SetTrainable(a.m.Params(), false)
 	if err := a.m.SetPrefix(a); err != nil {
 		a.release()
 		return fmt.Errorf("prefix: %w", err)
@@ -234,11 +233,7 @@ func (a *Adapter) Params() []*engine.Param {
 }
 
 // SetTrainable marks the adapter's tensors trainable or frozen.
-func (a *Adapter) SetTrainable(on bool) {
-	for _, p := range a.Params() {
-		model.SetTrainable(p, on)
-	}
-}
+func (a *Adapter) SetTrainable(on bool) { params.SetTrainable(a.Params(), on) }
 
 // Config returns the adapter's hyper-parameters.
 func (a *Adapter) Config() Config { return a.cfg }
@@ -357,12 +352,7 @@ func (a *Adapter) Save(dir string) error {
 	if a.table != nil {
 		return nil
 	}
-	var ts []safetensors.Tensor
-	for _, p := range a.Params() {
-		ts = append(ts, safetensors.Tensor{Name: p.Name, DType: safetensors.F32,
-			Shape: append([]int(nil), p.W.Shape()...), F32: a.be.Download(p.W)})
-	}
-	if err := safetensors.Write(filepath.Join(dir, EncoderFile), ts, map[string]string{"format": "pt"}); err != nil {
+	if err := peft.WriteWeightsFile(filepath.Join(dir, EncoderFile), a.Params()); err != nil {
 		return fmt.Errorf("prefix: %w", err)
 	}
 	return nil
@@ -378,9 +368,7 @@ func (a *Adapter) Remove() {
 	if a.m.Prefix() == model.Prefix(a) {
 		_ = a.m.SetPrefix(nil) // removing cannot fail
 	}
-	for _, p := range a.Params() {
-		model.SetTrainable(p, false)
-	}
+	a.SetTrainable(false)
 	a.release()
 }
 
@@ -475,9 +463,9 @@ func Load(m model.Model, dir string, opt LoadOptions) (*Adapter, error) {
 		a.release()
 		return nil, err
 	}
-	before := snapshotTrainable(m)
+	before := params.Snapshot(m)
 	if err := a.install(); err != nil {
-		before.restore()
+		before.Restore()
 		return nil, err
 	}
 	if opt.Frozen {
@@ -497,64 +485,11 @@ func (a *Adapter) loadEncoder(dir string, saved []float32) error {
 	if err != nil {
 		return fmt.Errorf("prefix: %w", err)
 	}
-	for _, p := range a.Params() {
-		if err := ew.Load(p); err != nil {
-			return fmt.Errorf("prefix: %w", err)
-		}
-	}
-	if err := ew.CheckAllUsed("the tensors of the prefix projection"); err != nil {
+	if err := ew.LoadAll(a.Params(), "the tensors of the prefix projection"); err != nil {
 		return fmt.Errorf("prefix: %w", err)
 	}
-	if e := relDiff(a.be.Download(a.Table()), saved); e > 1e-3 {
+	if e := params.RelDiff(a.be.Download(a.Table()), saved); e > 1e-3 {
 		return fmt.Errorf("prefix: %s: the projection computes prefixes %.2g (relative) away from %s's prompt_embeddings: the two files belong to different adapters", path, e, peft.WeightsFile)
 	}
 	return nil
-}
-
-func normal(rng *rand.Rand, n int, std float64) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = float32(std * rng.NormFloat64())
-	}
-	return out
-}
-
-func uniform(rng *rand.Rand, n int, bound float64) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = float32((2*rng.Float64() - 1) * bound)
-	}
-	return out
-}
-
-// relDiff returns ‖a − b‖ / ‖b‖.
-func relDiff(a, b []float32) float64 {
-	var num, den float64
-	for i := range a {
-		d := float64(a[i]) - float64(b[i])
-		num += d * d
-		den += float64(b[i]) * float64(b[i])
-	}
-	if den == 0 {
-		return math.Sqrt(num)
-	}
-	return math.Sqrt(num / den)
-}
-
-// trainableState remembers which parameters were trainable, to undo a
-// failed installation.
-type trainableState map[*engine.Param]bool
-
-func snapshotTrainable(m model.Model) trainableState {
-	s := trainableState{}
-	for _, p := range m.Params() {
-		s[p] = p.Trainable
-	}
-	return s
-}
-
-func (s trainableState) restore() {
-	for p, on := range s {
-		model.SetTrainable(p, on)
-	}
 }

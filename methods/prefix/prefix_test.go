@@ -32,12 +32,7 @@ func TestEndToEndGradients(t *testing.T) {
 					t.Fatal(err)
 				}
 				hb := methodtest.Batch(2, 4, m.Config().VocabSize, 8)
-				if _, err := methodtest.ModelLossGrad(m, hb); err != nil {
-					t.Fatal(err)
-				}
-				for _, p := range a.Params() {
-					methodtest.FDCheck(t, p.Name, p.W, m.Backend().Download(p.G), methodtest.ModelLoss(t, m, hb))
-				}
+				methodtest.CheckModelGradients(t, m, hb, a.Params())
 			})
 		}
 	}
@@ -87,17 +82,7 @@ func TestConfigFilesMatchReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := peft.MarshalConfig(a.PeftConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := os.ReadFile(filepath.Join(set.AdapterDir(), peft.ConfigFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("adapter_config.json:\n%s\nreference:\n%s", got, want)
-			}
+			methodtest.CheckConfigFile(t, set, a.PeftConfig())
 		})
 	}
 }
@@ -120,20 +105,8 @@ func TestResumeProjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, p := range a.Params() {
-		q := b.Params()[i]
-		if p.Name != q.Name || !slices.Equal(m.Backend().Download(p.W), m2.Backend().Download(q.W)) || !q.Trainable {
-			t.Errorf("%s: not restored exactly as a trainable tensor", p.Name)
-		}
-	}
-	w, err := peft.ReadWeights(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	saved, err := w.Take(prompt.EmbeddingsName, 2, 2*2*m.Config().Hidden)
-	if err != nil {
-		t.Fatal(err)
-	}
+	methodtest.CheckRestored(t, a.Params(), b.Params())
+	saved := methodtest.SavedTensor(t, dir, prompt.EmbeddingsName, 2, 2*2*m.Config().Hidden)
 	if !slices.Equal(saved, m.Backend().Download(a.Table())) {
 		t.Error("prompt_embeddings is not the projection's output")
 	}
@@ -201,14 +174,6 @@ func TestLoadErrors(t *testing.T) {
 		}
 		return dir
 	}
-	edit := func(t *testing.T, dir, from, to string) {
-		p := filepath.Join(dir, peft.ConfigFile)
-		b, _ := os.ReadFile(p)
-		if !strings.Contains(string(b), from) {
-			t.Fatalf("%s has no %q", p, from)
-		}
-		os.WriteFile(p, []byte(strings.Replace(string(b), from, to, 1)), 0o644)
-	}
 	load := func(t *testing.T, dir string, frozen bool) error {
 		m, err := model.Load(base, cpu.New())
 		if err != nil {
@@ -237,7 +202,7 @@ func TestLoadErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := copyDir(t, tc.src, tc.skip)
 			if tc.from != "" {
-				edit(t, dir, tc.from, tc.to)
+				methodtest.EditConfig(t, dir, tc.from, tc.to)
 			}
 			err := load(t, dir, tc.frozen)
 			if tc.want == "" {

@@ -44,7 +44,7 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/model"
-	"github.com/gotune/gotune/engine/safetensors"
+	"github.com/gotune/gotune/methods/internal/params"
 	"github.com/gotune/gotune/methods/peft"
 )
 
@@ -194,7 +194,7 @@ func ApplyPromptTuning(m model.Model, cfg TuningConfig) (*Adapter, error) {
 		be.Free(idt)
 	} else {
 		rng := rand.New(rand.NewPCG(cfg.Seed, 0x70726f6d)) // "prom"
-		be.Upload(tb.e.W, normal(rng, P*D, 1))
+		be.Upload(tb.e.W, params.Normal(rng, P*D, 1))
 	}
 	a := &Adapter{m: m, peftType: PeftTypePromptTuning, tuning: cfg, table: tb}
 	if err := a.install(); err != nil {
@@ -244,11 +244,11 @@ func ApplyPTuning(m model.Model, cfg PTuningConfig) (*Adapter, error) {
 		var host []float32
 		switch {
 		case p == enc.emb:
-			host = normal(rng, p.W.Len(), 1)
+			host = params.Normal(rng, p.W.Len(), 1)
 		case enc.lstm != nil && isLSTM(p.Name):
-			host = uniform(rng, p.W.Len(), 1/math.Sqrt(float64(H))) // nn.LSTM: U(±1/sqrt(hidden))
+			host = params.Uniform(rng, p.W.Len(), 1/math.Sqrt(float64(H))) // nn.LSTM: U(±1/sqrt(hidden))
 		default:
-			host = uniform(rng, p.W.Len(), 1/math.Sqrt(float64(fanIn(enc, p)))) // nn.Linear
+			host = params.Uniform(rng, p.W.Len(), 1/math.Sqrt(float64(fanIn(enc, p)))) // nn.Linear
 		}
 		be.Upload(p.W, host)
 	}
@@ -274,22 +274,6 @@ func fanIn(e *encoder, p *engine.Param) int {
 	panic("prompt: " + p.Name + " is not a head tensor")
 }
 
-func normal(rng *rand.Rand, n int, std float64) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = float32(std * rng.NormFloat64())
-	}
-	return out
-}
-
-func uniform(rng *rand.Rand, n int, bound float64) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = float32((2*rng.Float64() - 1) * bound)
-	}
-	return out
-}
-
 // source returns the model.Prompt the adapter installs.
 func (a *Adapter) source() model.Prompt {
 	if a.enc != nil {
@@ -310,9 +294,7 @@ func (a *Adapter) install() error {
 		a.release()
 		return fmt.Errorf("prompt: the model has a key/value prefix; one prompt-learning method at a time")
 	}
-	for _, p := range a.m.Params() {
-		model.SetTrainable(p, false)
-	}
+	params.SetTrainable(a.m.Params(), false)
 	if err := a.m.SetPrompt(a.source()); err != nil {
 		a.release()
 		return fmt.Errorf("prompt: %w", err)
@@ -332,11 +314,7 @@ func (a *Adapter) NumTokens() int { return a.source().NumTokens() }
 func (a *Adapter) Params() []*engine.Param { return a.source().Params() }
 
 // SetTrainable marks the adapter's tensors trainable or frozen.
-func (a *Adapter) SetTrainable(on bool) {
-	for _, p := range a.Params() {
-		model.SetTrainable(p, on)
-	}
-}
+func (a *Adapter) SetTrainable(on bool) { params.SetTrainable(a.Params(), on) }
 
 // Embeddings computes the virtual tokens [P, hidden] (the encoder's
 // output for P-Tuning). The tensor is the adapter's own: read it before
@@ -355,12 +333,7 @@ func (a *Adapter) Save(dir string) error {
 	if a.enc == nil {
 		return nil
 	}
-	var ts []safetensors.Tensor
-	for _, p := range a.enc.Params() {
-		ts = append(ts, safetensors.Tensor{Name: p.Name, DType: safetensors.F32,
-			Shape: append([]int(nil), p.W.Shape()...), F32: a.m.Backend().Download(p.W)})
-	}
-	if err := safetensors.Write(filepath.Join(dir, EncoderFile), ts, map[string]string{"format": "pt"}); err != nil {
+	if err := peft.WriteWeightsFile(filepath.Join(dir, EncoderFile), a.enc.Params()); err != nil {
 		return fmt.Errorf("prompt: %w", err)
 	}
 	return nil
@@ -376,9 +349,7 @@ func (a *Adapter) Remove() {
 	if a.m.Prompt() == a.source() {
 		_ = a.m.SetPrompt(nil) // removing cannot fail
 	}
-	for _, p := range a.Params() {
-		model.SetTrainable(p, false)
-	}
+	a.SetTrainable(false)
 	a.release()
 }
 
@@ -454,9 +425,9 @@ func Load(m model.Model, dir string, opt LoadOptions) (*Adapter, error) {
 		a.table = &table{e: &engine.Param{Name: EmbeddingsName, W: be.Alloc(engine.Float32, P, D), Decay: true}}
 		be.Upload(a.table.e.W, saved)
 	}
-	before := snapshotTrainable(m)
+	before := params.Snapshot(m)
 	if err := a.install(); err != nil {
-		before.restore()
+		before.Restore()
 		return nil, err
 	}
 	if opt.Frozen {
@@ -478,52 +449,14 @@ func loadEncoder(m model.Model, dir string, cfg PTuningConfig, saved []float32) 
 	}
 	be, D := m.Backend(), m.Config().Hidden
 	enc := newEncoder(be, cfg.Encoder, cfg.NumVirtualTokens, D, cfg.hidden(D), cfg.layers())
-	for _, p := range enc.Params() {
-		if err := ew.Load(p); err != nil {
-			enc.release()
-			return nil, fmt.Errorf("prompt: %w", err)
-		}
-	}
-	if err := ew.CheckAllUsed(fmt.Sprintf("the tensors of a %s prompt encoder", cfg.Encoder)); err != nil {
+	if err := ew.LoadAll(enc.Params(), fmt.Sprintf("the tensors of a %s prompt encoder", cfg.Encoder)); err != nil {
 		enc.release()
 		return nil, fmt.Errorf("prompt: %w", err)
 	}
 	out := be.Download(enc.Forward(false))
-	if e := relDiff(out, saved); e > 1e-3 {
+	if e := params.RelDiff(out, saved); e > 1e-3 {
 		enc.release()
 		return nil, fmt.Errorf("prompt: %s: the encoder computes virtual tokens %.2g (relative) away from %s's prompt_embeddings: the two files belong to different adapters", path, e, peft.WeightsFile)
 	}
 	return enc, nil
-}
-
-// relDiff returns ‖a − b‖ / ‖b‖.
-func relDiff(a, b []float32) float64 {
-	var num, den float64
-	for i := range a {
-		d := float64(a[i]) - float64(b[i])
-		num += d * d
-		den += float64(b[i]) * float64(b[i])
-	}
-	if den == 0 {
-		return math.Sqrt(num)
-	}
-	return math.Sqrt(num / den)
-}
-
-// trainableState remembers which parameters were trainable, to undo a
-// failed installation.
-type trainableState map[*engine.Param]bool
-
-func snapshotTrainable(m model.Model) trainableState {
-	s := trainableState{}
-	for _, p := range m.Params() {
-		s[p] = p.Trainable
-	}
-	return s
-}
-
-func (s trainableState) restore() {
-	for p, on := range s {
-		model.SetTrainable(p, on)
-	}
 }

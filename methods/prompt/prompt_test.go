@@ -16,7 +16,6 @@ import (
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/internal/golden"
 	"github.com/gotune/gotune/methods/internal/methodtest"
-	"github.com/gotune/gotune/methods/peft"
 )
 
 // TestEncoderFiniteDifferences checks the prompt encoders' backward
@@ -122,12 +121,7 @@ func TestEndToEndGradients(t *testing.T) {
 				if hb.CountedFirst != 1 || train.Counted(m, hb) != hb.Counted+1 {
 					t.Fatalf("the batch's first label is not counted (%d, %d)", hb.CountedFirst, train.Counted(m, hb))
 				}
-				if _, err := methodtest.ModelLossGrad(m, hb); err != nil {
-					t.Fatal(err)
-				}
-				for _, p := range a.Params() {
-					methodtest.FDCheck(t, p.Name, p.W, m.Backend().Download(p.G), methodtest.ModelLoss(t, m, hb))
-				}
+				methodtest.CheckModelGradients(t, m, hb, a.Params())
 			})
 		}
 	}
@@ -198,17 +192,7 @@ func TestConfigFilesMatchReference(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				got, err := peft.MarshalConfig(a.PeftConfig())
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := os.ReadFile(filepath.Join(set.AdapterDir(), peft.ConfigFile))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if string(got) != string(want) {
-					t.Errorf("adapter_config.json:\n%s\nreference:\n%s", got, want)
-				}
+				methodtest.CheckConfigFile(t, set, a.PeftConfig())
 			})
 		}
 	}
@@ -233,23 +217,8 @@ func TestResumePTuning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Params()) != len(a.Params()) {
-		t.Fatalf("%d tensors loaded, %d saved", len(b.Params()), len(a.Params()))
-	}
-	for i, p := range a.Params() {
-		q := b.Params()[i]
-		if p.Name != q.Name || !slices.Equal(m.Backend().Download(p.W), m2.Backend().Download(q.W)) || !q.Trainable {
-			t.Errorf("%s: not restored exactly as a trainable tensor", p.Name)
-		}
-	}
-	w, err := peft.ReadWeights(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	saved, err := w.Take(EmbeddingsName, 2, m.Config().Hidden)
-	if err != nil {
-		t.Fatal(err)
-	}
+	methodtest.CheckRestored(t, a.Params(), b.Params())
+	saved := methodtest.SavedTensor(t, dir, EmbeddingsName, 2, m.Config().Hidden)
 	if !slices.Equal(saved, out) {
 		t.Error("prompt_embeddings is not the encoder's output")
 	}
@@ -324,14 +293,6 @@ func TestLoadErrors(t *testing.T) {
 		}
 		return dir
 	}
-	edit := func(t *testing.T, dir, from, to string) {
-		p := filepath.Join(dir, peft.ConfigFile)
-		b, _ := os.ReadFile(p)
-		if !strings.Contains(string(b), from) {
-			t.Fatalf("%s has no %q", p, from)
-		}
-		os.WriteFile(p, []byte(strings.Replace(string(b), from, to, 1)), 0o644)
-	}
 	load := func(dir string, frozen bool) error {
 		m, err := model.Load(sets[0].BaseDir(), cpu.New())
 		if err != nil {
@@ -354,18 +315,18 @@ func TestLoadErrors(t *testing.T) {
 	})
 	t.Run("token_dim", func(t *testing.T) {
 		dir := copyDir(t, "")
-		edit(t, dir, `"token_dim": 32`, `"token_dim": 16`)
+		methodtest.EditConfig(t, dir, `"token_dim": 32`, `"token_dim": 16`)
 		if err := load(dir, true); err == nil || !strings.Contains(err.Error(), "token_dim is 16, but this model needs 32") {
 			t.Errorf("error %v", err)
 		}
 	})
 	t.Run("virtual tokens", func(t *testing.T) {
 		dir := copyDir(t, "")
-		edit(t, dir, `"num_virtual_tokens": 3`, `"num_virtual_tokens": 4`)
+		methodtest.EditConfig(t, dir, `"num_virtual_tokens": 3`, `"num_virtual_tokens": 4`)
 		if err := load(dir, true); err == nil || !strings.Contains(err.Error(), `"prompt_embeddings" has shape [3 32], expected [4 32]`) {
 			t.Errorf("error %v", err)
 		}
-		edit(t, dir, `"num_virtual_tokens": 4`, `"num_virtual_tokens": 0`)
+		methodtest.EditConfig(t, dir, `"num_virtual_tokens": 4`, `"num_virtual_tokens": 0`)
 		if err := load(dir, true); err == nil || !strings.Contains(err.Error(), "num_virtual_tokens must be positive, got 0") {
 			t.Errorf("error %v", err)
 		}
@@ -374,11 +335,11 @@ func TestLoadErrors(t *testing.T) {
 		src = lstmDir
 		defer func() { src = mlpDir }()
 		dir := copyDir(t, "")
-		edit(t, dir, `"LSTM"`, `"MLP"`)
+		methodtest.EditConfig(t, dir, `"LSTM"`, `"MLP"`)
 		if err := load(dir, false); err == nil || !strings.Contains(err.Error(), `"prompt_encoder.mlp_head.0.weight" has shape [24 24], expected [12 32]`) {
 			t.Errorf("LSTM tensors read as an MLP encoder: %v", err)
 		}
-		edit(t, dir, `"MLP"`, `"GRU"`)
+		methodtest.EditConfig(t, dir, `"MLP"`, `"GRU"`)
 		if err := load(dir, false); err == nil || !strings.Contains(err.Error(), `unknown P-Tuning encoder "GRU"`) {
 			t.Errorf("error %v", err)
 		}
@@ -405,8 +366,7 @@ func TestFrozenPTuningIsFixedPrompt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, _ := peft.ReadWeights(set.AdapterDir())
-	want, _ := w.Take(EmbeddingsName, 3, 32)
+	want := methodtest.SavedTensor(t, set.AdapterDir(), EmbeddingsName, 3, 32)
 	if len(a.Params()) != 1 || a.Params()[0].Trainable || !slices.Equal(m.Backend().Download(a.Embeddings()), want) {
 		t.Error("not a frozen table holding prompt_embeddings")
 	}

@@ -619,6 +619,21 @@ func ModelLoss(t *testing.T, m model.Model, hb data.Batch) func() float64 {
 	}
 }
 
+// CheckModelGradients runs one forward and backward pass of m on hb (see
+// ModelLossGrad) and compares the gradient of every tensor of params, a
+// method's trainable tensors, with finite differences of the model's
+// loss (see FDCheck): the method's backward checked through everything
+// the model does around it.
+func CheckModelGradients(t *testing.T, m model.Model, hb data.Batch, params []*engine.Param) {
+	t.Helper()
+	if _, err := ModelLossGrad(m, hb); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range params {
+		FDCheck(t, p.Name, p.W, m.Backend().Download(p.G), ModelLoss(t, m, hb))
+	}
+}
+
 // ModelLossGrad runs one forward and backward pass of m on hb with
 // gradScale 1 (after zeroing every gradient) and returns the loss sum.
 func ModelLossGrad(m model.Model, hb data.Batch) (float64, error) {
