@@ -204,7 +204,7 @@ func (b *Backend) Stats() map[string]OpStats {
 }
 
 // StatsSummary lists operations that fell back to the host, e.g.
-// "Attention×12, AttentionBackward×12", or "" when none did.
+// "CopyBlock×2, RMSNorm×12", or "" when none did.
 func (b *Backend) StatsSummary() string {
 	st := b.Stats()
 	var parts []string

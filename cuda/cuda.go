@@ -38,9 +38,9 @@
 //
 // Backend (backend.go) implements engine.Backend on one device and one
 // stream, with device memory from a caching allocator. Every operation
-// except attention launches our kernels (ops.go maps each one); attention,
-// and the few dtype combinations no kernel takes (Int32 blocks, BFloat16
-// normalisation statistics), fall back to copying their tensors to the
+// launches our kernels (ops.go and attention.go map each one); the few
+// cases no kernel takes (Int32 blocks, BFloat16 normalisation statistics,
+// attention head dimensions above 256) fall back to copying their tensors to the
 // host, running engine/cpu's implementation and copying the results back:
 // correct but slow. Fallbacks are counted per operation (Backend.Stats,
 // StatsSummary) so benchmarks and logs show what ran natively.

@@ -34,6 +34,19 @@ const (
 	kCrossEntropy
 	kGemmF32
 	kGemmBf16
+	kAttnFwd32
+	kAttnFwd64
+	kAttnFwd128
+	kAttnFwd256
+	kAttnDelta
+	kAttnDq32
+	kAttnDq64
+	kAttnDq128
+	kAttnDq256
+	kAttnDkv32
+	kAttnDkv64
+	kAttnDkv128
+	kAttnDkv256
 	numKernels
 )
 
@@ -47,6 +60,10 @@ const (
 	ruleRow      launchRule = "ROW"
 	ruleGemmF32  launchRule = "GEMM_F32"
 	ruleGemmBF16 launchRule = "GEMM_BF16"
+	ruleAttnFwd  launchRule = "ATTN_FWD"
+	ruleAttnDq   launchRule = "ATTN_DQ"
+	ruleAttnDkv  launchRule = "ATTN_DKV"
+	ruleWarpRows launchRule = "WARP_ROWS"
 )
 
 // kernelSpec is one kernels.def entry: the extern "C" name, the launch
@@ -85,6 +102,19 @@ var kernelSpecs = [numKernels]kernelSpec{
 	kCrossEntropy:       {"gt_cross_entropy", ruleRow, "ppipipiif"},
 	kGemmF32:            {"gt_gemm_f32", ruleGemmF32, "piipiipiipipiiipipipiiiiiffi"},
 	kGemmBf16:           {"gt_gemm_bf16", ruleGemmBF16, "piipiipiipipiiipipipiiiiiffi"},
+	kAttnFwd32:          {"gt_attn_fwd_32", ruleAttnFwd, "pipipipipiiiiiif"},
+	kAttnFwd64:          {"gt_attn_fwd_64", ruleAttnFwd, "pipipipipiiiiiif"},
+	kAttnFwd128:         {"gt_attn_fwd_128", ruleAttnFwd, "pipipipipiiiiiif"},
+	kAttnFwd256:         {"gt_attn_fwd_256", ruleAttnFwd, "pipipipipiiiiiif"},
+	kAttnDelta:          {"gt_attn_delta", ruleWarpRows, "ppipiiiii"},
+	kAttnDq32:           {"gt_attn_bwd_dq_32", ruleAttnDq, "pipipipipipipiiiiif"},
+	kAttnDq64:           {"gt_attn_bwd_dq_64", ruleAttnDq, "pipipipipipipiiiiif"},
+	kAttnDq128:          {"gt_attn_bwd_dq_128", ruleAttnDq, "pipipipipipipiiiiif"},
+	kAttnDq256:          {"gt_attn_bwd_dq_256", ruleAttnDq, "pipipipipipipiiiiif"},
+	kAttnDkv32:          {"gt_attn_bwd_dkv_32", ruleAttnDkv, "pipipipipipipipiiiiif"},
+	kAttnDkv64:          {"gt_attn_bwd_dkv_64", ruleAttnDkv, "pipipipipipipipiiiiif"},
+	kAttnDkv128:         {"gt_attn_bwd_dkv_128", ruleAttnDkv, "pipipipipipipipiiiiif"},
+	kAttnDkv256:         {"gt_attn_bwd_dkv_256", ruleAttnDkv, "pipipipipipipipiiiiif"},
 }
 
 // loadFunctions looks up every kernel and raises the dynamic shared memory
@@ -98,7 +128,7 @@ func (b *Backend) loadFunctions() error {
 		if err != nil {
 			return fmt.Errorf("cuda: kernel %s missing from the loaded image (stale fatbin or emulator?): %w", spec.name, err)
 		}
-		if smem := dynamicShared(spec.rule); smem > 48<<10 {
+		if smem := kernelDynamicShared(id); smem > 48<<10 {
 			if err := f.SetMaxDynamicShared(smem); err != nil {
 				return err
 			}

@@ -8,9 +8,9 @@ import (
 )
 
 // This file maps every engine.Backend operation onto our kernels (or a
-// driver copy/memset), and onto the host fallback where no kernel exists
-// (attention) or a dtype combination has none (e.g. Int32 blocks, a BF16
-// normalisation statistic). Shape checks mirror engine/cpu so both
+// driver copy/memset), and onto the host fallback where a dtype
+// combination has no kernel (e.g. Int32 blocks, a BF16 normalisation
+// statistic). Attention is in attention.go. Shape checks mirror engine/cpu so both
 // backends reject the same calls with the same kind of message.
 
 // need panics with a message naming the operation when cond is false.
@@ -451,7 +451,7 @@ func (b *Backend) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd *engine.T
 	b.row(op, kLayernormBackward, rows, cols, dx, dt(dx), dw, dt(dw), db, dt(db), dout, dt(dout), x, dt(x), w, dt(w), mean, rstd, rows, cols)
 }
 
-// ---- attention (host fallback: no kernel yet) ----
+// ---- positions and attention ----
 
 // RoPE rotates x in place (see engine.Backend).
 func (b *Backend) RoPE(x, cos, sin *engine.Tensor, posOffset int, layout engine.RopeLayout, inverse bool) {
@@ -482,22 +482,7 @@ func (b *Backend) RoPE(x, cos, sin *engine.Tensor, posOffset int, layout engine.
 	b.ew(op, kRope, pairs, x, dt(x), cos, sin, dt(cos), pairs, seq, heads, dim, posOffset, interleaved, inv)
 }
 
-// Attention runs on the host (no attention kernel yet): correct, slow.
-func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
-	b.fallback("Attention", ts(out, lse), ts(q, k, v), func(h func(*engine.Tensor) *engine.Tensor) {
-		b.host.Attention(h(out), h(lse), h(q), h(k), h(v))
-	})
-}
-
-// AttentionBackward runs on the host (no attention kernel yet).
-func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.Tensor) {
-	if dq == nil && dk == nil && dv == nil {
-		return
-	}
-	b.fallback("AttentionBackward", ts(dq, dk, dv), ts(dout, q, k, v, out, lse), func(h func(*engine.Tensor) *engine.Tensor) {
-		b.host.AttentionBackward(h(dq), h(dk), h(dv), h(dout), h(q), h(k), h(v), h(out), h(lse))
-	})
-}
+// Attention and AttentionBackward: attention.go.
 
 // ---- loss and optimizer ----
 

@@ -14,13 +14,16 @@ const (
 	ewBlocksPerSM = 16
 )
 
-// dynamicShared returns the dynamic shared memory a rule launches with.
-func dynamicShared(rule launchRule) int {
-	switch rule {
+// kernelDynamicShared returns the most dynamic shared memory kernel id is
+// launched with (its attribute is raised to that when above 48 KB).
+func kernelDynamicShared(id kernelID) int {
+	switch kernelSpecs[id].rule {
 	case ruleGemmF32:
 		return gemmF32Smem
 	case ruleGemmBF16:
 		return gemmBF16Smem
+	case ruleAttnFwd, ruleAttnDq, ruleAttnDkv:
+		return attnSmem(id)
 	}
 	return 0
 }

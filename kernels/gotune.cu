@@ -3,3 +3,4 @@
 #include "elementwise.cu"
 #include "reduce.cu"
 #include "gemm.cu"
+#include "attention.cu"

@@ -1,0 +1,271 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/cpu"
+)
+
+// attnTestCase is one attention shape: q [B, T, Hq, D], k/v [B, S, Hkv, D].
+type attnTestCase struct{ B, T, S, Hq, Hkv, D int }
+
+func (c attnTestCase) String() string {
+	return fmt.Sprintf("B%d T%d S%d Hq%d Hkv%d D%d", c.B, c.T, c.S, c.Hq, c.Hkv, c.D)
+}
+
+// attnTestCases cover every kernel variant (D <= 32, 64, 128, 256, with
+// head dims that are not multiples of 4 or 32), ragged query and key tiles
+// (T, S not multiples of the 32- or 16-row tiles), S > T (the causal
+// offset), GQA ratios 1, 2 and 4, and batches up to 3, at sizes the
+// emulator runs quickly.
+var attnTestCases = []attnTestCase{
+	{1, 1, 1, 1, 1, 8},
+	{2, 5, 5, 2, 2, 8},
+	{1, 4, 6, 1, 1, 1},
+	{1, 37, 37, 4, 2, 24},
+	{3, 9, 20, 4, 1, 24},
+	{2, 33, 70, 2, 1, 64},
+	{1, 7, 7, 2, 2, 33},
+	{1, 20, 20, 4, 4, 128},
+	{1, 3, 40, 2, 1, 128},
+	{1, 19, 23, 2, 1, 200},
+}
+
+// attnData holds one case's inputs as stored (after rounding to dtype).
+type attnData struct {
+	q, k, v, dout []float64
+}
+
+// randStored returns n normal values with standard deviation sd, rounded
+// to dtype, as float32 (for Upload) and float64 (the stored values).
+func randStored(rng *rand.Rand, dtype engine.DType, n int, sd float64) ([]float32, []float64) {
+	f := make([]float32, n)
+	d := make([]float64, n)
+	for i := range f {
+		x := float32(rng.NormFloat64() * sd)
+		if dtype == engine.BFloat16 {
+			x = bf16ToF32(f32ToBF16(x))
+		}
+		f[i], d[i] = x, float64(x)
+	}
+	return f, d
+}
+
+// upload allocates a tensor of dtype on be and fills it with vals.
+func upload(be engine.Backend, dtype engine.DType, vals []float32, shape ...int) *engine.Tensor {
+	t := be.Alloc(dtype, shape...)
+	be.Upload(t, vals)
+	return t
+}
+
+func f32sOf(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
+
+// refAttention64 is a naive float64 causal GQA attention with its
+// gradients for upstream gradient dout (written from the definition, not
+// from either backend).
+func refAttention64(c attnTestCase, in attnData) (out, lse, dq, dk, dv []float64) {
+	qi := func(b, t, h int) int { return ((b*c.T+t)*c.Hq + h) * c.D }
+	ki := func(b, s, h int) int { return ((b*c.S+s)*c.Hkv + h) * c.D }
+	out = make([]float64, len(in.q))
+	dq = make([]float64, len(in.q))
+	dk = make([]float64, len(in.k))
+	dv = make([]float64, len(in.v))
+	lse = make([]float64, c.B*c.Hq*c.T)
+	scale := 1 / math.Sqrt(float64(c.D))
+	p := make([]float64, c.S)
+	dp := make([]float64, c.S)
+	for b := 0; b < c.B; b++ {
+		for h := 0; h < c.Hq; h++ {
+			kvh := h / (c.Hq / c.Hkv)
+			for t := 0; t < c.T; t++ {
+				n := t + c.S - c.T + 1 // keys visible to query t
+				qo := qi(b, t, h)
+				mx := math.Inf(-1)
+				for s := 0; s < n; s++ {
+					ko := ki(b, s, kvh)
+					var d float64
+					for j := 0; j < c.D; j++ {
+						d += in.q[qo+j] * in.k[ko+j]
+					}
+					p[s] = d * scale
+					mx = math.Max(mx, p[s])
+				}
+				var sum float64
+				for s := 0; s < n; s++ {
+					p[s] = math.Exp(p[s] - mx)
+					sum += p[s]
+				}
+				lse[(b*c.Hq+h)*c.T+t] = mx + math.Log(sum)
+				var delta float64
+				for s := 0; s < n; s++ {
+					p[s] /= sum
+					ko := ki(b, s, kvh)
+					dp[s] = 0
+					for j := 0; j < c.D; j++ {
+						out[qo+j] += p[s] * in.v[ko+j]
+						dp[s] += in.dout[qo+j] * in.v[ko+j]
+					}
+					delta += p[s] * dp[s]
+				}
+				for s := 0; s < n; s++ {
+					ko := ki(b, s, kvh)
+					ds := p[s] * (dp[s] - delta)
+					for j := 0; j < c.D; j++ {
+						dq[qo+j] += scale * ds * in.k[ko+j]
+						dk[ko+j] += scale * ds * in.q[qo+j]
+						dv[ko+j] += p[s] * in.dout[qo+j]
+					}
+				}
+			}
+		}
+	}
+	return
+}
+
+// attnGradSets are the gradient outputs requested per backward call
+// (dq, dk, dv; false = nil).
+var attnGradSets = [][3]bool{{true, true, true}, {true, false, false}, {false, true, false}, {false, false, true}, {false, true, true}}
+
+// TestAttentionKernels checks the native attention kernels at many
+// shapes: float32 storage against the CPU backend (1e-5), bfloat16
+// storage against a float64 reference (1e-2). Forward outputs are
+// poisoned with NaN first; gradient outputs start from random values (the
+// backward pass accumulates) and are requested in several nil patterns.
+// Backward gets the same forward results (out, lse) on both sides, so its
+// check does not depend on the forward's rounding.
+func TestAttentionKernels(t *testing.T) {
+	b := testBackend(t)
+	h := cpu.New()
+	rng := testRand(t)
+	before := b.Stats()
+	for _, c := range attnTestCases {
+		for _, dtype := range []engine.DType{engine.Float32, engine.BFloat16} {
+			runAttnCase(t, b, h, rng, c, dtype)
+		}
+	}
+	if err := b.Synchronize(); err != nil {
+		t.Fatal(err)
+	}
+	after := b.Stats()
+	for _, op := range []string{"Attention", "AttentionBackward"} {
+		if after[op].Fallback != before[op].Fallback {
+			t.Errorf("%s used the host fallback %d times; want native kernels only", op, after[op].Fallback-before[op].Fallback)
+		}
+		if after[op].Native == before[op].Native {
+			t.Errorf("%s native count did not move", op)
+		}
+	}
+}
+
+func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c attnTestCase, dtype engine.DType) {
+	t.Helper()
+	qShape := []int{c.B, c.T, c.Hq, c.D}
+	kShape := []int{c.B, c.S, c.Hkv, c.D}
+	nq, nk := c.B*c.T*c.Hq*c.D, c.B*c.S*c.Hkv*c.D
+	var in attnData
+	qf, qd := randStored(rng, dtype, nq, 1.5) // sd > 1: peaked softmax rows
+	kf, kd := randStored(rng, dtype, nk, 1.5)
+	vf, vd := randStored(rng, dtype, nk, 1)
+	of, od := randStored(rng, dtype, nq, 1)
+	in.q, in.k, in.v, in.dout = qd, kd, vd, od
+	what := fmt.Sprintf("%v %v", c, dtype)
+	tol := tolF32
+	if dtype == engine.BFloat16 {
+		tol = tolBF16
+	}
+
+	q, k, v, dout := upload(b, dtype, qf, qShape...), upload(b, dtype, kf, kShape...), upload(b, dtype, vf, kShape...), upload(b, dtype, of, qShape...)
+	out, lse := b.Alloc(dtype, qShape...), b.Alloc(engine.Float32, c.B, c.Hq, c.T)
+	poison(b, out, lse)
+	b.Attention(out, lse, q, k, v)
+
+	var hq, hk, hv, hdout *engine.Tensor
+	var refOut, refLse, rdq, rdk, rdv []float64
+	if dtype == engine.Float32 {
+		hq, hk, hv, hdout = upload(h, dtype, qf, qShape...), upload(h, dtype, kf, kShape...), upload(h, dtype, vf, kShape...), upload(h, dtype, of, qShape...)
+		ho, hl := h.Alloc(dtype, qShape...), h.Alloc(engine.Float32, c.B, c.Hq, c.T)
+		h.Attention(ho, hl, hq, hk, hv)
+		refOut, refLse = f64s(h.Download(ho)), f64s(h.Download(hl))
+	} else {
+		refOut, refLse, rdq, rdk, rdv = refAttention64(c, in)
+	}
+	compare(t, what+" out", b.Download(out), refOut, tol)
+	compare(t, what+" lse", b.Download(lse), refLse, tol)
+
+	// Backward from the reference forward results, on both sides.
+	so, sl := upload(b, dtype, f32sOf(refOut), qShape...), upload(b, engine.Float32, f32sOf(refLse), c.B, c.Hq, c.T)
+	var ho, hl *engine.Tensor
+	if dtype == engine.Float32 {
+		ho, hl = upload(h, dtype, f32sOf(refOut), qShape...), upload(h, engine.Float32, f32sOf(refLse), c.B, c.Hq, c.T)
+	}
+	for _, g := range attnGradSets {
+		grads := [3]*engine.Tensor{}
+		hgrads := [3]*engine.Tensor{}
+		init := [3][]float64{}
+		shapes := [3][]int{qShape, kShape, kShape}
+		sizes := [3]int{nq, nk, nk}
+		for i := range grads {
+			if !g[i] {
+				continue
+			}
+			f, d := randStored(rng, dtype, sizes[i], 1)
+			grads[i], init[i] = upload(b, dtype, f, shapes[i]...), d
+			if dtype == engine.Float32 {
+				hgrads[i] = upload(h, dtype, f, shapes[i]...)
+			}
+		}
+		b.AttentionBackward(grads[0], grads[1], grads[2], dout, q, k, v, so, sl)
+		if dtype == engine.Float32 {
+			h.AttentionBackward(hgrads[0], hgrads[1], hgrads[2], hdout, hq, hk, hv, ho, hl)
+		}
+		refs := [3][]float64{rdq, rdk, rdv}
+		for i, name := range []string{"dq", "dk", "dv"} {
+			if grads[i] == nil {
+				continue
+			}
+			var want []float64
+			if dtype == engine.Float32 {
+				want = f64s(h.Download(hgrads[i]))
+			} else {
+				want = make([]float64, sizes[i])
+				for j := range want {
+					want[j] = init[i][j] + refs[i][j]
+				}
+			}
+			compare(t, fmt.Sprintf("%s backward %v %s", what, g, name), b.Download(grads[i]), want, tol)
+		}
+	}
+}
+
+// TestAttentionWideHeadFallback checks that a head dimension above the
+// kernels' 256 still works (through the host) and is counted as a
+// fallback, so StatsSummary tells a user why such a model is slow.
+func TestAttentionWideHeadFallback(t *testing.T) {
+	b := testBackend(t)
+	h := cpu.New()
+	rng := testRand(t)
+	c := attnTestCase{1, 3, 5, 2, 1, 260}
+	qShape, kShape := []int{c.B, c.T, c.Hq, c.D}, []int{c.B, c.S, c.Hkv, c.D}
+	qf, _ := randStored(rng, engine.Float32, c.B*c.T*c.Hq*c.D, 1)
+	kf, _ := randStored(rng, engine.Float32, c.B*c.S*c.Hkv*c.D, 1)
+	vf, _ := randStored(rng, engine.Float32, c.B*c.S*c.Hkv*c.D, 1)
+	before := b.Stats()["Attention"]
+	out, lse := b.Alloc(engine.Float32, qShape...), b.Alloc(engine.Float32, c.B, c.Hq, c.T)
+	b.Attention(out, lse, upload(b, engine.Float32, qf, qShape...), upload(b, engine.Float32, kf, kShape...), upload(b, engine.Float32, vf, kShape...))
+	ho, hl := h.Alloc(engine.Float32, qShape...), h.Alloc(engine.Float32, c.B, c.Hq, c.T)
+	h.Attention(ho, hl, upload(h, engine.Float32, qf, qShape...), upload(h, engine.Float32, kf, kShape...), upload(h, engine.Float32, vf, kShape...))
+	compare(t, "D=260 out", b.Download(out), f64s(h.Download(ho)), tolF32)
+	if after := b.Stats()["Attention"]; after.Fallback != before.Fallback+1 {
+		t.Errorf("D=260: fallback count %d -> %d, want +1", before.Fallback, after.Fallback)
+	}
+}
