@@ -29,7 +29,7 @@ test: emu vet ## the full test suite (CPU only; GPU kernels run through the emul
 test-short: ## quick tests without the emulator
 	$(GO) test -short ./...
 
-demo: build ## fine-tune the bundled tiny model on bundled data (CPU, about a minute)
+demo: build ## fine-tune the built-in model (testdata/demo) on a task it has not seen (CPU, 1-2 min)
 	$(BIN) demo
 
 bench: build ## kernel and backend microbenchmarks (CPU here; GPU where present)

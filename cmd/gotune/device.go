@@ -42,7 +42,7 @@ func openDevice(name string, notes func(string)) (engine.Backend, error) {
 				notes("device auto: using " + be.Name())
 				return be, nil
 			}
-			notes(fmt.Sprintf("device auto: CUDA unavailable (%v); using the CPU", err))
+			notes(fmt.Sprintf("device auto: no usable GPU (%v); using the CPU", err))
 		} else {
 			notes("device auto: no CUDA backend in this build; using the CPU")
 		}

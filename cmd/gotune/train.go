@@ -39,8 +39,7 @@ writes into --out:
   config.json, model.safetensors
                       the trained model, loadable by Hugging Face transformers
 
-Data: one JSON object per line with "input_ids" (token ids) and optional
-"labels" (same length; -100 = not trained on; default: the input_ids).
+` + textDataHelp + `
 Sequences longer than --seq-len are truncated (the count is reported) and
 batches are right-padded with ignored labels. Blank lines and unknown
 fields are errors. The last batch of an epoch may be smaller.
@@ -61,6 +60,7 @@ type trainFlags struct {
 	schedule                                string
 	seed                                    uint64
 	shuffle                                 bool
+	text                                    textDataFlags
 }
 
 // defaultSeqLen is --seq-len's default; it is lowered to the model's
@@ -69,7 +69,7 @@ const defaultSeqLen = 512
 
 func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&f.modelDir, "model", "", "`DIR` of the model to fine-tune, in Hugging Face layout (required)")
-	fs.StringVar(&f.dataPath, "data", "", "training data, a pre-tokenized JSONL `FILE` (required)")
+	fs.StringVar(&f.dataPath, "data", "", "training data `FILE`: JSONL in one of the formats below, or a .txt file (required)")
 	fs.StringVar(&f.method, "method", "full", "fine-tuning `method`: "+methodNames()+" (full: all weights train)")
 	fs.IntVar(&f.steps, "steps", 0, "number of optimizer steps; when > 0 it overrides --epochs")
 	fs.IntVar(&f.epochs, "epochs", 1, "number of passes over the data (used when --steps is 0)")
@@ -89,6 +89,7 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
 	fs.StringVar(&f.out, "out", "out", "output `DIR` (created if needed)")
 	fs.IntVar(&f.logEvery, "log-every", 10, "print a progress line every N steps (0: never)")
+	f.text.define(fs, true)
 }
 
 // trainMethod is a --method of "gotune train". Each method lives in its
@@ -178,6 +179,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		LR: f.lr, Schedule: schedule, WarmupSteps: f.warmup,
 		WeightDecay: f.weightDecay, Beta1: f.beta1, Beta2: f.beta2, Eps: f.eps,
 		MaxGradNorm: f.maxGradNorm, OutDir: f.out, LogEvery: f.logEvery,
+		EvalEvery: f.text.evalEveryConfig(),
 	}
 	if err := tcfg.Validate(); err != nil {
 		return &usageError{msg: err.Error()}
@@ -207,10 +209,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 
 	// Data before weights: a bad line is reported without waiting for a
 	// large checkpoint to load.
-	ds, err := data.Load(f.dataPath, data.LoadOptions{VocabSize: hc.VocabSize})
+	td, err := f.text.openData(f.dataPath, f.modelDir, seqLen, hc.VocabSize, e.Stdout)
 	if err != nil {
 		return err
 	}
+	ds := td.train
 	padID := int32(0)
 	if hc.PadTokenID != nil && *hc.PadTokenID >= 0 && *hc.PadTokenID < hc.VocabSize {
 		padID = int32(*hc.PadTokenID)
@@ -241,7 +244,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	tr, err := train.New(m, loader, tcfg, train.Options{Log: e.Stdout, Saver: saver})
+	evalFn, _, err := evalLossFunc(m, td.eval, f.batchSize, seqLen, padID)
+	if err != nil {
+		return err
+	}
+	tr, err := train.New(m, loader, tcfg, train.Options{Log: e.Stdout, Saver: saver, Eval: evalFn})
 	if err != nil {
 		return err
 	}
@@ -259,7 +266,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		last := res.History[n-1]
 		fmt.Fprintf(e.Stdout, "done: %d steps in %s, final loss %.6f\n", res.Steps, res.Elapsed.Round(time.Millisecond), last.Loss)
 	}
-	fmt.Fprintf(e.Stdout, "saved the trained weights, %s and %s to %s\n", train.MetricsFile, train.LossPlotFile, f.out)
+	what := "the trained weights"
+	if saver != nil {
+		what = "the adapter"
+	}
+	fmt.Fprintf(e.Stdout, "saved %s, %s and %s to %s\n", what, train.MetricsFile, train.LossPlotFile, f.out)
 	if res.Interrupted {
 		return errInterrupted
 	}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/synth"
+	"github.com/gotune/gotune/engine/textdata"
+	"github.com/gotune/gotune/engine/tokenizer"
+)
+
+func init() {
+	register(&command{
+		Name:    "data",
+		Summary: "make and inspect datasets: data synth, data show",
+		Run:     runData,
+	})
+}
+
+const dataUsage = `Usage:
+  gotune data synth --task NAME --n N --out FILE [--eval-n M --eval-out FILE] [--seed S]
+  gotune data show --data FILE [--model PATH | --tokenizer PATH] [--template T] [--n N]
+
+Subcommands:
+  synth   write a synthetic task with exact answers as instruction JSONL
+  show    print how examples are tokenized and which tokens are trained on
+
+Run 'gotune data <subcommand> --help' for its flags.`
+
+func runData(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		return &usageError{msg: "missing subcommand (synth or show)"}
+	}
+	switch args[0] {
+	case "synth":
+		return runDataSynth(e, args[1:])
+	case "show":
+		return runDataShow(e, args[1:])
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(e.Stdout, dataUsage)
+		return nil
+	}
+	return &usageError{msg: fmt.Sprintf("unknown subcommand %q (want synth or show)", args[0])}
+}
+
+const synthDescription = `
+Writes examples of a synthetic task in the instruction format
+({"instruction", "input", "output"}), deterministically from --seed. Every
+example has exactly one right answer, so "gotune eval" can score exact
+match. With --eval-n, a second file holds M further examples whose
+instruction and input appear nowhere in the training file.
+
+Tasks:
+  reverse     reverse the letters of a word
+  sort        sort the letters of a word
+  upper       write a word in capitals
+  double      double every letter
+  add         add two numbers below 100
+  lookup      find a key's value in a list of key=value pairs
+  cipher:K    map letters through substitution cipher number K (any
+              non-negative integer; each key is a different task)`
+
+func runDataSynth(e *env, args []string) error {
+	fs := newFlagSet("data synth", "gotune data synth --task NAME --n N --out FILE [flags]", synthDescription)
+	task := fs.String("task", "", "task `NAME`: "+strings.Join(synth.Names(), ", ")+" (required)")
+	n := fs.Int("n", 1000, "number of training examples")
+	out := fs.String("out", "", "training output `FILE` (JSONL; required)")
+	evalN := fs.Int("eval-n", 0, "number of evaluation examples (0: none)")
+	evalOut := fs.String("eval-out", "", "evaluation output `FILE` (required with --eval-n)")
+	seed := fs.Uint64("seed", 1, "random seed")
+	if err := parseFlags(fs, args, e); err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	switch {
+	case *task == "":
+		return &usageError{msg: "--task is required (one of " + strings.Join(synth.Names(), ", ") + ")"}
+	case *out == "":
+		return &usageError{msg: "--out is required"}
+	case *n < 1:
+		return &usageError{msg: fmt.Sprintf("--n must be at least 1, got %d", *n)}
+	case *evalN < 0:
+		return &usageError{msg: fmt.Sprintf("--eval-n must not be negative, got %d", *evalN)}
+	case *evalN > 0 && *evalOut == "":
+		return &usageError{msg: "--eval-n needs --eval-out FILE"}
+	case *evalN == 0 && *evalOut != "":
+		return &usageError{msg: "--eval-out needs --eval-n M"}
+	case *evalOut != "" && *evalOut == *out:
+		return &usageError{msg: "--eval-out must differ from --out"}
+	}
+	t, err := synth.Lookup(*task)
+	if err != nil {
+		return &usageError{msg: "--task: " + strings.TrimPrefix(err.Error(), "synth: ")}
+	}
+	trainEx, evalEx, err := synthSplit(t, *n, *evalN, *seed)
+	if err != nil {
+		return err
+	}
+	if err := synth.WriteFile(*out, trainEx); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "wrote %d %s examples to %s\n", len(trainEx), t.Name(), *out)
+	if *evalN > 0 {
+		if err := synth.WriteFile(*evalOut, evalEx); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.Stdout, "wrote %d %s evaluation examples to %s (none of their inputs is in %s)\n", len(evalEx), t.Name(), *evalOut, *out)
+	}
+	return nil
+}
+
+// synthSplit draws n training examples and m evaluation examples of t
+// from one seeded stream: the first n, then the next examples whose
+// instruction and input do not occur among the training ones (nor
+// earlier in the evaluation set), so evaluation measures generalisation,
+// not recall.
+func synthSplit(t synth.Task, n, m int, seed uint64) (trainEx, evalEx []synth.Example, err error) {
+	key := func(x synth.Example) string { return x.Instruction + "\x00" + x.Input }
+	total := n + m
+	for {
+		all := synth.Generate(t, total, seed)
+		trainEx = all[:n]
+		seen := map[string]bool{}
+		for _, x := range trainEx {
+			seen[key(x)] = true
+		}
+		evalEx = evalEx[:0]
+		for _, x := range all[n:] {
+			if len(evalEx) == m {
+				break
+			}
+			if !seen[key(x)] {
+				seen[key(x)] = true
+				evalEx = append(evalEx, x)
+			}
+		}
+		if len(evalEx) == m {
+			return trainEx, evalEx, nil
+		}
+		// Draw further down the same stream; give up when the task has
+		// run out of distinct inputs.
+		if total >= 4*(n+m)+1000 {
+			return nil, nil, fmt.Errorf("task %s: could not find %d evaluation examples distinct from the %d training ones (found %d); ask for fewer", t.Name(), m, n, len(evalEx))
+		}
+		total *= 2
+	}
+}
+
+const showDescription = `
+Reads a dataset the way "gotune train" does and prints its first examples
+token by token: the text of each run of tokens, with the runs that are
+trained on (labels) between ⟦ and ⟧ and special tokens written out. Use it
+to check a chat template and the label mask before training.
+
+` + textDataHelp
+
+func runDataShow(e *env, args []string) error {
+	fs := newFlagSet("data show", "gotune data show --data FILE [--model PATH | --tokenizer PATH] [flags]", showDescription)
+	dataPath := fs.String("data", "", "data `FILE` (required)")
+	modelPath := fs.String("model", "", "model `PATH` whose tokenizer (and chat template) to use")
+	var df textDataFlags
+	df.define(fs, false)
+	n := fs.Int("n", 3, "number of examples to print")
+	seqLen := fs.Int("seq-len", 512, "block length for packing text")
+	if err := parseFlags(fs, args, e); err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	if *dataPath == "" {
+		return &usageError{msg: "--data is required"}
+	}
+	if *modelPath == "" && df.tokenizer == "" {
+		format, err := textdata.Detect(*dataPath)
+		if err != nil {
+			return err
+		}
+		if df.format != textdata.Auto && df.format != "" {
+			format = df.format
+		}
+		if format != textdata.Pretokenized {
+			return &usageError{msg: "--model or --tokenizer is required to tokenize " + format + " data"}
+		}
+	}
+	td, err := df.openData(*dataPath, *modelPath, *seqLen, 0, e.Stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.Stdout, "data: "+textdata.Summary(td.train))
+	for i, ex := range td.train.Examples {
+		if i == *n {
+			break
+		}
+		labelled := 0
+		for _, l := range ex.Labels {
+			if l != data.IgnoreIndex {
+				labelled++
+			}
+		}
+		fmt.Fprintf(e.Stdout, "--- %s (%d tokens, %d with labels)\n", ex.Loc, len(ex.InputIDs), labelled)
+		showExample(e.Stdout, td.tok, ex)
+	}
+	return nil
+}
+
+// showExample prints the runs of trained and untrained tokens of ex.
+func showExample(w io.Writer, tok tokenizer.Tokenizer, ex data.Example) {
+	var b strings.Builder
+	for start := 0; start < len(ex.InputIDs); {
+		trained := ex.Labels[start] != data.IgnoreIndex
+		end := start
+		for end < len(ex.InputIDs) && (ex.Labels[end] != data.IgnoreIndex) == trained {
+			end++
+		}
+		var text string
+		if tok != nil {
+			ids := make([]int, end-start)
+			for i := range ids {
+				ids[i] = int(ex.InputIDs[start+i])
+			}
+			text = tok.DecodeWithSpecial(ids)
+		} else {
+			parts := make([]string, end-start)
+			for i := range parts {
+				parts[i] = fmt.Sprint(ex.InputIDs[start+i])
+			}
+			text = "[" + strings.Join(parts, " ") + "]"
+		}
+		if trained {
+			text = "⟦" + text + "⟧"
+		}
+		b.WriteString(text)
+		start = end
+	}
+	fmt.Fprintln(w, b.String())
+}

@@ -1,0 +1,350 @@
+// Package textdata reads the dataset formats people have as text and
+// tokenizes them into the examples package data batches:
+//
+//   - instruction: {"instruction": ..., "input": ..., "output": ...,
+//     "system": ...} ("input" and "system" optional): one exchange;
+//   - chat: {"messages": [{"role": ..., "content": ...}, ...]} with roles
+//     system (first only), user and assistant alternating;
+//   - text: {"text": ...}, or a whole .txt file: documents packed into
+//     blocks of the sequence length;
+//   - pretokenized: {"input_ids": [...], "labels": [...]} (package data).
+//
+// The format is detected per file from the first record's keys, or chosen.
+// Instruction and chat records are laid out with a chat template (package
+// chat) and train on the replies only: prompt tokens get label -100. Text
+// trains on every token. Every problem with a record is reported as
+// file:line with what is wrong: unknown fields, wrong types, blank lines,
+// a conversation the template cannot lay out. Examples longer than the
+// sequence length are truncated by data.Loader, which counts them.
+package textdata
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/gotune/gotune/engine/chat"
+	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/tokenizer"
+)
+
+// Format names accepted by Options.Format (and --format).
+const (
+	// Auto detects the format from the first record (and .txt files as text).
+	Auto = "auto"
+	// Pretokenized is data.Pretokenized: token ids and optional labels.
+	Pretokenized = "pretokenized"
+	// Instruction is one instruction, optional input and system, and output.
+	Instruction = "instruction"
+	// Chat is a list of messages with roles.
+	Chat = "chat"
+	// Text is plain text, packed into blocks.
+	Text = "text"
+)
+
+// FormatNames lists the values of Options.Format.
+func FormatNames() []string {
+	return []string{Auto, Pretokenized, Instruction, Chat, Text}
+}
+
+// Options configure Open.
+type Options struct {
+	// Format is one of FormatNames; "" means Auto.
+	Format string
+	// Tokenizer encodes text formats; it may be nil for pre-tokenized data.
+	Tokenizer tokenizer.Tokenizer
+	// Template lays out instruction and chat records; nil means
+	// chat.Default(Tokenizer).
+	Template chat.Template
+	// SeqLen is the block length text is packed into (at least 2 for text
+	// data; unused by the other formats, whose long examples the loader
+	// truncates).
+	SeqLen int
+	// VocabSize is the model's vocabulary size: token ids at or above it
+	// are errors (<= 0 skips the check).
+	VocabSize int
+}
+
+// Open reads a dataset file in any supported format into validated
+// examples. The Dataset's Format names the format read.
+func Open(path string, opts Options) (*data.Dataset, error) {
+	format, err := resolveFormat(path, opts.Format)
+	if err != nil {
+		return nil, err
+	}
+	if format == Pretokenized {
+		return data.Load(path, data.LoadOptions{VocabSize: opts.VocabSize})
+	}
+	if opts.Tokenizer == nil {
+		return nil, fmt.Errorf("%s is %s data, which needs a tokenizer: pass --tokenizer, or use a model folder that has tokenizer.json", path, format)
+	}
+	tmpl := opts.Template
+	if tmpl == nil {
+		tmpl, _ = chat.Default(opts.Tokenizer)
+	}
+	if format == Text {
+		return openText(path, opts)
+	}
+	if err := chat.Check(tmpl, opts.Tokenizer); err != nil {
+		return nil, err
+	}
+	ds := &data.Dataset{Name: path, Format: format}
+	err = readConversations(path, format, func(c Conversation) error {
+		ex, err := encodeConversation(c, tmpl, opts.Tokenizer)
+		if err != nil {
+			return err
+		}
+		if err := ex.Validate(opts.VocabSize); err != nil {
+			return err
+		}
+		ds.Examples = append(ds.Examples, ex)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ds, nil
+}
+
+// encodeConversation renders and tokenizes one conversation.
+func encodeConversation(c Conversation, tmpl chat.Template, tok tokenizer.Tokenizer) (data.Example, error) {
+	pieces, err := tmpl.Render(c.Messages)
+	if err != nil {
+		return data.Example{}, data.Errorf(c.Loc, "chat template %s: %v", tmpl.Name(), err)
+	}
+	ids, labels, err := chat.Encode(tok, pieces)
+	if err != nil {
+		return data.Example{}, data.Errorf(c.Loc, "%v", err)
+	}
+	return data.Example{InputIDs: ids, Labels: labels, Loc: c.Loc}, nil
+}
+
+// Detect returns the format of a file: text for a .txt file, else the
+// format whose keys the first JSONL record has.
+func Detect(path string) (string, error) {
+	return resolveFormat(path, Auto)
+}
+
+func resolveFormat(path, format string) (string, error) {
+	switch format {
+	case "", Auto:
+	case Pretokenized, Instruction, Chat, Text:
+		if isTxt(path) && format != Text {
+			return "", fmt.Errorf("%s: a .txt file is read as plain text; --format %s needs a JSONL file", path, format)
+		}
+		return format, nil
+	default:
+		return "", fmt.Errorf("unknown data format %q (known: %s)", format, strings.Join(FormatNames(), ", "))
+	}
+	if isTxt(path) {
+		if _, err := os.Stat(path); err != nil {
+			return "", fmt.Errorf("data file: %w", err)
+		}
+		return Text, nil
+	}
+	f, err := data.DetectFormat(path, []data.Format{data.Pretokenized{}, detector{Instruction, "instruction"}, detector{Chat, "messages"}, detector{Text, "text"}})
+	if err != nil {
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func isTxt(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".txt") }
+
+// detector recognises a format by a key of the first record.
+type detector struct{ name, key string }
+
+func (d detector) Name() string { return d.name }
+func (d detector) Detect(r data.Record) bool {
+	_, ok := r.Fields[d.key]
+	return ok
+}
+func (d detector) Decode(data.Record) ([]data.Example, error) {
+	return nil, errors.New("textdata: detector cannot decode")
+}
+
+// Conversation is one instruction or chat record as messages.
+type Conversation struct {
+	// Loc is the record's file and line.
+	Loc data.Loc
+	// Messages are the turns; for instruction records, built by
+	// chat.FromInstruction.
+	Messages []chat.Message
+}
+
+// ReadConversations reads an instruction or chat file (format Auto
+// detects which) into conversations, for evaluation and inspection. It
+// returns the format read.
+func ReadConversations(path, format string) ([]Conversation, string, error) {
+	format, err := resolveFormat(path, format)
+	if err != nil {
+		return nil, "", err
+	}
+	if format != Instruction && format != Chat {
+		return nil, format, fmt.Errorf("%s is %s data; conversations come from instruction or chat data", path, format)
+	}
+	var out []Conversation
+	err = readConversations(path, format, func(c Conversation) error {
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		return nil, format, err
+	}
+	return out, format, nil
+}
+
+func readConversations(path, format string, fn func(Conversation) error) error {
+	n := 0
+	err := data.ReadJSONL(path, func(r data.Record) error {
+		var msgs []chat.Message
+		var err error
+		if format == Instruction {
+			msgs, err = parseInstruction(r)
+		} else {
+			msgs, err = parseChat(r)
+		}
+		if err != nil {
+			return err
+		}
+		n++
+		return fn(Conversation{Loc: r.Loc, Messages: msgs})
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return data.Errorf(data.Loc{File: path}, "no examples (the file is empty)")
+	}
+	return nil
+}
+
+var instructionFields = []string{"instruction", "input", "output", "system"}
+
+// parseInstruction decodes an instruction record.
+func parseInstruction(r data.Record) ([]chat.Message, error) {
+	if err := data.UnknownFields(r, instructionFields, `an instruction line has "instruction", "output" and optional "input" and "system"`); err != nil {
+		return nil, err
+	}
+	var v [4]string
+	for i, name := range instructionFields {
+		required := name == "instruction" || name == "output"
+		s, err := stringValue(r.Loc, name, r.Fields[name], required)
+		if err != nil {
+			return nil, err
+		}
+		v[i] = s
+	}
+	return chat.FromInstruction(v[3], v[0], v[1], v[2]), nil
+}
+
+// parseChat decodes a chat record.
+func parseChat(r data.Record) ([]chat.Message, error) {
+	if err := data.UnknownFields(r, []string{"messages"}, `a chat line has only "messages"`); err != nil {
+		return nil, err
+	}
+	raw := r.Fields["messages"]
+	if k := jsonKind(raw); k != "an array" {
+		return nil, data.Errorf(r.Loc, `"messages" must be an array of {"role", "content"} objects, got %s`, k)
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(raw, &elems); err != nil {
+		return nil, data.Errorf(r.Loc, `"messages": %v`, err)
+	}
+	if len(elems) == 0 {
+		return nil, data.Errorf(r.Loc, `"messages" is empty`)
+	}
+	msgs := make([]chat.Message, len(elems))
+	for i, e := range elems {
+		if k := jsonKind(e); k != "an object" {
+			return nil, data.Errorf(r.Loc, `messages[%d] must be an object with "role" and "content", got %s`, i, k)
+		}
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(e, &fields); err != nil {
+			return nil, data.Errorf(r.Loc, "messages[%d]: %v", i, err)
+		}
+		var unknown []string
+		for k := range fields {
+			if k != "role" && k != "content" {
+				unknown = append(unknown, fmt.Sprintf("%q", k))
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return nil, data.Errorf(r.Loc, `messages[%d]: unknown field %s (a message has "role" and "content")`, i, strings.Join(unknown, ", "))
+		}
+		role, err := stringValue(r.Loc, fmt.Sprintf("messages[%d].role", i), fields["role"], true)
+		if err != nil {
+			return nil, err
+		}
+		content, err := stringValue(r.Loc, fmt.Sprintf("messages[%d].content", i), fields["content"], true)
+		if err != nil {
+			return nil, err
+		}
+		switch role {
+		case chat.System, chat.User, chat.Assistant:
+		default:
+			return nil, data.Errorf(r.Loc, "messages[%d].role is %q; want %q, %q or %q", i, role, chat.System, chat.User, chat.Assistant)
+		}
+		msgs[i] = chat.Message{Role: role, Content: content}
+	}
+	return msgs, nil
+}
+
+// stringValue decodes the value of field name (raw is nil when the field
+// is missing) as a string. A missing field or null is an error when
+// required and "" otherwise; any other JSON type is an error naming it.
+func stringValue(loc data.Loc, name string, raw json.RawMessage, required bool) (string, error) {
+	if raw == nil || jsonKind(raw) == "null" {
+		if required {
+			return "", data.Errorf(loc, "missing %q", name)
+		}
+		return "", nil
+	}
+	if k := jsonKind(raw); k != "a string" {
+		return "", data.Errorf(loc, "%q must be a string, got %s", name, k)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", data.Errorf(loc, "%q: %v", name, err)
+	}
+	return s, nil
+}
+
+// jsonKind names the JSON type of a raw value for messages.
+func jsonKind(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		return "a string"
+	case c == '{':
+		return "an object"
+	case c == '[':
+		return "an array"
+	case c == 't' || c == 'f':
+		return "a boolean"
+	case c == 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// Summary describes a dataset in one line: examples, format, tokens and
+// how many of them are trained on.
+func Summary(ds *data.Dataset) string {
+	tokens, trained := 0, 0
+	for i := range ds.Examples {
+		e := &ds.Examples[i]
+		tokens += len(e.InputIDs)
+		trained += e.Targets(len(e.InputIDs))
+	}
+	return fmt.Sprintf("%d examples (%s) from %s: %d tokens, %d trained on", ds.Len(), ds.Format, ds.Name, tokens, trained)
+}
