@@ -125,6 +125,23 @@ func compare(t *testing.T, what string, got []float32, want []float64, tol float
 	}
 }
 
+// compareScaled is compare with the error norm divided by
+// max(‖want‖, ‖scale‖) instead of ‖want‖.
+func compareScaled(t *testing.T, what string, got []float32, want, scale []float64, tol float64) {
+	t.Helper()
+	var num, den, sc float64
+	for i := range want {
+		d := float64(got[i]) - want[i]
+		num += d * d
+		den += want[i] * want[i]
+		sc += scale[i] * scale[i]
+	}
+	e := math.Sqrt(num / math.Max(den, sc))
+	if !(e <= tol) {
+		t.Errorf("%s: error %.3g relative to max(‖want‖, ‖upstream gradient‖) > %g", what, e, tol)
+	}
+}
+
 // ref64 evaluates act and act' in float64 (engine.Act semantics).
 func act64(x float64, act engine.Act) float64 {
 	switch act {
@@ -234,6 +251,9 @@ func runGemmCase(t *testing.T, b *Backend, rng *rand.Rand, dtype engine.DType, c
 	b.gemm("test", g)
 	want := make([]float64, c.m*c.n)
 	wantAux := make([]float64, c.m*c.n)
+	// upstream holds, in the activation-backward mode, the incoming
+	// gradient before it is multiplied by act'(aux): see below.
+	upstream := make([]float64, c.m*c.n)
 	for i := 0; i < c.m; i++ {
 		for j := 0; j < c.n; j++ {
 			var s float64
@@ -258,6 +278,7 @@ func runGemmCase(t *testing.T, b *Backend, rng *rand.Rand, dtype engine.DType, c
 				wantAux[i*c.n+j] = v
 				v = act64(v, c.act)
 			case 2:
+				upstream[i*c.n+j] = v
 				v *= actGrad64(aux.at(i, j), c.act)
 			default:
 				v = act64(v, c.act)
@@ -271,7 +292,17 @@ func runGemmCase(t *testing.T, b *Backend, rng *rand.Rand, dtype engine.DType, c
 			want[i*c.n+j] = v
 		}
 	}
-	compare(t, fmt.Sprintf("%v %v: C", dtype, c), b.Download(C.dev), want, tol)
+	if c.auxMode == 2 {
+		// act'(x) is a sum of O(1) terms that cancel near its roots (GELU's
+		// minimum at x ≈ -0.75): there float32 evaluation has an absolute
+		// error of a few ulps of 1 while act' itself is tiny, so the error
+		// is measured against the incoming gradient's size, the scale the
+		// result's accuracy is meaningful on. Everywhere else this is the
+		// same bound as compare's, as |act'| is O(1).
+		compareScaled(t, fmt.Sprintf("%v %v: C", dtype, c), b.Download(C.dev), want, upstream, tol)
+	} else {
+		compare(t, fmt.Sprintf("%v %v: C", dtype, c), b.Download(C.dev), want, tol)
+	}
 	if c.auxMode == 1 {
 		compare(t, fmt.Sprintf("%v %v: aux", dtype, c), b.Download(aux.dev), wantAux, tol)
 	}

@@ -62,9 +62,21 @@ type result struct {
 	stdout, stderr string
 }
 
+// noDriver hides any CUDA driver (the emulator that make test points
+// GOTUNE_LIBCUDA at, or a real one) from the binary, so the CLI tests see
+// the same CPU-only machine everywhere.
+const noDriver = "GOTUNE_LIBCUDA=/nonexistent/libcuda.so.1"
+
 func runGotune(t *testing.T, args ...string) result {
 	t.Helper()
+	return runGotuneEnv(t, []string{noDriver}, args...)
+}
+
+// runGotuneEnv runs the binary with extra environment entries.
+func runGotuneEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(gotuneBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -270,6 +282,46 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// TestTrainOnCUDABackend runs a golden full fine-tuning run with
+// --device cuda through whatever driver GOTUNE_LIBCUDA names — the CPU
+// emulator under make test and CI, the real driver on a GPU machine — and
+// checks the trajectory against PyTorch: the whole GPU training path, from
+// flag to kernels, end to end.
+func TestTrainOnCUDABackend(t *testing.T) {
+	lib := os.Getenv("GOTUNE_LIBCUDA")
+	if lib == "" {
+		if os.Getenv("CI") == "true" || os.Getenv("GOTUNE_REQUIRE_EMU") == "1" {
+			t.Fatal("GOTUNE_LIBCUDA is unset: make test points it at the emulator (make emu)")
+		}
+		t.Skip("GOTUNE_LIBCUDA unset: run through make test to use the CUDA emulator")
+	}
+	for _, name := range []string{"llama-gqa", "gpt2"} {
+		t.Run(name, func(t *testing.T) {
+			set, err := golden.Load(filepath.Join(goldenDir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			run := set.Run("full")
+			out := filepath.Join(t.TempDir(), "out")
+			args := append(goldenTrainArgs(set, run, out), "--device", "cuda") // later flags win
+			r := runGotuneEnv(t, []string{"GOTUNE_LIBCUDA=" + lib}, args...)
+			if r.code != 0 {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stdout, " on cuda:") {
+				t.Errorf("the run did not report a CUDA device:\n%s", r.stdout)
+			}
+			ms, err := train.ReadMetrics(filepath.Join(out, train.MetricsFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, msg := range golden.CompareSteps(goldenSteps(ms), run, set.Tensor) {
+				t.Error(msg)
+			}
+		})
+	}
+}
+
 func TestDeviceAutoSaysCPU(t *testing.T) {
 	set, err := golden.Load(filepath.Join(goldenDir, "llama-gqa"))
 	if err != nil {
@@ -297,6 +349,7 @@ func TestInterruptSaves(t *testing.T) {
 	args := goldenTrainArgs(set, set.Run("full"), out)
 	args = append(args, "--steps", "100000000", "--log-every", "0")
 	cmd := exec.Command(gotuneBinary(t), args...)
+	cmd.Env = append(os.Environ(), noDriver)
 	var se bytes.Buffer
 	cmd.Stderr = &se
 	if err := cmd.Start(); err != nil {
