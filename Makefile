@@ -11,8 +11,10 @@ help: ## list the targets
 build: ## build the gotune binary into bin/
 	$(GO) build -o $(BIN) ./cmd/gotune
 
-vet: ## go vet every package
+vet: ## go vet every package, and fail on unformatted Go files
 	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
 emu: ## build the CPU emulator of the CUDA driver (fake libcuda.so) with g++
 	$(MAKE) -C kernels emu
