@@ -213,6 +213,12 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if saver == nil && *out != "" {
+		// Full weights: keep the tokenizer beside them (see runTrain).
+		if _, err := copyTokenizerFiles(dir, *out); err != nil {
+			return fmt.Errorf("saving the tokenizer files to %s: %w", *out, err)
+		}
+	}
 	if res.Interrupted {
 		return errInterrupted
 	}

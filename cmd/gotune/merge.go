@@ -32,7 +32,8 @@ model.safetensors, float32) to --out, with the base model's tokenizer
 files. The merged model computes what the base model with the adapter
 computes, at the base model's cost, and needs no adapter support to load.`
 
-// tokenizerFiles are copied next to a merged model when the base has them.
+// tokenizerFiles are copied next to a merged or fully fine-tuned model
+// when the base has them.
 var tokenizerFiles = []string{
 	"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
 	"vocab.json", "merges.txt", "added_tokens.json", "generation_config.json",

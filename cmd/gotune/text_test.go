@@ -298,6 +298,7 @@ func TestOpenData(t *testing.T) {
 		{textDataFlags{format: "auto", template: "auto", evalEvery: 5}, instr, "--eval-every needs --eval-data"},
 		{textDataFlags{format: "auto", template: "auto", evalData: bad}, instr, "--eval-data: " + bad + `:1: "output" must be a string, got a number`},
 		{textDataFlags{format: "auto", template: "llama9"}, instr, `unknown chat template "llama9"`},
+		{textDataFlags{format: "auto", template: "llama9"}, pre, `unknown chat template "llama9"`},
 		{textDataFlags{format: "auto", template: "auto"}, instr + "x", "no such file"},
 	} {
 		if _, err := c.df.openData(c.data, mdir, 64, 259, &log); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -306,5 +307,32 @@ func TestOpenData(t *testing.T) {
 	}
 	if _, err := df.openData(instr, noTok, 64, 259, &log); err == nil || !strings.Contains(err.Error(), "no tokenizer found with the model") {
 		t.Errorf("instruction data without a tokenizer: %v", err)
+	}
+}
+
+// TestFullCheckpointIsSelfContained follows the README: a full fine-tune's
+// --out is then passed as --model to eval, which needs the tokenizer
+// beside the weights, so train must copy the base model's tokenizer files.
+func TestFullCheckpointIsSelfContained(t *testing.T) {
+	mdir := tinyModelDir(t)
+	data := filepath.Join(t.TempDir(), "d.jsonl")
+	if status, _, stderr := gotuneIn("data", "synth", "--task", "upper", "--n", "4", "--out", data); status != 0 {
+		t.Fatal(stderr)
+	}
+	for _, method := range []string{"full", "freeze"} {
+		out := filepath.Join(t.TempDir(), "run")
+		status, stdout, stderr := gotuneIn("train", "--model", mdir, "--data", data, "--method", method,
+			"--freeze-trainable-layers", "1", "--steps", "1", "--batch-size", "2", "--device", "cpu", "--out", out)
+		if status != 0 {
+			t.Fatalf("train --method %s: %s\n%s", method, stderr, stdout)
+		}
+		for _, name := range []string{"config.json", "model.safetensors", "tokenizer.json"} {
+			if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+				t.Errorf("train --method %s: %v", method, err)
+			}
+		}
+		if status, stdout, stderr := gotuneIn("eval", "--model", out, "--data", data, "--max-new-tokens", "2", "--device", "cpu"); status != 0 || !strings.Contains(stdout, "loss: ") {
+			t.Errorf("eval of the --method %s checkpoint: status %d\n%s%s", method, status, stdout, stderr)
+		}
 	}
 }

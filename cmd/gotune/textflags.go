@@ -61,6 +61,13 @@ func (f *textDataFlags) openData(dataPath, modelPath string, seqLen, vocab int, 
 	if f.evalEvery > 0 && f.evalData == "" {
 		return nil, &usageError{msg: "--eval-every needs --eval-data"}
 	}
+	// Check --template's name even when the data (pre-tokenized) does not
+	// use it, so a typo is reported rather than silently ignored.
+	if f.template != "" && f.template != "auto" {
+		if _, err := chat.Lookup(f.template); err != nil {
+			return nil, &usageError{msg: "--template: " + err.Error()}
+		}
+	}
 	paths := []string{dataPath}
 	if f.evalData != "" {
 		paths = append(paths, f.evalData)

@@ -37,7 +37,9 @@ writes into --out:
                       elapsed_s, epoch
   loss.png            the loss curve
   config.json, model.safetensors
-                      the trained model, loadable by Hugging Face transformers
+                      the trained model, loadable by Hugging Face transformers,
+                      with the base model's tokenizer files
+                      (an adapter --method writes its adapter folder instead)
 
 ` + textDataHelp + `
 Sequences longer than --seq-len are truncated (the count is reported) and
@@ -269,6 +271,18 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	what := "the trained weights"
 	if saver != nil {
 		what = "the adapter"
+	} else {
+		// A full checkpoint is used on its own (gotune eval and generate
+		// look for the tokenizer beside the weights), so it gets the base
+		// model's tokenizer files, as gotune merge and Hugging Face's
+		// Trainer.save_model do.
+		n, err := copyTokenizerFiles(f.modelDir, f.out)
+		if err != nil {
+			return fmt.Errorf("saving the tokenizer files to %s: %w", f.out, err)
+		}
+		if n > 0 {
+			what += fmt.Sprintf(" (with %d tokenizer files)", n)
+		}
 	}
 	fmt.Fprintf(e.Stdout, "saved %s, %s and %s to %s\n", what, train.MetricsFile, train.LossPlotFile, f.out)
 	if res.Interrupted {

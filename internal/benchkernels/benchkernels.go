@@ -138,7 +138,9 @@ type options struct {
 // Run executes `gotune bench kernels` with args (the flags after "kernels").
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gotune bench kernels", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Silence the flag package so a bad flag is one line of error, not the
+	// whole flag list; --help prints the list (to stdout) below.
+	fs.SetOutput(io.Discard)
 	var o options
 	fs.StringVar(&o.device, "device", "auto", "auto (the GPU when usable, else the CPU), cpu or cuda")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON instead of a table")
@@ -150,7 +152,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.quick, "quick", false, "fewer and smaller shapes (smoke test)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the random inputs")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gotune bench kernels [flags]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: gotune bench kernels [flags]\n\n"+
 			"Times gotune's fused matmul, LoRA and adapter kernels at LLM layer shapes\n"+
 			"(on the CPU backend at smaller shapes when no GPU is usable) and compares\n"+
 			"them with their floors and, where cuBLAS loads, with cuBLAS.\n\nflags:\n")
@@ -158,9 +160,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
 			return nil
 		}
-		return err
+		return fmt.Errorf("bench kernels: %w (gotune bench kernels --help lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench kernels: unexpected arguments %q", fs.Args())

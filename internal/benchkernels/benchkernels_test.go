@@ -106,11 +106,14 @@ func TestBadArguments(t *testing.T) {
 		var out, log bytes.Buffer
 		if err := Run(context.Background(), args, &out, &log); err == nil {
 			t.Errorf("Run(%q) succeeded", args)
+		} else if strings.Contains(err.Error(), "\n") || strings.Contains(log.String(), "-repeats") {
+			// One line of error; the flag list only for --help.
+			t.Errorf("Run(%q): error %q, log %q", args, err, log.String())
 		}
 	}
 	var out, log bytes.Buffer
-	if err := Run(context.Background(), []string{"--help"}, &out, &log); err != nil || !strings.Contains(log.String(), "bench kernels") {
-		t.Errorf("--help: %v, %q", err, log.String())
+	if err := Run(context.Background(), []string{"--help"}, &out, &log); err != nil || !strings.Contains(out.String(), "bench kernels") || !strings.Contains(out.String(), "-repeats") {
+		t.Errorf("--help: %v, %q", err, out.String())
 	}
 }
 
