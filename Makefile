@@ -3,13 +3,18 @@ GO        ?= go
 BIN       ?= bin/gotune
 EMU_LIB   := kernels/emu/build/libcuda.so
 
-.PHONY: help build test test-short vet demo emu emu-test kernels bench golden clean
+.PHONY: help build gpu-binaries test test-short vet demo emu emu-test kernels bench golden clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 build: ## build the gotune binary into bin/
 	$(GO) build -o $(BIN) ./cmd/gotune
+
+gpu-binaries: ## build the Go binaries scripts/gpu-check.sh runs on a GPU machine (which has no Go)
+	mkdir -p build/gpu
+	$(GO) test -c -ldflags='-s -w' -o build/gpu/cuda.test ./cuda
+	$(GO) build -ldflags='-s -w' -o build/gpu/gotune ./cmd/gotune
 
 vet: ## go vet every package, and fail on unformatted Go files
 	$(GO) vet ./...

@@ -5,6 +5,7 @@
 # no Go. Build the Go binaries HERE first (they travel in the working tree;
 # build/ is git-ignored, so name it in the device call's `carry`):
 #
+#   make gpu-binaries      (or, by hand:)
 #   mkdir -p build/gpu
 #   go test -c -ldflags='-s -w' -o build/gpu/cuda.test ./cuda
 #   go build -ldflags='-s -w' -o build/gpu/gotune ./cmd/gotune

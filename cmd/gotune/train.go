@@ -284,7 +284,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 			what += fmt.Sprintf(" (with %d tokenizer files)", n)
 		}
 	}
-	fmt.Fprintf(e.Stdout, "saved %s, %s and %s to %s\n", what, train.MetricsFile, train.LossPlotFile, f.out)
+	outputs := train.MetricsFile
+	if len(res.History) > 0 { // no plot is drawn when no step ran
+		outputs += " and " + train.LossPlotFile
+	}
+	fmt.Fprintf(e.Stdout, "saved %s, %s to %s\n", what, outputs, f.out)
 	if res.Interrupted {
 		return errInterrupted
 	}
