@@ -28,9 +28,13 @@ Loads a base model and a LoRA or DoRA adapter in PEFT's format
 "gotune train --method lora"), folds the adapter into the base weights
 (W + s·B·A; for DoRA m ⊙ (W + s·B·A) / ‖W + s·B·A‖ per output feature)
 and writes the merged model in Hugging Face layout (config.json,
-model.safetensors, float32) to --out, with the base model's tokenizer
-files. The merged model computes what the base model with the adapter
-computes, at the base model's cost, and needs no adapter support to load.`
+model.safetensors, or shards with model.safetensors.index.json beyond
+--max-shard-size) to --out, with the base model's tokenizer files. The
+weights are stored in the base model's torch_dtype (e.g. BF16) unless
+--save-dtype says otherwise; the merge itself is computed in float32.
+The merged model computes what the base model with the adapter computes
+(up to that rounding), at the base model's cost, and needs no adapter
+support to load.`
 
 // tokenizerFiles are copied next to a merged or fully fine-tuned model
 // when the base has them.
@@ -41,11 +45,13 @@ var tokenizerFiles = []string{
 
 func runMerge(ctx context.Context, e *env, args []string) error {
 	var modelDir, adapterDir, out, device string
+	var save saveFlags
 	fs := newFlagSet("merge", "gotune merge --model DIR --adapter DIR --out DIR", mergeDescription)
 	fs.StringVar(&modelDir, "model", "", "base model `DIR` in Hugging Face layout (required)")
 	fs.StringVar(&adapterDir, "adapter", "", "LoRA adapter `DIR` in PEFT layout (required)")
 	fs.StringVar(&out, "out", "", "output `DIR` for the merged model (required; created if needed)")
 	fs.StringVar(&device, "device", "cpu", deviceHelp)
+	save.define(fs, "merged weights")
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -62,6 +68,10 @@ func runMerge(ctx context.Context, e *env, args []string) error {
 	}
 	if !validDevice(device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", device)}
+	}
+	saveOpts, err := save.options()
+	if err != nil {
+		return err
 	}
 	if same, err := sameDir(modelDir, out); err == nil && same {
 		return fmt.Errorf("--out %s is the model directory: merging would overwrite the base model; choose another --out", out)
@@ -90,14 +100,14 @@ func runMerge(ctx context.Context, e *env, args []string) error {
 	if err := a.MergeAndRemove(); err != nil {
 		return err
 	}
-	if err := m.Save(out); err != nil {
+	if err := m.SaveWithOptions(out, saveOpts); err != nil {
 		return err
 	}
 	copied, err := copyTokenizerFiles(modelDir, out)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.Stdout, "merged %d LoRA layers of %s into %s; wrote %s", n, adapterDir, modelDir, out)
+	fmt.Fprintf(e.Stdout, "merged %d LoRA layers of %s into %s; wrote %s (%s)", n, adapterDir, modelDir, out, describeSaved(m, saveOpts, out))
 	if copied > 0 {
 		fmt.Fprintf(e.Stdout, " (with %d tokenizer files)", copied)
 	}

@@ -48,8 +48,11 @@ type Model interface {
 	// ReleaseActivations frees cached activation buffers.
 	ReleaseActivations()
 
-	// Save writes config.json and model.safetensors to dir.
+	// Save writes config.json and the weights (model.safetensors, or
+	// shards with an index) to dir in the config's torch_dtype.
 	Save(dir string) error
+	// SaveWithOptions is Save with a chosen stored dtype and shard size.
+	SaveWithOptions(dir string, opts SaveOptions) error
 }
 
 var (

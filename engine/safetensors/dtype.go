@@ -16,6 +16,10 @@
 // for byte: compact JSON, tensors ordered by descending dtype alignment and
 // then by name, data laid out in header order, header padded with spaces to
 // a multiple of 8 bytes so every tensor's data stays 8-byte aligned.
+//
+// A checkpoint directory holds either one model.safetensors or shards
+// listed in model.safetensors.index.json: OpenDir reads either, and
+// WriteSharded writes either the way transformers' save_pretrained does.
 package safetensors
 
 import (
