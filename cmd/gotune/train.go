@@ -16,6 +16,7 @@ import (
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/train"
+	"github.com/gotune/gotune/methods/peft"
 )
 
 func init() {
@@ -38,7 +39,10 @@ writes into --out:
   loss.png            the loss curve
   config.json, model.safetensors
                       the trained model, loadable by Hugging Face transformers,
-                      with the base model's tokenizer files
+                      with the base model's tokenizer files; stored in the base
+                      model's torch_dtype unless --save-dtype says otherwise,
+                      and split into shards with model.safetensors.index.json
+                      when larger than --max-shard-size
                       (an adapter --method writes its adapter folder instead)
 
 ` + textDataHelp + `
@@ -50,19 +54,40 @@ Semantics follow PyTorch and the Hugging Face Trainer: the loss of a step is
 the mean over all counted tokens of its --grad-accum micro-batches; AdamW
 (decoupled weight decay, not applied to biases and norm weights); clipping
 of the global gradient norm; the schedule's warmup starts at learning rate 0.
-Ctrl-C stops after the current step and still saves.`
+Ctrl-C stops after the current step and still saves.
+
+Checkpoints and resuming: --save-every N writes --out/checkpoint-<step>/
+every N optimizer steps (and on Ctrl-C): the model (or the adapter folder),
+trainer_state.safetensors (the AdamW moments) and trainer_state.json (step,
+data position, schedule, the settings that must match), the latter last.
+A checkpoint is assembled in a hidden folder and renamed into place, so a
+crash never leaves a half-written one. --save-total-limit K keeps the newest K.
+--resume DIR continues a run exactly where a checkpoint left it: DIR is a
+checkpoint-<step> folder, or an output folder whose newest complete
+checkpoint is used. Give the same command line plus --resume: --model is
+still the base model (its tokenizer, and for adapter methods its weights);
+the trained weights come from the checkpoint (a full or freeze run loads
+the checkpoint's model, an adapter method loads its adapter as
+--init-adapter would). Settings that change the trajectory (--lr, the
+schedule and its length, --batch-size, --grad-accum, --seed, --shuffle, the
+tokenized data, method flags, ...) must match the checkpoint's; others
+(--log-every, --out, --device, ...) only warn. metrics.jsonl keeps its lines
+up to the checkpoint's step and is appended to.`
 
 // trainFlags are the flags of "gotune train".
 type trainFlags struct {
 	modelDir, dataPath, method, device, out string
 	steps, epochs, batchSize, gradAccum     int
 	seqLen, warmup, logEvery                int
+	saveEvery, saveTotalLimit               int
+	resume                                  string
 	lr, weightDecay, beta1, beta2, eps      float64
 	maxGradNorm                             float64
 	schedule                                string
 	seed                                    uint64
 	shuffle                                 bool
 	text                                    textDataFlags
+	save                                    saveFlags
 }
 
 // defaultSeqLen is --seq-len's default; it is lowered to the model's
@@ -91,7 +116,11 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
 	fs.StringVar(&f.out, "out", "out", "output `DIR` (created if needed)")
 	fs.IntVar(&f.logEvery, "log-every", 10, "print a progress line every N steps (0: never)")
+	fs.IntVar(&f.saveEvery, "save-every", 0, "write a resumable checkpoint to --out/checkpoint-<step> every N optimizer steps (0: never)")
+	fs.IntVar(&f.saveTotalLimit, "save-total-limit", 0, "keep only the newest K checkpoints (0: keep all)")
+	fs.StringVar(&f.resume, "resume", "", "continue training from a checkpoint `DIR` (a checkpoint-<step> folder, or an output folder: its newest complete checkpoint)")
 	f.text.define(fs, true)
+	f.save.define(fs, "weights of --method full or freeze")
 }
 
 // trainMethod is a --method of "gotune train". Each method lives in its
@@ -138,6 +167,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	var f trainFlags
 	fs := newFlagSet("train", "gotune train --model DIR --data FILE [flags]", trainDescription)
 	f.define(fs)
+	methodFlags := methodFlagNames()
 	for _, name := range slices.Sorted(maps.Keys(methods)) {
 		if methods[name].Flags != nil {
 			methods[name].Flags(fs)
@@ -181,16 +211,48 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		LR: f.lr, Schedule: schedule, WarmupSteps: f.warmup,
 		WeightDecay: f.weightDecay, Beta1: f.beta1, Beta2: f.beta2, Eps: f.eps,
 		MaxGradNorm: f.maxGradNorm, OutDir: f.out, LogEvery: f.logEvery,
-		EvalEvery: f.text.evalEveryConfig(),
+		EvalEvery: f.text.evalEveryConfig(), SaveEvery: f.saveEvery, SaveTotalLimit: f.saveTotalLimit,
 	}
 	if err := tcfg.Validate(); err != nil {
 		return &usageError{msg: err.Error()}
+	}
+	saveOpts, err := f.save.options()
+	if err != nil {
+		return err
 	}
 	if _, err := os.Stat(f.dataPath); err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
 	if same, err := sameDir(f.modelDir, f.out); err == nil && same {
 		return fmt.Errorf("--out %s is the model directory: saving would overwrite the model being trained; choose another --out", f.out)
+	}
+
+	// --resume: find the checkpoint before anything heavy, and refuse a
+	// different method at once.
+	var ckpt string
+	ckptAdapter := false
+	if f.resume != "" {
+		c, st, skipped, err := train.FindCheckpoint(f.resume)
+		if err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
+		for _, s := range skipped {
+			fmt.Fprintf(e.Stderr, "warning: --resume: skipping the incomplete checkpoint %s\n", s)
+		}
+		for _, s := range st.Settings {
+			if s.Name == "--method" && s.Value != f.method {
+				return fmt.Errorf("--resume %s: the checkpoint was trained with --method %s, not %s", c, s.Value, f.method)
+			}
+		}
+		ckpt = c
+		if _, err := os.Stat(filepath.Join(ckpt, peft.ConfigFile)); err == nil {
+			ckptAdapter = true
+			if initAdapterDir != "" {
+				fmt.Fprintf(e.Stderr, "note: --init-adapter %s is ignored: the adapter comes from the checkpoint %s\n", initAdapterDir, ckpt)
+			}
+			initAdapterDir = ckpt
+		}
+		fmt.Fprintf(e.Stdout, "resuming from %s (step %d of %d)\n", ckpt, st.Step, st.TotalSteps)
 	}
 
 	hc, err := hfconfig.Load(f.modelDir)
@@ -238,7 +300,14 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer be.Close()
-	m, err := model.Load(f.modelDir, be)
+	// A resumed full or freeze run continues from the checkpoint's model;
+	// an adapter method loads its adapter from the checkpoint in Apply
+	// (initAdapterDir, set above) on top of the base --model.
+	weightsDir := f.modelDir
+	if ckpt != "" && !ckptAdapter {
+		weightsDir = ckpt
+	}
+	m, err := model.Load(weightsDir, be)
 	if err != nil {
 		return err
 	}
@@ -246,15 +315,58 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if ckpt != "" && saver == nil && ckptAdapter {
+		return fmt.Errorf("--resume %s: the checkpoint holds an adapter, but --method %s trains the model's own weights", ckpt, f.method)
+	}
+	if ckpt != "" && saver != nil && !ckptAdapter {
+		return fmt.Errorf("--resume %s: the checkpoint holds a whole model (no %s), but --method %s trains an adapter", ckpt, peft.ConfigFile, f.method)
+	}
+	tcfg.Settings = runSettings(fs, methodFlags[f.method], methodFlags, seqLen, ds)
+	var ckptSaver train.Saver
+	if saver == nil && f.saveEvery > 0 {
+		// A full checkpoint is usable on its own, like the final save.
+		ckptSaver = saverFunc(func(dir string) error {
+			// Always float32, whatever --save-dtype says: these are the
+			// exact weights a resumed run continues from.
+			if err := m.SaveWithOptions(dir, model.SaveOptions{DType: "F32", MaxShardBytes: saveOpts.MaxShardBytes}); err != nil {
+				return err
+			}
+			_, err := copyTokenizerFiles(f.modelDir, dir)
+			return err
+		})
+	}
+	fullWeights := saver == nil
+	if fullWeights {
+		// auto means the base --model's torch_dtype, also when the
+		// weights were resumed from a (float32) checkpoint.
+		if saveOpts, err = saveOpts.Resolve(hc.TorchDtype); err != nil {
+			return &usageError{msg: err.Error()}
+		}
+		saver = fullSaver{m, saveOpts}
+	} else if set["save-dtype"] || set["max-shard-size"] {
+		return &usageError{msg: fmt.Sprintf("--save-dtype and --max-shard-size apply to full-weight checkpoints (--method full or freeze); --method %s saves an adapter folder", f.method)}
+	}
 	evalFn, _, err := evalLossFunc(m, td.eval, f.batchSize, seqLen, padID)
 	if err != nil {
 		return err
 	}
-	tr, err := train.New(m, loader, tcfg, train.Options{Log: e.Stdout, Saver: saver, Eval: evalFn})
+	tr, err := train.New(m, loader, tcfg, train.Options{Log: e.Stdout, Saver: saver, Eval: evalFn, CheckpointSaver: ckptSaver})
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
+	if ckpt != "" {
+		info, err := tr.Resume(ckpt)
+		if err != nil {
+			return err
+		}
+		for _, w := range info.Warnings {
+			fmt.Fprintf(e.Stderr, "warning: --resume: %s\n", w)
+		}
+		if f.method == "lora" && loraOpts.dropout > 0 && info.State.RandState == nil {
+			fmt.Fprintf(e.Stderr, "warning: --resume: --lora-dropout masks restart from --seed, so the resumed run differs from an uninterrupted one\n")
+		}
+	}
 	fmt.Fprintf(e.Stdout, "model: %s (%s) on %s\n", f.modelDir, hc.Arch, be.Name())
 	fmt.Fprintln(e.Stdout, train.ParamSummary(m.Params()))
 	fmt.Fprintf(e.Stdout, "training: method %s, %d steps of %d×%d sequences of ≤%d tokens, lr %g (%s, %d warmup)\n",
@@ -268,10 +380,12 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		last := res.History[n-1]
 		fmt.Fprintf(e.Stdout, "done: %d steps in %s, final loss %.6f\n", res.Steps, res.Elapsed.Round(time.Millisecond), last.Loss)
 	}
-	what := "the trained weights"
-	if saver != nil {
-		what = "the adapter"
-	} else {
+	what := "the adapter"
+	if fullWeights {
+		what = "the trained weights"
+		if d := describeSaved(m, saveOpts, f.out); d != "" {
+			what += " (" + d + ")"
+		}
 		// A full checkpoint is used on its own (gotune eval and generate
 		// look for the tokenizer beside the weights), so it gets the base
 		// model's tokenizer files, as gotune merge and Hugging Face's
@@ -293,6 +407,64 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return errInterrupted
 	}
 	return nil
+}
+
+// saverFunc adapts a function to train.Saver.
+type saverFunc func(dir string) error
+
+func (f saverFunc) Save(dir string) error { return f(dir) }
+
+// harmlessFlags may differ between a run and its resumption without
+// changing the training trajectory (the data flags are covered by the
+// tokenized-data fingerprint; --steps and --epochs by the schedule
+// length the trainer records; --model is the base, whose weights a full
+// resume does not use).
+var harmlessFlags = map[string]bool{
+	"out": true, "log-every": true, "eval-every": true, "eval-data": true, "device": true,
+	"save-every": true, "save-total-limit": true, "resume": true, "init-adapter": true,
+	"model": true, "data": true, "format": true, "template": true, "tokenizer": true,
+	"steps": true, "epochs": true, "save-dtype": true, "max-shard-size": true,
+}
+
+// runSettings lists the settings a checkpoint records and a resume must
+// match: every flag (flags of other methods, and those in harmlessFlags,
+// only warn), the effective --seq-len, and a fingerprint of the tokenized
+// training data.
+func runSettings(fs *flag.FlagSet, own map[string]bool, byMethod map[string]map[string]bool, seqLen int, ds *data.Dataset) []train.Setting {
+	other := map[string]bool{}
+	for _, names := range byMethod {
+		for n := range names {
+			if !own[n] {
+				other[n] = true
+			}
+		}
+	}
+	var out []train.Setting
+	fs.VisitAll(func(fl *flag.Flag) {
+		v := fl.Value.String()
+		if fl.Name == "seq-len" {
+			v = fmt.Sprint(seqLen)
+		}
+		out = append(out, train.Setting{Name: "--" + fl.Name, Value: v, Harmless: harmlessFlags[fl.Name] || other[fl.Name] && !own[fl.Name]})
+	})
+	return append(out, train.Setting{Name: "training data (tokenized)", Value: train.DataFingerprint(ds)})
+}
+
+// methodFlagNames returns the flags each method defines, found by
+// defining them on a scratch flag set (before the real one, whose
+// definitions reset the shared variables to their defaults again).
+func methodFlagNames() map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for name, m := range methods {
+		out[name] = map[string]bool{}
+		if m.Flags == nil {
+			continue
+		}
+		scratch := flag.NewFlagSet(name, flag.ContinueOnError)
+		m.Flags(scratch)
+		scratch.VisitAll(func(fl *flag.Flag) { out[name][fl.Name] = true })
+	}
+	return out
 }
 
 func methodNames() string {

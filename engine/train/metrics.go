@@ -3,14 +3,18 @@ package train
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/gotune/gotune/engine/fsutil"
 )
 
 // MetricsFile and LossPlotFile are the names Run writes under OutDir.
@@ -59,19 +63,65 @@ func (m StepMetrics) MarshalJSON() ([]byte, error) {
 // metricsWriter appends one JSON line per step to OutDir/metrics.jsonl.
 // Each line goes to the OS as it is written, so a crash loses at most
 // the step in progress and `tail -f` shows progress live. The file is
-// created afresh (truncated) at the start of a run.
+// created afresh (truncated) at the start of a run, and appended to when
+// a run resumes.
 type metricsWriter struct {
 	f    *os.File
 	path string
 }
 
-func newMetricsWriter(dir string) (*metricsWriter, error) {
+// openMetricsWriter opens dir/metrics.jsonl for a run starting after
+// step `done`: a fresh run (done 0) truncates it; a resumed run keeps
+// the lines of steps up to done and drops later ones (the stopped run
+// got further than its checkpoint) and lines cut short by a crash,
+// rewriting the file atomically only when something is dropped.
+func openMetricsWriter(dir string, done int) (*metricsWriter, error) {
 	path := filepath.Join(dir, MetricsFile)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o644)
+	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	if done == 0 {
+		flags |= os.O_TRUNC
+	} else if err := trimMetrics(path, done); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, flags, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	return &metricsWriter{f: f, path: path}, nil
+}
+
+// trimMetrics drops the lines of path whose step is after done, or that
+// do not parse.
+func trimMetrics(path string, done int) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	var kept bytes.Buffer
+	dropped := false
+	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var m struct {
+			Step *int `json:"step"`
+		}
+		if !bytes.HasSuffix(line, []byte("\n")) || json.Unmarshal(line, &m) != nil || m.Step == nil || *m.Step > done {
+			dropped = true
+			continue
+		}
+		kept.Write(line)
+	}
+	if !dropped {
+		return nil
+	}
+	return fsutil.WriteFileAtomic(path, 0o644, func(w io.Writer) error {
+		_, err := w.Write(kept.Bytes())
+		return err
+	})
 }
 
 func (w *metricsWriter) Write(m StepMetrics) error {
@@ -153,15 +203,17 @@ type progress struct {
 	w     io.Writer
 	every int
 	total int
+	first int // steps done before this process (a resumed run)
 }
 
 func (p *progress) report(m StepMetrics, elapsed time.Duration) {
-	if p.every <= 0 || (m.Step%p.every != 0 && m.Step != 1 && m.Step != p.total) {
+	if p.every <= 0 || (m.Step%p.every != 0 && m.Step != p.first+1 && m.Step != p.total) {
 		return
 	}
+	// The ETA extrapolates from this process's steps (elapsed is its time).
 	eta := time.Duration(0)
-	if m.Step > 0 {
-		eta = time.Duration(float64(elapsed) / float64(m.Step) * float64(p.total-m.Step))
+	if n := m.Step - p.first; n > 0 {
+		eta = time.Duration(float64(elapsed) / float64(n) * float64(p.total-m.Step))
 	}
 	var sb strings.Builder
 	width := len(fmt.Sprint(p.total))

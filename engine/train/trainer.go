@@ -27,6 +27,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gotune/gotune/engine"
@@ -70,6 +71,21 @@ type Config struct {
 	// EvalEvery calls Options.Eval every EvalEvery steps (and after the
 	// last step); 0 disables evaluation.
 	EvalEvery int
+
+	// SaveEvery writes a resumable checkpoint, OutDir/checkpoint-<step>,
+	// every SaveEvery optimizer steps and when the run is interrupted
+	// (see Resume); 0 disables checkpoints.
+	SaveEvery int
+	// SaveTotalLimit keeps only the newest SaveTotalLimit complete
+	// checkpoints, deleting older ones after a new one is complete; 0
+	// keeps them all.
+	SaveTotalLimit int
+	// Settings are the caller's settings recorded in each checkpoint and
+	// checked by Resume, beyond the trainer's own hyper-parameters (which
+	// it records itself under their flag names): batch size, seed, data
+	// fingerprint, method flags. A resumed run must match every setting
+	// not marked Harmless.
+	Settings []Setting
 }
 
 // Validate reports the first invalid hyper-parameter, naming its flag.
@@ -101,6 +117,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--log-every must not be negative, got %d", c.LogEvery)
 	case c.EvalEvery < 0:
 		return fmt.Errorf("--eval-every must not be negative, got %d", c.EvalEvery)
+	case c.SaveEvery < 0:
+		return fmt.Errorf("--save-every must not be negative, got %d", c.SaveEvery)
+	case c.SaveTotalLimit < 0:
+		return fmt.Errorf("--save-total-limit must not be negative (0 keeps every checkpoint), got %d", c.SaveTotalLimit)
 	}
 	if _, err := ParseSchedule(string(c.Schedule)); err != nil {
 		return err
@@ -128,6 +148,12 @@ type Options struct {
 	Saver Saver
 	// Eval, if set, runs every Config.EvalEvery steps.
 	Eval EvalFunc
+	// CheckpointSaver, if set, writes the weights of a checkpoint instead
+	// of Saver (e.g. to add tokenizer files, or to keep float32 weights
+	// when the final save is in a smaller dtype: a resume is exact only
+	// from weights saved exactly). Resume does not read the weights, so
+	// whatever it writes must be what the caller loads to resume.
+	CheckpointSaver Saver
 }
 
 // StepMetrics are the measurements of one optimizer step, one line of
@@ -169,11 +195,16 @@ type Trainer struct {
 	microLimit int // micro-batches in the run when epoch-bound, else 0
 	micro      int // micro-batches consumed
 	step       int // optimizer steps done
+
+	elapsedBase float64 // training seconds before this process (resumed runs)
+	startStep   int     // step at the start of Run
 }
 
 // New prepares a trainer: it checks the configuration, allocates a
 // gradient buffer for every trainable parameter that lacks one and AdamW
-// moment buffers, and zeroes the gradients.
+// moment buffers, and zeroes the gradients. The loader must be at its
+// first batch: the trainer tracks the data position by counting the
+// micro-batches it takes (Resume seeks the loader).
 func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -181,6 +212,9 @@ func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (
 	t := &Trainer{model: model, be: model.Backend(), loader: loader, cfg: cfg, opts: opts}
 	if t.opts.Log == nil {
 		t.opts.Log = io.Discard
+	}
+	if cfg.SaveEvery > 0 && cfg.OutDir == "" {
+		return nil, errors.New("checkpoints (save every N steps) need an output directory")
 	}
 	if t.opts.Saver == nil && cfg.OutDir != "" {
 		s, ok := model.(Saver)
@@ -408,24 +442,33 @@ type Result struct {
 // Run trains to the end (or until ctx is cancelled, after which it
 // finishes the current step) and then, when Config.OutDir is set, saves
 // the result with the Saver and draws OutDir/loss.png. Each step's
-// metrics are appended to OutDir/metrics.jsonl as the step ends.
-// A cancelled run is not an error: Result.Interrupted reports it, and
-// what was trained so far is saved.
+// metrics are appended to OutDir/metrics.jsonl as the step ends; with
+// Config.SaveEvery, a checkpoint is written every SaveEvery steps and
+// when interrupted. A cancelled run is not an error: Result.Interrupted
+// reports it, and what was trained so far is saved.
+//
+// After Resume, Run continues from the checkpoint's step: metrics.jsonl
+// keeps its lines up to that step (later ones, from the run that was
+// stopped, are dropped) and grows from there, and loss.png shows the
+// whole run.
 func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	var mw *metricsWriter
+	t.startStep = t.step
 	if t.cfg.OutDir != "" {
 		if err := os.MkdirAll(t.cfg.OutDir, 0o755); err != nil {
 			return nil, fmt.Errorf("output directory: %w", err)
 		}
 		var err error
-		if mw, err = newMetricsWriter(t.cfg.OutDir); err != nil {
+		if mw, err = openMetricsWriter(t.cfg.OutDir, t.step); err != nil {
 			return nil, err
 		}
 		defer mw.Close()
 	}
 	res := &Result{}
 	start := time.Now()
-	prog := progress{w: t.opts.Log, every: t.cfg.LogEvery, total: t.total}
+	elapsed := func(now time.Time) float64 { return t.elapsedBase + now.Sub(start).Seconds() }
+	prog := progress{w: t.opts.Log, every: t.cfg.LogEvery, total: t.total, first: t.step}
+	lastCkpt, lastLR := -1, 0.0
 	for t.step < t.total {
 		if ctx.Err() != nil {
 			res.Interrupted = true
@@ -437,7 +480,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			return res, err
 		}
 		now := time.Now()
-		m.ElapsedS = now.Sub(start).Seconds()
+		m.ElapsedS = elapsed(now)
 		if d := now.Sub(stepStart).Seconds(); d > 0 {
 			m.TokensPerS = float64(m.Tokens) / d
 		}
@@ -448,16 +491,33 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		}
 		res.History = append(res.History, m)
 		res.Steps = m.Step
+		lastLR = m.LR
 		if mw != nil {
 			if err := mw.Write(m); err != nil {
 				return res, err
 			}
 		}
 		prog.report(m, now.Sub(start))
+		if t.cfg.SaveEvery > 0 && m.Step%t.cfg.SaveEvery == 0 {
+			dir, err := t.writeCheckpoint(m.ElapsedS, m.LR)
+			if err != nil {
+				return res, err
+			}
+			lastCkpt = m.Step
+			fmt.Fprintf(t.opts.Log, "checkpoint %s\n", dir)
+		}
 	}
 	res.Elapsed = time.Since(start)
 	if res.Interrupted {
 		fmt.Fprintf(t.opts.Log, "interrupted after step %d of %d\n", t.step, t.total)
+		// Keep the interrupted run resumable from where it stopped.
+		if t.cfg.SaveEvery > 0 && t.step > t.startStep && lastCkpt != t.step {
+			dir, err := t.writeCheckpoint(elapsed(time.Now()), lastLR)
+			if err != nil {
+				return res, err
+			}
+			fmt.Fprintf(t.opts.Log, "checkpoint %s\n", dir)
+		}
 	}
 	if t.cfg.OutDir == "" {
 		return res, nil
@@ -470,8 +530,17 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	if err := t.opts.Saver.Save(t.cfg.OutDir); err != nil {
 		return res, fmt.Errorf("saving to %s: %w", t.cfg.OutDir, err)
 	}
-	if len(res.History) > 0 {
-		if err := WriteLossPlot(lossPlotPath(t.cfg.OutDir), "training loss", historySeries(res.History)...); err != nil {
+	hist := res.History
+	if t.startStep > 0 {
+		// A resumed run plots the whole run, as metrics.jsonl holds it.
+		all, err := ReadMetrics(filepath.Join(t.cfg.OutDir, MetricsFile))
+		if err != nil {
+			return res, err
+		}
+		hist = all
+	}
+	if len(hist) > 0 {
+		if err := WriteLossPlot(lossPlotPath(t.cfg.OutDir), "training loss", historySeries(hist)...); err != nil {
 			return res, err
 		}
 	}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gotune/gotune/engine/train"
+	"github.com/gotune/gotune/internal/golden"
+)
+
+// resumeArgs are a golden run's flags with a shuffled data order, a
+// linear schedule with warmup, one example per batch (so checkpoints fall
+// mid-epoch) and six steps.
+func resumeArgs(t *testing.T, method, out string, extra ...string) []string {
+	t.Helper()
+	set, err := golden.Load(filepath.Join(goldenDir, "llama-gqa"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append(goldenTrainArgs(set, set.Run("full"), out),
+		"--method", method, "--steps", "6", "--batch-size", "1", "--shuffle=true", "--seed", "5",
+		"--lr-schedule", "linear", "--warmup-steps", "1")
+	return append(args, extra...)
+}
+
+// mustTrain runs gotune and fails the test unless it succeeds.
+func mustTrain(t *testing.T, args []string) result {
+	t.Helper()
+	r := runGotune(t, args...)
+	if r.code != 0 {
+		t.Fatalf("gotune %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func readMetrics(t *testing.T, out string) []train.StepMetrics {
+	t.Helper()
+	ms, err := train.ReadMetrics(filepath.Join(out, train.MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+// Training 6 steps straight and training with --save-every 3, stopping
+// after step 5 (with the checkpoint of step 6 half written) and resuming
+// from the output folder give the same per-step losses and bit-identical
+// final weights, for a full fine-tune and for LoRA.
+func TestResumeMatchesStraightRun(t *testing.T) {
+	for _, tc := range []struct{ method, weights string }{
+		{"full", "model.safetensors"},
+		{"lora", "adapter_model.safetensors"},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			dir := t.TempDir()
+			outA, outB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+			mustTrain(t, resumeArgs(t, tc.method, outA))
+			mustTrain(t, resumeArgs(t, tc.method, outB, "--save-every", "3"))
+			want := readMetrics(t, outA)
+			if len(want) != 6 {
+				t.Fatalf("straight run: %d metrics lines", len(want))
+			}
+
+			// Simulate a crash during step 6's checkpoint: metrics got to
+			// step 5 plus half a line; checkpoint-6 lacks its state file.
+			ckpt6 := train.CheckpointDir(outB, 6)
+			for _, f := range []string{train.StateFile, tc.weights} {
+				if _, err := os.Stat(filepath.Join(ckpt6, f)); err != nil {
+					t.Fatalf("checkpoint-6: %v", err)
+				}
+			}
+			if err := os.Remove(filepath.Join(ckpt6, train.StateFile)); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := os.ReadFile(filepath.Join(outB, train.MetricsFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := bytes.SplitAfter(raw, []byte("\n"))
+			cut := append(bytes.Join(lines[:5], nil), lines[5][:10]...)
+			if err := os.WriteFile(filepath.Join(outB, train.MetricsFile), cut, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{tc.weights, "loss.png"} {
+				os.Remove(filepath.Join(outB, f))
+			}
+
+			// The incomplete checkpoint is refused by name.
+			r := runGotune(t, resumeArgs(t, tc.method, outB, "--resume", ckpt6)...)
+			if r.code == 0 || !strings.Contains(r.stderr, ckpt6) || !strings.Contains(r.stderr, "incomplete") {
+				t.Fatalf("resume from the incomplete checkpoint: exit %d, stderr %s", r.code, r.stderr)
+			}
+			// A trajectory-changing difference is refused, naming it.
+			r = runGotune(t, resumeArgs(t, tc.method, outB, "--resume", outB, "--lr", "0.02")...)
+			if r.code == 0 || !strings.Contains(r.stderr, "--lr is 0.02 here but 0.01 in the checkpoint") {
+				t.Fatalf("resume with another --lr: exit %d, stderr %s", r.code, r.stderr)
+			}
+			r = runGotune(t, resumeArgs(t, tc.method, outB, "--resume", outB, "--seed", "6")...)
+			if r.code == 0 || !strings.Contains(r.stderr, "--seed is 6 here but 5") {
+				t.Fatalf("resume with another --seed: exit %d, stderr %s", r.code, r.stderr)
+			}
+
+			// Resuming from the folder picks checkpoint-3, warns about
+			// checkpoint-6 and about the harmless --log-every change.
+			r = mustTrain(t, resumeArgs(t, tc.method, outB, "--resume", outB, "--save-every", "3", "--log-every", "2"))
+			if !strings.Contains(r.stdout, "resuming from "+train.CheckpointDir(outB, 3)) ||
+				!strings.Contains(r.stderr, "skipping the incomplete checkpoint "+ckpt6) ||
+				!strings.Contains(r.stderr, "--log-every is 2 here but 1") {
+				t.Errorf("resume output:\nstdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			}
+			got := readMetrics(t, outB)
+			if len(got) != len(want) {
+				t.Fatalf("resumed metrics.jsonl has %d lines, want %d", len(got), len(want))
+			}
+			for i := range want {
+				g, w := got[i], want[i]
+				if g.Step != w.Step || g.Loss != w.Loss || g.LR != w.LR || g.GradNorm != w.GradNorm || g.Tokens != w.Tokens || g.Epoch != w.Epoch {
+					t.Errorf("step %d: resumed %+v, straight %+v", i+1, g, w)
+				}
+			}
+			a, err := os.ReadFile(filepath.Join(outA, tc.weights))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join(outB, tc.weights))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s of the resumed run differs from the straight run's", tc.weights)
+			}
+			if _, err := train.ReadState(ckpt6); err != nil {
+				t.Errorf("the resumed run did not rewrite checkpoint-6: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(outB, "loss.png")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestSaveTotalLimitCLI(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	mustTrain(t, resumeArgs(t, "full", out, "--save-every", "2", "--save-total-limit", "2"))
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		if e.IsDir() {
+			dirs = append(dirs, e.Name())
+		}
+	}
+	if want := []string{"checkpoint-4", "checkpoint-6"}; !slices.Equal(dirs, want) {
+		t.Errorf("folders %v, want %v", dirs, want)
+	}
+	// A full checkpoint is a usable model folder: it has the tokenizer
+	// when the base model has one (the golden model has none) and the
+	// model files.
+	for _, f := range []string{"config.json", "model.safetensors", train.StateFile, train.MomentsFile} {
+		if _, err := os.Stat(filepath.Join(out, "checkpoint-6", f)); err != nil {
+			t.Error(err)
+		}
+	}
+	r := runGotune(t, resumeArgs(t, "full", filepath.Join(t.TempDir(), "o"), "--save-every", "-1")...)
+	if r.code == 0 || !strings.Contains(r.stderr, "--save-every") {
+		t.Errorf("--save-every -1: exit %d, stderr %s", r.code, r.stderr)
+	}
+	r = runGotune(t, resumeArgs(t, "lora", filepath.Join(t.TempDir(), "o"), "--resume", filepath.Join(out, "checkpoint-4"))...)
+	if r.code == 0 || !strings.Contains(r.stderr, "--method full, not lora") {
+		t.Errorf("resume with another method: exit %d, stderr %s", r.code, r.stderr)
+	}
+}
