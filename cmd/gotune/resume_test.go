@@ -49,17 +49,25 @@ func readMetrics(t *testing.T, out string) []train.StepMetrics {
 // Training 6 steps straight and training with --save-every 3, stopping
 // after step 5 (with the checkpoint of step 6 half written) and resuming
 // from the output folder give the same per-step losses and bit-identical
-// final weights, for a full fine-tune and for LoRA.
+// final weights, for a full fine-tune, for LoRA and for LoRA with dropout
+// (whose mask streams the checkpoint saves and restores).
 func TestResumeMatchesStraightRun(t *testing.T) {
-	for _, tc := range []struct{ method, weights string }{
-		{"full", "model.safetensors"},
-		{"lora", "adapter_model.safetensors"},
+	for _, tc := range []struct {
+		name, method, weights string
+		flags                 []string // method flags, given to every run
+	}{
+		{"full", "full", "model.safetensors", nil},
+		{"lora", "lora", "adapter_model.safetensors", nil},
+		{"lora-dropout", "lora", "adapter_model.safetensors", []string{"--lora-dropout", "0.1"}},
 	} {
-		t.Run(tc.method, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			outA, outB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-			mustTrain(t, resumeArgs(t, tc.method, outA))
-			mustTrain(t, resumeArgs(t, tc.method, outB, "--save-every", "3"))
+			args := func(out string, extra ...string) []string {
+				return resumeArgs(t, tc.method, out, append(slices.Clone(tc.flags), extra...)...)
+			}
+			mustTrain(t, args(outA))
+			mustTrain(t, args(outB, "--save-every", "3"))
 			want := readMetrics(t, outA)
 			if len(want) != 6 {
 				t.Fatalf("straight run: %d metrics lines", len(want))
@@ -90,27 +98,39 @@ func TestResumeMatchesStraightRun(t *testing.T) {
 			}
 
 			// The incomplete checkpoint is refused by name.
-			r := runGotune(t, resumeArgs(t, tc.method, outB, "--resume", ckpt6)...)
+			r := runGotune(t, args(outB, "--resume", ckpt6)...)
 			if r.code == 0 || !strings.Contains(r.stderr, ckpt6) || !strings.Contains(r.stderr, "incomplete") {
 				t.Fatalf("resume from the incomplete checkpoint: exit %d, stderr %s", r.code, r.stderr)
 			}
 			// A trajectory-changing difference is refused, naming it.
-			r = runGotune(t, resumeArgs(t, tc.method, outB, "--resume", outB, "--lr", "0.02")...)
+			r = runGotune(t, args(outB, "--resume", outB, "--lr", "0.02")...)
 			if r.code == 0 || !strings.Contains(r.stderr, "--lr is 0.02 here but 0.01 in the checkpoint") {
 				t.Fatalf("resume with another --lr: exit %d, stderr %s", r.code, r.stderr)
 			}
-			r = runGotune(t, resumeArgs(t, tc.method, outB, "--resume", outB, "--seed", "6")...)
+			r = runGotune(t, args(outB, "--resume", outB, "--seed", "6")...)
 			if r.code == 0 || !strings.Contains(r.stderr, "--seed is 6 here but 5") {
 				t.Fatalf("resume with another --seed: exit %d, stderr %s", r.code, r.stderr)
 			}
 
 			// Resuming from the folder picks checkpoint-3, warns about
-			// checkpoint-6 and about the harmless --log-every change.
-			r = mustTrain(t, resumeArgs(t, tc.method, outB, "--resume", outB, "--save-every", "3", "--log-every", "2"))
+			// checkpoint-6 and about the harmless --log-every change, and
+			// restores the random state (LoRA saves its dropout streams,
+			// also at dropout 0).
+			r = mustTrain(t, args(outB, "--resume", outB, "--save-every", "3", "--log-every", "2"))
 			if !strings.Contains(r.stdout, "resuming from "+train.CheckpointDir(outB, 3)) ||
 				!strings.Contains(r.stderr, "skipping the incomplete checkpoint "+ckpt6) ||
-				!strings.Contains(r.stderr, "--log-every is 2 here but 1") {
+				!strings.Contains(r.stderr, "--log-every is 2 here but 1") ||
+				strings.Contains(r.stderr, "restart") {
 				t.Errorf("resume output:\nstdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			}
+			if tc.method == "lora" {
+				st, err := train.ReadState(train.CheckpointDir(outB, 3))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(st.RandState) == 0 {
+					t.Error("the LoRA checkpoint holds no random state")
+				}
 			}
 			got := readMetrics(t, outB)
 			if len(got) != len(want) {

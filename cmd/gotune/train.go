@@ -363,9 +363,6 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		for _, w := range info.Warnings {
 			fmt.Fprintf(e.Stderr, "warning: --resume: %s\n", w)
 		}
-		if f.method == "lora" && loraOpts.dropout > 0 && info.State.RandState == nil {
-			fmt.Fprintf(e.Stderr, "warning: --resume: --lora-dropout masks restart from --seed, so the resumed run differs from an uninterrupted one\n")
-		}
 	}
 	fmt.Fprintf(e.Stdout, "model: %s (%s) on %s\n", f.modelDir, hc.Arch, be.Name())
 	fmt.Fprintln(e.Stdout, train.ParamSummary(m.Params()))

@@ -55,7 +55,8 @@ type Linear struct {
 	in     int
 	out    int
 	r      int
-	rng    *rand.Rand // dropout masks
+	rng    *rand.Rand // dropout masks, drawn from src
+	src    *rand.PCG  // rng's source, kept to save and restore its state (see Adapter.MarshalRandState)
 	merged bool
 	saved  *engine.Tensor // the base weight before a DoRA merge
 	sc     *scratch       // temporaries, shared by the layers of an Adapter
@@ -89,11 +90,12 @@ func newLinear(path string, base model.Linear, r int, scale, dropout float32, do
 		return nil, fmt.Errorf("lora: %s: module has no weight", path)
 	}
 	be := params[0].W.Backend()
+	src := rand.NewPCG(seed, 0x64726f70) // "drop"
 	l := &Linear{
 		Path: path, Base: base, Scale: scale, Dropout: dropout,
 		be: be, in: base.In(), out: base.Out(), r: r,
-		rng: rand.New(rand.NewPCG(seed, 0x64726f70)), // "drop"
-		sc:  &scratch{be: be},
+		rng: rand.New(src), src: src,
+		sc: &scratch{be: be},
 	}
 	l.dense, _ = base.(*model.Dense)
 	if dora && l.dense == nil {
