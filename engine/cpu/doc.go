@@ -11,9 +11,12 @@
 // round results back.
 //
 // Matrix multiplication packs op(A) and op(B) into cache-sized panels and
-// runs a register-blocked micro-kernel over them: an AVX2/FMA assembly
-// kernel (6×16 tile) on amd64 CPUs that have it, a portable 4×4 Go kernel
-// elsewhere or with the purego build tag. Attention is flash-style — one
+// runs a register-blocked micro-kernel over them, picked at start-up: an
+// AVX-512F assembly kernel (12×32 tile) on amd64 CPUs and OSes that support
+// it, else an AVX2/FMA one (6×16), else a portable 4×4 Go kernel (always
+// under the purego build tag). The GOTUNE_CPU_KERNEL environment variable
+// (KernelEnv) forces one; GemmKernel reports the choice. The two assembly
+// kernels give bit-identical results. Attention is flash-style — one
 // (batch, head, block of query rows) per task, scores for that block only,
 // softmax with the exact row maximum, log-sum-exp saved for a backward
 // pass that recomputes probabilities — built on the same gemm. The

@@ -1,23 +1,72 @@
 package cpu
 
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
 // microKernel computes C[0:mr, 0:nr] += Apanel·Bpanel, where a holds kc
 // groups of mr values (a column of op(A) each), b holds kc groups of nr
 // values (a row of op(B) each), and C has row stride ldc.
 type microKernel struct {
+	name   string
 	mr, nr int
 	fn     func(kc int, a, b, c []float32, ldc int)
 }
 
-// maxTile bounds mr·nr over all kernels (edge-tile scratch size).
-const maxTile = 8 * 16
+// maxTile bounds mr·nr over all kernels (edge-tile scratch size): the
+// AVX-512 kernel's 12×32 tile is the largest.
+const maxTile = 12 * 32
 
 // goKernel is the portable 4×4 kernel: sixteen scalar accumulators that
 // the Go compiler keeps (mostly) in registers.
-var goKernel = microKernel{mr: 4, nr: 4, fn: kernel4x4}
+var goKernel = microKernel{name: "go", mr: 4, nr: 4, fn: kernel4x4}
 
-// activeKernel is the kernel gemm uses; an assembly kernel replaces it at
-// init on CPUs that support one.
+// activeKernel is the kernel gemm uses, chosen at init (see KernelEnv).
 var activeKernel = goKernel
+
+// KernelEnv names the environment variable that forces the Gemm
+// micro-kernel: "avx512", "avx2" or "go" ("go" also selects the portable
+// dot, axpy, exp and GELU loops, as the purego build tag does). Unset or
+// empty picks the fastest kernel the CPU and OS support. A kernel this
+// machine cannot run is refused with a message on standard error and the
+// default is used, so a stale setting never crashes a program.
+const KernelEnv = "GOTUNE_CPU_KERNEL"
+
+// GemmKernel returns the name of the micro-kernel Gemm uses in this
+// process ("avx512", "avx2" or "go"), for benchmark and log output.
+func GemmKernel() string { return activeKernel.name }
+
+func init() {
+	k, err := chooseKernel(availableKernels(), os.Getenv(KernelEnv))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gotune/engine/cpu: %v\n", err)
+	}
+	activeKernel = k
+	if k.name != goKernel.name {
+		useVectorAsm()
+	}
+}
+
+// chooseKernel returns the kernel named by want among avail (listed
+// default first), or the default with an error saying why want was not
+// honoured.
+func chooseKernel(avail []microKernel, want string) (microKernel, error) {
+	want = strings.ToLower(strings.TrimSpace(want))
+	if want == "" {
+		return avail[0], nil
+	}
+	names := make([]string, len(avail))
+	for i, k := range avail {
+		if k.name == want {
+			return k, nil
+		}
+		names[i] = k.name
+	}
+	return avail[0], fmt.Errorf("%s=%q is not a kernel this machine can run (available: %s); using %q",
+		KernelEnv, want, strings.Join(names, ", "), avail[0].name)
+}
 
 func kernel4x4(kc int, a, b, c []float32, ldc int) {
 	var c00, c01, c02, c03 float32
