@@ -217,8 +217,9 @@ func UnknownFields(r Record, allowed []string, what string) error {
 	return Errorf(r.Loc, "unknown %s %s (%s)", noun, strings.Join(unknown, ", "), what)
 }
 
-// jsonKind names the JSON type of a raw value for messages.
-func jsonKind(raw json.RawMessage) string {
+// JSONKind names the JSON type of a raw value for error messages ("a
+// string", "an array", ...); format decoders share it so their messages agree.
+func JSONKind(raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return "nothing"
@@ -242,7 +243,7 @@ func jsonKind(raw json.RawMessage) string {
 // IntArray decodes a field that must be a JSON array of integers fitting
 // int32, naming the field, the bad element and its type on error.
 func IntArray(loc Loc, field string, raw json.RawMessage) ([]int32, error) {
-	if k := jsonKind(raw); k != "an array" {
+	if k := JSONKind(raw); k != "an array" {
 		return nil, Errorf(loc, "%q must be an array of integers, got %s", field, k)
 	}
 	var elems []json.RawMessage
@@ -264,7 +265,7 @@ func IntArray(loc Loc, field string, raw json.RawMessage) ([]int32, error) {
 // JSON numbers like 1.0 or 1e3 are rejected: token ids are written as
 // integers by every tokenizer, and a float usually means the wrong column.
 func parseInt32(raw json.RawMessage) (int32, error) {
-	if k := jsonKind(raw); k != "a number" {
+	if k := JSONKind(raw); k != "a number" {
 		return 0, fmt.Errorf("is %s, not an integer", k)
 	}
 	s := string(bytes.TrimSpace(raw))

@@ -19,7 +19,6 @@
 package textdata
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -248,7 +247,7 @@ func parseChat(r data.Record) ([]chat.Message, error) {
 		return nil, err
 	}
 	raw := r.Fields["messages"]
-	if k := jsonKind(raw); k != "an array" {
+	if k := data.JSONKind(raw); k != "an array" {
 		return nil, data.Errorf(r.Loc, `"messages" must be an array of {"role", "content"} objects, got %s`, k)
 	}
 	var elems []json.RawMessage
@@ -260,7 +259,7 @@ func parseChat(r data.Record) ([]chat.Message, error) {
 	}
 	msgs := make([]chat.Message, len(elems))
 	for i, e := range elems {
-		if k := jsonKind(e); k != "an object" {
+		if k := data.JSONKind(e); k != "an object" {
 			return nil, data.Errorf(r.Loc, `messages[%d] must be an object with "role" and "content", got %s`, i, k)
 		}
 		var fields map[string]json.RawMessage
@@ -299,13 +298,13 @@ func parseChat(r data.Record) ([]chat.Message, error) {
 // is missing) as a string. A missing field or null is an error when
 // required and "" otherwise; any other JSON type is an error naming it.
 func stringValue(loc data.Loc, name string, raw json.RawMessage, required bool) (string, error) {
-	if raw == nil || jsonKind(raw) == "null" {
+	if raw == nil || data.JSONKind(raw) == "null" {
 		if required {
 			return "", data.Errorf(loc, "missing %q", name)
 		}
 		return "", nil
 	}
-	if k := jsonKind(raw); k != "a string" {
+	if k := data.JSONKind(raw); k != "a string" {
 		return "", data.Errorf(loc, "%q must be a string, got %s", name, k)
 	}
 	var s string
@@ -313,28 +312,6 @@ func stringValue(loc data.Loc, name string, raw json.RawMessage, required bool) 
 		return "", data.Errorf(loc, "%q: %v", name, err)
 	}
 	return s, nil
-}
-
-// jsonKind names the JSON type of a raw value for messages.
-func jsonKind(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return "nothing"
-	}
-	switch c := raw[0]; {
-	case c == '"':
-		return "a string"
-	case c == '{':
-		return "an object"
-	case c == '[':
-		return "an array"
-	case c == 't' || c == 'f':
-		return "a boolean"
-	case c == 'n':
-		return "null"
-	default:
-		return "a number"
-	}
 }
 
 // Summary describes a dataset in one line: examples, format, tokens and
