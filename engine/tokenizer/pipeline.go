@@ -51,31 +51,11 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 	}
 	switch c.Type {
 	case "Sequence":
-		var v struct {
-			Normalizers []json.RawMessage `json:"normalizers"`
+		steps, err := parseSequence(raw, "normalizer", "normalizers", parseNormalizer)
+		if err != nil {
+			return nil, err
 		}
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("normalizer Sequence: %w", err)
-		}
-		var steps []normalizer
-		for i, r := range v.Normalizers {
-			n, err := parseNormalizer(r)
-			if err != nil {
-				return nil, fmt.Errorf("normalizer Sequence[%d]: %w", i, err)
-			}
-			if n != nil {
-				steps = append(steps, n)
-			}
-		}
-		return func(s string) (string, error) {
-			var err error
-			for _, n := range steps {
-				if s, err = n(s); err != nil {
-					return "", err
-				}
-			}
-			return s, nil
-		}, nil
+		return chain(steps), nil
 	case "Prepend":
 		var v struct {
 			Prepend string `json:"prepend"`
@@ -203,31 +183,11 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 	}
 	switch c.Type {
 	case "Sequence":
-		var v struct {
-			PreTokenizers []json.RawMessage `json:"pretokenizers"`
+		steps, err := parseSequence(raw, "pre_tokenizer", "pretokenizers", parsePreTokenizer)
+		if err != nil {
+			return nil, err
 		}
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("pre_tokenizer Sequence: %w", err)
-		}
-		var steps []preTokenizer
-		for i, r := range v.PreTokenizers {
-			p, err := parsePreTokenizer(r)
-			if err != nil {
-				return nil, fmt.Errorf("pre_tokenizer Sequence[%d]: %w", i, err)
-			}
-			if p != nil {
-				steps = append(steps, p)
-			}
-		}
-		return func(in []piece) ([]piece, error) {
-			var err error
-			for _, p := range steps {
-				if in, err = p(in); err != nil {
-					return nil, err
-				}
-			}
-			return in, nil
-		}, nil
+		return chain(steps), nil
 	case "ByteLevel":
 		var v struct {
 			AddPrefixSpace bool  `json:"add_prefix_space"`
@@ -500,21 +460,9 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 	}
 	switch c.Type {
 	case "Sequence":
-		var v struct {
-			Decoders []json.RawMessage `json:"decoders"`
-		}
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("decoder Sequence: %w", err)
-		}
-		var steps []decoder
-		for i, r := range v.Decoders {
-			d, err := parseDecoder(r)
-			if err != nil {
-				return nil, fmt.Errorf("decoder Sequence[%d]: %w", i, err)
-			}
-			if d != nil {
-				steps = append(steps, d)
-			}
+		steps, err := parseSequence(raw, "decoder", "decoders", parseDecoder)
+		if err != nil {
+			return nil, err
 		}
 		return func(toks []string) []string {
 			for _, d := range steps {
@@ -654,6 +602,47 @@ func hexDigit(c byte) (byte, bool) {
 		return c - 'a' + 10, true
 	}
 	return 0, false
+}
+
+// parseSequence parses the stages listed under field of a "Sequence" stage
+// of the given kind ("normalizer", "pre_tokenizer", "decoder"), dropping
+// the null ones. Errors name the kind and the index of the failing stage.
+func parseSequence[T normalizer | preTokenizer | decoder](raw json.RawMessage, kind, field string, parse func(json.RawMessage) (T, error)) ([]T, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, fmt.Errorf("%s Sequence: %w", kind, err)
+	}
+	var items []json.RawMessage
+	if list, ok := fields[field]; ok && !isNull(list) {
+		if err := json.Unmarshal(list, &items); err != nil {
+			return nil, fmt.Errorf("%s Sequence: %q: %w", kind, field, err)
+		}
+	}
+	var steps []T
+	for i, r := range items {
+		st, err := parse(r)
+		if err != nil {
+			return nil, fmt.Errorf("%s Sequence[%d]: %w", kind, i, err)
+		}
+		if st != nil {
+			steps = append(steps, st)
+		}
+	}
+	return steps, nil
+}
+
+// chain runs steps one after the other, stopping at the first error.
+func chain[T any, F ~func(T) (T, error)](steps []F) F {
+	return func(x T) (T, error) {
+		var err error
+		for _, st := range steps {
+			if x, err = st(x); err != nil {
+				var zero T
+				return zero, err
+			}
+		}
+		return x, nil
+	}
 }
 
 func isNull(raw json.RawMessage) bool {
