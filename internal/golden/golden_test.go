@@ -67,10 +67,7 @@ type hfConfig struct {
 
 func readConfig(t *testing.T, s *Set) hfConfig {
 	t.Helper()
-	raw, err := os.ReadFile(s.Path("config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, s.Path("config.json"))
 	var c hfConfig
 	if err := json.Unmarshal(raw, &c); err != nil {
 		t.Fatalf("%s: %v", s.Path("config.json"), err)
@@ -492,14 +489,8 @@ func TestAccessors(t *testing.T) {
 // names what is wrong.
 func TestLoadErrors(t *testing.T) {
 	src := filepath.Join(root, "llama-gqa")
-	raw, err := os.ReadFile(filepath.Join(src, "meta.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gold, err := os.ReadFile(filepath.Join(src, "golden.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, filepath.Join(src, "meta.json"))
+	gold := readFile(t, filepath.Join(src, "golden.safetensors"))
 	edit := func(fn func(m *Meta)) string { return editMeta(t, raw, fn) }
 	tests := []struct {
 		name    string
@@ -538,6 +529,17 @@ func TestLoadErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readFile returns the contents of path, failing the test if it cannot be
+// read.
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // editMeta returns the meta.json raw decoded as an M, changed by fn and

@@ -213,10 +213,7 @@ func paramShapes(ps []Param) map[string][]int {
 
 func readAdapterConfig(t *testing.T, s *MethodSet) map[string]any {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(s.AdapterDir(), "adapter_config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, filepath.Join(s.AdapterDir(), "adapter_config.json"))
 	var c map[string]any
 	if err := json.Unmarshal(raw, &c); err != nil {
 		t.Fatalf("adapter_config.json: %v", err)
@@ -584,14 +581,8 @@ func contains(list []string, s string) bool {
 // error that names what is wrong.
 func TestLoadMethodErrors(t *testing.T) {
 	src := filepath.Join(root, MethodsDir, "ptuning-mlp")
-	raw, err := os.ReadFile(filepath.Join(src, "meta.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gold, err := os.ReadFile(filepath.Join(src, "golden.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, filepath.Join(src, "meta.json"))
+	gold := readFile(t, filepath.Join(src, "golden.safetensors"))
 	edit := func(fn func(m *MethodMeta)) string { return editMeta(t, raw, fn) }
 	tests := []struct {
 		name    string
@@ -615,14 +606,9 @@ func TestLoadMethodErrors(t *testing.T) {
 			dir := filepath.Join(tmp, MethodsDir, "ptuning-mlp")
 			files := map[string][]byte{"meta.json": []byte(tc.meta), "golden.safetensors": gold}
 			for _, f := range []string{"adapter_config.json", "adapter_model.safetensors", "prompt_encoder.safetensors"} {
-				if files[f], err = os.ReadFile(filepath.Join(src, f)); err != nil {
-					t.Fatal(err)
-				}
+				files[f] = readFile(t, filepath.Join(src, f))
 			}
-			data, err := os.ReadFile(filepath.Join(root, "llama-gqa", "data.jsonl"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := readFile(t, filepath.Join(root, "llama-gqa", "data.jsonl"))
 			write := func(path string, b []byte) {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 					t.Fatal(err)
@@ -635,7 +621,7 @@ func TestLoadMethodErrors(t *testing.T) {
 			for name, b := range files {
 				write(filepath.Join(dir, name), b)
 			}
-			_, err = LoadMethod(dir)
+			_, err := LoadMethod(dir)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Errorf("LoadMethod of an intact copy: %v", err)
