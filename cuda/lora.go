@@ -172,7 +172,7 @@ func (b *Backend) AdapterBackward(dx, dwd, dbd, dwu, dbu, dy, x, wd, wu, pre, hi
 		b.gemmLocked(op, gemmArgs{c: dwu, a: dy, transA: true, b: hid, m: d, n: r, k: m, alpha: 1, beta: 1})
 	}
 	if dbu != nil && m > 0 {
-		b.launchCols32(op, kSumRows, m, d, b.ptr(op, dbu), dt(dbu), b.ptr(op, dy), dt(dy), m, d)
+		b.launchSumRows(op, cols32Geom(d), b.ptr(op, dbu), dt(dbu), b.ptr(op, dy), dt(dy), m, d)
 	}
 	if dx == nil && dwd == nil && dbd == nil {
 		return
@@ -184,7 +184,7 @@ func (b *Backend) AdapterBackward(dx, dwd, dbd, dwu, dbu, dy, x, wd, wu, pre, hi
 		b.gemmLocked(op, gemmArgs{c: dwd, a: dpre, transA: true, b: x, m: r, n: d, k: m, alpha: 1, beta: 1})
 	}
 	if dbd != nil && m > 0 {
-		b.launchCols32(op, kSumRows, m, r, b.ptr(op, dbd), dt(dbd), b.ptr(op, dpre), dt(dpre), m, r)
+		b.launchSumRows(op, cols32Geom(r), b.ptr(op, dbd), dt(dbd), b.ptr(op, dpre), dt(dpre), m, r)
 	}
 	if dx != nil {
 		b.gemmLocked(op, gemmArgs{c: dx, a: dpre, b: wd, res: dy, m: m, n: d, k: r, alpha: 1, beta: 1})
