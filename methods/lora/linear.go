@@ -150,7 +150,7 @@ func (l *Linear) Changed() { l.gInfo = false }
 const (
 	slotXD  = iota // [rows, in]: drop(x)
 	slotDXD        // [rows, in]: its gradient; DoRA: W₀ + s·B·A
-	slotV          // DoRA [rows, out] (and the RMSNorm output of [out, in])
+	slotV          // [rows, out]: a bfloat16 output's float32 sum; DoRA: ∂y/∂g (and the RMSNorm output of [out, in])
 	slotDXA        // [rows, r]: s·dy·B; DoRA merge: a transpose
 	numSlots
 )
@@ -297,9 +297,18 @@ func (l *Linear) Forward(y, x *engine.Tensor, train bool) {
 		f.LoRAForward(y, l.xa, x, xlArg, l.dense.Weight.Compute(), bias, l.A.Compute(), l.B.Compute(), l.Scale)
 		return
 	}
+	// The base output and the update are summed in float32 and rounded
+	// once into a bfloat16 y, as the fused kernel does.
+	acc := y
+	if y.DType() != engine.Float32 {
+		acc = l.sc.get(slotV, l.rows, l.out)
+	}
 	be.Gemm(l.xa, xl, l.A.Compute(), false, true, l.Scale, 0)
-	l.Base.Forward(y, x, train)
-	be.Gemm(y, l.xa, l.B.Compute(), false, true, 1, 1)
+	l.Base.Forward(acc, x, train)
+	be.Gemm(acc, l.xa, l.B.Compute(), false, true, 1, 1)
+	if acc != y {
+		be.Copy(y, acc)
+	}
 }
 
 // fusable reports whether the fused kernels compute this layer: a plain
