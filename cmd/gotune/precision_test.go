@@ -2,7 +2,6 @@ package main
 
 import (
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -47,13 +46,7 @@ const (
 // test), and checks that the two agree within the tolerances above: the bf16
 // path of every kernel against the CPU reference, end to end.
 func TestBF16DeviceMatchesCPU(t *testing.T) {
-	lib := os.Getenv("GOTUNE_LIBCUDA")
-	if lib == "" {
-		if os.Getenv("CI") == "true" || os.Getenv("GOTUNE_REQUIRE_EMU") == "1" {
-			t.Fatal("GOTUNE_LIBCUDA is unset: make test points it at the emulator (make emu)")
-		}
-		t.Skip("GOTUNE_LIBCUDA unset: run through make test to use the CUDA emulator")
-	}
+	lib := cudaDriver(t)
 	for _, name := range []string{"llama-gqa", "gpt2"} {
 		t.Run(name+"/full", func(t *testing.T) {
 			set, err := golden.Load(filepath.Join(goldenDir, name))
@@ -154,4 +147,3 @@ func savedDifferences(t *testing.T, a, b string) map[string]float64 {
 	}
 	return out
 }
-
