@@ -1,11 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gotune/gotune/engine/safetensors"
@@ -146,4 +149,83 @@ func savedDifferences(t *testing.T, a, b string) map[string]float64 {
 		out[name] = math.Sqrt(num / math.Max(den, 1e-30))
 	}
 	return out
+}
+
+// bf16Golden is testdata/golden/bf16/golden.json (written by
+// testdata/golden/bf16.py): PyTorch trajectories with gotune's bf16
+// rounding points, and the same runs without rounding.
+type bf16Golden struct {
+	Runs map[string]struct {
+		Losses         []float64 `json:"losses"`
+		GradNorms      []float64 `json:"grad_norms"`
+		ExactLosses    []float64 `json:"exact_losses"`
+		ExactGradNorms []float64 `json:"exact_grad_norms"`
+	} `json:"runs"`
+}
+
+// Tolerances against the PyTorch bf16 goldens, which round at gotune's
+// points but compute in float64 (gotune: float32).
+const (
+	// bf16GoldenFirstLossTol bounds the first step's loss (forward only:
+	// float32 noise, measured 2e-8); the golden's own bf16-vs-exact gap
+	// there is about 3e-5, which the test checks is over 10 times larger.
+	bf16GoldenFirstLossTol = 1e-6
+	// bf16GoldenLossTol bounds later losses: float32 against float64
+	// sums move a few rounded gradient elements by one bfloat16 unit, and
+	// AdamW's first steps (≈ lr·sign(g)) amplify flipped near-zero
+	// gradients (measured: at most 7.8e-5; full fine-tuning's bf16-vs-
+	// exact gap at steps 2 and 3 is 8e-4 and 1.4e-3).
+	bf16GoldenLossTol = 1.0 / (1 << 12)
+	// bf16GoldenNormTol bounds gradient norms: one bfloat16 unit (2^-8)
+	// (measured: at most 1.5e-3).
+	bf16GoldenNormTol = 1.0 / (1 << 8)
+)
+
+// TestBF16MatchesGolden trains llama-gqa (full) and the golden LoRA run on
+// the CPU with --precision bf16 and compares the trajectory with PyTorch's
+// bf16 golden, and checks that the first-step losses of bf16 and exact
+// arithmetic differ by far more than the tolerance (so that a bf16 run
+// that secretly computed in float32 would fail).
+func TestBF16MatchesGolden(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(goldenDir, "bf16", "golden.json"))
+	require.NoError(t, err)
+	var g bf16Golden
+	require.NoError(t, json.Unmarshal(raw, &g))
+	base, err := golden.Load(filepath.Join(goldenDir, "llama-gqa"))
+	require.NoError(t, err)
+	sets, err := golden.LoadMethods(filepath.Join(goldenDir, golden.MethodsDir))
+	require.NoError(t, err)
+	args := map[string]func(out string) []string{
+		"full": func(out string) []string { return goldenTrainArgs(base, base.Run("full"), out) },
+	}
+	for _, s := range sets {
+		if s.Meta.Name == "lora" {
+			args["lora"] = func(out string) []string { return methodTrainArgs(t, s, base, methodFlags, out) }
+		}
+	}
+	for name, run := range g.Runs {
+		t.Run(name, func(t *testing.T) {
+			require.Contains(t, args, name)
+			out := filepath.Join(t.TempDir(), "out")
+			r := runGotune(t, append(args[name](out), "--precision", "bf16")...)
+			require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			ms, err := train.ReadMetrics(filepath.Join(out, train.MetricsFile))
+			require.NoError(t, err)
+			require.Len(t, ms, len(run.Losses))
+			rel := func(a, b float64) float64 { return math.Abs(a-b) / math.Abs(b) }
+			gap := rel(run.ExactLosses[0], run.Losses[0])
+			assert.Greater(t, gap, 10*bf16GoldenFirstLossTol, "bf16 and exact first-step losses are too close for the test to tell them apart")
+			for i, m := range ms {
+				lossTol := bf16GoldenLossTol
+				if i == 0 {
+					lossTol = bf16GoldenFirstLossTol
+				}
+				t.Logf("step %d: loss %.3g (exact %.3g), grad norm %.3g (exact %.3g) relative to the bf16 golden", i+1,
+					rel(m.Loss, run.Losses[i]), rel(run.ExactLosses[i], run.Losses[i]),
+					rel(m.GradNorm, run.GradNorms[i]), rel(run.ExactGradNorms[i], run.GradNorms[i]))
+				assert.LessOrEqual(t, rel(m.Loss, run.Losses[i]), lossTol, "step %d loss %.8g, golden %.8g", i+1, m.Loss, run.Losses[i])
+				assert.LessOrEqual(t, rel(m.GradNorm, run.GradNorms[i]), bf16GoldenNormTol, "step %d grad norm %.8g, golden %.8g", i+1, m.GradNorm, run.GradNorms[i])
+			}
+		})
+	}
 }
