@@ -312,7 +312,9 @@ func TestTrainOnCUDABackend(t *testing.T) {
 			}
 			run := set.Run("full")
 			out := filepath.Join(t.TempDir(), "out")
-			args := append(goldenTrainArgs(set, run, out), "--device", "cuda") // later flags win
+			// fp32: the float32 path is what PyTorch's goldens check (auto is
+			// bf16 on a GPU; precision_test.go checks that one).
+			args := append(goldenTrainArgs(set, run, out), "--device", "cuda", "--precision", "fp32") // later flags win
 			r := runGotuneEnv(t, []string{"GOTUNE_LIBCUDA=" + lib}, args...)
 			if r.code != 0 {
 				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
