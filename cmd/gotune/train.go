@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
@@ -77,6 +78,7 @@ up to the checkpoint's step and is appended to.`
 // trainFlags are the flags of "gotune train".
 type trainFlags struct {
 	modelDir, dataPath, method, device, out string
+	precision                               string
 	steps, epochs, batchSize, gradAccum     int
 	seqLen, warmup, logEvery                int
 	saveEvery, saveTotalLimit               int
@@ -114,6 +116,7 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.seed, "seed", 42, "random seed (data order; method initialisation)")
 	fs.BoolVar(&f.shuffle, "shuffle", true, "shuffle the data each epoch with a seeded permutation; --shuffle=false keeps file order")
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
+	fs.StringVar(&f.precision, "precision", "auto", precisionHelp)
 	fs.StringVar(&f.out, "out", "out", "output `DIR` (created if needed)")
 	fs.IntVar(&f.logEvery, "log-every", 10, "print a progress line every N steps (0: never)")
 	fs.IntVar(&f.saveEvery, "save-every", 0, "write a resumable checkpoint to --out/checkpoint-<step> every N optimizer steps (0: never)")
@@ -197,6 +200,9 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	}
 	if !validDevice(f.device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", f.device)}
+	}
+	if _, err := engine.ParsePrecision(f.precision, false); err != nil {
+		return &usageError{msg: err.Error()}
 	}
 	method, ok := methods[f.method]
 	if !ok {
@@ -322,6 +328,8 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("--resume %s: the checkpoint holds a whole model (no %s), but --method %s trains an adapter", ckpt, peft.ConfigFile, f.method)
 	}
 	tcfg.Settings = runSettings(fs, methodFlags[f.method], methodFlags, seqLen, ds)
+	tcfg.Precision, _ = engine.ParsePrecision(f.precision, onGPU(be))
+	fmt.Fprintf(e.Stdout, "precision: %s\n", tcfg.Precision)
 	var ckptSaver train.Saver
 	if saver == nil && f.saveEvery > 0 {
 		// A full checkpoint is usable on its own, like the final save.

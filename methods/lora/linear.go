@@ -150,7 +150,7 @@ func (l *Linear) Changed() { l.gInfo = false }
 const (
 	slotXD  = iota // [rows, in]: drop(x)
 	slotDXD        // [rows, in]: its gradient; DoRA: W₀ + s·B·A
-	slotV          // DoRA [rows, out] (and the RMSNorm output of [out, in])
+	slotV          // [rows, out]: a bfloat16 output's float32 sum; DoRA: ∂y/∂g (and the RMSNorm output of [out, in])
 	slotDXA        // [rows, r]: s·dy·B; DoRA merge: a transpose
 	numSlots
 )
@@ -171,14 +171,21 @@ func (s *scratch) hostMask(n int) []float32 {
 	return s.host[:n]
 }
 
-// get returns a [rows, cols] view of slot's buffer, growing it as needed.
+// get returns a [rows, cols] Float32 view of slot's buffer, growing it as
+// needed.
 func (s *scratch) get(slot, rows, cols int) *engine.Tensor {
+	return s.getAs(slot, engine.Float32, rows, cols)
+}
+
+// getAs is get for a buffer of dtype dt (the activation dtype for
+// operands of bfloat16 matrix products), reallocating on a dtype change.
+func (s *scratch) getAs(slot int, dt engine.DType, rows, cols int) *engine.Tensor {
 	n := rows * cols
-	if b := s.bufs[slot]; b == nil || b.Len() < n {
+	if b := s.bufs[slot]; b == nil || b.Len() < n || b.DType() != dt {
 		if b != nil {
 			s.be.Free(b)
 		}
-		s.bufs[slot] = s.be.Alloc(engine.Float32, n)
+		s.bufs[slot] = s.be.Alloc(dt, n)
 	}
 	return s.bufs[slot].Slice(0, n).Reshape(rows, cols)
 }
@@ -194,14 +201,16 @@ func (s *scratch) release() {
 	s.host = nil
 }
 
-// ensure sizes the buffers kept between forward and backward for rows rows.
-func (l *Linear) ensure(rows int) {
-	if l.rows == rows && l.xa != nil {
+// ensure sizes the buffers kept between forward and backward for rows rows
+// of inputs of dtype dt (xa takes the input's dtype: bfloat16 under mixed
+// precision, like the projection it feeds).
+func (l *Linear) ensure(rows int, dt engine.DType) {
+	if l.rows == rows && l.xa != nil && l.xa.DType() == dt {
 		return
 	}
 	l.release()
 	l.rows = rows
-	l.xa = l.be.Alloc(engine.Float32, rows, l.r)
+	l.xa = l.be.Alloc(dt, rows, l.r)
 	if l.M != nil {
 		l.u = l.be.Alloc(engine.Float32, rows, l.out)
 	}
@@ -264,12 +273,12 @@ func (l *Linear) Forward(y, x *engine.Tensor, train bool) {
 		return
 	}
 	be := l.be
-	l.ensure(x.Rows())
+	l.ensure(x.Rows(), x.DType())
 	l.dropped = train && l.Dropout > 0
 	xl := x
 	if l.dropped {
 		l.newMask()
-		xl = l.sc.get(slotXD, l.rows, l.in)
+		xl = l.sc.getAs(slotXD, x.DType(), l.rows, l.in)
 		be.Mul(xl, x, l.mask)
 	}
 	if l.M != nil {
@@ -285,12 +294,21 @@ func (l *Linear) Forward(y, x *engine.Tensor, train bool) {
 		if l.dense.Bias != nil {
 			bias = l.dense.Bias.W
 		}
-		f.LoRAForward(y, l.xa, x, xlArg, l.dense.Weight.W, bias, l.A.W, l.B.W, l.Scale)
+		f.LoRAForward(y, l.xa, x, xlArg, l.dense.Weight.Compute(), bias, l.A.Compute(), l.B.Compute(), l.Scale)
 		return
 	}
-	be.Gemm(l.xa, xl, l.A.W, false, true, l.Scale, 0)
-	l.Base.Forward(y, x, train)
-	be.Gemm(y, l.xa, l.B.W, false, true, 1, 1)
+	// The base output and the update are summed in float32 and rounded
+	// once into a bfloat16 y, as the fused kernel does.
+	acc := y
+	if y.DType() != engine.Float32 {
+		acc = l.sc.get(slotV, l.rows, l.out)
+	}
+	be.Gemm(l.xa, xl, l.A.Compute(), false, true, l.Scale, 0)
+	l.Base.Forward(acc, x, train)
+	be.Gemm(acc, l.xa, l.B.Compute(), false, true, 1, 1)
+	if acc != y {
+		be.Copy(y, acc)
+	}
 }
 
 // fusable reports whether the fused kernels compute this layer: a plain
@@ -311,7 +329,7 @@ func (l *Linear) Backward(dx, dy, x *engine.Tensor) {
 	xl := x
 	if l.dropped {
 		// drop(x) again: the scratch it lived in has served other layers.
-		xl = l.sc.get(slotXD, l.rows, l.in)
+		xl = l.sc.getAs(slotXD, x.DType(), l.rows, l.in)
 		be.Mul(xl, x, l.mask)
 	}
 	gA, gB := model.Grad(l.A), model.Grad(l.B)
@@ -325,7 +343,7 @@ func (l *Linear) Backward(dx, dy, x *engine.Tensor) {
 			dxl = l.sc.get(slotDXD, l.rows, l.in)
 			be.Fill(dxl, 0)
 		}
-		f.LoRABackward(dx, dxl, gA, gB, dy, xl, l.dense.Weight.W, l.A.W, l.B.W, l.xa, l.Scale)
+		f.LoRABackward(dx, dxl, gA, gB, dy, xl, l.dense.Weight.Compute(), l.A.Compute(), l.B.Compute(), l.xa, l.Scale)
 		if dxl != nil {
 			be.Mul(dxl, dxl, l.mask)
 			be.Add(dx, dx, dxl)
@@ -335,9 +353,9 @@ func (l *Linear) Backward(dx, dy, x *engine.Tensor) {
 	if gB != nil {
 		be.Gemm(gB, dy, l.xa, true, false, 1, 1) // [out, r] += dyᵀ·(s·xl·Aᵀ)
 	}
-	dxa := l.sc.get(slotDXA, l.rows, l.r)
+	dxa := l.sc.getAs(slotDXA, dy.DType(), l.rows, l.r)
 	if gA != nil || dx != nil {
-		be.Gemm(dxa, dy, l.B.W, false, false, l.Scale, 0) // s·dy·B
+		be.Gemm(dxa, dy, l.B.Compute(), false, false, l.Scale, 0) // s·dy·B
 	}
 	if gA != nil {
 		be.Gemm(gA, dxa, xl, true, false, 1, 1) // [r, in] += dxaᵀ·xl
@@ -349,11 +367,11 @@ func (l *Linear) Backward(dx, dy, x *engine.Tensor) {
 		return
 	}
 	if !l.dropped {
-		be.Gemm(dx, dxa, l.A.W, false, false, 1, 1)
+		be.Gemm(dx, dxa, l.A.Compute(), false, false, 1, 1)
 		return
 	}
 	dxd := l.sc.get(slotDXD, l.rows, l.in)
-	be.Gemm(dxd, dxa, l.A.W, false, false, 1, 0)
+	be.Gemm(dxd, dxa, l.A.Compute(), false, false, 1, 0)
 	be.Mul(dxd, dxd, l.mask)
 	be.Add(dx, dx, dxd)
 }
@@ -366,10 +384,10 @@ func (l *Linear) forwardDoRA(y, x, xl *engine.Tensor, train bool) {
 	be, w := l.be, l.dense.Weight.W
 	conv := l.dense.Conv1D
 	l.updateNorm(train)
-	be.Gemm(l.xa, xl, l.A.W, false, true, l.Scale, 0)
+	be.Gemm(l.xa, xl, l.A.Compute(), false, true, l.Scale, 0)
 	if !l.dropped {
 		be.Gemm(l.u, x, w, false, !conv, 1, 0)
-		be.Gemm(l.u, l.xa, l.B.W, false, true, 1, 1)
+		be.Gemm(l.u, l.xa, l.B.Compute(), false, true, 1, 1)
 		be.MulCols(y, l.u, l.g)
 		if l.dense.Bias != nil {
 			be.AddBias(y, l.dense.Bias.W)
@@ -379,7 +397,7 @@ func (l *Linear) forwardDoRA(y, x, xl *engine.Tensor, train bool) {
 	v := l.sc.get(slotV, l.rows, l.out)
 	be.Gemm(v, xl, w, false, !conv, 1, 0)
 	be.Copy(l.u, v)
-	be.Gemm(l.u, l.xa, l.B.W, false, true, 1, 1)
+	be.Gemm(l.u, l.xa, l.B.Compute(), false, true, 1, 1)
 	l.Base.Forward(y, x, train)
 	be.Axpy(y, v, -1)
 	be.MulCols(v, l.u, l.g)
@@ -406,7 +424,7 @@ func (l *Linear) backwardDoRA(dx, dy, x, xl, gA, gB *engine.Tensor) {
 	}
 	dxa := l.sc.get(slotDXA, l.rows, l.r)
 	if gA != nil || dx != nil {
-		be.Gemm(dxa, z, l.B.W, false, false, l.Scale, 0)
+		be.Gemm(dxa, z, l.B.Compute(), false, false, l.Scale, 0)
 	}
 	if gA != nil {
 		be.Gemm(gA, dxa, xl, true, false, 1, 1)
@@ -416,13 +434,13 @@ func (l *Linear) backwardDoRA(dx, dy, x, xl, gA, gB *engine.Tensor) {
 	}
 	if !l.dropped {
 		be.Gemm(dx, z, w, false, conv, 1, 1)
-		be.Gemm(dx, dxa, l.A.W, false, false, 1, 1)
+		be.Gemm(dx, dxa, l.A.Compute(), false, false, 1, 1)
 		return
 	}
 	be.Axpy(z, dy, -1) // (g−1)⊙dy
 	dxd := l.sc.get(slotDXD, l.rows, l.in)
 	be.Gemm(dxd, z, w, false, conv, 1, 0)
-	be.Gemm(dxd, dxa, l.A.W, false, false, 1, 1)
+	be.Gemm(dxd, dxa, l.A.Compute(), false, false, 1, 1)
 	be.Mul(dxd, dxd, l.mask)
 	be.Add(dx, dx, dxd)
 	be.Gemm(dx, dy, w, false, conv, 1, 1)
