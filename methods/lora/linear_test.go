@@ -6,10 +6,12 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gotune/gotune/cuda"
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/fused"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/methods/internal/methodtest"
 )
 
 // refLayer is a float64 restatement of the layer's function, written from
@@ -131,14 +133,13 @@ func relErr(got, want []float64) float64 {
 // without bias and dropout) against the float64 reference: values
 // directly, gradients against central finite differences of the
 // reference's Σ dy⊙y (with the DoRA norm held constant, as PEFT detaches
-// it).
+// it). It runs on the CPU (the recipes composed from Backend
+// operations), on the CPU behind fusedCPU (the layer must hand every pass
+// to a backend's fused operations) and on the CUDA backend's fused kernels
+// (the emulator under make test).
 func TestLinearAgainstReference(t *testing.T) {
-	for _, withKernels := range []bool{false, true} {
-		name := "composed"
-		if withKernels {
-			name = "fused"
-		}
-		t.Run(name, func(t *testing.T) { testLinearAgainstReference(t, withKernels) })
+	for _, mode := range []string{"composed", "fused", "cuda"} {
+		t.Run(mode, func(t *testing.T) { testLinearAgainstReference(t, mode) })
 	}
 }
 
@@ -163,7 +164,11 @@ func (b *fusedCPU) LoRABackward(dx, dxl, da, db, dy, xl, xa *engine.Tensor, l fu
 	fused.Composed{Backend: b.Backend}.LoRABackward(dx, dxl, da, db, dy, xl, xa, l)
 }
 
-func testLinearAgainstReference(t *testing.T, withKernels bool) {
+func testLinearAgainstReference(t *testing.T, mode string) {
+	var gpu *cuda.Backend
+	if mode == "cuda" {
+		gpu = methodtest.CUDABackend(t)
+	}
 	const N, in, out, r = 5, 6, 7, 3
 	for _, tc := range []struct {
 		conv, bias, dora bool
@@ -185,8 +190,15 @@ func testLinearAgainstReference(t *testing.T, withKernels bool) {
 		t.Run(name, func(t *testing.T) {
 			var be engine.Backend = cpu.New()
 			fb := &fusedCPU{Backend: cpu.New()}
-			if withKernels {
+			switch mode {
+			case "fused":
 				be = fb
+			case "cuda":
+				be = gpu
+			}
+			var before map[string]cuda.OpStats
+			if gpu != nil {
+				before = gpu.Stats()
 			}
 			rng := rand.New(rand.NewPCG(7, uint64(len(name))))
 			ref := &refLayer{in: in, out: out, r: r, conv: tc.conv, s: tc.scale,
@@ -296,11 +308,14 @@ func testLinearAgainstReference(t *testing.T, withKernels bool) {
 			// The fused operations compute every layer: LoRA and DoRA, on
 			// torch-layout and Conv1D bases.
 			wantFused := 0
-			if withKernels {
+			if mode == "fused" {
 				wantFused = 1
 			}
 			if fb.forwards != wantFused || fb.backwards != wantFused {
 				t.Errorf("fused operations used %d/%d times, want %d", fb.forwards, fb.backwards, wantFused)
+			}
+			if gpu != nil {
+				methodtest.RequireNative(t, gpu, before, "LoRAForward", "LoRABackward")
 			}
 		})
 	}
