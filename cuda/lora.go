@@ -10,16 +10,10 @@ var (
 	_ fused.AdapterBackend = (*Backend)(nil)
 )
 
-// gemmLayout returns whether a product with l's base weight as its right
-// operand transposes it: forward x·op(W), or (backward) dy·op(W)ᵀ.
-func gemmLayout(l fused.LoRA, backward bool) bool {
-	return (l.Layout == fused.OutIn) != backward
-}
-
 // LoRAForward is the fused LoRA forward: two launches, the rank-r product
 // xa (written once, read once by the second), and the base GEMM with the
 // low-rank update streamed through the same k-loop and the bias in the
-// epilogue. The base weight's layout is the first product's trans flag.
+// epilogue. The base weight's layout is the base product's trans flag.
 func (b *Backend) LoRAForward(y, xa, x, xl *engine.Tensor, l fused.LoRA) {
 	const op = "LoRAForward"
 	m, k, n, r := fused.CheckLoRA("cuda."+op, y, xa, x, xl, l, nil, nil, nil, nil)
@@ -34,7 +28,7 @@ func (b *Backend) LoRAForward(y, xa, x, xl *engine.Tensor, l fused.LoRA) {
 		return
 	}
 	b.gemmLocked(op, gemmArgs{c: xa, a: xl, b: l.A, transB: true, m: m, n: r, k: k, alpha: l.Scale})
-	b.gemmLocked(op, gemmArgs{c: y, a: x, b: l.W, transB: gemmLayout(l, false), a2: xa, b2: l.B, transB2: true, k2: r,
+	b.gemmLocked(op, gemmArgs{c: y, a: x, b: l.W, transB: l.TransW(), a2: xa, b2: l.B, transB2: true, k2: r,
 		bias: l.Bias, m: m, n: n, k: k, alpha: 1})
 }
 
@@ -63,12 +57,12 @@ func (b *Backend) LoRABackward(dx, dxl, da, db, dy, xl, xa *engine.Tensor, l fus
 	if da != nil {
 		b.gemmLocked(op, gemmArgs{c: da, a: dxa, transA: true, b: xl, m: r, n: k, k: m, alpha: 1, beta: 1})
 	}
-	transW := gemmLayout(l, true)
+	transBack := !l.TransW() // dy·op(W)ᵀ
 	switch {
 	case dx != nil && dxl == nil:
-		b.gemmLocked(op, gemmArgs{c: dx, a: dy, b: l.W, transB: transW, a2: dxa, b2: l.A, k2: r, m: m, n: k, k: n, alpha: 1, beta: 1})
+		b.gemmLocked(op, gemmArgs{c: dx, a: dy, b: l.W, transB: transBack, a2: dxa, b2: l.A, k2: r, m: m, n: k, k: n, alpha: 1, beta: 1})
 	case dx != nil:
-		b.gemmLocked(op, gemmArgs{c: dx, a: dy, b: l.W, transB: transW, m: m, n: k, k: n, alpha: 1, beta: 1})
+		b.gemmLocked(op, gemmArgs{c: dx, a: dy, b: l.W, transB: transBack, m: m, n: k, k: n, alpha: 1, beta: 1})
 	}
 	if dxl != nil {
 		b.gemmLocked(op, gemmArgs{c: dxl, a: dxa, b: l.A, m: m, n: k, k: r, alpha: 1, beta: 1})

@@ -12,10 +12,6 @@ var (
 	_ AdapterBackend = Composed{}
 )
 
-// transposed reports whether a product with w as the right operand
-// transposes it to compute x·op(w) (see Layout).
-func (l LoRA) transposed() bool { return l.Layout == OutIn }
-
 // LoRAForward implements LoRABackend.
 func (c Composed) LoRAForward(y, xa, x, xl *engine.Tensor, l LoRA) {
 	CheckLoRA("fused.LoRAForward", y, xa, x, xl, l, nil, nil, nil, nil)
@@ -23,7 +19,7 @@ func (c Composed) LoRAForward(y, xa, x, xl *engine.Tensor, l LoRA) {
 		xl = x
 	}
 	c.Gemm(xa, xl, l.A, false, true, l.Scale, 0)
-	c.Gemm(y, x, l.W, false, l.transposed(), 1, 0)
+	c.Gemm(y, x, l.W, false, l.TransW(), 1, 0)
 	if l.Bias != nil {
 		c.AddBias(y, l.Bias)
 	}
@@ -46,7 +42,7 @@ func (c Composed) LoRABackward(dx, dxl, da, db, dy, xl, xa *engine.Tensor, l LoR
 		c.Gemm(da, dxa, xl, true, false, 1, 1)
 	}
 	if dx != nil {
-		c.Gemm(dx, dy, l.W, false, !l.transposed(), 1, 1)
+		c.Gemm(dx, dy, l.W, false, !l.TransW(), 1, 1)
 	}
 	switch {
 	case dxl != nil:

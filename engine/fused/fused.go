@@ -34,6 +34,10 @@ type LoRA struct {
 	Scale  float32
 }
 
+// TransW reports whether the forward product x·op(W) transposes the
+// stored W (torch layout); the input gradient dy·op(W)ᵀ then does not.
+func (l LoRA) TransW() bool { return l.Layout == OutIn }
+
 // Bottleneck is one bottleneck adapter: Down [r, D] with bias DownBias
 // [r], Up [D, r] with bias UpBias [D] (biases may be nil), the activation
 // between them and the scale of the adapter's output.
