@@ -20,20 +20,14 @@ func (c Composed) LoRAForward(y, xa, x, xl *engine.Tensor, l LoRA) {
 	}
 	// The base product, bias and update are summed in float32 and a
 	// bfloat16 y is rounded once, as the fused kernel's epilogue does.
-	acc := y
-	if y.DType() != engine.Float32 {
-		acc = c.Alloc(engine.Float32, y.Shape()...)
-		defer c.Free(acc)
-	}
+	acc := c.float32Like(y)
 	c.Gemm(xa, xl, l.A, false, true, l.Scale, 0)
 	c.Gemm(acc, x, l.W, false, l.TransW(), 1, 0)
 	if l.Bias != nil {
 		c.AddBias(acc, l.Bias)
 	}
 	c.Gemm(acc, xa, l.B, false, true, 1, 1)
-	if acc != y {
-		c.Copy(y, acc)
-	}
+	c.roundInto(y, acc)
 }
 
 // LoRABackward implements LoRABackend.
@@ -45,7 +39,7 @@ func (c Composed) LoRABackward(dx, dxl, da, db, dy, xl, xa *engine.Tensor, l LoR
 	if da == nil && dx == nil && dxl == nil {
 		return
 	}
-	dxa := c.Alloc(engine.Float32, m, r)
+	dxa := c.Alloc(dy.DType(), m, r) // the fused kernel's dtype for s·dy·B
 	defer c.Free(dxa)
 	c.Gemm(dxa, dy, l.B, false, false, l.Scale, 0)
 	if da != nil {
@@ -65,19 +59,43 @@ func (c Composed) LoRABackward(dx, dxl, da, db, dy, xl, xa *engine.Tensor, l LoR
 // AdapterForward implements AdapterBackend.
 func (c Composed) AdapterForward(y, pre, hid, x, res *engine.Tensor, a Bottleneck) {
 	CheckAdapter("fused.AdapterForward", y, pre, hid, x, res, a, nil, nil, nil, nil, nil, nil)
-	c.Gemm(pre, x, a.Down, false, true, 1, 0)
+	// Bfloat16 outputs are computed in float32 and rounded once, as the
+	// fused kernels' epilogues do: hid = act(pre) from the unrounded pre.
+	pre32, y32 := c.float32Like(pre), c.float32Like(y)
+	c.Gemm(pre32, x, a.Down, false, true, 1, 0)
 	if a.DownBias != nil {
-		c.AddBias(pre, a.DownBias)
+		c.AddBias(pre32, a.DownBias)
 	}
-	c.Activation(hid, pre, a.Act)
-	c.Gemm(y, hid, a.Up, false, true, 1, 0)
+	c.Activation(hid, pre32, a.Act)
+	c.Gemm(y32, hid, a.Up, false, true, 1, 0)
 	if a.UpBias != nil {
-		c.AddBias(y, a.UpBias)
+		c.AddBias(y32, a.UpBias)
 	}
 	if a.Scale != 1 {
-		c.Scale(y, a.Scale)
+		c.Scale(y32, a.Scale)
 	}
-	c.Add(y, y, res)
+	c.Add(y32, y32, res)
+	c.roundInto(pre, pre32)
+	c.roundInto(y, y32)
+}
+
+// float32Like returns t when it is Float32, else a Float32 scratch tensor
+// of its shape for roundInto.
+func (c Composed) float32Like(t *engine.Tensor) *engine.Tensor {
+	if t.DType() == engine.Float32 {
+		return t
+	}
+	return c.Alloc(engine.Float32, t.Shape()...)
+}
+
+// roundInto copies a float32Like scratch into dst (rounding once) and
+// frees it; a no-op when float32Like returned dst itself.
+func (c Composed) roundInto(dst, scratch *engine.Tensor) {
+	if scratch == dst {
+		return
+	}
+	c.Copy(dst, scratch)
+	c.Free(scratch)
 }
 
 // AdapterBackward implements AdapterBackend.

@@ -142,7 +142,7 @@ func (l *Linear) Changed() { l.gInfo = false }
 const (
 	slotXD  = iota // [rows, in]: drop(x)
 	slotDXD        // [rows, in]: its gradient; DoRA: W₀ + s·B·A
-	slotV          // DoRA [rows, out] (and the RMSNorm output of [out, in])
+	slotV          // [rows, out]: a bfloat16 output's float32 sum; DoRA: ∂y/∂g (and the RMSNorm output of [out, in])
 	slotDXA        // [rows, r]: s·dy·B; DoRA merge: a transpose
 	numSlots
 )
@@ -163,14 +163,21 @@ func (s *scratch) hostMask(n int) []float32 {
 	return s.host[:n]
 }
 
-// get returns a [rows, cols] view of slot's buffer, growing it as needed.
+// get returns a [rows, cols] Float32 view of slot's buffer, growing it as
+// needed.
 func (s *scratch) get(slot, rows, cols int) *engine.Tensor {
+	return s.getAs(slot, engine.Float32, rows, cols)
+}
+
+// getAs is get for a buffer of dtype dt (the activation dtype for
+// operands of bfloat16 matrix products), reallocating on a dtype change.
+func (s *scratch) getAs(slot int, dt engine.DType, rows, cols int) *engine.Tensor {
 	n := rows * cols
-	if b := s.bufs[slot]; b == nil || b.Len() < n {
+	if b := s.bufs[slot]; b == nil || b.Len() < n || b.DType() != dt {
 		if b != nil {
 			s.be.Free(b)
 		}
-		s.bufs[slot] = s.be.Alloc(engine.Float32, n)
+		s.bufs[slot] = s.be.Alloc(dt, n)
 	}
 	return s.bufs[slot].Slice(0, n).Reshape(rows, cols)
 }
@@ -186,14 +193,16 @@ func (s *scratch) release() {
 	s.host = nil
 }
 
-// ensure sizes the buffers kept between forward and backward for rows rows.
-func (l *Linear) ensure(rows int) {
-	if l.rows == rows && l.xa != nil {
+// ensure sizes the buffers kept between forward and backward for rows rows
+// of inputs of dtype dt (xa takes the input's dtype: bfloat16 under mixed
+// precision, like the projection it feeds).
+func (l *Linear) ensure(rows int, dt engine.DType) {
+	if l.rows == rows && l.xa != nil && l.xa.DType() == dt {
 		return
 	}
 	l.release()
 	l.rows = rows
-	l.xa = l.be.Alloc(engine.Float32, rows, l.r)
+	l.xa = l.be.Alloc(dt, rows, l.r)
 	if l.M != nil {
 		l.u = l.be.Alloc(engine.Float32, rows, l.out)
 	}
@@ -256,12 +265,12 @@ func (l *Linear) Forward(y, x *engine.Tensor, train bool) {
 		return
 	}
 	be := l.be
-	l.ensure(x.Rows())
+	l.ensure(x.Rows(), x.DType())
 	l.dropped = train && l.Dropout > 0
 	xl := x
 	if l.dropped {
 		l.newMask()
-		xl = l.sc.get(slotXD, l.rows, l.in)
+		xl = l.sc.getAs(slotXD, x.DType(), l.rows, l.in)
 		be.Mul(xl, x, l.mask)
 	}
 	if l.M != nil {
@@ -321,7 +330,7 @@ func (l *Linear) Backward(dx, dy, x *engine.Tensor) {
 	xl := x
 	if l.dropped {
 		// drop(x) again: the scratch it lived in has served other layers.
-		xl = l.sc.get(slotXD, l.rows, l.in)
+		xl = l.sc.getAs(slotXD, x.DType(), l.rows, l.in)
 		be.Mul(xl, x, l.mask)
 	}
 	gA, gB := model.Grad(l.A), model.Grad(l.B)
@@ -345,7 +354,7 @@ func (l *Linear) Backward(dx, dy, x *engine.Tensor) {
 	if gB != nil {
 		be.Gemm(gB, dy, l.xa, true, false, 1, 1) // [out, r] += dyᵀ·(s·xl·Aᵀ)
 	}
-	dxa := l.sc.get(slotDXA, l.rows, l.r)
+	dxa := l.sc.getAs(slotDXA, dy.DType(), l.rows, l.r)
 	if gA != nil || dx != nil {
 		be.Gemm(dxa, dy, l.B.Compute(), false, false, l.Scale, 0) // s·dy·B
 	}
