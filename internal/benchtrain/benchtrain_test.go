@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -140,4 +142,31 @@ func TestBadArguments(t *testing.T) {
 	var out, log bytes.Buffer
 	require.NoError(t, RunCLI(context.Background(), []string{"--help"}, &out, &log))
 	assert.Contains(t, out.String(), "-grad-checkpoint")
+}
+
+// TestPEFTScriptAgreesWithPlan runs scripts/bench_peft.py --dry-run on the
+// GPU presets' plan: the script derives each model's parameter count from
+// the shape on its own and fails when it differs from gotune's, so the
+// PyTorch side provably builds the same models. Skipped without python3.
+func TestPEFTScriptAgreesWithPlan(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	var plan, log bytes.Buffer
+	require.NoError(t, RunCLI(context.Background(), []string{"--dry-run", "--json", "--preset", "tiny,0.5b,1.5b"}, &plan, &log))
+	path := filepath.Join(t.TempDir(), "plan.json")
+	require.NoError(t, os.WriteFile(path, plan.Bytes(), 0o644))
+	out, err := exec.Command(py, "../../scripts/bench_peft.py", "--plan", path, "--dry-run").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "dry run: 6 case(s); parameter counts agree with gotune's plan")
+	assert.Contains(t, string(out), "1.5b full gc=off fp32: B=2 T=2048, 4096 tokens/step")
+
+	// A plan whose count is off by one must be refused.
+	bad := strings.Replace(plan.String(), `"params": 125248`, `"params": 125249`, 1)
+	require.NotEqual(t, plan.String(), bad)
+	require.NoError(t, os.WriteFile(path, []byte(bad), 0o644))
+	out, err = exec.Command(py, "../../scripts/bench_peft.py", "--plan", path, "--dry-run").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "would not build the same model")
 }
