@@ -18,19 +18,17 @@ package benchkernels
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/gotune/gotune/cuda"
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/internal/benchutil"
+	"github.com/gotune/gotune/internal/devicepeaks"
 )
 
 // Result is one timed operation.
@@ -46,6 +44,14 @@ type Result struct {
 	N int `json:"n"`
 	K int `json:"k"`
 	R int `json:"r"`
+	// Batch, Seq, Heads, KVHeads and HeadDim describe an attention
+	// problem (attn_* operations, where M is Batch·Seq, N Heads·HeadDim
+	// and K Seq): the shape scripts/bench_sdpa.py times PyTorch on.
+	Batch   int `json:"batch,omitempty"`
+	Seq     int `json:"seq,omitempty"`
+	Heads   int `json:"heads,omitempty"`
+	KVHeads int `json:"kv_heads,omitempty"`
+	HeadDim int `json:"head_dim,omitempty"`
 	// MedianMs, MinMs and MaxMs summarise the timed repeats.
 	MedianMs float64 `json:"median_ms"`
 	MinMs    float64 `json:"min_ms"`
@@ -105,25 +111,6 @@ type Peaks struct {
 	Source string `json:"source"`
 }
 
-// datasheet holds dense (no sparsity) peaks by device-name substring;
-// the first match wins, so specific names come first. They are leads, not
-// measurements: --peak-tflops, --peak-f32-tflops and --bandwidth override.
-var datasheet = []struct {
-	match           string
-	bf16, f32, band float64
-}{
-	{"H200", 989, 67, 4800},
-	{"H100 PCIe", 756, 51, 2000},
-	{"H100 NVL", 835, 60, 3900},
-	{"H100", 989, 67, 3350},
-	{"A100-SXM4-80GB", 312, 19.5, 2039},
-	{"A100 80GB PCIe", 312, 19.5, 1935},
-	{"A100", 312, 19.5, 1555},
-	{"L40S", 362, 91.6, 864},
-	{"A10", 125, 31.2, 600},
-	{"RTX 4090", 165, 82.6, 1008},
-}
-
 type options struct {
 	device          string
 	json            bool
@@ -137,10 +124,9 @@ type options struct {
 
 // Run executes `gotune bench kernels` with args (the flags after "kernels").
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gotune bench kernels", flag.ContinueOnError)
-	// Silence the flag package so a bad flag is one line of error, not the
-	// whole flag list; --help prints the list (to stdout) below.
-	fs.SetOutput(io.Discard)
+	fs := benchutil.NewFlagSet("kernels", "Times gotune's fused matmul, LoRA, adapter and attention kernels at LLM layer\n"+
+		"shapes (on the CPU backend at smaller shapes when no GPU is usable) and compares\n"+
+		"them with their floors and, where cuBLAS loads, with cuBLAS.")
 	var o options
 	fs.StringVar(&o.device, "device", "auto", "auto (the GPU when usable, else the CPU), cpu or cuda")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON instead of a table")
@@ -151,23 +137,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&o.bandwidth, "bandwidth", 0, "memory bandwidth in GB/s (default: datasheet, else the driver's clocks)")
 	fs.BoolVar(&o.quick, "quick", false, "fewer and smaller shapes (smoke test)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the random inputs")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: gotune bench kernels [flags]\n\n"+
-			"Times gotune's fused matmul, LoRA and adapter kernels at LLM layer shapes\n"+
-			"(on the CPU backend at smaller shapes when no GPU is usable) and compares\n"+
-			"them with their floors and, where cuBLAS loads, with cuBLAS.\n\nflags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return nil
-		}
-		return fmt.Errorf("bench kernels: %w (gotune bench kernels --help lists the flags)", err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench kernels: unexpected arguments %q", fs.Args())
+	if help, err := benchutil.Parse(fs, args, stdout); help || err != nil {
+		return err
 	}
 	if o.repeats < 0 {
 		return fmt.Errorf("bench kernels: --repeats %d must be >= 0", o.repeats)
@@ -278,11 +249,8 @@ func run(ctx context.Context, be engine.Backend, o options, log io.Writer) (*Rep
 // bandwidth only) the driver's memory clock and bus width.
 func gpuPeaks(info cuda.DeviceInfo, o options) Peaks {
 	p := Peaks{Source: "no datasheet entry for " + info.Name}
-	for _, d := range datasheet {
-		if strings.Contains(info.Name, d.match) {
-			p = Peaks{BF16TFLOPS: d.bf16, F32TFLOPS: d.f32, BandwidthGBs: d.band, Source: "datasheet (" + d.match + ")"}
-			break
-		}
+	if d, ok := devicepeaks.Lookup(info.Name); ok {
+		p = Peaks{BF16TFLOPS: d.BF16TFLOPS, F32TFLOPS: d.F32TFLOPS, BandwidthGBs: d.BandwidthGBs, Source: "datasheet (" + d.Match + ")"}
 	}
 	if p.BandwidthGBs == 0 && info.MemClockKHz > 0 && info.BusWidth > 0 {
 		p.BandwidthGBs = 2 * float64(info.MemClockKHz) * 1e3 * float64(info.BusWidth) / 8 / 1e9
@@ -368,20 +336,6 @@ func headline(rs []Result) []Ratio {
 		}
 	}
 	return out
-}
-
-// median returns the middle of xs (the mean of the two middles when even).
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	n := len(s)
-	if n == 0 {
-		return math.NaN()
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
 
 func printTable(w io.Writer, rep *Report) error {

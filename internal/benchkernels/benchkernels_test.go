@@ -5,27 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gotune/gotune/cuda"
+	"github.com/gotune/gotune/internal/benchutil"
 )
 
-// TestMain points the CUDA driver at the CPU emulator when it is built and
-// no driver was chosen, so the GPU code path of the benchmark runs here.
+// TestMain runs the GPU code path on the emulator when it is built.
 func TestMain(m *testing.M) {
-	if os.Getenv(cuda.EnvLibrary) == "" {
-		if p, err := filepath.Abs("../../kernels/emu/build/libcuda.so"); err == nil {
-			if _, err := os.Stat(p); err == nil {
-				os.Setenv(cuda.EnvLibrary, p)
-			}
-		}
-	}
+	benchutil.UseEmulator("../..")
 	os.Exit(m.Run())
 }
 
-var allOps = []string{"gemm", "lora_fwd", "lora_bwd", "adapter_fwd", "adapter_bwd"}
+var allOps = []string{"gemm", "lora_fwd", "lora_bwd", "adapter_fwd", "adapter_bwd", "attn_fwd", "attn_fwdbwd"}
 
 func TestCPUTable(t *testing.T) {
 	var out, log bytes.Buffer
@@ -114,17 +107,6 @@ func TestBadArguments(t *testing.T) {
 	var out, log bytes.Buffer
 	if err := Run(context.Background(), []string{"--help"}, &out, &log); err != nil || !strings.Contains(out.String(), "bench kernels") || !strings.Contains(out.String(), "-repeats") {
 		t.Errorf("--help: %v, %q", err, out.String())
-	}
-}
-
-func TestMedian(t *testing.T) {
-	for _, tc := range []struct {
-		in   []float64
-		want float64
-	}{{[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
-		if got := median(tc.in); got != tc.want {
-			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
-		}
 	}
 }
 

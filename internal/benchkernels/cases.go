@@ -6,6 +6,7 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/fused"
+	"github.com/gotune/gotune/internal/benchutil"
 )
 
 // benchCase is one operation at one shape.
@@ -13,6 +14,30 @@ type benchCase struct {
 	op, impl   string
 	dtype      engine.DType
 	m, n, k, r int
+	attn       attnShape // attention operations only
+}
+
+// attnShape is a causal grouped-query attention problem: B sequences of T
+// tokens, Hq query heads reading Hkv key/value heads of dimension D.
+type attnShape struct {
+	B, T, Hq, Hkv, D int
+}
+
+// attnShapes are the attention problems timed: on a GPU those of the
+// 0.5B and 1.5B models `gotune bench train` uses (head dimensions 64 and
+// 128, two query heads per kv head, the same tokens per step); elsewhere
+// a small one.
+func attnShapes(gpu, small bool) []attnShape {
+	switch {
+	case gpu && !small:
+		return []attnShape{{B: 4, T: 2048, Hq: 16, Hkv: 8, D: 64}, {B: 2, T: 2048, Hq: 16, Hkv: 8, D: 128}}
+	case gpu:
+		return []attnShape{{B: 2, T: 2048, Hq: 16, Hkv: 8, D: 128}}
+	case small:
+		return []attnShape{{B: 1, T: 32, Hq: 4, Hkv: 2, D: 16}}
+	default:
+		return []attnShape{{B: 1, T: 512, Hq: 8, Hkv: 4, D: 64}}
+	}
 }
 
 // cases lists what to time. On a GPU: tokens 4096 and 16384, the LLaMA-7B
@@ -68,6 +93,15 @@ func cases(gpu, small bool) []benchCase {
 			out = append(out, benchCase{op: "adapter_bwd", impl: "gotune", dtype: dt, m: m, n: adapterD, k: adapterD, r: adapterR})
 		}
 	}
+	attnDType := engine.Float32
+	if gpu {
+		attnDType = engine.BFloat16
+	}
+	for _, a := range attnShapes(gpu, small) {
+		for _, op := range []string{"attn_fwd", "attn_fwdbwd"} {
+			out = append(out, benchCase{op: op, impl: "gotune", dtype: attnDType, m: a.B * a.T, n: a.Hq * a.D, k: a.T, attn: a})
+		}
+	}
 	if gpu {
 		// The float32 path (SIMT, exact) against cublasSgemm, one shape.
 		m, k, n := 4096, 4096, 4096
@@ -107,6 +141,8 @@ func work(c benchCase) (flops, bytes float64) {
 		return 8 * m * k * r, e*(m*k+m*k+2*m*r+2*k*r+2*m*r+2*m*k) + g*2*(2*k*r+r+k)
 	case "copy":
 		return 0, 2 * m * e
+	case "attn_fwd", "attn_fwdbwd":
+		return attnWork(c.op, c.attn, e)
 	}
 	return 0, 0
 }
@@ -144,6 +180,31 @@ func (s *setup) tensor(dt engine.DType, rows, cols int, scale float64) *engine.T
 func (s *setup) free() {
 	for _, t := range s.bufs {
 		s.b.be.Free(t)
+	}
+}
+
+// attention prepares q, k, v (and for the backward dout and the
+// gradients) and returns the timed work: the forward, or the forward and
+// then the backward (dq, dk, dv accumulate across repeats, which costs
+// the same as overwriting).
+func (s *setup) attention(c benchCase) func() {
+	be, a, dt := s.b.be, c.attn, c.dtype
+	shape := func(t *engine.Tensor, h int) *engine.Tensor { return t.Reshape(a.B, a.T, h, a.D) }
+	q := shape(s.tensor(dt, a.B*a.T, a.Hq*a.D, 1), a.Hq)
+	k := shape(s.tensor(dt, a.B*a.T, a.Hkv*a.D, 1), a.Hkv)
+	v := shape(s.tensor(dt, a.B*a.T, a.Hkv*a.D, 1), a.Hkv)
+	out := shape(s.tensor(dt, a.B*a.T, a.Hq*a.D, 1), a.Hq)
+	lse := s.tensor(engine.Float32, a.B*a.Hq, a.T, 1).Reshape(a.B, a.Hq, a.T)
+	if c.op == "attn_fwd" {
+		return func() { be.Attention(out, lse, q, k, v) }
+	}
+	dout := shape(s.tensor(dt, a.B*a.T, a.Hq*a.D, 1), a.Hq)
+	dq := shape(s.tensor(dt, a.B*a.T, a.Hq*a.D, 1), a.Hq)
+	dk := shape(s.tensor(dt, a.B*a.T, a.Hkv*a.D, 1), a.Hkv)
+	dv := shape(s.tensor(dt, a.B*a.T, a.Hkv*a.D, 1), a.Hkv)
+	return func() {
+		be.Attention(out, lse, q, k, v)
+		be.AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse)
 	}
 }
 
@@ -208,6 +269,8 @@ func (b *bench) runCase(c benchCase) (Result, error) {
 	case "copy":
 		src, dst := s.tensor(dt, c.m, 1, 1), s.tensor(dt, c.m, 1, 1)
 		fn = func() { be.Copy(dst, src) }
+	case "attn_fwd", "attn_fwdbwd":
+		fn = s.attention(c)
 	default:
 		return Result{}, fmt.Errorf("unknown operation %q", c.op)
 	}
@@ -229,7 +292,8 @@ func (b *bench) runCase(c benchCase) (Result, error) {
 	}
 	flops, bytes := work(c)
 	r := Result{Op: c.op, Impl: c.impl, DType: c.dtype.String(), M: c.m, N: c.n, K: c.k, R: c.r,
-		MedianMs: median(times), Repeats: len(times), FLOPs: flops, Bytes: bytes}
+		Batch: c.attn.B, Seq: c.attn.T, Heads: c.attn.Hq, KVHeads: c.attn.Hkv, HeadDim: c.attn.D,
+		MedianMs: benchutil.Median(times), Repeats: len(times), FLOPs: flops, Bytes: bytes}
 	r.MinMs, r.MaxMs = times[0], times[0]
 	for _, t := range times {
 		r.MinMs, r.MaxMs = min(r.MinMs, t), max(r.MaxMs, t)
@@ -259,4 +323,21 @@ func (b *bench) runCase(c benchCase) (Result, error) {
 		}
 	}
 	return r, nil
+}
+
+// attnWork counts causal attention as FlashAttention's benchmarks do: the
+// forward's two T×T×D products per head, halved by the causal mask
+// (2·B·Hq·T²·D), and a backward of 2.5 times that (five products, one of
+// them recomputing the scores). Bytes: q, k, v read and out, lse written;
+// the backward reads those and dout, and writes dq, dk, dv.
+func attnWork(op string, a attnShape, e float64) (flops, bytes float64) {
+	b, t, hq, hkv, d := float64(a.B), float64(a.T), float64(a.Hq), float64(a.Hkv), float64(a.D)
+	fwd := 2 * b * hq * t * t * d
+	qo, kv, lse := b*t*hq*d*e, b*t*hkv*d*e, b*hq*t*4
+	fwdBytes := 2*qo + 2*kv + lse
+	if op == "attn_fwd" {
+		return fwd, fwdBytes
+	}
+	bwdBytes := 3*qo + 2*kv + lse + qo + 2*kv // q, out, dout, k, v, lse in; dq, dk, dv out
+	return 3.5 * fwd, fwdBytes + bwdBytes
 }
