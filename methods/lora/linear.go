@@ -299,6 +299,8 @@ func (l *Linear) fusable() bool {
 	return l.dense != nil && !l.dense.Conv1D && l.M == nil && !model.Trainable(l.dense)
 }
 
+var _ model.RandomForward = (*Linear)(nil)
+
 // Backward accumulates the gradients of A, B (and M) from dy and, when dx
 // is non-nil, dx += ∂y/∂x·dy. The base weight gets no gradient unless it
 // was made trainable (plain LoRA only).

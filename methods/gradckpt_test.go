@@ -1,0 +1,91 @@
+package methods_test
+
+import (
+	"testing"
+
+	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/cpu"
+	"github.com/gotune/gotune/engine/hfconfig"
+	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/internal/ckpttest"
+	"github.com/gotune/gotune/methods/adapter"
+	"github.com/gotune/gotune/methods/freeze"
+	"github.com/gotune/gotune/methods/lora"
+	"github.com/gotune/gotune/methods/prefix"
+	"github.com/gotune/gotune/methods/prompt"
+	"github.com/stretchr/testify/require"
+)
+
+// gradCkptSizes is a small model with GQA, four layers (so frozen layers
+// below the trainable ones exist) and a hidden size the CPU kernels tile.
+var gradCkptSizes = hfconfig.Sizes{VocabSize: 96, Hidden: 32, Layers: 4, Heads: 4, KVHeads: 2, Intermediate: 48, MaxPos: 64}
+
+// TestGradCheckpointBitIdentical runs every method with and without
+// gradient checkpointing on the CPU and requires bit-identical losses and
+// gradients (see ckpttest.RequireBitIdentical).
+func TestGradCheckpointBitIdentical(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		gpt2  bool
+		apply func(m model.Model) error
+	}{
+		{name: "full-llama"},
+		{name: "full-gpt2", gpt2: true},
+		{name: "freeze-last2", apply: func(m model.Model) error {
+			_, err := freeze.Apply(m, freeze.Config{TrainableLayers: 2, Modules: []string{freeze.All}})
+			return err
+		}},
+		{name: "freeze-last-mlp", apply: func(m model.Model) error {
+			_, err := freeze.Apply(m, freeze.Config{TrainableLayers: 1, Modules: []string{"mlp"}})
+			return err
+		}},
+		{name: "lora-dropout-llama", apply: loraApply(lora.Config{R: 4, Alpha: 8, Dropout: 0.25, Targets: []string{lora.AllLinear}, Seed: 3})},
+		{name: "lora-dropout-gpt2", gpt2: true, apply: loraApply(lora.Config{R: 4, Alpha: 8, Dropout: 0.25, Targets: []string{lora.AllLinear}, Seed: 3})},
+		{name: "dora-dropout", apply: loraApply(lora.Config{R: 4, Alpha: 8, Dropout: 0.25, Targets: []string{"q_proj", "v_proj"}, DoRA: true, Seed: 3})},
+		{name: "adapter-houlsby", apply: func(m model.Model) error {
+			_, err := adapter.Apply(m, adapter.Config{Variant: adapter.Houlsby, BottleneckSize: 8, Activation: "relu", Scaling: 1, Seed: 4})
+			return err
+		}},
+		{name: "adapter-parallel-gpt2", gpt2: true, apply: func(m model.Model) error {
+			_, err := adapter.Apply(m, adapter.Config{Variant: adapter.Parallel, BottleneckSize: 8, Activation: "silu", Scaling: 2, Seed: 4})
+			return err
+		}},
+		{name: "prefix", apply: func(m model.Model) error {
+			_, err := prefix.Apply(m, prefix.Config{NumVirtualTokens: 3, Seed: 5})
+			return err
+		}},
+		{name: "prompt-tuning", apply: func(m model.Model) error {
+			_, err := prompt.ApplyPromptTuning(m, prompt.TuningConfig{NumVirtualTokens: 3, Seed: 6})
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setup := func(t testing.TB, be engine.Backend) model.Model {
+				newCfg, sizes := hfconfig.NewLlama, gradCkptSizes
+				if tc.gpt2 {
+					newCfg, sizes.KVHeads = hfconfig.NewGPT2, sizes.Heads
+				}
+				cfg, err := newCfg(sizes)
+				require.NoError(t, err)
+				m, err := model.New(cfg, be, 7)
+				require.NoError(t, err)
+				if tc.apply == nil {
+					for _, p := range m.Params() {
+						model.SetTrainable(p, true)
+					}
+				} else {
+					require.NoError(t, tc.apply(m))
+				}
+				return m
+			}
+			ckpttest.RequireBitIdentical(t, cpu.New(), setup, ckpttest.Shape{B: 2, T: 7, Passes: 3})
+		})
+	}
+}
+
+func loraApply(cfg lora.Config) func(m model.Model) error {
+	return func(m model.Model) error {
+		_, err := lora.Apply(m, cfg)
+		return err
+	}
+}
