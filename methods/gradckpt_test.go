@@ -1,6 +1,7 @@
 package methods_test
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/gotune/gotune/engine"
@@ -88,4 +89,34 @@ func loraApply(cfg lora.Config) func(m model.Model) error {
 		_, err := lora.Apply(m, cfg)
 		return err
 	}
+}
+
+// TestGradCheckpointSavesMemory measures, through the CPU backend's
+// memory counters, what one training pass of an 8-layer model allocates
+// above its weights and gradients, with and without checkpointing:
+// checkpointing keeps one layer's activations plus each layer's input
+// instead of every layer's activations, so it must need well under half.
+func TestGradCheckpointSavesMemory(t *testing.T) {
+	sizes := hfconfig.Sizes{VocabSize: 64, Hidden: 64, Layers: 8, Heads: 4, KVHeads: 2, Intermediate: 160, MaxPos: 64}
+	cfg, err := hfconfig.NewLlama(sizes)
+	require.NoError(t, err)
+	activations := func(ckpt bool) uint64 {
+		be := cpu.New()
+		m, err := model.New(cfg, be, 7)
+		require.NoError(t, err)
+		for _, p := range m.Params() {
+			model.SetTrainable(p, true)
+		}
+		m.SetGradCheckpoint(ckpt)
+		bt := ckpttest.RandomBatch(be, 3, 4, 32, sizes.VocabSize)
+		runtime.GC()
+		be.ResetPeakMemory()
+		base := be.MemoryStats().InUse
+		_, err = m.ForwardBackward(bt, true, 1/float32(bt.Counted))
+		require.NoError(t, err)
+		return be.MemoryStats().Peak - base
+	}
+	plain, ckpt := activations(false), activations(true)
+	t.Logf("one pass above weights and gradients: %d bytes without checkpointing, %d with", plain, ckpt)
+	require.Less(t, 2*ckpt, plain)
 }

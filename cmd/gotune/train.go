@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
@@ -35,7 +36,9 @@ writes into --out:
   metrics.jsonl       one JSON object per optimizer step: step, loss (mean
                       over the step's counted tokens, before the update), lr,
                       grad_norm (before clipping), tokens, tokens_per_s,
-                      elapsed_s, epoch
+                      elapsed_s, epoch, peak_mem_bytes (the most memory
+                      the device's tensors held during the step: weights,
+                      gradients, optimizer state and activations)
   loss.png            the loss curve
   config.json, model.safetensors
                       the trained model, loadable by Hugging Face transformers,
@@ -375,7 +378,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	}
 	if n := len(res.History); n > 0 {
 		last := res.History[n-1]
-		fmt.Fprintf(e.Stdout, "done: %d steps in %s, final loss %.6f\n", res.Steps, res.Elapsed.Round(time.Millisecond), last.Loss)
+		peak := ""
+		if res.PeakMemBytes > 0 {
+			peak = ", peak memory " + engine.FormatMiB(res.PeakMemBytes)
+		}
+		fmt.Fprintf(e.Stdout, "done: %d steps in %s, final loss %.6f%s\n", res.Steps, res.Elapsed.Round(time.Millisecond), last.Loss, peak)
 	}
 	what := "the adapter"
 	if fullWeights {

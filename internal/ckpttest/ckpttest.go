@@ -98,6 +98,12 @@ func perturb(t *testing.T, m model.Model, seed uint64) {
 	require.NoError(t, be.Synchronize())
 }
 
+// RandomBatch uploads B random sequences of T tokens (seeded) with a
+// few ignored targets.
+func RandomBatch(be engine.Backend, seed uint64, B, T, vocab int) *engine.Batch {
+	return randomBatch(be, rand.New(rand.NewPCG(seed, 0)), B, T, vocab, false)
+}
+
 // randomBatch uploads B random sequences of T tokens with a few ignored
 // targets, and first labels when a prompt scores them.
 func randomBatch(be engine.Backend, rng *rand.Rand, B, T, vocab int, first bool) *engine.Batch {
