@@ -47,7 +47,12 @@ func (e *OutOfMemoryError) Error() string {
 // Unwrap returns the driver's error.
 func (e *OutOfMemoryError) Unwrap() error { return e.Err }
 
-// FormatMiB writes a byte count in MiB with one decimal ("12.5 MiB").
+// FormatMiB writes a byte count in MiB: one decimal from 1 MiB on
+// ("12.5 MiB"), three significant digits below ("0.0123 MiB").
 func FormatMiB(bytes uint64) string {
-	return fmt.Sprintf("%.1f MiB", float64(bytes)/(1<<20))
+	mib := float64(bytes) / (1 << 20)
+	if mib < 1 {
+		return fmt.Sprintf("%.3g MiB", mib)
+	}
+	return fmt.Sprintf("%.1f MiB", mib)
 }

@@ -4,7 +4,6 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
@@ -28,7 +27,7 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		gpt2  bool
-		apply func(m model.Model) error
+		apply ckpttest.Method
 	}{
 		{name: "full-llama"},
 		{name: "full-gpt2", gpt2: true},
@@ -61,30 +60,18 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			setup := func(t testing.TB, be engine.Backend) model.Model {
-				newCfg, sizes := hfconfig.NewLlama, gradCkptSizes
-				if tc.gpt2 {
-					newCfg, sizes.KVHeads = hfconfig.NewGPT2, sizes.Heads
-				}
-				cfg, err := newCfg(sizes)
-				require.NoError(t, err)
-				m, err := model.New(cfg, be, 7)
-				require.NoError(t, err)
-				if tc.apply == nil {
-					for _, p := range m.Params() {
-						model.SetTrainable(p, true)
-					}
-				} else {
-					require.NoError(t, tc.apply(m))
-				}
-				return m
+			newCfg, sizes := hfconfig.NewLlama, gradCkptSizes
+			if tc.gpt2 {
+				newCfg, sizes.KVHeads = hfconfig.NewGPT2, sizes.Heads
 			}
-			ckpttest.RequireBitIdentical(t, cpu.New(), setup, ckpttest.Shape{B: 2, T: 7, Passes: 3})
+			cfg, err := newCfg(sizes)
+			require.NoError(t, err)
+			ckpttest.RequireBitIdentical(t, cpu.New(), ckpttest.NewSetup(cfg, tc.apply), ckpttest.Shape{B: 2, T: 7, Passes: 3})
 		})
 	}
 }
 
-func loraApply(cfg lora.Config) func(m model.Model) error {
+func loraApply(cfg lora.Config) ckpttest.Method {
 	return func(m model.Model) error {
 		_, err := lora.Apply(m, cfg)
 		return err

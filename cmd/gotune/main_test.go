@@ -288,13 +288,7 @@ func TestHelp(t *testing.T) {
 // checks the trajectory against PyTorch: the whole GPU training path, from
 // flag to kernels, end to end.
 func TestTrainOnCUDABackend(t *testing.T) {
-	lib := os.Getenv("GOTUNE_LIBCUDA")
-	if lib == "" {
-		if os.Getenv("CI") == "true" || os.Getenv("GOTUNE_REQUIRE_EMU") == "1" {
-			t.Fatal("GOTUNE_LIBCUDA is unset: make test points it at the emulator (make emu)")
-		}
-		t.Skip("GOTUNE_LIBCUDA unset: run through make test to use the CUDA emulator")
-	}
+	lib := cudaLibrary(t)
 	for _, name := range []string{"llama-gqa", "gpt2"} {
 		t.Run(name, func(t *testing.T) {
 			set, err := golden.Load(filepath.Join(goldenDir, name))
@@ -320,6 +314,20 @@ func TestTrainOnCUDABackend(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cudaLibrary returns the driver GOTUNE_LIBCUDA names, skipping the test
+// when it is unset (failing it in CI and under make test).
+func cudaLibrary(t *testing.T) string {
+	t.Helper()
+	lib := os.Getenv("GOTUNE_LIBCUDA")
+	if lib == "" {
+		if os.Getenv("CI") == "true" || os.Getenv("GOTUNE_REQUIRE_EMU") == "1" {
+			t.Fatal("GOTUNE_LIBCUDA is unset: make test points it at the emulator (make emu)")
+		}
+		t.Skip("GOTUNE_LIBCUDA unset: run through make test to use the CUDA emulator")
+	}
+	return lib
 }
 
 func TestDeviceAutoSaysCPU(t *testing.T) {

@@ -22,9 +22,10 @@ import (
 
 func init() {
 	register(&command{
-		Name:    "train",
-		Summary: "fine-tune a model on a JSONL dataset",
-		Run:     runTrain,
+		Name:            "train",
+		Summary:         "fine-tune a model on a JSONL dataset",
+		Run:             runTrain,
+		OutOfMemoryHint: trainOutOfMemoryHint,
 	})
 }
 
@@ -88,7 +89,7 @@ type trainFlags struct {
 	maxGradNorm                             float64
 	schedule                                string
 	seed                                    uint64
-	shuffle                                 bool
+	shuffle, gradCheckpoint                 bool
 	text                                    textDataFlags
 	save                                    saveFlags
 }
@@ -117,6 +118,7 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.seed, "seed", 42, "random seed (data order; method initialisation)")
 	fs.BoolVar(&f.shuffle, "shuffle", true, "shuffle the data each epoch with a seeded permutation; --shuffle=false keeps file order")
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
+	fs.BoolVar(&f.gradCheckpoint, "grad-checkpoint", false, "gradient checkpointing: keep only each layer's input and recompute its activations in the backward pass (activation memory of one layer instead of all, about one more forward pass of compute; gradients are bit-identical)")
 	fs.StringVar(&f.out, "out", "out", "output `DIR` (created if needed)")
 	fs.IntVar(&f.logEvery, "log-every", 10, "print a progress line every N steps (0: never)")
 	fs.IntVar(&f.saveEvery, "save-every", 0, "write a resumable checkpoint to --out/checkpoint-<step> every N optimizer steps (0: never)")
@@ -199,7 +201,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return &usageError{msg: fmt.Sprintf("--seq-len must be at least 2, got %d", f.seqLen)}
 	}
 	if !validDevice(f.device) {
-		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", f.device)}
+		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", f.device)}
 	}
 	method, ok := methods[f.method]
 	if !ok {
@@ -318,6 +320,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	m.SetGradCheckpoint(f.gradCheckpoint)
 	if ckpt != "" && saver == nil && ckptAdapter {
 		return fmt.Errorf("--resume %s: the checkpoint holds an adapter, but --method %s trains the model's own weights", ckpt, f.method)
 	}
@@ -413,6 +416,10 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// trainOutOfMemoryHint follows an out-of-device-memory error of "gotune
+// train" (see finish): the flags that lower the memory a step needs.
+const trainOutOfMemoryHint = "try --grad-checkpoint, a smaller --batch-size or --seq-len"
+
 // saverFunc adapts a function to train.Saver.
 type saverFunc func(dir string) error
 
@@ -424,7 +431,7 @@ func (f saverFunc) Save(dir string) error { return f(dir) }
 // length the trainer records; --model is the base, whose weights a full
 // resume does not use).
 var harmlessFlags = map[string]bool{
-	"out": true, "log-every": true, "eval-every": true, "eval-data": true, "device": true,
+	"out": true, "log-every": true, "eval-every": true, "eval-data": true, "device": true, "grad-checkpoint": true,
 	"save-every": true, "save-total-limit": true, "resume": true, "init-adapter": true,
 	"model": true, "data": true, "format": true, "template": true, "tokenizer": true,
 	"steps": true, "epochs": true, "save-dtype": true, "max-shard-size": true,

@@ -17,6 +17,27 @@ import (
 // must build identical models (same seeds).
 type Setup func(t testing.TB, be engine.Backend) model.Model
 
+// Method applies a fine-tuning method to a fresh model; nil means full
+// fine-tuning (every parameter trains).
+type Method func(m model.Model) error
+
+// NewSetup returns a Setup building a seeded random model of cfg with
+// method applied.
+func NewSetup(cfg *model.Config, method Method) Setup {
+	return func(t testing.TB, be engine.Backend) model.Model {
+		m, err := model.New(cfg, be, 7)
+		require.NoError(t, err)
+		if method == nil {
+			for _, p := range m.Params() {
+				model.SetTrainable(p, true)
+			}
+			return m
+		}
+		require.NoError(t, method(m))
+		return m
+	}
+}
+
 // Shape is the batch geometry and the number of training passes.
 type Shape struct {
 	B, T, Passes int
