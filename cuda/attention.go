@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/gotune/gotune/engine"
@@ -13,69 +14,32 @@ import (
 // for dk and dv that sums the query heads of each kv group), so the
 // gradients are deterministic. Float32 math; Float32 or BFloat16 storage.
 
-// attnThreads is the block size of the attention kernels (4 warps).
-const attnThreads = 128
+// attnMaxDim is the largest head dimension the kernels take (their widest
+// variant); larger ones use the host fallback.
+var attnMaxDim = attnFwdVariants[len(attnFwdVariants)-1]
 
-// attnTile is the number of keys (forward, dq) or queries (dk/dv) one
-// streamed shared-memory tile holds: one per lane.
-const attnTile = 32
-
-// attnMaxDim is the largest head dimension the kernels take; larger ones
-// use the host fallback.
-const attnMaxDim = 256
-
-// attnVariant is one head-dimension instantiation of the kernels.
-type attnVariant struct {
-	dmax          int
-	fwd, dq, dkv  kernelID
-	rowsPerWarp   int
-	rowsPerBlock  int
-	paddedRowSize int
-}
-
-// attnVariants lists the instantiations, smallest first; a call uses the
-// first whose dmax is at least its head dimension.
-var attnVariants = func() []attnVariant {
-	ids := [][3]kernelID{
-		{kAttnFwd32, kAttnDq32, kAttnDkv32},
-		{kAttnFwd64, kAttnDq64, kAttnDkv64},
-		{kAttnFwd128, kAttnDq128, kAttnDkv128},
-		{kAttnFwd256, kAttnDq256, kAttnDkv256},
-	}
-	var out []attnVariant
-	for i, dmax := range []int{32, 64, 128, 256} {
-		r := 8 // AttCfg<DMAX>::R in attention.cu
-		if dmax > 128 {
-			r = 4
-		}
-		out = append(out, attnVariant{dmax: dmax, fwd: ids[i][0], dq: ids[i][1], dkv: ids[i][2],
-			rowsPerWarp: r, rowsPerBlock: 4 * r, paddedRowSize: dmax + 4})
-	}
-	return out
-}()
-
-// attnVariantFor returns the variant for head dimension d.
-func attnVariantFor(d int) attnVariant {
-	for _, v := range attnVariants {
-		if d <= v.dmax {
-			return v
+// attnVariantFor returns the head-dimension bound DMAX of the kernel
+// instantiation for head dimension d: the smallest that holds it.
+func attnVariantFor(d int) int {
+	for _, dmax := range attnFwdVariants {
+		if d <= dmax {
+			return dmax
 		}
 	}
-	panic("cuda: internal error: no attention variant for head dim above 256")
+	panic(fmt.Sprintf("cuda: internal error: no attention variant for head dim %d", d))
 }
 
-// attnSmem is the dynamic shared memory (bytes) of an attention kernel, as
-// the comment atop kernels/attention.cu specifies.
+// attnSmem is the dynamic shared memory (bytes) of an attention kernel
+// (launch.cuh's GT_ATTN_*_SMEM).
 func attnSmem(id kernelID) int {
-	for _, v := range attnVariants {
-		br, dm, ldp := v.rowsPerBlock, v.dmax, v.paddedRowSize
+	for _, dmax := range attnFwdVariants {
 		switch id {
-		case v.fwd:
-			return 4 * (br*dm + 2*attnTile*ldp + br*attnTile)
-		case v.dq:
-			return 4 * (2*br*dm + 2*attnTile*ldp + br*attnTile)
-		case v.dkv:
-			return 4 * (2*br*dm + 2*attnTile*ldp + 2*br*attnTile)
+		case attnFwdKernel(dmax):
+			return attnFwdSmem(dmax)
+		case attnBwdDqKernel(dmax):
+			return attnDqSmem(dmax)
+		case attnBwdDkvKernel(dmax):
+			return attnDkvSmem(dmax)
 		}
 	}
 	return 0
@@ -128,9 +92,8 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 	if !b.begin(op) || a.b*a.t*a.hq == 0 {
 		return
 	}
-	va := attnVariantFor(a.d)
-	grid := Dim3{uint32((a.t + va.rowsPerBlock - 1) / va.rowsPerBlock), uint32(a.hq), uint32(a.b)}
-	b.launch(op, va.fwd, grid, Dim3{attnThreads, 1, 1}, attnSmem(va.fwd),
+	dmax := attnVariantFor(a.d)
+	b.launchAttnFwd(op, attnFwdGeom(dmax, a.t, a.hq, a.b), dmax,
 		b.ptr(op, out), dt(out), b.ptr(op, lse), dt(lse), b.ptr(op, q), dt(q), b.ptr(op, k), dt(k), b.ptr(op, v), dt(v),
 		a.t, a.s, a.hq, a.hkv, a.d, a.scale())
 }
@@ -160,8 +123,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 	if !b.begin(op) || a.b*a.t*a.hq == 0 {
 		return // no queries: every gradient is zero, nothing to add
 	}
-	va := attnVariantFor(a.d)
-	block := Dim3{attnThreads, 1, 1}
+	dmax := attnVariantFor(a.d)
 	scale := a.scale()
 	// Δ is needed by dq and dk (dv uses P only).
 	var delta DevicePtr
@@ -173,20 +135,14 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 		}
 		defer b.Free(dtens) // stream-ordered: reuse happens after these launches
 		delta = b.ptr(op, dtens)
-		grid := uint32(max(1, min((rows+7)/8, ewBlocksPerSM*max(1, b.ctx.Info().SMs))))
-		b.launch(op, kAttnDelta, Dim3{grid, 1, 1}, Dim3{256, 1, 1}, 0,
-			delta, b.ptr(op, dout), dt(dout), b.ptr(op, out), dt(out), rows, a.t, a.hq, a.d)
+		b.launchAttnDelta(op, b.warpRowsGeom(rows), delta, b.ptr(op, dout), dt(dout), b.ptr(op, out), dt(out), rows, a.t, a.hq, a.d)
 	}
 	if dq != nil {
-		grid := Dim3{uint32((a.t + va.rowsPerBlock - 1) / va.rowsPerBlock), uint32(a.hq), uint32(a.b)}
-		b.launch(op, va.dq, grid, block, attnSmem(va.dq),
-			b.ptr(op, dq), dt(dq), b.ptr(op, dout), dt(dout), b.ptr(op, q), dt(q), b.ptr(op, k), dt(k),
+		b.launchAttnBwdDq(op, attnDqGeom(dmax, a.t, a.hq, a.b), dmax, b.ptr(op, dq), dt(dq), b.ptr(op, dout), dt(dout), b.ptr(op, q), dt(q), b.ptr(op, k), dt(k),
 			b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta, a.t, a.s, a.hq, a.hkv, a.d, scale)
 	}
 	if dk != nil || dv != nil {
-		grid := Dim3{uint32((a.s + va.rowsPerBlock - 1) / va.rowsPerBlock), uint32(a.hkv), uint32(a.b)}
-		b.launch(op, va.dkv, grid, block, attnSmem(va.dkv),
-			b.ptr(op, dk), dt(dk), b.ptr(op, dv), dt(dv), b.ptr(op, dout), dt(dout), b.ptr(op, q), dt(q),
+		b.launchAttnBwdDkv(op, attnDkvGeom(dmax, a.s, a.hkv, a.b), dmax, b.ptr(op, dk), dt(dk), b.ptr(op, dv), dt(dv), b.ptr(op, dout), dt(dout), b.ptr(op, q), dt(q),
 			b.ptr(op, k), dt(k), b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta,
 			a.t, a.s, a.hq, a.hkv, a.d, scale)
 	}

@@ -1,12 +1,10 @@
 package cuda
 
 import (
-	"bufio"
 	"errors"
 	"math"
 	"os"
 	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 	"unsafe"
@@ -81,53 +79,6 @@ func TestSelectBackendArguments(t *testing.T) {
 		}
 		if err == nil && be.Name() != "cpu" {
 			t.Errorf("SelectBackend(%q) = %s", tc.device, be.Name())
-		}
-	}
-}
-
-// TestKernelSpecsMatchDef keeps kernelSpecs equal to kernels/kernels.def,
-// the one list the kernels and the emulator are built from: names, order,
-// launch rules and parameter kinds.
-func TestKernelSpecsMatchDef(t *testing.T) {
-	f, err := os.Open("../kernels/kernels.def")
-	if err != nil {
-		t.Fatalf("kernel list: %v", err)
-	}
-	defer f.Close()
-	line := regexp.MustCompile(`^GT_KERNEL\((\w+),\s*(\w+),\s*\((.*)\)\)\s*$`)
-	var got []kernelSpec
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		s := strings.TrimSpace(sc.Text())
-		if !strings.HasPrefix(s, "GT_KERNEL(") {
-			continue
-		}
-		m := line.FindStringSubmatch(s)
-		if m == nil {
-			t.Fatalf("kernels.def:%d: cannot parse %q", n, s)
-		}
-		var kinds []byte
-		for _, p := range strings.Split(m[3], ",") {
-			p = strings.TrimSpace(p)
-			switch {
-			case strings.Contains(p, "*"):
-				kinds = append(kinds, 'p')
-			case strings.HasPrefix(p, "int "):
-				kinds = append(kinds, 'i')
-			case strings.HasPrefix(p, "float "):
-				kinds = append(kinds, 'f')
-			default:
-				t.Fatalf("kernels.def:%d: parameter %q has a type the Go side cannot marshal", n, p)
-			}
-		}
-		got = append(got, kernelSpec{name: m[1], rule: launchRule(m[2]), params: string(kinds)})
-	}
-	if len(got) != int(numKernels) {
-		t.Errorf("kernels.def lists %d kernels, the Go table %d", len(got), numKernels)
-	}
-	for i := 0; i < min(len(got), int(numKernels)); i++ {
-		if got[i] != kernelSpecs[i] {
-			t.Errorf("kernel %d: kernels.def has %+v, Go has %+v", i, got[i], kernelSpecs[i])
 		}
 	}
 }

@@ -45,11 +45,11 @@
 // correct but slow. Fallbacks are counted per operation (Backend.Stats,
 // StatsSummary) so benchmarks and logs show what ran natively.
 //
-// The fused LoRA and adapter operations (lora.go) are exposed through the
-// LoRABackend interface and the backend-independent LoRAForward,
-// LoRABackward, AdapterForward and AdapterBackward functions, which
-// compose the same computation from engine.Backend operations on other
-// backends. SelectBackend implements --device auto|cpu|cuda.
+// The fused LoRA and adapter operations (lora.go) implement
+// engine/fused's LoRABackend and AdapterBackend; method code reaches them
+// through that package's functions, which compose the same computation
+// from engine.Backend operations on other backends. SelectBackend
+// implements --device auto|cpu|cuda.
 //
 // cuBLAS (cublas.go) is loaded the same way, on demand, only as the
 // yardstick of `gotune bench kernels`.

@@ -6,19 +6,6 @@ import (
 	"github.com/gotune/gotune/engine"
 )
 
-// Tile sizes and shared memory of the two GEMM kernels (kernels/gemm.cu).
-const (
-	gemmF32Tile   = 64 // 64×64 output tile per 256-thread block
-	gemmF32K      = 16 // k-step
-	gemmBF16Tile  = 128
-	gemmBF16K     = 32
-	gemmF32Smem   = 0                    // static shared memory only
-	gemmBF16Smem  = 3 * 2 * 128 * 40 * 2 // 3 stages × 2 operands × 128×40 bf16
-	gemmThreads   = 256
-	maxGridY      = 65535
-	splitKMinStep = 8 // k-tiles each split-k slice gets at least
-)
-
 // gemmArgs is one fused matrix product (see kernels/gemm.cu):
 //
 //	v = alpha·(op(a)·op(b) + a2·op(b2)) ; v += bias ; aux/act ; v += res ; v += beta·c
@@ -89,18 +76,15 @@ func (b *Backend) gemmLocked(op string, g gemmArgs) {
 		}
 		return s
 	}
-	id := kGemmF32
-	tile, bk := gemmF32Tile, gemmF32K
-	smem := gemmF32Smem
 	allBF16 := true
 	for _, t := range []*engine.Tensor{g.a, g.b, g.a2, g.b2} {
 		if t != nil && t.DType() != engine.BFloat16 {
 			allBF16 = false
 		}
 	}
-	if allBF16 {
-		id, tile, bk, smem = kGemmBf16, gemmBF16Tile, gemmBF16K, gemmBF16Smem
-	} else {
+	tile, bk := gemmBf16Tile, gemmBf16K
+	if !allBF16 {
+		tile, bk = gemmF32Tile, gemmF32K
 		g.a, g.b = convert(g.a, engine.Float32), convert(g.b, engine.Float32)
 		g.a2, g.b2 = convert(g.a2, engine.Float32), convert(g.b2, engine.Float32)
 	}
@@ -109,22 +93,25 @@ func (b *Backend) gemmLocked(op string, g gemmArgs) {
 		return
 	}
 	gx, gy := (g.n+tile-1)/tile, (g.m+tile-1)/tile
-	need(gy <= maxGridY, op, "%d rows exceed the kernel's grid (%d tiles of %d)", g.m, maxGridY, tile)
-	gz := b.splitK(g, gx*gy, bk)
+	need(gy <= maxGridYz, op, "%d rows exceed the kernel's grid (%d tiles of %d)", g.m, maxGridYz, tile)
+	splits := b.splitK(g, gx*gy, bk)
 	ld := func(t *engine.Tensor) int {
 		if t == nil {
 			return 0
 		}
 		return t.Cols()
 	}
-	b.launch(op, id, Dim3{uint32(gx), uint32(gy), uint32(gz)}, Dim3{gemmThreads, 1, 1}, smem,
-		b.ptr(op, g.c), dt(g.c), ld(g.c),
-		b.ptr(op, g.a), ld(g.a), bool2int(g.transA),
-		b.ptr(op, g.b), ld(g.b), bool2int(g.transB),
-		b.ptr(op, g.a2), ld(g.a2), b.ptr(op, g.b2), ld(g.b2), bool2int(g.transB2), g.k2,
-		b.ptr(op, g.bias), dt(g.bias), b.ptr(op, g.res), ld(g.res),
-		b.ptr(op, g.aux), ld(g.aux), g.auxMode,
-		g.m, g.n, g.k, g.alpha, g.beta, int(g.act))
+	c, a, bm := b.ptr(op, g.c), b.ptr(op, g.a), b.ptr(op, g.b)
+	a2, b2, bias, res, aux := b.ptr(op, g.a2), b.ptr(op, g.b2), b.ptr(op, g.bias), b.ptr(op, g.res), b.ptr(op, g.aux)
+	if allBF16 {
+		b.launchGemmBf16(op, gemmBf16Geom(g.m, g.n, splits), c, dt(g.c), ld(g.c), a, ld(g.a), bool2int(g.transA),
+			bm, ld(g.b), bool2int(g.transB), a2, ld(g.a2), b2, ld(g.b2), bool2int(g.transB2), g.k2,
+			bias, dt(g.bias), res, ld(g.res), aux, ld(g.aux), g.auxMode, g.m, g.n, g.k, g.alpha, g.beta, int(g.act))
+		return
+	}
+	b.launchGemmF32(op, gemmF32Geom(g.m, g.n, splits), c, dt(g.c), ld(g.c), a, ld(g.a), bool2int(g.transA),
+		bm, ld(g.b), bool2int(g.transB), a2, ld(g.a2), b2, ld(g.b2), bool2int(g.transB2), g.k2,
+		bias, dt(g.bias), res, ld(g.res), aux, ld(g.aux), g.auxMode, g.m, g.n, g.k, g.alpha, g.beta, int(g.act))
 }
 
 // splitK chooses how many k-slices (gridDim.z) a product is split into.
@@ -141,7 +128,7 @@ func (b *Backend) splitK(g gemmArgs, tiles, bk int) int {
 	if tiles >= sms {
 		return 1
 	}
-	z := min((2*sms+tiles-1)/tiles, kTiles/splitKMinStep, 64)
+	z := min((2*sms+tiles-1)/tiles, kTiles/splitkMinKtiles, splitkMax)
 	return max(1, z)
 }
 

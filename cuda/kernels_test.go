@@ -373,7 +373,7 @@ func TestSplitKCovered(t *testing.T) {
 	for _, dtype := range []engine.DType{engine.Float32, engine.BFloat16} {
 		tile, bk := gemmF32Tile, gemmF32K
 		if dtype == engine.BFloat16 {
-			tile, bk = gemmBF16Tile, gemmBF16K
+			tile, bk = gemmBf16Tile, gemmBf16K
 		}
 		c := b.Alloc(engine.Float32, 1, 1)
 		covered := false

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
+	"github.com/gotune/gotune/engine/fused"
 )
 
 // m64 is a float64 row-major matrix for the references.
@@ -138,7 +139,13 @@ func loraCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, dtype en
 	if dropout {
 		xl = newMat(b, hh, rng, dtype, m, k, 1)
 	}
+	// Every third case stores the base weight as GPT-2's Conv1D does.
+	layout := fused.OutIn
 	w := newMat(b, hh, rng, dtype, n, k, 1/math.Sqrt(float64(k)))
+	if variant%3 == 1 {
+		layout = fused.InOut
+		w = newMat(b, hh, rng, dtype, k, n, 1/math.Sqrt(float64(k)))
+	}
 	a := newMat(b, hh, rng, dtype, r, k, 1/math.Sqrt(float64(k)))
 	bm := newMat(b, hh, rng, dtype, n, r, 0.5)
 	var bias *mat
@@ -179,13 +186,16 @@ func loraCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, dtype en
 	}
 	dxW, daW, dbW := pick(dx, 1), pick(da, 2), pick(db, 3)
 
+	operands := func(pick func(*mat) *engine.Tensor) fused.LoRA {
+		return fused.LoRA{W: pick(w), Layout: layout, Bias: pick(bias), A: pick(a), B: pick(bm), Scale: scale}
+	}
 	poison(b, y.dev, xa.dev)
-	b.LoRAForward(y.dev, xa.dev, x.dev, xlDev, w.dev, dev(bias), a.dev, bm.dev, scale)
+	b.LoRAForward(y.dev, xa.dev, x.dev, xlDev, operands(dev))
 	var dxlW *mat
 	if dropout {
 		dxlW = dxl
 	}
-	b.LoRABackward(dev(dxW), dev(dxlW), dev(daW), dev(dbW), dy.dev, xl.dev, w.dev, a.dev, bm.dev, xa.dev, scale)
+	b.LoRABackward(dev(dxW), dev(dxlW), dev(daW), dev(dbW), dy.dev, xl.dev, xa.dev, operands(dev))
 	if err := b.Synchronize(); err != nil {
 		t.Fatal(err)
 	}
@@ -197,8 +207,9 @@ func loraCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, dtype en
 		if dropout {
 			hxl = xl.host
 		}
-		LoRAForward(h, y.host, xa.host, x.host, hxl, w.host, host(bias), a.host, bm.host, scale)
-		LoRABackward(h, host(dxW), host(dxlW), host(daW), host(dbW), dy.host, xl.host, w.host, a.host, bm.host, xa.host, scale)
+		c := fused.Composed{Backend: h}
+		c.LoRAForward(y.host, xa.host, x.host, hxl, operands(host))
+		c.LoRABackward(host(dxW), host(dxlW), host(daW), host(dbW), dy.host, xl.host, xa.host, operands(host))
 		for _, o := range []struct {
 			name string
 			m    *mat
@@ -217,8 +228,9 @@ func loraCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, dtype en
 		xa64.v[i] *= float64(scale)
 	}
 	check("xa", xa, xa64.v, tolBF16)
-	xa64 = roundBF16(xa64) // stored as BFloat16 between the two products
-	y64 := addRow64(axpy64(mul(x.m64(), false, w.m64(), true), 1, mul(xa64, false, bm.m64(), true)), biasV)
+	xa64 = roundBF16(xa64)      // stored as BFloat16 between the two products
+	wT := layout == fused.OutIn // x·op(w) transposes a torch-layout w
+	y64 := addRow64(axpy64(mul(x.m64(), false, w.m64(), wT), 1, mul(xa64, false, bm.m64(), true)), biasV)
 	check("y", y, y64.v, tolBF16)
 	dxa := mul(dy.m64(), false, bm.m64(), false)
 	for i := range dxa.v {
@@ -227,7 +239,7 @@ func loraCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, dtype en
 	dxa = roundBF16(dxa) // the scratch gradient has dy's dtype
 	wantDX, wantDXL := dx.m64(), dxl.m64()
 	if dxW != nil {
-		wantDX = axpy64(wantDX, 1, mul(dy.m64(), false, w.m64(), false))
+		wantDX = axpy64(wantDX, 1, mul(dy.m64(), false, w.m64(), !wT))
 		if !dropout {
 			wantDX = axpy64(wantDX, 1, mul(dxa, false, a.m64(), false))
 		}
@@ -318,9 +330,23 @@ func adapterCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, dtype
 	if variant%3 == 1 {
 		dxW = nil
 	}
+	// The residual is x (serial adapter: dres is dx), or in one case in
+	// three a tensor of its own (parallel adapter); the output is scaled
+	// in three cases out of four.
+	res, dres := x, dxW
+	if variant%3 == 2 {
+		res, dres = newMat(b, hh, rng, dtype, m, d, 1), newMat(b, hh, rng, dtype, m, d, 1)
+	}
+	scale := float32(1.5)
+	if variant%4 == 0 {
+		scale = 1
+	}
+	operands := func(pick func(*mat) *engine.Tensor) fused.Bottleneck {
+		return fused.Bottleneck{Down: pick(wd), DownBias: pick(bd), Up: pick(wu), UpBias: pick(bu), Act: act, Scale: scale}
+	}
 	poison(b, y.dev, pre.dev, hid.dev)
-	b.AdapterForward(y.dev, pre.dev, hid.dev, x.dev, wd.dev, dev(bd), wu.dev, dev(bu), act)
-	b.AdapterBackward(dev(dxW), dwd.dev, dev(dbdW), dwu.dev, dev(dbuW), dy.dev, x.dev, wd.dev, wu.dev, pre.dev, hid.dev, act)
+	b.AdapterForward(y.dev, pre.dev, hid.dev, x.dev, res.dev, operands(dev))
+	b.AdapterBackward(dev(dxW), dev(dres), dwd.dev, dev(dbdW), dwu.dev, dev(dbuW), dy.dev, x.dev, pre.dev, hid.dev, operands(dev))
 	if err := b.Synchronize(); err != nil {
 		t.Fatal(err)
 	}
@@ -331,9 +357,16 @@ func adapterCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, dtype
 		name string
 		m    *mat
 	}{{"y", y}, {"pre", pre}, {"hid", hid}, {"dx", dx}, {"dwd", dwd}, {"dwu", dwu}, {"dbd", dbd}, {"dbu", dbu}}
+	if dres != dxW {
+		outs = append(outs, struct {
+			name string
+			m    *mat
+		}{"dres", dres})
+	}
 	if dtype == engine.Float32 {
-		AdapterForward(h, y.host, pre.host, hid.host, x.host, wd.host, host(bd), wu.host, host(bu), act)
-		AdapterBackward(h, host(dxW), dwd.host, host(dbdW), dwu.host, host(dbuW), dy.host, x.host, wd.host, wu.host, pre.host, hid.host, act)
+		c := fused.Composed{Backend: h}
+		c.AdapterForward(y.host, pre.host, hid.host, x.host, res.host, operands(host))
+		c.AdapterBackward(host(dxW), host(dres), dwd.host, host(dbdW), dwu.host, host(dbuW), dy.host, x.host, pre.host, hid.host, operands(host))
 		for _, o := range outs {
 			check(o.name, o.m, f64s(h.Download(o.m.host)), tolF32)
 		}
@@ -351,25 +384,32 @@ func adapterCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, dtype
 	// pre and hid are stored as BFloat16; their checks below use the exact
 	// values, the later stages read the rounded ones, as the kernels do.
 	preR, hidR := roundBF16(pre64), roundBF16(hid64)
-	y64 := addRow64(axpy64(x.m64(), 1, mul(hidR, false, wu.m64(), true)), buV)
+	s := float64(scale)
+	y64 := axpy64(res.m64(), s, addRow64(mul(hidR, false, wu.m64(), true), buV))
 	dpre := mul(dy.m64(), false, wu.m64(), false)
 	for i := range dpre.v {
-		dpre.v[i] *= actGrad64(preR.v[i], act)
+		dpre.v[i] *= s * actGrad64(preR.v[i], act)
 	}
 	dpre = roundBF16(dpre) // the scratch gradient has pre's dtype
 	want := map[string][]float64{
 		"y": y64.v, "pre": pre64.v, "hid": hid64.v,
 		"dx":  dx.v,
 		"dwd": axpy64(dwd.m64(), 1, mul(dpre, true, x.m64(), false)).v,
-		"dwu": axpy64(dwu.m64(), 1, mul(dy.m64(), true, hidR, false)).v,
+		"dwu": axpy64(dwu.m64(), s, mul(dy.m64(), true, hidR, false)).v,
 		"dbd": dbd.v, "dbu": dbu.v,
 	}
 	if dxW != nil {
-		want["dx"] = axpy64(axpy64(dx.m64(), 1, dy.m64()), 1, mul(dpre, false, wd.m64(), false)).v
+		want["dx"] = axpy64(dx.m64(), 1, mul(dpre, false, wd.m64(), false)).v
+		if dres == dxW {
+			want["dx"] = axpy64(m64{m, d, want["dx"]}, 1, dy.m64()).v
+		}
+	}
+	if dres != dxW {
+		want["dres"] = axpy64(dres.m64(), 1, dy.m64()).v
 	}
 	if dbdW != nil {
 		want["dbd"] = axpy64(dbd.m64(), 1, sumRows64(dpre)).v
-		want["dbu"] = axpy64(dbu.m64(), 1, sumRows64(dy.m64())).v
+		want["dbu"] = axpy64(dbu.m64(), s, sumRows64(dy.m64())).v
 	}
 	for _, o := range outs {
 		check(o.name, o.m, want[o.name], tolBF16)

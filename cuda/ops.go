@@ -103,7 +103,7 @@ func (b *Backend) copyBlock(op string, dst DevicePtr, dstDT, dstStride int, src 
 	if acc {
 		accumulate = 1
 	}
-	b.launchEW2D(op, kCopyBlock, rows, cols, dst, dstDT, dstStride, src, srcDT, srcStride, rows, cols, accumulate)
+	b.launchCopyBlock(op, b.ew2dGeom(rows, cols), dst, dstDT, dstStride, src, srcDT, srcStride, rows, cols, accumulate)
 }
 
 // CopyBlock copies (or adds) a rows×cols block between flat views.
@@ -188,7 +188,9 @@ func (b *Backend) AddBias(x, bias *engine.Tensor) {
 	const op = "AddBias"
 	need(bias.Len() == x.Cols(), op, "bias %v does not match the %d columns of %v", bias, x.Cols(), x)
 	need(isFloat(x, bias), op, "tensors must be F32 or BF16")
-	b.ew(op, kAddBias, x.Len(), x, dt(x), bias, dt(bias), x.Len(), x.Cols())
+	b.ew(op, x.Len(), func(g geomEw) {
+		b.launchAddBias(op, g, b.ptr(op, x), dt(x), b.ptr(op, bias), dt(bias), x.Len(), x.Cols())
+	})
 }
 
 // SumRows accumulates dst[j] += Σ_r x[r, j].
@@ -202,34 +204,22 @@ func (b *Backend) SumRows(dst, x *engine.Tensor) {
 		return
 	}
 	need(fits32(x.Len()), op, "tensor %v too large for the kernels' 32-bit sizes", x)
-	b.launchCols32(op, kSumRows, x.Rows(), x.Cols(), b.ptr(op, dst), dt(dst), b.ptr(op, x), dt(x), x.Rows(), x.Cols())
+	b.launchSumRows(op, cols32Geom(x.Cols()), b.ptr(op, dst), dt(dst), b.ptr(op, x), dt(x), x.Rows(), x.Cols())
 }
 
 // ---- elementwise ----
 
-// ew launches an elementwise kernel over n elements; tensor arguments are
-// converted to device pointers (nil → 0). It takes b.mu itself.
-func (b *Backend) ew(op string, id kernelID, n int, args ...any) {
+// ew runs launch, the call of one elementwise kernel's generated
+// launcher, with the EW geometry for n elements. It takes b.mu itself and
+// skips the launch after an earlier error or when n is 0.
+func (b *Backend) ew(op string, n int, launch func(geomEw)) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.begin(op) || n == 0 {
 		return
 	}
 	need(fits32(n), op, "%d elements exceed the kernels' 32-bit sizes", n)
-	b.launchEW(op, id, n, b.devArgs(op, args)...)
-}
-
-// devArgs replaces tensors by their device addresses.
-func (b *Backend) devArgs(op string, args []any) []any {
-	out := make([]any, len(args))
-	for i, a := range args {
-		if t, ok := a.(*engine.Tensor); ok {
-			out[i] = b.ptr(op, t)
-		} else {
-			out[i] = a
-		}
-	}
-	return out
+	launch(b.ewGeom(n))
 }
 
 // Add computes dst = a + b.
@@ -237,7 +227,9 @@ func (b *Backend) Add(dst, x, y *engine.Tensor) {
 	const op = "Add"
 	sameLen(op, dst.Len(), x, y)
 	need(isFloat(dst, x, y), op, "tensors must be F32 or BF16")
-	b.ew(op, kAdd, dst.Len(), dst, dt(dst), x, dt(x), y, dt(y), dst.Len())
+	b.ew(op, dst.Len(), func(g geomEw) {
+		b.launchAdd(op, g, b.ptr(op, dst), dt(dst), b.ptr(op, x), dt(x), b.ptr(op, y), dt(y), dst.Len())
+	})
 }
 
 // Mul computes dst = a ⊙ b.
@@ -245,7 +237,9 @@ func (b *Backend) Mul(dst, x, y *engine.Tensor) {
 	const op = "Mul"
 	sameLen(op, dst.Len(), x, y)
 	need(isFloat(dst, x, y), op, "tensors must be F32 or BF16")
-	b.ew(op, kMul, dst.Len(), dst, dt(dst), x, dt(x), y, dt(y), dst.Len())
+	b.ew(op, dst.Len(), func(g geomEw) {
+		b.launchMul(op, g, b.ptr(op, dst), dt(dst), b.ptr(op, x), dt(x), b.ptr(op, y), dt(y), dst.Len())
+	})
 }
 
 // Axpy computes dst += alpha·x.
@@ -253,14 +247,18 @@ func (b *Backend) Axpy(dst, x *engine.Tensor, alpha float32) {
 	const op = "Axpy"
 	sameLen(op, dst.Len(), x)
 	need(isFloat(dst, x), op, "tensors must be F32 or BF16")
-	b.ew(op, kAxpy, dst.Len(), dst, dt(dst), x, dt(x), dst.Len(), alpha)
+	b.ew(op, dst.Len(), func(g geomEw) {
+		b.launchAxpy(op, g, b.ptr(op, dst), dt(dst), b.ptr(op, x), dt(x), dst.Len(), alpha)
+	})
 }
 
 // Scale computes x *= alpha.
 func (b *Backend) Scale(x *engine.Tensor, alpha float32) {
 	const op = "Scale"
 	need(isFloat(x), op, "tensor must be F32 or BF16")
-	b.ew(op, kScale, x.Len(), x, dt(x), x.Len(), alpha)
+	b.ew(op, x.Len(), func(g geomEw) {
+		b.launchScale(op, g, b.ptr(op, x), dt(x), x.Len(), alpha)
+	})
 }
 
 // MulCols computes dst[r, j] = x[r, j]·v[j].
@@ -269,7 +267,9 @@ func (b *Backend) MulCols(dst, x, v *engine.Tensor) {
 	sameLen(op, x.Len(), dst)
 	need(v.Len() == x.Cols(), op, "v %v does not match the %d columns of %v", v, x.Cols(), x)
 	need(isFloat(dst, x, v), op, "tensors must be F32 or BF16")
-	b.ew(op, kMulCols, x.Len(), dst, dt(dst), x, dt(x), v, dt(v), x.Len(), x.Cols())
+	b.ew(op, x.Len(), func(g geomEw) {
+		b.launchMulCols(op, g, b.ptr(op, dst), dt(dst), b.ptr(op, x), dt(x), b.ptr(op, v), dt(v), x.Len(), x.Cols())
+	})
 }
 
 // RowSumSquares computes dst[r] = Σ_j x[r, j]².
@@ -277,18 +277,21 @@ func (b *Backend) RowSumSquares(dst, x *engine.Tensor) {
 	const op = "RowSumSquares"
 	need(dst.Len() == x.Rows(), op, "dst %v does not match the %d rows of %v", dst, x.Rows(), x)
 	need(isFloat(dst, x), op, "tensors must be F32 or BF16")
-	b.row(op, kRowSumSquares, x.Rows(), x.Cols(), dst, dt(dst), x, dt(x), x.Rows(), x.Cols())
+	b.row(op, x.Rows(), x.Cols(), func(g geomRow) {
+		b.launchRowSumSquares(op, g, b.ptr(op, dst), dt(dst), b.ptr(op, x), dt(x), x.Rows(), x.Cols())
+	})
 }
 
-// row launches a one-block-per-row kernel (takes b.mu).
-func (b *Backend) row(op string, id kernelID, rows, cols int, args ...any) {
+// row runs launch, the call of one one-block-per-row kernel's generated
+// launcher, with the ROW geometry (takes b.mu, like ew).
+func (b *Backend) row(op string, rows, cols int, launch func(geomRow)) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.begin(op) || rows == 0 {
 		return
 	}
 	need(fits32(rows*cols), op, "%dx%d elements exceed the kernels' 32-bit sizes", rows, cols)
-	b.launchRow(op, id, rows, cols, b.devArgs(op, args)...)
+	launch(rowGeom(rows))
 }
 
 // SumSquares accumulates dst[0] += Σ x².
@@ -300,7 +303,9 @@ func (b *Backend) SumSquares(dst, x *engine.Tensor) {
 		b.fallback(op, ts(dst), ts(x), func(h func(*engine.Tensor) *engine.Tensor) { b.host.SumSquares(h(dst), h(x)) })
 		return
 	}
-	b.ew(op, kSumSquares, x.Len(), dst, x, dt(x), x.Len())
+	b.ew(op, x.Len(), func(g geomEw) {
+		b.launchSumSquares(op, g, b.ptr(op, dst), b.ptr(op, x), dt(x), x.Len())
+	})
 }
 
 // ---- activations ----
@@ -311,7 +316,9 @@ func (b *Backend) Activation(out, x *engine.Tensor, act engine.Act) {
 	sameLen(op, x.Len(), out)
 	need(isFloat(out, x), op, "tensors must be F32 or BF16")
 	need(act <= engine.ActSigmoid, op, "unknown activation %d", act)
-	b.ew(op, kActivation, x.Len(), out, dt(out), x, dt(x), x.Len(), int(act))
+	b.ew(op, x.Len(), func(g geomEw) {
+		b.launchActivation(op, g, b.ptr(op, out), dt(out), b.ptr(op, x), dt(x), x.Len(), int(act))
+	})
 }
 
 // ActivationBackward accumulates dx += dout ⊙ act'(x).
@@ -323,7 +330,9 @@ func (b *Backend) ActivationBackward(dx, dout, x *engine.Tensor, act engine.Act)
 	sameLen(op, x.Len(), dx, dout)
 	need(isFloat(dx, dout, x), op, "tensors must be F32 or BF16")
 	need(act <= engine.ActSigmoid, op, "unknown activation %d", act)
-	b.ew(op, kActivationBackward, x.Len(), dx, dt(dx), dout, dt(dout), x, dt(x), x.Len(), int(act))
+	b.ew(op, x.Len(), func(g geomEw) {
+		b.launchActivationBackward(op, g, b.ptr(op, dx), dt(dx), b.ptr(op, dout), dt(dout), b.ptr(op, x), dt(x), x.Len(), int(act))
+	})
 }
 
 // SwiGLU computes out = silu(gate) ⊙ up.
@@ -331,7 +340,9 @@ func (b *Backend) SwiGLU(out, gate, up *engine.Tensor) {
 	const op = "SwiGLU"
 	sameLen(op, out.Len(), gate, up)
 	need(isFloat(out, gate, up), op, "tensors must be F32 or BF16")
-	b.ew(op, kSwiglu, out.Len(), out, dt(out), gate, dt(gate), up, dt(up), out.Len())
+	b.ew(op, out.Len(), func(g geomEw) {
+		b.launchSwiglu(op, g, b.ptr(op, out), dt(out), b.ptr(op, gate), dt(gate), b.ptr(op, up), dt(up), out.Len())
+	})
 }
 
 // SwiGLUBackward accumulates dgate and dup (either may be nil).
@@ -342,7 +353,9 @@ func (b *Backend) SwiGLUBackward(dgate, dup, dout, gate, up *engine.Tensor) {
 	}
 	sameLen(op, dout.Len(), gate, up, dgate, dup)
 	need(isFloat(dgate, dup, dout, gate, up), op, "tensors must be F32 or BF16")
-	b.ew(op, kSwigluBackward, dout.Len(), dgate, dt(dgate), dup, dt(dup), dout, dt(dout), gate, dt(gate), up, dt(up), dout.Len())
+	b.ew(op, dout.Len(), func(g geomEw) {
+		b.launchSwigluBackward(op, g, b.ptr(op, dgate), dt(dgate), b.ptr(op, dup), dt(dup), b.ptr(op, dout), dt(dout), b.ptr(op, gate), dt(gate), b.ptr(op, up), dt(up), dout.Len())
+	})
 }
 
 // ---- embeddings ----
@@ -357,7 +370,9 @@ func (b *Backend) Embedding(out, table, ids *engine.Tensor) {
 	need(ids.DType() == engine.Int32, op, "ids %v must be I32", ids)
 	need(isFloat(out, table), op, "tensors must be F32 or BF16")
 	need(fits32(table.Len()), op, "table %v exceeds the kernels' 32-bit sizes", table)
-	b.ew(op, kEmbedding, out.Len(), out, dt(out), table, dt(table), ids, out.Len(), dim, vocab)
+	b.ew(op, out.Len(), func(g geomEw) {
+		b.launchEmbedding(op, g, b.ptr(op, out), dt(out), b.ptr(op, table), dt(table), b.ptr(op, ids), out.Len(), dim, vocab)
+	})
 }
 
 // EmbeddingBackward scatter-adds dtable[ids[i], :] += dout[i, :] (ids
@@ -372,7 +387,9 @@ func (b *Backend) EmbeddingBackward(dtable, dout, ids *engine.Tensor) {
 	need(ids.DType() == engine.Int32, op, "ids %v must be I32", ids)
 	need(isFloat(dtable, dout), op, "tensors must be F32 or BF16")
 	need(fits32(dtable.Len()), op, "table %v exceeds the kernels' 32-bit sizes", dtable)
-	b.ew(op, kEmbeddingBackward, dout.Len(), dtable, dt(dtable), dout, dt(dout), ids, dout.Len(), dim, vocab)
+	b.ew(op, dout.Len(), func(g geomEw) {
+		b.launchEmbeddingBackward(op, g, b.ptr(op, dtable), dt(dtable), b.ptr(op, dout), dt(dout), b.ptr(op, ids), dout.Len(), dim, vocab)
+	})
 }
 
 // ---- normalisation ----
@@ -391,7 +408,9 @@ func (b *Backend) RMSNorm(out, rstd, x, w *engine.Tensor, eps float32) {
 		})
 		return
 	}
-	b.row(op, kRmsnorm, rows, cols, out, dt(out), rstd, x, dt(x), w, dt(w), rows, cols, eps)
+	b.row(op, rows, cols, func(g geomRow) {
+		b.launchRmsnorm(op, g, b.ptr(op, out), dt(out), b.ptr(op, rstd), b.ptr(op, x), dt(x), b.ptr(op, w), dt(w), rows, cols, eps)
+	})
 }
 
 // RMSNormBackward accumulates dx and dw (either may be nil).
@@ -411,7 +430,9 @@ func (b *Backend) RMSNormBackward(dx, dw, dout, x, w, rstd *engine.Tensor) {
 		})
 		return
 	}
-	b.row(op, kRmsnormBackward, rows, cols, dx, dt(dx), dw, dt(dw), dout, dt(dout), x, dt(x), w, dt(w), rstd, rows, cols)
+	b.row(op, rows, cols, func(g geomRow) {
+		b.launchRmsnormBackward(op, g, b.ptr(op, dx), dt(dx), b.ptr(op, dw), dt(dw), b.ptr(op, dout), dt(dout), b.ptr(op, x), dt(x), b.ptr(op, w), dt(w), b.ptr(op, rstd), rows, cols)
+	})
 }
 
 // LayerNorm computes out = (x-mean)·rstd ⊙ w + b row by row (b may be nil).
@@ -428,7 +449,9 @@ func (b *Backend) LayerNorm(out, mean, rstd, x, w, bias *engine.Tensor, eps floa
 		})
 		return
 	}
-	b.row(op, kLayernorm, rows, cols, out, dt(out), mean, rstd, x, dt(x), w, dt(w), bias, dt(bias), rows, cols, eps)
+	b.row(op, rows, cols, func(g geomRow) {
+		b.launchLayernorm(op, g, b.ptr(op, out), dt(out), b.ptr(op, mean), b.ptr(op, rstd), b.ptr(op, x), dt(x), b.ptr(op, w), dt(w), b.ptr(op, bias), dt(bias), rows, cols, eps)
+	})
 }
 
 // LayerNormBackward accumulates dx, dw, db (any may be nil).
@@ -448,7 +471,9 @@ func (b *Backend) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd *engine.T
 		})
 		return
 	}
-	b.row(op, kLayernormBackward, rows, cols, dx, dt(dx), dw, dt(dw), db, dt(db), dout, dt(dout), x, dt(x), w, dt(w), mean, rstd, rows, cols)
+	b.row(op, rows, cols, func(g geomRow) {
+		b.launchLayernormBackward(op, g, b.ptr(op, dx), dt(dx), b.ptr(op, dw), dt(dw), b.ptr(op, db), dt(db), b.ptr(op, dout), dt(dout), b.ptr(op, x), dt(x), b.ptr(op, w), dt(w), b.ptr(op, mean), b.ptr(op, rstd), rows, cols)
+	})
 }
 
 // ---- positions and attention ----
@@ -479,7 +504,9 @@ func (b *Backend) RoPE(x, cos, sin *engine.Tensor, posOffset int, layout engine.
 		inv = 1
 	}
 	pairs := bsz * seq * heads * half
-	b.ew(op, kRope, pairs, x, dt(x), cos, sin, dt(cos), pairs, seq, heads, dim, posOffset, interleaved, inv)
+	b.ew(op, pairs, func(g geomEw) {
+		b.launchRope(op, g, b.ptr(op, x), dt(x), b.ptr(op, cos), b.ptr(op, sin), dt(cos), pairs, seq, heads, dim, posOffset, interleaved, inv)
+	})
 }
 
 // Attention and AttentionBackward: attention.go.
@@ -504,7 +531,9 @@ func (b *Backend) CrossEntropy(losses, dlogits, logits, labels *engine.Tensor, g
 		})
 		return
 	}
-	b.row(op, kCrossEntropy, rows, vocab, losses, dlogits, dt(dlogits), logits, dt(logits), labels, rows, vocab, gradScale)
+	b.row(op, rows, vocab, func(g geomRow) {
+		b.launchCrossEntropy(op, g, b.ptr(op, losses), b.ptr(op, dlogits), dt(dlogits), b.ptr(op, logits), dt(logits), b.ptr(op, labels), rows, vocab, gradScale)
+	})
 }
 
 // AdamW updates param in place (torch.optim.AdamW semantics; the
@@ -517,6 +546,7 @@ func (b *Backend) AdamW(param, grad, m, v *engine.Tensor, h engine.AdamWParams) 
 	need(isFloat(param, grad, m, v), op, "tensors must be F32 or BF16")
 	bc1 := float32(1 - math.Pow(float64(h.Beta1), float64(h.Step)))
 	bc2 := float32(1 - math.Pow(float64(h.Beta2), float64(h.Step)))
-	b.ew(op, kAdamw, param.Len(), param, dt(param), grad, dt(grad), m, dt(m), v, dt(v), param.Len(),
-		h.LR, h.Beta1, h.Beta2, h.Eps, h.WeightDecay, bc1, bc2)
+	b.ew(op, param.Len(), func(g geomEw) {
+		b.launchAdamw(op, g, b.ptr(op, param), dt(param), b.ptr(op, grad), dt(grad), b.ptr(op, m), dt(m), b.ptr(op, v), dt(v), param.Len(), h.LR, h.Beta1, h.Beta2, h.Eps, h.WeightDecay, bc1, bc2)
+	})
 }

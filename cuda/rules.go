@@ -1,56 +1,100 @@
 package cuda
 
-// Launch rules: the grid, block and dynamic shared memory each kernel
-// family expects (kernels/README.md "Launch rules" and the comments atop
-// kernels/*.cu are the specification; this file is the Go side of it).
+// Launch rules: the grid, block and dynamic shared memory of each kernel
+// family (kernels/README.md "Launch rules"). The numbers come from
+// kernels/launch.cuh through kernels_gen.go; this file turns them into a
+// geometry per rule. Each constructor returns its rule's own type, and a
+// generated launcher accepts only that type.
 
-const (
-	// ewThreads is the block size of EW, EW2D and ROW kernels: a multiple
-	// of 32 (the block reductions need whole warps).
-	ewThreads = 256
-	// ewBlocksPerSM caps grid-stride launches: enough blocks in flight to
-	// fill every SM several times over, without launching one block per
-	// 256 elements of a huge tensor.
-	ewBlocksPerSM = 16
-)
+// ewBlocksPerSM caps grid-stride launches: enough blocks in flight to fill
+// every SM several times over, without launching one block per 256
+// elements of a huge tensor. (A host-side policy: the kernels loop, so any
+// grid is correct.)
+const ewBlocksPerSM = 16
+
+// launchGeom is one launch's grid, block and dynamic shared memory (bytes).
+type launchGeom struct {
+	grid, block Dim3
+	smem        int
+}
 
 // kernelDynamicShared returns the most dynamic shared memory kernel id is
 // launched with (its attribute is raised to that when above 48 KB).
 func kernelDynamicShared(id kernelID) int {
 	switch kernelSpecs[id].rule {
-	case ruleGemmF32:
-		return gemmF32Smem
-	case ruleGemmBF16:
-		return gemmBF16Smem
+	case ruleGemmBf16:
+		return gemmBf16Smem
 	case ruleAttnFwd, ruleAttnDq, ruleAttnDkv:
 		return attnSmem(id)
 	}
 	return 0
 }
 
-// ewGrid returns the grid size of a grid-stride launch over n items.
-func (b *Backend) ewGrid(n int) uint32 {
-	blocks := (n + ewThreads - 1) / ewThreads
-	limit := ewBlocksPerSM * max(1, b.ctx.Info().SMs)
+// gridStride returns the grid size of a grid-stride launch over n items.
+func (b *Backend) gridStride(n, perBlock int) uint32 {
+	blocks := (n + perBlock - 1) / perBlock
+	limit := min(maxGridX, ewBlocksPerSM*max(1, b.ctx.Info().SMs))
 	return uint32(max(1, min(blocks, limit)))
 }
 
-// launchEW launches a grid-stride elementwise kernel over n items.
-func (b *Backend) launchEW(op string, id kernelID, n int, args ...any) {
-	b.launch(op, id, Dim3{b.ewGrid(n), 1, 1}, Dim3{ewThreads, 1, 1}, 0, args...)
+// ewGeom is rule EW: a grid-stride launch over n items.
+func (b *Backend) ewGeom(n int) geomEw {
+	return geomEw{grid: Dim3{b.gridStride(n, ewThreads), 1, 1}, block: Dim3{ewThreads, 1, 1}}
 }
 
-// launchEW2D launches a grid-stride kernel over a rows×cols block.
-func (b *Backend) launchEW2D(op string, id kernelID, rows, cols int, args ...any) {
-	b.launchEW(op, id, rows*cols, args...)
+// ew2dGeom is rule EW2D: a grid-stride launch over a rows×cols block.
+func (b *Backend) ew2dGeom(rows, cols int) geomEw2d {
+	return geomEw2d(b.ewGeom(rows * cols))
 }
 
-// launchRow launches one 256-thread block per row.
-func (b *Backend) launchRow(op string, id kernelID, rows, cols int, args ...any) {
-	b.launch(op, id, Dim3{uint32(rows), 1, 1}, Dim3{ewThreads, 1, 1}, 0, args...)
+// rowGeom is rule ROW: one block per row.
+func rowGeom(rows int) geomRow {
+	return geomRow{grid: Dim3{uint32(rows), 1, 1}, block: Dim3{ewThreads, 1, 1}}
 }
 
-// launchCols32 launches one 256-thread block (8 warps) per 32 columns.
-func (b *Backend) launchCols32(op string, id kernelID, rows, cols int, args ...any) {
-	b.launch(op, id, Dim3{uint32((cols + 31) / 32), 1, 1}, Dim3{256, 1, 1}, 0, args...)
+// cols32Geom is rule COLS32: one block (8 warps) per 32 columns.
+func cols32Geom(cols int) geomCols32 {
+	return geomCols32{grid: Dim3{uint32((cols + colsPerBlock - 1) / colsPerBlock), 1, 1}, block: Dim3{ewThreads, 1, 1}}
+}
+
+// warpRowsGeom is rule WARP_ROWS: one warp per row, grid-stride.
+func (b *Backend) warpRowsGeom(rows int) geomWarpRows {
+	return geomWarpRows{grid: Dim3{b.gridStride(rows, warpRowsPerBlock), 1, 1}, block: Dim3{ewThreads, 1, 1}}
+}
+
+// gemmGrid is the grid of a GEMM with square output tiles of tile.
+func gemmGrid(m, n, tile, splits int) Dim3 {
+	return Dim3{uint32((n + tile - 1) / tile), uint32((m + tile - 1) / tile), uint32(splits)}
+}
+
+// gemmF32Geom is rule GEMM_F32 for an m×n output split into splits k-slices.
+func gemmF32Geom(m, n, splits int) geomGemmF32 {
+	return geomGemmF32{grid: gemmGrid(m, n, gemmF32Tile, splits), block: Dim3{gemmThreads, 1, 1}}
+}
+
+// gemmBf16Geom is rule GEMM_BF16 for an m×n output split into splits k-slices.
+func gemmBf16Geom(m, n, splits int) geomGemmBf16 {
+	return geomGemmBf16{grid: gemmGrid(m, n, gemmBf16Tile, splits), block: Dim3{gemmThreads, 1, 1}, smem: gemmBf16Smem}
+}
+
+// attnGrid is the grid of an attention kernel whose blocks own
+// attnRowsPerBlock(dmax) of rows rows, per head and batch.
+func attnGrid(dmax, rows, heads, batch int) Dim3 {
+	br := attnRowsPerBlock(dmax)
+	return Dim3{uint32((rows + br - 1) / br), uint32(heads), uint32(batch)}
+}
+
+// attnFwdGeom is rule ATTN_FWD for t queries of hq heads and batch b.
+func attnFwdGeom(dmax, t, hq, batch int) geomAttnFwd {
+	return geomAttnFwd{grid: attnGrid(dmax, t, hq, batch), block: Dim3{attnThreads, 1, 1}, smem: attnFwdSmem(dmax)}
+}
+
+// attnDqGeom is rule ATTN_DQ (same grid as the forward).
+func attnDqGeom(dmax, t, hq, batch int) geomAttnDq {
+	return geomAttnDq{grid: attnGrid(dmax, t, hq, batch), block: Dim3{attnThreads, 1, 1}, smem: attnDqSmem(dmax)}
+}
+
+// attnDkvGeom is rule ATTN_DKV: blocks over the s keys of hkv kv heads.
+func attnDkvGeom(dmax, s, hkv, batch int) geomAttnDkv {
+	return geomAttnDkv{grid: attnGrid(dmax, s, hkv, batch), block: Dim3{attnThreads, 1, 1}, smem: attnDkvSmem(dmax)}
 }

@@ -9,12 +9,25 @@ type Param struct {
 	W *Tensor
 	// G holds the accumulated gradient; nil while the parameter is frozen.
 	G *Tensor
+	// C is the compute copy matrix products read under mixed precision
+	// (bfloat16, refreshed from W after each optimizer step; see
+	// Precision), or nil when they read W itself.
+	C *Tensor
 	// Trainable marks parameters the optimizer updates.
 	Trainable bool
 	// Decay marks parameters that get weight decay: weight matrices and
 	// embeddings, not biases or normalisation weights (the Hugging Face
 	// Trainer's convention).
 	Decay bool
+}
+
+// Compute returns the tensor matrix products read: the compute copy C
+// when there is one, else W.
+func (p *Param) Compute() *Tensor {
+	if p.C != nil {
+		return p.C
+	}
+	return p.W
 }
 
 // Batch is one micro-batch of B sequences of T tokens, already on the

@@ -35,7 +35,8 @@
 //   fwd  4·(BR·DMAX + 2·32·LDP + BR·32)
 //   dq   4·(2·BR·DMAX + 2·32·LDP + BR·32)
 //   dkv  4·(2·BR·DMAX + 2·32·LDP + 2·BR·32)
-// (README "Launch rules"; cuda/attention.go computes the same numbers.)
+// (GT_ATTN_*_SMEM in launch.cuh, which the Go side reads too; each kernel
+// static_asserts that its layout ends where that figure says.)
 //
 // Shared-memory access patterns: tiles read with a lane per row (keys in
 // fwd/dq, queries in dkv) use rows of LDP = DMAX + 4 floats, so the 8
@@ -52,21 +53,21 @@ struct gt_f4 {
 typedef float4 gt_f4;
 #endif
 
-#define ATT_THREADS 128
+#define ATT_THREADS GT_ATTN_THREADS
 // Minimum resident blocks per SM for the register allocator: 3 for the
 // forward and dq kernels (<= 168 registers), 2 for dkv (two register
 // accumulator sets; <= 255), which is what their shared memory allows anyway
 // at DMAX 128/256. Without a minimum, ptxas capped some at 128 and spilled.
 #define ATT_MINB 3
 #define ATT_MINB_DKV 2
-#define ATT_WARPS 4
-#define ATT_TILE 32  // keys (fwd, dq) or queries (dkv) per streamed tile: one per lane
+#define ATT_WARPS GT_ATTN_WARPS
+#define ATT_TILE GT_ATTN_TILE  // keys (fwd, dq) or queries (dkv) per streamed tile: one per lane
 
 template <int DMAX>
 struct AttCfg {
-  static constexpr int R = DMAX <= 128 ? 8 : 4;  // rows per warp
-  static constexpr int BR = ATT_WARPS * R;       // rows per block
-  static constexpr int LDP = DMAX + 4;           // padded row length (lane-per-row tiles)
+  static constexpr int R = GT_ATTN_ROWS_PER_WARP(DMAX);    // rows per warp
+  static constexpr int BR = GT_ATTN_ROWS_PER_BLOCK(DMAX);  // rows per block
+  static constexpr int LDP = DMAX + GT_ATTN_PAD;           // padded row length (lane-per-row tiles)
   static constexpr int NC = DMAX / 32;           // head-dim columns per lane
 };
 
@@ -105,6 +106,7 @@ __device__ __forceinline__ void attn_fwd(void* out, int out_dt, void* lse, int l
   float* sK = sQ + BR * DMAX;          // [32][LDP]
   float* sV = sK + ATT_TILE * LDP;     // [32][LDP]
   float* sP = sV + ATT_TILE * LDP;     // [4 warps][R][32]
+  static_assert(4 * (BR * DMAX + 2 * ATT_TILE * LDP + BR * ATT_TILE) == GT_ATTN_FWD_SMEM(DMAX), "launch.cuh");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int t0 = blockIdx.x * BR, h = blockIdx.y, b = blockIdx.z;
   const int kvh = h / (Hq / Hkv), off = S - T;
@@ -232,6 +234,7 @@ __device__ __forceinline__ void attn_bwd_dq(void* dq, int dq_dt, const void* dou
   float* sK = sO + BR * DMAX;       // [32][LDP]
   float* sV = sK + ATT_TILE * LDP;  // [32][LDP]
   float* sS = sV + ATT_TILE * LDP;  // [4 warps][R][32] dS
+  static_assert(4 * (2 * BR * DMAX + 2 * ATT_TILE * LDP + BR * ATT_TILE) == GT_ATTN_DQ_SMEM(DMAX), "launch.cuh");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int t0 = blockIdx.x * BR, h = blockIdx.y, b = blockIdx.z;
   const int kvh = h / (Hq / Hkv), off = S - T;
@@ -341,6 +344,7 @@ __device__ __forceinline__ void attn_bwd_dkv(void* dk, int dk_dt, void* dv, int 
   float* sO = sQ + ATT_TILE * LDP;  // [32][LDP] dout tile
   float* sP = sO + ATT_TILE * LDP;  // [4 warps][R][32] P
   float* sS = sP + BR * ATT_TILE;   // [4 warps][R][32] dS
+  static_assert(4 * (2 * BR * DMAX + 2 * ATT_TILE * LDP + 2 * BR * ATT_TILE) == GT_ATTN_DKV_SMEM(DMAX), "launch.cuh");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int s0 = blockIdx.x * BR, kvh = blockIdx.y, b = blockIdx.z;
   const int group = Hq / Hkv, off = S - T;

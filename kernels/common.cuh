@@ -3,18 +3,25 @@
 // stores, bfloat16 conversion, activations and block reductions.
 //
 // Compiled by nvcc (CUDA: __CUDACC__ defined; __CUDA_ARCH__ in the device
-// pass) and by g++ for the CPU emulator (neither defined: emu/cuda_emu.h
-// supplies the CUDA dialect).
+// pass) and by g++ for the CPU emulator, whose build force-includes
+// emu/cuda_emu.h (g++ -include) to supply the CUDA dialect. This header
+// never includes the emulator itself: production kernel sources do not
+// depend on it.
 #ifndef GOTUNE_KERNELS_COMMON_CUH
 #define GOTUNE_KERNELS_COMMON_CUH
 
 #if defined(__CUDACC__)
 #include <stdint.h>
 #define GT_EMU 0
-#else
-#include "emu/cuda_emu.h"
+#elif defined(GOTUNE_CUDA_EMU_H)
 #define GT_EMU 1
+#else
+#error "build the kernels with nvcc, or for the CPU emulator with g++ -include emu/cuda_emu.h (kernels/Makefile)"
 #endif
+
+// Launch constants (threads, tiles, shared memory): the one source that
+// the backend's generated Go code reads too.
+#include "launch.cuh"
 
 // Every entry point, declared from the one list. A definition whose
 // parameters differ from kernels.def fails to compile (conflicting

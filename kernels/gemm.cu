@@ -82,11 +82,11 @@ __device__ __forceinline__ bool split_setup(const GemmEpilogue& e, float beta, i
 // 64x64 output tile per 256-thread block, k-step 16; thread (ty, tx) owns
 // rows ty+16i and columns tx+16j (i, j < 4), so shared-memory reads of a
 // warp touch consecutive words.
-#define F32_BM 64
-#define F32_BN 64
-#define F32_BK 16
+#define F32_BM GT_GEMM_F32_TILE
+#define F32_BN GT_GEMM_F32_TILE
+#define F32_BK GT_GEMM_F32_K
 
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(GT_GEMM_THREADS)
     gt_gemm_f32(void* c, int c_dt, int ldc, const void* a, int lda, int trans_a, const void* b, int ldb,
                 int trans_b, const void* a2, int lda2, const void* b2, int ldb2, int trans_b2, int k2,
                 const void* bias, int bias_dt, const void* res, int ldr, void* aux, int ldaux, int aux_mode,
@@ -118,7 +118,7 @@ extern "C" __global__ void __launch_bounds__(256)
     // A tile -> sA[kk][mm]
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-      int e_ = tid + 256 * i, kk, mm;
+      int e_ = tid + GT_GEMM_THREADS * i, kk, mm;
       float v = 0.f;
       if (first && trans_a) {  // a is [k, m]: contiguous along m
         mm = e_ & 63, kk = e_ >> 6;
@@ -136,7 +136,7 @@ extern "C" __global__ void __launch_bounds__(256)
     const int ldbp = first ? ldb : ldb2;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-      int e_ = tid + 256 * i, kk, nn;
+      int e_ = tid + GT_GEMM_THREADS * i, kk, nn;
       float v = 0.f;
       if (tb) {  // [n, k]
         kk = e_ & 15, nn = e_ >> 4;
@@ -176,15 +176,16 @@ extern "C" __global__ void __launch_bounds__(256)
 // addresses of every ldmatrix hit distinct bank groups:
 //   k-contiguous ([m or n][k]):  128 rows x 40   -> ldmatrix
 //   k-major      ([k][m or n]):   32 rows x 136  -> ldmatrix.trans
-#define BF_BM 128
-#define BF_BN 128
-#define BF_BK 32
-#define BF_STAGES 3
-#define BF_KC_LD (BF_BK + 8)   // row length of a k-contiguous tile
-#define BF_KM_LD (BF_BM + 8)   // row length of a k-major tile
-#define BF_SLOT (BF_BM * BF_KC_LD)  // elements per operand slot (>= BF_BK * BF_KM_LD)
-// Dynamic shared memory of gt_gemm_bf16: 3 stages x 2 operands x 10240 B.
-#define BF_SMEM_BYTES (BF_STAGES * 2 * BF_SLOT * 2)
+#define BF_BM GT_GEMM_BF16_TILE
+#define BF_BN GT_GEMM_BF16_TILE
+#define BF_BK GT_GEMM_BF16_K
+#define BF_STAGES GT_GEMM_BF16_STAGES
+#define BF_KC_LD (BF_BK + GT_GEMM_BF16_PAD)  // row length of a k-contiguous tile
+#define BF_KM_LD (BF_BM + GT_GEMM_BF16_PAD)  // row length of a k-major tile
+#define BF_SLOT GT_GEMM_BF16_SLOT            // elements per operand slot
+static_assert(BF_SLOT >= BF_BK * BF_KM_LD, "a k-major tile must fit an operand slot");
+// Dynamic shared memory of gt_gemm_bf16: stages x 2 operands x slot bytes.
+#define BF_SMEM_BYTES GT_GEMM_BF16_SMEM
 
 struct BfOperand {
   const uint16_t* p;
@@ -199,7 +200,7 @@ __device__ __forceinline__ void load_operand(uint16_t* dst, const BfOperand& o, 
                                              int tid) {
 #pragma unroll
   for (int h = 0; h < 2; h++) {
-    int cidx = tid + 256 * h;  // 512 chunks of 8 elements
+    int cidx = tid + GT_GEMM_THREADS * h;  // 512 chunks of 8 elements
     int row, col, gmn, gk;
     uint16_t* d;
     if (o.kcontig) {
@@ -234,7 +235,7 @@ __device__ __forceinline__ bool aligned16(const void* p, int ld) {
   return (reinterpret_cast<uintptr_t>(p) & 15) == 0 && (ld & 7) == 0;
 }
 
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(GT_GEMM_THREADS)
     gt_gemm_bf16(void* c, int c_dt, int ldc, const void* a, int lda, int trans_a, const void* b, int ldb,
                  int trans_b, const void* a2, int lda2, const void* b2, int ldb2, int trans_b2, int k2,
                  const void* bias, int bias_dt, const void* res, int ldr, void* aux, int ldaux, int aux_mode,

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
@@ -58,6 +59,8 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 			_, err := prompt.ApplyPromptTuning(m, prompt.TuningConfig{NumVirtualTokens: 3, Seed: 6})
 			return err
 		}},
+		{name: "full-bf16", apply: bf16(nil)},
+		{name: "lora-dropout-bf16", apply: bf16(loraApply(lora.Config{R: 4, Alpha: 8, Dropout: 0.25, Targets: []string{lora.AllLinear}, Seed: 3}))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			newCfg, sizes := hfconfig.NewLlama, gradCkptSizes
@@ -68,6 +71,23 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 			require.NoError(t, err)
 			ckpttest.RequireBitIdentical(t, cpu.New(), ckpttest.NewSetup(cfg, tc.apply), ckpttest.Shape{B: 2, T: 7, Passes: 3})
 		})
+	}
+}
+
+// bf16 applies method (nil: full fine-tuning) and then the bfloat16
+// mixed-precision policy, as the trainer does.
+func bf16(method ckpttest.Method) ckpttest.Method {
+	return func(m model.Model) error {
+		if method == nil {
+			for _, p := range m.Params() {
+				model.SetTrainable(p, true)
+			}
+		} else if err := method(m); err != nil {
+			return err
+		}
+		return m.(interface {
+			SetPrecision(engine.Precision) error
+		}).SetPrecision(engine.PrecisionBF16)
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gotune/gotune/cuda"
 	"github.com/gotune/gotune/engine"
@@ -10,6 +11,13 @@ import (
 
 // deviceHelp documents the values --device accepts.
 const deviceHelp = "compute device: auto (the GPU when the CUDA driver loads and a device is present, else the CPU), cpu, cuda (device 0) or cuda:N"
+
+// precisionHelp documents the values --precision accepts.
+const precisionHelp = "numeric `policy`: bf16 (bfloat16 activations, frozen weights and tensor-core matrix products with float32 accumulation; float32 master weights, optimizer state, norms and loss), fp32, or auto (bf16 on a GPU, fp32 on the CPU)"
+
+// onGPU reports whether be is the CUDA backend (what --precision auto
+// asks about).
+func onGPU(be engine.Backend) bool { return strings.HasPrefix(be.Name(), "cuda") }
 
 // openCUDA opens the CUDA backend. It is nil in builds without one; the
 // GPU build sets it from a file of its own (behind a build tag), which is

@@ -282,13 +282,28 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// cudaDriver returns the CUDA driver library GOTUNE_LIBCUDA names (the
+// emulator under make test), failing under CI or make test when it is
+// unset and skipping otherwise.
+func cudaDriver(t *testing.T) string {
+	t.Helper()
+	lib := os.Getenv("GOTUNE_LIBCUDA")
+	if lib == "" {
+		if os.Getenv("CI") == "true" || os.Getenv("GOTUNE_REQUIRE_EMU") == "1" {
+			t.Fatal("GOTUNE_LIBCUDA is unset: make test points it at the emulator (make emu)")
+		}
+		t.Skip("GOTUNE_LIBCUDA unset: run through make test to use the CUDA emulator")
+	}
+	return lib
+}
+
 // TestTrainOnCUDABackend runs a golden full fine-tuning run with
 // --device cuda through whatever driver GOTUNE_LIBCUDA names — the CPU
 // emulator under make test and CI, the real driver on a GPU machine — and
 // checks the trajectory against PyTorch: the whole GPU training path, from
 // flag to kernels, end to end.
 func TestTrainOnCUDABackend(t *testing.T) {
-	lib := cudaLibrary(t)
+	lib := cudaDriver(t)
 	for _, name := range []string{"llama-gqa", "gpt2"} {
 		t.Run(name, func(t *testing.T) {
 			set, err := golden.Load(filepath.Join(goldenDir, name))
@@ -297,7 +312,9 @@ func TestTrainOnCUDABackend(t *testing.T) {
 			}
 			run := set.Run("full")
 			out := filepath.Join(t.TempDir(), "out")
-			args := append(goldenTrainArgs(set, run, out), "--device", "cuda") // later flags win
+			// fp32: the float32 path is what PyTorch's goldens check (auto is
+			// bf16 on a GPU; precision_test.go checks that one).
+			args := append(goldenTrainArgs(set, run, out), "--device", "cuda", "--precision", "fp32") // later flags win
 			r := runGotuneEnv(t, []string{"GOTUNE_LIBCUDA=" + lib}, args...)
 			if r.code != 0 {
 				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
@@ -314,20 +331,6 @@ func TestTrainOnCUDABackend(t *testing.T) {
 			}
 		})
 	}
-}
-
-// cudaLibrary returns the driver GOTUNE_LIBCUDA names, skipping the test
-// when it is unset (failing it in CI and under make test).
-func cudaLibrary(t *testing.T) string {
-	t.Helper()
-	lib := os.Getenv("GOTUNE_LIBCUDA")
-	if lib == "" {
-		if os.Getenv("CI") == "true" || os.Getenv("GOTUNE_REQUIRE_EMU") == "1" {
-			t.Fatal("GOTUNE_LIBCUDA is unset: make test points it at the emulator (make emu)")
-		}
-		t.Skip("GOTUNE_LIBCUDA unset: run through make test to use the CUDA emulator")
-	}
-	return lib
 }
 
 func TestDeviceAutoSaysCPU(t *testing.T) {

@@ -43,7 +43,7 @@ func TestTrainGradCheckpoint(t *testing.T) {
 // flags that help, and an out-of-range device ordinal to name how many
 // devices there are.
 func TestTrainOutOfDeviceMemory(t *testing.T) {
-	lib := cudaLibrary(t)
+	lib := cudaDriver(t)
 	set, err := golden.Load(filepath.Join(goldenDir, "llama-gqa"))
 	require.NoError(t, err)
 	args := append(goldenTrainArgs(set, set.Run("full"), filepath.Join(t.TempDir(), "out")), "--device", "cuda")

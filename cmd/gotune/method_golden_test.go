@@ -50,6 +50,21 @@ func methodFlags(t *testing.T, s *golden.MethodSet) []string {
 	return args
 }
 
+// methodTrainArgs is the "gotune train" command line of golden method
+// run s on its base set: the run's hyper-parameters, the method's flags
+// and, where the run has one, its initial adapter folder (--init-adapter).
+func methodTrainArgs(t *testing.T, s *golden.MethodSet, base *golden.Set, flags func(*testing.T, *golden.MethodSet) []string, out string) []string {
+	t.Helper()
+	args := goldenTrainArgs(base, &s.Meta.Run, out)
+	args[slices.Index(args, "--data")+1] = s.Path(s.Meta.Data)
+	args[slices.Index(args, "--method")+1] = s.Meta.Run.Method
+	args = append(args, flags(t, s)...)
+	if dir := s.AdapterDir(); dir != "" {
+		args = append(args, "--init-adapter", dir)
+	}
+	return args
+}
+
 // groupDigits writes n with thousands separators, as PEFT's summary does.
 func groupDigits(n int) string {
 	s := strconv.Itoa(n)
@@ -111,13 +126,7 @@ func runMethodGolden(t *testing.T, methods []string, flags func(*testing.T, *gol
 			}
 			r := &s.Meta.Run
 			out := filepath.Join(t.TempDir(), "out")
-			args := goldenTrainArgs(base, r, out)
-			args[slices.Index(args, "--data")+1] = s.Path(s.Meta.Data)
-			args[slices.Index(args, "--method")+1] = method
-			args = append(args, flags(t, s)...)
-			if dir := s.AdapterDir(); dir != "" {
-				args = append(args, "--init-adapter", dir)
-			}
+			args := methodTrainArgs(t, s, base, flags, out)
 			res := runGotune(t, args...)
 			if res.code != 0 {
 				t.Fatalf("exit %d\nargs: %v\nstdout:\n%s\nstderr:\n%s", res.code, args, res.stdout, res.stderr)

@@ -81,6 +81,7 @@ up to the checkpoint's step and is appended to.`
 // trainFlags are the flags of "gotune train".
 type trainFlags struct {
 	modelDir, dataPath, method, device, out string
+	precision                               string
 	steps, epochs, batchSize, gradAccum     int
 	seqLen, warmup, logEvery                int
 	saveEvery, saveTotalLimit               int
@@ -119,6 +120,7 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.BoolVar(&f.shuffle, "shuffle", true, "shuffle the data each epoch with a seeded permutation; --shuffle=false keeps file order")
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
 	fs.BoolVar(&f.gradCheckpoint, "grad-checkpoint", false, "gradient checkpointing: keep only each layer's input and recompute its activations in the backward pass (activation memory of one layer instead of all, about one more forward pass of compute; gradients are bit-identical)")
+	fs.StringVar(&f.precision, "precision", "auto", precisionHelp)
 	fs.StringVar(&f.out, "out", "out", "output `DIR` (created if needed)")
 	fs.IntVar(&f.logEvery, "log-every", 10, "print a progress line every N steps (0: never)")
 	fs.IntVar(&f.saveEvery, "save-every", 0, "write a resumable checkpoint to --out/checkpoint-<step> every N optimizer steps (0: never)")
@@ -202,6 +204,9 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	}
 	if !validDevice(f.device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", f.device)}
+	}
+	if _, err := engine.ParsePrecision(f.precision, false); err != nil {
+		return &usageError{msg: err.Error()}
 	}
 	method, ok := methods[f.method]
 	if !ok {
@@ -328,6 +333,8 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("--resume %s: the checkpoint holds a whole model (no %s), but --method %s trains an adapter", ckpt, peft.ConfigFile, f.method)
 	}
 	tcfg.Settings = runSettings(fs, methodFlags[f.method], methodFlags, seqLen, ds)
+	tcfg.Precision, _ = engine.ParsePrecision(f.precision, onGPU(be))
+	fmt.Fprintf(e.Stdout, "precision: %s\n", tcfg.Precision)
 	var ckptSaver train.Saver
 	if saver == nil && f.saveEvery > 0 {
 		// A full checkpoint is usable on its own, like the final save.

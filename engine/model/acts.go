@@ -77,6 +77,10 @@ type actSet struct {
 	df1, df2, dfa       *engine.Tensor
 	dhead, dembReal     *engine.Tensor
 	dprompt             *engine.Tensor
+	// dy is a sub-layer output's gradient in the activation dtype, when
+	// the residual gradient (always float32) must be rounded to feed the
+	// sub-layer's matrix products.
+	dy *engine.Tensor
 }
 
 func (s *actSet) free(be engine.Backend) {
@@ -92,6 +96,14 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	d := &m.d
 	f32 := func(shape ...int) *engine.Tensor {
 		t := m.be.Alloc(engine.Float32, shape...)
+		s.tensors = append(s.tensors, t)
+		return t
+	}
+	// act allocates buffers that feed or come out of matrix products:
+	// bfloat16 under mixed precision. The residual stream, norm statistics
+	// and gradients summed from several products stay float32.
+	act := func(shape ...int) *engine.Tensor {
+		t := m.be.Alloc(m.prec.ActDType(), shape...)
 		s.tensors = append(s.tensors, t)
 		return t
 	}
@@ -119,31 +131,31 @@ func (m *Transformer) newActs(k actKey) *actSet {
 		return st
 	}
 	newLayer := func() *layerActs {
-		a := &layerActs{x: f32(N, D), st1: stats(), st2: stats(), xn1: f32(N, D), xn2: f32(N, D)}
-		a.q, a.k, a.v = f32(N, qd), f32(N, kvd), f32(N, kvd)
+		a := &layerActs{x: f32(N, D), st1: stats(), st2: stats(), xn1: act(N, D), xn2: act(N, D)}
+		a.q, a.k, a.v = act(N, qd), act(N, kvd), act(N, kvd)
 		a.q4 = a.q.Reshape(B, T, d.heads, d.headDim)
 		a.k4 = a.k.Reshape(B, T, d.kvHeads, d.headDim)
 		a.v4 = a.v.Reshape(B, T, d.kvHeads, d.headDim)
 		a.kAll, a.vAll = a.k4, a.v4
 		if k.P > 0 {
-			a.kAll = f32(B, S, d.kvHeads, d.headDim)
-			a.vAll = f32(B, S, d.kvHeads, d.headDim)
+			a.kAll = act(B, S, d.kvHeads, d.headDim)
+			a.vAll = act(B, S, d.kvHeads, d.headDim)
 		}
-		a.att = f32(N, qd)
+		a.att = act(N, qd)
 		a.att4 = a.att.Reshape(B, T, d.heads, d.headDim)
 		a.lse = f32(B, d.heads, T)
-		a.h1, a.y1 = f32(N, D), nil
+		a.h1, a.y1 = act(N, D), nil
 		if hookAttn {
-			a.y1 = f32(N, D)
+			a.y1 = act(N, D)
 		}
 		a.xmid = f32(N, D)
-		a.f1, a.fa = f32(N, I), f32(N, I)
+		a.f1, a.fa = act(N, I), act(N, I)
 		if gated {
-			a.f2 = f32(N, I)
+			a.f2 = act(N, I)
 		}
-		a.h2 = f32(N, D)
+		a.h2 = act(N, D)
 		if hookMLP {
-			a.y2 = f32(N, D)
+			a.y2 = act(N, D)
 		}
 		return a
 	}
@@ -173,32 +185,35 @@ func (m *Transformer) newActs(k actKey) *actSet {
 		s.embReal = f32(B*treal, D)
 	}
 	if m.blocks[0].qkv != nil {
-		s.qkv = f32(N, qd+2*kvd)
+		s.qkv = act(N, qd+2*kvd)
 	}
-	s.xf, s.xnf, s.stf = f32(N, D), f32(N, D), stats()
+	s.xf, s.xnf, s.stf = f32(N, D), act(N, D), stats()
 	rows := B * k.heads
 	if k.first {
 		rows += B
 	}
 	s.head = s.xnf
 	if k.heads != T || k.first {
-		s.head = f32(rows, D)
+		s.head = act(rows, D)
 	}
-	s.logits, s.losses = f32(rows, d.vocab), f32(rows)
+	s.logits, s.losses = act(rows, d.vocab), f32(rows)
 	if !k.backward {
 		return s
 	}
-	s.dres, s.dmid, s.dxn, s.dh = f32(N, D), f32(N, D), f32(N, D), f32(N, D)
-	s.datt, s.dq, s.dk, s.dv = f32(N, qd), f32(N, qd), f32(N, kvd), f32(N, kvd)
+	s.dres, s.dmid, s.dxn, s.dh = f32(N, D), f32(N, D), f32(N, D), act(N, D)
+	if m.prec.ActDType() != engine.Float32 {
+		s.dy = act(N, D)
+	}
+	s.datt, s.dq, s.dk, s.dv = act(N, qd), act(N, qd), act(N, kvd), act(N, kvd)
 	if k.P > 0 {
-		s.dkAll, s.dvAll = f32(B, S, d.kvHeads, d.headDim), f32(B, S, d.kvHeads, d.headDim)
+		s.dkAll, s.dvAll = act(B, S, d.kvHeads, d.headDim), act(B, S, d.kvHeads, d.headDim)
 	}
 	if s.qkv != nil {
-		s.dqkv = f32(N, qd+2*kvd)
+		s.dqkv = act(N, qd+2*kvd)
 	}
-	s.df1, s.dfa = f32(N, I), f32(N, I)
+	s.df1, s.dfa = act(N, I), act(N, I)
 	if gated {
-		s.df2 = f32(N, I)
+		s.df2 = act(N, I)
 	}
 	s.dhead = s.dxn
 	if s.head != s.xnf {
@@ -209,6 +224,17 @@ func (m *Transformer) newActs(k actKey) *actSet {
 		s.dprompt = f32(k.Pv, D)
 	}
 	return s
+}
+
+// asAct returns the residual-stream gradient d as a sub-layer output's
+// gradient in the activation dtype: d itself in float32 passes, else
+// rounded into s.dy (torch's autocast casts it at the same point).
+func (s *actSet) asAct(be engine.Backend, d *engine.Tensor) *engine.Tensor {
+	if s.dy == nil {
+		return d
+	}
+	be.Copy(s.dy, d)
+	return s.dy
 }
 
 // acts returns the buffers for key k, reallocating (and freeing the old

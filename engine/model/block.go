@@ -57,11 +57,13 @@ func (m *Transformer) blockBackward(l int, p *pass, a *layerActs, d *engine.Tens
 		dxn = s.dxn
 		be.Fill(dxn, 0)
 	}
-	dh := d
+	var dh *engine.Tensor
 	if h := blk.hooks[SiteMLP]; h != nil {
 		be.Fill(s.dh, 0)
 		h.Backward(s.dh, dxn, dmid, d, a.h2, a.xn2, a.xmid)
 		dh = s.dh
+	} else if needDh {
+		dh = s.asAct(be, d)
 	}
 	if needDh {
 		m.mlpBackward(l, p, a, dh, dxn)
@@ -87,11 +89,12 @@ func (m *Transformer) blockBackward(l int, p *pass, a *layerActs, d *engine.Tens
 		dxn = s.dxn
 		be.Fill(dxn, 0)
 	}
-	dh = dmid
 	if h := blk.hooks[SiteAttn]; h != nil {
 		be.Fill(s.dh, 0)
 		h.Backward(s.dh, dxn, dIn, dmid, a.h1, a.xn1, a.x)
 		dh = s.dh
+	} else if needDh {
+		dh = s.asAct(be, dmid)
 	}
 	if needDh {
 		m.attnBackward(l, p, a, dh, dxn)

@@ -74,10 +74,11 @@ func (d *Dense) Params() []*engine.Param {
 	return []*engine.Param{d.Weight, d.Bias}
 }
 
-// Forward computes y = x·Wᵀ + b (or x·W + b for Conv1D).
+// Forward computes y = x·Wᵀ + b (or x·W + b for Conv1D), reading the
+// weight's compute copy under mixed precision.
 func (d *Dense) Forward(y, x *engine.Tensor, train bool) {
 	be := d.Weight.W.Backend()
-	be.Gemm(y, x, d.Weight.W, false, !d.Conv1D, 1, 0)
+	be.Gemm(y, x, d.Weight.Compute(), false, !d.Conv1D, 1, 0)
 	if d.Bias != nil {
 		be.AddBias(y, d.Bias.W)
 	}
@@ -99,7 +100,7 @@ func (d *Dense) Backward(dx, dy, x *engine.Tensor) {
 		}
 	}
 	if dx != nil {
-		be.Gemm(dx, dy, d.Weight.W, false, d.Conv1D, 1, 1)
+		be.Gemm(dx, dy, d.Weight.Compute(), false, d.Conv1D, 1, 1)
 	}
 }
 

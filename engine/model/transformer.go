@@ -77,6 +77,7 @@ type Transformer struct {
 	cfg  *Config
 	be   engine.Backend
 	seed uint64
+	prec engine.Precision // activation dtypes and weight storage (SetPrecision)
 
 	embed  *Embedding
 	posEmb *Embedding // GPT-2 learned positions; nil for RoPE models

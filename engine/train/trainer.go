@@ -61,6 +61,11 @@ type Config struct {
 	WeightDecay, Beta1, Beta2, Eps float64
 	// MaxGradNorm clips the global gradient norm; 0 disables clipping.
 	MaxGradNorm float64
+	// Precision is the numeric policy (engine.Precision). New applies it
+	// to the model, whose trainability must then be final; under
+	// PrecisionBF16 each optimizer step updates the float32 masters and
+	// refreshes their bfloat16 compute copies.
+	Precision engine.Precision
 
 	// OutDir receives metrics.jsonl, loss.png and the saved model. Empty
 	// means Run writes nothing (tests and embedding programs).
@@ -227,6 +232,9 @@ func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (
 		}
 		t.opts.Saver = s
 	}
+	if err := applyPrecision(model, cfg.Precision); err != nil {
+		return nil, err
+	}
 	seen := map[*engine.Tensor]string{}
 	for _, p := range model.Params() {
 		if !p.Trainable {
@@ -258,6 +266,21 @@ func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (
 		t.total = (t.microLimit + cfg.GradAccum - 1) / cfg.GradAccum
 	}
 	return t, nil
+}
+
+// applyPrecision sets policy p on a model that supports precision
+// policies; other models can only run in float32.
+func applyPrecision(model engine.CausalLM, p engine.Precision) error {
+	if pm, ok := model.(engine.PrecisionModel); ok {
+		if err := pm.SetPrecision(p); err != nil {
+			return fmt.Errorf("--precision %s: %w", p, err)
+		}
+		return nil
+	}
+	if p != engine.PrecisionFP32 {
+		return fmt.Errorf("--precision %s: this model computes in float32 only", p)
+	}
+	return nil
 }
 
 // TotalSteps returns the number of optimizer steps the run will take.
@@ -349,6 +372,7 @@ func (t *Trainer) Step() (StepMetrics, error) {
 			Eps: float32(t.cfg.Eps), WeightDecay: float32(wd), Step: k,
 		})
 	}
+	engine.RefreshCompute(t.be, t.params)
 	t.zeroGrads()
 	if err := t.be.Synchronize(); err != nil {
 		return StepMetrics{}, fmt.Errorf("step %d: backend: %w", k, err)

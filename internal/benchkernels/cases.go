@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/gotune/gotune/cuda"
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/fused"
 )
 
 // benchCase is one operation at one shape.
@@ -179,20 +179,23 @@ func (b *bench) runCase(c benchCase) (Result, error) {
 		a, bm := s.tensor(dt, c.r, c.k, wscale), s.tensor(dt, c.n, c.r, 0.1)
 		y, xa := s.tensor(dt, c.m, c.n, 1), s.tensor(dt, c.m, c.r, 1)
 		scale := float32(2) / float32(c.r)
-		fn = func() { cuda.LoRAForward(be, y, xa, x, nil, w, bias, a, bm, scale) }
+		fn = func() { fused.LoRAForward(be, y, xa, x, nil, fused.LoRA{W: w, Bias: bias, A: a, B: bm, Scale: scale}) }
 	case "lora_bwd":
 		x, w := s.tensor(dt, c.m, c.k, 1), s.tensor(dt, c.n, c.k, wscale)
 		a, bm := s.tensor(dt, c.r, c.k, wscale), s.tensor(dt, c.n, c.r, 0.1)
 		xa, dy, dx := s.tensor(dt, c.m, c.r, 1), s.tensor(dt, c.m, c.n, 1), s.tensor(dt, c.m, c.k, 1)
 		da, db := s.tensor(engine.Float32, c.r, c.k, 1), s.tensor(engine.Float32, c.n, c.r, 1)
 		scale := float32(2) / float32(c.r)
-		fn = func() { cuda.LoRABackward(be, dx, nil, da, db, dy, x, w, a, bm, xa, scale) }
+		fn = func() {
+			fused.LoRABackward(be, dx, nil, da, db, dy, x, xa, fused.LoRA{W: w, A: a, B: bm, Scale: scale})
+		}
 	case "adapter_fwd":
 		d, r := c.k, c.r
 		x, wd, bd := s.tensor(dt, c.m, d, 1), s.tensor(dt, r, d, wscale), s.tensor(dt, 1, r, 0.1)
 		wu, bu := s.tensor(dt, d, r, 1/math.Sqrt(float64(r))), s.tensor(dt, 1, d, 0.1)
 		y, pre, hid := s.tensor(dt, c.m, d, 1), s.tensor(dt, c.m, r, 1), s.tensor(dt, c.m, r, 1)
-		fn = func() { cuda.AdapterForward(be, y, pre, hid, x, wd, bd, wu, bu, engine.ActGELUTanh) }
+		ops := fused.Bottleneck{Down: wd, DownBias: bd, Up: wu, UpBias: bu, Act: engine.ActGELUTanh, Scale: 1}
+		fn = func() { fused.AdapterForward(be, y, pre, hid, x, x, ops) }
 	case "adapter_bwd":
 		d, r := c.k, c.r
 		x, wd := s.tensor(dt, c.m, d, 1), s.tensor(dt, r, d, wscale)
@@ -200,9 +203,8 @@ func (b *bench) runCase(c benchCase) (Result, error) {
 		pre, hid, dy, dx := s.tensor(dt, c.m, r, 1), s.tensor(dt, c.m, r, 1), s.tensor(dt, c.m, d, 1), s.tensor(dt, c.m, d, 1)
 		dwd, dwu := s.tensor(engine.Float32, r, d, 1), s.tensor(engine.Float32, d, r, 1)
 		dbd, dbu := s.tensor(engine.Float32, 1, r, 1), s.tensor(engine.Float32, 1, d, 1)
-		fn = func() {
-			cuda.AdapterBackward(be, dx, dwd, dbd, dwu, dbu, dy, x, wd, wu, pre, hid, engine.ActGELUTanh)
-		}
+		ops := fused.Bottleneck{Down: wd, Up: wu, Act: engine.ActGELUTanh, Scale: 1}
+		fn = func() { fused.AdapterBackward(be, dx, dx, dwd, dbd, dwu, dbu, dy, x, pre, hid, ops) }
 	case "copy":
 		src, dst := s.tensor(dt, c.m, 1, 1), s.tensor(dt, c.m, 1, 1)
 		fn = func() { be.Copy(dst, src) }

@@ -1,8 +1,9 @@
 // cuda_emu.h: the CUDA C++ dialect the gotune kernels use, re-expressed as
 // plain C++17 so g++ can compile kernels/*.cu into the CPU emulator.
 //
-// kernels/common.cuh includes this header when __CUDACC__ is not defined.
-// It never runs under nvcc.
+// The emulator build force-includes this header ahead of the kernel
+// sources (g++ -include emu/cuda_emu.h; kernels/Makefile, CMakeLists.txt);
+// the kernel headers never include it, and it never runs under nvcc.
 //
 // Execution model (see runtime.cpp): one launch runs its blocks one after
 // another on the calling OS thread; the threads of a block are fibers

@@ -16,8 +16,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "runtime.h"  // the CUDA dialect (cuda_emu.h), ahead of the kernel headers
 #include "../common.cuh"
-#include "runtime.h"
 
 #define GT_API extern "C" __attribute__((visibility("default")))
 

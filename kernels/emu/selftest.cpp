@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "../launch.cuh"  // threads, tiles and shared memory: the kernels' own figures
+
 typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
 
@@ -148,14 +150,19 @@ struct Args {
   }
 };
 
+// launch uses one block size for every kernel it tests.
+static_assert(GT_GEMM_THREADS == GT_EW_THREADS, "selftest: give launch() a block-size parameter");
+
 void launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned smem, Args& a) {
   void* f;
   check_cu(D.cuModuleGetFunction(&f, g_module, name), name);
   if (smem > 48 * 1024) check_cu(D.cuFuncSetAttribute(f, 8, (int)smem), "set smem");
-  check_cu(D.cuLaunchKernel(f, gx, gy, gz, 256, 1, 1, smem, nullptr, a.ptrs.data(), nullptr), name);
+  check_cu(D.cuLaunchKernel(f, gx, gy, gz, GT_EW_THREADS, 1, 1, smem, nullptr, a.ptrs.data(), nullptr), name);
   check_cu(D.cuCtxSynchronize(), name);
 }
-unsigned ew_grid(long long n) { return (unsigned)std::max(1LL, std::min((n + 255) / 256, 65535LL)); }
+unsigned ew_grid(long long n) {
+  return (unsigned)std::max(1LL, std::min((n + GT_EW_THREADS - 1) / GT_EW_THREADS, (long long)GT_MAX_GRID_X));
+}
 
 void expect_close(const std::string& what, const std::vector<float>& got, const std::vector<double>& ref, double tol) {
   g_checks++;
@@ -304,8 +311,8 @@ void test_gemm(bool bf, const GemmCase& c) {
   if (c.aux_mode) args.ptr(X).i(ldc).i(c.aux_mode);
   else args.null().i(0).i(0);
   args.i(c.m).i(c.n).i(c.k).f(c.alpha).f(c.beta).i(c.act);
-  int bm = bf ? 128 : 64, bn = bf ? 128 : 64;
-  launch(bf ? "gt_gemm_bf16" : "gt_gemm_f32", (c.n + bn - 1) / bn, (c.m + bm - 1) / bm, c.splits, bf ? 61440 : 0,
+  int bm = bf ? GT_GEMM_BF16_TILE : GT_GEMM_F32_TILE, bn = bm;
+  launch(bf ? "gt_gemm_bf16" : "gt_gemm_f32", (c.n + bn - 1) / bn, (c.m + bm - 1) / bm, c.splits, bf ? GT_GEMM_BF16_SMEM : 0,
          args);
   char name[256];
   std::snprintf(name, sizeof name, "%s m%d n%d k%d k2=%d t%d%d%d bias%d res%d aux%d act%d b%.1f s%d pad%d c_dt%d",
@@ -361,8 +368,8 @@ void lora_test(bool bf, int M, int K, int N, int r) {
   int dt = bf ? 1 : 0;
   float s = 0.5f;
   const char* gk = bf ? "gt_gemm_bf16" : "gt_gemm_f32";
-  int bm = bf ? 128 : 64;
-  unsigned smem = bf ? 61440 : 0;
+  int bm = bf ? GT_GEMM_BF16_TILE : GT_GEMM_F32_TILE;
+  unsigned smem = bf ? GT_GEMM_BF16_SMEM : 0;
   auto gx = [&](int n) { return (unsigned)((n + bm - 1) / bm); };
   Buf X(M * K, dt), W(N * K, dt), Am(r * K, dt), Bm(N * r, dt), bias(N, dt), T(M * r, dt), Y(M * N, dt);
   Buf dY(M * N, dt), U(M * r, dt), dX(M * K, dt), dA(r * K, 0), dB(N * r, 0);
@@ -468,8 +475,8 @@ void lora_test(bool bf, int M, int K, int N, int r) {
 void adapter_test(bool bf, int M, int Dm, int r, int act) {
   int dt = bf ? 1 : 0;
   const char* gk = bf ? "gt_gemm_bf16" : "gt_gemm_f32";
-  int bm = bf ? 128 : 64;
-  unsigned smem = bf ? 61440 : 0;
+  int bm = bf ? GT_GEMM_BF16_TILE : GT_GEMM_F32_TILE;
+  unsigned smem = bf ? GT_GEMM_BF16_SMEM : 0;
   auto gx = [&](int n) { return (unsigned)((n + bm - 1) / bm); };
   Buf X(M * Dm, dt), Wd(r * Dm, dt), bd(r, dt), Wu(Dm * r, dt), bu(Dm, dt), Z(M * r, dt), H(M * r, dt), Y(M * Dm, dt);
   Buf dY(M * Dm, dt), dZ(M * r, dt), dX(M * Dm, dt);
@@ -688,7 +695,7 @@ void elementwise_tests() {
         auto d0 = dst.upload(randn(cols));
         Args a;
         a.ptr(dst).i(0).ptr(x).i(dt).i(rows).i(cols);
-        launch("gt_sum_rows", (cols + 31) / 32, 1, 1, 0, a);
+        launch("gt_sum_rows", (cols + GT_COLS_PER_BLOCK - 1) / GT_COLS_PER_BLOCK, 1, 1, 0, a);
         std::vector<double> r(cols);
         for (int j = 0; j < cols; j++) {
           r[j] = d0[j];

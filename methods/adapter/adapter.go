@@ -59,6 +59,7 @@ import (
 	"slices"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/fused"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/methods/internal/params"
 	"github.com/gotune/gotune/methods/peft"
@@ -108,8 +109,6 @@ type Bottleneck struct {
 	// Activations of the last Forward (N rows), kept for Backward.
 	n        int
 	z, a     *engine.Tensor // down output before and after act [N, b]
-	dz, da   *engine.Tensor // their gradients (scratch)
-	biasTmp  *engine.Tensor // [hidden] scratch for the scaled bias gradient
 	released bool
 }
 
@@ -143,12 +142,12 @@ func (m *Bottleneck) buffers(n int) {
 }
 
 func (m *Bottleneck) freeBuffers() {
-	for _, t := range []*engine.Tensor{m.z, m.a, m.dz, m.da} {
+	for _, t := range []*engine.Tensor{m.z, m.a} {
 		if t != nil {
 			m.be.Free(t)
 		}
 	}
-	m.z, m.a, m.dz, m.da, m.n = nil, nil, nil, nil, 0
+	m.z, m.a, m.n = nil, nil, 0
 }
 
 // input returns what the adapter reads: h, or xn for the parallel form.
@@ -159,77 +158,35 @@ func (m *Bottleneck) input(h, xn *engine.Tensor) *engine.Tensor {
 	return h
 }
 
-// Forward computes y = h + s·(act(v·Downᵀ + bd)·Upᵀ + bu), v = h or xn.
+// Forward computes y = h + s·(act(v·Downᵀ + bd)·Upᵀ + bu), v = h or xn,
+// with the fused adapter recipe (fused.AdapterForward).
 func (m *Bottleneck) Forward(y, h, xn, x *engine.Tensor, train bool) {
-	be := m.be
 	v := m.input(h, xn)
 	m.buffers(v.Rows())
-	be.Gemm(m.z, v, m.DownW.W, false, true, 1, 0)
-	be.AddBias(m.z, m.DownB.W)
-	be.Activation(m.a, m.z, m.act)
-	be.Gemm(y, m.a, m.UpW.W, false, true, 1, 0)
-	be.AddBias(y, m.UpB.W)
-	if m.scale != 1 {
-		be.Scale(y, m.scale)
-	}
-	be.Add(y, y, h)
+	fused.AdapterForward(m.be, y, m.z, m.a, v, h, m.operands())
 }
 
 // Backward accumulates dh (identity path, and the adapter's path for the
 // serial variants), dxn (parallel variant, when wanted) and the
-// gradients of the trainable projections.
+// gradients of the trainable projections, with the fused adapter recipe
+// (fused.AdapterBackward).
 func (m *Bottleneck) Backward(dh, dxn, dx, dy, h, xn, x *engine.Tensor) {
-	be := m.be
-	be.Axpy(dh, dy, 1)
-	if g := model.Grad(m.UpW); g != nil {
-		be.Gemm(g, dy, m.a, true, false, m.scale, 1) // [hidden, b] += s·dyᵀ·a
-	}
-	if g := model.Grad(m.UpB); g != nil {
-		if m.scale == 1 {
-			be.SumRows(g, dy)
-		} else {
-			if m.biasTmp == nil {
-				m.biasTmp = be.Alloc(engine.Float32, m.hidden)
-			}
-			be.Fill(m.biasTmp, 0)
-			be.SumRows(m.biasTmp, dy)
-			be.Axpy(g, m.biasTmp, m.scale)
-		}
-	}
 	din := dh
 	if m.parallel {
 		din = dxn
 	}
-	gDown, gDownB := model.Grad(m.DownW), model.Grad(m.DownB)
-	if din == nil && gDown == nil && gDownB == nil {
-		return
-	}
-	if m.dz == nil {
-		m.dz = be.Alloc(engine.Float32, m.n, m.b)
-		m.da = be.Alloc(engine.Float32, m.n, m.b)
-	}
-	be.Gemm(m.da, dy, m.UpW.W, false, false, m.scale, 0) // [N, b] = s·dy·Up
-	be.Fill(m.dz, 0)
-	be.ActivationBackward(m.dz, m.da, m.z, m.act)
-	v := m.input(h, xn)
-	if gDown != nil {
-		be.Gemm(gDown, m.dz, v, true, false, 1, 1) // [b, hidden] += dzᵀ·v
-	}
-	if gDownB != nil {
-		be.SumRows(gDownB, m.dz)
-	}
-	if din != nil {
-		be.Gemm(din, m.dz, m.DownW.W, false, false, 1, 1) // [N, hidden] += dz·Down
-	}
+	fused.AdapterBackward(m.be, din, dh, model.Grad(m.DownW), model.Grad(m.DownB), model.Grad(m.UpW), model.Grad(m.UpB),
+		dy, m.input(h, xn), m.z, m.a, m.operands())
+}
+
+// operands returns the adapter's tensors for the fused recipes.
+func (m *Bottleneck) operands() fused.Bottleneck {
+	return fused.Bottleneck{Down: m.DownW.W, DownBias: m.DownB.W, Up: m.UpW.W, UpBias: m.UpB.W, Act: m.act, Scale: m.scale}
 }
 
 // release frees the adapter's activation buffers.
 func (m *Bottleneck) release() {
 	m.freeBuffers()
-	if m.biasTmp != nil {
-		m.be.Free(m.biasTmp)
-		m.biasTmp = nil
-	}
 	m.released = true
 }
 

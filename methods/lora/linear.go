@@ -6,17 +6,9 @@ import (
 	"math/rand/v2"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/fused"
 	"github.com/gotune/gotune/engine/model"
 )
-
-// fusedLoRA is the optional fused LoRA kernel pair a backend may offer
-// (the CUDA backend does; see cuda.LoRABackend for the contract). It is
-// matched by method set so that this package does not depend on the CUDA
-// package. xa is saved scaled: xa = scale·xl·Aᵀ.
-type fusedLoRA interface {
-	LoRAForward(y, xa, x, xl, w, bias, a, bm *engine.Tensor, scale float32)
-	LoRABackward(dx, dxl, da, db, dy, xl, w, a, bm, xa *engine.Tensor, scale float32)
-}
 
 // Linear is a model.Linear with a low-rank update (LoRA), in PEFT's
 // semantics:
@@ -276,27 +268,45 @@ func (l *Linear) Forward(y, x *engine.Tensor, train bool) {
 		l.forwardDoRA(y, x, xl, train)
 		return
 	}
-	if f, ok := be.(fusedLoRA); ok && l.fusable() {
+	if l.fusable() {
 		var xlArg *engine.Tensor
 		if l.dropped {
 			xlArg = xl
 		}
-		var bias *engine.Tensor
-		if l.dense.Bias != nil {
-			bias = l.dense.Bias.W
-		}
-		f.LoRAForward(y, l.xa, x, xlArg, l.dense.Weight.W, bias, l.A.W, l.B.W, l.Scale)
+		fused.LoRAForward(be, y, l.xa, x, xlArg, l.operands(true))
 		return
 	}
-	be.Gemm(l.xa, xl, l.A.W, false, true, l.Scale, 0)
-	l.Base.Forward(y, x, train)
-	be.Gemm(y, l.xa, l.B.W, false, true, 1, 1)
+	// The base output and the update are summed in float32 and rounded
+	// once into a bfloat16 y, as the fused recipes do.
+	acc := y
+	if y.DType() != engine.Float32 {
+		acc = l.sc.get(slotV, l.rows, l.out)
+	}
+	be.Gemm(l.xa, xl, l.A.Compute(), false, true, l.Scale, 0)
+	l.Base.Forward(acc, x, train)
+	be.Gemm(acc, l.xa, l.B.Compute(), false, true, 1, 1)
+	if acc != y {
+		be.Copy(y, acc)
+	}
 }
 
-// fusable reports whether the fused kernels compute this layer: a plain
-// LoRA on a frozen torch-layout dense projection.
+// fusable reports whether the fused recipes (package fused) compute this
+// layer: LoRA or DoRA on a frozen dense projection, in either layout.
 func (l *Linear) fusable() bool {
-	return l.dense != nil && !l.dense.Conv1D && l.M == nil && !model.Trainable(l.dense)
+	return l.dense != nil && !model.Trainable(l.dense)
+}
+
+// operands returns the layer's operands for the fused recipes, with the
+// base's bias when withBias is set.
+func (l *Linear) operands(withBias bool) fused.LoRA {
+	op := fused.LoRA{W: l.dense.Weight.Compute(), A: l.A.Compute(), B: l.B.Compute(), Scale: l.Scale}
+	if l.dense.Conv1D {
+		op.Layout = fused.InOut
+	}
+	if withBias && l.dense.Bias != nil {
+		op.Bias = l.dense.Bias.W
+	}
+	return op
 }
 
 var _ model.RandomForward = (*Linear)(nil)
@@ -321,13 +331,13 @@ func (l *Linear) Backward(dx, dy, x *engine.Tensor) {
 		l.backwardDoRA(dx, dy, x, xl, gA, gB)
 		return
 	}
-	if f, ok := be.(fusedLoRA); ok && l.fusable() {
+	if l.fusable() {
 		var dxl *engine.Tensor
 		if l.dropped && dx != nil {
 			dxl = l.sc.get(slotDXD, l.rows, l.in)
 			be.Fill(dxl, 0)
 		}
-		f.LoRABackward(dx, dxl, gA, gB, dy, xl, l.dense.Weight.W, l.A.W, l.B.W, l.xa, l.Scale)
+		fused.LoRABackward(be, dx, dxl, gA, gB, dy, xl, l.xa, l.operands(false))
 		if dxl != nil {
 			be.Mul(dxl, dxl, l.mask)
 			be.Add(dx, dx, dxl)
@@ -339,7 +349,7 @@ func (l *Linear) Backward(dx, dy, x *engine.Tensor) {
 	}
 	dxa := l.sc.get(slotDXA, l.rows, l.r)
 	if gA != nil || dx != nil {
-		be.Gemm(dxa, dy, l.B.W, false, false, l.Scale, 0) // s·dy·B
+		be.Gemm(dxa, dy, l.B.Compute(), false, false, l.Scale, 0) // s·dy·B
 	}
 	if gA != nil {
 		be.Gemm(gA, dxa, xl, true, false, 1, 1) // [r, in] += dxaᵀ·xl
@@ -351,48 +361,46 @@ func (l *Linear) Backward(dx, dy, x *engine.Tensor) {
 		return
 	}
 	if !l.dropped {
-		be.Gemm(dx, dxa, l.A.W, false, false, 1, 1)
+		be.Gemm(dx, dxa, l.A.Compute(), false, false, 1, 1)
 		return
 	}
 	dxd := l.sc.get(slotDXD, l.rows, l.in)
-	be.Gemm(dxd, dxa, l.A.W, false, false, 1, 0)
+	be.Gemm(dxd, dxa, l.A.Compute(), false, false, 1, 0)
 	be.Mul(dxd, dxd, l.mask)
 	be.Add(dx, dx, dxd)
 }
 
-// forwardDoRA computes the DoRA output. Without dropout (xl == x),
-// y = g⊙u + b with u = x·W₀ᵀ + s·xl·Aᵀ·Bᵀ; with dropout,
-// y = base(x) − v + g⊙u with v = xl·W₀ᵀ and u = v + s·xl·Aᵀ·Bᵀ. Either
-// way u is ∂y/∂g, kept for the backward pass.
+// forwardDoRA computes the DoRA output from u = xl·W₀ᵀ + s·xl·Aᵀ·Bᵀ
+// (one fused LoRA product, kept as ∂y/∂g for the backward pass): without
+// dropout (xl == x), y = g⊙u + b; with dropout, y = base(x) − xl·W₀ᵀ +
+// g⊙u, computed as (x − xl)·W₀ᵀ + b + g⊙u.
 func (l *Linear) forwardDoRA(y, x, xl *engine.Tensor, train bool) {
-	be, w := l.be, l.dense.Weight.W
-	conv := l.dense.Conv1D
+	be := l.be
 	l.updateNorm(train)
-	be.Gemm(l.xa, xl, l.A.W, false, true, l.Scale, 0)
+	fused.LoRAForward(be, l.u, l.xa, xl, nil, l.operands(false))
 	if !l.dropped {
-		be.Gemm(l.u, x, w, false, !conv, 1, 0)
-		be.Gemm(l.u, l.xa, l.B.W, false, true, 1, 1)
 		be.MulCols(y, l.u, l.g)
 		if l.dense.Bias != nil {
 			be.AddBias(y, l.dense.Bias.W)
 		}
 		return
 	}
+	kept := l.sc.get(slotDXD, l.rows, l.in) // x − xl: the dropped part of x
+	be.Copy(kept, x)
+	be.Axpy(kept, xl, -1)
+	l.Base.Forward(y, kept, train)
 	v := l.sc.get(slotV, l.rows, l.out)
-	be.Gemm(v, xl, w, false, !conv, 1, 0)
-	be.Copy(l.u, v)
-	be.Gemm(l.u, l.xa, l.B.W, false, true, 1, 1)
-	l.Base.Forward(y, x, train)
-	be.Axpy(y, v, -1)
 	be.MulCols(v, l.u, l.g)
 	be.Add(y, y, v)
 }
 
-// backwardDoRA: with z = g⊙dy, dM += Σ_rows dy⊙u / ‖·‖, dB += zᵀ·xa,
-// dA += (s·z·B)ᵀ·xl and dx += dy·W₀ + ((z − dy)·W₀ + s·z·B·A) ⊙ mask
-// (which is z·W₀ + s·z·B·A without dropout).
+// backwardDoRA: with z = g⊙dy, dM += Σ_rows dy⊙u / ‖·‖, and dA, dB and
+// the LoRA branch's input gradient come from the fused LoRA backward of
+// u with z as its output gradient. Without dropout that is the whole
+// input gradient, dx += z·W₀ + s·z·B·A; with dropout dx += dy·W₀ +
+// ((z − dy)·W₀ + s·z·B·A) ⊙ mask.
 func (l *Linear) backwardDoRA(dx, dy, x, xl, gA, gB *engine.Tensor) {
-	be, w := l.be, l.dense.Weight.W
+	be, w := l.be, l.dense.Weight.Compute()
 	conv := l.dense.Conv1D
 	z := l.sc.get(slotV, l.rows, l.out)
 	if gM := model.Grad(l.M); gM != nil {
@@ -403,28 +411,21 @@ func (l *Linear) backwardDoRA(dx, dy, x, xl, gA, gB *engine.Tensor) {
 		be.Add(gM, gM, l.dm)
 	}
 	be.MulCols(z, dy, l.g)
-	if gB != nil {
-		be.Gemm(gB, z, l.xa, true, false, 1, 1)
+	if !l.dropped {
+		fused.LoRABackward(be, dx, nil, gA, gB, z, xl, l.xa, l.operands(false))
+		return
 	}
-	dxa := l.sc.get(slotDXA, l.rows, l.r)
-	if gA != nil || dx != nil {
-		be.Gemm(dxa, z, l.B.W, false, false, l.Scale, 0)
+	var dxd *engine.Tensor
+	if dx != nil {
+		dxd = l.sc.get(slotDXD, l.rows, l.in)
+		be.Fill(dxd, 0)
 	}
-	if gA != nil {
-		be.Gemm(gA, dxa, xl, true, false, 1, 1)
-	}
+	fused.LoRABackward(be, nil, dxd, gA, gB, z, xl, l.xa, l.operands(false)) // dxd = s·z·B·A
 	if dx == nil {
 		return
 	}
-	if !l.dropped {
-		be.Gemm(dx, z, w, false, conv, 1, 1)
-		be.Gemm(dx, dxa, l.A.W, false, false, 1, 1)
-		return
-	}
 	be.Axpy(z, dy, -1) // (g−1)⊙dy
-	dxd := l.sc.get(slotDXD, l.rows, l.in)
-	be.Gemm(dxd, z, w, false, conv, 1, 0)
-	be.Gemm(dxd, dxa, l.A.W, false, false, 1, 1)
+	be.Gemm(dxd, z, w, false, conv, 1, 1)
 	be.Mul(dxd, dxd, l.mask)
 	be.Add(dx, dx, dxd)
 	be.Gemm(dx, dy, w, false, conv, 1, 1)

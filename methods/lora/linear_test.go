@@ -6,9 +6,12 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gotune/gotune/cuda"
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
+	"github.com/gotune/gotune/engine/fused"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/methods/internal/methodtest"
 )
 
 // refLayer is a float64 restatement of the layer's function, written from
@@ -130,60 +133,42 @@ func relErr(got, want []float64) float64 {
 // without bias and dropout) against the float64 reference: values
 // directly, gradients against central finite differences of the
 // reference's Σ dy⊙y (with the DoRA norm held constant, as PEFT detaches
-// it).
+// it). It runs on the CPU (the recipes composed from Backend
+// operations), on the CPU behind fusedCPU (the layer must hand every pass
+// to a backend's fused operations) and on the CUDA backend's fused kernels
+// (the emulator under make test).
 func TestLinearAgainstReference(t *testing.T) {
-	for _, fused := range []bool{false, true} {
-		name := "generic"
-		if fused {
-			name = "fused"
-		}
-		t.Run(name, func(t *testing.T) { testLinearAgainstReference(t, fused) })
+	for _, mode := range []string{"composed", "fused", "cuda"} {
+		t.Run(mode, func(t *testing.T) { testLinearAgainstReference(t, mode) })
 	}
 }
 
-// fusedCPU is the CPU backend plus the optional fused LoRA operations,
-// implemented here from their documented contract (cuda.LoRABackend), so
-// that the fused path of Linear is checked on machines without a GPU.
+// fusedCPU is the CPU backend offering the fused LoRA operations
+// (fused.LoRABackend) by delegating to fused.Composed and counting the calls,
+// so that tests see that Linear hands its layers to a backend's fused
+// kernels.
 type fusedCPU struct {
 	*cpu.Backend
 	forwards, backwards int
 }
 
-func (b *fusedCPU) LoRAForward(y, xa, x, xl, w, bias, a, bm *engine.Tensor, scale float32) {
+var _ fused.LoRABackend = (*fusedCPU)(nil)
+
+func (b *fusedCPU) LoRAForward(y, xa, x, xl *engine.Tensor, l fused.LoRA) {
 	b.forwards++
-	if xl == nil {
-		xl = x
-	}
-	b.Gemm(xa, xl, a, false, true, scale, 0)
-	b.Gemm(y, x, w, false, true, 1, 0)
-	if bias != nil {
-		b.AddBias(y, bias)
-	}
-	b.Gemm(y, xa, bm, false, true, 1, 1)
+	fused.Composed{Backend: b.Backend}.LoRAForward(y, xa, x, xl, l)
 }
 
-func (b *fusedCPU) LoRABackward(dx, dxl, da, db, dy, xl, w, a, bm, xa *engine.Tensor, scale float32) {
+func (b *fusedCPU) LoRABackward(dx, dxl, da, db, dy, xl, xa *engine.Tensor, l fused.LoRA) {
 	b.backwards++
-	if db != nil {
-		b.Gemm(db, dy, xa, true, false, 1, 1)
-	}
-	dxa := b.Alloc(engine.Float32, dy.Rows(), a.Rows())
-	b.Gemm(dxa, dy, bm, false, false, scale, 0)
-	if da != nil {
-		b.Gemm(da, dxa, xl, true, false, 1, 1)
-	}
-	if dx != nil {
-		b.Gemm(dx, dy, w, false, false, 1, 1)
-	}
-	switch {
-	case dxl != nil:
-		b.Gemm(dxl, dxa, a, false, false, 1, 1)
-	case dx != nil:
-		b.Gemm(dx, dxa, a, false, false, 1, 1)
-	}
+	fused.Composed{Backend: b.Backend}.LoRABackward(dx, dxl, da, db, dy, xl, xa, l)
 }
 
-func testLinearAgainstReference(t *testing.T, fused bool) {
+func testLinearAgainstReference(t *testing.T, mode string) {
+	var gpu *cuda.Backend
+	if mode == "cuda" {
+		gpu = methodtest.CUDABackend(t)
+	}
 	const N, in, out, r = 5, 6, 7, 3
 	for _, tc := range []struct {
 		conv, bias, dora bool
@@ -205,8 +190,15 @@ func testLinearAgainstReference(t *testing.T, fused bool) {
 		t.Run(name, func(t *testing.T) {
 			var be engine.Backend = cpu.New()
 			fb := &fusedCPU{Backend: cpu.New()}
-			if fused {
+			switch mode {
+			case "fused":
 				be = fb
+			case "cuda":
+				be = gpu
+			}
+			var before map[string]cuda.OpStats
+			if gpu != nil {
+				before = gpu.Stats()
 			}
 			rng := rand.New(rand.NewPCG(7, uint64(len(name))))
 			ref := &refLayer{in: in, out: out, r: r, conv: tc.conv, s: tc.scale,
@@ -313,13 +305,17 @@ func testLinearAgainstReference(t *testing.T, fused bool) {
 			if d.Weight.G != nil || (d.Bias != nil && d.Bias.G != nil) {
 				t.Errorf("the frozen base got a gradient buffer")
 			}
-			// The fused operations compute plain LoRA on torch-layout bases.
+			// The fused operations compute every layer: LoRA and DoRA, on
+			// torch-layout and Conv1D bases.
 			wantFused := 0
-			if fused && !tc.dora && !tc.conv {
+			if mode == "fused" {
 				wantFused = 1
 			}
 			if fb.forwards != wantFused || fb.backwards != wantFused {
 				t.Errorf("fused operations used %d/%d times, want %d", fb.forwards, fb.backwards, wantFused)
+			}
+			if gpu != nil {
+				methodtest.RequireNative(t, gpu, before, "LoRAForward", "LoRABackward")
 			}
 		})
 	}

@@ -113,18 +113,7 @@ func Check(t *testing.T, set *golden.MethodSet, install Installer, reload Reload
 	run := &set.Meta.Run
 	checkTrainable(t, m, run)
 
-	hc, err := hfconfig.Load(set.BaseDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := data.Load(set.Path(set.Meta.Data), data.LoadOptions{VocabSize: hc.VocabSize})
-	if err != nil {
-		t.Fatal(err)
-	}
-	loader, err := data.NewLoader(ds, data.LoaderConfig{BatchSize: run.BatchSize, SeqLen: run.SeqLen, Shuffle: run.Shuffle})
-	if err != nil {
-		t.Fatal(err)
-	}
+	loader := Loader(t, set)
 
 	// Logits of the real positions and the loss at the initial adapter.
 	hb := loader.Batch(0, 0)
@@ -158,18 +147,8 @@ func Check(t *testing.T, set *golden.MethodSet, install Installer, reload Reload
 	}
 
 	// The run, through the trainer.
-	sched, err := train.ParseSchedule(run.Schedule)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := train.Config{
-		Steps: run.Steps, GradAccum: run.GradAccum, LR: run.LR, Schedule: sched,
-		WarmupSteps: run.WarmupSteps, ScheduleSteps: run.TotalSteps,
-		WeightDecay: run.WeightDecay, Beta1: run.Betas[0], Beta2: run.Betas[1], Eps: run.Eps,
-		MaxGradNorm: run.MaxGradNorm,
-	}
 	loader.Seek(0, 0)
-	tr, err := train.New(m, loader, cfg, train.Options{Saver: saver})
+	tr, err := train.New(m, loader, TrainConfig(t, run), train.Options{Saver: saver})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +203,40 @@ func Check(t *testing.T, set *golden.MethodSet, install Installer, reload Reload
 		if e := golden.RelErr(Logits(t, m2, hb), trained); e > 1e-6 {
 			t.Errorf("logits of the reloaded adapter: rel err %.3g from the trained model's", e)
 		}
+	}
+}
+
+// Loader returns the set's training data, batched as the run was.
+func Loader(t *testing.T, set *golden.MethodSet) *data.Loader {
+	t.Helper()
+	run := &set.Meta.Run
+	hc, err := hfconfig.Load(set.BaseDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := data.Load(set.Path(set.Meta.Data), data.LoadOptions{VocabSize: hc.VocabSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loader, err := data.NewLoader(ds, data.LoaderConfig{BatchSize: run.BatchSize, SeqLen: run.SeqLen, Shuffle: run.Shuffle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loader
+}
+
+// TrainConfig returns the run's trainer configuration.
+func TrainConfig(t *testing.T, run *golden.Run) train.Config {
+	t.Helper()
+	sched, err := train.ParseSchedule(run.Schedule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return train.Config{
+		Steps: run.Steps, GradAccum: run.GradAccum, LR: run.LR, Schedule: sched,
+		WarmupSteps: run.WarmupSteps, ScheduleSteps: run.TotalSteps,
+		WeightDecay: run.WeightDecay, Beta1: run.Betas[0], Beta2: run.Betas[1], Eps: run.Eps,
+		MaxGradNorm: run.MaxGradNorm,
 	}
 }
 
