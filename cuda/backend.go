@@ -48,7 +48,10 @@ type Backend struct {
 	stats  map[string]*OpStats
 }
 
-var _ engine.Backend = (*Backend)(nil)
+var (
+	_ engine.Backend        = (*Backend)(nil)
+	_ engine.MemoryReporter = (*Backend)(nil)
+)
 
 // Options configure NewBackend.
 type Options struct {
@@ -270,6 +273,22 @@ type allocPool struct {
 	free  map[uint64][]*block
 	live  map[*block]struct{}
 	bytes uint64 // total allocated from the driver, cached or live
+	inUse uint64 // bytes of live blocks (size classes, as leased)
+	peak  uint64 // the largest inUse since init or resetPeak
+}
+
+// lent marks blk live and counts it. Callers hold p.mu.
+func (p *allocPool) lent(blk *block) {
+	p.live[blk] = struct{}{}
+	p.inUse += blk.class
+	p.peak = max(p.peak, p.inUse)
+}
+
+// stats returns the pool's counters.
+func (p *allocPool) stats() engine.MemoryStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return engine.MemoryStats{InUse: p.inUse, Peak: p.peak, Reserved: p.bytes}
 }
 
 func (p *allocPool) init() {
@@ -300,7 +319,7 @@ func (p *allocPool) get(b *Backend, bytes uint64) (*lease, error) {
 	if l := p.free[class]; len(l) > 0 {
 		blk := l[len(l)-1]
 		p.free[class] = l[:len(l)-1]
-		p.live[blk] = struct{}{}
+		p.lent(blk)
 		p.mu.Unlock()
 		return &lease{blk: blk}, nil
 	}
@@ -320,7 +339,7 @@ func (p *allocPool) get(b *Backend, bytes uint64) (*lease, error) {
 	}
 	blk := &block{ptr: ptr, class: class}
 	p.mu.Lock()
-	p.live[blk] = struct{}{}
+	p.lent(blk)
 	p.bytes += class
 	p.mu.Unlock()
 	return &lease{blk: blk}, nil
@@ -341,6 +360,7 @@ func (p *allocPool) put(l *lease) {
 		return // already freed by Close
 	}
 	delete(p.live, l.blk)
+	p.inUse -= l.blk.class
 	p.free[l.blk.class] = append(p.free[l.blk.class], l.blk)
 }
 
@@ -364,6 +384,7 @@ func (p *allocPool) drain(ctx *Context, all bool) error {
 				first = err
 			}
 			p.bytes -= blk.class
+			p.inUse -= blk.class
 		}
 		p.live = map[*block]struct{}{}
 	}
@@ -378,9 +399,24 @@ func (b *Backend) MemoryInUse() uint64 {
 	return b.pool.bytes
 }
 
+// MemoryStats reports the allocator's counters: InUse is the device
+// memory leased to live tensors (in the allocator's size classes, so up to
+// 12.5% above the tensors' own sizes), Peak its largest value since the
+// backend opened or ResetPeakMemory, Reserved what is held from the
+// driver (InUse plus the cache of freed blocks).
+func (b *Backend) MemoryStats() engine.MemoryStats { return b.pool.stats() }
+
+// ResetPeakMemory sets the peak to the memory in use now.
+func (b *Backend) ResetPeakMemory() {
+	b.pool.mu.Lock()
+	defer b.pool.mu.Unlock()
+	b.pool.peak = b.pool.inUse
+}
+
 // Alloc returns a new zero-filled tensor in device memory. Running out of
-// device memory is recorded as the backend's error (see Synchronize), and
-// the returned tensor then has no usable storage.
+// device memory is recorded as the backend's error (see Synchronize), an
+// *engine.OutOfMemoryError, and the returned tensor then has no usable
+// storage.
 func (b *Backend) Alloc(dtype engine.DType, shape ...int) *engine.Tensor {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -414,6 +450,9 @@ func (b *Backend) alloc(op string, dtype engine.DType, shape ...int) *engine.Ten
 		return engine.NewTensor(s, dtype, 0, shape...)
 	}
 	l, err := b.pool.get(b, bytes)
+	if IsOutOfMemory(err) {
+		err = &engine.OutOfMemoryError{Device: b.name, Requested: bytes, Stats: b.pool.stats(), Err: err}
+	}
 	if err != nil {
 		b.setErr(fmt.Errorf("cuda.%s(%v %v, %d bytes): %w", op, dtype, shape, bytes, err))
 		return engine.NewTensor(s, dtype, 0, shape...)

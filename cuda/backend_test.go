@@ -102,8 +102,12 @@ func TestErrorsAreRecorded(t *testing.T) {
 		t.Errorf("Download after an error = %v, want NaN", got)
 	}
 	err := b.Synchronize()
-	if err == nil || !IsOutOfMemory(errors.Unwrap(err)) || !strings.Contains(err.Error(), "cuMemAlloc_v2") {
-		t.Fatalf("Synchronize = %v, want the out-of-memory error naming cuMemAlloc_v2", err)
+	var oom *engine.OutOfMemoryError
+	if !errors.As(err, &oom) || !IsOutOfMemory(err) || oom.Requested != 1<<50 || !strings.Contains(oom.Err.Error(), "cuMemAlloc_v2") {
+		t.Fatalf("Synchronize = %v, want an engine.OutOfMemoryError for 1 PiB wrapping the driver's cuMemAlloc_v2 error", err)
+	}
+	if want := "out of device memory allocating 1073741824.0 MiB ("; !strings.Contains(err.Error(), want) {
+		t.Errorf("Synchronize = %q, want it to contain %q", err, want)
 	}
 	if err := b.Synchronize(); err != nil {
 		t.Fatalf("the error was not cleared: %v", err)

@@ -56,6 +56,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -100,10 +101,11 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("cuda: %s failed: %s (%d): %s", call, e.Name, int(e.Code), e.Message)
 }
 
-// IsOutOfMemory reports whether err is a driver out-of-memory error.
+// IsOutOfMemory reports whether err is, or wraps, a driver out-of-memory
+// error.
 func IsOutOfMemory(err error) bool {
-	e, ok := err.(*Error)
-	return ok && e.Code == 2
+	var e *Error
+	return errors.As(err, &e) && e.Code == 2
 }
 
 // check turns a CUresult into an *Error naming call (nil on success). A

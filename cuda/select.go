@@ -2,6 +2,8 @@ package cuda
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
@@ -31,11 +33,9 @@ func SelectBackend(device string) (engine.Backend, string, error) {
 		}
 		return b, "device auto: using the GPU, " + b.Name(), nil
 	}
-	ordinal := 0
-	if device != "cuda" && device != "gpu" {
-		if _, err := fmt.Sscanf(device, "cuda:%d", &ordinal); err != nil || fmt.Sprintf("cuda:%d", ordinal) != device {
-			return nil, "", fmt.Errorf("--device %q: want auto, cpu, cuda or cuda:N", device)
-		}
+	ordinal, ok := DeviceOrdinal(device)
+	if !ok {
+		return nil, "", fmt.Errorf("--device %q: want auto, cpu, cuda or cuda:N", device)
 	}
 	if ok, reason := Available(); !ok {
 		return nil, "", fmt.Errorf("--device %s: no usable GPU: %s", device, reason)
@@ -45,4 +45,22 @@ func SelectBackend(device string) (engine.Backend, string, error) {
 		return nil, "", fmt.Errorf("--device %s: %w", device, err)
 	}
 	return b, fmt.Sprintf("device %s: using the GPU, %s", device, b.Name()), nil
+}
+
+// DeviceOrdinal parses a --device value naming a CUDA device: "cuda" and
+// "gpu" are device 0, "cuda:N" is device N (N a non-negative decimal
+// number without sign or leading zeros). ok is false for anything else.
+func DeviceOrdinal(device string) (ordinal int, ok bool) {
+	if device == "cuda" || device == "gpu" {
+		return 0, true
+	}
+	n, found := strings.CutPrefix(device, "cuda:")
+	if !found {
+		return 0, false
+	}
+	ordinal, err := strconv.Atoi(n)
+	if err != nil || ordinal < 0 || strconv.Itoa(ordinal) != n {
+		return 0, false
+	}
+	return ordinal, true
 }

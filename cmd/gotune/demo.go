@@ -96,7 +96,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return &usageError{msg: "--steps, --lr and --show must not be negative, --batch-size at least 1"}
 	}
 	if !validDevice(*device) {
-		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", *device)}
+		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", *device)}
 	}
 	def, ok := demoMethodDefaults[*method]
 	if !ok {

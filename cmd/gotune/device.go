@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/gotune/gotune/cuda"
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
 )
 
 // deviceHelp documents the values --device accepts.
-const deviceHelp = "compute device: auto (the GPU when the CUDA driver loads and a device is present, else the CPU), cpu or cuda"
+const deviceHelp = "compute device: auto (the GPU when the CUDA driver loads and a device is present, else the CPU), cpu, cuda (device 0) or cuda:N"
 
 // precisionHelp documents the values --precision accepts.
 const precisionHelp = "numeric `policy`: bf16 (bfloat16 activations, frozen weights and tensor-core matrix products with float32 accumulation; float32 master weights, optimizer state, norms and loss), fp32, or auto (bf16 on a GPU, fp32 on the CPU)"
@@ -21,31 +22,33 @@ func onGPU(be engine.Backend) bool { return strings.HasPrefix(be.Name(), "cuda")
 // openCUDA opens the CUDA backend. It is nil in builds without one; the
 // GPU build sets it from a file of its own (behind a build tag), which is
 // all it takes to enable --device cuda and make auto prefer the GPU.
-var openCUDA func() (engine.Backend, error)
+var openCUDA func(ordinal int) (engine.Backend, error)
 
 // validDevice reports whether name is a --device value.
 func validDevice(name string) bool {
-	return name == "auto" || name == "cpu" || name == "cuda"
+	_, isCUDA := cuda.DeviceOrdinal(name)
+	return name == "auto" || name == "cpu" || isCUDA
 }
 
 // openDevice returns the backend for a --device value. notes receives a
 // line when the choice is not the literal one asked for (auto).
 func openDevice(name string, notes func(string)) (engine.Backend, error) {
+	if ordinal, isCUDA := cuda.DeviceOrdinal(name); isCUDA {
+		if openCUDA == nil {
+			return nil, fmt.Errorf("--device %s: no CUDA backend in this build; use --device cpu", name)
+		}
+		be, err := openCUDA(ordinal)
+		if err != nil {
+			return nil, fmt.Errorf("--device %s: no usable GPU: %v (use --device cpu or auto)", name, err)
+		}
+		return be, nil
+	}
 	switch name {
 	case "cpu":
 		return cpu.New(), nil
-	case "cuda":
-		if openCUDA == nil {
-			return nil, fmt.Errorf("--device cuda: no CUDA backend in this build; use --device cpu")
-		}
-		be, err := openCUDA()
-		if err != nil {
-			return nil, fmt.Errorf("--device cuda: no usable GPU: %v (use --device cpu or auto)", err)
-		}
-		return be, nil
 	case "auto":
 		if openCUDA != nil {
-			be, err := openCUDA()
+			be, err := openCUDA(0)
 			if err == nil {
 				notes("device auto: using " + be.Name())
 				return be, nil
@@ -56,6 +59,6 @@ func openDevice(name string, notes func(string)) (engine.Backend, error) {
 		}
 		return cpu.New(), nil
 	default:
-		return nil, &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", name)}
+		return nil, &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", name)}
 	}
 }

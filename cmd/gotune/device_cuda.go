@@ -11,10 +11,10 @@ import (
 // at run time, so the same binary runs on machines without a GPU (auto
 // falls back to the CPU) and uses the GPU where one is present.
 func init() {
-	openCUDA = func() (engine.Backend, error) {
+	openCUDA = func(ordinal int) (engine.Backend, error) {
 		if ok, reason := cuda.Available(); !ok {
 			return nil, errors.New(reason)
 		}
-		return cuda.NewBackend(cuda.Options{})
+		return cuda.NewBackend(cuda.Options{Device: ordinal})
 	}
 }

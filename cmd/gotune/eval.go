@@ -73,7 +73,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 		return &usageError{msg: "--limit and --show must not be negative"}
 	}
 	if !validDevice(*device) {
-		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", *device)}
+		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", *device)}
 	}
 	be, err := openDevice(*device, func(string) {})
 	if err != nil {

@@ -72,7 +72,7 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 		return &usageError{msg: err.Error()}
 	}
 	if !validDevice(*device) {
-		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", *device)}
+		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", *device)}
 	}
 	tok, err := loadTokenizer(*tokPath, *modelPath)
 	if err != nil {

@@ -26,6 +26,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/gotune/gotune/engine"
 )
 
 // Exit statuses.
@@ -51,6 +53,9 @@ type command struct {
 	// returns nil on success; errInterrupted, a *usageError or any other
 	// error otherwise.
 	Run func(ctx context.Context, e *env, args []string) error
+	// OutOfMemoryHint, if set, follows an out-of-device-memory error:
+	// which of the command's flags lower the memory it needs.
+	OutOfMemoryHint string
 }
 
 var commands = map[string]*command{}
@@ -110,7 +115,7 @@ func run(ctx context.Context, args []string, e *env) (status int) {
 	case "-h", "-help", "--help", "help":
 		if len(args) > 1 && name == "help" {
 			if c, ok := commands[args[1]]; ok {
-				return finish(e, c.Name, c.Run(ctx, e, []string{"--help"}))
+				return finish(e, c, c.Run(ctx, e, []string{"--help"}))
 			}
 		}
 		printUsage(e.Stdout)
@@ -122,12 +127,16 @@ func run(ctx context.Context, args []string, e *env) (status int) {
 		fmt.Fprintf(e.Stderr, "Commands: %s. Run 'gotune --help' for usage.\n", strings.Join(commandNames(), ", "))
 		return exitError
 	}
-	return finish(e, c.Name, c.Run(ctx, e, args[1:]))
+	return finish(e, c, c.Run(ctx, e, args[1:]))
 }
 
-// finish prints a command's error and returns the exit status.
-func finish(e *env, name string, err error) int {
+// finish prints a command's error and returns the exit status. Running
+// out of device memory is printed as that alone (not the chain of
+// operations that led to it), with the command's hint.
+func finish(e *env, c *command, err error) int {
+	name := c.Name
 	var ue *usageError
+	var oom *engine.OutOfMemoryError
 	switch {
 	case err == nil:
 		return exitOK
@@ -135,6 +144,13 @@ func finish(e *env, name string, err error) int {
 		return exitInterrupted
 	case errors.As(err, &ue):
 		fmt.Fprintf(e.Stderr, "gotune %s: %s\nRun 'gotune %s --help' for usage.\n", name, ue.msg, name)
+		return exitError
+	case errors.As(err, &oom):
+		msg := oom.Error()
+		if c.OutOfMemoryHint != "" {
+			msg += ": " + c.OutOfMemoryHint
+		}
+		fmt.Fprintf(e.Stderr, "gotune %s: %s\n", name, msg)
 		return exitError
 	default:
 		fmt.Fprintf(e.Stderr, "gotune %s: %v\n", name, err)

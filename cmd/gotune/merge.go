@@ -67,7 +67,7 @@ func runMerge(ctx context.Context, e *env, args []string) error {
 		return &usageError{msg: "--out is required"}
 	}
 	if !validDevice(device) {
-		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", device)}
+		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", device)}
 	}
 	saveOpts, err := save.options()
 	if err != nil {

@@ -22,9 +22,10 @@ import (
 
 func init() {
 	register(&command{
-		Name:    "train",
-		Summary: "fine-tune a model on a JSONL dataset",
-		Run:     runTrain,
+		Name:            "train",
+		Summary:         "fine-tune a model on a JSONL dataset",
+		Run:             runTrain,
+		OutOfMemoryHint: trainOutOfMemoryHint,
 	})
 }
 
@@ -36,7 +37,9 @@ writes into --out:
   metrics.jsonl       one JSON object per optimizer step: step, loss (mean
                       over the step's counted tokens, before the update), lr,
                       grad_norm (before clipping), tokens, tokens_per_s,
-                      elapsed_s, epoch
+                      elapsed_s, epoch, peak_mem_bytes (the most memory
+                      the device's tensors held during the step: weights,
+                      gradients, optimizer state and activations)
   loss.png            the loss curve
   config.json, model.safetensors
                       the trained model, loadable by Hugging Face transformers,
@@ -87,7 +90,7 @@ type trainFlags struct {
 	maxGradNorm                             float64
 	schedule                                string
 	seed                                    uint64
-	shuffle                                 bool
+	shuffle, gradCheckpoint                 bool
 	text                                    textDataFlags
 	save                                    saveFlags
 }
@@ -116,6 +119,7 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.seed, "seed", 42, "random seed (data order; method initialisation)")
 	fs.BoolVar(&f.shuffle, "shuffle", true, "shuffle the data each epoch with a seeded permutation; --shuffle=false keeps file order")
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
+	fs.BoolVar(&f.gradCheckpoint, "grad-checkpoint", false, "gradient checkpointing: keep only each layer's input and recompute its activations in the backward pass (activation memory of one layer instead of all, about one more forward pass of compute; gradients are bit-identical)")
 	fs.StringVar(&f.precision, "precision", "auto", precisionHelp)
 	fs.StringVar(&f.out, "out", "out", "output `DIR` (created if needed)")
 	fs.IntVar(&f.logEvery, "log-every", 10, "print a progress line every N steps (0: never)")
@@ -199,7 +203,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return &usageError{msg: fmt.Sprintf("--seq-len must be at least 2, got %d", f.seqLen)}
 	}
 	if !validDevice(f.device) {
-		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu or cuda)", f.device)}
+		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", f.device)}
 	}
 	if _, err := engine.ParsePrecision(f.precision, false); err != nil {
 		return &usageError{msg: err.Error()}
@@ -321,6 +325,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	m.SetGradCheckpoint(f.gradCheckpoint)
 	if ckpt != "" && saver == nil && ckptAdapter {
 		return fmt.Errorf("--resume %s: the checkpoint holds an adapter, but --method %s trains the model's own weights", ckpt, f.method)
 	}
@@ -383,7 +388,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	}
 	if n := len(res.History); n > 0 {
 		last := res.History[n-1]
-		fmt.Fprintf(e.Stdout, "done: %d steps in %s, final loss %.6f\n", res.Steps, res.Elapsed.Round(time.Millisecond), last.Loss)
+		peak := ""
+		if res.PeakMemBytes > 0 {
+			peak = ", peak memory " + engine.FormatMiB(res.PeakMemBytes)
+		}
+		fmt.Fprintf(e.Stdout, "done: %d steps in %s, final loss %.6f%s\n", res.Steps, res.Elapsed.Round(time.Millisecond), last.Loss, peak)
 	}
 	what := "the adapter"
 	if fullWeights {
@@ -414,6 +423,10 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// trainOutOfMemoryHint follows an out-of-device-memory error of "gotune
+// train" (see finish): the flags that lower the memory a step needs.
+const trainOutOfMemoryHint = "try --grad-checkpoint, a smaller --batch-size or --seq-len"
+
 // saverFunc adapts a function to train.Saver.
 type saverFunc func(dir string) error
 
@@ -425,7 +438,7 @@ func (f saverFunc) Save(dir string) error { return f(dir) }
 // length the trainer records; --model is the base, whose weights a full
 // resume does not use).
 var harmlessFlags = map[string]bool{
-	"out": true, "log-every": true, "eval-every": true, "eval-data": true, "device": true,
+	"out": true, "log-every": true, "eval-every": true, "eval-data": true, "device": true, "grad-checkpoint": true,
 	"save-every": true, "save-total-limit": true, "resume": true, "init-adapter": true,
 	"model": true, "data": true, "format": true, "template": true, "tokenizer": true,
 	"steps": true, "epochs": true, "save-dtype": true, "max-shard-size": true,

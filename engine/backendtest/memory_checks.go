@@ -215,3 +215,42 @@ func checkCopyBlock(h *harness) {
 		}
 	}
 }
+
+// checkMemoryCounters checks engine.MemoryReporter, when b implements it:
+// an allocation raises InUse and the peak by its size (at most 12.5% more,
+// for size classes), Free lowers InUse by as much, ResetPeakMemory brings
+// the peak down to InUse. Memory released concurrently (by the garbage
+// collector) only lowers InUse, so every bound holds regardless.
+func checkMemoryCounters(h *harness) {
+	mr, ok := h.b.(engine.MemoryReporter)
+	if !ok {
+		return
+	}
+	const n = 1 << 16
+	size := uint64(4 * n)
+	mr.ResetPeakMemory()
+	before := mr.MemoryStats()
+	if before.Peak < before.InUse || before.Reserved < before.InUse {
+		h.t.Errorf("after ResetPeakMemory: %+v, want Peak and Reserved >= InUse", before)
+	}
+	x := h.b.Alloc(engine.Float32, n)
+	held := mr.MemoryStats()
+	if grown := held.InUse - before.InUse; held.InUse < before.InUse || grown > size+size/8 {
+		h.t.Errorf("Alloc of %d bytes: InUse %d -> %d", size, before.InUse, held.InUse)
+	}
+	if held.Peak < held.InUse || held.Peak < size || held.Reserved < held.InUse {
+		h.t.Errorf("after an Alloc of %d bytes: %+v, want Peak >= InUse >= %d and Reserved >= InUse", size, held, size)
+	}
+	h.b.Free(x)
+	after := mr.MemoryStats()
+	if after.InUse+size > held.InUse {
+		h.t.Errorf("Free of %d bytes: InUse %d -> %d", size, held.InUse, after.InUse)
+	}
+	if after.Peak < held.InUse {
+		h.t.Errorf("Free lowered the peak to %d below the %d in use before it", after.Peak, held.InUse)
+	}
+	mr.ResetPeakMemory()
+	if s := mr.MemoryStats(); s.Peak > after.InUse {
+		h.t.Errorf("ResetPeakMemory left the peak at %d, above the %d in use", s.Peak, after.InUse)
+	}
+}

@@ -18,6 +18,7 @@ func Run(t *testing.T, b engine.Backend, opts Options) {
 		fn   func(h *harness)
 	}{
 		{"Memory", checkMemory},
+		{"MemoryCounters", checkMemoryCounters},
 		{"BFloat16", checkBFloat16},
 		{"BFloat16Ops", checkBFloat16Ops},
 		{"CopyBlock", checkCopyBlock},

@@ -2,19 +2,27 @@ package cpu
 
 import (
 	"fmt"
+	"runtime"
+	"sync/atomic"
 
 	"github.com/gotune/gotune/engine"
 )
 
 // Backend is the pure-Go implementation of engine.Backend. The zero value is
-// not usable; call New. A Backend holds no mutable state of its own, so it
-// may be shared by goroutines as long as they do not write the same tensors.
-type Backend struct{}
+// not usable; call New. Its only mutable state are atomic memory counters,
+// so it may be shared by goroutines as long as they do not write the same
+// tensors.
+type Backend struct {
+	inUse, peak atomic.Uint64 // see MemoryStats
+}
 
 // New returns a CPU backend using GOMAXPROCS worker goroutines.
 func New() *Backend { return &Backend{} }
 
-var _ engine.Backend = (*Backend)(nil)
+var (
+	_ engine.Backend        = (*Backend)(nil)
+	_ engine.MemoryReporter = (*Backend)(nil)
+)
 
 // Name identifies the backend.
 func (b *Backend) Name() string { return "cpu" }
@@ -35,6 +43,43 @@ type storage struct {
 	f32   []float32
 	u16   []uint16
 	i32   []int32
+	acct  *memAcct
+}
+
+// memAcct is the size a storage counts in its backend's InUse until Free
+// or the garbage collector releases it, whichever comes first (it is a
+// separate object so that the collector's cleanup may refer to it).
+type memAcct struct{ bytes atomic.Uint64 }
+
+// MemoryStats reports the tensor storage this backend allocated and has
+// not released: Alloc adds a tensor's bytes, Free or the garbage
+// collector's reclaiming of an unreachable tensor subtracts them (so an
+// unreachable tensor counts until a collection runs). Go memory used
+// inside operations (packing buffers, host copies) is not counted.
+// Reserved equals InUse.
+func (b *Backend) MemoryStats() engine.MemoryStats {
+	in := b.inUse.Load()
+	return engine.MemoryStats{InUse: in, Peak: max(b.peak.Load(), in), Reserved: in}
+}
+
+// ResetPeakMemory sets the peak to the memory in use now.
+func (b *Backend) ResetPeakMemory() { b.peak.Store(b.inUse.Load()) }
+
+// account adds bytes to InUse and raises the peak.
+func (b *Backend) account(s *storage, bytes uint64) {
+	s.acct = &memAcct{}
+	s.acct.bytes.Store(bytes)
+	in := b.inUse.Add(bytes)
+	for p := b.peak.Load(); in > p && !b.peak.CompareAndSwap(p, in); p = b.peak.Load() {
+	}
+	runtime.AddCleanup(s, b.release, s.acct)
+}
+
+// release subtracts a storage's bytes once.
+func (b *Backend) release(a *memAcct) {
+	if n := a.bytes.Swap(0); n > 0 {
+		b.inUse.Add(-n)
+	}
 }
 
 // Backend returns the CPU backend that allocated the buffer.
@@ -62,6 +107,7 @@ func (b *Backend) Alloc(dtype engine.DType, shape ...int) *engine.Tensor {
 	default:
 		panic(fmt.Sprintf("cpu.Alloc: unsupported dtype %v", dtype))
 	}
+	b.account(s, uint64(n)*uint64(dtype.Size()))
 	return engine.NewTensor(s, dtype, 0, shape...)
 }
 
@@ -73,6 +119,9 @@ func (b *Backend) Free(t *engine.Tensor) {
 	}
 	s := storeOf("Free", t)
 	s.f32, s.u16, s.i32 = nil, nil, nil
+	if s.acct != nil {
+		s.owner.release(s.acct)
+	}
 }
 
 // storeOf returns t's CPU storage, panicking with the operation's name when t

@@ -19,6 +19,9 @@ type actKey struct {
 	lowLayer int  // first layer that keeps its own activations
 	backward bool // gradient buffers are needed
 	version  int  // hooks/prompt/prefix layout
+	// recompute: gradient checkpointing; layers keep only their input and
+	// share one set of the other buffers (see gradckpt.go).
+	recompute bool
 }
 
 // layerActs are one layer's activations. 2-D tensors are [N, features]
@@ -36,6 +39,11 @@ type layerActs struct {
 	xmid       *engine.Tensor // residual stream between the sub-layers
 	f1, f2, fa *engine.Tensor // MLP: gate (or c_fc) output, up output, activation
 	h2, y2     *engine.Tensor // MLP sub-layer output, hooked output
+
+	// rand is, with gradient checkpointing, the random state the layer's
+	// modules drew from in the forward pass, replayed when it is
+	// recomputed.
+	rand []moduleRand
 }
 
 // actSet is every buffer of one pass shape.
@@ -153,8 +161,11 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	}
 	L := len(m.blocks)
 	s.layers = make([]*layerActs, L)
+	if k.recompute {
+		s.layers = checkpointedLayers(k, L, newLayer(), func() *engine.Tensor { return f32(N, D) })
+	}
 	var scratch [2]*layerActs
-	for l := 0; l < L; l++ {
+	for l := 0; l < L && !k.recompute; l++ {
 		if k.backward && l >= k.lowLayer {
 			s.layers[l] = newLayer()
 			continue

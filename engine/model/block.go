@@ -7,7 +7,8 @@ import "github.com/gotune/gotune/engine"
 //	xmid = x + hookAttn(attn(norm1(x)), norm1(x), x)
 //	out  = xmid + hookMLP(mlp(norm2(xmid)), norm2(xmid), xmid)
 //
-// where an absent hook is the identity on the sub-layer output.
+// where an absent hook is the identity on the sub-layer output. A nil out
+// skips the last add (recomputation needs only the layer's activations).
 func (m *Transformer) blockForward(l int, p *pass, a *layerActs, out *engine.Tensor) {
 	be, blk := m.be, m.blocks[l]
 	blk.norm1.forward(a.xn1, a.st1, a.x)
@@ -25,7 +26,9 @@ func (m *Transformer) blockForward(l int, p *pass, a *layerActs, out *engine.Ten
 		h.Forward(a.y2, a.h2, a.xn2, a.xmid, p.train)
 		y = a.y2
 	}
-	be.Add(out, a.xmid, y)
+	if out != nil {
+		be.Add(out, a.xmid, y)
+	}
 }
 
 // blockBackward backpropagates through layer l. On entry d holds the

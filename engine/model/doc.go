@@ -50,7 +50,11 @@
 //     buffers for this (B, T, plan) are allocated once and reused by every
 //     later step: layers at or above the lowest trainable one keep their
 //     own; the layers below share two scratch sets, so frozen lower layers
-//     keep nothing.
+//     keep nothing. With SetGradCheckpoint(true), trainable layers keep
+//     only their input and share one set of the other buffers; backward
+//     recomputes each layer's forward (replaying RandomForward modules'
+//     random streams, e.g. LoRA dropout) just before backpropagating
+//     through it, with bit-identical results.
 //  2. Embeddings. Embedding gathers token rows (virtual tokens are copied
 //     in front with CopyBlock; GPT-2 adds learned positions).
 //  3. Each layer, pre-norm. norm1 (rstd, and mean for LayerNorm, saved) →

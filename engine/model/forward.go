@@ -39,7 +39,8 @@ func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale
 	if doBack {
 		lowLayer = max(low, 0) / 2
 	}
-	key := actKey{B: bt.B, T: T, Pv: Pv, P: P, heads: bt.T, first: first, lowLayer: lowLayer, backward: doBack, version: m.version}
+	key := actKey{B: bt.B, T: T, Pv: Pv, P: P, heads: bt.T, first: first, lowLayer: lowLayer, backward: doBack, version: m.version,
+		recompute: doBack && m.gradCheckpoint}
 	var s *actSet
 	if doBack {
 		s = m.acts(&m.trainActs, key)
@@ -98,6 +99,9 @@ func (m *Transformer) forward(p *pass, ids *engine.Tensor) {
 		if l+1 < L {
 			out = s.layers[l+1].x
 		}
+		if p.train && s.key.recompute && l >= s.key.lowLayer {
+			m.saveLayerRand(l, s.layers[l])
+		}
 		m.blockForward(l, p, s.layers[l], out)
 	}
 	m.normF.forward(s.xnf, s.stf, s.xf)
@@ -145,6 +149,11 @@ func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 		return
 	}
 	for l := L - 1; l >= 0 && 2*l+1 >= p.low; l-- {
+		if s.key.recompute && l < L-1 {
+			// The top layer's activations are still in the shared
+			// buffers; every other layer's are rebuilt from its input.
+			m.recomputeLayer(l, p, s.layers[l])
+		}
 		m.blockBackward(l, p, s.layers[l], dres)
 	}
 	if p.low < 0 {

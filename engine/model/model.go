@@ -47,6 +47,10 @@ type Model interface {
 	Logits(c *KVCache, ids []int32, B, T int, all bool) (*engine.Tensor, error)
 	// ReleaseActivations frees cached activation buffers.
 	ReleaseActivations()
+	// SetGradCheckpoint turns gradient checkpointing on or off.
+	SetGradCheckpoint(on bool)
+	// GradCheckpoint reports whether gradient checkpointing is on.
+	GradCheckpoint() bool
 
 	// Save writes config.json and the weights (model.safetensors, or
 	// shards with an index) to dir in the config's torch_dtype.

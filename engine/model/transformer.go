@@ -95,6 +95,8 @@ type Transformer struct {
 	prefix  Prefix
 	version int // bumped when hooks, prompt or prefix change
 
+	gradCheckpoint bool // recompute layer activations in backward (gradckpt.go)
+
 	trainActs *actSet // training passes (and evaluation of the same shape)
 	evalActs  *actSet // forward-only ForwardBackward of another shape
 	inferActs *actSet // Logits

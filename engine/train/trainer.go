@@ -180,6 +180,10 @@ type StepMetrics struct {
 	ElapsedS float64 `json:"elapsed_s"`
 	// Epoch is the fractional epoch reached (batches seen / batches per epoch).
 	Epoch float64 `json:"epoch"`
+	// PeakMemBytes is the largest memory the backend's tensors held
+	// during the step (engine.MemoryReporter; the weights, gradients and
+	// optimizer state included); 0 when the backend does not report it.
+	PeakMemBytes uint64 `json:"peak_mem_bytes,omitempty"`
 	// Eval holds metrics from Options.Eval when it ran after this step.
 	Eval map[string]float64 `json:"-"`
 }
@@ -307,6 +311,10 @@ func (t *Trainer) Step() (StepMetrics, error) {
 		return StepMetrics{}, fmt.Errorf("the run's %d steps are done", t.total)
 	}
 	k := t.step + 1
+	mem, _ := t.be.(engine.MemoryReporter)
+	if mem != nil {
+		mem.ResetPeakMemory()
+	}
 	nMicro := t.cfg.GradAccum
 	if t.microLimit > 0 {
 		nMicro = min(nMicro, t.microLimit-t.micro)
@@ -370,10 +378,14 @@ func (t *Trainer) Step() (StepMetrics, error) {
 		return StepMetrics{}, fmt.Errorf("step %d: backend: %w", k, err)
 	}
 	t.step = k
-	return StepMetrics{
+	m := StepMetrics{
 		Step: k, Loss: loss, LR: lr, GradNorm: gradNorm, Tokens: tokens,
 		Epoch: float64(t.micro) / float64(t.loader.BatchesPerEpoch()),
-	}, nil
+	}
+	if mem != nil {
+		m.PeakMemBytes = mem.MemoryStats().Peak
+	}
+	return m, nil
 }
 
 func (t *Trainer) zeroGrads() {
@@ -461,6 +473,9 @@ type Result struct {
 	Interrupted bool
 	// Elapsed is the wall time of the training loop.
 	Elapsed time.Duration
+	// PeakMemBytes is the largest StepMetrics.PeakMemBytes of the run
+	// (0 when the backend does not report memory).
+	PeakMemBytes uint64
 }
 
 // Run trains to the end (or until ctx is cancelled, after which it
@@ -515,6 +530,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		}
 		res.History = append(res.History, m)
 		res.Steps = m.Step
+		res.PeakMemBytes = max(res.PeakMemBytes, m.PeakMemBytes)
 		lastLR = m.LR
 		if mw != nil {
 			if err := mw.Write(m); err != nil {

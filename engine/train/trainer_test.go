@@ -257,12 +257,27 @@ func TestRunWritesOutputsAndStopsOnCancel(t *testing.T) {
 			t.Errorf("metrics line %d = %+v, history %+v", i+1, m, h)
 		}
 	}
+	// Each step holds at least the weights, gradients and both AdamW
+	// moments, all float32.
+	var paramBytes, peak uint64
+	for _, p := range model.Params() {
+		paramBytes += uint64(4 * p.W.Len())
+	}
+	for _, m := range ms {
+		if m.PeakMemBytes < 4*paramBytes {
+			t.Errorf("step %d: peak_mem_bytes %d, want at least 4 × %d parameter bytes", m.Step, m.PeakMemBytes, paramBytes)
+		}
+		peak = max(peak, m.PeakMemBytes)
+	}
+	if res.PeakMemBytes != peak {
+		t.Errorf("Result.PeakMemBytes %d, want the steps' largest, %d", res.PeakMemBytes, peak)
+	}
 	if ms[1].Eval["eval_loss"] != 0.75 || ms[0].Eval != nil {
 		t.Errorf("eval metrics: step 1 %v, step 2 %v", ms[0].Eval, ms[1].Eval)
 	}
 	raw, _ := os.ReadFile(filepath.Join(out, MetricsFile))
 	first := strings.SplitN(string(raw), "\n", 2)[0]
-	for _, key := range []string{`"step":1`, `"loss":`, `"lr":`, `"grad_norm":`, `"tokens":`, `"tokens_per_s":`, `"elapsed_s":`} {
+	for _, key := range []string{`"step":1`, `"loss":`, `"lr":`, `"grad_norm":`, `"tokens":`, `"tokens_per_s":`, `"elapsed_s":`, `"peak_mem_bytes":`} {
 		if !strings.Contains(first, key) {
 			t.Errorf("metrics line %s lacks %s", first, key)
 		}

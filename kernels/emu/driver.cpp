@@ -139,6 +139,17 @@ size_t g_allocated = 0;
 // Emulated device: reports an H200-like sm_90 part so gotune's capability
 // checks pass; the emulator's "memory" is the host's.
 constexpr size_t kDeviceMem = size_t(16) << 30;
+
+// memLimit is the device memory cuMemAlloc_v2 hands out before it fails
+// with CUDA_ERROR_OUT_OF_MEMORY: GOTUNE_EMU_MEM_LIMIT bytes when set (so
+// tests can run a device out of memory), else kDeviceMem.
+static size_t memLimit() {
+  static const size_t limit = [] {
+    const char* e = std::getenv("GOTUNE_EMU_MEM_LIMIT");
+    return e && *e ? size_t(std::strtoull(e, nullptr, 10)) : kDeviceMem;
+  }();
+  return limit;
+}
 const char kDeviceName[] = "gotune CPU emulator (sm_90)";
 
 #define REQUIRE_INIT() \
@@ -311,6 +322,10 @@ GT_API CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytes) {
   if (!dptr || bytes == 0) return ERR_INVALID_VALUE;
   REQUIRE_CTX();
   size_t rounded = (bytes + 255) & ~size_t(255);
+  {
+    std::lock_guard<std::mutex> l(g_mu);
+    if (rounded > memLimit() || g_allocated > memLimit() - rounded) return ERR_OUT_OF_MEMORY;
+  }
   void* p = std::aligned_alloc(256, rounded);
   if (!p) return ERR_OUT_OF_MEMORY;
   // Fresh device memory holds garbage on a GPU; 0xFF bytes are NaN in both

@@ -318,6 +318,8 @@ func (l *Linear) operands(withBias bool) fused.LoRA {
 	return op
 }
 
+var _ model.RandomForward = (*Linear)(nil)
+
 // Backward accumulates the gradients of A, B (and M) from dy and, when dx
 // is non-nil, dx += ∂y/∂x·dy. The base weight gets no gradient unless it
 // was made trainable (plain LoRA only).

@@ -83,3 +83,11 @@ func (a *Adapter) UnmarshalRandState(b []byte) error {
 	}
 	return nil
 }
+
+// ForwardRandState returns the state of the layer's dropout stream, the
+// one the next training Forward draws its mask from (model.RandomForward:
+// gradient checkpointing replays it to redraw the same mask).
+func (l *Linear) ForwardRandState() any { return *l.src }
+
+// SetForwardRandState restores a state ForwardRandState returned.
+func (l *Linear) SetForwardRandState(state any) { *l.src = state.(rand.PCG) }
