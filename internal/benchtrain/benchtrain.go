@@ -48,8 +48,13 @@ const (
 	PrecisionBF16 = "bf16"
 )
 
-// MemHeld names the memory measure of a backend that reports what its
-// caching allocator holds (cuda.Backend.MemoryInUse).
+// MemPeak names the memory measure of a backend that tracks its live
+// tensors (engine.MemoryReporter).
+const MemPeak = "peak: the largest storage of live tensors during any timed step (engine.MemoryReporter; " +
+	"PyTorch's counterpart is torch.cuda.max_memory_allocated)"
+
+// MemHeld names the memory measure of a backend that reports only what its
+// caching allocator holds (cuda.Backend.MemoryInUse): the fallback.
 const MemHeld = "held: bytes the backend's caching allocator holds from the driver (live tensors and cache), " +
 	"the largest value after any step; the cache returns nothing mid-run, so this bounds the step's peak from above " +
 	"(PyTorch's counterpart is torch.cuda.max_memory_reserved)"
@@ -218,17 +223,6 @@ func onGPU(device string) bool {
 	return true
 }
 
-// checkGradCheckpoint rejects what this build cannot do.
-//
-// After the merge of branch `mem`: delete this check and switch
-// gradient checkpointing on in runCase.
-func checkGradCheckpoint(on bool) error {
-	if on {
-		return fmt.Errorf("--grad-checkpoint on is not supported yet: this build keeps every activation (gradient checkpointing comes with --grad-checkpoint from branch mem)")
-	}
-	return nil
-}
-
 // Plan resolves and validates the cases of o, without running them.
 func Plan(o Options) ([]Case, error) {
 	o = o.withDefaults()
@@ -245,11 +239,6 @@ func Plan(o Options) ([]Case, error) {
 	prec, err := resolvePrecision(o.Precision, o.Device)
 	if err != nil {
 		return nil, err
-	}
-	for _, gc := range o.GradCheckpoint {
-		if err := checkGradCheckpoint(gc); err != nil {
-			return nil, err
-		}
 	}
 	var cases []Case
 	for _, name := range o.Presets {
@@ -430,6 +419,7 @@ func build(c Case, be engine.Backend) (*train.Trainer, error) {
 			return nil, err
 		}
 	}
+	m.SetGradCheckpoint(c.GradCheckpoint)
 	if trainable, total := train.CountParams(m.Params()); trainable != c.TrainableParams || total != c.Params {
 		return nil, fmt.Errorf("the model has %d parameters (%d trainable), the plan says %d (%d): the shape arithmetic is wrong",
 			total, trainable, c.Params, c.TrainableParams)
@@ -463,12 +453,13 @@ func randomTokens(c Case) *data.Dataset {
 	return ds
 }
 
-// memoryOf reports the backend's device-memory figure and what it means.
-//
-// After the merge of branch `mem`: try its peak-bytes interface first
-// (the true high-water mark of live tensors; compare it with
-// torch.cuda.max_memory_allocated) and keep this as the fallback.
+// memoryOf reports the backend's device-memory figure and what it means:
+// the peak of live tensors where the backend tracks them, else the bytes
+// its allocator holds.
 func memoryOf(be engine.Backend) (uint64, string, bool) {
+	if r, ok := be.(engine.MemoryReporter); ok {
+		return r.MemoryStats().Peak, MemPeak, true
+	}
 	if h, ok := be.(interface{ MemoryInUse() uint64 }); ok {
 		return h.MemoryInUse(), MemHeld, true
 	}

@@ -72,7 +72,8 @@ func TestCPURun(t *testing.T) {
 		assert.InDelta(t, r.TFLOPS/0.5, r.MFU, 1e-12, r.Key())
 		// Random weights: the loss starts near ln(vocab).
 		assert.InDelta(t, math.Log(256), r.FirstLoss, 0.3, r.Key())
-		assert.Empty(t, r.MemMeasure, "the CPU backend reports no device memory")
+		assert.Equal(t, MemPeak, r.MemMeasure, "the CPU backend tracks its tensors")
+		assert.Greater(t, r.MemBytes, uint64(4*(r.Params+3*r.TrainableParams)), r.Key())
 	}
 }
 
@@ -93,7 +94,7 @@ func TestEmulatorMatchesCPU(t *testing.T) {
 		assert.InDelta(t, c.FirstLoss, r.FirstLoss, 1e-4, r.Key())
 		assert.InDelta(t, c.LastLoss, r.LastLoss, 1e-3, r.Key())
 		assert.NotEqual(t, r.FirstLoss, r.LastLoss, "the optimizer moved nothing")
-		assert.Equal(t, MemHeld, r.MemMeasure, r.Key())
+		assert.Equal(t, MemPeak, r.MemMeasure, r.Key())
 		// At least weights, gradients and AdamW's two moments of the
 		// trainable parameters, in float32.
 		assert.Greater(t, r.MemBytes, uint64(4*(r.Params+3*r.TrainableParams)), r.Key())
@@ -110,11 +111,12 @@ func TestCLITableAndJSON(t *testing.T) {
 	require.NoError(t, RunCLI(context.Background(), append(args, "--dry-run", "--json", "--preset", "0.5b,1.5b"), &out, &log))
 	var rep Report
 	require.NoError(t, json.Unmarshal(out.Bytes(), &rep))
-	require.Len(t, rep.Results, 2)
+	require.Len(t, rep.Results, 4, "two presets, checkpointing off and on (the default)")
 	assert.True(t, rep.DryRun)
-	assert.Equal(t, "1.5b", rep.Results[1].Preset)
-	assert.Equal(t, 2048, rep.Results[1].Shape.MaxPos)
-	assert.Zero(t, rep.Results[1].TokensPerS)
+	assert.Equal(t, "1.5b", rep.Results[3].Preset)
+	assert.True(t, rep.Results[3].GradCheckpoint)
+	assert.Equal(t, 2048, rep.Results[3].Shape.MaxPos)
+	assert.Zero(t, rep.Results[3].TokensPerS)
 }
 
 // TestPrecision: bf16 mixed precision runs (here on the CPU), and auto
@@ -131,16 +133,22 @@ func TestPrecision(t *testing.T) {
 	}
 }
 
-// TestNotSupportedYet: the options this build cannot honour fail at
-// once, in one line that says so.
-func TestNotSupportedYet(t *testing.T) {
-	for _, args := range [][]string{{"--grad-checkpoint", "on"}, {"--grad-checkpoint", "both"}} {
-		var out, log bytes.Buffer
-		err := RunCLI(context.Background(), append([]string{"--device", "cpu", "--preset", "tiny"}, args...), &out, &log)
-		require.Error(t, err, args)
-		assert.Contains(t, err.Error(), "not supported yet", args)
-		assert.NotContains(t, err.Error(), "\n")
-	}
+// TestGradCheckpoint: --grad-checkpoint both runs each case twice, and
+// checkpointing lowers the peak memory of the same case.
+func TestGradCheckpoint(t *testing.T) {
+	o := tinyOptions("cpu")
+	o.GradCheckpoint = []bool{false, true}
+	o.Methods = []Method{Full}
+	rep, err := Run(context.Background(), o)
+	require.NoError(t, err)
+	require.Len(t, rep.Results, 2)
+	off, on := rep.Results[0], rep.Results[1]
+	require.False(t, off.GradCheckpoint)
+	require.True(t, on.GradCheckpoint)
+	assert.Empty(t, off.Error)
+	assert.Empty(t, on.Error)
+	assert.Equal(t, off.FirstLoss, on.FirstLoss, "checkpointing changes no number")
+	assert.Less(t, on.MemBytes, off.MemBytes, "checkpointing keeps fewer activations")
 }
 
 func TestBadArguments(t *testing.T) {
@@ -173,7 +181,7 @@ func TestPEFTScriptAgreesWithPlan(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, plan.Bytes(), 0o644))
 	out, err := exec.Command(py, "../../scripts/bench_peft.py", "--plan", path, "--dry-run").CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	assert.Contains(t, string(out), "dry run: 6 case(s); parameter counts agree with gotune's plan")
+	assert.Contains(t, string(out), "dry run: 12 case(s); parameter counts agree with gotune's plan")
 	assert.Contains(t, string(out), "1.5b full gc=off bf16: B=2 T=2048, 4096 tokens/step")
 
 	// A plan whose count is off by one must be refused.

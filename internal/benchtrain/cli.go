@@ -24,7 +24,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&o.Device, "device", "auto", "auto (the GPU when usable, else the CPU), cpu, cuda or cuda:N")
 	fs.StringVar(&presetList, "preset", "0.5b,1.5b", "comma-separated models: "+presetNames())
 	fs.StringVar(&methodList, "method", "lora,full", "comma-separated methods: lora (rank --lora-r on every linear layer but lm_head), full")
-	fs.StringVar(&gc, "grad-checkpoint", "off", "gradient checkpointing: off, on or both")
+	fs.StringVar(&gc, "grad-checkpoint", "both", "gradient checkpointing: off, on or both (each case once per setting)")
 	fs.StringVar(&o.Precision, "precision", PrecisionAuto, "training precision: auto, fp32 or bf16")
 	fs.IntVar(&o.Batch, "batch", 0, "sequences per step (0: the preset's)")
 	fs.IntVar(&o.Seq, "seq", 0, "sequence length (0: the preset's)")
