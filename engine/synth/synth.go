@@ -150,6 +150,41 @@ func (lookupTask) Sample(r *rand.Rand) Example {
 	}
 }
 
+// Family draws tasks of one kind with fresh parameters: meta-learning
+// trains on a stream of them.
+type Family interface {
+	// Name is the family's identifier as accepted by LookupFamily.
+	Name() string
+	// Draw returns a new task of the family using r.
+	Draw(r *rand.Rand) Task
+}
+
+// CipherFamilyMinKey is the smallest key the cipher family draws: keys
+// below it (the demo's pretraining keys 1-4, its held-out key 7, and any
+// other small key) are never drawn, so they stay held out of
+// meta-training.
+const CipherFamilyMinKey = 1 << 20
+
+// cipherFamily draws substitution ciphers with fresh keys.
+type cipherFamily struct{}
+
+func (cipherFamily) Name() string { return "cipher" }
+
+func (cipherFamily) Draw(r *rand.Rand) Task {
+	return newCipher(CipherFamilyMinKey + r.Uint64N(1<<62))
+}
+
+// FamilyNames lists the families LookupFamily accepts.
+func FamilyNames() []string { return []string{"cipher"} }
+
+// LookupFamily returns the task family with the given name.
+func LookupFamily(name string) (Family, error) {
+	if name == "cipher" {
+		return cipherFamily{}, nil
+	}
+	return nil, fmt.Errorf("synth: unknown task family %q; known: %s", name, strings.Join(FamilyNames(), ", "))
+}
+
 // fixedTasks are the tasks without parameters, by name.
 var fixedTasks = map[string]Task{
 	"reverse": funcTask{"reverse", "Reverse the letters.", 3, 8, reverse},

@@ -2,6 +2,7 @@ package synth
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -102,4 +103,36 @@ func TestJSONLRoundTrip(t *testing.T) {
 func TestExactMatch(t *testing.T) {
 	assert.True(t, ExactMatch(" 12\n", "12"))
 	assert.False(t, ExactMatch("12", "13"))
+}
+
+func TestCipherFamilyDrawsFreshKeysAboveTheHeldOutRange(t *testing.T) {
+	fam, err := LookupFamily("cipher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	seen := map[string]bool{}
+	for range 100 {
+		task := fam.Draw(r)
+		c, ok := task.(*cipherTask)
+		if !ok {
+			t.Fatalf("cipher family drew %T", task)
+		}
+		if c.key < CipherFamilyMinKey {
+			t.Fatalf("drew key %d below CipherFamilyMinKey", c.key)
+		}
+		if seen[task.Name()] {
+			t.Fatalf("drew %s twice", task.Name())
+		}
+		seen[task.Name()] = true
+	}
+	// The same stream draws the same keys.
+	a := fam.Draw(rand.New(rand.NewPCG(7, 7))).Name()
+	b := fam.Draw(rand.New(rand.NewPCG(7, 7))).Name()
+	if a != b {
+		t.Fatalf("same seed drew %s and %s", a, b)
+	}
+	if _, err := LookupFamily("reverse"); err == nil {
+		t.Fatal("LookupFamily accepted an unknown family")
+	}
 }

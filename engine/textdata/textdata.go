@@ -109,6 +109,18 @@ func Open(path string, opts Options) (*data.Dataset, error) {
 	return ds, nil
 }
 
+// EncodeConversation lays out one conversation with tmpl, tokenizes it
+// and validates it against a vocabulary of vocab tokens (<= 0 skips the
+// check), exactly as Open does for each record of a file: for examples
+// made in memory (synthetic tasks) rather than read from one.
+func EncodeConversation(c Conversation, tmpl chat.Template, tok tokenizer.Tokenizer, vocab int) (data.Example, error) {
+	ex, err := encodeConversation(c, tmpl, tok)
+	if err != nil {
+		return ex, err
+	}
+	return ex, ex.Validate(vocab)
+}
+
 // encodeConversation renders and tokenizes one conversation.
 func encodeConversation(c Conversation, tmpl chat.Template, tok tokenizer.Tokenizer) (data.Example, error) {
 	pieces, err := tmpl.Render(c.Messages)
