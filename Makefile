@@ -44,6 +44,7 @@ bench: build ## kernel and backend microbenchmarks (CPU here; GPU where present)
 
 golden: ## regenerate the PyTorch golden files (needs /usr/bin/python3 with torch)
 	/usr/bin/python3 testdata/golden/gen.py
+	/usr/bin/python3 testdata/golden/meta.py
 
 clean: ## remove build outputs
 	rm -rf bin kernels/emu/build

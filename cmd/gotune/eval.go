@@ -34,9 +34,15 @@ Evaluates a model on a dataset file and prints:
                (laid out with the chat template, stopped at end of
                sequence) equals it, ignoring surrounding white space.
 
+With --few-shot K it evaluates fast adaptation instead: per task, K examples
+to adapt on and held-out ones to score (see gotune eval --few-shot 1 --help).
+
 ` + textDataHelp
 
 func runEval(ctx context.Context, e *env, args []string) error {
+	if fewShotRequested(args) {
+		return runFewShotEval(ctx, e, args)
+	}
 	fs := newFlagSet("eval", "gotune eval --model PATH [--adapter DIR] --data FILE [flags]", evalDescription)
 	modelPath := fs.String("model", "", modelPathHelp+" (required)")
 	adapter := fs.String("adapter", "", "adapter `DIR` to apply (written by gotune train with a parameter-efficient --method)")

@@ -214,3 +214,28 @@ func synthTasks(flagName, names string, n int, seed uint64, enc fewshot.Encoding
 	}
 	return out, nil
 }
+
+// trainParamsLine is the trainable-parameter summary of the set-up model.
+func trainParamsLine(s *fewShotSetup) string { return train.ParamSummary(s.m.Params()) }
+
+// scoredTasks loads the task files of paths (each with at least k + 1
+// examples: k to adapt on, one to score) and draws n examples of each
+// synthetic task named in synthNames; every task must have answers for
+// exact match. filesFlag and synthFlag name the options in errors.
+func (s *fewShotSetup) scoredTasks(filesFlag string, paths []string, k int, kFlag, synthFlag, synthNames string, n int, seed uint64) ([]*fewshot.Task, error) {
+	list, err := loadTasks(paths, s.textOpts, k+1, fmt.Sprintf("--%s %d + 1 to score", kFlag, k))
+	if err != nil {
+		return nil, err
+	}
+	st, err := synthTasks(synthFlag, synthNames, n, seed, s.enc)
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, st...)
+	for _, t := range list {
+		if !t.Scorable() {
+			return nil, fmt.Errorf("--%s: %s is not instruction or chat data, which exact match needs", filesFlag, t.Name)
+		}
+	}
+	return list, nil
+}

@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/gotune/gotune/engine/fewshot"
 	"github.com/gotune/gotune/engine/synth"
-	"github.com/gotune/gotune/engine/train"
 )
 
 func init() {
@@ -29,8 +29,9 @@ set of --shots examples and a query set of --query others; it adapts a copy
 of the parameters θ with --inner-steps steps (--inner-opt, --inner-lr) on
 the support set, then updates θ:
   reptile  θ ← θ + ε·(φ̄ − θ), φ̄ the mean adapted parameters;
-  fomaml   θ ← θ − ε·ḡ, ḡ the mean gradient of the query loss at the
-           adapted parameters (first-order MAML);
+  fomaml   a step of --outer-opt (Adam by default, or SGD: θ ← θ − ε·ḡ)
+           on ḡ, the mean gradient of the query loss at the adapted
+           parameters (first-order MAML);
 with ε = --outer-lr annealed linearly to 0 over --meta-steps.
 
 Tasks: --tasks a.jsonl,b.jsonl,... or --tasks-dir DIR (one task per file, in
@@ -43,7 +44,8 @@ Meta-validation: before, every --eval-every meta-steps and after, the k-shot
 exact-match accuracy (adapt --inner-steps steps on --shots examples, score
 --eval-query others) on --eval-tasks meta-training tasks and on every
 held-out task of --val-tasks (files) or --val-synth-tasks (synthetic task
-names; default with --synth-family cipher: cipher:1000..1003).
+names; default with --synth-family cipher: cipher:1000..1003; an empty
+--val-synth-tasks= scores none).
 
 Writes into --out:
   adapter_config.json, adapter_model.safetensors
@@ -70,7 +72,8 @@ func runMetaTrain(ctx context.Context, e *env, args []string) error {
 	metaBatch := fs.Int("meta-batch", 4, "tasks per meta-step")
 	metaSteps := fs.Int("meta-steps", 100, "meta-steps")
 	innerSteps := fs.Int("inner-steps", 8, "adaptation steps per task")
-	outerLR := fs.Float64("outer-lr", 0, "outer step size ε at the first meta-step, annealed linearly to 0 (0: 1 for reptile, 0.1 for fomaml)")
+	outerLR := fs.Float64("outer-lr", 0, "outer step size ε at the first meta-step, annealed linearly to 0 (0: 1 for reptile, 0.01 for fomaml)")
+	outerOpt := fs.String("outer-opt", "adam", "fomaml's outer update: adam (on the mean query gradient, moments kept across meta-steps) or sgd (θ ← θ − ε·ḡ); reptile always interpolates")
 	evalEvery := fs.Int("eval-every", 0, "k-shot evaluation every N meta-steps (0: before and after only)")
 	evalTasks := fs.Int("eval-tasks", 4, "meta-training tasks in each k-shot evaluation")
 	evalQuery := fs.Int("eval-query", 32, "held-out examples scored per task in each k-shot evaluation")
@@ -87,14 +90,17 @@ func runMetaTrain(ctx context.Context, e *env, args []string) error {
 		return &usageError{msg: "--algo: " + err.Error()}
 	}
 	if *outerLR == 0 {
-		*outerLR = map[fewshot.Algo]float64{fewshot.Reptile: 1, fewshot.FOMAML: 0.1}[a]
+		*outerLR = map[fewshot.Algo]float64{fewshot.Reptile: 1, fewshot.FOMAML: 0.01}[a]
+	}
+	if *outerOpt != "adam" && *outerOpt != "sgd" {
+		return &usageError{msg: fmt.Sprintf("--outer-opt must be adam or sgd, got %q", *outerOpt)}
 	}
 	inner, err := f.inner(*innerSteps, "inner-steps")
 	if err != nil {
 		return err
 	}
 	cfg := fewshot.MetaConfig{
-		Inner: inner, Outer: fewshot.OuterConfig{Algo: a, LR: *outerLR, Steps: *metaSteps},
+		Inner: inner, Outer: fewshot.OuterConfig{Algo: a, LR: *outerLR, Steps: *metaSteps, Adam: *outerOpt == "adam"},
 		MetaBatch: *metaBatch, Shots: *shots, Query: *query, Seed: f.seed,
 		EvalEvery: *evalEvery, EvalTasks: *evalTasks, EvalQuery: *evalQuery, LogEvery: *logEvery, OutDir: *out,
 	}
@@ -115,7 +121,9 @@ func runMetaTrain(ctx context.Context, e *env, args []string) error {
 		if fam, err = synth.LookupFamily(*family); err != nil {
 			return &usageError{msg: "--synth-family: " + strings.TrimPrefix(err.Error(), "synth: ")}
 		}
-		if *valTasks == "" && *valSynth == "" {
+		explicit := false
+		fs.Visit(func(fl *flag.Flag) { explicit = explicit || fl.Name == "val-synth-tasks" })
+		if *valTasks == "" && *valSynth == "" && !explicit {
 			*valSynth = "cipher:1000,cipher:1001,cipher:1002,cipher:1003"
 		}
 	}
@@ -144,23 +152,13 @@ func runMetaTrain(ctx context.Context, e *env, args []string) error {
 		}
 		src = fewshot.FileSource(ts)
 	}
-	val, err := loadTasks(valPaths, s.textOpts, *shots+1, fmt.Sprintf("--shots %d + 1 to score", *shots))
+	val, err := s.scoredTasks("val-tasks", valPaths, *shots, "shots", "val-synth-tasks", *valSynth, *shots+*evalQuery, f.seed^0x5a17)
 	if err != nil {
 		return err
-	}
-	sv, err := synthTasks("val-synth-tasks", *valSynth, *shots+*evalQuery, f.seed^0x5a17, s.enc)
-	if err != nil {
-		return err
-	}
-	val = append(val, sv...)
-	for _, t := range val {
-		if !t.Scorable() {
-			return fmt.Errorf("--val-tasks: %s is not instruction or chat data, which exact match needs", t.Name)
-		}
 	}
 
 	scorer := &fewshot.Scorer{Model: s.m, Params: s.params, Inner: inner, Batching: s.batching, Encoding: s.enc}
-	fmt.Fprintf(e.Stdout, "model: %s on %s; method %s: %s\n", f.modelPath, s.be.Name(), f.method, train.ParamSummary(s.m.Params()))
+	fmt.Fprintf(e.Stdout, "model: %s on %s; method %s: %s\n", f.modelPath, s.be.Name(), f.method, trainParamsLine(s))
 	fmt.Fprintf(e.Stdout, "meta-training: %s, %d meta-steps of %d tasks, k = %d support + %d query examples, %d inner %s steps of lr %g, outer lr %g (linear to 0); %d held-out tasks\n",
 		a, *metaSteps, *metaBatch, *shots, *query, *innerSteps, inner.Optimizer, inner.LR, *outerLR, len(val))
 	start := time.Now()

@@ -44,9 +44,8 @@ func LossGrad(model engine.CausalLM, name string, examples []data.Example, b Bat
 
 // Loss returns a function computing model's mean token loss over
 // examples without gradients.
-func Loss(model engine.CausalLM, name string, examples []data.Example, b Batching) (func() (float64, error), error) {
-	f, err := lossFunc(model, name, examples, b, false)
-	return f, err
+func Loss(model engine.CausalLM, name string, examples []data.Example, b Batching) (GradFunc, error) {
+	return lossFunc(model, name, examples, b, false)
 }
 
 func lossFunc(model engine.CausalLM, name string, examples []data.Example, b Batching, backward bool) (GradFunc, error) {

@@ -55,6 +55,12 @@ type OuterConfig struct {
 	// Steps is the number of meta-steps; the step size anneals linearly
 	// from LR to 0 over them (Reptile's schedule), as train.Linear does.
 	Steps int
+	// Adam makes FOMAML's outer update an Adam step on the mean query
+	// gradient (betas 0.9/0.999, eps 1e-8, moments kept across
+	// meta-steps), as MAML's meta-optimizer, instead of plain SGD: query
+	// gradients are small, and Adam's steps are about ε whatever their
+	// scale. Reptile ignores it.
+	Adam bool
 }
 
 // StepStats reports one meta-step.
@@ -79,6 +85,7 @@ type Learner struct {
 	outer  OuterConfig
 	theta  *Snapshot
 	sum    []*engine.Tensor // Σ over the meta-batch of φ_i (Reptile) or of query gradients (FOMAML)
+	m, v   []*engine.Tensor // outer Adam moments (FOMAML with Adam)
 	step   int
 }
 
@@ -98,8 +105,15 @@ func NewLearner(be engine.Backend, params []*engine.Param, inner InnerConfig, ou
 	}
 	EnsureGrads(be, params)
 	l := &Learner{be: be, params: params, inner: inner, outer: outer, theta: Take(be, params)}
+	adam := outer.Algo == FOMAML && outer.Adam
 	for _, p := range params {
 		l.sum = append(l.sum, be.Alloc(engine.Float32, p.W.Shape()...))
+		if adam {
+			m, v := be.Alloc(engine.Float32, p.W.Shape()...), be.Alloc(engine.Float32, p.W.Shape()...)
+			be.Fill(m, 0)
+			be.Fill(v, 0)
+			l.m, l.v = append(l.m, m), append(l.v, v)
+		}
 	}
 	return l, nil
 }
@@ -163,8 +177,8 @@ func (l *Learner) Step(episodes []Episode) (StepStats, error) {
 	} else {
 		st.QueryLoss = math.NaN()
 	}
-	l.update(st.OuterLR, n)
 	l.step = k
+	l.update(st.OuterLR, n)
 	return st, l.be.Synchronize()
 }
 
@@ -172,6 +186,14 @@ func (l *Learner) Step(episodes []Episode) (StepStats, error) {
 // over n episodes, and puts θ into the parameters.
 func (l *Learner) update(eps, n float64) {
 	for i, th := range l.theta.values {
+		if l.m != nil {
+			// Adam on the mean gradient ḡ = Σg_i/n.
+			l.be.Scale(l.sum[i], float32(1/n))
+			l.be.AdamW(th, l.sum[i], l.m[i], l.v[i], engine.AdamWParams{
+				LR: float32(eps), Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Step: l.step,
+			})
+			continue
+		}
 		if l.outer.Algo == FOMAML {
 			// θ ← θ − ε·(Σ g_i)/n
 			l.be.Axpy(th, l.sum[i], float32(-eps/n))
@@ -192,8 +214,10 @@ func (l *Learner) Theta() *Snapshot { return l.theta }
 func (l *Learner) Close() {
 	l.theta.Restore()
 	l.theta.Free()
-	for _, t := range l.sum {
-		l.be.Free(t)
+	for _, ts := range [][]*engine.Tensor{l.sum, l.m, l.v} {
+		for _, t := range ts {
+			l.be.Free(t)
+		}
 	}
-	l.sum = nil
+	l.sum, l.m, l.v = nil, nil, nil
 }

@@ -93,6 +93,25 @@ func TestFOMAMLStepSGD(t *testing.T) {
 	assert.Equal(t, []float32{0, 0}, be.Download(p.G))
 }
 
+func TestFOMAMLStepAdam(t *testing.T) {
+	be := cpu.New()
+	p := vecParam(be, 1, 2)
+	l, err := NewLearner(be, []*engine.Param{p},
+		InnerConfig{Steps: 1, LR: 0.5, Optimizer: SGD},
+		OuterConfig{Algo: FOMAML, LR: 0.25, Steps: 2, Adam: true})
+	require.NoError(t, err)
+	defer l.Close()
+	// The episodes of TestFOMAMLStepSGD: ḡ = (0.375, −1). Adam's first
+	// step has m̂ = ḡ and v̂ = ḡ², so θ moves by ε·ḡ/(|ḡ| + 1e-8).
+	_, err = l.Step([]Episode{
+		{Name: "a", Support: quadratic(be, p, 0, 0), Query: quadratic(be, p, 1, 1)},
+		{Name: "b", Support: quadratic(be, p, 3, -2), Query: quadratic(be, p, 0, 2)},
+	})
+	require.NoError(t, err)
+	want := []float64{1 - 0.25*0.375/(0.375+1e-8), 2 + 0.25*1/(1+1e-8)}
+	assert.InDeltaSlice(t, want, download(be, p), 1e-6)
+}
+
 func TestFOMAMLNeedsQuery(t *testing.T) {
 	be := cpu.New()
 	p := vecParam(be, 1)

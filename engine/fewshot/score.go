@@ -35,6 +35,10 @@ type ScoreResult struct {
 	// SupportLoss is the support loss before adaptation, AdaptedLoss
 	// before the last inner step.
 	SupportLoss, AdaptedLoss float64
+	// QueryLoss is the mean token loss of the query examples after
+	// adaptation: a finer signal than exact match when few answers are
+	// entirely right.
+	QueryLoss float64
 }
 
 // Accuracy returns Correct/Total.
@@ -67,6 +71,13 @@ func (s *Scorer) Score(ctx context.Context, t *Task, sp Split) (ScoreResult, err
 		return res, err
 	}
 	res.SupportLoss, res.AdaptedLoss = r.FirstLoss, r.LastLoss
+	qloss, err := Loss(s.Model, t.Name+" (query)", t.examples(sp.Query), s.Batching)
+	if err != nil {
+		return res, err
+	}
+	if res.QueryLoss, err = qloss(); err != nil {
+		return res, err
+	}
 	convs := t.conversations(sp.Query)
 	maxNew := s.MaxNewTokens
 	if maxNew == 0 {
