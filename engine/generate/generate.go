@@ -105,7 +105,12 @@ func Generate(ctx context.Context, m model.Model, prompt []int32, opts Options) 
 		return res, nil
 	}
 	s := NewSampler(opts.Temperature, opts.TopK, opts.TopP, opts.Seed)
-	next, release, err := stepper(m, prompt, len(prompt)+budget, opts.NoCache)
+	capacity := len(prompt) + budget
+	if p := m.Prompt(); p != nil {
+		// Prompt tuning's virtual tokens go into the cache in front.
+		capacity += p.NumTokens()
+	}
+	next, release, err := stepper(m, prompt, capacity, opts.NoCache)
 	if err != nil {
 		return nil, err
 	}
