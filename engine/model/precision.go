@@ -7,10 +7,17 @@ import "github.com/gotune/gotune/engine"
 // matrices get compute copies, and activation buffers are reallocated in
 // p's activation dtype on the next pass. Call it once trainability is
 // final (after a fine-tuning method is applied); the trainer does.
+// Parameters loaded into bfloat16 (Options.Storage) that p keeps in
+// float32 are re-read from their checkpoint, so an F32 or F16 source
+// gives exact float32 masters.
 func (m *Transformer) SetPrecision(p engine.Precision) error {
 	m.ReleaseActivations()
+	if err := m.loadMasters(p); err != nil {
+		return err
+	}
 	engine.ApplyPrecision(m.be, m.Params(), p)
 	m.prec = p
+	m.dropSource()
 	return m.be.Synchronize()
 }
 
