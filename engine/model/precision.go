@@ -23,3 +23,17 @@ func (m *Transformer) SetPrecision(p engine.Precision) error {
 
 // Precision returns the policy set by SetPrecision (PrecisionFP32 until then).
 func (m *Transformer) Precision() engine.Precision { return m.prec }
+
+// ActBuffer returns t when it is a tensor of dtype dt, else a new zero
+// tensor of dtype dt and the given shape (freeing t): methods' activation
+// buffers follow the dtype of the compute copies they feed or come from
+// (Param.Compute), bfloat16 once SetPrecision has applied PrecisionBF16.
+func ActBuffer(be engine.Backend, t *engine.Tensor, dt engine.DType, shape ...int) *engine.Tensor {
+	if t != nil && t.DType() == dt {
+		return t
+	}
+	if t != nil {
+		be.Free(t)
+	}
+	return be.Alloc(dt, shape...)
+}
