@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/generate"
 	"github.com/gotune/gotune/engine/model"
@@ -56,6 +57,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	limit := fs.Int("limit", 0, "evaluate the first N records only (0: all)")
 	show := fs.Int("show", 3, "print N answers (wrong ones first)")
 	device := fs.String("device", "auto", deviceHelp)
+	precision := fs.String("precision", "auto", precisionHelp)
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -81,12 +83,16 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	if !validDevice(*device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", *device)}
 	}
+	if _, err := engine.ParsePrecision(*precision, false); err != nil {
+		return &usageError{msg: err.Error()}
+	}
 	be, err := openDevice(*device, func(string) {})
 	if err != nil {
 		return err
 	}
 	defer be.Close()
-	m, err := loadModel(*modelPath, be)
+	prec, _ := engine.ParsePrecision(*precision, onGPU(be))
+	m, err := loadModel(*modelPath, be, prec)
 	if err != nil {
 		return err
 	}
@@ -94,6 +100,9 @@ func runEval(ctx context.Context, e *env, args []string) error {
 		if err := loadAdapter(m, *adapter); err != nil {
 			return err
 		}
+	}
+	if err := inferencePrecision(m, prec); err != nil {
+		return err
 	}
 	sl := *seqLen
 	if sl == 0 || sl > m.Config().MaxPos {

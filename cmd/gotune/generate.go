@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/chat"
 	"github.com/gotune/gotune/engine/generate"
 	"github.com/gotune/gotune/engine/tokenizer"
@@ -55,6 +56,7 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	topP := fs.Float64("top-p", 1, "sample among the most likely tokens whose probability reaches P (1: all)")
 	seed := fs.Uint64("seed", 42, "random seed of the sampler")
 	device := fs.String("device", "auto", deviceHelp)
+	precision := fs.String("precision", "auto", precisionHelp)
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -73,6 +75,9 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	}
 	if !validDevice(*device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", *device)}
+	}
+	if _, err := engine.ParsePrecision(*precision, false); err != nil {
+		return &usageError{msg: err.Error()}
 	}
 	tok, err := loadTokenizer(*tokPath, *modelPath)
 	if err != nil {
@@ -113,7 +118,8 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer be.Close()
-	m, err := loadModel(*modelPath, be)
+	prec, _ := engine.ParsePrecision(*precision, onGPU(be))
+	m, err := loadModel(*modelPath, be, prec)
 	if err != nil {
 		return err
 	}
@@ -124,6 +130,9 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 		if err := loadAdapter(m, *adapter); err != nil {
 			return err
 		}
+	}
+	if err := inferencePrecision(m, prec); err != nil {
+		return err
 	}
 
 	// Stream: decode the whole text so far and print what was added (some

@@ -15,17 +15,50 @@ import (
 // modelPathHelp documents what --model accepts in generate, eval and demo.
 const modelPathHelp = "model: a Hugging Face checkpoint `PATH` (folder with config.json and model.safetensors) or a llama2.c legacy .bin checkpoint file"
 
-// loadModel loads --model: a Hugging Face folder, or a llama2.c legacy
-// checkpoint file (loaded with interleaved RoPE).
-func loadModel(path string, be engine.Backend) (model.Model, error) {
+// loadModel loads --model for inference under policy p: a Hugging Face
+// folder (stored in p's frozen-weight dtype as it is read), or a llama2.c
+// legacy checkpoint file (loaded with interleaved RoPE, in float32; a
+// small model that inferencePrecision converts).
+func loadModel(path string, be engine.Backend, p engine.Precision) (model.Model, error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("--model: %w", err)
 	}
 	if info.IsDir() {
-		return model.Load(path, be)
+		return model.LoadWithOptions(path, be, model.Options{Storage: p.ActDType()})
 	}
 	return llama2c.Load(path, be)
+}
+
+// inferencePrecision applies policy p to a model loaded for inference
+// (after its adapter): the base weights are frozen (bfloat16 only under
+// bf16), and an adapter's tensors get the layout a bf16 training run
+// gives trainable ones (float32 values, bfloat16 compute copies for
+// matrix products), so generation and evaluation compute what that run's
+// forward pass computes. The adapter's tensors stay frozen.
+func inferencePrecision(m model.Model, p engine.Precision) error {
+	pm, ok := m.(engine.PrecisionModel)
+	if !ok {
+		return nil
+	}
+	base := map[*engine.Param]bool{}
+	for _, q := range m.BaseParams() {
+		base[q] = true
+	}
+	var adapter []*engine.Param
+	for _, q := range m.Params() {
+		if base[q] {
+			model.SetTrainable(q, false)
+		} else if !q.Trainable {
+			adapter = append(adapter, q)
+			q.Trainable = true // no gradient buffer: only SetPrecision reads it
+		}
+	}
+	err := pm.SetPrecision(p)
+	for _, q := range adapter {
+		q.Trainable = false
+	}
+	return err
 }
 
 // loadTokenizer loads --tokenizer, or when it is empty the tokenizer

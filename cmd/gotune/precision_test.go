@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/safetensors"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/internal/golden"
@@ -228,4 +229,84 @@ func TestBF16MatchesGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bf16InferenceTol bounds the relative difference ‖a − b‖/‖b‖ of the
+// logits of two bf16 forward passes over the same weights on the CPU and
+// the (emulated) GPU: only float32 sums taken in another order, flipping
+// a few bfloat16 roundings by one unit (2^-8).
+const bf16InferenceTol = 1.0 / (1 << 8)
+
+// TestBF16Inference loads every golden model and method adapter the way
+// gotune generate and eval do with --precision bf16, on the CPU and on
+// --device cuda: the base weights are bfloat16 only, the adapter's
+// tensors float32 with bfloat16 compute copies of its matrices, and the
+// logits differ from float32 inference (the policy is applied) by a
+// bfloat16-sized amount but agree between the backends.
+func TestBF16Inference(t *testing.T) {
+	t.Setenv("GOTUNE_LIBCUDA", cudaDriver(t))
+	sets, err := golden.LoadMethods(filepath.Join(goldenDir, golden.MethodsDir))
+	require.NoError(t, err)
+	for _, s := range sets {
+		adapter := ""
+		if s.Meta.Run.Adapter != "" {
+			adapter = s.AdapterDir()
+		}
+		t.Run(s.Meta.Name, func(t *testing.T) {
+			f32 := inferenceLogits(t, "cpu", engine.PrecisionFP32, s.BaseDir(), adapter)
+			cpu := inferenceLogits(t, "cpu", engine.PrecisionBF16, s.BaseDir(), adapter)
+			gpu := inferenceLogits(t, "cuda", engine.PrecisionBF16, s.BaseDir(), adapter)
+			policy, devices := relDiff(cpu, f32), relDiff(gpu, cpu)
+			t.Logf("bf16 vs fp32 %.3g, cuda vs cpu %.3g", policy, devices)
+			assert.Greater(t, policy, 1e-4, "bf16 logits equal float32 ones: the policy is not applied")
+			assert.Less(t, policy, 1.0/(1<<4))
+			assert.Less(t, devices, bf16InferenceTol)
+		})
+	}
+}
+
+// inferenceLogits loads base (and adapter) on dev under policy p as gotune
+// eval does, checks the storage the policy asks for and returns the
+// logits of a fixed sequence.
+func inferenceLogits(t *testing.T, dev string, p engine.Precision, base, adapter string) []float32 {
+	t.Helper()
+	be, err := openDevice(dev, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(func() { be.Close() })
+	m, err := loadModel(base, be, p)
+	require.NoError(t, err)
+	if adapter != "" {
+		require.NoError(t, loadAdapter(m, adapter))
+	}
+	require.NoError(t, inferencePrecision(m, p))
+	isBase := map[*engine.Param]bool{}
+	for _, q := range m.BaseParams() {
+		isBase[q] = true
+		assert.Equal(t, p.ActDType(), q.W.DType(), q.Name)
+	}
+	for _, q := range m.Params() {
+		assert.False(t, q.Trainable, q.Name)
+		if !isBase[q] {
+			assert.Equal(t, engine.Float32, q.W.DType(), q.Name)
+			assert.Equal(t, p == engine.PrecisionBF16 && len(q.W.Shape()) >= 2, q.C != nil, "%s compute copy", q.Name)
+		}
+	}
+	ids := make([]int32, 12)
+	for i := range ids {
+		ids[i] = int32((7*i + 3) % m.Config().VocabSize)
+	}
+	lg, err := m.Logits(nil, ids, 1, len(ids), true)
+	require.NoError(t, err)
+	return be.Download(lg)
+}
+
+// relDiff returns ‖a − b‖/‖b‖.
+func relDiff(a, b []float32) float64 {
+	var num, den float64
+	for i := range b {
+		d := float64(a[i]) - float64(b[i])
+		num += d * d
+		den += float64(b[i]) * float64(b[i])
+	}
+	return math.Sqrt(num / math.Max(den, 1e-30))
 }

@@ -59,6 +59,9 @@ func TestResumeMatchesStraightRun(t *testing.T) {
 		{"full", "full", "model.safetensors", nil},
 		{"lora", "lora", "adapter_model.safetensors", nil},
 		{"lora-dropout", "lora", "adapter_model.safetensors", []string{"--lora-dropout", "0.1"}},
+		// Loaded into bfloat16 storage; the resumed run's float32 masters
+		// are re-read from the checkpoint exactly.
+		{"full-bf16", "full", "model.safetensors", []string{"--precision", "bf16"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -106,6 +109,15 @@ func TestResumeMatchesStraightRun(t *testing.T) {
 			r = runGotune(t, args(outB, "--resume", outB, "--lr", "0.02")...)
 			if r.code == 0 || !strings.Contains(r.stderr, "--lr is 0.02 here but 0.01 in the checkpoint") {
 				t.Fatalf("resume with another --lr: exit %d, stderr %s", r.code, r.stderr)
+			}
+			// So is another resolved precision (auto is fp32 on the CPU).
+			here, there := "bf16", "fp32"
+			if slices.Contains(tc.flags, "bf16") {
+				here, there = there, here
+			}
+			r = runGotune(t, args(outB, "--resume", outB, "--precision", here)...)
+			if r.code == 0 || !strings.Contains(r.stderr, "--precision is "+here+" here but "+there+" in the checkpoint") {
+				t.Fatalf("resume with another --precision: exit %d, stderr %s", r.code, r.stderr)
 			}
 			r = runGotune(t, args(outB, "--resume", outB, "--seed", "6")...)
 			if r.code == 0 || !strings.Contains(r.stderr, "--seed is 6 here but 5") {

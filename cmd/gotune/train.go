@@ -317,7 +317,10 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if ckpt != "" && !ckptAdapter {
 		weightsDir = ckpt
 	}
-	m, err := model.Load(weightsDir, be)
+	// The precision is resolved before loading: under bf16 the weights are
+	// stored in bfloat16 as they are read (model.Options.Storage).
+	tcfg.Precision, _ = engine.ParsePrecision(f.precision, onGPU(be))
+	m, err := model.LoadWithOptions(weightsDir, be, model.Options{Storage: tcfg.Precision.ActDType()})
 	if err != nil {
 		return err
 	}
@@ -333,7 +336,6 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("--resume %s: the checkpoint holds a whole model (no %s), but --method %s trains an adapter", ckpt, peft.ConfigFile, f.method)
 	}
 	tcfg.Settings = runSettings(fs, methodFlags[f.method], methodFlags, seqLen, ds)
-	tcfg.Precision, _ = engine.ParsePrecision(f.precision, onGPU(be))
 	fmt.Fprintf(e.Stdout, "precision: %s\n", tcfg.Precision)
 	var ckptSaver train.Saver
 	if saver == nil && f.saveEvery > 0 {

@@ -116,10 +116,14 @@ func (c Composed) AdapterBackward(dx, dres, dDown, dDownBias, dUp, dUpBias, dy, 
 	dhid := c.Alloc(engine.Float32, m, r)
 	defer c.Free(dhid)
 	c.Gemm(dhid, dy, a.Up, false, false, a.Scale, 0) // s·dy·Up
-	dpre := c.Alloc(engine.Float32, m, r)
+	// dpre takes pre's dtype, rounded once from float32 as the fused
+	// kernel's epilogue does.
+	dpre := c.Alloc(pre.DType(), m, r)
 	defer c.Free(dpre)
-	c.Fill(dpre, 0)
-	c.ActivationBackward(dpre, dhid, pre, a.Act)
+	dpre32 := c.float32Like(dpre)
+	c.Fill(dpre32, 0)
+	c.ActivationBackward(dpre32, dhid, pre, a.Act)
+	c.roundInto(dpre, dpre32)
 	if dDown != nil {
 		c.Gemm(dDown, dpre, x, true, false, 1, 1) // [r, D] += dpreᵀ·x
 	}

@@ -38,7 +38,7 @@ func newTransformer(cfg *Config, be engine.Backend, opt Options) (Model, *Transf
 // param creates a base parameter, trainable with weight decay for
 // matrices and embeddings (decay) but not biases and norm weights.
 func (m *Transformer) param(name string, decay bool, shape ...int) *engine.Param {
-	p := &engine.Param{Name: name, W: m.be.Alloc(engine.Float32, shape...), Trainable: true, Decay: decay}
+	p := &engine.Param{Name: name, W: m.be.Alloc(m.d.storage, shape...), Trainable: true, Decay: decay}
 	m.base = append(m.base, p)
 	m.params[name] = p
 	return p

@@ -19,12 +19,24 @@ type Options struct {
 	// q/k projections to the Hugging Face layout, so the saved checkpoint
 	// means the same model to transformers.
 	RopeLayout engine.RopeLayout
+	// Storage is the dtype parameters are stored in as they are built or
+	// loaded: engine.Float32 (the zero value) or engine.BFloat16, the
+	// frozen-weight dtype of engine.PrecisionBF16 (see
+	// engine.Precision.ActDType). Loading straight into bfloat16 converts
+	// one tensor at a time on the host, so the device never holds a
+	// float32 copy of the whole model; SetPrecision then gives trainable
+	// parameters float32 masters re-read from the checkpoint (exact for
+	// F32 and F16 sources).
+	Storage engine.DType
 }
 
 // dimsOf validates cfg and derives the model geometry.
 func dimsOf(cfg *Config, opt Options) (dims, error) {
 	if cfg == nil {
 		return dims{}, fmt.Errorf("model: nil config")
+	}
+	if opt.Storage != engine.Float32 && opt.Storage != engine.BFloat16 {
+		return dims{}, fmt.Errorf("model: storage dtype %v: want Float32 or BFloat16", opt.Storage)
 	}
 	if err := cfg.Validate(); err != nil {
 		return dims{}, fmt.Errorf("model: config: %w", err)
@@ -39,7 +51,7 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 		inter: cfg.Intermediate, maxPos: cfg.MaxPos, eps: float32(cfg.NormEps),
 		tied: cfg.TieEmbeddings, qkvBias: cfg.AttentionBias, oBias: cfg.AttnOutBias,
 		mlpBias: cfg.MLPBias, act: act, ropeTheta: cfg.RopeTheta,
-		ropeScaling: cfg.RopeScaling, ropeLayout: opt.RopeLayout,
+		ropeScaling: cfg.RopeScaling, ropeLayout: opt.RopeLayout, storage: opt.Storage,
 	}
 	if cfg.IsGPT2() {
 		d.arch = ArchGPT2

@@ -12,7 +12,7 @@ import (
 
 // Load reads a Hugging Face model folder (config.json plus
 // model.safetensors or a sharded model.safetensors.index.json; F32, F16 or
-// BF16 tensors, computed in float32) onto backend be. Every expected tensor
+// BF16 tensors, stored in float32; see Options.Storage) onto backend be. Every expected tensor
 // must be present with its exact shape and no unexpected tensor may be
 // present (rotary inv_freq buffers and GPT-2's attention-mask buffers are
 // ignored); errors name the tensor. All parameters start trainable; their
@@ -31,15 +31,18 @@ func LoadWithOptions(dir string, be engine.Backend, opt Options) (Model, error) 
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	defer set.Close()
 	mod, m, err := newTransformer(cfg, be, opt)
 	if err != nil {
+		set.Close()
 		return nil, fmt.Errorf("%w (%s)", err, filepath.Join(dir, hfconfig.FileName))
 	}
-	if err := m.fill(setWeights{set}, dir); err != nil {
+	stored, err := m.fill(setWeights{set}, dir)
+	if err != nil {
+		set.Close()
 		m.freeAll()
 		return nil, err
 	}
+	m.keepSource(set, dir, stored)
 	return mod, nil
 }
 
@@ -60,7 +63,7 @@ func FromWeights(cfg *Config, be engine.Backend, w map[string]HostTensor, opt Op
 	if err != nil {
 		return nil, err
 	}
-	if err := m.fill(mapWeights(w), "weights"); err != nil {
+	if _, err := m.fill(mapWeights(w), "weights"); err != nil {
 		m.freeAll()
 		return nil, err
 	}
@@ -120,16 +123,17 @@ func (m *Transformer) canonical(name string) string {
 	return name
 }
 
-// fill validates w against the model's parameters and uploads it. where
-// names the source in errors.
-func (m *Transformer) fill(w weights, where string) error {
+// fill validates w against the model's parameters and uploads it (into
+// the parameters' storage dtype, one tensor at a time). where names the
+// source in errors. It returns each parameter's stored tensor name.
+func (m *Transformer) fill(w weights, where string) (map[string]string, error) {
 	stored := map[string]string{} // canonical -> stored name
 	var unexpected []string
 	for _, n := range w.names() {
 		c := m.canonical(n)
 		if _, ok := m.params[c]; ok {
 			if prev, dup := stored[c]; dup {
-				return fmt.Errorf("model: %s: tensors %q and %q are both %q", where, prev, n, c)
+				return nil, fmt.Errorf("model: %s: tensors %q and %q are both %q", where, prev, n, c)
 			}
 			stored[c] = n
 			continue
@@ -141,7 +145,7 @@ func (m *Transformer) fill(w weights, where string) error {
 		unexpected = append(unexpected, n)
 	}
 	if len(unexpected) > 0 {
-		return fmt.Errorf("model: %s: unexpected tensor(s) for %s: %s", where, m.cfg.Arch, listNames(unexpected))
+		return nil, fmt.Errorf("model: %s: unexpected tensor(s) for %s: %s", where, m.cfg.Arch, listNames(unexpected))
 	}
 	var missing []string
 	for _, p := range m.base {
@@ -150,25 +154,25 @@ func (m *Transformer) fill(w weights, where string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("model: %s: missing tensor(s): %s", where, listNames(missing))
+		return nil, fmt.Errorf("model: %s: missing tensor(s): %s", where, listNames(missing))
 	}
 	for _, p := range m.base {
 		n := stored[p.Name]
 		if got := w.shape(n); !sameDims(got, p.W.Shape()) {
-			return fmt.Errorf("model: %s: tensor %q: expected shape %v, found %v", where, n, p.W.Shape(), got)
+			return nil, fmt.Errorf("model: %s: tensor %q: expected shape %v, found %v", where, n, p.W.Shape(), got)
 		}
 	}
 	for _, p := range m.base {
 		data, err := w.float32s(stored[p.Name])
 		if err != nil {
-			return fmt.Errorf("model: %s: %w", where, err)
+			return nil, fmt.Errorf("model: %s: %w", where, err)
 		}
 		m.be.Upload(p.W, data)
 	}
 	if err := m.be.Synchronize(); err != nil {
-		return fmt.Errorf("model: %s: uploading weights: %w", where, err)
+		return nil, fmt.Errorf("model: %s: uploading weights: %w", where, err)
 	}
-	return nil
+	return stored, nil
 }
 
 // freeAll releases the weights of a model that failed to build.

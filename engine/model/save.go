@@ -80,7 +80,9 @@ func (m *Transformer) Save(dir string) error {
 // interleaved RoPE has its q/k projection rows permuted to the rotate_half
 // layout, so transformers computes the same function. Methods save their
 // own adapter files; replaced modules' extra parameters are not part of the
-// base checkpoint.
+// base checkpoint. A frozen bfloat16 copy of a more precise checkpoint
+// tensor (Options.Storage) that is unchanged is saved from the checkpoint's
+// values, so untouched tensors lose nothing.
 func (m *Transformer) SaveWithOptions(dir string, opts SaveOptions) error {
 	opts, err := opts.Resolve(m.cfg.TorchDtype)
 	if err != nil {
@@ -91,7 +93,10 @@ func (m *Transformer) SaveWithOptions(dir string, opts SaveOptions) error {
 	}
 	tensors := make([]safetensors.Tensor, 0, len(m.base))
 	for _, p := range m.base {
-		data := m.be.Download(p.W)
+		data, err := m.savedValues(p)
+		if err != nil {
+			return fmt.Errorf("model: save to %s: %w", dir, err)
+		}
 		if m.d.ropeLayout == engine.RopeInterleaved && isRotated(p.Name) {
 			data = interleavedToHalf(data, m.d.headDim, p.W.Len()/p.W.Dim(0))
 		}

@@ -33,6 +33,7 @@ type dims struct {
 	ropeScaling                           *hfconfig.RopeScaling
 	slidingWindow                         int // 0: none
 	ropeLayout                            engine.RopeLayout
+	storage                               engine.DType // parameter dtype as built (Options.Storage)
 }
 
 func (d *dims) qDim() int  { return d.heads * d.headDim }
@@ -78,6 +79,7 @@ type Transformer struct {
 	be   engine.Backend
 	seed uint64
 	prec engine.Precision // activation dtypes and weight storage (SetPrecision)
+	src  *source          // the checkpoint, while bfloat16 copies may need its exact values
 
 	embed  *Embedding
 	posEmb *Embedding // GPT-2 learned positions; nil for RoPE models

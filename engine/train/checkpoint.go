@@ -247,6 +247,9 @@ func (t *Trainer) settings() []Setting {
 		{Name: "--adam-eps", Value: f(t.cfg.Eps)},
 		{Name: "--max-grad-norm", Value: f(t.cfg.MaxGradNorm)},
 		{Name: "--grad-accum", Value: strconv.Itoa(t.cfg.GradAccum)},
+		// The resolved policy (auto is bf16 on a GPU only): another one
+		// changes every rounding of the trajectory.
+		{Name: "--precision", Value: t.cfg.Precision.String()},
 		{Name: "batches per epoch", Value: strconv.Itoa(t.loader.BatchesPerEpoch())},
 		{Name: "--log-every", Value: strconv.Itoa(t.cfg.LogEvery), Harmless: true},
 		{Name: "--eval-every", Value: strconv.Itoa(t.cfg.EvalEvery), Harmless: true},

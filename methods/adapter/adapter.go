@@ -130,15 +130,15 @@ func (m *Bottleneck) Params() []*engine.Param {
 	return []*engine.Param{m.DownW, m.DownB, m.UpW, m.UpB}
 }
 
-// buffers (re)allocates the per-row activations for n rows.
-func (m *Bottleneck) buffers(n int) {
-	if m.n == n && m.z != nil {
+// buffers (re)allocates the per-row activations for n rows in dtype dt.
+func (m *Bottleneck) buffers(n int, dt engine.DType) {
+	if m.n == n && m.z != nil && m.z.DType() == dt {
 		return
 	}
 	m.freeBuffers()
 	m.n = n
-	m.z = m.be.Alloc(engine.Float32, n, m.b)
-	m.a = m.be.Alloc(engine.Float32, n, m.b)
+	m.z = m.be.Alloc(dt, n, m.b)
+	m.a = m.be.Alloc(dt, n, m.b)
 }
 
 func (m *Bottleneck) freeBuffers() {
@@ -162,7 +162,9 @@ func (m *Bottleneck) input(h, xn *engine.Tensor) *engine.Tensor {
 // with the fused adapter recipe (fused.AdapterForward).
 func (m *Bottleneck) Forward(y, h, xn, x *engine.Tensor, train bool) {
 	v := m.input(h, xn)
-	m.buffers(v.Rows())
+	// The bottleneck activations take the compute copies' dtype: bfloat16
+	// under mixed precision, like every product's output.
+	m.buffers(v.Rows(), m.DownW.Compute().DType())
 	fused.AdapterForward(m.be, y, m.z, m.a, v, h, m.operands())
 }
 
@@ -179,9 +181,11 @@ func (m *Bottleneck) Backward(dh, dxn, dx, dy, h, xn, x *engine.Tensor) {
 		dy, m.input(h, xn), m.z, m.a, m.operands())
 }
 
-// operands returns the adapter's tensors for the fused recipes.
+// operands returns the adapter's tensors for the fused recipes: the
+// projections' compute copies (bfloat16 under mixed precision), the
+// biases' float32 values.
 func (m *Bottleneck) operands() fused.Bottleneck {
-	return fused.Bottleneck{Down: m.DownW.W, DownBias: m.DownB.W, Up: m.UpW.W, UpBias: m.UpB.W, Act: m.act, Scale: m.scale}
+	return fused.Bottleneck{Down: m.DownW.Compute(), DownBias: m.DownB.W, Up: m.UpW.Compute(), UpBias: m.UpB.W, Act: m.act, Scale: m.scale}
 }
 
 // release frees the adapter's activation buffers.

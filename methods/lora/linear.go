@@ -473,7 +473,11 @@ func (l *Linear) combined() *engine.Tensor {
 	} else {
 		be.Copy(v, l.dense.Weight.W)
 	}
-	be.Gemm(v, l.B.W, l.A.W, false, false, l.Scale, 1)
+	// B·A reads the compute copies (bfloat16 under mixed precision, as
+	// PEFT's lora_B(lora_A(eye)) under autocast) with float32 accumulation
+	// onto W₀; unlike PEFT, the sum is not rounded to bfloat16 before its
+	// float32 norm.
+	be.Gemm(v, l.B.Compute(), l.A.Compute(), false, false, l.Scale, 1)
 	return v
 }
 

@@ -248,7 +248,11 @@ func (a *Adapter) Forward(train bool) {
 		return
 	}
 	be := a.be
-	a.t0.Forward(a.z, a.emb.W, train)
+	// Products read compute copies and write activations of their dtype
+	// (bfloat16 under mixed precision); the table a.out stays float32.
+	dt := a.t0.Weight.Compute().DType()
+	a.z, a.a = model.ActBuffer(be, a.z, dt, a.z.Shape()...), model.ActBuffer(be, a.a, dt, a.a.Shape()...)
+	a.t0.Forward(a.z, a.emb.Compute(), train)
 	be.Activation(a.a, a.z, engine.ActTanh)
 	a.t2.Forward(a.out, a.a, train)
 	be.Fill(a.dout, 0)
@@ -298,15 +302,13 @@ func (a *Adapter) Backward() {
 		return
 	}
 	be := a.be
-	if a.da == nil {
-		a.da = be.Alloc(engine.Float32, a.a.Shape()...)
-		a.dz = be.Alloc(engine.Float32, a.z.Shape()...)
-	}
+	a.da = model.ActBuffer(be, a.da, a.a.DType(), a.a.Shape()...)
+	a.dz = model.ActBuffer(be, a.dz, a.z.DType(), a.z.Shape()...)
 	be.Fill(a.da, 0)
 	a.t2.Backward(a.da, a.dout, a.a)
 	be.Fill(a.dz, 0)
 	be.ActivationBackward(a.dz, a.da, a.z, engine.ActTanh)
-	a.t0.Backward(model.Grad(a.emb), a.dz, a.emb.W)
+	a.t0.Backward(model.Grad(a.emb), a.dz, a.emb.Compute())
 }
 
 // Table returns the [P, width] prefix table the model reads (computed by

@@ -130,13 +130,20 @@ func (e *encoder) Forward(train bool) *engine.Tensor {
 	x := e.emb.W
 	if e.lstm != nil {
 		x = e.lstm.forward(x)
+	} else {
+		x = e.emb.Compute()
 	}
+	// Products read compute copies and write activations of their dtype
+	// (bfloat16 under mixed precision); the virtual tokens stay float32.
+	dt := e.head[0].Weight.Compute().DType()
 	last := len(e.head) - 1
 	for i, lin := range e.head {
 		if i == last {
 			lin.Forward(e.out, x, train)
 			break
 		}
+		e.z[i] = model.ActBuffer(e.be, e.z[i], dt, e.z[i].Shape()...)
+		e.a[i] = model.ActBuffer(e.be, e.a[i], dt, e.a[i].Shape()...)
 		lin.Forward(e.z[i], x, train)
 		e.be.Activation(e.a[i], e.z[i], engine.ActReLU)
 		x = e.a[i]
@@ -149,13 +156,14 @@ func (e *encoder) Forward(train bool) *engine.Tensor {
 func (e *encoder) Backward(d *engine.Tensor) {
 	be := e.be
 	if e.dz == nil {
-		for _, z := range e.z {
-			e.dz = append(e.dz, be.Alloc(engine.Float32, z.Shape()...))
-			e.da = append(e.da, be.Alloc(engine.Float32, z.Shape()...))
-		}
+		e.dz, e.da = make([]*engine.Tensor, len(e.z)), make([]*engine.Tensor, len(e.z))
 		if e.lstm != nil {
 			e.dLSTM = be.Alloc(engine.Float32, e.P, 2*e.H)
 		}
+	}
+	for i, z := range e.z {
+		e.dz[i] = model.ActBuffer(be, e.dz[i], z.DType(), z.Shape()...)
+		e.da[i] = model.ActBuffer(be, e.da[i], z.DType(), z.Shape()...)
 	}
 	dcur := d
 	for i := len(e.head) - 1; i > 0; i-- {
@@ -166,7 +174,7 @@ func (e *encoder) Backward(d *engine.Tensor) {
 		dcur = e.dz[i-1]
 	}
 	if e.lstm == nil {
-		e.head[0].Backward(model.Grad(e.emb), dcur, e.emb.W)
+		e.head[0].Backward(model.Grad(e.emb), dcur, e.emb.Compute())
 		return
 	}
 	be.Fill(e.dLSTM, 0)

@@ -90,7 +90,7 @@ func row(t *engine.Tensor, r int) *engine.Tensor { return t.Slice(r, r+1) }
 // forward runs the direction over x [P, in]; the outputs are in d.h.
 func (d *lstmDir) forward(x *engine.Tensor) {
 	be := d.be
-	be.Gemm(d.g4, x, d.wih.W, false, true, 1, 0)
+	be.Gemm(d.g4, x, d.wih.Compute(), false, true, 1, 0)
 	be.AddBias(d.g4, d.bih.W)
 	be.AddBias(d.g4, d.bhh.W)
 	if d.tmp == nil {
@@ -99,7 +99,7 @@ func (d *lstmDir) forward(x *engine.Tensor) {
 	prev := -1
 	for _, t := range d.order() {
 		if prev >= 0 {
-			be.Gemm(row(d.g4, t), row(d.h, prev), d.whh.W, false, true, 1, 1)
+			be.Gemm(row(d.g4, t), row(d.h, prev), d.whh.Compute(), false, true, 1, 1)
 		}
 		gi, ai := 4*t, 4*t
 		be.Activation(d.a.Slice(ai, ai+2), d.g.Slice(gi, gi+2), engine.ActSigmoid) // i, f
@@ -159,7 +159,7 @@ func (d *lstmDir) backward(x, dx *engine.Tensor) {
 			be.Mul(d.tmp, d.dc, row(d.c, prev))
 			be.ActivationBackward(row(d.dg, gi+1), d.tmp, row(d.g, gi+1), engine.ActSigmoid)
 			be.Mul(d.dcNext, d.dc, row(d.a, gi+1))
-			be.Gemm(d.dhNext, row(d.dg4, t), d.whh.W, false, false, 1, 0) // [1,4H]·[4H,H]
+			be.Gemm(d.dhNext, row(d.dg4, t), d.whh.Compute(), false, false, 1, 0) // [1,4H]·[4H,H]
 		}
 	}
 	if g := model.Grad(d.whh); g != nil && d.P > 1 {
@@ -180,7 +180,7 @@ func (d *lstmDir) backward(x, dx *engine.Tensor) {
 		be.SumRows(g, d.dg4)
 	}
 	if dx != nil {
-		be.Gemm(dx, d.dg4, d.wih.W, false, false, 1, 1) // [P,4H]·[4H,in]
+		be.Gemm(dx, d.dg4, d.wih.Compute(), false, false, 1, 1) // [P,4H]·[4H,in]
 	}
 }
 
