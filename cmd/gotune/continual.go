@@ -123,6 +123,7 @@ func runContinual(ctx context.Context, e *env, args []string) error {
 	f.defineOptimizer(fs)
 	f.text.define(fs, false)
 	c.define(fs)
+	byMethod := methodFlagNames() // before the real definitions: it resets the method flags
 	for _, name := range slices.Sorted(maps.Keys(methods)) {
 		if methods[name].Flags != nil {
 			methods[name].Flags(fs)
@@ -229,8 +230,16 @@ func runContinual(ctx context.Context, e *env, args []string) error {
 	if err := os.MkdirAll(f.out, 0o755); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
+	// The settings of the run: every flag but other methods' own.
 	settings := map[string]string{}
-	fs.VisitAll(func(fl *flag.Flag) { settings["--"+fl.Name] = fl.Value.String() })
+	fs.VisitAll(func(fl *flag.Flag) {
+		for name, own := range byMethod {
+			if own[fl.Name] && !byMethod[f.method][fl.Name] && name != f.method {
+				return
+			}
+		}
+		settings["--"+fl.Name] = fl.Value.String()
+	})
 	settings["--seq-len"] = fmt.Sprint(seqLen)
 	if err := continual.WriteReport(f.out, res, settings); err != nil {
 		return err
