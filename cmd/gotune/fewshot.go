@@ -120,7 +120,9 @@ func (f *fewShotFlags) setup(log func(string)) (*fewShotSetup, error) {
 		return nil, err
 	}
 	s := &fewShotSetup{be: be}
-	if s.m, err = loadModel(f.modelPath, be); err != nil {
+	// Meta-learning runs in float32: its inner and outer updates are
+	// written against float32 parameters (--precision is not offered).
+	if s.m, err = loadModel(f.modelPath, be, engine.PrecisionFP32); err != nil {
 		be.Close()
 		return nil, err
 	}
@@ -177,10 +179,10 @@ func taskPaths(listFlag, list, dirFlag, dir string) ([]string, error) {
 	return paths, nil
 }
 
-// loadTasks reads task files, checking each has at least need examples
+// loadMetaTasks reads task files, checking each has at least need examples
 // (what one support and query draw takes; shotsFlag names the option
 // that sets the support size).
-func loadTasks(paths []string, opts textdata.Options, need int, needWhat string) ([]*fewshot.Task, error) {
+func loadMetaTasks(paths []string, opts textdata.Options, need int, needWhat string) ([]*fewshot.Task, error) {
 	var out []*fewshot.Task
 	for _, p := range paths {
 		t, err := fewshot.LoadTask(p, opts)
@@ -223,7 +225,7 @@ func trainParamsLine(s *fewShotSetup) string { return train.ParamSummary(s.m.Par
 // synthetic task named in synthNames; every task must have answers for
 // exact match. filesFlag and synthFlag name the options in errors.
 func (s *fewShotSetup) scoredTasks(filesFlag string, paths []string, k int, kFlag, synthFlag, synthNames string, n int, seed uint64) ([]*fewshot.Task, error) {
-	list, err := loadTasks(paths, s.textOpts, k+1, fmt.Sprintf("--%s %d + 1 to score", kFlag, k))
+	list, err := loadMetaTasks(paths, s.textOpts, k+1, fmt.Sprintf("--%s %d + 1 to score", kFlag, k))
 	if err != nil {
 		return nil, err
 	}

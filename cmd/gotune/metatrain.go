@@ -146,7 +146,7 @@ func runMetaTrain(ctx context.Context, e *env, args []string) error {
 	if fam != nil {
 		src = fewshot.FamilySource{Family: fam, Encoding: s.enc}
 	} else {
-		ts, err := loadTasks(trainPaths, s.textOpts, need, fmt.Sprintf("--shots %d + --query %d", *shots, *query))
+		ts, err := loadMetaTasks(trainPaths, s.textOpts, need, fmt.Sprintf("--shots %d + --query %d", *shots, *query))
 		if err != nil {
 			return err
 		}

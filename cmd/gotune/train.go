@@ -105,6 +105,19 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&f.method, "method", "full", "fine-tuning `method`: "+methodNames()+" (full: all weights train)")
 	fs.IntVar(&f.steps, "steps", 0, "number of optimizer steps; when > 0 it overrides --epochs")
 	fs.IntVar(&f.epochs, "epochs", 1, "number of passes over the data (used when --steps is 0)")
+	f.defineOptimizer(fs)
+	fs.StringVar(&f.out, "out", "out", "output `DIR` (created if needed)")
+	fs.IntVar(&f.saveEvery, "save-every", 0, "write a resumable checkpoint to --out/checkpoint-<step> every N optimizer steps (0: never)")
+	fs.IntVar(&f.saveTotalLimit, "save-total-limit", 0, "keep only the newest K checkpoints (0: keep all)")
+	fs.StringVar(&f.resume, "resume", "", "continue training from a checkpoint `DIR` (a checkpoint-<step> folder, or an output folder: its newest complete checkpoint)")
+	f.text.define(fs, true)
+	f.save.define(fs, "weights of --method full or freeze")
+}
+
+// defineOptimizer defines the flags of how a model trains (batches,
+// optimizer, schedule, device, precision, progress), which every
+// training command shares.
+func (f *trainFlags) defineOptimizer(fs *flag.FlagSet) {
 	fs.IntVar(&f.batchSize, "batch-size", 8, "sequences per micro-batch")
 	fs.IntVar(&f.gradAccum, "grad-accum", 1, "micro-batches accumulated per optimizer step")
 	fs.IntVar(&f.seqLen, "seq-len", defaultSeqLen, "maximum tokens per sequence; longer ones are truncated (if the flag is not given, capped at the model's max_position_embeddings)")
@@ -121,13 +134,26 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
 	fs.BoolVar(&f.gradCheckpoint, "grad-checkpoint", false, "gradient checkpointing: keep only each layer's input and recompute its activations in the backward pass (activation memory of one layer instead of all, about one more forward pass of compute; gradients are bit-identical)")
 	fs.StringVar(&f.precision, "precision", "auto", precisionHelp)
-	fs.StringVar(&f.out, "out", "out", "output `DIR` (created if needed)")
 	fs.IntVar(&f.logEvery, "log-every", 10, "print a progress line every N steps (0: never)")
-	fs.IntVar(&f.saveEvery, "save-every", 0, "write a resumable checkpoint to --out/checkpoint-<step> every N optimizer steps (0: never)")
-	fs.IntVar(&f.saveTotalLimit, "save-total-limit", 0, "keep only the newest K checkpoints (0: keep all)")
-	fs.StringVar(&f.resume, "resume", "", "continue training from a checkpoint `DIR` (a checkpoint-<step> folder, or an output folder: its newest complete checkpoint)")
-	f.text.define(fs, true)
-	f.save.define(fs, "weights of --method full or freeze")
+}
+
+// optimizerConfig returns the trainer settings of the flags
+// defineOptimizer defines (and --steps, --epochs), checked.
+func (f *trainFlags) optimizerConfig() (train.Config, error) {
+	schedule, err := train.ParseSchedule(f.schedule)
+	if err != nil {
+		return train.Config{}, &usageError{msg: "--lr-schedule: " + err.Error()}
+	}
+	c := train.Config{
+		Steps: f.steps, Epochs: f.epochs, GradAccum: f.gradAccum,
+		LR: f.lr, Schedule: schedule, WarmupSteps: f.warmup,
+		WeightDecay: f.weightDecay, Beta1: f.beta1, Beta2: f.beta2, Eps: f.eps,
+		MaxGradNorm: f.maxGradNorm, LogEvery: f.logEvery,
+	}
+	if err := c.Validate(); err != nil {
+		return train.Config{}, &usageError{msg: err.Error()}
+	}
+	return c, nil
 }
 
 // trainMethod is a --method of "gotune train". Each method lives in its
@@ -212,20 +238,15 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if !ok {
 		return &usageError{msg: fmt.Sprintf("unknown --method %q (available: %s)", f.method, methodNames())}
 	}
-	schedule, err := train.ParseSchedule(f.schedule)
+	tcfg, err := f.optimizerConfig()
 	if err != nil {
-		return &usageError{msg: "--lr-schedule: " + err.Error()}
+		return err
 	}
-	tcfg := train.Config{
-		Steps: f.steps, Epochs: f.epochs, GradAccum: f.gradAccum,
-		LR: f.lr, Schedule: schedule, WarmupSteps: f.warmup,
-		WeightDecay: f.weightDecay, Beta1: f.beta1, Beta2: f.beta2, Eps: f.eps,
-		MaxGradNorm: f.maxGradNorm, OutDir: f.out, LogEvery: f.logEvery,
-		EvalEvery: f.text.evalEveryConfig(), SaveEvery: f.saveEvery, SaveTotalLimit: f.saveTotalLimit,
-	}
+	tcfg.OutDir, tcfg.EvalEvery, tcfg.SaveEvery, tcfg.SaveTotalLimit = f.out, f.text.evalEveryConfig(), f.saveEvery, f.saveTotalLimit
 	if err := tcfg.Validate(); err != nil {
 		return &usageError{msg: err.Error()}
 	}
+	schedule := tcfg.Schedule
 	saveOpts, err := f.save.options()
 	if err != nil {
 		return err

@@ -159,6 +159,18 @@ type Options struct {
 	// from weights saved exactly). Resume does not read the weights, so
 	// whatever it writes must be what the caller loads to resume.
 	CheckpointSaver Saver
+	// Penalty, if set, is a regulariser added to every step's loss (EWC,
+	// O-LoRA): its gradient joins the data gradient before the norm is
+	// taken and clipped, as if it were part of the loss.
+	Penalty Penalty
+}
+
+// Penalty is a differentiable regulariser on the trainable parameters.
+type Penalty interface {
+	// AddGrad adds the penalty's gradient to the gradients (Param.G) of
+	// params, the trainer's trainable parameters, and returns the
+	// penalty's value at their current weights.
+	AddGrad(params []*engine.Param) (float64, error)
 }
 
 // StepMetrics are the measurements of one optimizer step, one line of
@@ -180,6 +192,9 @@ type StepMetrics struct {
 	ElapsedS float64 `json:"elapsed_s"`
 	// Epoch is the fractional epoch reached (batches seen / batches per epoch).
 	Epoch float64 `json:"epoch"`
+	// Penalty is the value of Options.Penalty before the update (not
+	// included in Loss); 0 without one.
+	Penalty float64 `json:"penalty,omitempty"`
 	// PeakMemBytes is the largest memory the backend's tensors held
 	// during the step (engine.MemoryReporter; the weights, gradients and
 	// optimizer state included); 0 when the backend does not report it.
@@ -341,6 +356,14 @@ func (t *Trainer) Step() (StepMetrics, error) {
 		lossSum += s
 	}
 	loss := lossSum / float64(tokens)
+	penalty := 0.0
+	if t.opts.Penalty != nil {
+		var err error
+		if penalty, err = t.opts.Penalty.AddGrad(t.params); err != nil {
+			t.zeroGrads()
+			return StepMetrics{}, fmt.Errorf("step %d: penalty: %w", k, err)
+		}
+	}
 
 	t.be.Fill(t.norm, 0)
 	for _, p := range t.params {
@@ -350,7 +373,7 @@ func (t *Trainer) Step() (StepMetrics, error) {
 	if err := t.be.Synchronize(); err != nil {
 		return StepMetrics{}, fmt.Errorf("step %d: backend: %w", k, err)
 	}
-	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(gradNorm) || math.IsInf(gradNorm, 0) {
+	if math.IsNaN(loss+penalty) || math.IsInf(loss+penalty, 0) || math.IsNaN(gradNorm) || math.IsInf(gradNorm, 0) {
 		t.zeroGrads()
 		return StepMetrics{}, fmt.Errorf("step %d: training diverged (loss %v, gradient norm %v); try a lower --lr or --max-grad-norm", k, loss, gradNorm)
 	}
@@ -379,7 +402,7 @@ func (t *Trainer) Step() (StepMetrics, error) {
 	}
 	t.step = k
 	m := StepMetrics{
-		Step: k, Loss: loss, LR: lr, GradNorm: gradNorm, Tokens: tokens,
+		Step: k, Loss: loss, Penalty: penalty, LR: lr, GradNorm: gradNorm, Tokens: tokens,
 		Epoch: float64(t.micro) / float64(t.loader.BatchesPerEpoch()),
 	}
 	if mem != nil {

@@ -303,6 +303,16 @@ func (a *Adapter) Params() []*engine.Param {
 	return out
 }
 
+// DownProjections returns every layer's A factor ([r, in], lora_A), in
+// forward order: the subspace O-LoRA keeps later tasks orthogonal to.
+func (a *Adapter) DownProjections() []*engine.Param {
+	out := make([]*engine.Param, len(a.layers))
+	for i, l := range a.layers {
+		out[i] = l.A
+	}
+	return out
+}
+
 // SetTrainable marks the adapter's tensors trainable or frozen.
 func (a *Adapter) SetTrainable(on bool) { params.SetTrainable(a.Params(), on) }
 
