@@ -92,7 +92,10 @@ func TestGenerateStoriesGolden(t *testing.T) {
 			t.Fatalf("prompt %q: the library does not produce the golden text", prompt)
 		}
 		for _, tokFlag := range []string{tokPath, ""} { // "": found next to the checkpoint
-			args := []string{"generate", "--model", bin, "--prompt", prompt, "--max-new-tokens", strconv.Itoa(n), "--temperature", "0"}
+			// The golden is llama2.c's float32 run: the CPU backend in fp32
+			// (auto would pick bf16 on a GPU, or on the emulator make test
+			// points GOTUNE_LIBCUDA at).
+			args := []string{"generate", "--model", bin, "--prompt", prompt, "--max-new-tokens", strconv.Itoa(n), "--temperature", "0", "--device", "cpu"}
 			if tokFlag != "" {
 				args = append(args, "--tokenizer", tokFlag)
 			}
