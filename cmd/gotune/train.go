@@ -16,6 +16,7 @@ import (
 	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/runcard"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/methods/peft"
 )
@@ -87,7 +88,11 @@ type trainFlags struct {
 	saveEvery, saveTotalLimit               int
 	resume                                  string
 	lr, weightDecay, beta1, beta2, eps      float64
-	maxGradNorm                             float64
+	maxGradNorm, warmupRatio                float64
+	keepBest                                bool
+	earlyStoppingPatience                   int
+	config                                  string
+	printConfig                             bool
 	schedule                                string
 	seed                                    uint64
 	shuffle, gradCheckpoint                 bool
@@ -100,6 +105,8 @@ type trainFlags struct {
 const defaultSeqLen = 512
 
 func (f *trainFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "read settings from a YAML or JSON `FILE` (keys: these flags' names, with - or _, or LLaMA-Factory's names; flags given here override it)")
+	fs.BoolVar(&f.printConfig, "print-config", false, "print the resolved settings (defaults < --config < flags) as YAML and exit")
 	fs.StringVar(&f.modelDir, "model", "", "`DIR` of the model to fine-tune, in Hugging Face layout (required)")
 	fs.StringVar(&f.dataPath, "data", "", "training data `FILE`: JSONL in one of the formats below, or a .txt file (required)")
 	fs.StringVar(&f.method, "method", "full", "fine-tuning `method`: "+methodNames()+" (full: all weights train)")
@@ -111,6 +118,9 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.Float64Var(&f.lr, "lr", 5e-5, "peak learning rate")
 	fs.StringVar(&f.schedule, "lr-schedule", "linear", "learning-rate schedule after warmup: constant, linear (decay to 0) or cosine")
 	fs.IntVar(&f.warmup, "warmup-steps", 0, "steps of linear warmup from learning rate 0")
+	fs.Float64Var(&f.warmupRatio, "warmup-ratio", 0, "warmup as a share of the run's steps (rounded up); excludes --warmup-steps")
+	fs.BoolVar(&f.keepBest, "keep-best", false, "after each evaluation with a new lowest eval_loss, save the model into --out/"+train.BestDir+" (needs --eval-data; --out itself keeps the last step's model)")
+	fs.IntVar(&f.earlyStoppingPatience, "early-stopping-patience", 0, "stop after N evaluations in a row without a new lowest eval_loss (needs --eval-data and --eval-every; 0: never)")
 	fs.Float64Var(&f.weightDecay, "weight-decay", 0, "AdamW decoupled weight decay (weight matrices and embeddings only)")
 	fs.Float64Var(&f.beta1, "adam-beta1", 0.9, "AdamW beta1")
 	fs.Float64Var(&f.beta2, "adam-beta2", 0.999, "AdamW beta2")
@@ -186,8 +196,13 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		}
 		return err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	set := setFlags(fs)
+	if f.config != "" {
+		if err := applyConfigFile(fs, f.config, set); err != nil {
+			return err
+		}
+		set = setFlags(fs)
+	}
 
 	// Check everything cheap before loading anything.
 	switch {
@@ -201,6 +216,10 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return &usageError{msg: fmt.Sprintf("--batch-size must be at least 1, got %d", f.batchSize)}
 	case f.seqLen < 2:
 		return &usageError{msg: fmt.Sprintf("--seq-len must be at least 2, got %d", f.seqLen)}
+	case f.keepBest && f.text.evalData == "":
+		return &usageError{msg: "--keep-best needs --eval-data"}
+	case f.earlyStoppingPatience > 0 && f.text.evalEvery == 0:
+		return &usageError{msg: "--early-stopping-patience needs --eval-data and --eval-every"}
 	}
 	if !validDevice(f.device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", f.device)}
@@ -218,10 +237,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	}
 	tcfg := train.Config{
 		Steps: f.steps, Epochs: f.epochs, GradAccum: f.gradAccum,
-		LR: f.lr, Schedule: schedule, WarmupSteps: f.warmup,
+		LR: f.lr, Schedule: schedule, WarmupSteps: f.warmup, WarmupRatio: f.warmupRatio,
 		WeightDecay: f.weightDecay, Beta1: f.beta1, Beta2: f.beta2, Eps: f.eps,
 		MaxGradNorm: f.maxGradNorm, OutDir: f.out, LogEvery: f.logEvery,
 		EvalEvery: f.text.evalEveryConfig(), SaveEvery: f.saveEvery, SaveTotalLimit: f.saveTotalLimit,
+		KeepBest: f.keepBest, EarlyStoppingPatience: f.earlyStoppingPatience,
 	}
 	if err := tcfg.Validate(); err != nil {
 		return &usageError{msg: err.Error()}
@@ -229,6 +249,10 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	saveOpts, err := f.save.options()
 	if err != nil {
 		return err
+	}
+	otherMethods := otherMethodFlags(methodFlags, methodFlags[f.method])
+	if f.printConfig {
+		return writeResolvedConfig(e.Stdout, fs, otherMethods, nil)
 	}
 	if _, err := os.Stat(f.dataPath); err != nil {
 		return fmt.Errorf("--data: %w", err)
@@ -335,7 +359,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	tcfg.Settings = runSettings(fs, methodFlags[f.method], methodFlags, seqLen, ds)
 	tcfg.Precision, _ = engine.ParsePrecision(f.precision, onGPU(be))
 	fmt.Fprintf(e.Stdout, "precision: %s\n", tcfg.Precision)
-	var ckptSaver train.Saver
+	var ckptSaver, bestSaver train.Saver
 	if saver == nil && f.saveEvery > 0 {
 		// A full checkpoint is usable on its own, like the final save.
 		ckptSaver = saverFunc(func(dir string) error {
@@ -356,6 +380,14 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 			return &usageError{msg: err.Error()}
 		}
 		saver = fullSaver{m, saveOpts}
+		// The best model is used on its own too: it gets the tokenizer.
+		bestSaver = saverFunc(func(dir string) error {
+			if err := saver.Save(dir); err != nil {
+				return err
+			}
+			_, err := copyTokenizerFiles(f.modelDir, dir)
+			return err
+		})
 	} else if set["save-dtype"] || set["max-shard-size"] {
 		return &usageError{msg: fmt.Sprintf("--save-dtype and --max-shard-size apply to full-weight checkpoints (--method full or freeze); --method %s saves an adapter folder", f.method)}
 	}
@@ -363,7 +395,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	tr, err := train.New(m, loader, tcfg, train.Options{Log: e.Stdout, Saver: saver, Eval: evalFn, CheckpointSaver: ckptSaver})
+	tr, err := train.New(m, loader, tcfg, train.Options{Log: e.Stdout, Saver: saver, Eval: evalFn, CheckpointSaver: ckptSaver, BestSaver: bestSaver})
 	if err != nil {
 		return err
 	}
@@ -380,7 +412,10 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.Stdout, "model: %s (%s) on %s\n", f.modelDir, hc.Arch, be.Name())
 	fmt.Fprintln(e.Stdout, train.ParamSummary(m.Params()))
 	fmt.Fprintf(e.Stdout, "training: method %s, %d steps of %d×%d sequences of ≤%d tokens, lr %g (%s, %d warmup)\n",
-		f.method, tr.TotalSteps(), f.gradAccum, f.batchSize, seqLen, f.lr, schedule, f.warmup)
+		f.method, tr.TotalSteps(), f.gradAccum, f.batchSize, seqLen, f.lr, schedule, tr.WarmupSteps())
+	if err := saveResolvedConfig(f.out, fs, otherMethods, map[string]any{"seq-len": seqLen}); err != nil {
+		return err
+	}
 
 	res, err := tr.Run(ctx)
 	if err != nil {
@@ -414,9 +449,18 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	}
 	outputs := train.MetricsFile
 	if len(res.History) > 0 { // no plot is drawn when no step ran
-		outputs += " and " + train.LossPlotFile
+		outputs += ", " + train.LossPlotFile
 	}
+	card := &trainCard{f: &f, fs: fs, args: args, hc: hc, m: m, be: be, ds: ds, res: res, total: tr.TotalSteps(), seqLen: seqLen, adapter: !fullWeights,
+		precision: tcfg.Precision, skip: otherMethods, own: methodFlags[f.method], resumed: ckpt != ""}
+	if err := card.write(); err != nil {
+		return err
+	}
+	outputs += ", " + configFileName + ", " + runcard.CardFile + " and " + runcard.SummaryFile
 	fmt.Fprintf(e.Stdout, "saved %s, %s to %s\n", what, outputs, f.out)
+	if res.BestStep > 0 && f.keepBest {
+		fmt.Fprintf(e.Stdout, "best eval_loss %.6f after step %d: saved to %s\n", res.BestEvalLoss, res.BestStep, filepath.Join(f.out, train.BestDir))
+	}
 	if res.Interrupted {
 		return errInterrupted
 	}
@@ -442,6 +486,7 @@ var harmlessFlags = map[string]bool{
 	"save-every": true, "save-total-limit": true, "resume": true, "init-adapter": true,
 	"model": true, "data": true, "format": true, "template": true, "tokenizer": true,
 	"steps": true, "epochs": true, "save-dtype": true, "max-shard-size": true,
+	"config": true, "print-config": true, "keep-best": true, "early-stopping-patience": true,
 }
 
 // runSettings lists the settings a checkpoint records and a resume must
@@ -449,14 +494,7 @@ var harmlessFlags = map[string]bool{
 // only warn), the effective --seq-len, and a fingerprint of the tokenized
 // training data.
 func runSettings(fs *flag.FlagSet, own map[string]bool, byMethod map[string]map[string]bool, seqLen int, ds *data.Dataset) []train.Setting {
-	other := map[string]bool{}
-	for _, names := range byMethod {
-		for n := range names {
-			if !own[n] {
-				other[n] = true
-			}
-		}
-	}
+	other := otherMethodFlags(byMethod, own)
 	var out []train.Setting
 	fs.VisitAll(func(fl *flag.Flag) {
 		v := fl.Value.String()
@@ -466,6 +504,28 @@ func runSettings(fs *flag.FlagSet, own map[string]bool, byMethod map[string]map[
 		out = append(out, train.Setting{Name: "--" + fl.Name, Value: v, Harmless: harmlessFlags[fl.Name] || other[fl.Name] && !own[fl.Name]})
 	})
 	return append(out, train.Setting{Name: "training data (tokenized)", Value: train.DataFingerprint(ds)})
+}
+
+// setFlags returns the names of the flags that were set (on the command
+// line, or from --config).
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	return set
+}
+
+// otherMethodFlags returns the flags that only methods other than the one
+// whose flags are own define.
+func otherMethodFlags(byMethod map[string]map[string]bool, own map[string]bool) map[string]bool {
+	other := map[string]bool{}
+	for _, names := range byMethod {
+		for n := range names {
+			if !own[n] {
+				other[n] = true
+			}
+		}
+	}
+	return other
 }
 
 // methodFlagNames returns the flags each method defines, found by
