@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -13,9 +14,11 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/generate"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/runcard"
+	"github.com/gotune/gotune/engine/textdata"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/methods/peft"
 )
@@ -38,6 +41,8 @@ type trainCard struct {
 	skip      map[string]bool // other methods' flags
 	adapter   bool
 	resumed   bool
+	// exactMatch is the evaluation's exact match (--eval-exact-match).
+	exactMatch *generate.ExactMatchResult
 }
 
 // cardAlways are the settings a card lists even at their defaults.
@@ -121,10 +126,39 @@ func (c *trainCard) write() error {
 			card.BestDir = train.BestDir
 		}
 	}
+	if em := c.exactMatch; em != nil {
+		acc := em.Accuracy()
+		card.EvalExactMatch, card.EvalExactMatchOf = &acc, em.Total
+	}
 	if err := runcard.Write(c.f.out, card); err != nil {
 		return fmt.Errorf("writing the model card: %w", err)
 	}
 	return nil
+}
+
+// exactMatchMaxNew is the most tokens generated per answer when train
+// scores exact match (gotune eval's --max-new-tokens default).
+const exactMatchMaxNew = 64
+
+// conversational reports whether ds has one right answer per record to
+// score exact match on (instruction or chat data).
+func conversational(ds *data.Dataset) bool {
+	return ds != nil && (ds.Format == textdata.Instruction || ds.Format == textdata.Chat)
+}
+
+// trainExactMatch scores greedy exact match of the trained model on the
+// first n records of the evaluation file.
+func trainExactMatch(ctx context.Context, m model.Model, td *trainData, path string, n int) (*generate.ExactMatchResult, error) {
+	convs, _, err := textdata.ReadConversations(path, td.eval.Format)
+	if err != nil {
+		return nil, fmt.Errorf("--eval-exact-match: %w", err)
+	}
+	convs = convs[:min(n, len(convs))]
+	res, err := generate.ExactMatch(ctx, m, td.tok, td.tmpl, convs, exactMatchMaxNew, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--eval-exact-match: %w", err)
+	}
+	return res, nil
 }
 
 // shellJoin quotes args for a POSIX shell where needed.

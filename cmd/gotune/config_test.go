@@ -144,7 +144,7 @@ func TestExamplesRun(t *testing.T) {
 	for _, ex := range examples {
 		t.Run(filepath.Base(ex), func(t *testing.T) {
 			out := t.TempDir()
-			code, stdout, stderr := gotuneIn("train", "--config", ex, "--steps", "2", "--eval-every", "2", "--log-every", "0", "--device", "cpu", "--out", out)
+			code, stdout, stderr := gotuneIn("train", "--config", ex, "--steps", "2", "--eval-every", "2", "--eval-exact-match", "4", "--log-every", "0", "--device", "cpu", "--out", out)
 			require.Equal(t, 0, code, stderr)
 			assert.Contains(t, stdout, "saved ")
 			for _, f := range []string{train.MetricsFile, train.LossPlotFile, configFileName, runcard.CardFile, runcard.SummaryFile} {
@@ -158,11 +158,14 @@ func TestExamplesRun(t *testing.T) {
 			assert.Equal(t, 2, sum.Steps)
 			assert.Equal(t, runcard.Completed, sum.Outcome)
 			assert.NotNil(t, sum.FinalEvalLoss)
+			if assert.NotNil(t, sum.EvalExactMatch) {
+				assert.Equal(t, 4, sum.EvalExactMatchOf)
+			}
 			methodsSeen[sum.Method+sum.MethodSettings["adapter-variant"]+sum.MethodSettings["use-dora"]] = true
 
 			// The written config.yaml is the same run.
 			again := printConfig(t, "--config", filepath.Join(out, configFileName))
-			first := printConfig(t, "--config", ex, "--steps", "2", "--eval-every", "2", "--log-every", "0", "--device", "cpu", "--out", out)
+			first := printConfig(t, "--config", ex, "--steps", "2", "--eval-every", "2", "--eval-exact-match", "4", "--log-every", "0", "--device", "cpu", "--out", out)
 			assert.Equal(t, "128", again["seq-len"], "the effective --seq-len: the model's length")
 			delete(first, "seq-len")
 			delete(again, "seq-len")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/generate"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/runcard"
@@ -49,11 +50,32 @@ writes into --out:
                       and split into shards with model.safetensors.index.json
                       when larger than --max-shard-size
                       (an adapter --method writes its adapter folder instead)
+  config.yaml         the resolved settings (defaults < --config < flags);
+                      "gotune train --config OUT/config.yaml" reruns the run
+  README.md, summary.json
+                      the model card: base model, method and settings, data,
+                      steps, final and best losses, eval loss, time, hardware,
+                      the command; summary.json holds the same as JSON
+  best/               with --keep-best: the model after the evaluation with
+                      the lowest eval_loss (OUT itself holds the last step's)
 
 ` + textDataHelp + `
 Sequences longer than --seq-len are truncated (the count is reported) and
 batches are right-padded with ignored labels. Blank lines and unknown
 fields are errors. The last batch of an epoch may be smaller.
+
+Config files: --config FILE reads settings from YAML or JSON, one key per
+flag (its name with - or _: lora_r, batch-size) or LLaMA-Factory's name for
+the same setting (model_name_or_path, finetuning_type lora|freeze|full,
+lora_rank, lora_target (all = all-linear), learning_rate, num_train_epochs
+(whole numbers), max_steps, per_device_train_batch_size,
+gradient_accumulation_steps, cutoff_len, lr_scheduler_type (linear, cosine,
+constant, constant_with_warmup), warmup_ratio, output_dir, dataset and
+eval_dataset (paths of data files: dataset_info.json names are not read),
+eval_steps, save_steps, logging_steps, bf16, load_best_model_at_end,
+early_stopping_steps, ...). Flags on the command line win over the file.
+Paths are relative to the working directory, as on the command line. An
+unknown or repeated key is an error naming the file and line. See examples/.
 
 Semantics follow PyTorch and the Hugging Face Trainer: the loss of a step is
 the mean over all counted tokens of its --grad-accum micro-batches; AdamW
@@ -90,7 +112,7 @@ type trainFlags struct {
 	lr, weightDecay, beta1, beta2, eps      float64
 	maxGradNorm, warmupRatio                float64
 	keepBest                                bool
-	earlyStoppingPatience                   int
+	earlyStoppingPatience, evalExactMatch   int
 	config                                  string
 	printConfig                             bool
 	schedule                                string
@@ -120,6 +142,7 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.IntVar(&f.warmup, "warmup-steps", 0, "steps of linear warmup from learning rate 0")
 	fs.Float64Var(&f.warmupRatio, "warmup-ratio", 0, "warmup as a share of the run's steps (rounded up); excludes --warmup-steps")
 	fs.BoolVar(&f.keepBest, "keep-best", false, "after each evaluation with a new lowest eval_loss, save the model into --out/"+train.BestDir+" (needs --eval-data; --out itself keeps the last step's model)")
+	fs.IntVar(&f.evalExactMatch, "eval-exact-match", 0, "after training, score greedy exact match on the first N records of --eval-data (instruction or chat data) for the model card (0: off)")
 	fs.IntVar(&f.earlyStoppingPatience, "early-stopping-patience", 0, "stop after N evaluations in a row without a new lowest eval_loss (needs --eval-data and --eval-every; 0: never)")
 	fs.Float64Var(&f.weightDecay, "weight-decay", 0, "AdamW decoupled weight decay (weight matrices and embeddings only)")
 	fs.Float64Var(&f.beta1, "adam-beta1", 0.9, "AdamW beta1")
@@ -218,6 +241,10 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return &usageError{msg: fmt.Sprintf("--seq-len must be at least 2, got %d", f.seqLen)}
 	case f.keepBest && f.text.evalData == "":
 		return &usageError{msg: "--keep-best needs --eval-data"}
+	case f.evalExactMatch < 0:
+		return &usageError{msg: fmt.Sprintf("--eval-exact-match must not be negative, got %d", f.evalExactMatch)}
+	case f.evalExactMatch > 0 && f.text.evalData == "":
+		return &usageError{msg: "--eval-exact-match needs --eval-data"}
 	case f.earlyStoppingPatience > 0 && f.text.evalEvery == 0:
 		return &usageError{msg: "--early-stopping-patience needs --eval-data and --eval-every"}
 	}
@@ -310,6 +337,9 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	td, err := f.text.openData(f.dataPath, f.modelDir, seqLen, hc.VocabSize, e.Stdout)
 	if err != nil {
 		return err
+	}
+	if f.evalExactMatch > 0 && !conversational(td.eval) {
+		return fmt.Errorf("--eval-exact-match: %s is %s data, which has no answers to match (instruction or chat data has)", f.text.evalData, td.eval.Format)
 	}
 	ds := td.train
 	padID := int32(0)
@@ -451,7 +481,14 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if len(res.History) > 0 { // no plot is drawn when no step ran
 		outputs += ", " + train.LossPlotFile
 	}
-	card := &trainCard{f: &f, fs: fs, args: args, hc: hc, m: m, be: be, ds: ds, res: res, total: tr.TotalSteps(), seqLen: seqLen, adapter: !fullWeights,
+	var exact *generate.ExactMatchResult
+	if f.evalExactMatch > 0 && !res.Interrupted {
+		if exact, err = trainExactMatch(ctx, m, td, f.text.evalData, f.evalExactMatch); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.Stdout, "eval exact match: %d/%d = %.1f%% (greedy)\n", exact.Correct, exact.Total, 100*exact.Accuracy())
+	}
+	card := &trainCard{exactMatch: exact, f: &f, fs: fs, args: args, hc: hc, m: m, be: be, ds: ds, res: res, total: tr.TotalSteps(), seqLen: seqLen, adapter: !fullWeights,
 		precision: tcfg.Precision, skip: otherMethods, own: methodFlags[f.method], resumed: ckpt != ""}
 	if err := card.write(); err != nil {
 		return err
