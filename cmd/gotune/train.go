@@ -523,7 +523,7 @@ var harmlessFlags = map[string]bool{
 	"save-every": true, "save-total-limit": true, "resume": true, "init-adapter": true,
 	"model": true, "data": true, "format": true, "template": true, "tokenizer": true,
 	"steps": true, "epochs": true, "save-dtype": true, "max-shard-size": true,
-	"config": true, "print-config": true, "keep-best": true, "early-stopping-patience": true,
+	"config": true, "print-config": true, "keep-best": true, "early-stopping-patience": true, "eval-exact-match": true,
 }
 
 // runSettings lists the settings a checkpoint records and a resume must
