@@ -144,6 +144,6 @@ func evalLossFunc(m engine.CausalLM, ds *data.Dataset, batchSize, seqLen int, pa
 		if err != nil {
 			return nil, err
 		}
-		return map[string]float64{"eval_loss": loss}, nil
+		return map[string]float64{train.EvalLossMetric: loss}, nil
 	}, loader, nil
 }

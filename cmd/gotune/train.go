@@ -14,8 +14,10 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/generate"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/runcard"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/methods/peft"
 )
@@ -48,11 +50,32 @@ writes into --out:
                       and split into shards with model.safetensors.index.json
                       when larger than --max-shard-size
                       (an adapter --method writes its adapter folder instead)
+  config.yaml         the resolved settings (defaults < --config < flags);
+                      "gotune train --config OUT/config.yaml" reruns the run
+  README.md, summary.json
+                      the model card: base model, method and settings, data,
+                      steps, final and best losses, eval loss, time, hardware,
+                      the command; summary.json holds the same as JSON
+  best/               with --keep-best: the model after the evaluation with
+                      the lowest eval_loss (OUT itself holds the last step's)
 
 ` + textDataHelp + `
 Sequences longer than --seq-len are truncated (the count is reported) and
 batches are right-padded with ignored labels. Blank lines and unknown
 fields are errors. The last batch of an epoch may be smaller.
+
+Config files: --config FILE reads settings from YAML or JSON, one key per
+flag (its name with - or _: lora_r, batch-size) or LLaMA-Factory's name for
+the same setting (model_name_or_path, finetuning_type lora|freeze|full,
+lora_rank, lora_target (all = all-linear), learning_rate, num_train_epochs
+(whole numbers), max_steps, per_device_train_batch_size,
+gradient_accumulation_steps, cutoff_len, lr_scheduler_type (linear, cosine,
+constant, constant_with_warmup), warmup_ratio, output_dir, dataset and
+eval_dataset (paths of data files: dataset_info.json names are not read),
+eval_steps, save_steps, logging_steps, bf16, load_best_model_at_end,
+early_stopping_steps, ...). Flags on the command line win over the file.
+Paths are relative to the working directory, as on the command line. An
+unknown or repeated key is an error naming the file and line. See examples/.
 
 Semantics follow PyTorch and the Hugging Face Trainer: the loss of a step is
 the mean over all counted tokens of its --grad-accum micro-batches; AdamW
@@ -87,7 +110,11 @@ type trainFlags struct {
 	saveEvery, saveTotalLimit               int
 	resume                                  string
 	lr, weightDecay, beta1, beta2, eps      float64
-	maxGradNorm                             float64
+	maxGradNorm, warmupRatio                float64
+	keepBest                                bool
+	earlyStoppingPatience, evalExactMatch   int
+	config                                  string
+	printConfig                             bool
 	schedule                                string
 	seed                                    uint64
 	shuffle, gradCheckpoint                 bool
@@ -100,6 +127,8 @@ type trainFlags struct {
 const defaultSeqLen = 512
 
 func (f *trainFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "read settings from a YAML or JSON `FILE` (keys: these flags' names, with - or _, or LLaMA-Factory's names; flags given here override it)")
+	fs.BoolVar(&f.printConfig, "print-config", false, "print the resolved settings (defaults < --config < flags) as YAML and exit")
 	fs.StringVar(&f.modelDir, "model", "", "`DIR` of the model to fine-tune, in Hugging Face layout (required)")
 	fs.StringVar(&f.dataPath, "data", "", "training data `FILE`: JSONL in one of the formats below, or a .txt file (required)")
 	fs.StringVar(&f.method, "method", "full", "fine-tuning `method`: "+methodNames()+" (full: all weights train)")
@@ -110,6 +139,9 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.IntVar(&f.saveEvery, "save-every", 0, "write a resumable checkpoint to --out/checkpoint-<step> every N optimizer steps (0: never)")
 	fs.IntVar(&f.saveTotalLimit, "save-total-limit", 0, "keep only the newest K checkpoints (0: keep all)")
 	fs.StringVar(&f.resume, "resume", "", "continue training from a checkpoint `DIR` (a checkpoint-<step> folder, or an output folder: its newest complete checkpoint)")
+	fs.BoolVar(&f.keepBest, "keep-best", false, "after each evaluation with a new lowest eval_loss, save the model into --out/"+train.BestDir+" (needs --eval-data; --out itself keeps the last step's model)")
+	fs.IntVar(&f.evalExactMatch, "eval-exact-match", 0, "after training, score greedy exact match on the first N records of --eval-data (instruction or chat data) for the model card (0: off)")
+	fs.IntVar(&f.earlyStoppingPatience, "early-stopping-patience", 0, "stop after N evaluations in a row without a new lowest eval_loss (needs --eval-data and --eval-every; 0: never)")
 	f.text.define(fs, true)
 	f.save.define(fs, "weights of --method full or freeze")
 }
@@ -124,6 +156,7 @@ func (f *trainFlags) defineOptimizer(fs *flag.FlagSet) {
 	fs.Float64Var(&f.lr, "lr", 5e-5, "peak learning rate")
 	fs.StringVar(&f.schedule, "lr-schedule", "linear", "learning-rate schedule after warmup: constant, linear (decay to 0) or cosine")
 	fs.IntVar(&f.warmup, "warmup-steps", 0, "steps of linear warmup from learning rate 0")
+	fs.Float64Var(&f.warmupRatio, "warmup-ratio", 0, "warmup as a share of the run's steps (rounded up); excludes --warmup-steps")
 	fs.Float64Var(&f.weightDecay, "weight-decay", 0, "AdamW decoupled weight decay (weight matrices and embeddings only)")
 	fs.Float64Var(&f.beta1, "adam-beta1", 0.9, "AdamW beta1")
 	fs.Float64Var(&f.beta2, "adam-beta2", 0.999, "AdamW beta2")
@@ -146,7 +179,7 @@ func (f *trainFlags) optimizerConfig() (train.Config, error) {
 	}
 	c := train.Config{
 		Steps: f.steps, Epochs: f.epochs, GradAccum: f.gradAccum,
-		LR: f.lr, Schedule: schedule, WarmupSteps: f.warmup,
+		LR: f.lr, Schedule: schedule, WarmupSteps: f.warmup, WarmupRatio: f.warmupRatio,
 		WeightDecay: f.weightDecay, Beta1: f.beta1, Beta2: f.beta2, Eps: f.eps,
 		MaxGradNorm: f.maxGradNorm, LogEvery: f.logEvery,
 	}
@@ -212,8 +245,13 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		}
 		return err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	set := setFlags(fs)
+	if f.config != "" {
+		if err := applyConfigFile(fs, f.config, set); err != nil {
+			return err
+		}
+		set = setFlags(fs)
+	}
 
 	// Check everything cheap before loading anything.
 	switch {
@@ -227,6 +265,14 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return &usageError{msg: fmt.Sprintf("--batch-size must be at least 1, got %d", f.batchSize)}
 	case f.seqLen < 2:
 		return &usageError{msg: fmt.Sprintf("--seq-len must be at least 2, got %d", f.seqLen)}
+	case f.keepBest && f.text.evalData == "":
+		return &usageError{msg: "--keep-best needs --eval-data"}
+	case f.evalExactMatch < 0:
+		return &usageError{msg: fmt.Sprintf("--eval-exact-match must not be negative, got %d", f.evalExactMatch)}
+	case f.evalExactMatch > 0 && f.text.evalData == "":
+		return &usageError{msg: "--eval-exact-match needs --eval-data"}
+	case f.earlyStoppingPatience > 0 && f.text.evalEvery == 0:
+		return &usageError{msg: "--early-stopping-patience needs --eval-data and --eval-every"}
 	}
 	if !validDevice(f.device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", f.device)}
@@ -243,6 +289,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	tcfg.OutDir, tcfg.EvalEvery, tcfg.SaveEvery, tcfg.SaveTotalLimit = f.out, f.text.evalEveryConfig(), f.saveEvery, f.saveTotalLimit
+	tcfg.KeepBest, tcfg.EarlyStoppingPatience = f.keepBest, f.earlyStoppingPatience
 	if err := tcfg.Validate(); err != nil {
 		return &usageError{msg: err.Error()}
 	}
@@ -250,6 +297,10 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	saveOpts, err := f.save.options()
 	if err != nil {
 		return err
+	}
+	otherMethods := otherMethodFlags(methodFlags, methodFlags[f.method])
+	if f.printConfig {
+		return writeResolvedConfig(e.Stdout, fs, otherMethods, nil)
 	}
 	if _, err := os.Stat(f.dataPath); err != nil {
 		return fmt.Errorf("--data: %w", err)
@@ -308,6 +359,9 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if f.evalExactMatch > 0 && !conversational(td.eval) {
+		return fmt.Errorf("--eval-exact-match: %s is %s data, which has no answers to match (instruction or chat data has)", f.text.evalData, td.eval.Format)
+	}
 	ds := td.train
 	padID := int32(0)
 	if hc.PadTokenID != nil && *hc.PadTokenID >= 0 && *hc.PadTokenID < hc.VocabSize {
@@ -358,7 +412,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	}
 	tcfg.Settings = runSettings(fs, methodFlags[f.method], methodFlags, seqLen, ds)
 	fmt.Fprintf(e.Stdout, "precision: %s\n", tcfg.Precision)
-	var ckptSaver train.Saver
+	var ckptSaver, bestSaver train.Saver
 	if saver == nil && f.saveEvery > 0 {
 		// A full checkpoint is usable on its own, like the final save.
 		ckptSaver = saverFunc(func(dir string) error {
@@ -379,6 +433,14 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 			return &usageError{msg: err.Error()}
 		}
 		saver = fullSaver{m, saveOpts}
+		// The best model is used on its own too: it gets the tokenizer.
+		bestSaver = saverFunc(func(dir string) error {
+			if err := saver.Save(dir); err != nil {
+				return err
+			}
+			_, err := copyTokenizerFiles(f.modelDir, dir)
+			return err
+		})
 	} else if set["save-dtype"] || set["max-shard-size"] {
 		return &usageError{msg: fmt.Sprintf("--save-dtype and --max-shard-size apply to full-weight checkpoints (--method full or freeze); --method %s saves an adapter folder", f.method)}
 	}
@@ -386,7 +448,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	tr, err := train.New(m, loader, tcfg, train.Options{Log: e.Stdout, Saver: saver, Eval: evalFn, CheckpointSaver: ckptSaver})
+	tr, err := train.New(m, loader, tcfg, train.Options{Log: e.Stdout, Saver: saver, Eval: evalFn, CheckpointSaver: ckptSaver, BestSaver: bestSaver})
 	if err != nil {
 		return err
 	}
@@ -403,7 +465,10 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.Stdout, "model: %s (%s) on %s\n", f.modelDir, hc.Arch, be.Name())
 	fmt.Fprintln(e.Stdout, train.ParamSummary(m.Params()))
 	fmt.Fprintf(e.Stdout, "training: method %s, %d steps of %d×%d sequences of ≤%d tokens, lr %g (%s, %d warmup)\n",
-		f.method, tr.TotalSteps(), f.gradAccum, f.batchSize, seqLen, f.lr, schedule, f.warmup)
+		f.method, tr.TotalSteps(), f.gradAccum, f.batchSize, seqLen, f.lr, schedule, tr.WarmupSteps())
+	if err := saveResolvedConfig(f.out, fs, otherMethods, map[string]any{"seq-len": seqLen}); err != nil {
+		return err
+	}
 
 	res, err := tr.Run(ctx)
 	if err != nil {
@@ -437,9 +502,25 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	}
 	outputs := train.MetricsFile
 	if len(res.History) > 0 { // no plot is drawn when no step ran
-		outputs += " and " + train.LossPlotFile
+		outputs += ", " + train.LossPlotFile
 	}
+	var exact *generate.ExactMatchResult
+	if f.evalExactMatch > 0 && !res.Interrupted {
+		if exact, err = trainExactMatch(ctx, m, td, f.text.evalData, f.evalExactMatch); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.Stdout, "eval exact match: %d/%d = %.1f%% (greedy)\n", exact.Correct, exact.Total, 100*exact.Accuracy())
+	}
+	card := &trainCard{exactMatch: exact, f: &f, fs: fs, args: args, hc: hc, m: m, be: be, ds: ds, res: res, total: tr.TotalSteps(), seqLen: seqLen, adapter: !fullWeights,
+		precision: tcfg.Precision, skip: otherMethods, own: methodFlags[f.method], resumed: ckpt != ""}
+	if err := card.write(); err != nil {
+		return err
+	}
+	outputs += ", " + configFileName + ", " + runcard.CardFile + " and " + runcard.SummaryFile
 	fmt.Fprintf(e.Stdout, "saved %s, %s to %s\n", what, outputs, f.out)
+	if res.BestStep > 0 && f.keepBest {
+		fmt.Fprintf(e.Stdout, "best eval_loss %.6f after step %d: saved to %s\n", res.BestEvalLoss, res.BestStep, filepath.Join(f.out, train.BestDir))
+	}
 	if res.Interrupted {
 		return errInterrupted
 	}
@@ -465,6 +546,7 @@ var harmlessFlags = map[string]bool{
 	"save-every": true, "save-total-limit": true, "resume": true, "init-adapter": true,
 	"model": true, "data": true, "format": true, "template": true, "tokenizer": true,
 	"steps": true, "epochs": true, "save-dtype": true, "max-shard-size": true,
+	"config": true, "print-config": true, "keep-best": true, "early-stopping-patience": true, "eval-exact-match": true,
 }
 
 // runSettings lists the settings a checkpoint records and a resume must
@@ -472,14 +554,7 @@ var harmlessFlags = map[string]bool{
 // only warn), the effective --seq-len, and a fingerprint of the tokenized
 // training data.
 func runSettings(fs *flag.FlagSet, own map[string]bool, byMethod map[string]map[string]bool, seqLen int, ds *data.Dataset) []train.Setting {
-	other := map[string]bool{}
-	for _, names := range byMethod {
-		for n := range names {
-			if !own[n] {
-				other[n] = true
-			}
-		}
-	}
+	other := otherMethodFlags(byMethod, own)
 	var out []train.Setting
 	fs.VisitAll(func(fl *flag.Flag) {
 		v := fl.Value.String()
@@ -489,6 +564,28 @@ func runSettings(fs *flag.FlagSet, own map[string]bool, byMethod map[string]map[
 		out = append(out, train.Setting{Name: "--" + fl.Name, Value: v, Harmless: harmlessFlags[fl.Name] || other[fl.Name] && !own[fl.Name]})
 	})
 	return append(out, train.Setting{Name: "training data (tokenized)", Value: train.DataFingerprint(ds)})
+}
+
+// setFlags returns the names of the flags that were set (on the command
+// line, or from --config).
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	return set
+}
+
+// otherMethodFlags returns the flags that only methods other than the one
+// whose flags are own define.
+func otherMethodFlags(byMethod map[string]map[string]bool, own map[string]bool) map[string]bool {
+	other := map[string]bool{}
+	for _, names := range byMethod {
+		for n := range names {
+			if !own[n] {
+				other[n] = true
+			}
+		}
+	}
+	return other
 }
 
 // methodFlagNames returns the flags each method defines, found by

@@ -104,6 +104,12 @@ type TrainerState struct {
 	// RandState is the Saver's or model's random-number state (see
 	// RandStater), when it has one.
 	RandState []byte `json:"rand_state,omitempty"`
+	// BestStep, BestEvalLoss and EvalsSinceBest are the lowest eval loss
+	// so far and the evaluations since (Config.KeepBest and early
+	// stopping continue from them); BestStep is 0 before any evaluation.
+	BestStep       int      `json:"best_step,omitempty"`
+	BestEvalLoss   *float64 `json:"best_eval_loss,omitempty"`
+	EvalsSinceBest int      `json:"evals_since_best,omitempty"`
 }
 
 // RandStater is implemented by a Saver or model that draws random numbers
@@ -384,6 +390,10 @@ func (t *Trainer) writeCheckpoint(elapsedS float64, lastLR float64) (string, err
 		st.NextLR = t.LR(t.step + 1)
 	}
 	st.ConfigHash = configHash(st.Settings)
+	if t.best.step > 0 {
+		loss := t.best.loss
+		st.BestStep, st.BestEvalLoss, st.EvalsSinceBest = t.best.step, &loss, t.best.since
+	}
 	tensors := make([]safetensors.Tensor, 0, 2*len(t.params))
 	for i, p := range t.params {
 		st.Params = append(st.Params, ParamState{Name: p.Name, Shape: slices.Clone(p.W.Shape())})
@@ -518,6 +528,9 @@ func (t *Trainer) Resume(dir string) (*ResumeInfo, error) {
 		info.Warnings = append(info.Warnings, "the checkpoint has a random state this method cannot restore; random streams (dropout) restart")
 	}
 	t.step, t.micro = st.Step, st.MicroBatches
+	if st.BestStep > 0 && st.BestEvalLoss != nil {
+		t.best = bestTracker{loss: *st.BestEvalLoss, step: st.BestStep, since: st.EvalsSinceBest}
+	}
 	bpe := t.loader.BatchesPerEpoch()
 	t.loader.Seek(t.micro/bpe, t.micro%bpe)
 	t.elapsedBase = st.ElapsedS

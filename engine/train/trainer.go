@@ -52,6 +52,10 @@ type Config struct {
 	// steps of linear warmup from 0.
 	Schedule    Schedule
 	WarmupSteps int
+	// WarmupRatio, when > 0, sets the warmup to ceil(WarmupRatio × the
+	// schedule's length) steps, as Hugging Face's warmup_ratio does; it
+	// excludes WarmupSteps.
+	WarmupRatio float64
 	// ScheduleSteps is the length of the schedule in optimizer steps; 0
 	// means the run's own length. A larger value trains the first steps
 	// of a longer schedule (resuming, or checking against a reference).
@@ -76,6 +80,14 @@ type Config struct {
 	// EvalEvery calls Options.Eval every EvalEvery steps (and after the
 	// last step); 0 disables evaluation.
 	EvalEvery int
+	// KeepBest saves the model into OutDir/best (BestDir) after every
+	// evaluation whose EvalLossMetric is the lowest so far; it needs
+	// Options.Eval.
+	KeepBest bool
+	// EarlyStoppingPatience ends the run after that many evaluations in a
+	// row without a new lowest EvalLossMetric (Hugging Face's
+	// EarlyStoppingCallback); 0 never stops early. It needs Options.Eval.
+	EarlyStoppingPatience int
 
 	// SaveEvery writes a resumable checkpoint, OutDir/checkpoint-<step>,
 	// every SaveEvery optimizer steps and when the run is interrupted
@@ -108,6 +120,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("schedule length must not be negative, got %d", c.ScheduleSteps)
 	case c.WarmupSteps < 0:
 		return fmt.Errorf("--warmup-steps must not be negative, got %d", c.WarmupSteps)
+	case !(c.WarmupRatio >= 0 && c.WarmupRatio < 1):
+		return fmt.Errorf("--warmup-ratio must be in [0, 1), got %v", c.WarmupRatio)
+	case c.WarmupRatio > 0 && c.WarmupSteps > 0:
+		return fmt.Errorf("--warmup-ratio and --warmup-steps exclude each other (got %v and %d)", c.WarmupRatio, c.WarmupSteps)
+	case c.EarlyStoppingPatience < 0:
+		return fmt.Errorf("--early-stopping-patience must not be negative, got %d", c.EarlyStoppingPatience)
 	case !(c.WeightDecay >= 0):
 		return fmt.Errorf("--weight-decay must not be negative, got %v", c.WeightDecay)
 	case !(c.Beta1 >= 0 && c.Beta1 < 1):
@@ -159,6 +177,9 @@ type Options struct {
 	// from weights saved exactly). Resume does not read the weights, so
 	// whatever it writes must be what the caller loads to resume.
 	CheckpointSaver Saver
+	// BestSaver, if set, writes the best model of Config.KeepBest instead
+	// of Saver (e.g. to add tokenizer files).
+	BestSaver Saver
 	// Penalty, if set, is a regulariser added to every step's loss (EWC,
 	// O-LoRA): its gradient joins the data gradient before the norm is
 	// taken and clipped, as if it were part of the loss.
@@ -222,6 +243,8 @@ type Trainer struct {
 
 	elapsedBase float64 // training seconds before this process (resumed runs)
 	startStep   int     // step at the start of Run
+
+	best bestTracker // the lowest eval loss so far (KeepBest, early stopping)
 }
 
 // New prepares a trainer: it checks the configuration, allocates a
@@ -239,6 +262,12 @@ func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (
 	}
 	if cfg.SaveEvery > 0 && cfg.OutDir == "" {
 		return nil, errors.New("checkpoints (save every N steps) need an output directory")
+	}
+	if (cfg.KeepBest || cfg.EarlyStoppingPatience > 0) && (opts.Eval == nil || cfg.EvalEvery == 0) {
+		return nil, errors.New("keeping the best model and early stopping need an evaluation (--eval-data)")
+	}
+	if cfg.KeepBest && cfg.OutDir == "" {
+		return nil, errors.New("keeping the best model needs an output directory")
 	}
 	if t.opts.Saver == nil && cfg.OutDir != "" {
 		s, ok := model.(Saver)
@@ -280,6 +309,10 @@ func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (
 		t.microLimit = cfg.Epochs * loader.BatchesPerEpoch()
 		t.total = (t.microLimit + cfg.GradAccum - 1) / cfg.GradAccum
 	}
+	if cfg.WarmupRatio > 0 {
+		t.cfg.WarmupSteps = int(math.Ceil(cfg.WarmupRatio * float64(t.scheduleSteps())))
+	}
+	t.best = newBestTracker()
 	return t, nil
 }
 
@@ -300,6 +333,10 @@ func applyPrecision(model engine.CausalLM, p engine.Precision) error {
 
 // TotalSteps returns the number of optimizer steps the run will take.
 func (t *Trainer) TotalSteps() int { return t.total }
+
+// WarmupSteps returns the steps of warmup (Config.WarmupSteps, or what
+// Config.WarmupRatio makes of the run's length).
+func (t *Trainer) WarmupSteps() int { return t.cfg.WarmupSteps }
 
 // StepsDone returns the number of optimizer steps taken so far.
 func (t *Trainer) StepsDone() int { return t.step }
@@ -499,6 +536,13 @@ type Result struct {
 	// PeakMemBytes is the largest StepMetrics.PeakMemBytes of the run
 	// (0 when the backend does not report memory).
 	PeakMemBytes uint64
+	// EarlyStopped is true when Config.EarlyStoppingPatience ended the run.
+	EarlyStopped bool
+	// BestStep is the step of the lowest EvalLossMetric of the whole run
+	// (a resumed run included), BestEvalLoss that loss; BestStep is 0
+	// when no evaluation reported one.
+	BestStep     int
+	BestEvalLoss float64
 }
 
 // Run trains to the end (or until ctx is cancelled, after which it
@@ -546,9 +590,13 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		if d := now.Sub(stepStart).Seconds(); d > 0 {
 			m.TokensPerS = float64(m.Tokens) / d
 		}
+		stop := false
 		if t.opts.Eval != nil && t.cfg.EvalEvery > 0 && (m.Step%t.cfg.EvalEvery == 0 || m.Step == t.total) {
 			if m.Eval, err = t.opts.Eval(ctx, m.Step); err != nil {
 				return res, fmt.Errorf("evaluation after step %d: %w", m.Step, err)
+			}
+			if stop, err = t.afterEval(m); err != nil {
+				return res, err
 			}
 		}
 		res.History = append(res.History, m)
@@ -569,8 +617,15 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			lastCkpt = m.Step
 			fmt.Fprintf(t.opts.Log, "checkpoint %s\n", dir)
 		}
+		if stop {
+			res.EarlyStopped = true
+			fmt.Fprintf(t.opts.Log, "early stopping after step %d: %s has not improved for %d evaluations (best %.6f after step %d)\n",
+				m.Step, EvalLossMetric, t.best.since, t.best.loss, t.best.step)
+			break
+		}
 	}
 	res.Elapsed = time.Since(start)
+	res.BestStep, res.BestEvalLoss = t.best.step, t.best.loss
 	if res.Interrupted {
 		fmt.Fprintf(t.opts.Log, "interrupted after step %d of %d\n", t.step, t.total)
 		// Keep the interrupted run resumable from where it stopped.
