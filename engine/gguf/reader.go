@@ -127,9 +127,11 @@ type decoder struct {
 	err error
 }
 
+// bytes reads n bytes; after an error it returns zeros, so callers can
+// read on and check d.err once.
 func (d *decoder) bytes(n int) []byte {
 	if d.err != nil {
-		return nil
+		return make([]byte, n)
 	}
 	b := make([]byte, n)
 	k, err := io.ReadFull(d.r, b)

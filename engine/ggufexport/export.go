@@ -214,9 +214,7 @@ func tensors(arch string, cfg *hfconfig.Config, weights []model.NamedWeight, typ
 		}
 		shape, data := w.Shape, w.Data
 		switch {
-		case arch == "llama" && strings.HasSuffix(name, ".attn_q.weight"):
-			data = halfToInterleaved(data, cfg.HeadDim, shape[1])
-		case arch == "llama" && strings.HasSuffix(name, ".attn_k.weight"):
+		case arch == "llama" && (strings.HasSuffix(name, ".attn_q.weight") || strings.HasSuffix(name, ".attn_k.weight")):
 			data = halfToInterleaved(data, cfg.HeadDim, shape[1])
 		case arch == "gpt2" && len(shape) == 2 && strings.HasPrefix(name, "blk."):
 			shape, data = transpose(shape, data)
