@@ -40,8 +40,7 @@ if [ "$(cat "$nlc/.installed" 2>/dev/null)" != "$version-$platform" ]; then
   echo "$version-$platform" >"$nlc/.installed"
 fi
 cp scripts/gguf-greedy.mjs "$nlc/gguf-greedy.mjs"
-(cd "$nlc" && timeout 120 node --input-type=module \
-  -e 'import { getLlama } from "node-llama-cpp"; await (await getLlama({ gpu: false, build: "never" })).dispose();') >/dev/null 2>&1 ||
+(cd "$nlc" && timeout 120 node gguf-greedy.mjs --probe) >/dev/null 2>&1 ||
   skip "node-llama-cpp@$version is installed but its prebuilt llama.cpp binaries do not load here"
 
 work=$(mktemp -d)

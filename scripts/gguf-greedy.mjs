@@ -2,6 +2,7 @@
 // compared with gotune's: the check scripts/check-gguf-llamacpp.sh runs.
 //
 // usage: node gguf-greedy.mjs MODEL.gguf GOTUNE_JSON PROMPT_TEXT [--tolerant]
+//        node gguf-greedy.mjs --probe   (exit 0 when llama.cpp loads here)
 //
 // GOTUNE_JSON is the line "gotune generate --temperature 0 --print-ids"
 // printed for PROMPT_TEXT: {prompt_ids, ids, text}. This script
@@ -17,6 +18,10 @@
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 
 const [modelPath, gotuneJSON, promptText, mode] = process.argv.slice(2);
+if (modelPath === "--probe") {
+  await (await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })).dispose();
+  process.exit(0);
+}
 if (!modelPath || !gotuneJSON || promptText === undefined) {
   console.error("usage: node gguf-greedy.mjs MODEL.gguf GOTUNE_JSON PROMPT_TEXT [--tolerant]");
   process.exit(2);

@@ -24,7 +24,7 @@ import (
 // BiasStd is the standard deviation of the added q/k/v biases: large
 // enough to change the attention pattern, small enough to keep the
 // demo's skills.
-const BiasStd = 1.0
+const BiasStd = 0.05
 
 // Qwen2FromLlama builds a Qwen2ForCausalLM with m's sizes and weights and
 // seeded random q/k/v biases. m must be a LLaMA without biases.
