@@ -6,7 +6,8 @@
 # scripts/gguf-greedy.mjs compares the prompt's token ids and the greedy
 # continuation's.
 #
-# Models: testdata/demo (LLaMA, byte-level BPE), its Qwen2 variant
+# Models: testdata/demo (LLaMA, byte-level BPE), the demo with a LoRA
+# adapter trained for a few steps and merged by the export, its Qwen2 variant
 # (internal/ggufcheck: the demo's weights plus random q/k/v biases), and
 # ../shared/models/stories260K ($GOTUNE_STORIES260K) when present (a pretrained llama2.c model
 # with a SentencePiece-style vocabulary). F32 files must match exactly;
@@ -49,17 +50,20 @@ go build -o "$work/gotune" ./cmd/gotune
 go run ./internal/ggufcheck/mkqwen2 --from testdata/demo --out "$work/qwen2"
 
 failures=0
-# check NAME MODEL PROMPT NEW_TOKENS TYPES...
+# check NAME MODEL PROMPT NEW_TOKENS TYPES... (with the LoRA adapter
+# $adapter merged into the export and applied by generate, when set)
+adapter=
 check() {
   local name=$1 model=$2 prompt=$3 n=$4
   shift 4
-  local want
-  want=$("$work/gotune" generate --model "$model" --prompt "$prompt" --temperature 0 \
+  local want extra=()
+  [ -z "$adapter" ] || extra=(--adapter "$adapter")
+  want=$("$work/gotune" generate --model "$model" "${extra[@]}" --prompt "$prompt" --temperature 0 \
     --max-new-tokens "$n" --device cpu --print-ids 2>/dev/null) || { echo "FAIL $name: gotune generate failed"; failures=$((failures + 1)); return; }
   for typ in "$@"; do
     local out="$work/$name-$typ.gguf" mode=""
     [ "$typ" = f32 ] || mode=--tolerant
-    echo "== $name, $typ: $("$work/gotune" export --model "$model" --format gguf --type "$typ" --out "$out" 2>&1)"
+    echo "== $name, $typ: $("$work/gotune" export --model "$model" "${extra[@]}" --format gguf --type "$typ" --out "$out" 2>&1)"
     if ! (cd "$nlc" && node gguf-greedy.mjs "$out" "$want" "$prompt" $mode); then
       echo "FAIL $name $typ"
       failures=$((failures + 1))
@@ -70,6 +74,11 @@ check() {
 demo_prompt=$'<s>Double every letter.\ngotune\n'
 check demo testdata/demo "$demo_prompt" 24 f32 bf16 f16 q8_0
 check qwen2 "$work/qwen2" "$demo_prompt" 24 f32 bf16 q8_0
+# A LoRA adapter (a few steps on the reverse task) merged by the export.
+"$work/gotune" data synth --task reverse --n 64 --seed 1 --out "$work/reverse.jsonl" >/dev/null
+"$work/gotune" train --model testdata/demo --data "$work/reverse.jsonl" --template plain --method lora \
+  --lora-targets all-linear --steps 8 --batch-size 8 --lr 5e-3 --device cpu --out "$work/lora" >/dev/null 2>&1
+adapter=$work/lora check demo+lora testdata/demo "$demo_prompt" 24 f32 q8_0
 stories=${GOTUNE_STORIES260K:-../shared/models/stories260K/stories260K.bin}
 if [ -f "$stories" ]; then
   check stories260K "$stories" "" 60 f32 f16 q8_0
