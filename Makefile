@@ -3,7 +3,7 @@ GO        ?= go
 BIN       ?= bin/gotune
 EMU_LIB   := kernels/emu/build/libcuda.so
 
-.PHONY: help build gpu-binaries test test-short vet demo emu emu-test kernels bench golden clean
+.PHONY: help build gpu-binaries test test-short vet demo emu emu-test kernels bench golden clean check-gguf
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -38,6 +38,9 @@ test-short: ## quick tests without the emulator
 
 demo: build ## fine-tune the built-in model (testdata/demo) on a task it has not seen (CPU, 1-2 min)
 	$(BIN) demo
+
+check-gguf: ## run gotune's GGUF exports in llama.cpp (npm node-llama-cpp, installed into .cache/) and compare greedy output with gotune
+	scripts/check-gguf-llamacpp.sh
 
 bench: build ## kernel and backend microbenchmarks (CPU here; GPU where present)
 	$(BIN) bench kernels

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +58,7 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	seed := fs.Uint64("seed", 42, "random seed of the sampler")
 	device := fs.String("device", "auto", deviceHelp)
 	precision := fs.String("precision", "auto", precisionHelp)
+	printIDs := fs.Bool("print-ids", false, "print one JSON line {prompt_ids, ids, text} (the prompt's token ids, the generated ids and their text) instead of streaming text; scripts compare runs with it")
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -137,7 +139,11 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 
 	// Stream: decode the whole text so far and print what was added (some
 	// decoders change a token's text depending on what precedes it).
-	st := &streamer{w: e.Stdout, tok: tok}
+	out := e.Stdout
+	if *printIDs {
+		out = io.Discard
+	}
+	st := &streamer{w: out, tok: tok}
 	if tmpl == nil {
 		st.ids = append(st.ids, ids...)
 	}
@@ -154,7 +160,10 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 		if ferr := st.flush(true); ferr != nil && err == nil {
 			err = ferr
 		}
-		fmt.Fprintln(e.Stdout)
+		fmt.Fprintln(out)
+	}
+	if err == nil && *printIDs {
+		err = json.NewEncoder(e.Stdout).Encode(map[string]any{"prompt_ids": ids, "ids": res.Tokens, "text": tok.Decode(generate.Ints(res.Tokens))})
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/fsutil"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/methods/lora"
@@ -76,38 +77,66 @@ func runMerge(ctx context.Context, e *env, args []string) error {
 	if same, err := sameDir(modelDir, out); err == nil && same {
 		return fmt.Errorf("--out %s is the model directory: merging would overwrite the base model; choose another --out", out)
 	}
-	h, err := peft.ReadHeader(adapterDir)
-	if err != nil {
-		return fmt.Errorf("--adapter: %w", err)
-	}
-	if h.PeftType != lora.PeftType {
-		return fmt.Errorf("--adapter %s: a %s adapter cannot be merged into weights (only LORA adapters, DoRA included, can)", adapterDir, h.PeftType)
-	}
 	be, err := openDevice(device, func(s string) { fmt.Fprintln(e.Stderr, s) })
 	if err != nil {
 		return err
 	}
 	defer be.Close()
-	m, err := model.Load(modelDir, be)
+	m, n, err := loadMerged(be, modelDir, adapterDir)
 	if err != nil {
 		return err
+	}
+	return saveHF(e, m, modelDir, out, saveOpts, fmt.Sprintf("merged %d LoRA layers of %s into %s; ", n, adapterDir, modelDir))
+}
+
+// loadMerged loads --model (a Hugging Face folder or a llama2.c file)
+// and, when adapterDir is set, folds that LoRA/DoRA adapter into its
+// weights. It returns the model and how many layers were merged.
+func loadMerged(be engine.Backend, modelPath, adapterDir string) (model.Model, int, error) {
+	if adapterDir != "" {
+		h, err := peft.ReadHeader(adapterDir)
+		if err != nil {
+			return nil, 0, fmt.Errorf("--adapter: %w", err)
+		}
+		if h.PeftType != lora.PeftType {
+			return nil, 0, fmt.Errorf("--adapter %s: a %s adapter cannot be merged into weights (only LORA adapters, DoRA included, can)", adapterDir, h.PeftType)
+		}
+	}
+	// Merging and exporting work on float32 weights: the written file's
+	// dtype is chosen when saving, not by a compute precision.
+	m, err := loadModel(modelPath, be, engine.PrecisionFP32)
+	if err != nil {
+		return nil, 0, err
+	}
+	if adapterDir == "" {
+		return m, 0, nil
 	}
 	a, err := lora.Load(m, adapterDir, lora.LoadOptions{Frozen: true})
 	if err != nil {
-		return fmt.Errorf("--adapter: %w", err)
+		return nil, 0, fmt.Errorf("--adapter: %w", err)
 	}
 	n := len(a.Layers())
 	if err := a.MergeAndRemove(); err != nil {
+		return nil, 0, err
+	}
+	return m, n, nil
+}
+
+// saveHF writes m to out in Hugging Face layout with the tokenizer files
+// found beside modelPath, and prints what it wrote after prefix.
+func saveHF(e *env, m model.Model, modelPath, out string, opts model.SaveOptions, prefix string) error {
+	if err := m.SaveWithOptions(out, opts); err != nil {
 		return err
 	}
-	if err := m.SaveWithOptions(out, saveOpts); err != nil {
-		return err
+	from := modelPath
+	if info, err := os.Stat(modelPath); err == nil && !info.IsDir() {
+		from = filepath.Dir(modelPath)
 	}
-	copied, err := copyTokenizerFiles(modelDir, out)
+	copied, err := copyTokenizerFiles(from, out)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.Stdout, "merged %d LoRA layers of %s into %s; wrote %s (%s)", n, adapterDir, modelDir, out, describeSaved(m, saveOpts, out))
+	fmt.Fprintf(e.Stdout, "%swrote %s (%s)", prefix, out, describeSaved(m, opts, out))
 	if copied > 0 {
 		fmt.Fprintf(e.Stdout, " (with %d tokenizer files)", copied)
 	}

@@ -65,19 +65,6 @@ func methodTrainArgs(t *testing.T, s *golden.MethodSet, base *golden.Set, flags 
 	return args
 }
 
-// groupDigits writes n with thousands separators, as PEFT's summary does.
-func groupDigits(n int) string {
-	s := strconv.Itoa(n)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
 // TestMethodsMatchGolden runs "gotune train --method lora|freeze" (the
 // binary) on every golden LoRA and freeze run, starting LoRA from the
 // run's PEFT adapter folder with --init-adapter, and checks (see
@@ -144,7 +131,7 @@ func runMethodGolden(t *testing.T, methods []string, flags func(*testing.T, *gol
 				all += trainable // adapters add their tensors to the model
 			}
 			want := fmt.Sprintf("trainable params: %s || all params: %s || trainable%%: %.4f",
-				groupDigits(trainable), groupDigits(all), 100*float64(trainable)/float64(all))
+				groupDigits(int64(trainable)), groupDigits(int64(all)), 100*float64(trainable)/float64(all))
 			if !strings.Contains(res.stdout, want) {
 				t.Errorf("stdout lacks %q:\n%s", want, res.stdout)
 			}

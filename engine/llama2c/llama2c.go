@@ -34,6 +34,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/hfconfig"
@@ -58,19 +59,42 @@ type Header struct {
 // HeadSize returns Dim / Heads.
 func (h Header) HeadSize() int { return h.Dim / h.Heads }
 
+// Array is one array of a legacy checkpoint body: its llama2.c name and
+// shape (per-layer arrays are stacked, [n_layers, ...]).
+type Array struct {
+	Name  string
+	Shape []int
+}
+
+// Arrays lists the body's arrays in file order.
+func (h Header) Arrays() []Array {
+	dim, hid, L, V := h.Dim, h.Hidden, h.Layers, h.Vocab
+	kvd := h.KVHeads * h.HeadSize()
+	out := []Array{
+		{"tok_embeddings", []int{V, dim}}, {"rms_att", []int{L, dim}},
+		{"wq", []int{L, dim, dim}}, {"wk", []int{L, kvd, dim}}, {"wv", []int{L, kvd, dim}}, {"wo", []int{L, dim, dim}},
+		{"rms_ffn", []int{L, dim}}, {"w1", []int{L, hid, dim}}, {"w2", []int{L, dim, hid}}, {"w3", []int{L, hid, dim}},
+		{"rms_final", []int{dim}}, {"freq_cis_real", []int{h.SeqLen, h.HeadSize() / 2}}, {"freq_cis_imag", []int{h.SeqLen, h.HeadSize() / 2}},
+	}
+	if !h.Shared {
+		out = append(out, Array{"wcls", []int{V, dim}})
+	}
+	return out
+}
+
+// IsRopeTable reports the arrays that hold precomputed RoPE tables rather
+// than parameters (the model recomputes them).
+func IsRopeTable(name string) bool { return strings.HasPrefix(name, "freq_cis_") }
+
 // floats returns the number of float32 values the body holds.
 func (h Header) floats() int64 {
-	dim, hid, L, V := int64(h.Dim), int64(h.Hidden), int64(h.Layers), int64(h.Vocab)
-	kvd := int64(h.KVHeads * h.HeadSize())
-	n := V*dim + // tok_embeddings
-		L*dim + // rms_att
-		L*dim*dim + 2*L*kvd*dim + L*dim*dim + // wq, wk, wv, wo
-		L*dim + // rms_ffn
-		3*L*hid*dim + // w1, w2, w3
-		dim + // rms_final
-		int64(h.SeqLen)*int64(h.HeadSize()) // freq_cis_real and _imag, [seq_len, head_size/2] each
-	if !h.Shared {
-		n += V * dim
+	var n int64
+	for _, a := range h.Arrays() {
+		k := int64(1)
+		for _, d := range a.Shape {
+			k *= int64(d)
+		}
+		n += k
 	}
 	return n
 }

@@ -57,6 +57,9 @@ type Model interface {
 	Save(dir string) error
 	// SaveWithOptions is Save with a chosen stored dtype and shard size.
 	SaveWithOptions(dir string, opts SaveOptions) error
+	// HFWeights downloads the base weights with Hugging Face names, in
+	// the Hugging Face layout (see Transformer.HFWeights).
+	HFWeights() ([]NamedWeight, error)
 }
 
 var (

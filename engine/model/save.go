@@ -91,19 +91,16 @@ func (m *Transformer) SaveWithOptions(dir string, opts SaveOptions) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("model: save: %w", err)
 	}
-	tensors := make([]safetensors.Tensor, 0, len(m.base))
-	for _, p := range m.base {
-		data, err := m.savedValues(p)
-		if err != nil {
-			return fmt.Errorf("model: save to %s: %w", dir, err)
+	weights, err := m.HFWeights()
+	if err != nil {
+		return fmt.Errorf("model: save to %s: %w", dir, err)
+	}
+	tensors := make([]safetensors.Tensor, 0, len(weights))
+	for _, w := range weights {
+		if err := checkFits(w.Data, opts.DType); err != nil {
+			return fmt.Errorf("model: save to %s: tensor %q: %w", dir, w.Name, err)
 		}
-		if m.d.ropeLayout == engine.RopeInterleaved && isRotated(p.Name) {
-			data = interleavedToHalf(data, m.d.headDim, p.W.Len()/p.W.Dim(0))
-		}
-		if err := checkFits(data, opts.DType); err != nil {
-			return fmt.Errorf("model: save to %s: tensor %q: %w", dir, p.Name, err)
-		}
-		tensors = append(tensors, safetensors.Tensor{Name: p.Name, DType: opts.DType, Shape: append([]int(nil), p.W.Shape()...), F32: data})
+		tensors = append(tensors, safetensors.Tensor{Name: w.Name, DType: opts.DType, Shape: w.Shape, F32: w.Data})
 	}
 	if _, err := safetensors.WriteSharded(dir, tensors, map[string]string{"format": "pt"}, opts.MaxShardBytes); err != nil {
 		return fmt.Errorf("model: save: %w", err)
@@ -114,6 +111,38 @@ func (m *Transformer) SaveWithOptions(dir string, opts SaveOptions) error {
 		return fmt.Errorf("model: save: %w", err)
 	}
 	return nil
+}
+
+// NamedWeight is one base tensor's values with its Hugging Face name.
+type NamedWeight struct {
+	// Name is the transformers name, e.g. "model.layers.0.self_attn.q_proj.weight".
+	Name string
+	// Shape holds the dimensions, outermost first.
+	Shape []int
+	// Data holds the row-major float32 values.
+	Data []float32
+}
+
+// HFWeights downloads the base weights in the order and layout Save
+// writes them: Hugging Face names, a tied lm_head once (as the
+// embedding), and the q/k rows of a model built with interleaved RoPE
+// permuted to the rotate_half layout. Exporters to other formats start
+// from it, so they see one layout whatever the model was loaded from. An
+// unchanged frozen bfloat16 copy of a more precise checkpoint tensor comes
+// back with the checkpoint's values (Options.Storage).
+func (m *Transformer) HFWeights() ([]NamedWeight, error) {
+	out := make([]NamedWeight, 0, len(m.base))
+	for _, p := range m.base {
+		data, err := m.savedValues(p)
+		if err != nil {
+			return nil, err
+		}
+		if m.d.ropeLayout == engine.RopeInterleaved && isRotated(p.Name) {
+			data = interleavedToHalf(data, m.d.headDim, p.W.Len()/p.W.Dim(0))
+		}
+		out = append(out, NamedWeight{Name: p.Name, Shape: append([]int(nil), p.W.Shape()...), Data: data})
+	}
+	return out, nil
 }
 
 // overflowFrom is, per narrow dtype, the smallest magnitude that rounds to

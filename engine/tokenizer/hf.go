@@ -667,6 +667,30 @@ func (t *HF) IsSpecial(id int) bool { return t.special[id] }
 // ChatTemplate implements Tokenizer.
 func (t *HF) ChatTemplate() string { return t.chatTemplate }
 
+// Merges returns the BPE merge list in rank order, each merge as its two
+// tokens (a repeated merge once, at its first rank).
+func (t *HF) Merges() [][2]string {
+	type ranked struct {
+		rank int32
+		pair [2]string
+	}
+	all := make([]ranked, 0, len(t.merges))
+	for k, m := range t.merges {
+		all = append(all, ranked{m.rank, [2]string{t.idToTok[int32(k>>32)], t.idToTok[int32(uint32(k))]}})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].rank < all[j].rank })
+	out := make([][2]string, len(all))
+	for i, r := range all {
+		out[i] = r.pair
+	}
+	return out
+}
+
+// ByteFallback reports a SentencePiece-style vocabulary that spells
+// unknown bytes with "<0xAB>" tokens, as opposed to a byte-level one
+// (GPT-2, LLaMA-3, Qwen2) whose characters stand for bytes.
+func (t *HF) ByteFallback() bool { return t.byteFallback }
+
 // Path is the tokenizer.json the tokenizer was loaded from ("" when it was
 // parsed from bytes).
 func (t *HF) Path() string { return t.path }

@@ -1,0 +1,272 @@
+// Package ggufexport converts a gotune model and its tokenizer into a GGUF
+// file that llama.cpp loads: its architecture names (llama for LLaMA and
+// Mistral, qwen2, gpt2), the hyper-parameters it reads, its tensor names
+// and layouts, and the vocabulary in its tokenizer.ggml.* keys.
+//
+// The conversions follow llama.cpp's convert_hf_to_gguf.py: LLaMA's q/k
+// projection rows are permuted from Hugging Face's rotate_half pairing to
+// the interleaved pairing of ggml's RoPE (Qwen2 uses ggml's NeoX RoPE,
+// which is rotate_half, and keeps them), GPT-2's Conv1D weights are
+// transposed to [out, in], and a vocabulary shorter than the embedding is
+// padded with unused tokens.
+package ggufexport
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/gotune/gotune/engine/gguf"
+	"github.com/gotune/gotune/engine/hfconfig"
+	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/tokenizer"
+)
+
+// Options choose how the weights are stored.
+type Options struct {
+	// Type is the storage type of the matrices: gguf.F32, F16, BF16 or
+	// Q8_0. Norm weights, biases and other 1-D tensors are always F32, as
+	// llama.cpp's converter stores them; a Q8_0 matrix whose rows are not
+	// a multiple of 32 wide falls back to F16.
+	Type gguf.TensorType
+	// Name is general.name ("" leaves it out).
+	Name string
+}
+
+// Architecture returns llama.cpp's name of the model's architecture.
+func Architecture(cfg *hfconfig.Config) (string, error) {
+	switch cfg.Arch {
+	case hfconfig.ArchLlama, hfconfig.ArchMistral:
+		return "llama", nil
+	case hfconfig.ArchQwen2:
+		return "qwen2", nil
+	case hfconfig.ArchGPT2:
+		return "gpt2", nil
+	}
+	return "", fmt.Errorf("ggufexport: architecture %q has no GGUF mapping", cfg.Arch)
+}
+
+// fileTypes are llama.cpp's general.file_type values (enum llama_ftype).
+var fileTypes = map[gguf.TensorType]uint32{gguf.F32: 0, gguf.F16: 1, gguf.Q8_0: 7, gguf.BF16: 32}
+
+// Build converts m and tok into a GGUF file.
+func Build(m model.Model, tok tokenizer.Tokenizer, opts Options) (*gguf.File, error) {
+	cfg := m.Config()
+	arch, err := Architecture(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ftype, ok := fileTypes[opts.Type]
+	if !ok {
+		return nil, fmt.Errorf("ggufexport: unsupported tensor type %s (want F32, F16, BF16 or Q8_0)", opts.Type)
+	}
+	if tok.VocabSize() > cfg.VocabSize {
+		return nil, fmt.Errorf("ggufexport: the tokenizer has %d tokens but the model's vocabulary has %d", tok.VocabSize(), cfg.VocabSize)
+	}
+	f := &gguf.File{}
+	add := func(k string, v any) { f.KV = append(f.KV, gguf.KV{Key: k, Value: v}) }
+	add("general.architecture", arch)
+	if opts.Name != "" {
+		add("general.name", opts.Name)
+	}
+	add("general.file_type", ftype)
+	if opts.Type == gguf.Q8_0 {
+		add("general.quantization_version", uint32(2))
+	}
+	for _, kv := range hparams(arch, cfg) {
+		add(kv.Key, kv.Value)
+	}
+	vocab, err := vocabulary(arch, tok, cfg.VocabSize)
+	if err != nil {
+		return nil, err
+	}
+	f.KV = append(f.KV, vocab...)
+	weights, err := m.HFWeights()
+	if err != nil {
+		return nil, err
+	}
+	if f.Tensors, err = tensors(arch, cfg, weights, opts.Type); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// hparams returns the {arch}.* keys llama.cpp reads for the architecture.
+func hparams(arch string, cfg *hfconfig.Config) []gguf.KV {
+	kvs := []gguf.KV{
+		{Key: arch + ".context_length", Value: uint32(cfg.MaxPos)},
+		{Key: arch + ".embedding_length", Value: uint32(cfg.Hidden)},
+		{Key: arch + ".block_count", Value: uint32(cfg.Layers)},
+		{Key: arch + ".feed_forward_length", Value: uint32(cfg.Intermediate)},
+		{Key: arch + ".attention.head_count", Value: uint32(cfg.Heads)},
+	}
+	if arch == "gpt2" {
+		return append(kvs, gguf.KV{Key: arch + ".attention.layer_norm_epsilon", Value: float32(cfg.NormEps)})
+	}
+	kvs = append(kvs,
+		gguf.KV{Key: arch + ".attention.head_count_kv", Value: uint32(cfg.KVHeads)},
+		gguf.KV{Key: arch + ".attention.key_length", Value: uint32(cfg.HeadDim)},
+		gguf.KV{Key: arch + ".attention.value_length", Value: uint32(cfg.HeadDim)},
+		gguf.KV{Key: arch + ".attention.layer_norm_rms_epsilon", Value: float32(cfg.NormEps)},
+		gguf.KV{Key: arch + ".rope.dimension_count", Value: uint32(cfg.HeadDim)},
+		gguf.KV{Key: arch + ".rope.freq_base", Value: float32(cfg.RopeTheta)},
+		gguf.KV{Key: arch + ".vocab_size", Value: uint32(cfg.VocabSize)},
+	)
+	if rs := cfg.RopeScaling; rs != nil && rs.Type == "linear" {
+		kvs = append(kvs,
+			gguf.KV{Key: arch + ".rope.scaling.type", Value: "linear"},
+			gguf.KV{Key: arch + ".rope.scaling.factor", Value: float32(rs.Factor)})
+	}
+	return kvs
+}
+
+// ropeFreqs returns llama3 RoPE scaling as llama.cpp takes it: a
+// rope_freqs tensor of one divisor per rotated pair (1 for high
+// frequencies, the factor for low ones, interpolated in between).
+func ropeFreqs(cfg *hfconfig.Config) []float32 {
+	rs := cfg.RopeScaling
+	lowWave := float64(rs.OriginalMaxPos) / rs.LowFreqFactor
+	highWave := float64(rs.OriginalMaxPos) / rs.HighFreqFactor
+	out := make([]float32, cfg.HeadDim/2)
+	for i := range out {
+		freq := 1 / math.Pow(cfg.RopeTheta, float64(2*i)/float64(cfg.HeadDim))
+		wave := 2 * math.Pi / freq
+		switch {
+		case wave < highWave:
+			out[i] = 1
+		case wave > lowWave:
+			out[i] = float32(rs.Factor)
+		default:
+			smooth := (float64(rs.OriginalMaxPos)/wave - rs.LowFreqFactor) / (rs.HighFreqFactor - rs.LowFreqFactor)
+			out[i] = float32(1 / ((1-smooth)/rs.Factor + smooth))
+		}
+	}
+	return out
+}
+
+// tensorNames maps the Hugging Face name of a layer tensor (after
+// "model.layers.N." or "transformer.h.N.") to llama.cpp's (after
+// "blk.N.").
+var tensorNames = map[string]string{
+	"input_layernorm.weight":          "attn_norm.weight",
+	"self_attn.q_proj.weight":         "attn_q.weight",
+	"self_attn.q_proj.bias":           "attn_q.bias",
+	"self_attn.k_proj.weight":         "attn_k.weight",
+	"self_attn.k_proj.bias":           "attn_k.bias",
+	"self_attn.v_proj.weight":         "attn_v.weight",
+	"self_attn.v_proj.bias":           "attn_v.bias",
+	"self_attn.o_proj.weight":         "attn_output.weight",
+	"self_attn.o_proj.bias":           "attn_output.bias",
+	"post_attention_layernorm.weight": "ffn_norm.weight",
+	"mlp.gate_proj.weight":            "ffn_gate.weight",
+	"mlp.gate_proj.bias":              "ffn_gate.bias",
+	"mlp.up_proj.weight":              "ffn_up.weight",
+	"mlp.up_proj.bias":                "ffn_up.bias",
+	"mlp.down_proj.weight":            "ffn_down.weight",
+	"mlp.down_proj.bias":              "ffn_down.bias",
+	// GPT-2
+	"ln_1.weight":        "attn_norm.weight",
+	"ln_1.bias":          "attn_norm.bias",
+	"attn.c_attn.weight": "attn_qkv.weight",
+	"attn.c_attn.bias":   "attn_qkv.bias",
+	"attn.c_proj.weight": "attn_output.weight",
+	"attn.c_proj.bias":   "attn_output.bias",
+	"ln_2.weight":        "ffn_norm.weight",
+	"ln_2.bias":          "ffn_norm.bias",
+	"mlp.c_fc.weight":    "ffn_up.weight",
+	"mlp.c_fc.bias":      "ffn_up.bias",
+	"mlp.c_proj.weight":  "ffn_down.weight",
+	"mlp.c_proj.bias":    "ffn_down.bias",
+}
+
+// globalNames maps the tensors outside the layers.
+var globalNames = map[string]string{
+	"model.embed_tokens.weight": "token_embd.weight",
+	"model.norm.weight":         "output_norm.weight",
+	"lm_head.weight":            "output.weight",
+	"transformer.wte.weight":    "token_embd.weight",
+	"transformer.wpe.weight":    "position_embd.weight",
+	"transformer.ln_f.weight":   "output_norm.weight",
+	"transformer.ln_f.bias":     "output_norm.bias",
+}
+
+// ggufName maps a Hugging Face tensor name to llama.cpp's.
+func ggufName(hf string) (string, bool) {
+	if n, ok := globalNames[hf]; ok {
+		return n, true
+	}
+	for _, prefix := range []string{"model.layers.", "transformer.h."} {
+		rest, ok := strings.CutPrefix(hf, prefix)
+		if !ok {
+			continue
+		}
+		layer, sub, ok := strings.Cut(rest, ".")
+		if n, known := tensorNames[sub]; ok && known {
+			return "blk." + layer + "." + n, true
+		}
+	}
+	return "", false
+}
+
+// tensors converts the model's weights to GGUF tensors.
+func tensors(arch string, cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorType) ([]gguf.Tensor, error) {
+	out := make([]gguf.Tensor, 0, len(weights)+1)
+	for _, w := range weights {
+		name, ok := ggufName(w.Name)
+		if !ok {
+			return nil, fmt.Errorf("ggufexport: tensor %q has no llama.cpp name", w.Name)
+		}
+		shape, data := w.Shape, w.Data
+		switch {
+		case arch == "llama" && (strings.HasSuffix(name, ".attn_q.weight") || strings.HasSuffix(name, ".attn_k.weight")):
+			data = halfToInterleaved(data, cfg.HeadDim, shape[1])
+		case arch == "gpt2" && len(shape) == 2 && strings.HasPrefix(name, "blk."):
+			shape, data = transpose(shape, data)
+		}
+		out = append(out, gguf.Tensor{Name: name, Shape: shape, Type: storageType(shape, typ), Data: data})
+	}
+	if rs := cfg.RopeScaling; rs != nil && rs.Type == "llama3" {
+		out = append(out, gguf.Tensor{Name: "rope_freqs.weight", Shape: []int{cfg.HeadDim / 2}, Type: gguf.F32, Data: ropeFreqs(cfg)})
+	}
+	return out, nil
+}
+
+// storageType is typ for matrices and F32 for vectors; Q8_0 needs rows
+// that fill whole blocks and falls back to F16 otherwise.
+func storageType(shape []int, typ gguf.TensorType) gguf.TensorType {
+	if len(shape) < 2 {
+		return gguf.F32
+	}
+	if typ == gguf.Q8_0 && shape[len(shape)-1]%gguf.QK8_0 != 0 {
+		return gguf.F16
+	}
+	return typ
+}
+
+// halfToInterleaved permutes the rows (of width cols) of a q/k projection
+// from Hugging Face's RoPE pairing (i, i+headDim/2) to ggml's (2i, 2i+1)
+// within each head: new row 2i takes old row i, new row 2i+1 old row
+// i+headDim/2. (llama.cpp's converter does this with a reshape and swap.)
+func halfToInterleaved(data []float32, headDim, cols int) []float32 {
+	out := make([]float32, len(data))
+	rows := len(data) / cols
+	half := headDim / 2
+	for r := 0; r < rows; r++ {
+		h, j := r/headDim, r%headDim
+		src := h*headDim + j/2 + (j%2)*half
+		copy(out[r*cols:(r+1)*cols], data[src*cols:(src+1)*cols])
+	}
+	return out
+}
+
+// transpose swaps a matrix's two dimensions.
+func transpose(shape []int, data []float32) ([]int, []float32) {
+	rows, cols := shape[0], shape[1]
+	out := make([]float32, len(data))
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			out[c*rows+r] = data[r*cols+c]
+		}
+	}
+	return []int{cols, rows}, out
+}

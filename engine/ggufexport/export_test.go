@@ -1,0 +1,212 @@
+package ggufexport
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	parser "github.com/gpustack/gguf-parser-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/cpu"
+	"github.com/gotune/gotune/engine/gguf"
+	"github.com/gotune/gotune/engine/hfconfig"
+	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/tokenizer"
+	"github.com/gotune/gotune/internal/ggufcheck"
+)
+
+const demoDir = "../../testdata/demo"
+
+// export writes m with tok as GGUF and parses it back with gguf-parser-go,
+// an independent reader.
+func export(t *testing.T, m model.Model, tok tokenizer.Tokenizer, typ gguf.TensorType) (*parser.GGUFFile, string) {
+	t.Helper()
+	f, err := Build(m, tok, Options{Type: typ, Name: "test"})
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	require.NoError(t, gguf.WriteFile(path, f))
+	gf, err := parser.ParseGGUFFile(path)
+	require.NoError(t, err)
+	return gf, path
+}
+
+func loadDemo(t *testing.T) (model.Model, tokenizer.Tokenizer) {
+	t.Helper()
+	m, err := model.Load(demoDir, cpu.New())
+	require.NoError(t, err)
+	tok, err := tokenizer.Load(demoDir)
+	require.NoError(t, err)
+	return m, tok
+}
+
+func kv(t *testing.T, gf *parser.GGUFFile, key string) parser.GGUFMetadataKV {
+	t.Helper()
+	v, ok := gf.Header.MetadataKV.Get(key)
+	require.True(t, ok, "metadata %s missing", key)
+	return v
+}
+
+// tensorMap indexes the parsed tensor infos: name -> (dims innermost
+// first, ggml type).
+func tensorMap(gf *parser.GGUFFile) map[string]parser.GGUFTensorInfo {
+	out := map[string]parser.GGUFTensorInfo{}
+	for _, ti := range gf.TensorInfos {
+		out[ti.Name] = ti
+	}
+	return out
+}
+
+func TestDemoLlama(t *testing.T) {
+	m, tok := loadDemo(t)
+	cfg := m.Config()
+	for _, typ := range []gguf.TensorType{gguf.F32, gguf.BF16, gguf.Q8_0} {
+		t.Run(typ.String(), func(t *testing.T) {
+			gf, _ := export(t, m, tok, typ)
+			assert.Equal(t, "llama", kv(t, gf, "general.architecture").ValueString())
+			assert.Equal(t, uint32(cfg.Layers), kv(t, gf, "llama.block_count").ValueUint32())
+			assert.Equal(t, uint32(cfg.Hidden), kv(t, gf, "llama.embedding_length").ValueUint32())
+			assert.Equal(t, uint32(cfg.Intermediate), kv(t, gf, "llama.feed_forward_length").ValueUint32())
+			assert.Equal(t, uint32(cfg.Heads), kv(t, gf, "llama.attention.head_count").ValueUint32())
+			assert.Equal(t, uint32(cfg.KVHeads), kv(t, gf, "llama.attention.head_count_kv").ValueUint32())
+			assert.Equal(t, uint32(cfg.MaxPos), kv(t, gf, "llama.context_length").ValueUint32())
+			assert.Equal(t, float32(cfg.NormEps), kv(t, gf, "llama.attention.layer_norm_rms_epsilon").ValueFloat32())
+			assert.Equal(t, float32(cfg.RopeTheta), kv(t, gf, "llama.rope.freq_base").ValueFloat32())
+
+			tk := gf.Tokenizer()
+			assert.Equal(t, "gpt2", tk.Model)
+			assert.Equal(t, uint64(cfg.VocabSize), tk.TokensLength)
+			assert.Equal(t, int64(tok.BOS()), tk.BOSTokenID)
+			assert.Equal(t, int64(tok.EOS()), tk.EOSTokenID)
+			assert.False(t, kv(t, gf, "tokenizer.ggml.add_bos_token").ValueBool())
+			tokens := kv(t, gf, "tokenizer.ggml.tokens").ValueArray().ValuesString()
+			assert.Equal(t, "<s>", tokens[256])
+			assert.Equal(t, "a", tokens['a'])
+
+			ts := tensorMap(gf)
+			assert.Len(t, ts, 2+9*cfg.Layers, "embedding, final norm and 9 per layer; the tied head is left out")
+			assert.NotContains(t, ts, "output.weight")
+			emb := ts["token_embd.weight"]
+			assert.Equal(t, []uint64{uint64(cfg.Hidden), uint64(cfg.VocabSize)}, emb.Dimensions)
+			assert.Equal(t, []uint64{uint64(cfg.Hidden), uint64(cfg.KVHeads * cfg.HeadDim)}, ts["blk.0.attn_k.weight"].Dimensions)
+			assert.Equal(t, []uint64{uint64(cfg.Intermediate), uint64(cfg.Hidden)}, ts["blk.3.ffn_down.weight"].Dimensions)
+			assert.Equal(t, parser.GGMLType(typ), ts["blk.1.ffn_gate.weight"].Type)
+			assert.Equal(t, parser.GGMLTypeF32, ts["blk.1.attn_norm.weight"].Type, "norms stay F32")
+			assert.Equal(t, parser.GGMLTypeF32, ts["output_norm.weight"].Type)
+		})
+	}
+}
+
+func TestQwen2Variant(t *testing.T) {
+	m, tok := loadDemo(t)
+	q, err := ggufcheck.Qwen2FromLlama(m, cpu.New(), 1)
+	require.NoError(t, err)
+	gf, _ := export(t, q, tok, gguf.F16)
+	assert.Equal(t, "qwen2", kv(t, gf, "general.architecture").ValueString())
+	assert.Equal(t, "qwen2", kv(t, gf, "tokenizer.ggml.pre").ValueString())
+	assert.Equal(t, uint32(1), kv(t, gf, "general.file_type").ValueUint32())
+	ts := tensorMap(gf)
+	for _, n := range []string{"blk.0.attn_q.bias", "blk.0.attn_k.bias", "blk.0.attn_v.bias"} {
+		require.Contains(t, ts, n)
+		assert.Equal(t, parser.GGMLTypeF32, ts[n].Type)
+	}
+	assert.NotContains(t, ts, "blk.0.attn_output.bias")
+}
+
+// readF32 reads an F32 tensor's values from a file written by gguf.
+func readF32(t *testing.T, path, name string) []float32 {
+	t.Helper()
+	h, err := gguf.ReadHeader(path)
+	require.NoError(t, err)
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for _, ti := range h.Tensors {
+		if ti.Name == name {
+			require.Equal(t, gguf.F32, ti.Type)
+			b := raw[h.DataOffset+int64(ti.Offset):]
+			out := make([]float32, ti.Elements())
+			for i := range out {
+				out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+			}
+			return out
+		}
+	}
+	t.Fatalf("tensor %s not found", name)
+	return nil
+}
+
+// A model in llama2.c's interleaved RoPE layout is exactly what ggml's
+// RoPE expects, so its q/k rows must reach the file unchanged: gotune's
+// HF layout conversion and the exporter's permutation are inverses.
+func TestInterleavedRoundTrip(t *testing.T) {
+	cfg, err := hfconfig.NewLlama(hfconfig.Sizes{VocabSize: 259, Hidden: 32, Layers: 1, Heads: 4, KVHeads: 2, Intermediate: 64, MaxPos: 16})
+	require.NoError(t, err)
+	r := rand.New(rand.NewPCG(7, 7))
+	w := map[string]model.HostTensor{}
+	shapes := map[string][]int{
+		"model.embed_tokens.weight": {259, 32}, "lm_head.weight": {259, 32}, "model.norm.weight": {32},
+		"model.layers.0.input_layernorm.weight": {32}, "model.layers.0.post_attention_layernorm.weight": {32},
+		"model.layers.0.self_attn.q_proj.weight": {32, 32}, "model.layers.0.self_attn.k_proj.weight": {16, 32},
+		"model.layers.0.self_attn.v_proj.weight": {16, 32}, "model.layers.0.self_attn.o_proj.weight": {32, 32},
+		"model.layers.0.mlp.gate_proj.weight": {64, 32}, "model.layers.0.mlp.up_proj.weight": {64, 32},
+		"model.layers.0.mlp.down_proj.weight": {32, 64},
+	}
+	for n, s := range shapes {
+		d := make([]float32, engine.Numel(s))
+		for i := range d {
+			d[i] = float32(r.NormFloat64())
+		}
+		w[n] = model.HostTensor{Shape: s, Data: d}
+	}
+	m, err := model.FromWeights(cfg, cpu.New(), w, model.Options{RopeLayout: engine.RopeInterleaved})
+	require.NoError(t, err)
+	_, tok := loadDemo(t)
+	_, path := export(t, m, tok, gguf.F32)
+	assert.Equal(t, w["model.layers.0.self_attn.q_proj.weight"].Data, readF32(t, path, "blk.0.attn_q.weight"))
+	assert.Equal(t, w["model.layers.0.self_attn.k_proj.weight"].Data, readF32(t, path, "blk.0.attn_k.weight"))
+	assert.Equal(t, w["lm_head.weight"].Data, readF32(t, path, "output.weight"))
+}
+
+func TestHalfToInterleaved(t *testing.T) {
+	// One head of 4 rows of width 1: HF pairs (0,2), (1,3); ggml (0,1), (2,3).
+	assert.Equal(t, []float32{10, 12, 11, 13, 20, 22, 21, 23},
+		halfToInterleaved([]float32{10, 11, 12, 13, 20, 21, 22, 23}, 4, 1))
+}
+
+func TestGPT2(t *testing.T) {
+	cfg, err := hfconfig.NewGPT2(hfconfig.Sizes{VocabSize: 259, Hidden: 32, Layers: 1, Heads: 4, MaxPos: 16})
+	require.NoError(t, err)
+	m, err := model.New(cfg, cpu.New(), 3)
+	require.NoError(t, err)
+	_, tok := loadDemo(t)
+	gf, path := export(t, m, tok, gguf.F32)
+	assert.Equal(t, "gpt2", kv(t, gf, "general.architecture").ValueString())
+	assert.Equal(t, float32(cfg.NormEps), kv(t, gf, "gpt2.attention.layer_norm_epsilon").ValueFloat32())
+	ts := tensorMap(gf)
+	assert.Equal(t, []uint64{32, 96}, ts["blk.0.attn_qkv.weight"].Dimensions, "Conv1D [in, out] stored as ggml's [out rows of in]")
+	assert.Contains(t, ts, "position_embd.weight")
+	assert.Contains(t, ts, "output_norm.bias")
+	p, ok := m.Param("transformer.h.0.attn.c_attn.weight")
+	require.True(t, ok)
+	conv := m.Backend().Download(p.W) // [32 in, 96 out]
+	got := readF32(t, path, "blk.0.attn_qkv.weight")
+	assert.Equal(t, conv[1*96+5], got[5*32+1], "element (out 5, in 1)")
+}
+
+func TestBuildRejects(t *testing.T) {
+	m, tok := loadDemo(t)
+	_, err := Build(m, tok, Options{Type: gguf.TensorType(2)})
+	assert.ErrorContains(t, err, "unsupported tensor type")
+
+	cfg, err := hfconfig.NewGPT2(hfconfig.Sizes{VocabSize: 100, Hidden: 32, Layers: 1, Heads: 4, MaxPos: 16})
+	require.NoError(t, err)
+	small, err := model.New(cfg, cpu.New(), 3)
+	require.NoError(t, err)
+	_, err = Build(small, tok, Options{Type: gguf.F32})
+	assert.ErrorContains(t, err, "the tokenizer has 259 tokens but the model's vocabulary has 100")
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Checks that llama.cpp itself runs gotune's GGUF exports as gotune does:
+# for each model and storage type, "gotune export --format gguf", then the
+# same prompt through llama.cpp (the prebuilt CPU binaries of the npm
+# package node-llama-cpp, pinned) and "gotune generate --temperature 0";
+# scripts/gguf-greedy.mjs compares the prompt's token ids and the greedy
+# continuation's.
+#
+# Models: testdata/demo (LLaMA, byte-level BPE), the demo with a LoRA
+# adapter trained for a few steps and merged by the export, its Qwen2 variant
+# (internal/ggufcheck: the demo's weights plus random q/k/v biases), and
+# ../shared/models/stories260K ($GOTUNE_STORIES260K) when present (a pretrained llama2.c model
+# with a SentencePiece-style vocabulary). F32 files must match exactly;
+# F16, BF16 and Q8_0 round the weights (and llama.cpp then computes in
+# that type), so a difference there is reported, not failed.
+#
+# Exit status: 0 all F32 runs match, 1 a mismatch or a failed export,
+# 77 llama.cpp could not be installed (npm missing or offline): skipped.
+#
+# node-llama-cpp is installed once into $GOTUNE_NLC_DIR (default
+# .cache/node-llama-cpp, gitignored) without its install scripts and with
+# only this platform's CPU binaries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+version=3.21.1
+nlc=${GOTUNE_NLC_DIR:-$root/.cache/node-llama-cpp}
+skip() { echo "check-gguf-llamacpp: SKIPPED: $*"; exit 77; }
+
+command -v node >/dev/null && command -v npm >/dev/null || skip "node/npm not found"
+platform=$(node -p 'process.platform + "-" + process.arch')
+if [ "$(cat "$nlc/.installed" 2>/dev/null)" != "$version-$platform" ]; then
+  rm -rf "$nlc" && mkdir -p "$nlc"
+  echo '{"private": true}' >"$nlc/package.json"
+  echo "check-gguf-llamacpp: installing node-llama-cpp@$version ($platform binaries) into $nlc"
+  if ! timeout 300 npm install --prefix "$nlc" --no-audit --no-fund --ignore-scripts --omit=optional \
+      "node-llama-cpp@$version" "@node-llama-cpp/$platform@$version" >"$nlc/install.log" 2>&1; then
+    tail -3 "$nlc/install.log"
+    skip "npm install node-llama-cpp@$version failed (log: $nlc/install.log)"
+  fi
+  echo "$version-$platform" >"$nlc/.installed"
+fi
+cp scripts/gguf-greedy.mjs "$nlc/gguf-greedy.mjs"
+(cd "$nlc" && timeout 120 node gguf-greedy.mjs --probe) >/dev/null 2>&1 ||
+  skip "node-llama-cpp@$version is installed but its prebuilt llama.cpp binaries do not load here"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/gotune" ./cmd/gotune
+go run ./internal/ggufcheck/mkqwen2 --from testdata/demo --out "$work/qwen2"
+
+failures=0
+# check NAME MODEL PROMPT NEW_TOKENS TYPES... (with the LoRA adapter
+# $adapter merged into the export and applied by generate, when set)
+adapter=
+check() {
+  local name=$1 model=$2 prompt=$3 n=$4
+  shift 4
+  local want extra=()
+  [ -z "$adapter" ] || extra=(--adapter "$adapter")
+  want=$("$work/gotune" generate --model "$model" "${extra[@]}" --prompt "$prompt" --temperature 0 \
+    --max-new-tokens "$n" --device cpu --print-ids 2>/dev/null) || { echo "FAIL $name: gotune generate failed"; failures=$((failures + 1)); return; }
+  for typ in "$@"; do
+    local out="$work/$name-$typ.gguf" mode=""
+    [ "$typ" = f32 ] || mode=--tolerant
+    echo "== $name, $typ: $("$work/gotune" export --model "$model" "${extra[@]}" --format gguf --type "$typ" --out "$out" 2>&1)"
+    if ! (cd "$nlc" && node gguf-greedy.mjs "$out" "$want" "$prompt" $mode); then
+      echo "FAIL $name $typ"
+      failures=$((failures + 1))
+    fi
+  done
+}
+
+demo_prompt=$'<s>Double every letter.\ngotune\n'
+check demo testdata/demo "$demo_prompt" 24 f32 bf16 f16 q8_0
+check qwen2 "$work/qwen2" "$demo_prompt" 24 f32 bf16 q8_0
+# A LoRA adapter (a few steps on the reverse task) merged by the export.
+"$work/gotune" data synth --task reverse --n 64 --seed 1 --out "$work/reverse.jsonl" >/dev/null
+"$work/gotune" train --model testdata/demo --data "$work/reverse.jsonl" --template plain --method lora \
+  --lora-targets all-linear --steps 8 --batch-size 8 --lr 5e-3 --device cpu --out "$work/lora" >/dev/null 2>&1
+adapter=$work/lora check demo+lora testdata/demo "$demo_prompt" 24 f32 q8_0
+stories=${GOTUNE_STORIES260K:-../shared/models/stories260K/stories260K.bin}
+if [ -f "$stories" ]; then
+  check stories260K "$stories" "" 60 f32 f16 q8_0
+  check stories260K-zoo "$stories" "Zoo" 60 f32
+else
+  echo "(stories260K not found at $stories: skipped)"
+fi
+
+if [ "$failures" -gt 0 ]; then
+  echo "check-gguf-llamacpp: $failures FAILED"
+  exit 1
+fi
+echo "check-gguf-llamacpp: all F32 exports decode as gotune does in llama.cpp"
