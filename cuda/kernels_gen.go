@@ -100,8 +100,9 @@ func attnDkvSmem(DMAX int) int {
 
 // attnTcBwdTile is the keys (dq) or queries (dk/dv) of one streamed
 // backward tile: 64 for N = 64, 32 for N = 128, where two 16 x N float32
-// accumulator sets already take 128 registers per thread.
-func attnTcBwdTile(N int) int { return (64 / ((N) / 64)) }
+// accumulator sets already take 128 registers per thread. (Valid for the
+// instantiated N = 64, 128.)
+func attnTcBwdTile(N int) int { return (64 / (1 + (N)/128)) }
 
 // attnTcFwdSmem is gt_attn_fwd_tc_N's dynamic shared memory in
 // bytes: Q [ROWS][N+PAD] and two stages of K and V [FWD_TILE][N+PAD], bf16.

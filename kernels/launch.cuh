@@ -109,8 +109,9 @@
 #define GT_ATTN_TC_FWD_TILE 64
 // GT_ATTN_TC_BWD_TILE is the keys (dq) or queries (dk/dv) of one streamed
 // backward tile: 64 for N = 64, 32 for N = 128, where two 16 x N float32
-// accumulator sets already take 128 registers per thread.
-#define GT_ATTN_TC_BWD_TILE(N) (64 / ((N) / 64))
+// accumulator sets already take 128 registers per thread. (Valid for the
+// instantiated N = 64, 128.)
+#define GT_ATTN_TC_BWD_TILE(N) (64 / (1 + (N) / 128))
 // GT_ATTN_TC_FWD_SMEM is gt_attn_fwd_tc_N's dynamic shared memory in
 // bytes: Q [ROWS][N+PAD] and two stages of K and V [FWD_TILE][N+PAD], bf16.
 #define GT_ATTN_TC_FWD_SMEM(N) (2 * (GT_ATTN_TC_ROWS + 4 * GT_ATTN_TC_FWD_TILE) * ((N) + GT_ATTN_TC_PAD))
