@@ -150,7 +150,11 @@ func TestAttentionKernels(t *testing.T) {
 	before := b.Stats()
 	for _, c := range attnTestCases {
 		for _, dtype := range []engine.DType{engine.Float32, engine.BFloat16} {
-			runAttnCase(t, b, h, rng, c, dtype)
+			tol := attnTol{out: tolF32, lse: tolF32, grad: tolF32, gradInit: 1}
+			if dtype == engine.BFloat16 {
+				tol = attnTol{out: tolBF16, lse: tolBF16, grad: tolBF16, gradInit: 1}
+			}
+			runAttnCase(t, b, h, rng, c, dtype, tol)
 		}
 	}
 	if err := b.Synchronize(); err != nil {
@@ -167,7 +171,14 @@ func TestAttentionKernels(t *testing.T) {
 	}
 }
 
-func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c attnTestCase, dtype engine.DType) {
+// attnTol are one run's relative-norm tolerances, and the standard
+// deviation of the random values the gradient outputs start from.
+type attnTol struct {
+	out, lse, grad float64
+	gradInit       float64
+}
+
+func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c attnTestCase, dtype engine.DType, tol attnTol) {
 	t.Helper()
 	qShape := []int{c.B, c.T, c.Hq, c.D}
 	kShape := []int{c.B, c.S, c.Hkv, c.D}
@@ -179,10 +190,6 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 	of, od := randStored(rng, dtype, nq, 1)
 	in.q, in.k, in.v, in.dout = qd, kd, vd, od
 	what := fmt.Sprintf("%v %v", c, dtype)
-	tol := tolF32
-	if dtype == engine.BFloat16 {
-		tol = tolBF16
-	}
 
 	q, k, v, dout := upload(b, dtype, qf, qShape...), upload(b, dtype, kf, kShape...), upload(b, dtype, vf, kShape...), upload(b, dtype, of, qShape...)
 	out, lse := b.Alloc(dtype, qShape...), b.Alloc(engine.Float32, c.B, c.Hq, c.T)
@@ -199,8 +206,8 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 	} else {
 		refOut, refLse, rdq, rdk, rdv = refAttention64(c, in)
 	}
-	compare(t, what+" out", b.Download(out), refOut, tol)
-	compare(t, what+" lse", b.Download(lse), refLse, tol)
+	compare(t, what+" out", b.Download(out), refOut, tol.out)
+	compare(t, what+" lse", b.Download(lse), refLse, tol.lse)
 
 	// Backward from the reference forward results, on both sides.
 	so, sl := upload(b, dtype, f32sOf(refOut), qShape...), upload(b, engine.Float32, f32sOf(refLse), c.B, c.Hq, c.T)
@@ -218,7 +225,7 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 			if !g[i] {
 				continue
 			}
-			f, d := randStored(rng, dtype, sizes[i], 1)
+			f, d := randStored(rng, dtype, sizes[i], tol.gradInit)
 			grads[i], init[i] = upload(b, dtype, f, shapes[i]...), d
 			if dtype == engine.Float32 {
 				hgrads[i] = upload(h, dtype, f, shapes[i]...)
@@ -242,7 +249,7 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 					want[j] = init[i][j] + refs[i][j]
 				}
 			}
-			compare(t, fmt.Sprintf("%s backward %v %s", what, g, name), b.Download(grads[i]), want, tol)
+			compare(t, fmt.Sprintf("%s backward %v %s", what, g, name), b.Download(grads[i]), want, tol.grad)
 		}
 	}
 }
@@ -267,5 +274,52 @@ func TestAttentionWideHeadFallback(t *testing.T) {
 	compare(t, "D=260 out", b.Download(out), f64s(h.Download(ho)), tolF32)
 	if after := b.Stats()["Attention"]; after.Fallback != before.Fallback+1 {
 		t.Errorf("D=260: fallback count %d -> %d, want +1", before.Fallback, after.Fallback)
+	}
+}
+
+// attnTCCases are the tensor-core kernels' shapes: T = 1, 17, 63, 65, 130
+// (ragged against the 64-row blocks and the 64- or 32-row streamed tiles),
+// keys before the queries S−T = 0, 5, 40, GQA ratios 1, 4, 8, and head
+// dims 64, 80 (zero-padded to 128 inside the kernel) and 128.
+var attnTCCases = []attnTestCase{
+	{1, 1, 1, 1, 1, 64},
+	{1, 1, 41, 8, 1, 128},
+	{1, 17, 22, 4, 1, 64},
+	{1, 17, 57, 1, 1, 80},
+	{1, 63, 103, 8, 1, 80},
+	{2, 65, 65, 2, 2, 128},
+	{1, 65, 70, 4, 1, 80},
+	{1, 130, 130, 4, 1, 64},
+	{1, 130, 170, 8, 1, 128},
+}
+
+// Tolerances of the tensor-core path (BFloat16 storage, relative norm
+// error against the float64 reference on the same rounded inputs); see
+// kernels/README.md "Attention on tensor cores" for the derivation.
+const (
+	tolTCOut  = 5e-3
+	tolTCLse  = 1e-5
+	tolTCGrad = 8e-3
+)
+
+// TestAttentionTensorCores checks the mma.sync kernels (BFloat16 q, k, v,
+// D <= 128) at the shapes of attnTCCases with tolerances tight enough to
+// catch an off-by-one causal mask or a wrong scale. Gradient outputs start
+// from small random values (sd 0.01), so the error is measured against the
+// gradient itself while accumulation is still exercised (TestAttentionKernels
+// checks it against O(1) starting values).
+func TestAttentionTensorCores(t *testing.T) {
+	b := testBackend(t)
+	h := cpu.New()
+	rng := testRand(t)
+	tol := attnTol{out: tolTCOut, lse: tolTCLse, grad: tolTCGrad, gradInit: 0.01}
+	for _, c := range attnTCCases {
+		a := attnDims{b: c.B, t: c.T, s: c.S, hq: c.Hq, hkv: c.Hkv, d: c.D}
+		q := b.Alloc(engine.BFloat16, c.B, c.T, c.Hq, c.D)
+		if _, ok := attnTcFor(a, q, q, q); !ok {
+			t.Fatalf("%v: the tensor-core kernels do not take BFloat16 at this shape", c)
+		}
+		b.Free(q)
+		runAttnCase(t, b, h, rng, c, engine.BFloat16, tol)
 	}
 }
