@@ -18,6 +18,8 @@ import (
 // needs no atomics (one kernel over query tiles for dq, one over key tiles
 // for dk and dv that sums the query heads of each kv group), so the
 // gradients are deterministic. Float32 math; Float32 or BFloat16 storage.
+// Both families round P and dS at engine.Backend.Attention's bfloat16
+// points when q, k and v are BFloat16 (two-pass forward).
 
 // attnMaxDim is the largest head dimension the kernels take (their widest
 // variant); larger ones use the host fallback.

@@ -17,22 +17,29 @@
 // 128 threads = 4 warps; TC_ROWS = 64 rows per block, 16 per warp.
 //
 //   gt_attn_fwd_tc_*  grid (ceil(T/64), Hq, B). A warp keeps its 16 query
-//       rows as A fragments in registers; K/V tiles of BC = 64 keys stream
-//       through two shared-memory stages. S = Q·Kᵀ (float32 accumulators),
-//       online softmax on the accumulator fragments (base-2 exponentials of
-//       scale·log2(e)·s; a row's values live in the 4 lanes of a quad), P is
-//       rounded to bfloat16 in registers and reused directly as the A operand
-//       of O += P·V. Key tiles entirely above the causal diagonal are never
-//       loaded; only tiles that cross it (or the end of S) are masked.
+//       rows as A fragments in registers; key tiles of BC = 64 stream
+//       through two shared-memory stages, twice. Pass 1 (K only): S = Q·Kᵀ
+//       (float32 accumulators) and the online row max and sum (base-2
+//       exponentials of scale·log2(e)·s; a row's values live in the 4 lanes
+//       of a quad), giving lse. Pass 2 (K and V): S again, the normalised
+//       P = exp2(scale·log2(e)·s − lse·log2(e)) rounded to bfloat16 in
+//       registers as the A operand of O += P·V, no rescaling: P's rounding
+//       point depends on no tile schedule (engine.Backend's bfloat16
+//       attention contract), and the backward kernels recompute the same P.
+//       Both passes share one cp.async pipeline (pass 2's first tile loads
+//       during pass 1's last). Key tiles entirely above the causal diagonal
+//       are never loaded; only tiles that cross it (or the end of S) are
+//       masked.
 //   gt_attn_bwd_dq_tc_*  same grid: per key tile (BC = 64 for DP 64, 32 for
 //       DP 128) recompute P = exp(scale·q·k - lse), dP = dout·Vᵀ,
-//       dS = P ⊙ (dP - delta), dq_acc += dS·K (dS in bfloat16 as the A
-//       operand); dq += scale·dq_acc once at the end.
+//       dS = P ⊙ (dP - delta) from the unrounded P, dq_acc += dS·K (dS
+//       rounded to bfloat16 as the A operand); dq += scale·dq_acc once.
 //   gt_attn_bwd_dkv_tc_*  grid (ceil(S/64), Hkv, B): a warp owns 16 keys;
 //       the block visits every query head of its kv group and every query
 //       tile (BQ = BC rows) that sees its keys, computing the transposed
 //       products Sᵀ = K·Qᵀ and dPᵀ = V·doutᵀ, then dv_acc += Pᵀ·dout and
-//       dk_acc += dSᵀ·Q; dk += scale·dk_acc, dv += dv_acc once at the end.
+//       dk_acc += dSᵀ·Q (P and dS, computed from the unrounded P, rounded
+//       to bfloat16 as A operands); dk += scale·dk_acc, dv += dv_acc once.
 //       No atomics: deterministic, GQA summed in float32 registers.
 // delta = rowsum(dout ⊙ out) comes from gt_attn_delta (attention.cu).
 //
@@ -232,6 +239,16 @@ struct TcQueryBlock {
     tc_load<DP, BC>(sV + (j & 1) * BC * (DP + TC_PAD), v, v_dt, kbase + k0 * ldk, ldk, n, D, vv);
   }
 
+  // load_step starts the copies of step `step` of the forward's two passes
+  // over n key tiles into stage step & 1: K tile step (pass 1, which reads
+  // no V), or K and V tile step − n (pass 2).
+  __device__ __forceinline__ void load_step(uint16_t* sK, uint16_t* sV, int step, int n) const {
+    const int j = step < n ? step : step - n, k0 = j * BC, rows = min(BC, kend - k0);
+    const long long base = kbase + k0 * ldk;
+    tc_load<DP, BC>(sK + (step & 1) * BC * (DP + TC_PAD), k, k_dt, base, ldk, rows, D, vk);
+    if (step >= n) tc_load<DP, BC>(sV + (step & 1) * BC * (DP + TC_PAD), v, v_dt, base, ldk, rows, D, vv);
+  }
+
   // limits gives the last key rows g and g+8 of warp w see (rows past T
   // see every key < S, key 0 included, so their softmax stays finite), and
   // returns the warp's smallest: key tiles ending at or before it need no mask.
@@ -244,6 +261,24 @@ struct TcQueryBlock {
 };
 
 // ================================ forward ================================
+
+// tc_fwd_scores computes the warp's 16 x 64 raw scores S = Q·Kᵀ (Q as A
+// fragments in registers) against the key tile cK.
+template <int DP>
+__device__ __forceinline__ void tc_fwd_scores(float s[TC_FWD_BC / 8][4], const uint32_t qf[DP / 16][4],
+                                              const uint16_t* cK, int lane) {
+  constexpr int LD = DP + TC_PAD, ST = TC_FWD_BC / 8;
+  tc_zero<ST>(s);
+#pragma unroll
+  for (int kk = 0; kk < DP / 16; kk++)
+#pragma unroll
+    for (int np = 0; np < ST / 2; np++) {
+      uint32_t bf[2][2];
+      tc_ld_b_rows<LD>(bf, cK, np * 16, kk * 16, lane);
+      mma_bf16_16816(s[2 * np], qf[kk], bf[0], s[2 * np]);
+      mma_bf16_16816(s[2 * np + 1], qf[kk], bf[1], s[2 * np + 1]);
+    }
+}
 
 template <int DP>
 __device__ __forceinline__ void attn_fwd_tc(void* out, int out_dt, void* lse, int lse_dt, const void* q, int q_dt,
@@ -260,7 +295,7 @@ __device__ __forceinline__ void attn_fwd_tc(void* out, int out_dt, void* lse, in
   const TcQueryBlock<DP, BC> blk(k, k_dt, v, v_dt, T, S, Hq, Hkv, D);
   tc_load<DP, TC_ROWS>(sQ, q, q_dt, blk.qbase, blk.ldq, blk.nq, D, tc_vec(q, q_dt, D));
   cp_async_commit();
-  blk.load_kv(sK, sV, 0);
+  blk.load_step(sK, sV, 0, blk.ntiles);
   cp_async_commit();
   cp_async_wait<1>();
   __syncthreads();
@@ -271,74 +306,84 @@ __device__ __forceinline__ void attn_fwd_tc(void* out, int out_dt, void* lse, in
   int lim[2];
   const int lim_min = blk.limits(warp, g, S, lim);
   const float sl2 = scale * TC_LOG2E;
-  float o[NT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-  tc_zero<NT>(o);
-  for (int j = 0; j < blk.ntiles; j++) {
-    if (j + 1 < blk.ntiles) blk.load_kv(sK, sV, j + 1);
+  // Two passes over the same key tiles, one cp.async stream: step j < n
+  // loads K tile j (pass 1), step n + j loads K and V tile j (pass 2); the
+  // next step's tiles are in flight while this one computes.
+  const int n = blk.ntiles;
+  auto advance = [&](int step) {
+    if (step + 1 < 2 * n) blk.load_step(sK, sV, step + 1, n);
     cp_async_commit();
     cp_async_wait<1>();
-    __syncthreads();  // tile j visible to every warp
-    const uint16_t* cK = sK + (j & 1) * BC * LD;
-    const uint16_t* cV = sV + (j & 1) * BC * LD;
+    __syncthreads();  // step's tiles visible to every warp
+  };
+  // Pass 1: the row statistics, online max m and sum l of exp2(s·sl2 − m).
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  for (int j = 0; j < n; j++) {
+    advance(j);
     float s[ST][4];
-    tc_zero<ST>(s);
-#pragma unroll
-    for (int kk = 0; kk < KT; kk++)
-#pragma unroll
-      for (int np = 0; np < ST / 2; np++) {
-        uint32_t bf[2][2];
-        tc_ld_b_rows<LD>(bf, cK, np * 16, kk * 16, lane);
-        mma_bf16_16816(s[2 * np], qf[kk], bf[0], s[2 * np]);
-        mma_bf16_16816(s[2 * np + 1], qf[kk], bf[1], s[2 * np + 1]);
-      }
+    tc_fwd_scores<DP>(s, qf, sK + (j & 1) * BC * LD, lane);
     const int k0 = j * BC;
     const bool mask = k0 + BC - 1 > lim_min;  // the tile crosses the diagonal or S
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int n = 0; n < ST; n++)
+    for (int nn = 0; nn < ST; nn++)
 #pragma unroll
       for (int e = 0; e < 4; e++) {
-        float x = s[n][e] * sl2;
-        if (mask && k0 + n * 8 + 2 * t + (e & 1) > lim[e >> 1]) x = -INFINITY;
-        s[n][e] = x;
+        float x = s[nn][e] * sl2;
+        if (mask && k0 + nn * 8 + 2 * t + (e & 1) > lim[e >> 1]) x = -INFINITY;
+        s[nn][e] = x;
         mx[e >> 1] = fmaxf(mx[e >> 1], x);
       }
-    float alpha[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
       const float mn = fmaxf(m[r], mx[r]);  // finite: tile 0 holds key 0, seen by every row
-      alpha[r] = exp2f(m[r] - mn);
+      l[r] *= exp2f(m[r] - mn);
       m[r] = mn;
-      l[r] *= alpha[r];
     }
 #pragma unroll
-    for (int n = 0; n < ST; n++)
+    for (int nn = 0; nn < ST; nn++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const float p = exp2f(s[n][e] - m[e >> 1]);
-        s[n][e] = p;
-        l[e >> 1] += p;  // this lane's share; the quad's shares are summed at the end
-      }
-#pragma unroll
-    for (int n = 0; n < NT; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) o[n][e] *= alpha[e >> 1];
-    tc_mma_acc<DP, ST>(o, s, cV, lane);
+      for (int e = 0; e < 4; e++) l[e >> 1] += exp2f(s[nn][e] - m[e >> 1]);  // this lane's share
     __syncthreads();  // every warp is done with stage j & 1 before it is refilled
   }
-  cp_async_wait<0>();
-  float inv[2];
+  // lse (float32, from unrounded values); L = lse·log2(e) as the backward
+  // kernels compute it, so both recompute the same P.
+  float L[2];
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    inv[r] = 1.f / l[r];
+    const float ls = (m[r] + log2f(l[r])) * TC_LN2;
+    L[r] = ls * TC_LOG2E;
     const int row = blk.t0 + warp * 16 + g + 8 * r;
-    if (t == 0 && row < T) stx(lse, lse_dt, blk.lbase + row, (m[r] + log2f(l[r])) * TC_LN2);
+    if (t == 0 && row < T) stx(lse, lse_dt, blk.lbase + row, ls);
   }
-  if (out) tc_store_rows<DP>(out, out_dt, blk.qbase, blk.ldq, warp * 16, blk.nq, D, o, inv, false, lane);
+  // Pass 2: P = exp2(s·sl2 − L), normalised, rounded to bfloat16 as the A
+  // operand of O += P·V (tc_mma_acc); no rescaling.
+  float o[NT][4];
+  tc_zero<NT>(o);
+  for (int j = 0; j < n; j++) {
+    advance(n + j);
+    float s[ST][4];
+    tc_fwd_scores<DP>(s, qf, sK + ((n + j) & 1) * BC * LD, lane);
+    const int k0 = j * BC;
+    const bool mask = k0 + BC - 1 > lim_min;
+#pragma unroll
+    for (int nn = 0; nn < ST; nn++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float p = exp2f(s[nn][e] * sl2 - L[e >> 1]);
+        if (mask && k0 + nn * 8 + 2 * t + (e & 1) > lim[e >> 1]) p = 0.f;
+        s[nn][e] = p;
+      }
+    tc_mma_acc<DP, ST>(o, s, sV + ((n + j) & 1) * BC * LD, lane);
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+  const float one[2] = {1.f, 1.f};
+  if (out) tc_store_rows<DP>(out, out_dt, blk.qbase, blk.ldq, warp * 16, blk.nq, D, o, one, false, lane);
 }
 
 // ============================ backward: dq ============================
