@@ -7,12 +7,19 @@ import (
 	"github.com/gotune/gotune/engine"
 )
 
-// Native attention (kernels/attention.cu): a flash-attention style forward
+// Native attention: BFloat16 q, k, v with head dims up to 128 run the
+// tensor-core kernels of kernels/attention_tc.cu (FlashAttention-2 style,
+// mma.sync bf16; see attnTcFor); everything else the SIMT kernels of
+// kernels/attention.cu. Both share gt_attn_delta.
+//
+// SIMT kernels: a flash-attention style forward
 // (one block per batch, query head and tile of query rows; K/V tiles
 // through shared memory; online softmax) and a two-kernel backward that
 // needs no atomics (one kernel over query tiles for dq, one over key tiles
 // for dk and dv that sums the query heads of each kv group), so the
 // gradients are deterministic. Float32 math; Float32 or BFloat16 storage.
+// Both families round P and dS at engine.Backend.Attention's bfloat16
+// points when q, k and v are BFloat16 (two-pass forward).
 
 // attnMaxDim is the largest head dimension the kernels take (their widest
 // variant); larger ones use the host fallback.
@@ -40,6 +47,38 @@ func attnSmem(id kernelID) int {
 			return attnDqSmem(dmax)
 		case attnBwdDkvKernel(dmax):
 			return attnDkvSmem(dmax)
+		}
+	}
+	return 0
+}
+
+// attnTcFor returns the head-dimension bound N of the tensor-core kernels
+// (kernels/attention_tc.cu, gt_attn_*_tc_N) for the call, and whether they
+// take it: q, k and v BFloat16 and D <= 128 (zero-padded to N inside the
+// kernel, so D = 80 runs N = 128). Everything else runs the SIMT kernels.
+func attnTcFor(a attnDims, q, k, v *engine.Tensor) (int, bool) {
+	if q.DType() != engine.BFloat16 || k.DType() != engine.BFloat16 || v.DType() != engine.BFloat16 {
+		return 0, false
+	}
+	for _, n := range attnFwdTcVariants {
+		if a.d <= n {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// attnTcSmem is the dynamic shared memory (bytes) of a tensor-core
+// attention kernel (launch.cuh's GT_ATTN_TC_*_SMEM).
+func attnTcSmem(id kernelID) int {
+	for _, n := range attnFwdTcVariants {
+		switch id {
+		case attnFwdTcKernel(n):
+			return attnTcFwdSmem(n)
+		case attnBwdDqTcKernel(n):
+			return attnTcDqSmem(n)
+		case attnBwdDkvTcKernel(n):
+			return attnTcDkvSmem(n)
 		}
 	}
 	return 0
@@ -92,6 +131,12 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 	if !b.begin(op) || a.b*a.t*a.hq == 0 {
 		return
 	}
+	if n, ok := attnTcFor(a, q, k, v); ok {
+		b.launchAttnFwdTc(op, attnTcFwdGeom(n, a.t, a.hq, a.b), n,
+			b.ptr(op, out), dt(out), b.ptr(op, lse), dt(lse), b.ptr(op, q), dt(q), b.ptr(op, k), dt(k), b.ptr(op, v), dt(v),
+			a.t, a.s, a.hq, a.hkv, a.d, a.scale())
+		return
+	}
 	dmax := attnVariantFor(a.d)
 	b.launchAttnFwd(op, attnFwdGeom(dmax, a.t, a.hq, a.b), dmax,
 		b.ptr(op, out), dt(out), b.ptr(op, lse), dt(lse), b.ptr(op, q), dt(q), b.ptr(op, k), dt(k), b.ptr(op, v), dt(v),
@@ -137,6 +182,10 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 		delta = b.ptr(op, dtens)
 		b.launchAttnDelta(op, b.warpRowsGeom(rows), delta, b.ptr(op, dout), dt(dout), b.ptr(op, out), dt(out), rows, a.t, a.hq, a.d)
 	}
+	if n, ok := attnTcFor(a, q, k, v); ok {
+		b.attnBackwardTc(op, a, n, delta, dq, dk, dv, dout, q, k, v, lse)
+		return
+	}
 	if dq != nil {
 		b.launchAttnBwdDq(op, attnDqGeom(dmax, a.t, a.hq, a.b), dmax, b.ptr(op, dq), dt(dq), b.ptr(op, dout), dt(dout), b.ptr(op, q), dt(q), b.ptr(op, k), dt(k),
 			b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta, a.t, a.s, a.hq, a.hkv, a.d, scale)
@@ -144,6 +193,22 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 	if dk != nil || dv != nil {
 		b.launchAttnBwdDkv(op, attnDkvGeom(dmax, a.s, a.hkv, a.b), dmax, b.ptr(op, dk), dt(dk), b.ptr(op, dv), dt(dv), b.ptr(op, dout), dt(dout), b.ptr(op, q), dt(q),
 			b.ptr(op, k), dt(k), b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta,
+			a.t, a.s, a.hq, a.hkv, a.d, scale)
+	}
+}
+
+// attnBackwardTc launches the tensor-core dq and dk/dv kernels for head
+// dimension bound n (delta already computed when dq or dk is wanted).
+// dout is an mma operand: a Float32 dout is rounded to bfloat16 on load.
+func (b *Backend) attnBackwardTc(op string, a attnDims, n int, delta DevicePtr, dq, dk, dv, dout, q, k, v, lse *engine.Tensor) {
+	scale := a.scale()
+	if dq != nil {
+		b.launchAttnBwdDqTc(op, attnTcDqGeom(n, a.t, a.hq, a.b), n, b.ptr(op, dq), dt(dq), b.ptr(op, dout), dt(dout), b.ptr(op, q), dt(q),
+			b.ptr(op, k), dt(k), b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta, a.t, a.s, a.hq, a.hkv, a.d, scale)
+	}
+	if dk != nil || dv != nil {
+		b.launchAttnBwdDkvTc(op, attnTcDkvGeom(n, a.s, a.hkv, a.b), n, b.ptr(op, dk), dt(dk), b.ptr(op, dv), dt(dv), b.ptr(op, dout), dt(dout),
+			b.ptr(op, q), dt(q), b.ptr(op, k), dt(k), b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta,
 			a.t, a.s, a.hq, a.hkv, a.d, scale)
 	}
 }

@@ -70,32 +70,77 @@ func f32sOf(v []float64) []float32 {
 	return out
 }
 
-// refAttention64 is a naive float64 causal GQA attention with its
-// gradients for upstream gradient dout (written from the definition, not
-// from either backend).
-func refAttention64(c attnTestCase, in attnData) (out, lse, dq, dk, dv []float64) {
-	qi := func(b, t, h int) int { return ((b*c.T+t)*c.Hq + h) * c.D }
-	ki := func(b, s, h int) int { return ((b*c.S+s)*c.Hkv + h) * c.D }
+// rbf rounds to bfloat16 (through float32), kept as float64.
+func rbf(x float64) float64 { return float64(bf16ToF32(f32ToBF16(float32(x)))) }
+
+// refAttention64 is a naive float64 causal GQA attention with bfloat16
+// q/k/v's rounding points (engine.Backend.Attention): out = Σ bf16(P)·v
+// with P the exact normalised probabilities. Written from the definition,
+// not from either backend.
+func refAttention64(c attnTestCase, in attnData) (out, lse []float64) {
 	out = make([]float64, len(in.q))
+	lse = make([]float64, c.B*c.Hq*c.T)
+	c.eachRow(in, func(qo int, ko func(s int) int, l int, p []float64) {
+		lse[l] = p[len(p)-1]
+		for s := range p[:len(p)-1] {
+			ps := rbf(p[s])
+			for j := 0; j < c.D; j++ {
+				out[qo+j] += ps * in.v[ko(s)+j]
+			}
+		}
+	})
+	return
+}
+
+// refAttentionGrads64 is the matching backward pass from the forward
+// output as stored (out, which gives Δ = rowsum(dout ⊙ out)): dv = Σ
+// bf16(P)·dout, dS = P ⊙ (dout·vᵀ − Δ), dq = scale·Σ bf16(dS)·k, dk =
+// scale·Σ bf16(dS)·q.
+func refAttentionGrads64(c attnTestCase, in attnData, out []float64) (dq, dk, dv []float64) {
 	dq = make([]float64, len(in.q))
 	dk = make([]float64, len(in.k))
 	dv = make([]float64, len(in.v))
-	lse = make([]float64, c.B*c.Hq*c.T)
 	scale := 1 / math.Sqrt(float64(c.D))
-	p := make([]float64, c.S)
-	dp := make([]float64, c.S)
+	c.eachRow(in, func(qo int, ko func(s int) int, _ int, p []float64) {
+		var delta float64
+		for j := 0; j < c.D; j++ {
+			delta += in.dout[qo+j] * out[qo+j]
+		}
+		for s := range p[:len(p)-1] {
+			k := ko(s)
+			var dp float64
+			for j := 0; j < c.D; j++ {
+				dp += in.dout[qo+j] * in.v[k+j]
+			}
+			ds, ps := rbf(p[s]*(dp-delta)), rbf(p[s])
+			for j := 0; j < c.D; j++ {
+				dq[qo+j] += scale * ds * in.k[k+j]
+				dk[k+j] += scale * ds * in.q[qo+j]
+				dv[k+j] += ps * in.dout[qo+j]
+			}
+		}
+	})
+	return
+}
+
+// eachRow calls fn for every query row with the row's q/out offset, the
+// k/v offset of each key, the row's lse index, and its exact probabilities
+// over the visible keys followed by its lse (float64).
+func (c attnTestCase) eachRow(in attnData, fn func(qo int, ko func(s int) int, l int, p []float64)) {
+	scale := 1 / math.Sqrt(float64(c.D))
 	for b := 0; b < c.B; b++ {
 		for h := 0; h < c.Hq; h++ {
 			kvh := h / (c.Hq / c.Hkv)
+			ko := func(s int) int { return ((b*c.S+s)*c.Hkv + kvh) * c.D }
 			for t := 0; t < c.T; t++ {
 				n := t + c.S - c.T + 1 // keys visible to query t
-				qo := qi(b, t, h)
+				qo := ((b*c.T+t)*c.Hq + h) * c.D
+				p := make([]float64, n+1)
 				mx := math.Inf(-1)
 				for s := 0; s < n; s++ {
-					ko := ki(b, s, kvh)
 					var d float64
 					for j := 0; j < c.D; j++ {
-						d += in.q[qo+j] * in.k[ko+j]
+						d += in.q[qo+j] * in.k[ko(s)+j]
 					}
 					p[s] = d * scale
 					mx = math.Max(mx, p[s])
@@ -105,31 +150,14 @@ func refAttention64(c attnTestCase, in attnData) (out, lse, dq, dk, dv []float64
 					p[s] = math.Exp(p[s] - mx)
 					sum += p[s]
 				}
-				lse[(b*c.Hq+h)*c.T+t] = mx + math.Log(sum)
-				var delta float64
 				for s := 0; s < n; s++ {
 					p[s] /= sum
-					ko := ki(b, s, kvh)
-					dp[s] = 0
-					for j := 0; j < c.D; j++ {
-						out[qo+j] += p[s] * in.v[ko+j]
-						dp[s] += in.dout[qo+j] * in.v[ko+j]
-					}
-					delta += p[s] * dp[s]
 				}
-				for s := 0; s < n; s++ {
-					ko := ki(b, s, kvh)
-					ds := p[s] * (dp[s] - delta)
-					for j := 0; j < c.D; j++ {
-						dq[qo+j] += scale * ds * in.k[ko+j]
-						dk[ko+j] += scale * ds * in.q[qo+j]
-						dv[ko+j] += p[s] * in.dout[qo+j]
-					}
-				}
+				p[n] = mx + math.Log(sum)
+				fn(qo, ko, (b*c.Hq+h)*c.T+t, p)
 			}
 		}
 	}
-	return
 }
 
 // attnGradSets are the gradient outputs requested per backward call
@@ -138,7 +166,8 @@ var attnGradSets = [][3]bool{{true, true, true}, {true, false, false}, {false, t
 
 // TestAttentionKernels checks the native attention kernels at many
 // shapes: float32 storage against the CPU backend (1e-5), bfloat16
-// storage against a float64 reference (1e-2). Forward outputs are
+// storage against a float64 reference with the bfloat16 rounding points
+// (1e-2; Δ from out as stored, as the kernels see it). Forward outputs are
 // poisoned with NaN first; gradient outputs start from random values (the
 // backward pass accumulates) and are requested in several nil patterns.
 // Backward gets the same forward results (out, lse) on both sides, so its
@@ -150,7 +179,11 @@ func TestAttentionKernels(t *testing.T) {
 	before := b.Stats()
 	for _, c := range attnTestCases {
 		for _, dtype := range []engine.DType{engine.Float32, engine.BFloat16} {
-			runAttnCase(t, b, h, rng, c, dtype)
+			tol := attnTol{out: tolF32, lse: tolF32, grad: tolF32, gradInit: 1}
+			if dtype == engine.BFloat16 {
+				tol = attnTol{out: tolBF16, lse: tolBF16, grad: tolBF16, gradInit: 1}
+			}
+			runAttnCase(t, b, h, rng, c, dtype, tol)
 		}
 	}
 	if err := b.Synchronize(); err != nil {
@@ -167,7 +200,14 @@ func TestAttentionKernels(t *testing.T) {
 	}
 }
 
-func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c attnTestCase, dtype engine.DType) {
+// attnTol are one run's relative-norm tolerances, and the standard
+// deviation of the random values the gradient outputs start from.
+type attnTol struct {
+	out, lse, grad float64
+	gradInit       float64
+}
+
+func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c attnTestCase, dtype engine.DType, tol attnTol) {
 	t.Helper()
 	qShape := []int{c.B, c.T, c.Hq, c.D}
 	kShape := []int{c.B, c.S, c.Hkv, c.D}
@@ -179,10 +219,6 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 	of, od := randStored(rng, dtype, nq, 1)
 	in.q, in.k, in.v, in.dout = qd, kd, vd, od
 	what := fmt.Sprintf("%v %v", c, dtype)
-	tol := tolF32
-	if dtype == engine.BFloat16 {
-		tol = tolBF16
-	}
 
 	q, k, v, dout := upload(b, dtype, qf, qShape...), upload(b, dtype, kf, kShape...), upload(b, dtype, vf, kShape...), upload(b, dtype, of, qShape...)
 	out, lse := b.Alloc(dtype, qShape...), b.Alloc(engine.Float32, c.B, c.Hq, c.T)
@@ -197,13 +233,17 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 		h.Attention(ho, hl, hq, hk, hv)
 		refOut, refLse = f64s(h.Download(ho)), f64s(h.Download(hl))
 	} else {
-		refOut, refLse, rdq, rdk, rdv = refAttention64(c, in)
+		refOut, refLse = refAttention64(c, in)
 	}
-	compare(t, what+" out", b.Download(out), refOut, tol)
-	compare(t, what+" lse", b.Download(lse), refLse, tol)
+	compare(t, what+" out", b.Download(out), refOut, tol.out)
+	compare(t, what+" lse", b.Download(lse), refLse, tol.lse)
 
-	// Backward from the reference forward results, on both sides.
+	// Backward from the reference forward results, on both sides; the
+	// bfloat16 reference takes Δ from out as stored (rounded).
 	so, sl := upload(b, dtype, f32sOf(refOut), qShape...), upload(b, engine.Float32, f32sOf(refLse), c.B, c.Hq, c.T)
+	if dtype == engine.BFloat16 {
+		rdq, rdk, rdv = refAttentionGrads64(c, in, f64s(b.Download(so)))
+	}
 	var ho, hl *engine.Tensor
 	if dtype == engine.Float32 {
 		ho, hl = upload(h, dtype, f32sOf(refOut), qShape...), upload(h, engine.Float32, f32sOf(refLse), c.B, c.Hq, c.T)
@@ -218,7 +258,7 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 			if !g[i] {
 				continue
 			}
-			f, d := randStored(rng, dtype, sizes[i], 1)
+			f, d := randStored(rng, dtype, sizes[i], tol.gradInit)
 			grads[i], init[i] = upload(b, dtype, f, shapes[i]...), d
 			if dtype == engine.Float32 {
 				hgrads[i] = upload(h, dtype, f, shapes[i]...)
@@ -242,7 +282,7 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 					want[j] = init[i][j] + refs[i][j]
 				}
 			}
-			compare(t, fmt.Sprintf("%s backward %v %s", what, g, name), b.Download(grads[i]), want, tol)
+			compare(t, fmt.Sprintf("%s backward %v %s", what, g, name), b.Download(grads[i]), want, tol.grad)
 		}
 	}
 }
@@ -267,5 +307,54 @@ func TestAttentionWideHeadFallback(t *testing.T) {
 	compare(t, "D=260 out", b.Download(out), f64s(h.Download(ho)), tolF32)
 	if after := b.Stats()["Attention"]; after.Fallback != before.Fallback+1 {
 		t.Errorf("D=260: fallback count %d -> %d, want +1", before.Fallback, after.Fallback)
+	}
+}
+
+// attnTCCases are the tensor-core kernels' shapes: T = 1, 17, 63, 65, 130
+// (ragged against the 64-row blocks and the 64- or 32-row streamed tiles),
+// keys before the queries S−T = 0, 5, 40, GQA ratios 1, 4, 8, and head
+// dims 64, 80 (zero-padded to 128 inside the kernel) and 128.
+var attnTCCases = []attnTestCase{
+	{1, 1, 1, 1, 1, 64},
+	{1, 1, 41, 8, 1, 128},
+	{1, 17, 22, 4, 1, 64},
+	{1, 17, 57, 1, 1, 80},
+	{1, 63, 103, 8, 1, 80},
+	{2, 65, 65, 2, 2, 128},
+	{1, 65, 70, 4, 1, 80},
+	{1, 130, 130, 4, 1, 64},
+	{1, 130, 170, 8, 1, 128},
+}
+
+// Tolerances of the tensor-core path (BFloat16 storage, relative norm
+// error against the float64 reference with the same rounding points on the
+// same rounded inputs): what is left is the bfloat16 rounding of the
+// stored results (at most 2^-8 relative, ≈ 1.7e-3 observed); see
+// kernels/README.md "Attention on tensor cores".
+const (
+	tolTCOut  = 3e-3
+	tolTCLse  = 1e-6
+	tolTCGrad = 3e-3
+)
+
+// TestAttentionTensorCores checks the mma.sync kernels (BFloat16 q, k, v,
+// D <= 128) at the shapes of attnTCCases with tolerances tight enough to
+// catch an off-by-one causal mask or a wrong scale. Gradient outputs start
+// from small random values (sd 0.01), so the error is measured against the
+// gradient itself while accumulation is still exercised (TestAttentionKernels
+// checks it against O(1) starting values).
+func TestAttentionTensorCores(t *testing.T) {
+	b := testBackend(t)
+	h := cpu.New()
+	rng := testRand(t)
+	tol := attnTol{out: tolTCOut, lse: tolTCLse, grad: tolTCGrad, gradInit: 0.01}
+	for _, c := range attnTCCases {
+		a := attnDims{b: c.B, t: c.T, s: c.S, hq: c.Hq, hkv: c.Hkv, d: c.D}
+		q := b.Alloc(engine.BFloat16, c.B, c.T, c.Hq, c.D)
+		if _, ok := attnTcFor(a, q, q, q); !ok {
+			t.Fatalf("%v: the tensor-core kernels do not take BFloat16 at this shape", c)
+		}
+		b.Free(q)
+		runAttnCase(t, b, h, rng, c, engine.BFloat16, tol)
 	}
 }

@@ -61,6 +61,14 @@ const (
 	// attnPad pads lane-per-row tiles (floats) so the 8 lanes of each
 	// quarter-warp's 16-byte loads hit distinct banks.
 	attnPad = 4
+	// attnTcRows is the query rows (forward, dq) or keys (dk/dv) one
+	// tensor-core attention block owns: 4 warps of one 16-row mma fragment.
+	attnTcRows = 64
+	// attnTcPad pads every bf16 shared-memory tile row (elements, 16
+	// bytes) so the 8 row addresses of an ldmatrix hit distinct bank groups.
+	attnTcPad = 8
+	// attnTcFwdTile is the keys of one streamed forward K/V tile.
+	attnTcFwdTile = 64
 )
 
 // attnRowsPerWarp is the query (or key) rows one warp owns: 8, and 4
@@ -89,6 +97,25 @@ func attnDqSmem(DMAX int) int {
 func attnDkvSmem(DMAX int) int {
 	return (4 * (2*attnRowsPerBlock(DMAX)*(DMAX) + 2*attnTile*((DMAX)+attnPad) + 2*attnRowsPerBlock(DMAX)*attnTile))
 }
+
+// attnTcBwdTile is the keys (dq) or queries (dk/dv) of one streamed
+// backward tile: 64 for N = 64, 32 for N = 128, where two 16 x N float32
+// accumulator sets already take 128 registers per thread. (Valid for the
+// instantiated N = 64, 128.)
+func attnTcBwdTile(N int) int { return (64 / (1 + (N)/128)) }
+
+// attnTcFwdSmem is gt_attn_fwd_tc_N's dynamic shared memory in
+// bytes: Q [ROWS][N+PAD] and two stages of K and V [FWD_TILE][N+PAD], bf16.
+func attnTcFwdSmem(N int) int { return (2 * (attnTcRows + 4*attnTcFwdTile) * ((N) + attnTcPad)) }
+
+// attnTcDqSmem is gt_attn_bwd_dq_tc_N's: Q and dout [ROWS][N+PAD]
+// and two stages of K and V [BWD_TILE][N+PAD], bf16.
+func attnTcDqSmem(N int) int { return (2 * (2*attnTcRows + 4*attnTcBwdTile(N)) * ((N) + attnTcPad)) }
+
+// attnTcDkvSmem is gt_attn_bwd_dkv_tc_N's: K and V [ROWS][N+PAD],
+// two stages of Q and dout [BWD_TILE][N+PAD] (bf16), and two stages of the
+// tile's lse and delta (float32).
+func attnTcDkvSmem(N int) int { return (attnTcDqSmem(N) + 2*2*4*attnTcBwdTile(N)) }
 
 // kernelID indexes kernelSpecs, in kernels.def order.
 type kernelID int
@@ -134,22 +161,31 @@ const (
 	kAttnBwdDkv64                       // gt_attn_bwd_dkv_64
 	kAttnBwdDkv128                      // gt_attn_bwd_dkv_128
 	kAttnBwdDkv256                      // gt_attn_bwd_dkv_256
+	kAttnFwdTc64                        // gt_attn_fwd_tc_64
+	kAttnFwdTc128                       // gt_attn_fwd_tc_128
+	kAttnBwdDqTc64                      // gt_attn_bwd_dq_tc_64
+	kAttnBwdDqTc128                     // gt_attn_bwd_dq_tc_128
+	kAttnBwdDkvTc64                     // gt_attn_bwd_dkv_tc_64
+	kAttnBwdDkvTc128                    // gt_attn_bwd_dkv_tc_128
 	// numKernels is the number of kernels.
 	numKernels
 )
 
 // The launch rules of kernels.def (kernels/README.md "Launch rules").
 const (
-	ruleEw       launchRule = "EW"
-	ruleEw2d     launchRule = "EW2D"
-	ruleCols32   launchRule = "COLS32"
-	ruleRow      launchRule = "ROW"
-	ruleGemmF32  launchRule = "GEMM_F32"
-	ruleGemmBf16 launchRule = "GEMM_BF16"
-	ruleAttnFwd  launchRule = "ATTN_FWD"
-	ruleWarpRows launchRule = "WARP_ROWS"
-	ruleAttnDq   launchRule = "ATTN_DQ"
-	ruleAttnDkv  launchRule = "ATTN_DKV"
+	ruleEw        launchRule = "EW"
+	ruleEw2d      launchRule = "EW2D"
+	ruleCols32    launchRule = "COLS32"
+	ruleRow       launchRule = "ROW"
+	ruleGemmF32   launchRule = "GEMM_F32"
+	ruleGemmBf16  launchRule = "GEMM_BF16"
+	ruleAttnFwd   launchRule = "ATTN_FWD"
+	ruleWarpRows  launchRule = "WARP_ROWS"
+	ruleAttnDq    launchRule = "ATTN_DQ"
+	ruleAttnDkv   launchRule = "ATTN_DKV"
+	ruleAttnTcFwd launchRule = "ATTN_TC_FWD"
+	ruleAttnTcDq  launchRule = "ATTN_TC_DQ"
+	ruleAttnTcDkv launchRule = "ATTN_TC_DKV"
 )
 
 // One geometry type per launch rule: a launcher takes only its rule's
@@ -176,6 +212,12 @@ type (
 	geomAttnDq launchGeom
 	// geomAttnDkv is a launch geometry of rule ATTN_DKV.
 	geomAttnDkv launchGeom
+	// geomAttnTcFwd is a launch geometry of rule ATTN_TC_FWD.
+	geomAttnTcFwd launchGeom
+	// geomAttnTcDq is a launch geometry of rule ATTN_TC_DQ.
+	geomAttnTcDq launchGeom
+	// geomAttnTcDkv is a launch geometry of rule ATTN_TC_DKV.
+	geomAttnTcDkv launchGeom
 )
 
 // kernelSpecs is kernels.def as data: entry-point name, launch rule and
@@ -220,6 +262,12 @@ var kernelSpecs = [numKernels]kernelSpec{
 	kAttnBwdDkv64:       {name: "gt_attn_bwd_dkv_64", rule: ruleAttnDkv, params: "pipipipipipipipiiiiif"},
 	kAttnBwdDkv128:      {name: "gt_attn_bwd_dkv_128", rule: ruleAttnDkv, params: "pipipipipipipipiiiiif"},
 	kAttnBwdDkv256:      {name: "gt_attn_bwd_dkv_256", rule: ruleAttnDkv, params: "pipipipipipipipiiiiif"},
+	kAttnFwdTc64:        {name: "gt_attn_fwd_tc_64", rule: ruleAttnTcFwd, params: "pipipipipiiiiiif"},
+	kAttnFwdTc128:       {name: "gt_attn_fwd_tc_128", rule: ruleAttnTcFwd, params: "pipipipipiiiiiif"},
+	kAttnBwdDqTc64:      {name: "gt_attn_bwd_dq_tc_64", rule: ruleAttnTcDq, params: "pipipipipipipiiiiif"},
+	kAttnBwdDqTc128:     {name: "gt_attn_bwd_dq_tc_128", rule: ruleAttnTcDq, params: "pipipipipipipiiiiif"},
+	kAttnBwdDkvTc64:     {name: "gt_attn_bwd_dkv_tc_64", rule: ruleAttnTcDkv, params: "pipipipipipipipiiiiif"},
+	kAttnBwdDkvTc128:    {name: "gt_attn_bwd_dkv_tc_128", rule: ruleAttnTcDkv, params: "pipipipipipipipiiiiif"},
 }
 
 // launchFill queues gt_fill (rule EW).
@@ -489,4 +537,63 @@ func attnBwdDkvKernel(variant int) kernelID {
 // dk += scale * dSᵀ·q, dv += Pᵀ·dout, summed over the kv group's query heads (dk, dv nullable; delta may be 0 when dk is).
 func (be *Backend) launchAttnBwdDkv(op string, geom geomAttnDkv, variant int, dk DevicePtr, dkDt int, dv DevicePtr, dvDt int, dout DevicePtr, doutDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, lse DevicePtr, lseDt int, delta DevicePtr, T int, S int, Hq int, Hkv int, D int, scale float32) {
 	be.launch(op, attnBwdDkvKernel(variant), launchGeom(geom), dk, dkDt, dv, dvDt, dout, doutDt, q, qDt, k, kDt, v, vDt, lse, lseDt, delta, T, S, Hq, Hkv, D, scale)
+}
+
+// attnFwdTcVariants are the instantiations of gt_attn_fwd_tc_N, smallest first.
+var attnFwdTcVariants = [...]int{64, 128}
+
+// attnFwdTcKernel returns the kernel of gt_attn_fwd_tc_N for N = variant.
+func attnFwdTcKernel(variant int) kernelID {
+	switch variant {
+	case 64:
+		return kAttnFwdTc64
+	case 128:
+		return kAttnFwdTc128
+	}
+	panic(fmt.Sprintf("cuda: internal error: gt_attn_fwd_tc has no variant %d", variant))
+}
+
+// launchAttnFwdTc queues gt_attn_fwd_tc_N (rule ATTN_TC_FWD).
+//
+// Same parameters and semantics as the SIMT families above; q, k, v, dout are used as bfloat16 (rounded if float32). _N: D <= N (64, 128).
+func (be *Backend) launchAttnFwdTc(op string, geom geomAttnTcFwd, variant int, out DevicePtr, outDt int, lse DevicePtr, lseDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, T int, S int, Hq int, Hkv int, D int, scale float32) {
+	be.launch(op, attnFwdTcKernel(variant), launchGeom(geom), out, outDt, lse, lseDt, q, qDt, k, kDt, v, vDt, T, S, Hq, Hkv, D, scale)
+}
+
+// attnBwdDqTcVariants are the instantiations of gt_attn_bwd_dq_tc_N, smallest first.
+var attnBwdDqTcVariants = [...]int{64, 128}
+
+// attnBwdDqTcKernel returns the kernel of gt_attn_bwd_dq_tc_N for N = variant.
+func attnBwdDqTcKernel(variant int) kernelID {
+	switch variant {
+	case 64:
+		return kAttnBwdDqTc64
+	case 128:
+		return kAttnBwdDqTc128
+	}
+	panic(fmt.Sprintf("cuda: internal error: gt_attn_bwd_dq_tc has no variant %d", variant))
+}
+
+// launchAttnBwdDqTc queues gt_attn_bwd_dq_tc_N (rule ATTN_TC_DQ).
+func (be *Backend) launchAttnBwdDqTc(op string, geom geomAttnTcDq, variant int, dq DevicePtr, dqDt int, dout DevicePtr, doutDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, lse DevicePtr, lseDt int, delta DevicePtr, T int, S int, Hq int, Hkv int, D int, scale float32) {
+	be.launch(op, attnBwdDqTcKernel(variant), launchGeom(geom), dq, dqDt, dout, doutDt, q, qDt, k, kDt, v, vDt, lse, lseDt, delta, T, S, Hq, Hkv, D, scale)
+}
+
+// attnBwdDkvTcVariants are the instantiations of gt_attn_bwd_dkv_tc_N, smallest first.
+var attnBwdDkvTcVariants = [...]int{64, 128}
+
+// attnBwdDkvTcKernel returns the kernel of gt_attn_bwd_dkv_tc_N for N = variant.
+func attnBwdDkvTcKernel(variant int) kernelID {
+	switch variant {
+	case 64:
+		return kAttnBwdDkvTc64
+	case 128:
+		return kAttnBwdDkvTc128
+	}
+	panic(fmt.Sprintf("cuda: internal error: gt_attn_bwd_dkv_tc has no variant %d", variant))
+}
+
+// launchAttnBwdDkvTc queues gt_attn_bwd_dkv_tc_N (rule ATTN_TC_DKV).
+func (be *Backend) launchAttnBwdDkvTc(op string, geom geomAttnTcDkv, variant int, dk DevicePtr, dkDt int, dv DevicePtr, dvDt int, dout DevicePtr, doutDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, lse DevicePtr, lseDt int, delta DevicePtr, T int, S int, Hq int, Hkv int, D int, scale float32) {
+	be.launch(op, attnBwdDkvTcKernel(variant), launchGeom(geom), dk, dkDt, dv, dvDt, dout, doutDt, q, qDt, k, kDt, v, vDt, lse, lseDt, delta, T, S, Hq, Hkv, D, scale)
 }

@@ -24,6 +24,9 @@ var launchConstantsByCName = map[string]int{
 	"GT_ATTN_WARPS":          attnWarps,
 	"GT_ATTN_TILE":           attnTile,
 	"GT_ATTN_PAD":            attnPad,
+	"GT_ATTN_TC_ROWS":        attnTcRows,
+	"GT_ATTN_TC_PAD":         attnTcPad,
+	"GT_ATTN_TC_FWD_TILE":    attnTcFwdTile,
 }
 
 // launchFuncsByCName maps launch.cuh's one-parameter macros to their Go functions.
@@ -33,4 +36,8 @@ var launchFuncsByCName = map[string]func(int) int{
 	"GT_ATTN_FWD_SMEM":       attnFwdSmem,
 	"GT_ATTN_DQ_SMEM":        attnDqSmem,
 	"GT_ATTN_DKV_SMEM":       attnDkvSmem,
+	"GT_ATTN_TC_BWD_TILE":    attnTcBwdTile,
+	"GT_ATTN_TC_FWD_SMEM":    attnTcFwdSmem,
+	"GT_ATTN_TC_DQ_SMEM":     attnTcDqSmem,
+	"GT_ATTN_TC_DKV_SMEM":    attnTcDkvSmem,
 }

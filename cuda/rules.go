@@ -26,6 +26,8 @@ func kernelDynamicShared(id kernelID) int {
 		return gemmBf16Smem
 	case ruleAttnFwd, ruleAttnDq, ruleAttnDkv:
 		return attnSmem(id)
+	case ruleAttnTcFwd, ruleAttnTcDq, ruleAttnTcDkv:
+		return attnTcSmem(id)
 	}
 	return 0
 }
@@ -97,4 +99,25 @@ func attnDqGeom(dmax, t, hq, batch int) geomAttnDq {
 // attnDkvGeom is rule ATTN_DKV: blocks over the s keys of hkv kv heads.
 func attnDkvGeom(dmax, s, hkv, batch int) geomAttnDkv {
 	return geomAttnDkv{grid: attnGrid(dmax, s, hkv, batch), block: Dim3{attnThreads, 1, 1}, smem: attnDkvSmem(dmax)}
+}
+
+// attnTcGrid is the grid of a tensor-core attention kernel: blocks of
+// attnTcRows rows (queries or keys) per head and batch.
+func attnTcGrid(rows, heads, batch int) Dim3 {
+	return Dim3{uint32((rows + attnTcRows - 1) / attnTcRows), uint32(heads), uint32(batch)}
+}
+
+// attnTcFwdGeom is rule ATTN_TC_FWD for t queries of hq heads and batch b.
+func attnTcFwdGeom(dmax, t, hq, batch int) geomAttnTcFwd {
+	return geomAttnTcFwd{grid: attnTcGrid(t, hq, batch), block: Dim3{attnThreads, 1, 1}, smem: attnTcFwdSmem(dmax)}
+}
+
+// attnTcDqGeom is rule ATTN_TC_DQ (same grid as the forward).
+func attnTcDqGeom(dmax, t, hq, batch int) geomAttnTcDq {
+	return geomAttnTcDq{grid: attnTcGrid(t, hq, batch), block: Dim3{attnThreads, 1, 1}, smem: attnTcDqSmem(dmax)}
+}
+
+// attnTcDkvGeom is rule ATTN_TC_DKV: blocks over the s keys of hkv kv heads.
+func attnTcDkvGeom(dmax, s, hkv, batch int) geomAttnTcDkv {
+	return geomAttnTcDkv{grid: attnTcGrid(s, hkv, batch), block: Dim3{attnThreads, 1, 1}, smem: attnTcDkvSmem(dmax)}
 }

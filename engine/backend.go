@@ -177,9 +177,21 @@ type Backend interface {
 	// before the queries (a KV cache, trainable prefixes) are visible to
 	// every query. Scores are scaled by 1/sqrt(D). lse [B, Hq, T] receives
 	// each row's log-sum-exp for the backward pass.
+	//
+	// Precision. Float32 q, k, v: float32 math, nothing rounded before out.
+	// BFloat16 q, k, v (every head dim, every backend): lse is float32 from
+	// unrounded scores, and the probabilities are rounded the way
+	// FlashAttention rounds them but at points no tile schedule decides:
+	// P = bf16(exp(scale·q·k − lse)), the normalised probabilities from the
+	// row's final lse, and out = Σ P·v accumulated in float32 and rounded
+	// once to out's dtype (two passes over the keys: statistics, then P·V).
 	Attention(out, lse, q, k, v *Tensor)
 	// AttentionBackward accumulates dq, dk, dv (any may be nil) from dout,
-	// recomputing probabilities from q, k and lse. out is the forward output.
+	// recomputing probabilities from q, k and lse. out is the forward output
+	// as stored: Δ = rowsum(dout ⊙ out) in float32. With BFloat16 q, k, v,
+	// P recomputed from lse is rounded to bfloat16 for dv += Pᵀ·dout, and
+	// dS = P ⊙ (dout·vᵀ − Δ), computed from the unrounded P, is rounded to
+	// bfloat16 for dq += scale·dS·k and dk += scale·dSᵀ·q.
 	AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *Tensor)
 
 	// ---- loss and optimizer ----

@@ -131,66 +131,87 @@ __device__ __forceinline__ void attn_fwd(void* out, int out_dt, void* lse, int l
   float* myP = sP + warp * R * ATT_TILE;
   const float* myQ = sQ + warp * R * DMAX;
   const int kend = min(S, t0 + nq - 1 + off + 1);  // keys some row of the block sees
-  for (int k0 = 0; k0 < kend; k0 += ATT_TILE) {
-    const int nk = min(ATT_TILE, kend - k0);
-    __syncthreads();  // the previous tile's readers are done
-    att_load_tile<DMAX>(sK, LDP, ATT_TILE, k, k_dt, kbase + k0 * ldk, ldk, nk, D, 1.f);
-    att_load_tile<DMAX>(sV, LDP, ATT_TILE, v, v_dt, kbase + k0 * ldk, ldk, nk, D, 1.f);
-    __syncthreads();
-    // Scores: lane = key k0+lane.
-    float s[R];
+  // bfloat16 q, k, v: two passes, the row statistics first (no V), then
+  // P = bf16(exp(s − lse)) normalised and O += P·V without rescaling.
+  // Otherwise one online-softmax pass.
+  const bool bf = q_dt == GT_BF16 && k_dt == GT_BF16 && v_dt == GT_BF16;
+  for (int pass = bf ? 0 : 1; pass < 2; pass++) {
+    const bool fixed = bf && pass == 1;  // m holds lse: P needs no running max
+    for (int k0 = 0; k0 < kend; k0 += ATT_TILE) {
+      const int nk = min(ATT_TILE, kend - k0);
+      __syncthreads();  // the previous tile's readers are done
+      att_load_tile<DMAX>(sK, LDP, ATT_TILE, k, k_dt, kbase + k0 * ldk, ldk, nk, D, 1.f);
+      if (pass == 1) att_load_tile<DMAX>(sV, LDP, ATT_TILE, v, v_dt, kbase + k0 * ldk, ldk, nk, D, 1.f);
+      __syncthreads();
+      // Scores: lane = key k0+lane.
+      float s[R];
 #pragma unroll
-    for (int i = 0; i < R; i++) s[i] = 0.f;
-    const float* kr = sK + lane * LDP;
-    for (int d = 0; d < D4; d += 4) {
-      gt_f4 kv = ld4(kr + d);
+      for (int i = 0; i < R; i++) s[i] = 0.f;
+      const float* kr = sK + lane * LDP;
+      for (int d = 0; d < D4; d += 4) {
+        gt_f4 kv = ld4(kr + d);
 #pragma unroll
-      for (int i = 0; i < R; i++) s[i] = dot4(ld4(myQ + i * DMAX + d), kv, s[i]);
-    }
-    // Online softmax.
-    const int kj = k0 + lane;
-#pragma unroll
-    for (int i = 0; i < R; i++) {
-      const bool vis = kj <= lim[i];  // lim < S, so vis implies a loaded key
-      float mn = fmaxf(m[i], warp_max(vis ? s[i] : neg_inf()));
-      // Tile 0 holds key 0, seen by every row: mn is finite from then on.
-      float alpha = expf(m[i] - mn);
-      float p = vis ? expf(s[i] - mn) : 0.f;
-      l[i] = fmaf(l[i], alpha, p);
-      m[i] = mn;
-#pragma unroll
-      for (int c = 0; c < NC; c++) o[i][c] *= alpha;
-      myP[i * ATT_TILE + lane] = p;
-    }
-    __syncwarp();
-    // O += P·V: lane = columns lane + 32c. P is 0 past nk; V rows are zero there.
-    for (int j = 0; j < nk; j += 4) {
-      float vv[4][NC];
-#pragma unroll
-      for (int jj = 0; jj < 4; jj++)
-#pragma unroll
-        for (int c = 0; c < NC; c++) vv[jj][c] = sV[(j + jj) * LDP + lane + 32 * c];
+        for (int i = 0; i < R; i++) s[i] = dot4(ld4(myQ + i * DMAX + d), kv, s[i]);
+      }
+      const int kj = k0 + lane;
 #pragma unroll
       for (int i = 0; i < R; i++) {
-        gt_f4 p4 = ld4(myP + i * ATT_TILE + j);
+        const bool vis = kj <= lim[i];  // lim < S, so vis implies a loaded key
+        if (fixed) {
+          myP[i * ATT_TILE + lane] = vis ? round_bf16(expf(s[i] - m[i])) : 0.f;
+          continue;
+        }
+        // Online softmax.
+        float mn = fmaxf(m[i], warp_max(vis ? s[i] : neg_inf()));
+        // Tile 0 holds key 0, seen by every row: mn is finite from then on.
+        float alpha = expf(m[i] - mn);
+        float p = vis ? expf(s[i] - mn) : 0.f;
+        l[i] = fmaf(l[i], alpha, p);
+        m[i] = mn;
+        if (pass == 0) continue;
 #pragma unroll
-        for (int c = 0; c < NC; c++) {
-          float a = o[i][c];
-          a = fmaf(p4.x, vv[0][c], a);
-          a = fmaf(p4.y, vv[1][c], a);
-          a = fmaf(p4.z, vv[2][c], a);
-          o[i][c] = fmaf(p4.w, vv[3][c], a);
+        for (int c = 0; c < NC; c++) o[i][c] *= alpha;
+        myP[i * ATT_TILE + lane] = p;
+      }
+      if (pass == 0) continue;
+      __syncwarp();
+      // O += P·V: lane = columns lane + 32c. P is 0 past nk; V rows are zero there.
+      for (int j = 0; j < nk; j += 4) {
+        float vv[4][NC];
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++)
+#pragma unroll
+          for (int c = 0; c < NC; c++) vv[jj][c] = sV[(j + jj) * LDP + lane + 32 * c];
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+          gt_f4 p4 = ld4(myP + i * ATT_TILE + j);
+#pragma unroll
+          for (int c = 0; c < NC; c++) {
+            float a = o[i][c];
+            a = fmaf(p4.x, vv[0][c], a);
+            a = fmaf(p4.y, vv[1][c], a);
+            a = fmaf(p4.z, vv[2][c], a);
+            o[i][c] = fmaf(p4.w, vv[3][c], a);
+          }
         }
       }
+      __syncwarp();
     }
-    __syncwarp();
+    if (pass == 1) break;
+    // End of the statistics pass: m becomes lse (float32, unrounded), stored now.
+#pragma unroll
+    for (int i = 0; i < R; i++) {
+      const int t = t0 + warp * R + i;
+      m[i] += logf(warp_sum(l[i]));
+      if (lane == 0 && t < T) stx(lse, lse_dt, ((long long)b * Hq + h) * T + t, m[i]);
+    }
   }
 #pragma unroll
   for (int i = 0; i < R; i++) {
     const int r = warp * R + i, t = t0 + r;
-    float sum = warp_sum(l[i]);
+    float sum = bf ? 1.f : warp_sum(l[i]);
     if (t >= T) continue;
-    float inv = 1.f / sum;
+    float inv = bf ? 1.f : 1.f / sum;
     if (out) {
 #pragma unroll
       for (int c = 0; c < NC; c++) {
@@ -198,7 +219,7 @@ __device__ __forceinline__ void attn_fwd(void* out, int out_dt, void* lse, int l
         if (d < D) stx(out, out_dt, qbase + r * ldq + d, o[i][c] * inv);
       }
     }
-    if (lane == 0) stx(lse, lse_dt, ((long long)b * Hq + h) * T + t, m[i] + logf(sum));
+    if (lane == 0 && !bf) stx(lse, lse_dt, ((long long)b * Hq + h) * T + t, m[i] + logf(sum));
   }
 }
 
@@ -262,6 +283,7 @@ __device__ __forceinline__ void attn_bwd_dq(void* dq, int dq_dt, const void* dou
   float* myS = sS + warp * R * ATT_TILE;
   const float* myQ = sQ + warp * R * DMAX;
   const float* myO = sO + warp * R * DMAX;
+  const bool bf = q_dt == GT_BF16 && k_dt == GT_BF16 && v_dt == GT_BF16;  // dS rounded to bfloat16
   const int kend = min(S, t0 + nq - 1 + off + 1);
   for (int k0 = 0; k0 < kend; k0 += ATT_TILE) {
     const int nk = min(ATT_TILE, kend - k0);
@@ -287,7 +309,8 @@ __device__ __forceinline__ void attn_bwd_dq(void* dq, int dq_dt, const void* dou
 #pragma unroll
     for (int i = 0; i < R; i++) {
       float p = kj <= lim[i] ? expf(s[i] - L[i]) : 0.f;
-      myS[i * ATT_TILE + lane] = p * (dp[i] - Dl[i]);
+      const float ds = p * (dp[i] - Dl[i]);
+      myS[i * ATT_TILE + lane] = bf ? round_bf16(ds) : ds;
     }
     __syncwarp();
     // acc += dS·K: lane = columns.
@@ -370,6 +393,7 @@ __device__ __forceinline__ void attn_bwd_dkv(void* dk, int dk_dt, void* dv, int 
   const float* myK = sK + warp * R * DMAX;
   const float* myV = sV + warp * R * DMAX;
   const int tfirst = max(0, s0 - off);  // the first query that sees key s0
+  const bool bf = q_dt == GT_BF16 && k_dt == GT_BF16 && v_dt == GT_BF16;  // P and dS rounded to bfloat16
   for (int h = kvh * group; h < (kvh + 1) * group; h++) {
     const long long qhead = ((long long)b * T * Hq + h) * D;
     const long long lbase = ((long long)b * Hq + h) * T;
@@ -403,8 +427,9 @@ __device__ __forceinline__ void attn_bwd_dkv(void* dk, int dk_dt, void* dv, int 
       for (int i = 0; i < R; i++) {
         const bool vis = qok && key[i] <= t + off;
         float p = vis ? expf(s[i] - Lj) : 0.f;
-        myP[i * ATT_TILE + lane] = p;
-        myS[i * ATT_TILE + lane] = p * (dp[i] - Dj);
+        const float ds = p * (dp[i] - Dj);  // from the unrounded P
+        myP[i * ATT_TILE + lane] = bf ? round_bf16(p) : p;
+        myS[i * ATT_TILE + lane] = bf ? round_bf16(ds) : ds;
       }
       __syncwarp();
       // dv += P·dout, dk += dS·q (q pre-scaled): lane = columns. Rows past

@@ -71,6 +71,10 @@ __device__ __forceinline__ uint16_t f2bf(float f) {
 #endif
 }
 
+// round_bf16 rounds to the nearest bfloat16, kept as float (a rounding
+// point inside a float32 computation).
+__device__ __forceinline__ float round_bf16(float f) { return bf2f(f2bf(f)); }
+
 // pack_bf16x2 packs two floats as bfloat16, a in the low half.
 __device__ __forceinline__ uint32_t pack_bf16x2(float a, float b) {
   return (uint32_t)f2bf(a) | ((uint32_t)f2bf(b) << 16);

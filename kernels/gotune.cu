@@ -4,3 +4,4 @@
 #include "reduce.cu"
 #include "gemm.cu"
 #include "attention.cu"
+#include "attention_tc.cu"

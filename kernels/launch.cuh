@@ -95,4 +95,32 @@
 // each, query and dout tiles, and P and dS [BR][TILE].
 #define GT_ATTN_DKV_SMEM(DMAX) (4 * (2 * GT_ATTN_ROWS_PER_BLOCK(DMAX) * (DMAX) + 2 * GT_ATTN_TILE * ((DMAX) + GT_ATTN_PAD) + 2 * GT_ATTN_ROWS_PER_BLOCK(DMAX) * GT_ATTN_TILE))
 
+// ---- attention on tensor cores (ATTN_TC_FWD, ATTN_TC_DQ, ATTN_TC_DKV; attention_tc.cu) ----
+// Block size GT_ATTN_THREADS (4 warps); N is the head-dimension bound of the
+// instantiation (64 or 128).
+
+// GT_ATTN_TC_ROWS is the query rows (forward, dq) or keys (dk/dv) one
+// tensor-core attention block owns: 4 warps of one 16-row mma fragment.
+#define GT_ATTN_TC_ROWS 64
+// GT_ATTN_TC_PAD pads every bf16 shared-memory tile row (elements, 16
+// bytes) so the 8 row addresses of an ldmatrix hit distinct bank groups.
+#define GT_ATTN_TC_PAD 8
+// GT_ATTN_TC_FWD_TILE is the keys of one streamed forward K/V tile.
+#define GT_ATTN_TC_FWD_TILE 64
+// GT_ATTN_TC_BWD_TILE is the keys (dq) or queries (dk/dv) of one streamed
+// backward tile: 64 for N = 64, 32 for N = 128, where two 16 x N float32
+// accumulator sets already take 128 registers per thread. (Valid for the
+// instantiated N = 64, 128.)
+#define GT_ATTN_TC_BWD_TILE(N) (64 / (1 + (N) / 128))
+// GT_ATTN_TC_FWD_SMEM is gt_attn_fwd_tc_N's dynamic shared memory in
+// bytes: Q [ROWS][N+PAD] and two stages of K and V [FWD_TILE][N+PAD], bf16.
+#define GT_ATTN_TC_FWD_SMEM(N) (2 * (GT_ATTN_TC_ROWS + 4 * GT_ATTN_TC_FWD_TILE) * ((N) + GT_ATTN_TC_PAD))
+// GT_ATTN_TC_DQ_SMEM is gt_attn_bwd_dq_tc_N's: Q and dout [ROWS][N+PAD]
+// and two stages of K and V [BWD_TILE][N+PAD], bf16.
+#define GT_ATTN_TC_DQ_SMEM(N) (2 * (2 * GT_ATTN_TC_ROWS + 4 * GT_ATTN_TC_BWD_TILE(N)) * ((N) + GT_ATTN_TC_PAD))
+// GT_ATTN_TC_DKV_SMEM is gt_attn_bwd_dkv_tc_N's: K and V [ROWS][N+PAD],
+// two stages of Q and dout [BWD_TILE][N+PAD] (bf16), and two stages of the
+// tile's lse and delta (float32).
+#define GT_ATTN_TC_DKV_SMEM(N) (GT_ATTN_TC_DQ_SMEM(N) + 2 * 2 * 4 * GT_ATTN_TC_BWD_TILE(N))
+
 #endif  // GOTUNE_KERNELS_LAUNCH_CUH

@@ -316,6 +316,23 @@ func refAttentionProbs(c attnCase, q, k []float64, b, h int) (p [][]float64, lse
 // refAttention returns causal GQA attention output [B, T, Hq, D] and lse
 // [B, Hq, T].
 func refAttention(c attnCase, q, k, v []float64) (out, lse []float64) {
+	return refAttentionRounded(c, q, k, v, noRound)
+}
+
+// noRound is the identity: float32 attention rounds no intermediate.
+func noRound(x float64) float64 { return x }
+
+// bf16Round rounds to bfloat16 (through float32, as the backends hold it).
+func bf16Round(x float64) float64 { return bf16Ref(float32(x)) }
+
+// refAttentionBF16 is refAttention with bfloat16 q, k, v: out = Σ bf16(P)·v
+// with P the exact normalised probabilities (engine.Backend's contract).
+func refAttentionBF16(c attnCase, q, k, v []float64) (out, lse []float64) {
+	return refAttentionRounded(c, q, k, v, bf16Round)
+}
+
+// refAttentionRounded is refAttention with P rounded by round before P·V.
+func refAttentionRounded(c attnCase, q, k, v []float64, round func(float64) float64) (out, lse []float64) {
 	out, lse = make([]float64, c.qLen()), make([]float64, c.lseLen())
 	for b := 0; b < c.B; b++ {
 		for h := 0; h < c.Hq; h++ {
@@ -326,7 +343,7 @@ func refAttention(c attnCase, q, k, v []float64) (out, lse []float64) {
 				for d := 0; d < c.D; d++ {
 					var s float64
 					for j := 0; j < c.S; j++ {
-						s += p[t][j] * v[((b*c.S+j)*c.Hkv+kh)*c.D+d]
+						s += round(p[t][j]) * v[((b*c.S+j)*c.Hkv+kh)*c.D+d]
 					}
 					out[((b*c.T+t)*c.Hq+h)*c.D+d] = s
 				}
@@ -340,6 +357,20 @@ func refAttention(c attnCase, q, k, v []float64) (out, lse []float64) {
 // by matrix calculus on the materialised probabilities: dV = Pᵀ·dO,
 // dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ = dS·K/√D, dK = dSᵀ·Q/√D.
 func refAttentionBackward(c attnCase, q, k, v, dout []float64) (dq, dk, dv []float64) {
+	return refAttentionBackwardRounded(c, q, k, v, dout, nil, noRound)
+}
+
+// refAttentionBackwardBF16 is the bfloat16 contract's backward pass:
+// dV = bf16(P)ᵀ·dO, dS = P ⊙ (dP − Δ) with Δ = rowsum(dO ⊙ out) from the
+// stored forward output out, dQ = bf16(dS)·K/√D, dK = bf16(dS)ᵀ·Q/√D.
+func refAttentionBackwardBF16(c attnCase, q, k, v, dout, out []float64) (dq, dk, dv []float64) {
+	return refAttentionBackwardRounded(c, q, k, v, dout, out, bf16Round)
+}
+
+// refAttentionBackwardRounded computes the gradients with P (for dV) and
+// dS (for dQ, dK) rounded by round; Δ = rowsum(P ⊙ dP) when out is nil,
+// else rowsum(dO ⊙ out).
+func refAttentionBackwardRounded(c attnCase, q, k, v, dout, out []float64, round func(float64) float64) (dq, dk, dv []float64) {
 	dq, dk, dv = make([]float64, c.qLen()), make([]float64, c.kLen()), make([]float64, c.kLen())
 	scale := 1 / math.Sqrt(float64(c.D))
 	qi := func(b, t, h, d int) int { return ((b*c.T+t)*c.Hq+h)*c.D + d }
@@ -357,10 +388,16 @@ func refAttentionBackward(c attnCase, q, k, v, dout []float64) (dq, dk, dv []flo
 					}
 					rs += p[t][s] * dp[s]
 				}
-				for s := 0; s < c.S; s++ {
-					ds := p[t][s] * (dp[s] - rs)
+				if out != nil {
+					rs = 0
 					for d := 0; d < c.D; d++ {
-						dv[ki(b, s, kh, d)] += p[t][s] * dout[qi(b, t, h, d)]
+						rs += dout[qi(b, t, h, d)] * out[qi(b, t, h, d)]
+					}
+				}
+				for s := 0; s < c.S; s++ {
+					ds, ps := round(p[t][s]*(dp[s]-rs)), round(p[t][s])
+					for d := 0; d < c.D; d++ {
+						dv[ki(b, s, kh, d)] += ps * dout[qi(b, t, h, d)]
 						dq[qi(b, t, h, d)] += ds * k[ki(b, s, kh, d)] * scale
 						dk[ki(b, s, kh, d)] += ds * q[qi(b, t, h, d)] * scale
 					}

@@ -47,10 +47,13 @@ func (a *attnDims) kRow(b, s, kvh int) int { return ((b*a.s+s)*a.hkv + kvh) * a.
 // computes that block's scores against the keys it may see with a gemm,
 // softmaxes each row (exact row maximum, float64 sums) and multiplies by V
 // with a second gemm. Only one block of scores exists per worker — never a
-// [T, S] matrix — and lse = max + log Σ exp is all backward keeps.
+// [T, S] matrix — and lse = max + log Σ exp is all backward keeps. With
+// BFloat16 q, k, v the probabilities are P = bf16(exp(s − lse)) from the
+// row's final float32 lse (engine.Backend's bfloat16 attention contract).
 func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 	const op = "Attention"
 	a := attnShapes(op, out, lse, q, k, v)
+	bf := attnBF16(q, k, v)
 	qs, ks, vs := read(op, q), read(op, k), read(op, v)
 	os, doneO := write(op, out)
 	ls, doneL := write(op, lse)
@@ -66,7 +69,15 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 		defer putBuf(sc)
 		ldq, ldk := a.hq*a.d, a.hkv*a.d
 		gemm(false, rows, n, a.d, a.scale, fmat(qs[a.qRow(bi, t0, h):], ldq, false), fmat(ks[a.kRow(bi, 0, kvh):], ldk, true), 0, sc, n)
-		inv := make([]float32, rows)
+		var inv []float32 // 1/Σ per row; nil when P is normalised (bfloat16)
+		if !bf {
+			inv = make([]float32, rows)
+		}
+		var tmp []float32
+		if bf {
+			tmp = getBuf(n)
+			defer putBuf(tmp)
+		}
 		for r := 0; r < rows; r++ {
 			row := sc[r*n : (r+1)*n]
 			vis := t0 + r + a.off + 1
@@ -74,13 +85,21 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 			for _, x := range row[:vis] {
 				mx = max(mx, x)
 			}
+			if bf {
+				// The statistics come from a copy: P needs the scores again.
+				l := float32(float64(mx) + math.Log(expShiftSum(copyTo(tmp, row[:vis]), mx)))
+				ls[bh*a.t+t0+r] = l
+				bf16Probs(row[:vis], l)
+				clear(row[vis:])
+				continue
+			}
 			sum := expShiftSum(row[:vis], mx)
 			clear(row[vis:]) // masked keys
 			inv[r] = float32(1 / sum)
 			ls[bh*a.t+t0+r] = float32(float64(mx) + math.Log(sum))
 		}
 		// out = (unnormalised P)·V, then each row scaled by 1/Σ: cheaper
-		// than normalising the longer score rows.
+		// than normalising the longer score rows (bfloat16 P is normalised).
 		o := os[a.qRow(bi, t0, h):]
 		gemm(false, rows, a.d, n, 1, fmat(sc, n, false), fmat(vs[a.kRow(bi, 0, kvh):], ldk, false), 0, o, ldq)
 		for r, s := range inv {
@@ -95,7 +114,9 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 }
 
 // AttentionBackward accumulates dq, dk, dv (any may be nil), recomputing
-// probabilities as exp(q·k/sqrt(D) − lse) block by block. It runs in two
+// probabilities as exp(q·k/sqrt(D) − lse) block by block. With BFloat16
+// q, k, v, P (for dv) and dS = P ⊙ (dP − Δ) (for dq, dk, computed from the
+// unrounded P) are rounded to bfloat16 before their products. It runs in two
 // race-free passes built on gemm: one over (head, query block) tasks for
 // dq, and one over (kv head, key block) tasks for dk and dv that visit
 // every query head of the group and every query that sees those keys.
@@ -111,6 +132,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 	check(dq == nil || engine.SameShape(dq, q), op, "dq %v must match q %v", dq, q)
 	check(dk == nil || engine.SameShape(dk, k), op, "dk %v must match k %v", dk, k)
 	check(dv == nil || engine.SameShape(dv, v), op, "dv %v must match v %v", dv, v)
+	bf := attnBF16(q, k, v)
 	qs, ks, vs := read(op, q), read(op, k), read(op, v)
 	ds, os, ls := read(op, dout), read(op, out), read(op, lse)
 	ldq, ldk := a.hq*a.d, a.hkv*a.d
@@ -151,6 +173,9 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 				expInPlace(pr[:vis])
 				for j := range pr[:vis] {
 					pr[j] *= dr[j] - dl // dS
+				}
+				if bf {
+					roundBF16InPlace(pr[:vis])
 				}
 				clear(pr[vis:])
 			}
@@ -202,6 +227,12 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 						dr[c] = pr[c] * (dr[c] - delta[bh*a.t+t0+c]) // dSᵀ
 					}
 					clear(dr[:first])
+					if bf {
+						roundBF16InPlace(dr[first:])
+					}
+				}
+				if bf {
+					roundBF16InPlace(pr[first:])
 				}
 			}
 			if dvs != nil {
@@ -214,4 +245,27 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 	})
 	doneK()
 	doneV()
+}
+
+// attnBF16 reports whether an attention call is in bfloat16 mode: q, k and
+// v all BFloat16 (engine.Backend.Attention documents the rounding points).
+func attnBF16(q, k, v *engine.Tensor) bool {
+	return q.DType() == engine.BFloat16 && k.DType() == engine.BFloat16 && v.DType() == engine.BFloat16
+}
+
+// bf16Probs replaces the scores row by P = bf16(exp(s − lse)): the
+// normalised probabilities from the row's final float32 log-sum-exp.
+func bf16Probs(row []float32, lse float32) {
+	for j := range row {
+		row[j] -= lse
+	}
+	expInPlace(row)
+	roundBF16InPlace(row)
+}
+
+// copyTo copies src into the front of dst and returns that part.
+func copyTo(dst, src []float32) []float32 {
+	dst = dst[:len(src)]
+	copy(dst, src)
+	return dst
 }

@@ -48,3 +48,11 @@ func bf16ToF32Serial(dst []float32, src []uint16) {
 		dst[i] = bf16BitsToF32(h)
 	}
 }
+
+// roundBF16InPlace rounds every element of x to the nearest bfloat16 (kept
+// as float32): the rounding points of bfloat16 attention.
+func roundBF16InPlace(x []float32) {
+	for i, f := range x {
+		x[i] = bf16BitsToF32(f32ToBF16Bits(f))
+	}
+}

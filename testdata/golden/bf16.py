@@ -12,6 +12,10 @@ exactly gotune's (engine.Precision documents them):
   feed matrix products);
 - RoPE, attention, SwiGLU compute in float from bfloat16 inputs and round
   their output once;
+- attention (engine.Backend's bfloat16 contract): out = Σ bf16(P)·v with
+  P = exp(s − lse) the normalised probabilities; backward dv = bf16(P)ᵀ·dout,
+  dS = P ⊙ (dout·vᵀ − Δ) with Δ = rowsum(dout ⊙ out) from the stored
+  (rounded) out, dq = scale·bf16(dS)·k, dk = scale·bf16(dS)ᵀ·q;
 - gradients of bfloat16 activations (dq/dk/dv after attention and again
   after the inverse RoPE, the attention output's, the MLP's, the logits')
   are rounded to bfloat16; gradients of the norm outputs and the residual
@@ -102,6 +106,45 @@ def attention(q, k, v, n_rep):
     return (p @ v).transpose(1, 2).reshape(b, t, h * d)
 
 
+class AttentionBF16(torch.autograd.Function):
+    """Causal attention with bfloat16 q/k/v's rounding points; q [B, H, T, D],
+    k/v [B, H, T, D] (kv heads repeated) -> out [B, H, T, D], unrounded (the
+    caller rounds it). The backward pass follows the contract, not autograd
+    of the forward (which would differentiate through the rounding)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        t, d = q.shape[2], q.shape[3]
+        scale = 1.0 / math.sqrt(d)
+        s = (q @ k.transpose(2, 3)) * scale
+        mask = torch.arange(t)[None, :] > torch.arange(t)[:, None]
+        p = torch.softmax(s.masked_fill(mask, float("-inf")), dim=-1)
+        out = bf16(p) @ v
+        ctx.save_for_backward(q, k, v, p, bf16(out))
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        q, k, v, p, out = ctx.saved_tensors
+        delta = (g * out).sum(-1, keepdim=True)
+        ds = bf16(p * (g @ v.transpose(2, 3) - delta))
+        dq = ctx.scale * (ds @ k)
+        dk = ctx.scale * (ds.transpose(2, 3) @ q)
+        dv = bf16(p).transpose(2, 3) @ g
+        return dq, dk, dv
+
+
+def attention_bf16(q, k, v, n_rep):
+    """attention() with bfloat16 q/k/v's rounding points (AttentionBF16)."""
+    b, t, h, d = q.shape
+    q, k, v = (z.transpose(1, 2) for z in (q, k, v))
+    # GQA: the repeat's backward sums the group's dk/dv in float, as gotune does.
+    k = k.repeat_interleave(n_rep, dim=1)
+    v = v.repeat_interleave(n_rep, dim=1)
+    return AttentionBF16.apply(q, k, v).transpose(1, 2).reshape(b, t, h * d)
+
+
 def forward(P, cfg, ids, pol, lora):
     """Logits [B, T, V] of LlamaForCausalLM under policy pol. lora maps a
     projection path to (A, B, scale)."""
@@ -133,7 +176,7 @@ def forward(P, cfg, ids, pol, lora):
         k = linear(pre + "self_attn.k_proj", x).view(b, t, Hkv, D)
         v = linear(pre + "self_attn.v_proj", x).view(b, t, Hkv, D)
         q, k = pol.both(rope(q, cos, sin)), pol.both(rope(k, cos, sin))
-        a = pol.both(attention(q, k, v, H // Hkv))
+        a = pol.both((attention_bf16 if pol.on else attention)(q, k, v, H // Hkv))
         h = h + pol.both(linear(pre + "self_attn.o_proj", a))
         x = pol.fwd(rms_norm(h, P[pre + "post_attention_layernorm.weight"], eps))
         g = linear(pre + "mlp.gate_proj", x)
