@@ -13,9 +13,9 @@ import (
 
 // bottleneckFlags are the flags of --method adapter.
 type bottleneckFlags struct {
-	variant, activation, layers string
-	reduction                   int
-	scaling                     float64
+	variant, activation, layers, init string
+	reduction                         int
+	scaling                           float64
 }
 
 var bottleneckOpts bottleneckFlags
@@ -35,10 +35,11 @@ func init() {
 func defineBottleneckFlags(fs *flag.FlagSet) {
 	defineAdapterFlags(fs)
 	o := &bottleneckOpts
-	fs.StringVar(&o.variant, "adapter-variant", string(adapter.Houlsby), "--method adapter: where the bottleneck adapters sit: houlsby (after attention and after the MLP), pfeiffer (after the MLP) or parallel (beside the MLP, reading its input)")
-	fs.IntVar(&o.reduction, "adapter-reduction-factor", 16, "--method adapter: bottleneck width = hidden size / this (at least 1)")
-	fs.StringVar(&o.activation, "adapter-activation", "relu", "--method adapter: the adapters' non-linearity: "+strings.Join(adapter.Activations(), ", ")+" (gelu is the exact erf GELU)")
-	fs.Float64Var(&o.scaling, "adapter-scaling", 1.0, "--method adapter: factor on the adapters' output")
+	fs.StringVar(&o.variant, "adapter-variant", string(adapter.Houlsby), "--method adapter: AdapterHub's bottleneck configurations, with x the residual stream, h a sub-layer's output and f the adapter: houlsby (double_seq_bn: after attention and after the MLP, x + h + f(h)), pfeiffer (seq_bn: after the MLP, x + h + f(x + h)), parallel (par_bn: beside the MLP, x + h + f(x)); gotune's own: series (after the MLP, x + h + f(h)), parallel-normed (beside the MLP, x + h + f(norm(x)))")
+	fs.IntVar(&o.reduction, "adapter-reduction-factor", 0, "--method adapter: bottleneck width = hidden size / this (at least 1); 0: the variant's default (AdapterHub's: 16, parallel 2)")
+	fs.StringVar(&o.activation, "adapter-activation", "", "--method adapter: the adapters' non-linearity: "+strings.Join(adapter.Activations(), ", ")+" (gelu is the exact erf GELU, swish = silu); empty: the variant's default (AdapterHub's: houlsby swish, otherwise relu)")
+	fs.Float64Var(&o.scaling, "adapter-scaling", 0, "--method adapter: factor on the adapters' output; 0: the variant's default (AdapterHub's: parallel 4, otherwise 1)")
+	fs.StringVar(&o.init, "adapter-init", "", "--method adapter: initialisation (AdapterHub's init_weights; biases start at zero): bert (both weights N(0, 0.02²)), mam_adapter (down as nn.Linear, up zero: starts as the base model) or houlsby (N(0, 0.01²) cut at ±0.02); empty: the variant's default (parallel, series, parallel-normed mam_adapter, otherwise bert)")
 	fs.StringVar(&o.layers, "adapter-layers", "", "--method adapter: comma-separated transformer layers that get adapters (0-based); empty: every layer")
 }
 
@@ -79,9 +80,9 @@ func bottleneckConfig(seed uint64) (adapter.Config, error) {
 	}
 	cfg := adapter.Config{
 		Variant: adapter.Variant(strings.ToLower(o.variant)), ReductionFactor: o.reduction,
-		Activation: strings.ToLower(o.activation), Scaling: o.scaling, Layers: layers,
-		Seed: seed, BaseModel: trainModelDir(),
-	}
+		Activation: strings.ToLower(o.activation), Scaling: o.scaling, Init: adapter.Init(strings.ToLower(o.init)),
+		Layers: layers, Seed: seed, BaseModel: trainModelDir(),
+	}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return cfg, &usageError{msg: "--method adapter: " + err.Error()}
 	}

@@ -158,7 +158,7 @@ func TestPromptMethodsBadInput(t *testing.T) {
 		{"prefix layer list", []string{"--method", "prefix", "--prefix-layers", "0,x"}, `--prefix-layers: "x" is not a layer index`},
 		{"zero virtual tokens", []string{"--method", "prompt", "--num-virtual-tokens", "0"}, "number of virtual tokens must be positive, got 0"},
 		{"zero prefix", []string{"--method", "prefix", "--num-virtual-tokens", "0"}, "number of virtual tokens must be positive, got 0"},
-		{"unknown variant", []string{"--method", "adapter", "--adapter-variant", "serial"}, `unknown adapter variant "serial" (want houlsby, pfeiffer or parallel)`},
+		{"unknown variant", []string{"--method", "adapter", "--adapter-variant", "serial"}, `unknown adapter variant "serial" (want houlsby, pfeiffer, parallel, series or parallel-normed)`},
 		{"unknown activation", []string{"--method", "adapter", "--adapter-activation", "elu"}, `unknown adapter activation "elu"`},
 		{"adapter layer range", []string{"--method", "adapter", "--adapter-layers", "3"}, "layer 3 does not exist"},
 		{"unknown encoder", []string{"--method", "ptuning", "--encoder-reparameterization", "gru"}, `unknown P-Tuning encoder "gru" (want mlp or lstm)`},

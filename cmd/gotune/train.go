@@ -205,6 +205,15 @@ type trainMethod struct {
 
 var methods = map[string]*trainMethod{}
 
+// defineMethodFlags defines every method's own flags on fs.
+func defineMethodFlags(fs *flag.FlagSet) {
+	for _, name := range slices.Sorted(maps.Keys(methods)) {
+		if methods[name].Flags != nil {
+			methods[name].Flags(fs)
+		}
+	}
+}
+
 // registerMethod adds a --method.
 func registerMethod(m *trainMethod) {
 	if _, dup := methods[m.Name]; dup {
@@ -234,11 +243,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("train", "gotune train --model DIR --data FILE [flags]", trainDescription)
 	f.define(fs)
 	methodFlags := methodFlagNames()
-	for _, name := range slices.Sorted(maps.Keys(methods)) {
-		if methods[name].Flags != nil {
-			methods[name].Flags(fs)
-		}
-	}
+	defineMethodFlags(fs)
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil

@@ -35,6 +35,10 @@ func (m *Transformer) NewKVCache(batch, maxLen int) (*KVCache, error) {
 		c.nPre = m.prefix.NumTokens()
 		m.prefix.Forward(false)
 	}
+	if m.prompt != nil {
+		// Virtual tokens enter the cache with the first call.
+		maxLen += m.prompt.NumTokens()
+	}
 	if err := m.checkPositions(0, c.nPre+maxLen); err != nil {
 		return nil, err
 	}

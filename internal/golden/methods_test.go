@@ -20,9 +20,10 @@ var wantMethods = map[string]string{
 	"lora": "lora", "lora-all-linear": "lora", "rslora": "lora", "dora": "lora",
 	"gpt2-lora": "lora", "gpt2-dora": "lora", "qwen2-lora-all-linear": "lora", "qwen2-dora": "lora",
 	"adapter-houlsby": "adapter", "adapter-pfeiffer": "adapter", "adapter-parallel": "adapter",
-	"gpt2-adapter-houlsby": "adapter",
-	"prompt":               "prompt",
-	"ptuning-mlp":          "ptuning", "ptuning-lstm": "ptuning",
+	"adapter-series": "adapter", "adapter-parallel-normed": "adapter",
+	"gpt2-adapter-houlsby": "adapter", "gpt2-adapter-pfeiffer": "adapter", "gpt2-adapter-parallel": "adapter",
+	"prompt":      "prompt",
+	"ptuning-mlp": "ptuning", "ptuning-lstm": "ptuning",
 	"prefix": "prefix", "prefix-local": "prefix", "prefix-projection": "prefix", "gpt2-prefix": "prefix",
 	"freeze-last-layer": "freeze", "freeze-mlp-norm": "freeze",
 }
@@ -374,7 +375,10 @@ func TestMethodLayout(t *testing.T) {
 				if size != hidden/rf {
 					t.Errorf("bottleneck_size %d, hidden %d / reduction_factor %d", size, hidden, rf)
 				}
-				sites := map[string][]string{"houlsby": {"attn_adapter", "mlp_adapter"}, "pfeiffer": {"mlp_adapter"}, "parallel": {"mlp_adapter"}}[c["adapter_variant"].(string)]
+				sites := []string{"mlp_adapter"}
+				if c["adapter_variant"] == "houlsby" {
+					sites = []string{"attn_adapter", "mlp_adapter"}
+				}
 				for _, i := range layerList(t, c["target_layers"], layers) {
 					for _, site := range sites {
 						pre := "base_model.model." + layerPath(bc, i) + "." + site + "."

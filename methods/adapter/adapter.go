@@ -1,25 +1,30 @@
 // Package adapter implements bottleneck adapters (Houlsby et al., 2019;
-// Pfeiffer et al., 2020; the parallel form of He et al., 2021): small
-// trainable two-layer networks added to a frozen transformer.
+// Pfeiffer et al., 2020; the parallel form of He et al., 2021) as
+// AdapterHub defines them: small trainable two-layer networks added to a
+// frozen transformer.
 //
-// An adapter maps a sub-layer's output h (or, in the parallel variant, the
-// MLP's normalised input xn) to
+// An adapter maps its input v to
 //
 //	f(v) = s · (up(act(down(v))))
 //
 // with down = Linear(hidden, bottleneck) and up = Linear(bottleneck,
-// hidden), both with bias, and adds it before the residual add:
+// hidden), both with bias. With x the residual stream entering a
+// sub-layer, xn = norm(x) its normalised input and h the sub-layer's
+// output (attention after o_proj, GPT-2 attn.c_proj; MLP after down_proj,
+// GPT-2 mlp.c_proj), a layer computes x + h without adapters and
 //
-//	houlsby   attention: h + f(h) after o_proj (GPT-2: attn.c_proj), and
-//	          MLP: h + f(h) after down_proj (GPT-2: mlp.c_proj)
-//	pfeiffer  MLP only: h + f(h)
-//	parallel  MLP only: mlp(xn) + f(xn)
+//	houlsby          (double_seq_bn) attention and MLP: x + h + f(h)
+//	pfeiffer         (seq_bn)        MLP:               x + h + f(x + h)
+//	parallel         (par_bn)        MLP:               x + h + f(x)
+//	series           (gotune)        MLP:               x + h + f(h)
+//	parallel-normed  (gotune)        MLP:               x + h + f(xn)
 //
-// They plug into the model as model.SublayerHook values. Apply freezes the
-// base model and initialises every adapter near the identity: the
-// down-projection as nn.Linear (kaiming-uniform, U(±1/sqrt(hidden))) with
-// zero bias, the up-projection and its bias at zero, so the adapted model
-// starts out computing exactly the base model.
+// They plug into the model as model.SublayerHook values (the hook returns
+// everything but x). Apply freezes the base model and initialises the
+// adapters as the configuration's Init says (AdapterHub's init_weights):
+// "bert" (both weights N(0, 0.02²)), "mam_adapter" (down as nn.Linear,
+// up zero: the adapted model starts as the base model) or "houlsby"
+// (both weights N(0, 0.01²) truncated to ±0.02); biases start at zero.
 //
 // # File format
 //
@@ -29,16 +34,34 @@
 // adapter_config.json (keys sorted, two-space indentation, as PEFT writes
 // its configurations):
 //
-//	adapter_variant          "houlsby", "pfeiffer" or "parallel"
+//	adapter_input            what the adapters read: "output" (h),
+//	                         "output+residual" (x + h), "residual" (x),
+//	                         "normed" (xn); absent in folders written
+//	                         before it was recorded, whose "pfeiffer" is
+//	                         read as series and "parallel" as
+//	                         parallel-normed
+//	adapter_variant          houlsby, pfeiffer, parallel, series,
+//	                         parallel-normed
+//	adapterhub_config        "double_seq_bn", "seq_bn", "par_bn"; absent for
+//	                         gotune's own forms
 //	base_model_name_or_path  the model trained on (or null)
 //	bottleneck_size          the bottleneck width b
 //	inference_mode           true
-//	non_linearity            "relu", "gelu" (exact erf GELU), "silu", "tanh"
+//	init_weights             "bert", "mam_adapter" or "houlsby"
+//	is_parallel, mh_adapter, original_ln_after, original_ln_before,
+//	output_adapter, residual_before_ln
+//	                         AdapterHub's switches for the variant (the
+//	                         four AdapterHub-only ones absent for
+//	                         parallel-normed, which it cannot express)
+//	non_linearity            "relu", "gelu" (exact erf GELU), "silu",
+//	                         "swish" (= silu), "tanh"
 //	peft_type                "BOTTLENECK"
 //	reduction_factor         hidden / b as configured
 //	scaling                  s
 //	target_layers            list of layer indices, or null for every layer
 //	task_type                "CAUSAL_LM"
+//
+// The structural keys must agree with adapter_variant when read.
 //
 // adapter_model.safetensors (float32): for each adapted layer i and site
 // (attn_adapter for Houlsby's attention adapter, mlp_adapter otherwise)
@@ -99,21 +122,22 @@ type Bottleneck struct {
 	// the projections.
 	DownW, DownB, UpW, UpB *engine.Param
 
-	be       engine.Backend
-	act      engine.Act
-	scale    float32
-	parallel bool // input xn instead of h
-	hidden   int
-	b        int
+	be     engine.Backend
+	act    engine.Act
+	scale  float32
+	in     Input
+	hidden int
+	b      int
 
 	// Activations of the last Forward (N rows), kept for Backward.
 	n        int
 	z, a     *engine.Tensor // down output before and after act [N, b]
+	sum      *engine.Tensor // x + h [N, hidden] (InputOutputResidual only)
 	released bool
 }
 
 // newBottleneck allocates a zero adapter.
-func newBottleneck(be engine.Backend, path string, layer int, st site, hidden, b int, act engine.Act, scale float32, parallel bool) *Bottleneck {
+func newBottleneck(be engine.Backend, path string, layer int, st site, hidden, b int, act engine.Act, scale float32, in Input) *Bottleneck {
 	p := func(leaf string, decay bool, shape ...int) *engine.Param {
 		return &engine.Param{Name: peft.Key(path, leaf), W: be.Alloc(engine.Float32, shape...), Decay: decay}
 	}
@@ -121,7 +145,7 @@ func newBottleneck(be engine.Backend, path string, layer int, st site, hidden, b
 		Path: path, Layer: layer, site: st,
 		DownW: p("down_proj.weight", true, b, hidden), DownB: p("down_proj.bias", false, b),
 		UpW: p("up_proj.weight", true, hidden, b), UpB: p("up_proj.bias", false, hidden),
-		be: be, act: act, scale: scale, parallel: parallel, hidden: hidden, b: b,
+		be: be, act: act, scale: scale, in: in, hidden: hidden, b: b,
 	}
 }
 
@@ -139,46 +163,78 @@ func (m *Bottleneck) buffers(n int, dt engine.DType) {
 	m.n = n
 	m.z = m.be.Alloc(dt, n, m.b)
 	m.a = m.be.Alloc(dt, n, m.b)
+	if m.in == InputOutputResidual {
+		// x + h feeds only the down projection, so it takes the
+		// products' operand dtype too (autocast casts it there anyway).
+		m.sum = m.be.Alloc(dt, n, m.hidden)
+	}
 }
 
 func (m *Bottleneck) freeBuffers() {
-	for _, t := range []*engine.Tensor{m.z, m.a} {
+	for _, t := range []*engine.Tensor{m.z, m.a, m.sum} {
 		if t != nil {
 			m.be.Free(t)
 		}
 	}
-	m.z, m.a, m.n = nil, nil, 0
+	m.z, m.a, m.sum, m.n = nil, nil, nil, 0
 }
 
-// input returns what the adapter reads: h, or xn for the parallel form.
-func (m *Bottleneck) input(h, xn *engine.Tensor) *engine.Tensor {
-	if m.parallel {
+// input returns what the adapter reads (see Input); m.sum must hold
+// x + h for InputOutputResidual.
+func (m *Bottleneck) input(h, xn, x *engine.Tensor) *engine.Tensor {
+	switch m.in {
+	case InputOutputResidual:
+		return m.sum
+	case InputResidual:
+		return x
+	case InputNormed:
 		return xn
 	}
 	return h
 }
 
-// Forward computes y = h + s·(act(v·Downᵀ + bd)·Upᵀ + bu), v = h or xn,
-// with the fused adapter recipe (fused.AdapterForward).
+// Forward computes y = h + s·(act(v·Downᵀ + bd)·Upᵀ + bu) with v what
+// the variant reads (h, x + h, x or xn), with the fused adapter recipe
+// (fused.AdapterForward); the block adds x.
 func (m *Bottleneck) Forward(y, h, xn, x *engine.Tensor, train bool) {
-	v := m.input(h, xn)
 	// The bottleneck activations take the compute copies' dtype: bfloat16
 	// under mixed precision, like every product's output.
-	m.buffers(v.Rows(), m.DownW.Compute().DType())
-	fused.AdapterForward(m.be, y, m.z, m.a, v, h, m.operands())
+	m.buffers(h.Rows(), m.DownW.Compute().DType())
+	if m.in == InputOutputResidual {
+		m.be.Add(m.sum, x, h)
+	}
+	fused.AdapterForward(m.be, y, m.z, m.a, m.input(h, xn, x), h, m.operands())
 }
 
-// Backward accumulates dh (identity path, and the adapter's path for the
-// serial variants), dxn (parallel variant, when wanted) and the
+// Backward accumulates dh (the identity path, and the adapter's path when
+// it reads h or x + h), dxn or dx (the adapter's path when it reads xn,
+// x or x + h; either may be nil when nothing below needs it) and the
 // gradients of the trainable projections, with the fused adapter recipe
 // (fused.AdapterBackward).
 func (m *Bottleneck) Backward(dh, dxn, dx, dy, h, xn, x *engine.Tensor) {
-	din := dh
-	if m.parallel {
+	v := m.input(h, xn, x)
+	var din *engine.Tensor
+	switch m.in {
+	case InputOutput:
+		din = dh
+	case InputNormed:
 		din = dxn
+	case InputResidual:
+		din = dx
+	case InputOutputResidual:
+		// v = x + h: its gradient goes to both.
+		din = m.be.Alloc(engine.Float32, v.Shape()...)
+		defer m.be.Free(din)
+		m.be.Fill(din, 0)
 	}
 	fused.AdapterBackward(m.be, din, dh, model.Grad(m.DownW), model.Grad(m.DownB), model.Grad(m.UpW), model.Grad(m.UpB),
-		dy, m.input(h, xn), m.z, m.a, m.operands())
+		dy, v, m.z, m.a, m.operands())
+	if m.in == InputOutputResidual {
+		m.be.Axpy(dh, din, 1)
+		if dx != nil {
+			m.be.Axpy(dx, din, 1)
+		}
+	}
 }
 
 // operands returns the adapter's tensors for the fused recipes: the
@@ -219,10 +275,39 @@ func Apply(m model.Model, cfg Config) (*Adapter, error) {
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x61646170)) // "adap"
 	for _, mod := range a.modules {
-		// nn.Linear's kaiming_uniform_(a=sqrt(5)): U(±1/sqrt(fan_in)).
-		mod.be.Upload(mod.DownW.W, params.Uniform(rng, mod.DownW.W.Len(), 1/math.Sqrt(float64(mod.hidden))))
+		mod.initialise(rng, a.cfg.Init)
 	}
 	return a, nil
+}
+
+// initialise draws the projection weights as AdapterHub's init_weights
+// does (see Init); biases stay zero.
+func (m *Bottleneck) initialise(rng *rand.Rand, init Init) {
+	switch init {
+	case InitBert:
+		m.be.Upload(m.DownW.W, params.Normal(rng, m.DownW.W.Len(), 0.02))
+		m.be.Upload(m.UpW.W, params.Normal(rng, m.UpW.W.Len(), 0.02))
+	case InitHoulsby:
+		m.be.Upload(m.DownW.W, truncNormal(rng, m.DownW.W.Len(), 0.01, 0.02))
+		m.be.Upload(m.UpW.W, truncNormal(rng, m.UpW.W.Len(), 0.01, 0.02))
+	default: // InitMAM
+		// nn.Linear's kaiming_uniform_(a=sqrt(5)): U(±1/sqrt(fan_in)).
+		m.be.Upload(m.DownW.W, params.Uniform(rng, m.DownW.W.Len(), 1/math.Sqrt(float64(m.hidden))))
+	}
+}
+
+// truncNormal returns n draws of N(0, std²) restricted to [−bound, bound]
+// (torch's trunc_normal_, by rejection).
+func truncNormal(rng *rand.Rand, n int, std, bound float64) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		v := std * rng.NormFloat64()
+		for math.Abs(v) > bound {
+			v = std * rng.NormFloat64()
+		}
+		out[i] = float32(v)
+	}
+	return out
 }
 
 // LoadOptions adjust how Load installs an adapter.
@@ -271,6 +356,7 @@ func Load(m model.Model, dir string, opt LoadOptions) (*Adapter, error) {
 // install validates cfg against m, freezes the model and hooks zero
 // adapters into it (trainable).
 func install(m model.Model, cfg Config) (*Adapter, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("adapter: %w", err)
 	}
@@ -303,7 +389,7 @@ func install(m model.Model, cfg Config) (*Adapter, error) {
 	slices.Sort(sorted)
 	for _, l := range sorted {
 		for _, s := range cfg.sites() {
-			mod := newBottleneck(m.Backend(), LayerPath(m, l)+"."+s.name(), l, s, hidden, b, act, float32(cfg.Scaling), cfg.Variant == Parallel)
+			mod := newBottleneck(m.Backend(), LayerPath(m, l)+"."+s.name(), l, s, hidden, b, act, float32(cfg.Scaling), cfg.input())
 			if err := m.SetHook(l, s.hookSite(), mod); err != nil {
 				a.Remove()
 				before.Restore()

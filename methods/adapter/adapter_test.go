@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,27 +16,29 @@ import (
 	"github.com/gotune/gotune/internal/golden"
 	"github.com/gotune/gotune/methods/internal/methodtest"
 	"github.com/gotune/gotune/methods/peft"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestBottleneckFiniteDifferences checks Backward against finite
-// differences of Σ w⊙y on random inputs, for every activation, serial and
-// parallel, with and without scaling: the gradients of all four tensors
-// and of the inputs (h with its identity path, or xn).
+// differences of Σ w⊙y on random inputs, for every activation, every
+// input an adapter reads, with and without scaling: the gradients of all
+// four tensors and of the inputs h (with its identity path), xn and x.
 func TestBottleneckFiniteDifferences(t *testing.T) {
 	const N, D, b = 5, 6, 3
 	for _, act := range Activations() {
-		for _, parallel := range []bool{false, true} {
+		for _, in := range []Input{InputOutput, InputOutputResidual, InputResidual, InputNormed} {
 			for _, scale := range []float32{1, 2.5} {
-				t.Run(fmt.Sprintf("%s/parallel=%v/s=%g", act, parallel, scale), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/%s/s=%g", act, in, scale), func(t *testing.T) {
 					be := cpu.New()
-					mod := newBottleneck(be, "layer.mlp_adapter", 0, siteMLP, D, b, activations[act], scale, parallel)
+					mod := newBottleneck(be, "layer.mlp_adapter", 0, siteMLP, D, b, activations[act], scale, in)
 					for i, p := range mod.Params() {
 						be.Copy(p.W, methodtest.Random(be, uint64(i+1), 0.7, p.W.Shape()...))
 						model.SetTrainable(p, true)
 					}
 					h := methodtest.Random(be, 10, 1, N, D)
 					xn := methodtest.Random(be, 14, 1, N, D)
-					x := methodtest.Random(be, 12, 1, N, D)
+					x := methodtest.Random(be, 18, 1, N, D)
 					w := methodtest.Random(be, 13, 1, N, D)
 					y := be.Alloc(engine.Float32, N, D)
 					f := func() float64 {
@@ -51,15 +54,25 @@ func TestBottleneckFiniteDifferences(t *testing.T) {
 					}
 					dh := be.Alloc(engine.Float32, N, D)
 					dxn := be.Alloc(engine.Float32, N, D)
-					mod.Backward(dh, dxn, nil, w, h, xn, x)
+					dx := be.Alloc(engine.Float32, N, D)
+					mod.Backward(dh, dxn, dx, w, h, xn, x)
 					for _, p := range mod.Params() {
 						methodtest.FDCheck(t, p.Name, p.W, be.Download(p.G), f)
 					}
 					methodtest.FDCheck(t, "h", h, be.Download(dh), f)
-					if parallel {
-						methodtest.FDCheck(t, "xn", xn, be.Download(dxn), f)
-					} else if s := be.Download(dxn); golden.RelErr(s, make([]float32, len(s))) != 0 {
-						t.Error("a serial adapter wrote a gradient into dxn")
+					for _, g := range []struct {
+						name  string
+						in, d *engine.Tensor
+						reads bool
+					}{
+						{"xn", xn, dxn, in == InputNormed},
+						{"x", x, dx, in == InputResidual || in == InputOutputResidual},
+					} {
+						if g.reads {
+							methodtest.FDCheck(t, g.name, g.in, be.Download(g.d), f)
+						} else if s := be.Download(g.d); golden.RelErr(s, make([]float32, len(s))) != 0 {
+							t.Errorf("an adapter reading %s wrote a gradient into d%s", in, g.name)
+						}
 					}
 				})
 			}
@@ -67,8 +80,9 @@ func TestBottleneckFiniteDifferences(t *testing.T) {
 	}
 }
 
-// TestApplyStartsAtIdentity checks that fresh adapters leave the model's
-// function unchanged, freeze the base, and are placed per variant.
+// TestApplyStartsAtIdentity checks that fresh adapters with the
+// mam_adapter initialisation leave the model's function unchanged, freeze
+// the base, and are placed per variant.
 func TestApplyStartsAtIdentity(t *testing.T) {
 	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2} {
 		for _, v := range Variants {
@@ -76,7 +90,7 @@ func TestApplyStartsAtIdentity(t *testing.T) {
 				m := methodtest.Tiny(t, arch, 3)
 				hb := methodtest.Batch(2, 5, m.Config().VocabSize, 4)
 				want := methodtest.Logits(t, m, hb)
-				a, err := Apply(m, Config{Variant: v, ReductionFactor: 4, Activation: "gelu", Scaling: 2, Seed: 1})
+				a, err := Apply(m, Config{Variant: v, ReductionFactor: 4, Activation: "gelu", Scaling: 2, Init: InitMAM, Seed: 1})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -177,9 +191,10 @@ func TestBadConfig(t *testing.T) {
 		want string
 	}{
 		{"variant", func(c *Config) { c.Variant = "serial" }, `unknown adapter variant "serial"`},
-		{"reduction", func(c *Config) { c.ReductionFactor = 0 }, "reduction factor must be at least 1"},
-		{"activation", func(c *Config) { c.Activation = "softplus" }, `unknown adapter activation "softplus" (want gelu, relu, silu, tanh)`},
-		{"scaling", func(c *Config) { c.Scaling = 0 }, "scaling must be a non-zero number"},
+		{"reduction", func(c *Config) { c.ReductionFactor = -1 }, "reduction factor must be at least 1"},
+		{"activation", func(c *Config) { c.Activation = "softplus" }, `unknown adapter activation "softplus" (want gelu, relu, silu, swish, tanh)`},
+		{"init", func(c *Config) { c.Init = "xavier" }, `unknown adapter initialisation "xavier" (want bert, mam_adapter or houlsby)`},
+		{"scaling", func(c *Config) { c.Scaling = math.NaN() }, "scaling must be a non-zero number"},
 		{"layer range", func(c *Config) { c.Layers = []int{0, 2} }, "layer 2 does not exist: the model has 2 layers (0..1)"},
 		{"negative layer", func(c *Config) { c.Layers = []int{-1} }, "layer -1 does not exist"},
 		{"duplicate layer", func(c *Config) { c.Layers = []int{1, 1} }, "layer 1 is listed twice"},
@@ -266,6 +281,8 @@ func TestLoadErrors(t *testing.T) {
 		{"variant", strings.Replace(string(cfgBytes), `"houlsby"`, `"sequential"`, 1), nil, `unknown adapter variant "sequential"`},
 		{"layer", strings.Replace(string(cfgBytes), `"target_layers": null`, `"target_layers": [7]`, 1), nil, "layer 7 does not exist"},
 		{"bottleneck", strings.Replace(string(cfgBytes), `"bottleneck_size": 8`, `"bottleneck_size": 0`, 1), nil, "bottleneck_size must be positive"},
+		{"structure", strings.Replace(string(cfgBytes), `"mh_adapter": true`, `"mh_adapter": false`, 1), nil, `mh_adapter is false, but adapter_variant "houlsby" means true`},
+		{"adapterhub name", strings.Replace(string(cfgBytes), `"double_seq_bn"`, `"seq_bn"`, 1), nil, `adapterhub_config is "seq_bn", but adapter_variant "houlsby" means "double_seq_bn"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -320,4 +337,88 @@ func shapeOf(t *testing.T, set *golden.MethodSet, name string) []int {
 	}
 	t.Fatalf("%s: no tensor %s", set.Meta.Name, name)
 	return nil
+}
+
+// TestInitialisations checks AdapterHub's init_weights: bert draws both
+// weights from N(0, 0.02²), houlsby from N(0, 0.01²) cut at ±0.02,
+// mam_adapter draws the down-projection from U(±1/sqrt(hidden)) and zeroes
+// the up-projection; biases start at zero. Each variant's default is
+// AdapterHub's.
+func TestInitialisations(t *testing.T) {
+	for _, tc := range []struct {
+		init           Init
+		downStd, upStd float64
+		bound          float64 // largest |w| allowed; 0: none
+		downBound      float64
+	}{
+		{InitBert, 0.02, 0.02, 0, 0},
+		{InitHoulsby, 0.0088, 0.0088, 0.02, 0.02}, // std of N(0, 0.01²) truncated at 2σ
+		{InitMAM, 1 / math.Sqrt(3*16), 0, 0, 1 / math.Sqrt(16)},
+	} {
+		t.Run(string(tc.init), func(t *testing.T) {
+			m := methodtest.Tiny(t, hfconfig.ArchLlama, 1)
+			a, err := Apply(m, Config{Variant: Houlsby, BottleneckSize: 16, Init: tc.init, Seed: 3})
+			require.NoError(t, err)
+			require.Equal(t, 16, m.Config().Hidden, "the test assumes the tiny model's width")
+			var down, up []float32
+			for _, mod := range a.Modules() {
+				down = append(down, m.Backend().Download(mod.DownW.W)...)
+				up = append(up, m.Backend().Download(mod.UpW.W)...)
+				for _, p := range []*engine.Param{mod.DownB, mod.UpB} {
+					for _, v := range m.Backend().Download(p.W) {
+						require.Zero(t, v, "%s starts non-zero", p.Name)
+					}
+				}
+			}
+			assert.InDelta(t, tc.downStd, stdDev(down), 0.1*tc.downStd+1e-9, "down-projection std")
+			assert.InDelta(t, tc.upStd, stdDev(up), 0.1*tc.upStd+1e-9, "up-projection std")
+			for _, lim := range []struct {
+				vals  []float32
+				bound float64
+			}{{down, tc.downBound}, {up, tc.bound}} {
+				for _, v := range lim.vals {
+					if lim.bound > 0 && math.Abs(float64(v)) > lim.bound {
+						t.Fatalf("weight %g beyond ±%g", v, lim.bound)
+					}
+				}
+			}
+		})
+	}
+	for v, want := range map[Variant]Config{
+		Houlsby:        {Variant: Houlsby, ReductionFactor: 16, Activation: "swish", Scaling: 1, Init: InitBert},
+		Pfeiffer:       {Variant: Pfeiffer, ReductionFactor: 16, Activation: "relu", Scaling: 1, Init: InitBert},
+		Parallel:       {Variant: Parallel, ReductionFactor: 2, Activation: "relu", Scaling: 4, Init: InitMAM},
+		Series:         {Variant: Series, ReductionFactor: 16, Activation: "relu", Scaling: 1, Init: InitMAM},
+		ParallelNormed: {Variant: ParallelNormed, ReductionFactor: 16, Activation: "relu", Scaling: 1, Init: InitMAM},
+	} {
+		assert.Equal(t, want, Config{Variant: v}.WithDefaults(), "defaults of %s", v)
+	}
+}
+
+// stdDev returns the root mean square of v.
+func stdDev(v []float32) float64 {
+	s := 0.0
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	return math.Sqrt(s / float64(len(v)))
+}
+
+// TestFormerFolders checks that a folder written before adapter_input was
+// recorded keeps computing what it was trained as: its "pfeiffer" is
+// read as Series and its "parallel" as ParallelNormed.
+func TestFormerFolders(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		want Variant
+	}{{"pfeiffer", Series}, {"parallel", ParallelNormed}, {"houlsby", Houlsby}} {
+		dir := t.TempDir()
+		cfg := `{"adapter_variant": "` + tc.file + `", "base_model_name_or_path": null, "bottleneck_size": 4,
+  "inference_mode": true, "non_linearity": "relu", "peft_type": "BOTTLENECK", "reduction_factor": 16,
+  "scaling": 1.0, "target_layers": null, "task_type": "CAUSAL_LM"}`
+		require.NoError(t, os.WriteFile(filepath.Join(dir, peft.ConfigFile), []byte(cfg), 0o644))
+		c, err := ReadConfig(dir)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, c.Variant, "former %q", tc.file)
+	}
 }

@@ -37,6 +37,7 @@ import torch  # noqa: E402
 import hfio  # noqa: E402
 import reference as ref  # noqa: E402
 from methods import (  # noqa: E402
+    ADAPTERHUB, adapterhub_block,
     Bottleneck, Freeze, FullFineTuning, LoRA, PrefixTuning, PromptTuning, PTuning, randn)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -398,7 +399,10 @@ METHOD_RUNS = [
     ("adapter-houlsby", "llama-gqa", Bottleneck("houlsby", reduction_factor=4, non_linearity="relu"), 1.2),
     ("adapter-pfeiffer", "llama-gqa", Bottleneck("pfeiffer", reduction_factor=2, non_linearity="gelu"), 1.0),
     ("adapter-parallel", "llama-gqa", Bottleneck("parallel", reduction_factor=4, non_linearity="silu",
-                                                 scaling=2.0), 1.6),
+                                                 scaling=2.0), 1.4),
+    ("adapter-series", "llama-gqa", Bottleneck("series", reduction_factor=2, non_linearity="gelu"), 1.0),
+    ("adapter-parallel-normed", "llama-gqa", Bottleneck("parallel-normed", reduction_factor=4, non_linearity="silu",
+                                                        scaling=2.0), 1.6),
     ("prompt", "llama-gqa", PromptTuning(num_virtual_tokens=3), 0.5),
     ("ptuning-mlp", "llama-gqa", PTuning(num_virtual_tokens=3, encoder="MLP", hidden=16), 0.6),
     ("ptuning-lstm", "llama-gqa", PTuning(num_virtual_tokens=3, encoder="LSTM", hidden=12), 0.4),
@@ -414,6 +418,9 @@ METHOD_RUNS = [
     ("gpt2-dora", "gpt2", LoRA(r=4, alpha=8, targets=("c_attn", "c_proj"), use_dora=True, m_jitter=0.1), 2.0),
     ("gpt2-adapter-houlsby", "gpt2", Bottleneck("houlsby", reduction_factor=4, non_linearity="tanh",
                                                 target_layers=[1]), 1.03),
+    ("gpt2-adapter-pfeiffer", "gpt2", Bottleneck("pfeiffer", reduction_factor=4, non_linearity="relu"), 1.56),
+    ("gpt2-adapter-parallel", "gpt2", Bottleneck("parallel", reduction_factor=2, non_linearity="swish",
+                                                 scaling=4.0, target_layers=[0]), 2.5),
     ("gpt2-prefix", "gpt2", PrefixTuning(num_virtual_tokens=3, std=2.0), 0.23),
     ("qwen2-lora-all-linear", "qwen2-tied", LoRA(r=4, alpha=8, targets=("all-linear",)), 2.5),
     ("qwen2-dora", "qwen2-tied", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj"), use_dora=True,
@@ -651,7 +658,7 @@ def adapter_check():
         cfg = spec["config"]
         base = spec["weights"](cfg, np.random.RandomState(7))
         plain = ref.forward({n: t.double() for n, t in base.items()}, cfg, ids)
-        for variant in ("houlsby", "pfeiffer", "parallel"):
+        for variant in ("houlsby", "pfeiffer", "parallel", "series", "parallel-normed"):
             ad = Bottleneck(variant)
             init = ad.init(base, cfg, np.random.RandomState(8))
             params = {n: t.double() for n, t in base.items()}
@@ -661,6 +668,23 @@ def adapter_check():
                 if ".up_proj." in n:
                     params[n] = torch.zeros_like(params[n])
             assert torch.equal(ref.forward(params, cfg, ids, ad.hooks(params, cfg)), plain), variant
+
+
+def adapterhub_check():
+    """adapterhub_block spells out what the issue and gotune's docs say
+    AdapterHub's configurations compute: with f the bottleneck, h the
+    sub-layer output and x the residual, double_seq_bn gives x + h + f(h),
+    seq_bn x + h + f(x + h), par_bn x + h + f(x)."""
+    rng = np.random.RandomState(3)
+    h, x = torch.tensor(rng.randn(2, 3, 4)), torch.tensor(rng.randn(2, 3, 4))
+    w = torch.tensor(rng.randn(4, 4))
+
+    def f(v):
+        return torch.tanh(v @ w)
+    want = {"houlsby": x + h + f(h), "pfeiffer": x + h + f(x + h), "parallel": x + h + f(x),
+            "series": x + h + f(h)}
+    for variant, hub in ADAPTERHUB.items():
+        assert torch.allclose(adapterhub_block(hub, h, x, f), want[variant], rtol=0, atol=1e-12), variant
 
 
 def freeze_check():
@@ -680,13 +704,20 @@ def main():
     encoder_check()
     prefix_check()
     adapter_check()
+    adapterhub_check()
     freeze_check()
     models = {}
     for spec in MODELS:
         base, rows = generate(spec)
         models[spec["name"]] = (spec, base, rows)
+    # Arguments name the method runs to regenerate (default: all of them).
+    only = set(sys.argv[1:])
+    unknown = only - {e[0] for e in METHOD_RUNS}
+    if unknown:
+        raise SystemExit("unknown method runs: %s" % ", ".join(sorted(unknown)))
     for entry in METHOD_RUNS:
-        generate_method(entry, models)
+        if not only or entry[0] in only:
+            generate_method(entry, models)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,7 @@ ACTIVATIONS = {
     "relu": torch.relu,
     "gelu": F.gelu,
     "silu": F.silu,
+    "swish": F.silu,  # ACT2FN["swish"] is SiLU too (AdapterHub's Houlsby default)
     "tanh": torch.tanh,
 }
 
@@ -405,26 +406,76 @@ class LoRA(Method):
 # ---------------------------------------------------------------- bottleneck adapters
 
 
+# AdapterHub's bottleneck configurations (the adapters library,
+# src/adapters/configuration/adapter_config.py: DoubleSeqBnConfig,
+# SeqBnConfig, ParBnConfig), the switches that decide where an adapter
+# sits and what it reads. gotune's own two forms have no AdapterHub name.
+ADAPTERHUB = {
+    "houlsby": dict(name="double_seq_bn", mh_adapter=True, original_ln_before=False, original_ln_after=True,
+                    residual_before_ln=True, is_parallel=False),
+    "pfeiffer": dict(name="seq_bn", mh_adapter=False, original_ln_before=True, original_ln_after=True,
+                     residual_before_ln=True, is_parallel=False),
+    "parallel": dict(name="par_bn", mh_adapter=False, original_ln_before=False, original_ln_after=True,
+                     residual_before_ln=True, is_parallel=True),
+    # Houlsby's MLP adapter alone; expressible in AdapterHub, not named there.
+    "series": dict(name=None, mh_adapter=False, original_ln_before=False, original_ln_after=True,
+                   residual_before_ln=True, is_parallel=False),
+}
+ADAPTER_INPUT = {"houlsby": "output", "pfeiffer": "output+residual", "parallel": "residual",
+                 "series": "output", "parallel-normed": "normed"}
+ADAPTER_INIT = {"houlsby": "bert", "pfeiffer": "bert", "parallel": "mam_adapter", "series": "mam_adapter",
+                "parallel-normed": "mam_adapter"}
+
+
+def adapterhub_block(hub, sub_out, residual, bottleneck):
+    """The output of a transformer sub-block with one bottleneck adapter, as
+    AdapterHub's BottleneckLayer computes it in its LLaMA and GPT-2 blocks
+    (src/adapters/methods/bottleneck.py and modeling.py: Adapter and
+    ParallelAdapter's pre_forward, forward and post_forward; the blocks in
+    src/adapters/models/llama/modeling_llama.py and gpt2/modeling_gpt2.py pass
+    the sub-layer output, the residual and layer_norm=None).
+
+    bottleneck(v) is scaling * up(act(down(v))); no ln_before/ln_after,
+    gating or dropout (the configurations' defaults).
+    """
+    if hub["is_parallel"]:
+        # ParallelAdapter: reads the residual input, adds the sub-layer output after.
+        out = bottleneck(residual) + sub_out
+    else:
+        adapter_residual = sub_out if hub["residual_before_ln"] else None
+        v = sub_out + residual if hub["original_ln_before"] else sub_out
+        if not hub["residual_before_ln"]:
+            adapter_residual = v
+        out = bottleneck(v) + adapter_residual
+    if hub["original_ln_after"]:
+        out = out + residual
+    return out
+
+
 class Bottleneck(Method):
     """--method adapter: bottleneck adapters (gotune's own format, not PEFT's).
 
-    An adapter maps h to up(act(down(h))) * scaling, down = Linear(hidden,
-    bottleneck) and up = Linear(bottleneck, hidden), both with bias,
-    bottleneck = hidden // reduction_factor. Placement per layer:
-      houlsby   attention sub-layer: a = a + ad(a) with a the o_proj output
-                (GPT-2: attn.c_proj) before the residual add, and likewise
-                on the MLP output m = m + ad(m) (after down_proj / mlp.c_proj)
-      pfeiffer  only the MLP one
-      parallel  MLP sub-layer: m = mlp(x) + ad(x), x the MLP's input (the
-                post_attention_layernorm / ln_2 output)
+    An adapter maps its input v to up(act(down(v))) * scaling, down =
+    Linear(hidden, bottleneck) and up = Linear(bottleneck, hidden), both with
+    bias, bottleneck = hidden // reduction_factor. With x the residual stream
+    entering a sub-block, xn its normalised input and h the sub-layer's
+    output (o_proj / attn.c_proj, down_proj / mlp.c_proj), the block computes:
+      houlsby          AdapterHub's double_seq_bn, attention and MLP
+      pfeiffer         AdapterHub's seq_bn, MLP
+      parallel         AdapterHub's par_bn, MLP
+                       (all three via adapterhub_block, AdapterHub's semantics)
+      series           MLP: x + h + ad(h)  (gotune's former "pfeiffer")
+      parallel-normed  MLP: x + h + ad(xn) (gotune's former "parallel")
     Tensors: base_model.model.<layer path>.attn_adapter.{down_proj,up_proj}.
     {weight,bias} and .mlp_adapter. ... (<layer path> model.layers.i or
     transformer.h.i), down_proj.weight [bottleneck, hidden], up_proj.weight
-    [hidden, bottleneck]. gotune initialises up_proj to zero (an identity
-    adapter); the goldens draw every tensor non-zero.
+    [hidden, bottleneck]. The goldens draw every tensor non-zero (gotune's
+    own initialisations are checked by its Go tests).
     adapter_config.json: peft_type "BOTTLENECK", adapter_variant,
+    adapter_input, adapterhub_config, AdapterHub's switches, init_weights,
     reduction_factor, bottleneck_size, non_linearity (relu, gelu = exact
-    erf GELU, silu, tanh), scaling, target_layers (null = every layer).
+    erf GELU, silu, swish = silu, tanh), scaling, target_layers (null =
+    every layer).
     Weight decay: the weights decay, the biases do not.
     """
 
@@ -432,7 +483,7 @@ class Bottleneck(Method):
 
     def __init__(self, variant="houlsby", reduction_factor=4, non_linearity="relu", scaling=1.0,
                  target_layers=None, std=0.15, bias_std=0.05):
-        if variant not in ("houlsby", "pfeiffer", "parallel"):
+        if variant not in ADAPTER_INPUT:
             raise ValueError("unknown adapter variant %r" % variant)
         self.variant, self.reduction_factor = variant, reduction_factor
         self.non_linearity, self.scaling = non_linearity, scaling
@@ -463,21 +514,34 @@ class Bottleneck(Method):
         method = self
         act = ACTIVATIONS[self.non_linearity]
 
-        def adapter(i, site, h):
+        def bottleneck(i, site):
             pre = peft_key(layer_path(cfg, i), site)
             if pre + ".down_proj.weight" not in params:
                 return None
-            z = act(linear_fwd(h, params, pre + ".down_proj"))
-            return method.scaling * linear_fwd(z, params, pre + ".up_proj")
+
+            def f(v):
+                z = act(linear_fwd(v, params, pre + ".down_proj"))
+                return method.scaling * linear_fwd(z, params, pre + ".up_proj")
+            return f
+
+        def block(i, site, sub_in, sub_out, residual):
+            """What the sub-block adds to the residual stream."""
+            f = bottleneck(i, site)
+            if f is None:
+                return sub_out
+            if method.variant == "series":
+                return sub_out + f(sub_out)
+            if method.variant == "parallel-normed":
+                return sub_out + f(sub_in)
+            # The reference model adds the residual itself.
+            return adapterhub_block(ADAPTERHUB[method.variant], sub_out, residual, f) - residual
 
         class H(ref.Hooks):
             def after_attn(self, layer, sub_in, sub_out, residual):
-                y = adapter(layer, "attn_adapter", sub_out)
-                return sub_out if y is None else sub_out + y
+                return block(layer, "attn_adapter", sub_in, sub_out, residual)
 
             def after_mlp(self, layer, sub_in, sub_out, residual):
-                y = adapter(layer, "mlp_adapter", sub_in if method.variant == "parallel" else sub_out)
-                return sub_out if y is None else sub_out + y
+                return block(layer, "mlp_adapter", sub_in, sub_out, residual)
 
         return H()
 
@@ -490,18 +554,29 @@ class Bottleneck(Method):
                 "adapter_layers": self.target_layers}
 
     def adapter_config(self, base_path):
-        return {
+        c = {
+            "adapter_input": ADAPTER_INPUT[self.variant],
             "adapter_variant": self.variant,
             "base_model_name_or_path": base_path,
             "bottleneck_size": self.bottleneck,
             "inference_mode": True,
+            "init_weights": ADAPTER_INIT[self.variant],
+            "mh_adapter": self.variant == "houlsby",
             "non_linearity": self.non_linearity,
+            "output_adapter": True,
             "peft_type": "BOTTLENECK",
             "reduction_factor": self.reduction_factor,
             "scaling": self.scaling,
             "target_layers": self.target_layers,
             "task_type": TASK_TYPE,
         }
+        hub = ADAPTERHUB.get(self.variant)
+        if hub is not None:
+            if hub["name"] is not None:
+                c["adapterhub_config"] = hub["name"]
+            for k in ("original_ln_before", "original_ln_after", "residual_before_ln", "is_parallel"):
+                c[k] = hub[k]
+        return c
 
 
 # ---------------------------------------------------------------- prompt learning
