@@ -32,7 +32,7 @@ func LoadWithOptions(dir string, be engine.Backend, opt Options) (Model, error) 
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	defer set.Close()
-	mod, m, err := newTransformer(cfg, be, opt)
+	mod, m, err := buildFrom(cfg, be, opt, setWeights{set}, dir)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%s)", err, filepath.Join(dir, hfconfig.FileName))
 	}
@@ -56,7 +56,7 @@ type HostTensor struct {
 // Options{RopeLayout: engine.RopeInterleaved}, passing the q/k weights in
 // their original (interleaved-pair) row order.
 func FromWeights(cfg *Config, be engine.Backend, w map[string]HostTensor, opt Options) (Model, error) {
-	mod, m, err := newTransformer(cfg, be, opt)
+	mod, m, err := buildFrom(cfg, be, opt, mapWeights(w), "weights")
 	if err != nil {
 		return nil, err
 	}
@@ -120,9 +120,10 @@ func (m *Transformer) canonical(name string) string {
 	return name
 }
 
-// fill validates w against the model's parameters and uploads it. where
+// validate checks w against the model's parameters (expected shapes, as
+// built): no unexpected, missing or differently shaped tensor. where
 // names the source in errors.
-func (m *Transformer) fill(w weights, where string) error {
+func (m *Transformer) validate(w weights, where string) error {
 	stored := map[string]string{} // canonical -> stored name
 	var unexpected []string
 	for _, n := range w.names() {
@@ -154,14 +155,29 @@ func (m *Transformer) fill(w weights, where string) error {
 	}
 	for _, p := range m.base {
 		n := stored[p.Name]
-		if got := w.shape(n); !sameDims(got, p.W.Shape()) {
-			return fmt.Errorf("model: %s: tensor %q: expected shape %v, found %v", where, n, p.W.Shape(), got)
+		if got := w.shape(n); !sameDims(got, m.shapes[p.Name]) {
+			return fmt.Errorf("model: %s: tensor %q: expected shape %v, found %v", where, n, m.shapes[p.Name], got)
 		}
+	}
+	return nil
+}
+
+// fill uploads w, which validate accepted, into the model's parameters,
+// refusing a non-finite value: a NaN or Inf in a base weight would be
+// trained on (every loss NaN, blamed on the learning rate) or, where the
+// data never reaches it, copied into the saved model.
+func (m *Transformer) fill(w weights, where string) error {
+	stored := map[string]string{} // canonical -> stored name
+	for _, n := range w.names() {
+		stored[m.canonical(n)] = n
 	}
 	for _, p := range m.base {
 		data, err := w.float32s(stored[p.Name])
 		if err != nil {
 			return fmt.Errorf("model: %s: %w", where, err)
+		}
+		if i, ok := engine.FirstNonFinite(data); !ok {
+			return fmt.Errorf("model: %s: tensor %q: element %d is %v; the weights are damaged (a model with NaN or Inf weights cannot be trained)", where, stored[p.Name], i, data[i])
 		}
 		m.be.Upload(p.W, data)
 	}
@@ -174,7 +190,9 @@ func (m *Transformer) fill(w weights, where string) error {
 // freeAll releases the weights of a model that failed to build.
 func (m *Transformer) freeAll() {
 	for _, p := range m.base {
-		m.be.Free(p.W)
+		if p.W != nil {
+			m.be.Free(p.W)
+		}
 	}
 	if m.rope != nil {
 		m.be.Free(m.rope.cos)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gotune/gotune/engine/strictjson"
 	"io/fs"
 	"maps"
 	"os"
@@ -153,6 +154,9 @@ func ReadState(dir string) (*TrainerState, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	if err := strictjson.CheckKeys(b); err != nil {
+		return nil, fmt.Errorf("checkpoint %s is damaged: %s: %w", dir, path, err)
 	}
 	var st TrainerState
 	dec := json.NewDecoder(strings.NewReader(string(b)))

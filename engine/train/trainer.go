@@ -207,6 +207,8 @@ type Trainer struct {
 
 	elapsedBase float64 // training seconds before this process (resumed runs)
 	startStep   int     // step at the start of Run
+	firstLoss   float64 // loss of this trainer's first step (checkDivergence)
+	started     bool    // a step has passed checkDivergence
 }
 
 // New prepares a trainer: it checks the configuration, allocates a
@@ -350,9 +352,9 @@ func (t *Trainer) Step() (StepMetrics, error) {
 	if err := t.be.Synchronize(); err != nil {
 		return StepMetrics{}, fmt.Errorf("step %d: backend: %w", k, err)
 	}
-	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(gradNorm) || math.IsInf(gradNorm, 0) {
+	if err := t.checkDivergence(k, loss, gradNorm); err != nil {
 		t.zeroGrads()
-		return StepMetrics{}, fmt.Errorf("step %d: training diverged (loss %v, gradient norm %v); try a lower --lr or --max-grad-norm", k, loss, gradNorm)
+		return StepMetrics{}, err
 	}
 	if t.cfg.MaxGradNorm > 0 {
 		if coef := t.cfg.MaxGradNorm / (gradNorm + 1e-6); coef < 1 {
@@ -386,6 +388,35 @@ func (t *Trainer) Step() (StepMetrics, error) {
 		m.PeakMemBytes = mem.MemoryStats().Peak
 	}
 	return m, nil
+}
+
+// DivergenceRatio bounds how far the loss may grow: a step whose loss is
+// more than DivergenceRatio times the first step's (or than
+// DivergenceRatio, when the first loss is below 1) stops the run. A
+// cross-entropy that has grown a hundredfold is not a bad patch of data
+// but a run that has diverged, and every further step would only save
+// worse weights.
+const DivergenceRatio = 100
+
+// checkDivergence returns an error, naming the likely cause, when step
+// k's loss or gradient norm is not finite or the loss has grown past
+// DivergenceRatio times its start; the step then changes no weight.
+func (t *Trainer) checkDivergence(k int, loss, gradNorm float64) error {
+	first := !t.started // nothing updated yet by this trainer
+	if engine.NonFinite(loss) || engine.NonFinite(gradNorm) {
+		if first {
+			return fmt.Errorf("step %d: the loss is %v and the gradient norm %v before this run changed any weight: the model's weights or the data produce NaN/Inf, not the learning rate", k, loss, gradNorm)
+		}
+		return fmt.Errorf("step %d: training diverged (loss %v, gradient norm %v); try a lower --lr or --max-grad-norm", k, loss, gradNorm)
+	}
+	if first {
+		t.firstLoss, t.started = loss, true
+		return nil
+	}
+	if limit := DivergenceRatio * max(t.firstLoss, 1); loss > limit {
+		return fmt.Errorf("step %d: training diverged: the loss %.4g is more than %d times the first step's %.4g; try a lower --lr or --max-grad-norm", k, loss, DivergenceRatio, t.firstLoss)
+	}
+	return nil
 }
 
 func (t *Trainer) zeroGrads() {
