@@ -507,6 +507,42 @@ type Result struct {
 	// PeakMemBytes is the largest StepMetrics.PeakMemBytes of the run
 	// (0 when the backend does not report memory).
 	PeakMemBytes uint64
+	// CheckpointErrors lists the checkpoints that could not be written
+	// (the run went on: a failed checkpoint never costs the final save).
+	CheckpointErrors []error
+}
+
+// checkpoint writes the checkpoint of the current step and reports it.
+// A failure (a full disk) is logged as a warning and recorded in res, not
+// returned: training and the final save go on, and the space the failed
+// checkpoint had taken is freed. It reports whether the checkpoint was
+// written.
+func (t *Trainer) checkpoint(res *Result, elapsedS, lr float64) bool {
+	dir, err := t.writeCheckpoint(elapsedS, lr)
+	if err != nil {
+		res.CheckpointErrors = append(res.CheckpointErrors, err)
+		fmt.Fprintf(t.opts.Log, "warning: %v; training goes on\n", err)
+		return false
+	}
+	fmt.Fprintf(t.opts.Log, "checkpoint %s\n", dir)
+	return true
+}
+
+// whereIsTheWork says, after a failed final save, what of the run is
+// still on disk: the newest complete checkpoint and how to resume from
+// it, or that there is none.
+func (t *Trainer) whereIsTheWork() string {
+	steps, _ := listCheckpoints(t.cfg.OutDir)
+	for i := len(steps) - 1; i >= 0; i-- {
+		dir := CheckpointDir(t.cfg.OutDir, steps[i])
+		if st, err := ReadState(dir); err == nil {
+			return fmt.Sprintf("the newest complete checkpoint, %s (step %d of %d), is kept: free some space and rerun the same command with --resume %s", dir, st.Step, t.total, t.cfg.OutDir)
+		}
+	}
+	if t.cfg.SaveEvery > 0 {
+		return "no complete checkpoint was kept, so the trained weights are lost"
+	}
+	return "the trained weights are lost (--save-every N keeps resumable checkpoints)"
 }
 
 // Run trains to the end (or until ctx is cancelled, after which it
@@ -528,6 +564,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		if err := os.MkdirAll(t.cfg.OutDir, 0o755); err != nil {
 			return nil, fmt.Errorf("output directory: %w", err)
 		}
+		t.removeStaleTemps()
 		var err error
 		if mw, err = openMetricsWriter(t.cfg.OutDir, t.step); err != nil {
 			return nil, err
@@ -570,12 +607,9 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		}
 		prog.report(m, now.Sub(start))
 		if t.cfg.SaveEvery > 0 && m.Step%t.cfg.SaveEvery == 0 {
-			dir, err := t.writeCheckpoint(m.ElapsedS, m.LR)
-			if err != nil {
-				return res, err
+			if t.checkpoint(res, m.ElapsedS, m.LR) {
+				lastCkpt = m.Step
 			}
-			lastCkpt = m.Step
-			fmt.Fprintf(t.opts.Log, "checkpoint %s\n", dir)
 		}
 	}
 	res.Elapsed = time.Since(start)
@@ -583,11 +617,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		fmt.Fprintf(t.opts.Log, "interrupted after step %d of %d\n", t.step, t.total)
 		// Keep the interrupted run resumable from where it stopped.
 		if t.cfg.SaveEvery > 0 && t.step > t.startStep && lastCkpt != t.step {
-			dir, err := t.writeCheckpoint(elapsed(time.Now()), lastLR)
-			if err != nil {
-				return res, err
-			}
-			fmt.Fprintf(t.opts.Log, "checkpoint %s\n", dir)
+			t.checkpoint(res, elapsed(time.Now()), lastLR)
 		}
 	}
 	if t.cfg.OutDir == "" {
@@ -599,7 +629,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		}
 	}
 	if err := t.opts.Saver.Save(t.cfg.OutDir); err != nil {
-		return res, fmt.Errorf("saving to %s: %w", t.cfg.OutDir, err)
+		return res, fmt.Errorf("saving to %s: %w; %s", t.cfg.OutDir, err, t.whereIsTheWork())
 	}
 	hist := res.History
 	if t.startStep > 0 {
