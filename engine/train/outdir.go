@@ -9,8 +9,8 @@ import (
 	"github.com/gotune/gotune/engine/fsutil"
 )
 
-// PreviousRun lists what dir holds besides gotune's lock file and
-// temporaries (sorted names), or nil when dir is missing or empty. A new
+// PreviousRun lists what dir holds besides gotune's lock file,
+// temporaries and an empty metrics.jsonl (sorted names), or nil when dir is missing or empty. A new
 // run into a folder that holds anything would mix its files with the old
 // ones (metrics.jsonl cut to the new run, old checkpoints picked up by a
 // later resume), so the caller must be told to resume or move it aside.
@@ -24,12 +24,18 @@ func PreviousRun(dir string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.Name() != fsutil.LockFile && !fsutil.IsTemp(e.Name()) {
-			names = append(names, e.Name())
+		if e.Name() == fsutil.LockFile || fsutil.IsTemp(e.Name()) || e.Name() == MetricsFile && emptyFile(dir, e) {
+			continue // an empty metrics.jsonl: a run that failed before its first step
 		}
+		names = append(names, e.Name())
 	}
 	slices.Sort(names)
 	return names, nil
+}
+
+func emptyFile(dir string, e os.DirEntry) bool {
+	info, err := e.Info()
+	return err == nil && info.Mode().IsRegular() && info.Size() == 0
 }
 
 // DiskNeed is what a run will write under Config.OutDir, in bytes.

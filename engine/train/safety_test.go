@@ -205,3 +205,24 @@ func TestDiskNeed(t *testing.T) {
 		})
 	}
 }
+
+// A folder is a previous run when it holds anything but the lock file,
+// temporaries and the empty metrics.jsonl of a run that failed before
+// its first step (rerunning that must not need --overwrite).
+func TestPreviousRun(t *testing.T) {
+	dir := t.TempDir()
+	got, err := PreviousRun(filepath.Join(dir, "missing"))
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	for _, name := range []string{".gotune.lock", MetricsFile, ".x.tmp-1"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), nil, 0o644))
+	}
+	got, err = PreviousRun(dir)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, MetricsFile), []byte("{}\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o644))
+	got, err = PreviousRun(dir)
+	require.NoError(t, err)
+	assert.Equal(t, []string{MetricsFile, "notes.txt"}, got)
+}
