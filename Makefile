@@ -3,7 +3,7 @@ GO        ?= go
 BIN       ?= bin/gotune
 EMU_LIB   := kernels/emu/build/libcuda.so
 
-.PHONY: help build gpu-binaries test test-short vet demo emu emu-test kernels bench golden clean check-gguf
+.PHONY: help build gpu-binaries test test-short fuzz vet demo emu emu-test kernels bench golden clean check-gguf
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -32,6 +32,9 @@ kernels: ## rebuild the embedded CUDA fatbin (needs CUDA 11.8: scripts/install-c
 
 test: emu vet ## the full test suite (CPU only; GPU kernels run through the emulator)
 	GOTUNE_LIBCUDA=$(CURDIR)/$(EMU_LIB) GOTUNE_REQUIRE_EMU=1 $(GO) test -count=1 ./...
+
+fuzz: ## run every fuzz target briefly (FUZZTIME each, default 2s; crashers land in testdata/fuzz/)
+	scripts/fuzz.sh
 
 test-short: ## quick tests without the emulator
 	$(GO) test -short ./...

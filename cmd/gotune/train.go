@@ -14,10 +14,12 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/fsutil"
 	"github.com/gotune/gotune/engine/generate"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/runcard"
+	"github.com/gotune/gotune/engine/safetensors"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/methods/peft"
 )
@@ -118,6 +120,7 @@ type trainFlags struct {
 	schedule                                string
 	seed                                    uint64
 	shuffle, gradCheckpoint                 bool
+	overwrite                               bool
 	text                                    textDataFlags
 	save                                    saveFlags
 }
@@ -138,6 +141,7 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&f.out, "out", "out", "output `DIR` (created if needed)")
 	fs.IntVar(&f.saveEvery, "save-every", 0, "write a resumable checkpoint to --out/checkpoint-<step> every N optimizer steps (0: never)")
 	fs.IntVar(&f.saveTotalLimit, "save-total-limit", 0, "keep only the newest K checkpoints (0: keep all)")
+	fs.BoolVar(&f.overwrite, "overwrite", false, "train into an --out folder that holds a previous run: its contents are first moved to a new sibling folder OUT.old-N (nothing is deleted)")
 	fs.StringVar(&f.resume, "resume", "", "continue training from a checkpoint `DIR` (a checkpoint-<step> folder, or an output folder: its newest complete checkpoint)")
 	fs.BoolVar(&f.keepBest, "keep-best", false, "after each evaluation with a new lowest eval_loss, save the model into --out/"+train.BestDir+" (needs --eval-data; --out itself keeps the last step's model)")
 	fs.IntVar(&f.evalExactMatch, "eval-exact-match", 0, "after training, score greedy exact match on the first N records of --eval-data (instruction or chat data) for the model card (0: off)")
@@ -313,6 +317,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if same, err := sameDir(f.modelDir, f.out); err == nil && same {
 		return fmt.Errorf("--out %s is the model directory: saving would overwrite the model being trained; choose another --out", f.out)
 	}
+	lock, err := claimOutDir(f, e)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 
 	// --resume: find the checkpoint before anything heavy, and refuse a
 	// different method at once.
@@ -400,6 +409,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	// The precision is resolved before loading: under bf16 the weights are
 	// stored in bfloat16 as they are read (model.Options.Storage).
 	tcfg.Precision, _ = engine.ParsePrecision(f.precision, onGPU(be))
+	fmt.Fprintf(e.Stdout, "precision: %s\n", tcfg.Precision)
 	m, err := model.LoadWithOptions(weightsDir, be, model.Options{Storage: tcfg.Precision.ActDType()})
 	if err != nil {
 		return err
@@ -416,7 +426,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("--resume %s: the checkpoint holds a whole model (no %s), but --method %s trains an adapter", ckpt, peft.ConfigFile, f.method)
 	}
 	tcfg.Settings = runSettings(fs, methodFlags[f.method], methodFlags, seqLen, ds)
-	fmt.Fprintf(e.Stdout, "precision: %s\n", tcfg.Precision)
+	baseFP, err := model.Fingerprint(f.modelDir)
+	if err != nil {
+		return err
+	}
+	tcfg.Settings = append(tcfg.Settings, train.Setting{Name: "base model (fingerprint of --model)", Value: baseFP})
 	var ckptSaver, bestSaver train.Saver
 	if saver == nil && f.saveEvery > 0 {
 		// A full checkpoint is usable on its own, like the final save.
@@ -458,6 +472,9 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer tr.Close()
+	if err := checkOutSpace(tr, m, fullWeights, saveOpts, f.out, e); err != nil {
+		return err
+	}
 	if ckpt != "" {
 		info, err := tr.Resume(ckpt)
 		if err != nil {
@@ -478,6 +495,9 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	res, err := tr.Run(ctx)
 	if err != nil {
 		return err
+	}
+	if n := len(res.CheckpointErrors); n > 0 {
+		fmt.Fprintf(e.Stderr, "warning: %d checkpoint(s) could not be written (the first: %v); the final result was saved\n", n, res.CheckpointErrors[0])
 	}
 	if n := len(res.History); n > 0 {
 		last := res.History[n-1]
@@ -532,6 +552,70 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// claimOutDir creates --out, locks it for this run and makes sure it holds
+// no other run: a folder with contents needs --resume (continue that run)
+// or --overwrite (move them aside first). The lock is held until the
+// command returns.
+func claimOutDir(f trainFlags, e *env) (*fsutil.Lock, error) {
+	if err := os.MkdirAll(f.out, 0o755); err != nil {
+		return nil, fmt.Errorf("--out: %w", err)
+	}
+	lock, err := fsutil.LockDir(f.out)
+	if err != nil {
+		return nil, fmt.Errorf("--out: %w", err)
+	}
+	prev, err := train.PreviousRun(f.out)
+	if err != nil {
+		lock.Release()
+		return nil, fmt.Errorf("--out: %w", err)
+	}
+	switch {
+	case len(prev) == 0 || f.resume != "":
+		return lock, nil
+	case f.overwrite:
+		aside, err := fsutil.MoveAside(f.out, fsutil.LockFile)
+		if err != nil {
+			lock.Release()
+			return nil, fmt.Errorf("--overwrite: %w", err)
+		}
+		fmt.Fprintf(e.Stderr, "note: --overwrite: moved the previous contents of %s to %s\n", f.out, aside)
+		return lock, nil
+	}
+	lock.Release()
+	shown := prev
+	if len(shown) > 4 {
+		shown = append(slices.Clone(shown[:4]), fmt.Sprintf("and %d more", len(prev)-4))
+	}
+	return nil, fmt.Errorf("--out %s already holds files (%s): add --resume %s to continue that run, or --overwrite to move them aside first (nothing is deleted)", f.out, strings.Join(shown, ", "), f.out)
+}
+
+// checkOutSpace estimates what the run will write into out (the result
+// in its saved dtype, the checkpoints kept) and refuses to start when the
+// disk cannot hold the result and one checkpoint; it warns when it cannot
+// hold everything the run would keep.
+func checkOutSpace(tr *train.Trainer, m model.Model, fullWeights bool, saveOpts model.SaveOptions, out string, e *env) error {
+	var all, trainable int64
+	for _, p := range m.Params() {
+		all += int64(p.W.Len())
+	}
+	for _, p := range tr.Trainable() {
+		trainable += int64(p.W.Len())
+	}
+	final, ckptWeights := 4*trainable, 4*trainable // an adapter, float32
+	if fullWeights {
+		size, _ := safetensors.DTypeSize(saveOpts.DType)
+		final, ckptWeights = int64(size)*all, 4*all
+	}
+	warning, err := train.CheckDisk(out, tr.DiskNeed(final, ckptWeights))
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if warning != "" {
+		fmt.Fprintf(e.Stderr, "warning: --out: %s\n", warning)
+	}
+	return nil
+}
+
 // trainOutOfMemoryHint follows an out-of-device-memory error of "gotune
 // train" (see finish): the flags that lower the memory a step needs.
 const trainOutOfMemoryHint = "try --grad-checkpoint, a smaller --batch-size or --seq-len"
@@ -548,7 +632,7 @@ func (f saverFunc) Save(dir string) error { return f(dir) }
 // resume does not use).
 var harmlessFlags = map[string]bool{
 	"out": true, "log-every": true, "eval-every": true, "eval-data": true, "device": true, "grad-checkpoint": true,
-	"save-every": true, "save-total-limit": true, "resume": true, "init-adapter": true,
+	"save-every": true, "save-total-limit": true, "resume": true, "init-adapter": true, "overwrite": true,
 	"model": true, "data": true, "format": true, "template": true, "tokenizer": true,
 	"steps": true, "epochs": true, "save-dtype": true, "max-shard-size": true,
 	"config": true, "print-config": true, "keep-best": true, "early-stopping-patience": true, "eval-exact-match": true,

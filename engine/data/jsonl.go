@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gotune/gotune/engine/strictjson"
 	"io"
 	"os"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Record is one JSONL line decoded into its top-level fields, values
@@ -88,6 +90,12 @@ func parseRecord(loc Loc, line []byte) (Record, error) {
 	if trimmed[0] != '{' {
 		return Record{}, Errorf(loc, "line is not a JSON object (it starts with %q)", firstRunes(trimmed, 20))
 	}
+	if !utf8.Valid(line) {
+		return Record{}, Errorf(loc, "invalid UTF-8 at byte %d of the line (the file must be UTF-8 text; gotune does not guess another encoding)", invalidUTF8At(line))
+	}
+	if err := strictjson.CheckKeys(line); err != nil {
+		return Record{}, Errorf(loc, "%v", err)
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(line, &fields); err != nil {
 		var se *json.SyntaxError
@@ -97,6 +105,32 @@ func parseRecord(loc Loc, line []byte) (Record, error) {
 		return Record{}, Errorf(loc, "malformed JSON: %v", err)
 	}
 	return Record{Loc: loc, Fields: fields}, nil
+}
+
+// CheckUTF8 returns an error naming the line and byte of the first
+// invalid UTF-8 sequence in the text file path's contents raw, or nil.
+// Reading such bytes as text would silently turn them into U+FFFD.
+func CheckUTF8(path string, raw []byte) error {
+	if utf8.Valid(raw) {
+		return nil
+	}
+	at := invalidUTF8At(raw) - 1
+	line := 1 + bytes.Count(raw[:at], []byte("\n"))
+	col := at - bytes.LastIndexByte(raw[:at], '\n')
+	return Errorf(Loc{path, line}, "invalid UTF-8 at byte %d of the line (the file must be UTF-8 text; gotune does not guess another encoding)", col)
+}
+
+// invalidUTF8At returns the 1-based byte position of the first invalid
+// UTF-8 sequence in b.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i + 1
+		}
+		i += size
+	}
+	return len(b) + 1
 }
 
 func firstRunes(b []byte, n int) string {

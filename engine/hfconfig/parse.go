@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gotune/gotune/engine/strictjson"
 	"math"
 	"os"
 	"strings"
@@ -50,6 +51,9 @@ func Parse(data []byte, source string) (*Config, error) {
 // decodeObject parses a JSON object into its top-level keys, reporting
 // syntax errors with line and column.
 func decodeObject(data []byte, source string) (map[string]json.RawMessage, error) {
+	if err := strictjson.CheckKeys(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		var se *json.SyntaxError

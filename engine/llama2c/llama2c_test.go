@@ -89,7 +89,7 @@ func TestStories260KGolden(t *testing.T) {
 
 // writeCheckpoint writes a random legacy checkpoint for h and returns its
 // bytes and the values of the named tensors it checks.
-func writeCheckpoint(t *testing.T, h Header) (path string, emb, cls []float32) {
+func writeCheckpoint(t testing.TB, h Header) (path string, emb, cls []float32) {
 	t.Helper()
 	var buf bytes.Buffer
 	vocab := int32(h.Vocab)

@@ -31,7 +31,7 @@ func LoadWithOptions(dir string, be engine.Backend, opt Options) (Model, error) 
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	mod, m, err := newTransformer(cfg, be, opt)
+	mod, m, err := buildFrom(cfg, be, opt, setWeights{set}, dir)
 	if err != nil {
 		set.Close()
 		return nil, fmt.Errorf("%w (%s)", err, filepath.Join(dir, hfconfig.FileName))
@@ -59,7 +59,7 @@ type HostTensor struct {
 // Options{RopeLayout: engine.RopeInterleaved}, passing the q/k weights in
 // their original (interleaved-pair) row order.
 func FromWeights(cfg *Config, be engine.Backend, w map[string]HostTensor, opt Options) (Model, error) {
-	mod, m, err := newTransformer(cfg, be, opt)
+	mod, m, err := buildFrom(cfg, be, opt, mapWeights(w), "weights")
 	if err != nil {
 		return nil, err
 	}
@@ -123,17 +123,17 @@ func (m *Transformer) canonical(name string) string {
 	return name
 }
 
-// fill validates w against the model's parameters and uploads it (into
-// the parameters' storage dtype, one tensor at a time). where names the
-// source in errors. It returns each parameter's stored tensor name.
-func (m *Transformer) fill(w weights, where string) (map[string]string, error) {
+// validate checks w against the model's parameters (expected shapes, as
+// built): no unexpected, missing or differently shaped tensor. where
+// names the source in errors.
+func (m *Transformer) validate(w weights, where string) error {
 	stored := map[string]string{} // canonical -> stored name
 	var unexpected []string
 	for _, n := range w.names() {
 		c := m.canonical(n)
 		if _, ok := m.params[c]; ok {
 			if prev, dup := stored[c]; dup {
-				return nil, fmt.Errorf("model: %s: tensors %q and %q are both %q", where, prev, n, c)
+				return fmt.Errorf("model: %s: tensors %q and %q are both %q", where, prev, n, c)
 			}
 			stored[c] = n
 			continue
@@ -145,7 +145,7 @@ func (m *Transformer) fill(w weights, where string) (map[string]string, error) {
 		unexpected = append(unexpected, n)
 	}
 	if len(unexpected) > 0 {
-		return nil, fmt.Errorf("model: %s: unexpected tensor(s) for %s: %s", where, m.cfg.Arch, listNames(unexpected))
+		return fmt.Errorf("model: %s: unexpected tensor(s) for %s: %s", where, m.cfg.Arch, listNames(unexpected))
 	}
 	var missing []string
 	for _, p := range m.base {
@@ -154,18 +154,35 @@ func (m *Transformer) fill(w weights, where string) (map[string]string, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("model: %s: missing tensor(s): %s", where, listNames(missing))
+		return fmt.Errorf("model: %s: missing tensor(s): %s", where, listNames(missing))
 	}
 	for _, p := range m.base {
 		n := stored[p.Name]
-		if got := w.shape(n); !sameDims(got, p.W.Shape()) {
-			return nil, fmt.Errorf("model: %s: tensor %q: expected shape %v, found %v", where, n, p.W.Shape(), got)
+		if got := w.shape(n); !sameDims(got, m.shapes[p.Name]) {
+			return fmt.Errorf("model: %s: tensor %q: expected shape %v, found %v", where, n, m.shapes[p.Name], got)
 		}
+	}
+	return nil
+}
+
+// fill uploads w, which validate accepted, into the model's parameters
+// (in their storage dtype, one tensor at a time), refusing a non-finite
+// value: a NaN or Inf in a base weight would be trained on (every loss
+// NaN, blamed on the learning rate) or, where the data never reaches it,
+// copied into the saved model. It returns each parameter's stored tensor
+// name.
+func (m *Transformer) fill(w weights, where string) (map[string]string, error) {
+	stored := map[string]string{} // canonical -> stored name
+	for _, n := range w.names() {
+		stored[m.canonical(n)] = n
 	}
 	for _, p := range m.base {
 		data, err := w.float32s(stored[p.Name])
 		if err != nil {
 			return nil, fmt.Errorf("model: %s: %w", where, err)
+		}
+		if i, ok := engine.FirstNonFinite(data); !ok {
+			return nil, fmt.Errorf("model: %s: tensor %q: element %d is %v; the weights are damaged (a model with NaN or Inf weights cannot be trained)", where, stored[p.Name], i, data[i])
 		}
 		m.be.Upload(p.W, data)
 	}
@@ -178,7 +195,9 @@ func (m *Transformer) fill(w weights, where string) (map[string]string, error) {
 // freeAll releases the weights of a model that failed to build.
 func (m *Transformer) freeAll() {
 	for _, p := range m.base {
-		m.be.Free(p.W)
+		if p.W != nil {
+			m.be.Free(p.W)
+		}
 	}
 	if m.rope != nil {
 		m.be.Free(m.rope.cos)

@@ -92,6 +92,12 @@ type Transformer struct {
 	byName map[string]*slot
 	base   []*engine.Param // the checkpoint's tensors, in save order
 	params map[string]*engine.Param
+	// storedShapes holds the stored shapes (canonical name -> shape) while a model
+	// is built to be filled from stored weights: param allocates only what
+	// the files hold (see buildFrom), so a config asking for more than the
+	// files contain is an error before anything that large is allocated.
+	storedShapes map[string][]int
+	shapes       map[string][]int // expected shape of every base parameter
 
 	prompt  Prompt
 	prefix  Prefix

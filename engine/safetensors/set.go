@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gotune/gotune/engine/strictjson"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -46,6 +47,9 @@ func OpenDir(dir string) (*Set, error) {
 	}
 	var idx struct {
 		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := strictjson.CheckKeys(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", index, err)
 	}
 	if err := json.Unmarshal(data, &idx); err != nil {
 		return nil, fmt.Errorf("%s: %v", index, err)

@@ -50,6 +50,9 @@ func openText(path string, opts Options) (*data.Dataset, error) {
 		if len(raw) == 0 {
 			return nil, data.Errorf(data.Loc{File: path}, "no text (the file is empty)")
 		}
+		if err := data.CheckUTF8(path, raw); err != nil {
+			return nil, err
+		}
 		if err := add(data.Loc{File: path}, string(raw)); err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/gotune/gotune/engine/strictjson"
 	"unicode"
 	"unicode/utf8"
 )
@@ -22,6 +23,9 @@ type configToken struct {
 }
 
 func parseHFConfig(data []byte) (*hfConfig, error) {
+	if err := strictjson.CheckKeys(data); err != nil {
+		return nil, err
+	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("malformed JSON: %w", jsonErrorContext(data, err))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gotune/gotune/engine/strictjson"
 	"os"
 	"path/filepath"
 	"sort"
@@ -128,6 +129,9 @@ func ParseHF(tokenizerJSON, configJSON []byte) (*HF, error) {
 }
 
 func parseHF(data []byte, cfg *hfConfig) (*HF, error) {
+	if err := strictjson.CheckKeys(data); err != nil {
+		return nil, err
+	}
 	var f hfFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("malformed JSON: %w", jsonErrorContext(data, err))
@@ -191,6 +195,11 @@ func jsonErrorContext(data []byte, err error) error {
 	return err
 }
 
+// maxIDSpread bounds a tokenizer's largest id by this many times the
+// number of tokens it defines (a few unused ids are fine; a table a
+// thousand times the vocabulary is damage or an attack).
+const maxIDSpread = 2
+
 func (t *HF) buildVocab(m *bpeJSON, added []addedToken) error {
 	if m.Vocab == nil {
 		return fmt.Errorf("model: no \"vocab\"")
@@ -213,6 +222,11 @@ func (t *HF) buildVocab(m *bpeJSON, added []addedToken) error {
 			return fmt.Errorf("added_tokens[%d] (id %d): empty content", i, a.ID)
 		}
 		size = max(size, a.ID+1)
+	}
+	// Ids index a table, so a hostile id (1e9) must not size it: real
+	// tokenizers number their tokens densely from 0.
+	if entries := len(m.Vocab) + len(added); size > maxIDSpread*entries {
+		return fmt.Errorf("model.vocab and added_tokens define %d tokens but use ids up to %d; ids must stay below %d (damaged file?)", entries, size-1, maxIDSpread*entries)
 	}
 	t.idToTok = make([]string, size)
 	t.hasID = make([]bool, size)

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gotune/gotune/engine/strictjson"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -110,6 +112,13 @@ type TrainerState struct {
 	BestStep       int      `json:"best_step,omitempty"`
 	BestEvalLoss   *float64 `json:"best_eval_loss,omitempty"`
 	EvalsSinceBest int      `json:"evals_since_best,omitempty"`
+	// Files maps the path (relative, slash-separated) of every other file
+	// of the checkpoint to its SHA-256, so flipped bytes or a truncated
+	// file are found before resuming from them (VerifyCheckpoint).
+	Files map[string]string `json:"files"`
+	// StateSHA256 is the SHA-256 of this JSON document written with
+	// StateSHA256 empty: damage to trainer_state.json itself is found too.
+	StateSHA256 string `json:"state_sha256"`
 }
 
 // RandStater is implemented by a Saver or model that draws random numbers
@@ -160,10 +169,16 @@ func ReadState(dir string) (*TrainerState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
+	if err := strictjson.CheckKeys(b); err != nil {
+		return nil, fmt.Errorf("checkpoint %s is damaged: %s: %w", dir, path, err)
+	}
 	var st TrainerState
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("checkpoint %s is damaged: %s: %w", dir, path, err)
+	}
+	if err := st.checkSelfHash(); err != nil {
 		return nil, fmt.Errorf("checkpoint %s is damaged: %s: %w", dir, path, err)
 	}
 	switch {
@@ -194,7 +209,7 @@ func FindCheckpoint(dir string) (ckpt string, st *TrainerState, skipped []string
 	}
 	_, isCkpt := checkpointStep(filepath.Base(filepath.Clean(dir)))
 	if _, err := os.Stat(filepath.Join(dir, StateFile)); err == nil || isCkpt {
-		st, err := ReadState(dir)
+		st, err := readVerified(dir)
 		if err != nil {
 			return "", nil, nil, err
 		}
@@ -209,13 +224,122 @@ func FindCheckpoint(dir string) (ckpt string, st *TrainerState, skipped []string
 	}
 	for i := len(steps) - 1; i >= 0; i-- {
 		c := CheckpointDir(dir, steps[i])
-		st, err := ReadState(c)
+		st, err := readVerified(c)
 		if err == nil {
 			return c, st, skipped, nil
 		}
 		skipped = append(skipped, fmt.Sprintf("%s (%v)", c, err))
 	}
 	return "", nil, skipped, fmt.Errorf("%s has no complete checkpoint: %s", dir, strings.Join(skipped, "; "))
+}
+
+// readVerified reads dir's state and checks every file against its
+// checksum.
+func readVerified(dir string) (*TrainerState, error) {
+	st, err := ReadState(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := VerifyCheckpoint(dir, st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// VerifyCheckpoint checks that dir holds exactly the files st lists, each
+// with its recorded SHA-256: a checkpoint with a damaged, missing or
+// extra file is not resumed from.
+func VerifyCheckpoint(dir string, st *TrainerState) error {
+	if len(st.Files) == 0 {
+		return fmt.Errorf("checkpoint %s is damaged: %s lists no checksums", dir, StateFile)
+	}
+	got, err := hashFiles(dir)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(st.Files)) {
+		sum, ok := got[name]
+		switch {
+		case !ok:
+			return fmt.Errorf("checkpoint %s is damaged: %s is missing", dir, name)
+		case sum != st.Files[name]:
+			return fmt.Errorf("checkpoint %s is damaged: %s does not match its checksum (sha256 %s, recorded %s)", dir, name, sum, st.Files[name])
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(got)) {
+		if _, ok := st.Files[name]; !ok {
+			return fmt.Errorf("checkpoint %s: %s is not one of the files the checkpoint recorded", dir, name)
+		}
+	}
+	return nil
+}
+
+// hashFiles returns the SHA-256 of every regular file under dir except
+// trainer_state.json, by slash-separated relative path.
+func hashFiles(dir string) (map[string]string, error) {
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if rel == StateFile {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", rel)
+		}
+		sum, err := fileSHA256(path)
+		if err != nil {
+			return err
+		}
+		out[rel] = sum
+		return nil
+	})
+	return out, err
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// selfHash is the SHA-256 of st's JSON with StateSHA256 empty.
+func (st *TrainerState) selfHash() (string, error) {
+	c := *st
+	c.StateSHA256 = ""
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:]), nil
+}
+
+func (st *TrainerState) checkSelfHash() error {
+	if st.StateSHA256 == "" {
+		return errors.New("no state_sha256")
+	}
+	sum, err := st.selfHash()
+	if err != nil {
+		return err
+	}
+	if sum != st.StateSHA256 {
+		return fmt.Errorf("its contents do not match state_sha256 (edited or damaged)")
+	}
+	return nil
 }
 
 // listCheckpoints returns the steps of the checkpoint-<step> folders in
@@ -410,6 +534,12 @@ func (t *Trainer) writeCheckpoint(elapsedS float64, lastLR float64) (string, err
 	if err := safetensors.Write(filepath.Join(tmp, MomentsFile), tensors, map[string]string{"format": "gotune-adamw"}); err != nil {
 		return "", fmt.Errorf("checkpoint at step %d: %w", t.step, err)
 	}
+	if st.Files, err = hashFiles(tmp); err != nil {
+		return "", fmt.Errorf("checkpoint at step %d: checksums: %w", t.step, err)
+	}
+	if st.StateSHA256, err = st.selfHash(); err != nil {
+		return "", fmt.Errorf("checkpoint at step %d: %w", t.step, err)
+	}
 	// Last: its presence marks the checkpoint complete.
 	if err := fsutil.WriteJSONAtomic(filepath.Join(tmp, StateFile), st); err != nil {
 		return "", fmt.Errorf("checkpoint at step %d: %w", t.step, err)
@@ -446,18 +576,11 @@ func syncDir(dir string) {
 	}
 }
 
-// removeStaleTemps deletes checkpoint folders a crashed run left half
-// written (.checkpoint-<step>.tmp-*); only this trainer writes them.
+// removeStaleTemps deletes what a crashed or killed run left half
+// written in OutDir: checkpoint folders being assembled and the temporary
+// files of atomic writes (fsutil.IsTemp names).
 func (t *Trainer) removeStaleTemps() {
-	entries, err := os.ReadDir(t.cfg.OutDir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), tmpPrefix) && strings.Contains(e.Name(), ".tmp-") {
-			os.RemoveAll(filepath.Join(t.cfg.OutDir, e.Name()))
-		}
-	}
+	fsutil.RemoveTemps(t.cfg.OutDir)
 }
 
 // pruneCheckpoints keeps the newest SaveTotalLimit complete checkpoints.
@@ -496,7 +619,7 @@ func (t *Trainer) Resume(dir string) (*ResumeInfo, error) {
 	if t.step != 0 {
 		return nil, fmt.Errorf("resume from %s: the trainer has already taken %d steps", dir, t.step)
 	}
-	st, err := ReadState(dir)
+	st, err := readVerified(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -50,7 +50,7 @@ func (s *weightSaver) UnmarshalRandState(b []byte) error {
 }
 
 // loadBigram builds a bigram from the weights a weightSaver wrote.
-func loadBigram(t *testing.T, dir string) *bigram {
+func loadBigram(t testing.TB, dir string) *bigram {
 	t.Helper()
 	f, err := safetensors.Open(filepath.Join(dir, "weights.safetensors"))
 	if err != nil {
@@ -79,7 +79,7 @@ type ckptRun struct {
 
 // run trains a bigram as r describes, in out, and returns its history,
 // final weights and the saver.
-func (r ckptRun) run(t *testing.T, out string) (*Result, []float32, *weightSaver, error) {
+func (r ckptRun) run(t testing.TB, out string) (*Result, []float32, *weightSaver, error) {
 	t.Helper()
 	var m *bigram
 	if r.resume != "" {

@@ -15,7 +15,10 @@ type bigram struct {
 	V           int
 	table, bias *engine.Param
 	saves       []string
-	nanLoss     bool // report a NaN loss (to test divergence handling)
+	// fakeLoss replaces the loss sum of the n-th ForwardBackward call
+	// (1-based), to test divergence handling.
+	fakeLoss map[int]float64
+	calls    int
 }
 
 func newBigram(be engine.Backend, V int, table, bias []float32) *bigram {
@@ -57,8 +60,9 @@ func (m *bigram) ForwardBackward(b *engine.Batch, backward bool, gradScale float
 			m.be.SumRows(m.bias.G, dlogits)
 		}
 	}
-	if m.nanLoss {
-		return math.NaN(), nil
+	m.calls++
+	if v, ok := m.fakeLoss[m.calls]; ok {
+		return v, nil
 	}
 	return sum, nil
 }

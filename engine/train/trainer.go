@@ -244,7 +244,9 @@ type Trainer struct {
 	elapsedBase float64 // training seconds before this process (resumed runs)
 	startStep   int     // step at the start of Run
 
-	best bestTracker // the lowest eval loss so far (KeepBest, early stopping)
+	best      bestTracker // the lowest eval loss so far (KeepBest, early stopping)
+	firstLoss float64     // loss of this trainer's first step (checkDivergence)
+	started   bool        // a step has passed checkDivergence
 }
 
 // New prepares a trainer: it checks the configuration, allocates a
@@ -410,9 +412,9 @@ func (t *Trainer) Step() (StepMetrics, error) {
 	if err := t.be.Synchronize(); err != nil {
 		return StepMetrics{}, fmt.Errorf("step %d: backend: %w", k, err)
 	}
-	if math.IsNaN(loss+penalty) || math.IsInf(loss+penalty, 0) || math.IsNaN(gradNorm) || math.IsInf(gradNorm, 0) {
+	if err := t.checkDivergence(k, loss+penalty, gradNorm); err != nil {
 		t.zeroGrads()
-		return StepMetrics{}, fmt.Errorf("step %d: training diverged (loss %v, gradient norm %v); try a lower --lr or --max-grad-norm", k, loss, gradNorm)
+		return StepMetrics{}, err
 	}
 	if t.cfg.MaxGradNorm > 0 {
 		if coef := t.cfg.MaxGradNorm / (gradNorm + 1e-6); coef < 1 {
@@ -446,6 +448,35 @@ func (t *Trainer) Step() (StepMetrics, error) {
 		m.PeakMemBytes = mem.MemoryStats().Peak
 	}
 	return m, nil
+}
+
+// DivergenceRatio bounds how far the loss may grow: a step whose loss is
+// more than DivergenceRatio times the first step's (or than
+// DivergenceRatio, when the first loss is below 1) stops the run. A
+// cross-entropy that has grown a hundredfold is not a bad patch of data
+// but a run that has diverged, and every further step would only save
+// worse weights.
+const DivergenceRatio = 100
+
+// checkDivergence returns an error, naming the likely cause, when step
+// k's loss or gradient norm is not finite or the loss has grown past
+// DivergenceRatio times its start; the step then changes no weight.
+func (t *Trainer) checkDivergence(k int, loss, gradNorm float64) error {
+	first := !t.started // nothing updated yet by this trainer
+	if engine.NonFinite(loss) || engine.NonFinite(gradNorm) {
+		if first {
+			return fmt.Errorf("step %d: the loss is %v and the gradient norm %v before this run changed any weight: the model's weights or the data produce NaN/Inf, not the learning rate", k, loss, gradNorm)
+		}
+		return fmt.Errorf("step %d: training diverged (loss %v, gradient norm %v); try a lower --lr or --max-grad-norm", k, loss, gradNorm)
+	}
+	if first {
+		t.firstLoss, t.started = loss, true
+		return nil
+	}
+	if limit := DivergenceRatio * max(t.firstLoss, 1); loss > limit {
+		return fmt.Errorf("step %d: training diverged: the loss %.4g is more than %d times the first step's %.4g; try a lower --lr or --max-grad-norm", k, loss, DivergenceRatio, t.firstLoss)
+	}
+	return nil
 }
 
 func (t *Trainer) zeroGrads() {
@@ -543,6 +574,42 @@ type Result struct {
 	// when no evaluation reported one.
 	BestStep     int
 	BestEvalLoss float64
+	// CheckpointErrors lists the checkpoints that could not be written
+	// (the run went on: a failed checkpoint never costs the final save).
+	CheckpointErrors []error
+}
+
+// checkpoint writes the checkpoint of the current step and reports it.
+// A failure (a full disk) is logged as a warning and recorded in res, not
+// returned: training and the final save go on, and the space the failed
+// checkpoint had taken is freed. It reports whether the checkpoint was
+// written.
+func (t *Trainer) checkpoint(res *Result, elapsedS, lr float64) bool {
+	dir, err := t.writeCheckpoint(elapsedS, lr)
+	if err != nil {
+		res.CheckpointErrors = append(res.CheckpointErrors, err)
+		fmt.Fprintf(t.opts.Log, "warning: %v; training goes on\n", err)
+		return false
+	}
+	fmt.Fprintf(t.opts.Log, "checkpoint %s\n", dir)
+	return true
+}
+
+// whereIsTheWork says, after a failed final save, what of the run is
+// still on disk: the newest complete checkpoint and how to resume from
+// it, or that there is none.
+func (t *Trainer) whereIsTheWork() string {
+	steps, _ := listCheckpoints(t.cfg.OutDir)
+	for i := len(steps) - 1; i >= 0; i-- {
+		dir := CheckpointDir(t.cfg.OutDir, steps[i])
+		if st, err := ReadState(dir); err == nil {
+			return fmt.Sprintf("the newest complete checkpoint, %s (step %d of %d), is kept: free some space and rerun the same command with --resume %s", dir, st.Step, t.total, t.cfg.OutDir)
+		}
+	}
+	if t.cfg.SaveEvery > 0 {
+		return "no complete checkpoint was kept, so the trained weights are lost"
+	}
+	return "the trained weights are lost (--save-every N keeps resumable checkpoints)"
 }
 
 // Run trains to the end (or until ctx is cancelled, after which it
@@ -564,6 +631,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		if err := os.MkdirAll(t.cfg.OutDir, 0o755); err != nil {
 			return nil, fmt.Errorf("output directory: %w", err)
 		}
+		t.removeStaleTemps()
 		var err error
 		if mw, err = openMetricsWriter(t.cfg.OutDir, t.step); err != nil {
 			return nil, err
@@ -610,12 +678,9 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		}
 		prog.report(m, now.Sub(start))
 		if t.cfg.SaveEvery > 0 && m.Step%t.cfg.SaveEvery == 0 {
-			dir, err := t.writeCheckpoint(m.ElapsedS, m.LR)
-			if err != nil {
-				return res, err
+			if t.checkpoint(res, m.ElapsedS, m.LR) {
+				lastCkpt = m.Step
 			}
-			lastCkpt = m.Step
-			fmt.Fprintf(t.opts.Log, "checkpoint %s\n", dir)
 		}
 		if stop {
 			res.EarlyStopped = true
@@ -630,11 +695,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		fmt.Fprintf(t.opts.Log, "interrupted after step %d of %d\n", t.step, t.total)
 		// Keep the interrupted run resumable from where it stopped.
 		if t.cfg.SaveEvery > 0 && t.step > t.startStep && lastCkpt != t.step {
-			dir, err := t.writeCheckpoint(elapsed(time.Now()), lastLR)
-			if err != nil {
-				return res, err
-			}
-			fmt.Fprintf(t.opts.Log, "checkpoint %s\n", dir)
+			t.checkpoint(res, elapsed(time.Now()), lastLR)
 		}
 	}
 	if t.cfg.OutDir == "" {
@@ -646,7 +707,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		}
 	}
 	if err := t.opts.Saver.Save(t.cfg.OutDir); err != nil {
-		return res, fmt.Errorf("saving to %s: %w", t.cfg.OutDir, err)
+		return res, fmt.Errorf("saving to %s: %w; %s", t.cfg.OutDir, err, t.whereIsTheWork())
 	}
 	hist := res.History
 	if t.startStep > 0 {

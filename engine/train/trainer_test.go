@@ -3,6 +3,9 @@ package train
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"image/png"
 	"math"
 	"math/rand/v2"
@@ -298,22 +301,43 @@ func TestRunWritesOutputsAndStopsOnCancel(t *testing.T) {
 	}
 }
 
+// A non-finite loss at the first step blames the weights or the data (no
+// update has happened yet), a later one or a loss grown past
+// DivergenceRatio times the first the learning rate; either stops the run
+// before the step changes a weight, and nothing is saved.
 func TestDivergedStepIsAnError(t *testing.T) {
-	table, bias := toyWeights(2)
-	be := cpu.New()
-	model := newBigram(be, toyV, table, bias)
-	model.nanLoss = true
-	loader, _ := data.NewLoader(toyDataset(4, 1), data.LoaderConfig{BatchSize: 2, SeqLen: 8})
-	tr, err := New(model, loader, baseConfig(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = tr.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "step 1: training diverged") {
-		t.Fatalf("got %v", err)
-	}
-	if w, _ := model.weights(); relErr(w, f64(table)) != 0 {
-		t.Error("weights changed by a diverged step")
+	for _, tc := range []struct {
+		name string
+		fake map[int]float64 // ForwardBackward call -> loss sum (batches of 2×8 tokens... see toyDataset)
+		step int
+		want string
+	}{
+		{"NaN before any update", map[int]float64{1: math.NaN()}, 1, "before this run changed any weight: the model's weights or the data produce NaN/Inf, not the learning rate"},
+		{"Inf later", map[int]float64{3: math.Inf(1)}, 3, "training diverged (loss +Inf"},
+		{"loss grown past the ratio", map[int]float64{4: 1e13}, 4, "training diverged: the loss"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			table, bias := toyWeights(2)
+			be := cpu.New()
+			model := newBigram(be, toyV, table, bias)
+			model.fakeLoss = tc.fake
+			loader, _ := data.NewLoader(toyDataset(4, 1), data.LoaderConfig{BatchSize: 4, SeqLen: 8})
+			cfg := baseConfig()
+			cfg.OutDir = t.TempDir()
+			tr, err := New(model, loader, cfg, Options{})
+			require.NoError(t, err)
+			res, err := tr.Run(context.Background())
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), fmt.Sprintf("step %d: ", tc.step))
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Equal(t, tc.step-1, tr.StepsDone(), "the diverged step must not count")
+			assert.Len(t, res.History, tc.step-1)
+			assert.Empty(t, model.saves, "a diverged run must not save its weights as the result")
+			if tc.step == 1 {
+				w, _ := model.weights()
+				assert.Zero(t, relErr(w, f64(table)), "weights changed by a diverged step")
+			}
+		})
 	}
 }
 

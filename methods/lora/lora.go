@@ -181,6 +181,14 @@ func install(m model.Model, cfg Config) (*Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The rank comes from a flag or a file: check it against the modules
+	// before allocating r·(in+out) values per module.
+	for _, path := range paths {
+		base, _ := m.Linear(path)
+		if most := min(base.In(), base.Out()); cfg.R > most {
+			return nil, fmt.Errorf("lora: rank r = %d (--lora-r) exceeds %s's %d×%d weight, whose rank is at most %d; use r ≤ %d", cfg.R, path, base.Out(), base.In(), most, most)
+		}
+	}
 	a := &Adapter{cfg: cfg, m: m, targets: names}
 	before := params.Snapshot(m)
 	params.SetTrainable(m.Params(), false)

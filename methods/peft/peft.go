@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gotune/gotune/engine/strictjson"
 	"io"
 	"io/fs"
 	"math"
@@ -113,6 +114,9 @@ func ReadConfig(dir, wantType string, v any) error {
 			return fmt.Errorf("%s: not a PEFT adapter folder: %s is missing", dir, ConfigFile)
 		}
 		return fmt.Errorf("adapter config: %w", err)
+	}
+	if err := strictjson.CheckKeys(raw); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	var h struct {
 		PeftType *string `json:"peft_type"`
@@ -403,4 +407,16 @@ func quoteAll(names []string) string {
 		q[i] = strconv.Quote(n)
 	}
 	return strings.Join(q, ", ")
+}
+
+// CheckVirtualTokens refuses a number of virtual tokens (a flag or a
+// file's num_virtual_tokens) longer than the model's context of maxPos
+// positions, before anything of that size is allocated: a prompt or
+// prefix the model could not have attended to in pre-training is a
+// mistake, and a huge one would exhaust memory.
+func CheckVirtualTokens(n, maxPos int) error {
+	if n > maxPos {
+		return fmt.Errorf("%d virtual tokens (--num-virtual-tokens) are more than the model's %d positions (max_position_embeddings)", n, maxPos)
+	}
+	return nil
 }

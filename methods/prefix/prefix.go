@@ -161,6 +161,9 @@ func newAdapter(m model.Model, cfg Config) (*Adapter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("prefix: %w", err)
 	}
+	if err := peft.CheckVirtualTokens(cfg.NumVirtualTokens, m.Config().MaxPos); err != nil {
+		return nil, fmt.Errorf("prefix: %w", err)
+	}
 	geo := geometryOf(m)
 	layers := cfg.Layers
 	if layers == nil {

@@ -177,6 +177,9 @@ func ApplyPromptTuning(m model.Model, cfg TuningConfig) (*Adapter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("prompt: %w", err)
 	}
+	if err := peft.CheckVirtualTokens(cfg.NumVirtualTokens, m.Config().MaxPos); err != nil {
+		return nil, fmt.Errorf("prompt: %w", err)
+	}
 	if cfg.Init == "" {
 		cfg.Init = InitRandom
 	}
@@ -234,6 +237,9 @@ func tokenEmbedding(m model.Model) *engine.Param {
 // parameter of m.
 func ApplyPTuning(m model.Model, cfg PTuningConfig) (*Adapter, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("prompt: %w", err)
+	}
+	if err := peft.CheckVirtualTokens(cfg.NumVirtualTokens, m.Config().MaxPos); err != nil {
 		return nil, fmt.Errorf("prompt: %w", err)
 	}
 	be, D := m.Backend(), m.Config().Hidden
