@@ -52,7 +52,7 @@ func TestOutFolderWithAPreviousRun(t *testing.T) {
 	require.NoError(t, err)
 
 	r := runGotune(t, safetyArgs(llama, out, 2)...)
-	assertOneLineError(t, r, "--out "+out+" already holds files (checkpoint-2, checkpoint-4, config.json, loss.png, and 2 more)", "--resume "+out, "--overwrite")
+	assertOneLineError(t, r, "--out "+out+" already holds files (README.md, checkpoint-2, checkpoint-4, config.json, and 5 more)", "--resume "+out, "--overwrite")
 	now, err := os.ReadFile(filepath.Join(out, train.MetricsFile))
 	require.NoError(t, err)
 	assert.Equal(t, string(old), string(now), "a refused run touched metrics.jsonl")

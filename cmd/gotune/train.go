@@ -564,7 +564,7 @@ func claimOutDir(f trainFlags, e *env) (*fsutil.Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--out: %w", err)
 	}
-	prev, err := train.PreviousRun(f.out)
+	prev, err := train.PreviousRun(f.out, configFileName)
 	if err != nil {
 		lock.Release()
 		return nil, fmt.Errorf("--out: %w", err)

@@ -10,11 +10,15 @@ import (
 )
 
 // PreviousRun lists what dir holds besides gotune's lock file,
-// temporaries and an empty metrics.jsonl (sorted names), or nil when dir is missing or empty. A new
-// run into a folder that holds anything would mix its files with the old
-// ones (metrics.jsonl cut to the new run, old checkpoints picked up by a
-// later resume), so the caller must be told to resume or move it aside.
-func PreviousRun(dir string) ([]string, error) {
+// temporaries and an empty metrics.jsonl (sorted names), or nil when dir
+// is missing or holds nothing else. leftovers are files a run writes
+// before its first step (the resolved config): alone they mean a run that
+// failed before training and are not listed; next to anything else they
+// are. A new run into a folder that holds a previous run would mix its
+// files with the old ones (metrics.jsonl cut to the new run, old
+// checkpoints picked up by a later resume), so the caller must be told to
+// resume or move it aside.
+func PreviousRun(dir string, leftovers ...string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
 		return nil, nil
@@ -22,13 +26,21 @@ func PreviousRun(dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var names []string
+	var names, early []string
 	for _, e := range entries {
-		if e.Name() == fsutil.LockFile || fsutil.IsTemp(e.Name()) || e.Name() == MetricsFile && emptyFile(dir, e) {
-			continue // an empty metrics.jsonl: a run that failed before its first step
+		switch {
+		case e.Name() == fsutil.LockFile || fsutil.IsTemp(e.Name()) || e.Name() == MetricsFile && emptyFile(dir, e):
+			// an empty metrics.jsonl: a run that failed before its first step
+		case slices.Contains(leftovers, e.Name()):
+			early = append(early, e.Name())
+		default:
+			names = append(names, e.Name())
 		}
-		names = append(names, e.Name())
 	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	names = append(names, early...)
 	slices.Sort(names)
 	return names, nil
 }
