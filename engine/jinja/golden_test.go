@@ -79,3 +79,53 @@ func TestRealChatTemplates(t *testing.T) {
 		})
 	}
 }
+
+// TestFeatures renders small templates covering the features chat
+// templates use (macros, slicing, loop controls, namespaces and scoping,
+// Python printing of values, tojson, tests, whitespace control, filters
+// and methods) and compares with Jinja2's output
+// (testdata/cases.json, from testdata/chat/jinja2_cases.py).
+func TestFeatures(t *testing.T) {
+	raw, err := os.ReadFile("testdata/cases.json")
+	require.NoError(t, err)
+	var cases []struct {
+		Template string          `json:"template"`
+		Vars     json.RawMessage `json:"vars"`
+		Want     string          `json:"want"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &cases))
+	require.NotEmpty(t, cases)
+	for _, c := range cases {
+		tmpl, err := Parse(c.Template)
+		require.NoError(t, err, c.Template)
+		vars, err := FromJSON(c.Vars)
+		require.NoError(t, err)
+		ctx := map[string]Value{}
+		for _, k := range vars.(*Dict).Keys() {
+			ctx[k], _ = vars.(*Dict).Get(k)
+		}
+		got, err := tmpl.Render(ctx, Options{})
+		require.NoError(t, err, c.Template)
+		require.Equal(t, c.Want, got, c.Template)
+	}
+}
+
+// TestErrors checks that bad templates are errors naming the line and
+// the problem.
+func TestErrors(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{"a\n{% if x %}", "line 2: unexpected end of template: expected {% elif %} or {% else %} or {% endif %}"},
+		{"{{ x + }}", "line 1: unexpected end of tag"},
+		{"{% frobnicate %}", "line 1: unknown tag {% frobnicate %}"},
+		{"\n\n{{ 'abc }}", "line 3: {{ is never closed with }}"},
+		{"{{ x | nosuchfilter }}", "filter nosuchfilter: unknown filter"},
+		{"{{ raise_exception('bad roles') }}", "raise_exception: bad roles"},
+		{"{{ undefined_thing.attr }}", `"undefined_thing" is undefined`},
+	} {
+		tmpl, err := Parse(c.src)
+		if err == nil {
+			_, err = tmpl.Render(nil, Options{})
+		}
+		require.ErrorContains(t, err, c.want, c.src)
+	}
+}
