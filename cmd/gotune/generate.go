@@ -49,7 +49,7 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	tokPath := fs.String("tokenizer", "", "tokenizer `PATH`: tokenizer.json, a folder holding one, or a llama2.c tokenizer.bin (default: the one with the model)")
 	adapter := fs.String("adapter", "", "adapter `DIR` to apply (written by gotune train with a parameter-efficient --method)")
 	prompt := fs.String("prompt", "", "the prompt `TEXT` (empty: start from BOS)")
-	template := fs.String("template", "", "lay the prompt out as a user message with this chat template: auto (the model's), "+strings.Join(chat.Names(), ", ")+"; empty: raw text")
+	template := fs.String("template", "", "lay the prompt out as a user message with this chat template: auto (the model's own chat_template, rendered with add_generation_prompt as transformers does), a template `FILE`.jinja, or "+strings.Join(chat.Names(), ", ")+"; empty: raw text")
 	system := fs.String("system", "", "system message (with --template)")
 	maxNew := fs.Int("max-new-tokens", 256, "most tokens to generate")
 	temperature := fs.Float64("temperature", 0, "sampling temperature; 0 = greedy")
@@ -107,7 +107,7 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 		msgs = append(msgs, chat.Message{Role: chat.User, Content: *prompt})
 		pieces, err := tmpl.Prompt(msgs)
 		if err != nil {
-			return err
+			return fmt.Errorf("chat template %s: %w", tmpl.Name(), err)
 		}
 		if ids, _, err = chat.Encode(tok, pieces); err != nil {
 			return fmt.Errorf("--prompt: %w", err)

@@ -91,16 +91,13 @@ func checkVocab(tok tokenizer.Tokenizer, m model.Model) error {
 	return nil
 }
 
-// chooseTemplate returns --template, or the model's default (from its
-// tokenizer's chat_template, else plain) with a note saying so.
+// chooseTemplate returns --template (auto, a built-in name or a .jinja
+// file; auto is the model's own chat template, else plain) with a note
+// saying which it is.
 func chooseTemplate(name string, tok tokenizer.Tokenizer) (chat.Template, string, error) {
-	if name == "" || name == "auto" {
-		t, note := chat.Default(tok)
-		return t, note, nil
-	}
-	t, err := chat.Lookup(name)
-	if err != nil {
+	t, note, err := chat.Resolve(name, tok)
+	if err != nil && !chat.IsFile(name) && name != "" && name != "auto" {
 		return nil, "", &usageError{msg: "--template: " + err.Error()}
 	}
-	return t, "chat template " + t.Name() + " (--template)", nil
+	return t, note, err
 }

@@ -270,6 +270,14 @@ func TestOpenData(t *testing.T) {
 	os.WriteFile(pre, []byte(`{"input_ids": [1, 2, 3]}`+"\n"), 0o644)
 	bad := filepath.Join(dir, "bad.jsonl")
 	os.WriteFile(bad, []byte(`{"instruction": "a", "output": 1}`+"\n"), 0o644)
+	// Chat templates given as files: one that does not parse, one that
+	// raises on this data, one that works.
+	broken := filepath.Join(dir, "broken.jinja")
+	os.WriteFile(broken, []byte("{% for m in messages %}\n{{ m.content }\n"), 0o644)
+	raises := filepath.Join(dir, "raises.jinja")
+	os.WriteFile(raises, []byte("{{ raise_exception('System role not supported') }}"), 0o644)
+	good := filepath.Join(dir, "good.jinja")
+	os.WriteFile(good, []byte("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"), 0o644)
 
 	var log bytes.Buffer
 	df := textDataFlags{format: "auto", template: "auto", evalData: instr}
@@ -303,11 +311,21 @@ func TestOpenData(t *testing.T) {
 		{textDataFlags{format: "auto", template: "llama9"}, instr, `unknown chat template "llama9"`},
 		{textDataFlags{format: "auto", template: "llama9"}, pre, `unknown chat template "llama9"`},
 		{textDataFlags{format: "auto", template: "auto"}, instr + "x", "no such file"},
+		{textDataFlags{format: "auto", template: broken}, instr, "chat template " + broken + ": line 2: {{ is never closed with }}"},
+		{textDataFlags{format: "auto", template: raises}, instr, instr + ":1: chat template " + raises + ": the template raised an exception: System role not supported"},
+		{textDataFlags{format: "auto", template: filepath.Join(dir, "none.jinja")}, instr, "none.jinja: no such file"},
 	} {
 		if _, err := c.df.openData(c.data, mdir, 64, 259, &log); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want %q", c.df, err, c.want)
 		}
 	}
+	df = textDataFlags{format: "auto", template: good}
+	if td, err = df.openData(instr, mdir, 64, 259, &log); err != nil || td.tmpl.Name() != good {
+		t.Errorf("--template %s: %+v, %v", good, td, err)
+	} else if ex := td.train.Examples[0]; ex.Targets(len(ex.InputIDs)) != 1 {
+		t.Errorf("--template %s: %d tokens trained on, want the reply's one byte", good, ex.Targets(len(ex.InputIDs)))
+	}
+	df = textDataFlags{format: "auto", template: "auto"}
 	if _, err := df.openData(instr, noTok, 64, 259, &log); err == nil || !strings.Contains(err.Error(), "no tokenizer found with the model") {
 		t.Errorf("instruction data without a tokenizer: %v", err)
 	}

@@ -36,7 +36,7 @@ train on the assistant's replies only; text trains on every token.`
 
 func (f *textDataFlags) define(fs *flag.FlagSet, withEval bool) {
 	fs.StringVar(&f.format, "format", textdata.Auto, "data format: "+strings.Join(textdata.FormatNames(), ", ")+" (auto: from the first line's keys; .txt files are text)")
-	fs.StringVar(&f.template, "template", "auto", "chat template for instruction and chat data: auto (from the tokenizer's chat_template, else plain), "+strings.Join(chat.Names(), ", "))
+	fs.StringVar(&f.template, "template", "auto", "chat template for instruction and chat data: auto (the model's own chat_template from tokenizer_config.json, rendered as transformers does; plain when it has none), a template `FILE`.jinja, or a built-in one: "+strings.Join(chat.Names(), ", "))
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer `PATH` for text data: tokenizer.json, a folder holding one, or a llama2.c tokenizer.bin (default: the model's)")
 	if withEval {
 		fs.StringVar(&f.evalData, "eval-data", "", "validation data `FILE` (same formats); its loss is reported as eval_loss")
@@ -63,7 +63,7 @@ func (f *textDataFlags) openData(dataPath, modelPath string, seqLen, vocab int, 
 	}
 	// Check --template's name even when the data (pre-tokenized) does not
 	// use it, so a typo is reported rather than silently ignored.
-	if f.template != "" && f.template != "auto" {
+	if f.template != "" && f.template != "auto" && !chat.IsFile(f.template) {
 		if _, err := chat.Lookup(f.template); err != nil {
 			return nil, &usageError{msg: "--template: " + err.Error()}
 		}

@@ -12,8 +12,10 @@
 // the same prompt, so a fine-tuned model is prompted exactly as it was
 // trained.
 //
-// The Jinja chat_template of a model's tokenizer_config.json is not
-// executed: Detect recognises which of the built-in layouts it is.
+// A model's own Jinja chat_template (tokenizer_config.json) or a .jinja
+// file is rendered as transformers renders it (Jinja, package jinja),
+// and its labels are derived from the rendered text; the built-in
+// templates are for models without one.
 package chat
 
 import (
@@ -29,6 +31,9 @@ const (
 	System    = "system"
 	User      = "user"
 	Assistant = "assistant"
+	// Tool is a tool's output (only templates of models with tool calls
+	// lay it out).
+	Tool = "tool"
 )
 
 // IgnoreIndex is the label of a position that is not trained on (Hugging
@@ -41,6 +46,10 @@ type Message struct {
 	Role string
 	// Content is the text of the turn.
 	Content string
+	// Reasoning is an assistant message's reasoning (its thinking before
+	// the reply). Only templates of reasoning models (Qwen3) show it, as
+	// the message's reasoning_content; the others leave it out.
+	Reasoning string
 	// Input is the "input" field of an instruction-format record, set on
 	// the user message built from it (see FromInstruction). Templates with
 	// a slot for it (alpaca) show it there; the others append it to
@@ -131,43 +140,53 @@ func Lookup(name string) (Template, error) {
 	return nil, fmt.Errorf("unknown chat template %q (known: %s)", name, strings.Join(Names(), ", "))
 }
 
-// Detect names the built-in template a Jinja chat template (the
-// chat_template of tokenizer_config.json) lays out, from the markers it
-// writes; ok is false when it is none of them.
-func Detect(jinja string) (name string, ok bool) {
-	switch {
-	case jinja == "":
-		return "", false
-	case strings.Contains(jinja, "<|im_start|>"):
-		return "chatml", true
-	case strings.Contains(jinja, "<|start_header_id|>"):
-		return "llama3", true
-	case strings.Contains(jinja, "[INST]"):
-		return "llama2", true
-	case strings.Contains(jinja, "### Instruction"):
-		return "alpaca", true
-	}
-	return "", false
-}
+// TemplateSource names the chat template a tokenizer_config.json holds,
+// in messages.
+const TemplateSource = "tokenizer_config.json chat_template"
 
-// Default returns the template for a model with tokenizer tok: the one
-// its chat template (tokenizer_config.json) lays out, else plain. note
-// explains the choice in one line for the user, e.g. "chat template llama3
-// (from the tokenizer's chat_template)".
-func Default(tok tokenizer.Tokenizer) (t Template, note string) {
-	jinja := ""
+// Default returns the template for a model with tokenizer tok: its own
+// chat template (tokenizer_config.json), rendered as transformers renders
+// it, else plain. note explains the choice in one line for the user. A
+// chat template that does not parse is an error naming the problem.
+func Default(tok tokenizer.Tokenizer) (t Template, note string, err error) {
+	src := ""
 	if tok != nil {
-		jinja = tok.ChatTemplate()
+		src = tok.ChatTemplate()
 	}
-	if name, ok := Detect(jinja); ok {
-		t, _ := Lookup(name)
-		return t, fmt.Sprintf("chat template %s (detected from the tokenizer's chat_template)", name)
+	if src != "" {
+		j, err := NewJinja(TemplateSource, src, tok)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w (choose a built-in template with --template %s)", err, strings.Join(Names(), "|"))
+		}
+		return j, "chat template: the model's own (" + TemplateSource + ")", nil
 	}
 	t, _ = Lookup("plain")
-	if jinja == "" {
-		return t, "chat template plain (the tokenizer has no chat_template; choose another with --template)"
+	return t, "chat template plain (the tokenizer has no chat_template; choose another with --template)", nil
+}
+
+// Resolve returns the template --template names: "auto" (or "") for
+// Default, a built-in name, or a .jinja file.
+func Resolve(name string, tok tokenizer.Tokenizer) (t Template, note string, err error) {
+	switch {
+	case name == "" || name == "auto":
+		return Default(tok)
+	case IsFile(name):
+		j, err := LoadJinjaFile(name, tok)
+		if err != nil {
+			return nil, "", err
+		}
+		return j, "chat template " + name + " (--template)", nil
 	}
-	return t, "chat template plain (the tokenizer's chat_template is none of " + strings.Join(Names(), ", ") + "; choose one with --template)"
+	if t, err = Lookup(name); err != nil {
+		return nil, "", err
+	}
+	return t, "chat template " + t.Name() + " (--template)", nil
+}
+
+// IsFile reports whether a --template value names a template file rather
+// than a built-in template.
+func IsFile(name string) bool {
+	return strings.HasSuffix(name, ".jinja") || strings.HasSuffix(name, ".j2") || strings.ContainsRune(name, '/')
 }
 
 // Check reports whether tok can be used with t: every marker the template

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gotune/gotune/engine/tokenizer"
 	"github.com/gotune/gotune/internal/bytetok"
+	"github.com/stretchr/testify/require"
 )
 
 // specials of the test tokenizer, ids 256 and up.
@@ -233,31 +234,20 @@ func TestLookup(t *testing.T) {
 	}
 }
 
-func TestDetectAndDefault(t *testing.T) {
-	// Fragments of the markers each family's Jinja template writes.
-	cases := []struct {
-		jinja, want string
-	}{
-		{"{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}", "chatml"},
-		{"{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}", "llama3"},
-		{"{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}", "llama2"},
-		{"{{ '### Instruction:\\n' + message['content'] }}", "alpaca"},
-		{"{{ message['content'] }}", ""},
-		{"", ""},
-	}
-	for _, c := range cases {
-		name, ok := Detect(c.jinja)
-		if name != c.want || ok != (c.want != "") {
-			t.Errorf("Detect(%q) = %q, %v; want %q", c.jinja, name, ok, c.want)
-		}
-		tok := byteTokenizer(t, specials, c.jinja)
-		tm, note := Default(tok)
-		want := c.want
-		if want == "" {
-			want = "plain"
-		}
-		if tm.Name() != want || !strings.Contains(note, want) {
-			t.Errorf("Default with chat_template %q = %s (%s), want %s", c.jinja, tm.Name(), note, want)
-		}
-	}
+func TestDefault(t *testing.T) {
+	own := "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+	tm, note, err := Default(byteTokenizer(t, specials, own))
+	require.NoError(t, err)
+	require.IsType(t, &Jinja{}, tm, note)
+	ps, err := tm.Render([]Message{{Role: User, Content: "q"}, {Role: Assistant, Content: "a"}})
+	require.NoError(t, err)
+	require.Equal(t, "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n⟦a<|im_end|>⟧\n", String(ps))
+
+	tm, note, err = Default(byteTokenizer(t, specials, ""))
+	require.NoError(t, err)
+	require.Equal(t, "plain", tm.Name())
+	require.Contains(t, note, "no chat_template")
+
+	_, _, err = Default(byteTokenizer(t, specials, "{% for m in messages %}"))
+	require.ErrorContains(t, err, "chat template tokenizer_config.json chat_template: line 1: unexpected end of template: expected {% else %} or {% endfor %}")
 }

@@ -83,7 +83,9 @@ func Open(path string, opts Options) (*data.Dataset, error) {
 	}
 	tmpl := opts.Template
 	if tmpl == nil {
-		tmpl, _ = chat.Default(opts.Tokenizer)
+		if tmpl, _, err = chat.Default(opts.Tokenizer); err != nil {
+			return nil, err
+		}
 	}
 	if format == Text {
 		return openText(path, opts)

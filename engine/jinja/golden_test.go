@@ -1,0 +1,131 @@
+package jinja
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// goldenFile is testdata/chat/goldens.json, written by
+// testdata/chat/gen.mjs with @huggingface/jinja as the reference renderer.
+type goldenFile struct {
+	Now      time.Time `json:"now"`
+	Families []struct {
+		Family   string `json:"family"`
+		Template string `json:"template"`
+		BOS      string `json:"bos_token"`
+		EOS      string `json:"eos_token"`
+		Cases    []struct {
+			Name     string          `json:"name"`
+			Messages json.RawMessage `json:"messages"`
+			Vars     json.RawMessage `json:"vars"`
+			Renders  []struct {
+				N                   int    `json:"n"`
+				AddGenerationPrompt bool   `json:"add_generation_prompt"`
+				Text                string `json:"text"`
+				Error               string `json:"error"`
+			} `json:"renders"`
+		} `json:"cases"`
+	} `json:"families"`
+}
+
+const chatTestdata = "../../testdata/chat"
+
+// TestRealChatTemplates renders every golden conversation (and every
+// prefix the label rule renders) with each model's real template and
+// compares with the reference renderer's text, or its exception.
+func TestRealChatTemplates(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chatTestdata, "goldens.json"))
+	require.NoError(t, err)
+	var g goldenFile
+	require.NoError(t, json.Unmarshal(raw, &g))
+	require.NotEmpty(t, g.Families)
+	for _, fam := range g.Families {
+		t.Run(fam.Family, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join(chatTestdata, "templates", fam.Template))
+			require.NoError(t, err)
+			tmpl, err := Parse(string(src))
+			require.NoError(t, err)
+			for _, c := range fam.Cases {
+				msgs, err := FromJSON(c.Messages)
+				require.NoError(t, err)
+				vars, err := FromJSON(c.Vars)
+				require.NoError(t, err)
+				for _, r := range c.Renders {
+					ctx := map[string]Value{
+						"messages":              msgs.([]Value)[:r.N],
+						"add_generation_prompt": r.AddGenerationPrompt,
+						"bos_token":             fam.BOS,
+						"eos_token":             fam.EOS,
+					}
+					for _, k := range vars.(*Dict).Keys() {
+						ctx[k], _ = vars.(*Dict).Get(k)
+					}
+					got, err := tmpl.Render(ctx, Options{Now: func() time.Time { return g.Now }})
+					if r.Error != "" {
+						var re *RaiseError
+						require.ErrorAs(t, err, &re, "%s n=%d", c.Name, r.N)
+						require.Equal(t, r.Error, re.Message)
+						continue
+					}
+					require.NoError(t, err, "%s n=%d", c.Name, r.N)
+					require.Equal(t, r.Text, got, "%s: messages[:%d], add_generation_prompt=%v", c.Name, r.N, r.AddGenerationPrompt)
+				}
+			}
+		})
+	}
+}
+
+// TestFeatures renders small templates covering the features chat
+// templates use (macros, slicing, loop controls, namespaces and scoping,
+// Python printing of values, tojson, tests, whitespace control, filters
+// and methods) and compares with Jinja2's output
+// (testdata/cases.json, from testdata/chat/jinja2_cases.py).
+func TestFeatures(t *testing.T) {
+	raw, err := os.ReadFile("testdata/cases.json")
+	require.NoError(t, err)
+	var cases []struct {
+		Template string          `json:"template"`
+		Vars     json.RawMessage `json:"vars"`
+		Want     string          `json:"want"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &cases))
+	require.NotEmpty(t, cases)
+	for _, c := range cases {
+		tmpl, err := Parse(c.Template)
+		require.NoError(t, err, c.Template)
+		vars, err := FromJSON(c.Vars)
+		require.NoError(t, err)
+		ctx := map[string]Value{}
+		for _, k := range vars.(*Dict).Keys() {
+			ctx[k], _ = vars.(*Dict).Get(k)
+		}
+		got, err := tmpl.Render(ctx, Options{})
+		require.NoError(t, err, c.Template)
+		require.Equal(t, c.Want, got, c.Template)
+	}
+}
+
+// TestErrors checks that bad templates are errors naming the line and
+// the problem.
+func TestErrors(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{"a\n{% if x %}", "line 2: unexpected end of template: expected {% elif %} or {% else %} or {% endif %}"},
+		{"{{ x + }}", "line 1: unexpected end of tag"},
+		{"{% frobnicate %}", "line 1: unknown tag {% frobnicate %}"},
+		{"\n\n{{ 'abc }}", "line 3: {{ is never closed with }}"},
+		{"{{ x | nosuchfilter }}", "filter nosuchfilter: unknown filter"},
+		{"{{ raise_exception('bad roles') }}", "raise_exception: bad roles"},
+		{"{{ undefined_thing.attr }}", `"undefined_thing" is undefined`},
+	} {
+		tmpl, err := Parse(c.src)
+		if err == nil {
+			_, err = tmpl.Render(nil, Options{})
+		}
+		require.ErrorContains(t, err, c.want, c.src)
+	}
+}

@@ -1,0 +1,41 @@
+"""Renders chat templates exactly as transformers' apply_chat_template
+does (Jinja2's ImmutableSandboxedEnvironment with trim_blocks,
+lstrip_blocks, the loopcontrols extension, and transformers' tojson,
+raise_exception and strftime_now), for gen.mjs.
+
+Reads a JSON list of {"template", "vars", "now"} from stdin and writes a
+JSON list of {"text"} or {"error"} to stdout.
+"""
+import datetime
+import json
+import sys
+
+import jinja2
+import jinja2.ext
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+
+def main():
+    jobs = json.load(sys.stdin)
+    out = []
+    for job in jobs:
+        now = datetime.datetime.fromisoformat(job["now"].replace("Z", "+00:00"))
+
+        def raise_exception(message):
+            raise jinja2.exceptions.TemplateError(message)
+
+        def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+            return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+        env.filters["tojson"] = tojson
+        env.globals["raise_exception"] = raise_exception
+        env.globals["strftime_now"] = lambda fmt: now.strftime(fmt)
+        try:
+            out.append({"text": env.from_string(job["template"]).render(**job["vars"])})
+        except jinja2.exceptions.TemplateError as e:
+            out.append({"error": str(e)})
+    json.dump(out, sys.stdout, ensure_ascii=False)
+
+
+main()
