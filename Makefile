@@ -31,7 +31,7 @@ kernels: ## rebuild the embedded CUDA fatbin (needs CUDA 11.8: scripts/install-c
 	$(MAKE) -C kernels kernels
 
 test: emu vet ## the full test suite (CPU only; GPU kernels run through the emulator)
-	GOTUNE_LIBCUDA=$(CURDIR)/$(EMU_LIB) GOTUNE_REQUIRE_EMU=1 $(GO) test -count=1 ./...
+	GOTUNE_LIBCUDA=$(CURDIR)/$(EMU_LIB) GOTUNE_REQUIRE_EMU=1 $(GO) test -count=1 -timeout 30m ./...
 
 fuzz: ## run every fuzz target briefly (FUZZTIME each, default 2s; crashers land in testdata/fuzz/)
 	scripts/fuzz.sh
