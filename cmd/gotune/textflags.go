@@ -97,7 +97,7 @@ func (f *textDataFlags) openData(dataPath, modelPath string, seqLen, vocab int, 
 		opts.Tokenizer, opts.Template = td.tok, tmpl
 		td.tmpl = tmpl
 		defer func() {
-			if td.train != nil && (td.train.Format == textdata.Instruction || td.train.Format == textdata.Chat) {
+			if td.train != nil && textdata.IsConversational(td.train.Format) {
 				fmt.Fprintln(log, note)
 			}
 		}()
