@@ -64,7 +64,7 @@ func (c *trainCard) write() error {
 		BaseModel:      c.f.modelDir,
 		Architecture:   c.hc.Arch,
 		Method:         c.f.method,
-		TrainData:      c.f.dataPath,
+		TrainData:      c.f.text.describe(c.f.dataPath),
 		TrainSequences: c.ds.Len(),
 		TrainTokens:    c.ds.Tokens(),
 		EvalData:       c.f.text.evalData,
