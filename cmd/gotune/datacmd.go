@@ -170,6 +170,7 @@ func runDataShow(e *env, args []string) error {
 	modelPath := fs.String("model", "", "model `PATH` whose tokenizer (and chat template) to use")
 	var df textDataFlags
 	df.define(fs, false)
+	df.defineRegistry(fs)
 	n := fs.Int("n", -1, "number of examples to print (default 3, or every example with --json; 0: every example)")
 	asJSON := fs.Bool("json", false, "print each example's input_ids and labels as one JSON line, and nothing else")
 	seqLen := fs.Int("seq-len", 512, "block length for packing text")

@@ -50,12 +50,17 @@ func (f *textDataFlags) define(fs *flag.FlagSet, withEval bool) {
 	fs.StringVar(&f.format, "format", textdata.Auto, "data format: "+strings.Join(textdata.FormatNames(), ", ")+" (auto: from the first line's keys; .txt files are text)")
 	fs.StringVar(&f.template, "template", "auto", "chat template for instruction and chat data: auto (from the tokenizer's chat_template, else plain), "+strings.Join(chat.Names(), ", "))
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer `PATH` for text data: tokenizer.json, a folder holding one, or a llama2.c tokenizer.bin (default: the model's)")
-	fs.StringVar(&f.dataset, "dataset", "", "comma-separated `NAMES` of datasets in --dataset-dir's dataset_info.json (LLaMA-Factory's registry), read instead of --data (a path of a data file also works)")
-	fs.StringVar(&f.datasetDir, "dataset-dir", "data", "folder `DIR` holding dataset_info.json, for --dataset")
 	if withEval {
 		fs.StringVar(&f.evalData, "eval-data", "", "validation data `FILE` (same formats); its loss is reported as eval_loss")
 		fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data every N steps (0: after the last step only)")
 	}
+}
+
+// defineRegistry adds --dataset and --dataset-dir (commands that read
+// their data only through openData: train, data show).
+func (f *textDataFlags) defineRegistry(fs *flag.FlagSet) {
+	fs.StringVar(&f.dataset, "dataset", "", "comma-separated `NAMES` of datasets in --dataset-dir's dataset_info.json (LLaMA-Factory's registry), read instead of --data (a path of a data file also works)")
+	fs.StringVar(&f.datasetDir, "dataset-dir", "data", "folder `DIR` holding dataset_info.json, for --dataset")
 }
 
 // trainData is what openData read.
