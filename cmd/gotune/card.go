@@ -64,7 +64,7 @@ func (c *trainCard) write() error {
 		BaseModel:      c.f.modelDir,
 		Architecture:   c.hc.Arch,
 		Method:         c.f.method,
-		TrainData:      c.f.dataPath,
+		TrainData:      c.f.text.describe(c.f.dataPath),
 		TrainSequences: c.ds.Len(),
 		TrainTokens:    c.ds.Tokens(),
 		EvalData:       c.f.text.evalData,
@@ -143,7 +143,7 @@ const exactMatchMaxNew = 64
 // conversational reports whether ds has one right answer per record to
 // score exact match on (instruction or chat data).
 func conversational(ds *data.Dataset) bool {
-	return ds != nil && (ds.Format == textdata.Instruction || ds.Format == textdata.Chat)
+	return ds != nil && textdata.IsConversational(ds.Format)
 }
 
 // trainExactMatch scores greedy exact match of the trained model on the

@@ -176,7 +176,7 @@ func runCompare(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Train.Validate(); err != nil {
 		return &usageError{msg: err.Error()}
 	}
-	if td.eval != nil && (td.eval.Format == textdata.Instruction || td.eval.Format == textdata.Chat) {
+	if td.eval != nil && textdata.IsConversational(td.eval.Format) {
 		convs, _, err := textdata.ReadConversations(df.evalData, td.eval.Format)
 		if err != nil {
 			return err

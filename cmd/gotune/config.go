@@ -54,7 +54,7 @@ var configAliases = map[string]configAlias{
 	"cutoff_len":                  {flag: "seq-len"},
 	"lr_scheduler_type":           {flag: "lr-schedule", convert: convertScheduler},
 	"output_dir":                  {flag: "out"},
-	"dataset":                     {flag: "data", convert: convertDataset},
+	"dataset":                     {flag: "dataset"},
 	"eval_dataset":                {flag: "eval-data", convert: convertDataset},
 	"eval_steps":                  {flag: "eval-every"},
 	"save_steps":                  {flag: "save-every"},
@@ -115,14 +115,14 @@ func convertScheduler(v string) (string, error) {
 	return "", fmt.Errorf("%q is not supported (linear, cosine, constant or constant_with_warmup)", v)
 }
 
-// convertDataset accepts a path to a data file. LLaMA-Factory's dataset
-// names (entries of its dataset_info.json registry) are not read.
+// convertDataset accepts a path to a data file (eval_dataset: an
+// evaluation set from the registry is not read).
 func convertDataset(v string) (string, error) {
 	if _, err := os.Stat(v); err != nil {
 		if strings.Contains(v, ",") {
 			return "", fmt.Errorf("%q: one data file only (several datasets are not mixed)", v)
 		}
-		return "", fmt.Errorf("%q is not a file: gotune reads a data file path here (LLaMA-Factory's dataset_info.json names are not supported)", v)
+		return "", fmt.Errorf("%q is not a file: gotune reads a data file path here (dataset_info.json names are read for dataset only)", v)
 	}
 	return v, nil
 }

@@ -62,7 +62,7 @@ stage: sft
 		want map[string]string
 	}{
 		{"yaml", []string{"--config", yamlFile}, map[string]string{
-			"model": "some/model", "data": dataFile, "method": "lora", "lora-r": "4",
+			"model": "some/model", "dataset": dataFile, "method": "lora", "lora-r": "4",
 			"lora-targets": "all-linear", "lr": "0.0002", "epochs": "3", "batch-size": "2",
 			"grad-accum": "4", "seq-len": "64", "lr-schedule": "constant", "warmup-ratio": "0.1",
 			"out": "runs/x", "use-rslora": "true", "adam-beta2": "0.95", "precision": "bf16",
@@ -106,7 +106,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"include", "config: other.yaml\n", `run.yaml:1: key "config" is not allowed in a config file`, nil},
 		{"fractional epochs", "num_train_epochs: 2.5\n", `run.yaml:1: num_train_epochs: want a whole number, got "2.5"`, nil},
 		{"scheduler", "lr_scheduler_type: polynomial\n", `run.yaml:1: lr_scheduler_type: "polynomial" is not supported`, nil},
-		{"dataset name", "dataset: alpaca_en_demo\n", `run.yaml:1: dataset: "alpaca_en_demo" is not a file: gotune reads a data file path here (LLaMA-Factory's dataset_info.json names are not supported)`, nil},
+		{"eval dataset name", "eval_dataset: alpaca_en_demo\n", `run.yaml:1: eval_dataset: "alpaca_en_demo" is not a file: gotune reads a data file path here (dataset_info.json names are read for dataset only)`, nil},
 		{"stage", "stage: dpo\n", `run.yaml:1: stage: only "sft" is supported, got "dpo"`, nil},
 		{"finetuning type", "finetuning_type: oft\n", `run.yaml:1: finetuning_type: "oft" is not supported`, nil},
 		{"warmup both", "model: m\ndata: d\nwarmup_ratio: 0.1\nwarmup_steps: 3\n", `--warmup-ratio and --warmup-steps exclude each other`, nil},

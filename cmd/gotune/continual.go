@@ -334,7 +334,7 @@ func loadTasks(df *textDataFlags, modelDir string, taskPaths, evalPaths []string
 		}
 		scorer.Tokenizer, scorer.Template = td.tok, td.tmpl
 		t := continual.Task{Name: taskName(path)}
-		answered := td.train.Format == textdata.Instruction || td.train.Format == textdata.Chat
+		answered := textdata.IsConversational(td.train.Format)
 		evalFile := path
 		if evalPaths != nil {
 			evalFile = evalPaths[i]
@@ -342,7 +342,7 @@ func loadTasks(df *textDataFlags, modelDir string, taskPaths, evalPaths []string
 				return nil, scorer, fmt.Errorf("evaluation file %s has no records", evalFile)
 			}
 			t.Train, t.Eval = td.train.Examples, td.eval
-			if answered = answered && (td.eval.Format == textdata.Instruction || td.eval.Format == textdata.Chat); answered {
+			if answered = answered && textdata.IsConversational(td.eval.Format); answered {
 				if t.Convs, _, err = textdata.ReadConversations(evalFile, td.eval.Format); err != nil {
 					return nil, scorer, err
 				}
@@ -401,16 +401,16 @@ func holdOut(ds *data.Dataset, convs []textdata.Conversation) ([]data.Example, *
 		}
 		return trainEx, eval, nil, nil
 	}
-	held := map[int]bool{}
+	held := map[data.Loc]bool{}
 	var evalConvs []textdata.Conversation
 	for i, c := range convs {
 		if i%holdOutEvery == holdOutEvery-1 {
-			held[c.Loc.Line] = true
+			held[c.Loc] = true
 			evalConvs = append(evalConvs, c)
 		}
 	}
 	for _, ex := range ds.Examples {
-		if held[ex.Loc.Line] {
+		if held[ex.Loc] {
 			eval.Examples = append(eval.Examples, ex)
 		} else {
 			trainEx = append(trainEx, ex)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +24,7 @@ func init() {
 
 const dataUsage = `Usage:
   gotune data synth --task NAME --n N --out FILE [--eval-n M --eval-out FILE] [--seed S]
-  gotune data show --data FILE [--model PATH | --tokenizer PATH] [--template T] [--n N]
+  gotune data show (--data FILE | --dataset NAMES) [--model PATH | --tokenizer PATH] [--template T] [--n N] [--json]
 
 Subcommands:
   synth   write a synthetic task with exact answers as instruction JSONL
@@ -156,7 +157,10 @@ const showDescription = `
 Reads a dataset the way "gotune train" does and prints its first examples
 token by token: the text of each run of tokens, with the runs that are
 trained on (labels) between ⟦ and ⟧ and special tokens written out. Use it
-to check a chat template and the label mask before training.
+to check a chat template and the label mask before training. With --json it
+prints every example (or the first --n) as one JSON line,
+{"input_ids": [...], "labels": [...]} (-100: not trained on), which is
+also gotune's pre-tokenized format, so any tool can check the tokenization.
 
 ` + textDataHelp
 
@@ -166,7 +170,9 @@ func runDataShow(e *env, args []string) error {
 	modelPath := fs.String("model", "", "model `PATH` whose tokenizer (and chat template) to use")
 	var df textDataFlags
 	df.define(fs, false)
-	n := fs.Int("n", 3, "number of examples to print")
+	df.defineRegistry(fs)
+	n := fs.Int("n", -1, "number of examples to print (default 3, or every example with --json; 0: every example)")
+	asJSON := fs.Bool("json", false, "print each example's input_ids and labels as one JSON line, and nothing else")
 	seqLen := fs.Int("seq-len", 512, "block length for packing text")
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
@@ -174,10 +180,10 @@ func runDataShow(e *env, args []string) error {
 		}
 		return err
 	}
-	if *dataPath == "" {
-		return &usageError{msg: "--data is required"}
+	if *dataPath == "" && df.dataset == "" {
+		return &usageError{msg: "--data or --dataset is required"}
 	}
-	if *modelPath == "" && df.tokenizer == "" {
+	if *modelPath == "" && df.tokenizer == "" && *dataPath != "" {
 		format, err := textdata.Detect(*dataPath)
 		if err != nil {
 			return err
@@ -189,15 +195,27 @@ func runDataShow(e *env, args []string) error {
 			return &usageError{msg: "--model or --tokenizer is required to tokenize " + format + " data"}
 		}
 	}
-	td, err := df.openData(*dataPath, *modelPath, *seqLen, 0, e.Stdout)
+	notes := e.Stdout
+	if *asJSON {
+		notes = io.Discard
+	}
+	td, err := df.openData(*dataPath, *modelPath, *seqLen, 0, notes)
 	if err != nil {
 		return err
 	}
+	limit := *n
+	if limit < 0 && !*asJSON {
+		limit = 3
+	}
+	exs := td.train.Examples
+	if limit > 0 && limit < len(exs) {
+		exs = exs[:limit]
+	}
+	if *asJSON {
+		return writeExamplesJSON(e.Stdout, exs)
+	}
 	fmt.Fprintln(e.Stdout, "data: "+textdata.Summary(td.train))
-	for i, ex := range td.train.Examples {
-		if i == *n {
-			break
-		}
+	for _, ex := range exs {
 		labelled := 0
 		for _, l := range ex.Labels {
 			if l != data.IgnoreIndex {
@@ -206,6 +224,21 @@ func runDataShow(e *env, args []string) error {
 		}
 		fmt.Fprintf(e.Stdout, "--- %s (%d tokens, %d with labels)\n", ex.Loc, len(ex.InputIDs), labelled)
 		showExample(e.Stdout, td.tok, ex)
+	}
+	return nil
+}
+
+// writeExamplesJSON writes one {"input_ids", "labels"} line per example.
+func writeExamplesJSON(w io.Writer, exs []data.Example) error {
+	enc := json.NewEncoder(w)
+	for _, ex := range exs {
+		line := struct {
+			InputIDs []int32 `json:"input_ids"`
+			Labels   []int32 `json:"labels"`
+		}{ex.InputIDs, ex.Labels}
+		if err := enc.Encode(line); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -127,7 +127,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	if err := reportLoss(e.Stdout, m, ds, *batchSize, sl); err != nil {
 		return err
 	}
-	conversational := ds.Format == textdata.Instruction || ds.Format == textdata.Chat
+	conversational := textdata.IsConversational(ds.Format)
 	switch {
 	case *exact == "off":
 	case !conversational && *exact == "on":

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/gotune/gotune/engine"
@@ -22,17 +24,27 @@ import (
 type textDataFlags struct {
 	format, template, tokenizer, evalData string
 	evalEvery                             int
+	// dataset and datasetDir select entries of a LLaMA-Factory registry
+	// (--dataset, --dataset-dir) instead of --data.
+	dataset, datasetDir string
 }
 
 // textDataHelp describes the formats for command descriptions.
 const textDataHelp = `Data formats (JSONL, one object a line; detected from the first line's keys,
 or chosen with --format):
-  instruction   {"instruction", "output", optional "input" and "system"}
+  instruction   {"instruction", "output", optional "input", "system" and
+                "history": [[prompt, response], ...]} (alpaca)
+  sharegpt      {"conversations": [{"from": "human"|"gpt"|"system"|"function_call"|"observation",
+                "value"}, ...], optional "system"}
   chat          {"messages": [{"role": "system"|"user"|"assistant", "content"}, ...]}
   text          {"text"}, or a .txt file: packed into blocks of --seq-len tokens
   pretokenized  {"input_ids", optional "labels" (-100 = not trained on)}
-Instruction and chat data are laid out with a chat template (--template) and
-train on the assistant's replies only; text trains on every token.`
+Files may also be a JSON array of such records (.json) or Parquet (.parquet,
+as the Hugging Face hub stores datasets). Instruction, sharegpt and chat data
+are laid out with a chat template (--template) and train on the assistant's
+replies (function calls included) only; text trains on every token.
+--dataset a,b --dataset-dir DIR reads entries of DIR/dataset_info.json as
+LLaMA-Factory does (file_name, formatting alpaca|sharegpt, columns, tags).`
 
 func (f *textDataFlags) define(fs *flag.FlagSet, withEval bool) {
 	fs.StringVar(&f.format, "format", textdata.Auto, "data format: "+strings.Join(textdata.FormatNames(), ", ")+" (auto: from the first line's keys; .txt files are text)")
@@ -42,6 +54,13 @@ func (f *textDataFlags) define(fs *flag.FlagSet, withEval bool) {
 		fs.StringVar(&f.evalData, "eval-data", "", "validation data `FILE` (same formats); its loss is reported as eval_loss")
 		fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data every N steps (0: after the last step only)")
 	}
+}
+
+// defineRegistry adds --dataset and --dataset-dir (commands that read
+// their data only through openData: train, data show).
+func (f *textDataFlags) defineRegistry(fs *flag.FlagSet) {
+	fs.StringVar(&f.dataset, "dataset", "", "comma-separated `NAMES` of datasets in --dataset-dir's dataset_info.json (LLaMA-Factory's registry), read instead of --data (a path of a data file also works)")
+	fs.StringVar(&f.datasetDir, "dataset-dir", "data", "folder `DIR` holding dataset_info.json, for --dataset")
 }
 
 // trainData is what openData read.
@@ -68,11 +87,18 @@ func (f *textDataFlags) openData(dataPath, modelPath string, seqLen, vocab int, 
 			return nil, &usageError{msg: "--template: " + err.Error()}
 		}
 	}
-	paths := []string{dataPath}
+	dataPath, err := f.dataSource(dataPath)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	if dataPath != "" {
+		paths = append(paths, dataPath)
+	}
 	if f.evalData != "" {
 		paths = append(paths, f.evalData)
 	}
-	needTok := f.tokenizer != ""
+	needTok := f.tokenizer != "" || dataPath == ""
 	for _, p := range paths {
 		format := f.format
 		if format == "" || format == textdata.Auto {
@@ -97,13 +123,17 @@ func (f *textDataFlags) openData(dataPath, modelPath string, seqLen, vocab int, 
 		opts.Tokenizer, opts.Template = td.tok, tmpl
 		td.tmpl = tmpl
 		defer func() {
-			if td.train != nil && (td.train.Format == textdata.Instruction || td.train.Format == textdata.Chat) {
+			if td.train != nil && textdata.IsConversational(td.train.Format) {
 				fmt.Fprintln(log, note)
 			}
 		}()
 	}
-	var err error
-	if td.train, err = textdata.Open(dataPath, opts); err != nil {
+	if dataPath == "" {
+		td.train, err = textdata.OpenRegistry(f.datasetDir, strings.Split(f.dataset, ","), opts)
+	} else {
+		td.train, err = textdata.Open(dataPath, opts)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if f.evalData != "" {
@@ -112,6 +142,33 @@ func (f *textDataFlags) openData(dataPath, modelPath string, seqLen, vocab int, 
 		}
 	}
 	return td, nil
+}
+
+// dataSource returns the data file to read: dataPath (--data), or
+// --dataset when it names an existing file; "" means --dataset's
+// registry entries.
+func (f *textDataFlags) dataSource(dataPath string) (string, error) {
+	switch {
+	case f.dataset == "":
+		if dataPath == "" {
+			return "", &usageError{msg: "--data or --dataset is required"}
+		}
+		return dataPath, nil
+	case dataPath != "":
+		return "", &usageError{msg: "--data and --dataset are alternatives; give one"}
+	}
+	if st, err := os.Stat(f.dataset); err == nil && !st.IsDir() {
+		return f.dataset, nil
+	}
+	return "", nil
+}
+
+// describe names the training data for messages and the model card.
+func (f *textDataFlags) describe(dataPath string) string {
+	if dataPath != "" {
+		return dataPath
+	}
+	return f.dataset + " (" + filepath.Join(f.datasetDir, textdata.RegistryFile) + ")"
 }
 
 // evalEveryConfig returns the trainer's Config.EvalEvery for the flags:

@@ -73,7 +73,8 @@ lora_rank, lora_target (all = all-linear), learning_rate, num_train_epochs
 (whole numbers), max_steps, per_device_train_batch_size,
 gradient_accumulation_steps, cutoff_len, lr_scheduler_type (linear, cosine,
 constant, constant_with_warmup), warmup_ratio, output_dir, dataset and
-eval_dataset (paths of data files: dataset_info.json names are not read),
+eval_dataset (a path of a data file), dataset (entries of dataset_dir's
+dataset_info.json, or a data file's path),
 eval_steps, save_steps, logging_steps, bf16, load_best_model_at_end,
 early_stopping_steps, ...). Flags on the command line win over the file.
 Paths are relative to the working directory, as on the command line. An
@@ -147,6 +148,7 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.IntVar(&f.evalExactMatch, "eval-exact-match", 0, "after training, score greedy exact match on the first N records of --eval-data (instruction or chat data) for the model card (0: off)")
 	fs.IntVar(&f.earlyStoppingPatience, "early-stopping-patience", 0, "stop after N evaluations in a row without a new lowest eval_loss (needs --eval-data and --eval-every; 0: never)")
 	f.text.define(fs, true)
+	f.text.defineRegistry(fs)
 	f.save.define(fs, "weights of --method full or freeze")
 }
 
@@ -266,8 +268,8 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	switch {
 	case f.modelDir == "":
 		return &usageError{msg: "--model is required"}
-	case f.dataPath == "":
-		return &usageError{msg: "--data is required"}
+	case f.dataPath == "" && f.text.dataset == "":
+		return &usageError{msg: "--data or --dataset is required"}
 	case f.out == "":
 		return &usageError{msg: "--out must not be empty"}
 	case f.batchSize < 1:
@@ -311,7 +313,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if f.printConfig {
 		return writeResolvedConfig(e.Stdout, fs, otherMethods, nil)
 	}
-	if _, err := os.Stat(f.dataPath); err != nil {
+	if _, err := os.Stat(f.dataPath); f.dataPath != "" && err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
 	if same, err := sameDir(f.modelDir, f.out); err == nil && same {
@@ -388,7 +390,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	st := loader.Stats()
-	fmt.Fprintf(e.Stdout, "data: %d sequences, %d tokens from %s; %d batches per epoch\n", ds.Len(), ds.Tokens(), f.dataPath, loader.BatchesPerEpoch())
+	fmt.Fprintf(e.Stdout, "data: %d sequences, %d tokens from %s; %d batches per epoch\n", ds.Len(), ds.Tokens(), f.text.describe(f.dataPath), loader.BatchesPerEpoch())
 	fmt.Fprintln(e.Stdout, st.TruncationMessage())
 	if st.Skipped > 0 {
 		fmt.Fprintf(e.Stderr, "warning: skipped %d of %d sequences with no token to train on (one token long, or every label after the first is -100)\n", st.Skipped, st.Sequences)

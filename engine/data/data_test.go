@@ -30,7 +30,7 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{"empty file", "", 0, 0, "no examples"},
 		{"malformed json", `{"input_ids":[1,2]}` + "\n" + `{"input_ids":[1,2}`, 0, 2, "malformed JSON"},
-		{"not an object", `[1,2,3]`, 0, 1, "not a JSON object"},
+		{"not an object", `[1,2,3]`, 0, 1, "element 0 of the JSON array is a number; each example must be an object"},
 		{"trailing garbage", `{"input_ids":[1,2]} x`, 0, 1, "malformed JSON"},
 		{"missing input_ids", `{"labels":[1,2]}`, 0, 1, `missing "input_ids"`},
 		{"input_ids string", `{"input_ids":"1 2 3"}`, 0, 1, `"input_ids" must be an array of integers, got a string`},
@@ -156,7 +156,7 @@ func TestLongLine(t *testing.T) {
 func mkDataset(lens ...int) *Dataset {
 	ds := &Dataset{Name: "mem"}
 	for i, n := range lens {
-		e := Example{Loc: Loc{"mem", i + 1}}
+		e := Example{Loc: Loc{File: "mem", Line: i + 1}}
 		for t := 0; t < n; t++ {
 			e.InputIDs = append(e.InputIDs, int32(100*i+t))
 		}

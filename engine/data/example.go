@@ -2,8 +2,9 @@
 //
 // The pipeline has three stages, each reusable on its own:
 //
-//  1. Reading. ReadJSONL splits a JSONL file into Records (one JSON object a
-//     line, with its file:line location), and a Format decodes each Record
+//  1. Reading. ReadRecords splits a file into Records (one JSON object a
+//     line of JSONL, each element of a JSON array, each row of a Parquet
+//     file, with its location), and a Format decodes each Record
 //     into Examples: token ids plus per-token labels. Pretokenized is the
 //     format of this package ("input_ids" and optional "labels"); formats
 //     that need a tokenizer (instruction, chat, plain text) implement the
@@ -32,16 +33,24 @@ const IgnoreIndex = -100
 type Loc struct {
 	// File is the path as the user gave it.
 	File string
-	// Line is 1-based; 0 means the whole file.
+	// Line is 1-based; 0 means the whole file (or a row of a file
+	// without lines).
 	Line int
+	// Row is the 1-based row of a file without lines (Parquet); 0 when
+	// Line locates the record.
+	Row int
 }
 
-// String formats the location as "file:line" (or just "file").
+// String formats the location as "file:line", "file row N" (Parquet) or
+// just "file".
 func (l Loc) String() string {
-	if l.Line <= 0 {
-		return l.File
+	switch {
+	case l.Line > 0:
+		return fmt.Sprintf("%s:%d", l.File, l.Line)
+	case l.Row > 0:
+		return fmt.Sprintf("%s row %d", l.File, l.Row)
 	}
-	return fmt.Sprintf("%s:%d", l.File, l.Line)
+	return l.File
 }
 
 // Error is a problem with the training data at a known location.

@@ -6,6 +6,30 @@ import (
 	"testing"
 )
 
+// FuzzParquet feeds arbitrary bytes, seeded with the Parquet fixtures and
+// damaged copies of them, to the Parquet record reader: a broken file
+// must be an error, never a panic or a hang.
+func FuzzParquet(f *testing.F) {
+	for _, p := range []string{"../../testdata/parquet/alpaca.parquet", "../../testdata/parquet/sharegpt.parquet"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		f.Add(b[:len(b)-9])
+		mid := append([]byte(nil), b...)
+		mid[len(mid)/2] ^= 0xff
+		f.Add(mid)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(t.TempDir(), "d.parquet")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_ = ReadRecords(path, func(Record) error { return nil })
+	})
+}
+
 // FuzzLoad feeds arbitrary bytes to the pre-tokenized JSONL reader and
 // batches what it accepts. Seeds: the tiny and golden data files and
 // broken lines (invalid UTF-8, duplicate keys, huge ids, bad labels).
@@ -24,6 +48,9 @@ func FuzzLoad(f *testing.F) {
 		`{"input_ids":[1,2,1000000000000]}`,
 		`{"input_ids":[1,2,3],"labels":[-100,-100]}`,
 		"\xef\xbb\xbf{\"input_ids\":[1,2]}\r\n\n",
+		"[\n {\"input_ids\":[1,2]},\n {\"input_ids\":[3,4],\"labels\":[-100,4]}\n]",
+		`[{"input_ids":[1]}, 3]`,
+		`[{"input_ids":[1,2]}] trailing`,
 	} {
 		f.Add([]byte(s))
 	}

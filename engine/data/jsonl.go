@@ -56,7 +56,7 @@ func readJSONL(path string, r io.Reader, fn func(Record) error) error {
 	for lineNo := 1; ; lineNo++ {
 		line, err := br.ReadBytes('\n')
 		if err != nil && err != io.EOF {
-			return Errorf(Loc{path, lineNo}, "read error: %v", err)
+			return Errorf(Loc{File: path, Line: lineNo}, "read error: %v", err)
 		}
 		if err == io.EOF && len(line) == 0 {
 			return nil // the previous line's newline ended the file
@@ -66,7 +66,7 @@ func readJSONL(path string, r io.Reader, fn func(Record) error) error {
 		if lineNo == 1 {
 			line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf"))
 		}
-		loc := Loc{path, lineNo}
+		loc := Loc{File: path, Line: lineNo}
 		rec, perr := parseRecord(loc, line)
 		if perr != nil {
 			return perr
@@ -117,7 +117,7 @@ func CheckUTF8(path string, raw []byte) error {
 	at := invalidUTF8At(raw) - 1
 	line := 1 + bytes.Count(raw[:at], []byte("\n"))
 	col := at - bytes.LastIndexByte(raw[:at], '\n')
-	return Errorf(Loc{path, line}, "invalid UTF-8 at byte %d of the line (the file must be UTF-8 text; gotune does not guess another encoding)", col)
+	return Errorf(Loc{File: path, Line: line}, "invalid UTF-8 at byte %d of the line (the file must be UTF-8 text; gotune does not guess another encoding)", col)
 }
 
 // invalidUTF8At returns the 1-based byte position of the first invalid
@@ -150,7 +150,7 @@ var errStop = errors.New("stop")
 func DetectFormat(path string, formats []Format) (Format, error) {
 	var found Format
 	var first *Record
-	err := ReadJSONL(path, func(r Record) error {
+	err := ReadRecords(path, func(r Record) error {
 		first = &r
 		for _, f := range formats {
 			if f.Detect(r) {
@@ -198,7 +198,7 @@ func Load(path string, opts LoadOptions) (*Dataset, error) {
 		format = Pretokenized{}
 	}
 	ds := &Dataset{Name: path, Format: format.Name()}
-	err := ReadJSONL(path, func(r Record) error {
+	err := ReadRecords(path, func(r Record) error {
 		exs, err := format.Decode(r)
 		if err != nil {
 			return err

@@ -34,7 +34,7 @@ func LoadTask(path string, opts textdata.Options) (*Task, error) {
 		return nil, err
 	}
 	t := &Task{Name: path, Examples: ds.Examples}
-	if ds.Format == textdata.Instruction || ds.Format == textdata.Chat {
+	if textdata.IsConversational(ds.Format) {
 		if t.Convs, _, err = textdata.ReadConversations(path, ds.Format); err != nil {
 			return nil, err
 		}

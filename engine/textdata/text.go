@@ -57,7 +57,7 @@ func openText(path string, opts Options) (*data.Dataset, error) {
 			return nil, err
 		}
 	} else {
-		err := data.ReadJSONL(path, func(r data.Record) error {
+		err := data.ReadRecords(path, func(r data.Record) error {
 			if err := data.UnknownFields(r, []string{"text"}, `a text line has only "text"`); err != nil {
 				return err
 			}

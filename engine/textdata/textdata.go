@@ -1,15 +1,22 @@
 // Package textdata reads the dataset formats people have as text and
 // tokenizes them into the examples package data batches:
 //
-//   - instruction: {"instruction": ..., "input": ..., "output": ...,
-//     "system": ...} ("input" and "system" optional): one exchange;
-//   - chat: {"messages": [{"role": ..., "content": ...}, ...]} with roles
-//     system (first only), user and assistant alternating;
+//   - instruction (alpaca): {"instruction": ..., "input": ..., "output":
+//     ..., "system": ..., "history": [[prompt, response], ...]} ("input",
+//     "system" and "history" optional): one exchange after the history's;
+//   - sharegpt: {"conversations": [{"from": ..., "value": ...}, ...],
+//     "system": ...} with LLaMA-Factory's roles human, gpt, system (first
+//     only), function_call and observation;
+//   - chat (OpenAI): {"messages": [{"role": ..., "content": ...}, ...]}
+//     with roles system (first only), user and assistant alternating;
 //   - text: {"text": ...}, or a whole .txt file: documents packed into
 //     blocks of the sequence length;
 //   - pretokenized: {"input_ids": [...], "labels": [...]} (package data).
 //
-// The format is detected per file from the first record's keys, or chosen.
+// Files are JSONL, a JSON array of records, or Parquet (data.ReadRecords).
+// The format is detected per file from the first record's keys, or chosen;
+// LLaMA-Factory's dataset_info.json registry names files and maps their
+// columns (OpenRegistry).
 // Instruction and chat records are laid out with a chat template (package
 // chat) and train on the replies only: prompt tokens get label -100. Text
 // trains on every token. Every problem with a record is reported as
@@ -39,15 +46,18 @@ const (
 	Pretokenized = "pretokenized"
 	// Instruction is one instruction, optional input and system, and output.
 	Instruction = "instruction"
-	// Chat is a list of messages with roles.
+	// Chat is a list of messages with roles (OpenAI's form).
 	Chat = "chat"
+	// ShareGPTFormat is ShareGPT's "conversations" with "from"/"value"
+	// turns (LLaMA-Factory's sharegpt formatting with its default tags).
+	ShareGPTFormat = "sharegpt"
 	// Text is plain text, packed into blocks.
 	Text = "text"
 )
 
 // FormatNames lists the values of Options.Format.
 func FormatNames() []string {
-	return []string{Auto, Pretokenized, Instruction, Chat, Text}
+	return []string{Auto, Pretokenized, Instruction, ShareGPTFormat, Chat, Text}
 }
 
 // Options configure Open.
@@ -81,34 +91,51 @@ func Open(path string, opts Options) (*data.Dataset, error) {
 	if opts.Tokenizer == nil {
 		return nil, fmt.Errorf("%s is %s data, which needs a tokenizer: pass --tokenizer, or use a model folder that has tokenizer.json", path, format)
 	}
-	tmpl := opts.Template
-	if tmpl == nil {
-		if tmpl, _, err = chat.Default(opts.Tokenizer); err != nil {
-			return nil, err
-		}
-	}
 	if format == Text {
 		return openText(path, opts)
 	}
-	if err := chat.Check(tmpl, opts.Tokenizer); err != nil {
+	tmpl, err := conversationTemplate(path, opts)
+	if err != nil {
 		return nil, err
 	}
 	ds := &data.Dataset{Name: path, Format: format}
 	err = readConversations(path, format, func(c Conversation) error {
-		ex, err := encodeConversation(c, tmpl, opts.Tokenizer)
-		if err != nil {
-			return err
-		}
-		if err := ex.Validate(opts.VocabSize); err != nil {
-			return err
-		}
-		ds.Examples = append(ds.Examples, ex)
-		return nil
+		return appendConversation(ds, c, tmpl, opts)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return ds, nil
+}
+
+// conversationTemplate returns the template conversations of path are
+// laid out with: opts.Template, else the tokenizer's default, checked
+// against the tokenizer.
+func conversationTemplate(path string, opts Options) (chat.Template, error) {
+	if opts.Tokenizer == nil {
+		return nil, fmt.Errorf("%s holds conversations, which need a tokenizer: pass --tokenizer, or use a model folder that has tokenizer.json", path)
+	}
+	tmpl := opts.Template
+	if tmpl == nil {
+		var err error
+		if tmpl, _, err = chat.Default(opts.Tokenizer); err != nil {
+			return nil, err
+		}
+	}
+	return tmpl, chat.Check(tmpl, opts.Tokenizer)
+}
+
+// appendConversation encodes c and appends it to ds.
+func appendConversation(ds *data.Dataset, c Conversation, tmpl chat.Template, opts Options) error {
+	ex, err := encodeConversation(c, tmpl, opts.Tokenizer)
+	if err != nil {
+		return err
+	}
+	if err := ex.Validate(opts.VocabSize); err != nil {
+		return err
+	}
+	ds.Examples = append(ds.Examples, ex)
+	return nil
 }
 
 // EncodeConversation lays out one conversation with tmpl, tokenizes it
@@ -145,7 +172,7 @@ func Detect(path string) (string, error) {
 func resolveFormat(path, format string) (string, error) {
 	switch format {
 	case "", Auto:
-	case Pretokenized, Instruction, Chat, Text:
+	case Pretokenized, Instruction, ShareGPTFormat, Chat, Text:
 		if isTxt(path) && format != Text {
 			return "", fmt.Errorf("%s: a .txt file is read as plain text; --format %s needs a JSONL file", path, format)
 		}
@@ -159,7 +186,7 @@ func resolveFormat(path, format string) (string, error) {
 		}
 		return Text, nil
 	}
-	f, err := data.DetectFormat(path, []data.Format{data.Pretokenized{}, detector{Instruction, "instruction"}, detector{Chat, "messages"}, detector{Text, "text"}})
+	f, err := data.DetectFormat(path, []data.Format{data.Pretokenized{}, detector{Instruction, "instruction"}, detector{ShareGPTFormat, "conversations"}, detector{Chat, "messages"}, detector{Text, "text"}})
 	if err != nil {
 		return "", err
 	}
@@ -197,8 +224,8 @@ func ReadConversations(path, format string) ([]Conversation, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if format != Instruction && format != Chat {
-		return nil, format, fmt.Errorf("%s is %s data; conversations come from instruction or chat data", path, format)
+	if !IsConversational(format) {
+		return nil, format, fmt.Errorf("%s is %s data; conversations come from instruction, sharegpt or chat data", path, format)
 	}
 	var out []Conversation
 	err = readConversations(path, format, func(c Conversation) error {
@@ -213,12 +240,15 @@ func ReadConversations(path, format string) ([]Conversation, string, error) {
 
 func readConversations(path, format string, fn func(Conversation) error) error {
 	n := 0
-	err := data.ReadJSONL(path, func(r data.Record) error {
+	err := data.ReadRecords(path, func(r data.Record) error {
 		var msgs []chat.Message
 		var err error
-		if format == Instruction {
+		switch format {
+		case Instruction:
 			msgs, err = parseInstruction(r)
-		} else {
+		case ShareGPTFormat:
+			msgs, err = parseShareGPT(r)
+		default:
 			msgs, err = parseChat(r)
 		}
 		if err != nil {
@@ -236,23 +266,26 @@ func readConversations(path, format string, fn func(Conversation) error) error {
 	return nil
 }
 
-var instructionFields = []string{"instruction", "input", "output", "system"}
+// IsConversational reports whether a format's records are conversations.
+func IsConversational(format string) bool {
+	return format == Instruction || format == ShareGPTFormat || format == Chat
+}
 
 // parseInstruction decodes an instruction record.
 func parseInstruction(r data.Record) ([]chat.Message, error) {
-	if err := data.UnknownFields(r, instructionFields, `an instruction line has "instruction", "output" and optional "input" and "system"`); err != nil {
+	if err := data.UnknownFields(r, []string{"instruction", "input", "output", "system", "history"}, `an instruction line has "instruction", "output" and optional "input", "system" and "history"`); err != nil {
 		return nil, err
 	}
-	var v [4]string
-	for i, name := range instructionFields {
-		required := name == "instruction" || name == "output"
-		s, err := stringValue(r.Loc, name, r.Fields[name], required)
-		if err != nil {
-			return nil, err
-		}
-		v[i] = s
+	return instructionSchema.Conversation(r)
+}
+
+// parseShareGPT decodes a sharegpt record ("id", which ShareGPT dumps
+// carry, is allowed and ignored).
+func parseShareGPT(r data.Record) ([]chat.Message, error) {
+	if err := data.UnknownFields(r, []string{"conversations", "system", "tools", "id"}, `a sharegpt line has "conversations" and optional "system" and "tools"`); err != nil {
+		return nil, err
 	}
-	return chat.FromInstruction(v[3], v[0], v[1], v[2]), nil
+	return shareGPTSchema.Conversation(r)
 }
 
 // parseChat decodes a chat record.

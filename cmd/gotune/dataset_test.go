@@ -1,0 +1,90 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// llamaFactoryDir writes a LLaMA-Factory data folder: a dataset_info.json
+// with an alpaca entry (JSON array, with history) and a sharegpt entry
+// (the Parquet fixture), as users have them.
+func llamaFactoryDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	pq, err := os.ReadFile("../../testdata/parquet/sharegpt.parquet")
+	require.NoError(t, err)
+	files := map[string]string{
+		"dataset_info.json": `{
+  "my_alpaca": {"file_name": "alpaca.json", "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}},
+  "my_chat": {"file_name": "chat.parquet", "formatting": "sharegpt", "columns": {"messages": "conversations", "system": "system"}}
+}`,
+		"alpaca.json":  `[{"instruction": "hi", "input": "", "output": "HI", "system": "", "history": [["a", "A"]]}, {"instruction": "bye", "input": "now", "output": "BYE", "system": "s", "history": []}]`,
+		"chat.parquet": string(pq),
+	}
+	for name, content := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
+	}
+	return dir
+}
+
+// data show --json prints one {"input_ids", "labels"} line per example,
+// which reads back as pre-tokenized data giving the same lines.
+func TestDataShowJSON(t *testing.T) {
+	mdir := tinyModelDir(t)
+	dir := llamaFactoryDir(t)
+	status, stdout, stderr := gotuneIn("data", "show", "--dataset", "my_alpaca,my_chat", "--dataset-dir", dir, "--model", mdir, "--json")
+	require.Equal(t, 0, status, stderr)
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	require.Len(t, lines, 4)
+	for _, l := range lines {
+		var ex struct {
+			InputIDs []int32 `json:"input_ids"`
+			Labels   []int32 `json:"labels"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(l), &ex), l)
+		assert.NotEmpty(t, ex.InputIDs)
+		assert.Len(t, ex.Labels, len(ex.InputIDs))
+		assert.Contains(t, l, `"input_ids":[`)
+		assert.Contains(t, l, `-100`) // prompts are not trained on
+	}
+	tokenized := filepath.Join(t.TempDir(), "tok.jsonl")
+	require.NoError(t, os.WriteFile(tokenized, []byte(stdout), 0o644))
+	status, again, stderr := gotuneIn("data", "show", "--data", tokenized, "--json")
+	require.Equal(t, 0, status, stderr)
+	assert.Equal(t, stdout, again)
+}
+
+// A LLaMA-Factory config naming dataset_info.json entries trains as it is.
+func TestTrainOnLlamaFactoryRegistry(t *testing.T) {
+	mdir := tinyModelDir(t)
+	dir := llamaFactoryDir(t)
+	cfg := filepath.Join(t.TempDir(), "run.yaml")
+	out := filepath.Join(t.TempDir(), "run")
+	require.NoError(t, os.WriteFile(cfg, []byte("model_name_or_path: "+mdir+"\ndataset: my_alpaca,my_chat\ndataset_dir: "+dir+
+		"\nfinetuning_type: lora\noutput_dir: "+out+"\nmax_steps: 1\nper_device_train_batch_size: 2\n"), 0o644))
+	status, stdout, stderr := gotuneIn("train", "--config", cfg, "--device", "cpu")
+	require.Equal(t, 0, status, "%s\n%s", stderr, stdout)
+	assert.Contains(t, stdout, "data: 4 sequences")
+	assert.Contains(t, stdout, "my_alpaca,my_chat")
+
+	// A column that does not exist: one line naming the file and column.
+	bad := strings.Replace(mustRead(t, filepath.Join(dir, "dataset_info.json")), `"response": "output"`, `"response": "answer"`, 1)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "dataset_info.json"), []byte(bad), 0o644))
+	status, _, stderr = gotuneIn("train", "--model", mdir, "--dataset", "my_alpaca", "--dataset-dir", dir, "--steps", "1", "--device", "cpu", "--out", filepath.Join(t.TempDir(), "r"))
+	assert.Equal(t, exitError, status)
+	assert.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, stderr)
+	assert.Contains(t, stderr, filepath.Join(dir, "alpaca.json")+`: column "answer" (dataset_info.json "my_alpaca": columns.response) does not exist`)
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
+}
