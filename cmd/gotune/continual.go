@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -124,11 +123,7 @@ func runContinual(ctx context.Context, e *env, args []string) error {
 	f.text.define(fs, false)
 	c.define(fs)
 	byMethod := methodFlagNames() // before the real definitions: it resets the method flags
-	for _, name := range slices.Sorted(maps.Keys(methods)) {
-		if methods[name].Flags != nil {
-			methods[name].Flags(fs)
-		}
-	}
+	mf := defineMethodFlags(fs)
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -145,14 +140,13 @@ func runContinual(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	method, ok := methods[f.method]
-	if !ok {
-		return &usageError{msg: fmt.Sprintf("unknown --method %q (available: %s)", f.method, methodNames())}
+	if _, err := methodRegistry.Lookup(f.method, optionFlags); err != nil {
+		return err
 	}
 	if ccfg.Strategy == continual.StrategyOLoRA && f.method != "lora" {
 		return &usageError{msg: fmt.Sprintf("--strategy olora trains a fresh LoRA per task: it needs --method lora, not %s", f.method)}
 	}
-	if ccfg.Strategy == continual.StrategyOLoRA && initAdapterDir != "" {
+	if ccfg.Strategy == continual.StrategyOLoRA && mf.opts.InitAdapter != "" {
 		return &usageError{msg: "--strategy olora starts every task from a fresh LoRA; --init-adapter does not apply"}
 	}
 	if !validDevice(f.device) {
@@ -203,13 +197,13 @@ func runContinual(ctx context.Context, e *env, args []string) error {
 	}
 	if ccfg.Strategy == continual.StrategyOLoRA {
 		ccfg.NewAdapter = func(i int) (continual.LowRankAdapter, error) {
-			s, err := method.Apply(m, f.seed+uint64(i))
+			s, err := mf.apply(f.method, m, f.modelDir, f.seed+uint64(i))
 			if err != nil {
 				return nil, err
 			}
 			return s.(*lora.Adapter), nil
 		}
-	} else if _, err := method.Apply(m, f.seed); err != nil {
+	} else if _, err := mf.apply(f.method, m, f.modelDir, f.seed); err != nil {
 		return err
 	}
 	m.SetGradCheckpoint(f.gradCheckpoint)

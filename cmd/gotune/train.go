@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +20,7 @@ import (
 	"github.com/gotune/gotune/engine/runcard"
 	"github.com/gotune/gotune/engine/safetensors"
 	"github.com/gotune/gotune/engine/train"
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/methods/peft"
 )
 
@@ -193,61 +193,12 @@ func (f *trainFlags) optimizerConfig() (train.Config, error) {
 	return c, nil
 }
 
-// trainMethod is a --method of "gotune train". Each method lives in its
-// own file and registers itself with registerMethod from init.
-type trainMethod struct {
-	// Name is the --method value.
-	Name string
-	// Flags, if set, defines the method's own flags (e.g. --lora-r) on the
-	// train flag set, so they appear in "gotune train --help".
-	Flags func(fs *flag.FlagSet)
-	// Apply prepares a freshly loaded model: it marks what trains (adding
-	// modules if the method has any) and returns what saves the result
-	// into --out; nil means the whole model (full weights).
-	Apply func(m model.Model, seed uint64) (train.Saver, error)
-}
-
-var methods = map[string]*trainMethod{}
-
-// defineMethodFlags defines every method's own flags on fs.
-func defineMethodFlags(fs *flag.FlagSet) {
-	for _, name := range slices.Sorted(maps.Keys(methods)) {
-		if methods[name].Flags != nil {
-			methods[name].Flags(fs)
-		}
-	}
-}
-
-// registerMethod adds a --method.
-func registerMethod(m *trainMethod) {
-	if _, dup := methods[m.Name]; dup {
-		panic("gotune: method " + m.Name + " registered twice")
-	}
-	methods[m.Name] = m
-}
-
-func init() {
-	registerMethod(&trainMethod{
-		Name:  "full",
-		Flags: defineAdapterFlags,
-		Apply: func(m model.Model, _ uint64) (train.Saver, error) {
-			if initAdapterDir != "" {
-				return nil, &usageError{msg: "--init-adapter: --method full trains the base weights and takes no adapter; merge it first (gotune merge) or train with the adapter's method"}
-			}
-			for _, p := range m.Params() {
-				model.SetTrainable(p, true)
-			}
-			return nil, nil
-		},
-	})
-}
-
 func runTrain(ctx context.Context, e *env, args []string) error {
 	var f trainFlags
 	fs := newFlagSet("train", "gotune train --model DIR --data FILE [flags]", trainDescription)
 	f.define(fs)
 	methodFlags := methodFlagNames()
-	defineMethodFlags(fs)
+	mf := defineMethodFlags(fs)
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -289,9 +240,8 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if _, err := engine.ParsePrecision(f.precision, false); err != nil {
 		return &usageError{msg: err.Error()}
 	}
-	method, ok := methods[f.method]
-	if !ok {
-		return &usageError{msg: fmt.Sprintf("unknown --method %q (available: %s)", f.method, methodNames())}
+	if _, err := methodRegistry.Lookup(f.method, optionFlags); err != nil {
+		return err
 	}
 	tcfg, err := f.optimizerConfig()
 	if err != nil {
@@ -343,10 +293,10 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		ckpt = c
 		if _, err := os.Stat(filepath.Join(ckpt, peft.ConfigFile)); err == nil {
 			ckptAdapter = true
-			if initAdapterDir != "" {
-				fmt.Fprintf(e.Stderr, "note: --init-adapter %s is ignored: the adapter comes from the checkpoint %s\n", initAdapterDir, ckpt)
+			if mf.opts.InitAdapter != "" {
+				fmt.Fprintf(e.Stderr, "note: --init-adapter %s is ignored: the adapter comes from the checkpoint %s\n", mf.opts.InitAdapter, ckpt)
 			}
-			initAdapterDir = ckpt
+			mf.opts.InitAdapter = ckpt
 		}
 		fmt.Fprintf(e.Stdout, "resuming from %s (step %d of %d)\n", ckpt, st.Step, st.TotalSteps)
 	}
@@ -401,7 +351,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	defer be.Close()
 	// A resumed full or freeze run continues from the checkpoint's model;
 	// an adapter method loads its adapter from the checkpoint in Apply
-	// (initAdapterDir, set above) on top of the base --model.
+	// (--init-adapter, set above) on top of the base --model.
 	weightsDir := f.modelDir
 	if ckpt != "" && !ckptAdapter {
 		weightsDir = ckpt
@@ -414,7 +364,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	saver, err := method.Apply(m, f.seed)
+	saver, err := mf.apply(f.method, m, f.modelDir, f.seed)
 	if err != nil {
 		return err
 	}
@@ -682,20 +632,21 @@ func otherMethodFlags(byMethod map[string]map[string]bool, own map[string]bool) 
 // definitions reset the shared variables to their defaults again).
 func methodFlagNames() map[string]map[string]bool {
 	out := map[string]map[string]bool{}
-	for name, m := range methods {
+	for name := range methodRegistry {
 		out[name] = map[string]bool{}
-		if m.Flags == nil {
+		def := methodFlagDefs[name]
+		if def == nil {
 			continue
 		}
 		scratch := flag.NewFlagSet(name, flag.ContinueOnError)
-		m.Flags(scratch)
+		def(&methodFlagSet{opts: finetune.DefaultMethodOptions()}, scratch)
 		scratch.VisitAll(func(fl *flag.Flag) { out[name][fl.Name] = true })
 	}
 	return out
 }
 
 func methodNames() string {
-	return strings.Join(slices.Sorted(maps.Keys(methods)), ", ")
+	return strings.Join(methodRegistry.Names(), ", ")
 }
 
 // sameDir reports whether a and b name the same existing directory.
