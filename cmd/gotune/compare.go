@@ -163,7 +163,7 @@ func runCompare(ctx context.Context, e *env, args []string) error {
 	}
 	cfg := &compare.Config{
 		Load:      func() (model.Model, error) { return model.Load(*modelDir, be) },
-		TrainData: td.train, EvalData: td.eval,
+		TrainData: td.Train, EvalData: td.Eval,
 		Loader: data.LoaderConfig{BatchSize: *batchSize, SeqLen: sl, Shuffle: true, Seed: *seed, PadID: padID},
 		Train: train.Config{
 			Steps: *steps, GradAccum: 1, LR: *lr, Schedule: schedule, WarmupSteps: *warmup,
@@ -178,12 +178,12 @@ func runCompare(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Train.Validate(); err != nil {
 		return &usageError{msg: err.Error()}
 	}
-	if td.eval != nil && (td.eval.Format == textdata.Instruction || td.eval.Format == textdata.Chat) {
-		convs, _, err := textdata.ReadConversations(df.evalData, td.eval.Format)
+	if td.Eval != nil && (td.Eval.Format == textdata.Instruction || td.Eval.Format == textdata.Chat) {
+		convs, _, err := textdata.ReadConversations(df.evalData, td.Eval.Format)
 		if err != nil {
 			return err
 		}
-		cfg.Exact = &compare.ExactMatch{Tok: td.tok, Tmpl: td.tmpl, Convs: convs, MaxNew: *maxNew}
+		cfg.Exact = &compare.ExactMatch{Tok: td.Tok, Tmpl: td.Tmpl, Convs: convs, MaxNew: *maxNew}
 	}
 	if err := compare.Check(cfg); err != nil {
 		return err

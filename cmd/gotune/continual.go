@@ -323,32 +323,32 @@ func loadTasks(df *textDataFlags, modelDir string, taskPaths, evalPaths []string
 		if err != nil {
 			return nil, scorer, err
 		}
-		if td.train.Len() == 0 {
+		if td.Train.Len() == 0 {
 			return nil, scorer, fmt.Errorf("task file %s has no records", path)
 		}
-		scorer.Tokenizer, scorer.Template = td.tok, td.tmpl
+		scorer.Tokenizer, scorer.Template = td.Tok, td.Tmpl
 		t := continual.Task{Name: taskName(path)}
-		answered := td.train.Format == textdata.Instruction || td.train.Format == textdata.Chat
+		answered := td.Train.Format == textdata.Instruction || td.Train.Format == textdata.Chat
 		evalFile := path
 		if evalPaths != nil {
 			evalFile = evalPaths[i]
-			if td.eval.Len() == 0 {
+			if td.Eval.Len() == 0 {
 				return nil, scorer, fmt.Errorf("evaluation file %s has no records", evalFile)
 			}
-			t.Train, t.Eval = td.train.Examples, td.eval
-			if answered = answered && (td.eval.Format == textdata.Instruction || td.eval.Format == textdata.Chat); answered {
-				if t.Convs, _, err = textdata.ReadConversations(evalFile, td.eval.Format); err != nil {
+			t.Train, t.Eval = td.Train.Examples, td.Eval
+			if answered = answered && (td.Eval.Format == textdata.Instruction || td.Eval.Format == textdata.Chat); answered {
+				if t.Convs, _, err = textdata.ReadConversations(evalFile, td.Eval.Format); err != nil {
 					return nil, scorer, err
 				}
 			}
 		} else {
 			var convs []textdata.Conversation
 			if answered {
-				if convs, _, err = textdata.ReadConversations(path, td.train.Format); err != nil {
+				if convs, _, err = textdata.ReadConversations(path, td.Train.Format); err != nil {
 					return nil, scorer, err
 				}
 			}
-			if t.Train, t.Eval, t.Convs, err = holdOut(td.train, convs); err != nil {
+			if t.Train, t.Eval, t.Convs, err = holdOut(td.Train, convs); err != nil {
 				return nil, scorer, err
 			}
 		}

@@ -193,8 +193,8 @@ func runDataShow(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(e.Stdout, "data: "+textdata.Summary(td.train))
-	for i, ex := range td.train.Examples {
+	fmt.Fprintln(e.Stdout, "data: "+textdata.Summary(td.Train))
+	for i, ex := range td.Train.Examples {
 		if i == *n {
 			break
 		}
@@ -205,7 +205,7 @@ func runDataShow(e *env, args []string) error {
 			}
 		}
 		fmt.Fprintf(e.Stdout, "--- %s (%d tokens, %d with labels)\n", ex.Loc, len(ex.InputIDs), labelled)
-		showExample(e.Stdout, td.tok, ex)
+		showExample(e.Stdout, td.Tok, ex)
 	}
 	return nil
 }

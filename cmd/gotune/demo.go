@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gotune/gotune/finetune"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,7 +210,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}
 	if saver == nil && *out != "" {
 		// Full weights: keep the tokenizer beside them (see runTrain).
-		if _, err := copyTokenizerFiles(dir, *out); err != nil {
+		if _, err := finetune.CopyTokenizerFiles(dir, *out); err != nil {
 			return fmt.Errorf("saving the tokenizer files to %s: %w", *out, err)
 		}
 	}

@@ -14,6 +14,13 @@ import (
 var optionFlags = finetune.Names{
 	"Method": "--method", "InitAdapter": "--init-adapter", "Seed": "--seed",
 
+	"Model": "--model", "Data.Train": "--data", "Data.Eval": "--eval-data", "Data.EvalEvery": "--eval-every",
+	"Data.Format": "--format", "Data.Template": "--template", "Data.Tokenizer": "--tokenizer",
+	"Out": "--out", "Overwrite": "--overwrite", "Resume": "--resume", "BatchSize": "--batch-size", "SeqLen": "--seq-len",
+	"Shuffle": "--shuffle", "GradCheckpoint": "--grad-checkpoint", "Precision": "--precision",
+	"Train.KeepBest": "--keep-best", "Train.EarlyStoppingPatience": "--early-stopping-patience",
+	"EvalExactMatch": "--eval-exact-match", "Save.DType": "--save-dtype", "Save.MaxShardBytes": "--max-shard-size",
+
 	"LoRA.Rank": "--lora-r", "LoRA.Alpha": "--lora-alpha", "LoRA.Dropout": "--lora-dropout",
 	"LoRA.Targets": "--lora-targets", "LoRA.RSLoRA": "--use-rslora", "LoRA.DoRA": "--use-dora", "LoRA.Init": "--lora-init",
 

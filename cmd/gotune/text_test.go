@@ -277,7 +277,7 @@ func TestOpenData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if td.tok == nil || td.tmpl == nil || td.tmpl.Name() != "plain" || td.eval == nil || td.train.Format != "instruction" {
+	if td.Tok == nil || td.Tmpl == nil || td.Tmpl.Name() != "plain" || td.Eval == nil || td.Train.Format != "instruction" {
 		t.Errorf("instruction data: %+v", td)
 	}
 	if !strings.Contains(log.String(), "chat template plain") {
@@ -289,7 +289,7 @@ func TestOpenData(t *testing.T) {
 
 	df = textDataFlags{format: "auto", template: "auto"}
 	td, err = df.openData(pre, noTok, 64, 259, &log)
-	if err != nil || td.tok != nil || td.train.Format != "pretokenized" || df.evalEveryConfig() != 0 {
+	if err != nil || td.Tok != nil || td.Train.Format != "pretokenized" || df.evalEveryConfig() != 0 {
 		t.Errorf("pre-tokenized data without a tokenizer: %+v, %v", td, err)
 	}
 
