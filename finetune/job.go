@@ -99,8 +99,9 @@ type Result struct {
 // name returns how messages name option.
 func (o *JobOptions) name(option string) string { return o.Names.Of(option) }
 
-// check validates what needs no file.
-func (o *JobOptions) check() error {
+// Check validates the options that need no file (Run calls it first):
+// an *OptionError names the first wrong one.
+func (o *JobOptions) Check() error {
 	switch {
 	case o.Model == "":
 		return optionErrorf("Model", "%s is required", o.name("Model"))

@@ -26,7 +26,7 @@ import (
 // still saves; its Result says Interrupted.
 func Run(ctx context.Context, o JobOptions) (*Result, error) {
 	o.withDefaults()
-	if err := o.check(); err != nil {
+	if err := o.Check(); err != nil {
 		return nil, err
 	}
 	method, err := o.Methods.Lookup(o.Method, o.Names)

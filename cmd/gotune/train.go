@@ -223,9 +223,6 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	rec := &trainRecorder{f: &f, fs: fs, args: args, own: byMethod[f.method], byMethod: byMethod}
-	if f.printConfig {
-		return writeResolvedConfig(e.Stdout, fs, rec.otherMethods(), nil)
-	}
 	mo, err := mf.options(f.modelDir, f.seed)
 	if err != nil {
 		return err
@@ -244,6 +241,12 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		if f.seqLen < 2 {
 			return &usageError{msg: fmt.Sprintf("--seq-len must be at least 2, got %d", f.seqLen)}
 		}
+	}
+	if err := o.Check(); err != nil {
+		return err
+	}
+	if f.printConfig {
+		return writeResolvedConfig(e.Stdout, fs, rec.otherMethods(), nil)
 	}
 	be, err := openDevice(f.device, func(s string) { fmt.Fprintln(e.Stderr, s) })
 	if err != nil {
