@@ -16,7 +16,8 @@
 //   - peft: reading and writing PEFT adapter folders (adapter_config.json,
 //     adapter_model.safetensors), shared by the adapter methods.
 //
-// The command line registers each method as a --method of "gotune train"
-// (cmd/gotune/method_*.go). Methods are verified against PyTorch golden
+// Package finetune lists them as its built-in methods (finetune.Methods),
+// which the command line offers as --method values (their flags in
+// cmd/gotune/method_*.go). Methods are verified against PyTorch golden
 // values in testdata/golden/methods.
 package methods

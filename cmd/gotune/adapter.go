@@ -3,78 +3,119 @@ package main
 import (
 	"flag"
 	"fmt"
-	"maps"
-	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gotune/gotune/engine/model"
-	"github.com/gotune/gotune/methods/peft"
+	"github.com/gotune/gotune/engine/train"
+	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/methods/freeze"
+	"github.com/gotune/gotune/methods/lora"
 )
 
-// Adapter folders: the generic --init-adapter flag of "gotune train", and
-// the loaders "gotune generate --adapter", "gotune eval --adapter" and
-// "gotune merge" use, keyed by adapter_config.json's peft_type.
+// The methods' flags: every --method's own flags (--lora-r, ...) and the
+// generic --init-adapter, bound to one methodFlagSet value that becomes the
+// finetune.MethodOptions of a run. The methods themselves (and loading an
+// adapter folder by its peft_type) are the library's (package finetune).
 
-// initAdapterDir is --init-adapter: a PEFT adapter folder to start
-// training from. Adapter methods read it in their Apply.
-var initAdapterDir string
+// methodFlagSet holds the values of every method's flags on one flag set.
+type methodFlagSet struct {
+	fs   *flag.FlagSet
+	opts finetune.MethodOptions // the flags whose values need no parsing
+	// List-valued flags, parsed by options.
+	loraTargets, loraInit, freezeModules, freezeExtra string
+	adapterLayers, prefixLayers                       string
+}
 
-// trainFS is the flag set of the "gotune train" invocation being set up,
-// remembered by defineAdapterFlags so that a method's Apply can ask which
-// flags were given explicitly and what --model is.
-var trainFS *flag.FlagSet
+// methodFlagDefs defines each --method's own flags, by method.
+var methodFlagDefs = map[string]func(mf *methodFlagSet, fs *flag.FlagSet){
+	"full":    (*methodFlagSet).defineAdapterFlags,
+	"freeze":  (*methodFlagSet).defineFreezeFlags,
+	"lora":    (*methodFlagSet).defineLoRAFlags,
+	"adapter": (*methodFlagSet).defineBottleneckFlags,
+	"prompt":  (*methodFlagSet).definePromptFlags,
+	"ptuning": (*methodFlagSet).definePTuningFlags,
+	"prefix":  (*methodFlagSet).definePrefixFlags,
+}
 
-// defineAdapterFlags defines --init-adapter on the train flag set (once,
-// whichever method's Flags calls it first). Every adapter method's Flags
-// calls it.
-func defineAdapterFlags(fs *flag.FlagSet) {
-	trainFS = fs
+// methodRegistry is the --method values: the library's built-in methods.
+var methodRegistry = finetune.Methods()
+
+// defineMethodFlags defines every method's own flags on fs and returns
+// their values.
+func defineMethodFlags(fs *flag.FlagSet) *methodFlagSet {
+	mf := &methodFlagSet{fs: fs, opts: finetune.DefaultMethodOptions()}
+	for _, name := range methodRegistry.Names() {
+		if def := methodFlagDefs[name]; def != nil {
+			def(mf, fs)
+		}
+	}
+	return mf
+}
+
+// defineAdapterFlags defines --init-adapter on the flag set (once,
+// whichever method's flags define it first). Every adapter method's
+// flags include it.
+func (mf *methodFlagSet) defineAdapterFlags(fs *flag.FlagSet) {
 	if fs.Lookup("init-adapter") != nil {
 		return
 	}
-	fs.StringVar(&initAdapterDir, "init-adapter", "",
+	fs.StringVar(&mf.opts.InitAdapter, "init-adapter", "",
 		"start from the adapter in this PEFT adapter `DIR` (adapter_config.json, adapter_model.safetensors) instead of a fresh initialisation: continue training, or train weights made elsewhere; its configuration replaces the method's structural flags")
 }
 
-// flagSet reports whether flag name was given on the train command line.
-func flagSet(name string) bool {
-	if trainFS == nil {
-		return false
+// options returns the method options the flags give, for model modelDir
+// and seed: list flags parsed, the flags set on the command line (or by
+// --config) as Explicit, option names mapped to flags.
+func (mf *methodFlagSet) options(modelDir string, seed uint64) (finetune.MethodOptions, error) {
+	o := mf.opts
+	o.Seed, o.BaseModel, o.Names = seed, modelDir, optionFlags
+	o.LoRA.Targets, o.LoRA.Init = lora.ParseTargets(mf.loraTargets), lora.Init(mf.loraInit)
+	o.Freeze.Modules, o.Freeze.Extra = freeze.ParseList(mf.freezeModules), freeze.ParseList(mf.freezeExtra)
+	var err error
+	if o.Bottleneck.Layers, err = parseLayerList("adapter-layers", mf.adapterLayers); err != nil {
+		return o, err
 	}
-	set := false
-	trainFS.Visit(func(f *flag.Flag) {
-		if f.Name == name {
-			set = true
+	if o.Prefix.Layers, err = parseLayerList("prefix-layers", mf.prefixLayers); err != nil {
+		return o, err
+	}
+	o.Explicit = explicitOptions(mf.fs)
+	return o, nil
+}
+
+// apply installs method name on m with the flags' options, changed
+// first by each of change.
+func (mf *methodFlagSet) apply(name string, m model.Model, modelDir string, seed uint64, change ...func(*finetune.MethodOptions)) (train.Saver, error) {
+	meth, err := methodRegistry.Lookup(name, optionFlags)
+	if err != nil {
+		return nil, err
+	}
+	o, err := mf.options(modelDir, seed)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range change {
+		c(&o)
+	}
+	return meth.Apply(m, &o)
+}
+
+// parseLayerList parses a comma-separated list of layer indices for flag
+// name; "" gives nil (every layer).
+func parseLayerList(name, s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, &usageError{msg: fmt.Sprintf("--%s: %q is not a layer index (want a comma-separated list such as 0,3)", name, f)}
 		}
-	})
-	return set
-}
-
-// trainModelDir returns --model of the train invocation being set up.
-func trainModelDir() string {
-	if trainFS == nil {
-		return ""
+		out = append(out, n)
 	}
-	if f := trainFS.Lookup("model"); f != nil {
-		return f.Value.String()
-	}
-	return ""
-}
-
-// adapterLoader installs the adapter in dir on m for inference (its
-// tensors frozen).
-type adapterLoader func(m model.Model, dir string) error
-
-// adapterLoaders maps a peft_type to its loader.
-var adapterLoaders = map[string]adapterLoader{}
-
-// registerAdapterLoader adds the loader of a peft_type; each adapter
-// method's file calls it from init.
-func registerAdapterLoader(peftType string, load adapterLoader) {
-	if _, dup := adapterLoaders[peftType]; dup {
-		panic("gotune: adapter loader " + peftType + " registered twice")
-	}
-	adapterLoaders[peftType] = load
+	return out, nil
 }
 
 // loadAdapter installs the adapter folder dir (any method gotune knows,
@@ -82,16 +123,7 @@ func registerAdapterLoader(peftType string, load adapterLoader) {
 // is what "gotune generate --adapter DIR" and "gotune eval --adapter DIR"
 // call after loading the base model.
 func loadAdapter(m model.Model, dir string) error {
-	h, err := peft.ReadHeader(dir)
-	if err != nil {
-		return fmt.Errorf("--adapter: %w", err)
-	}
-	load, ok := adapterLoaders[h.PeftType]
-	if !ok {
-		return fmt.Errorf("--adapter %s: peft_type %q is not supported (gotune loads: %s)", dir, h.PeftType,
-			strings.Join(slices.Sorted(maps.Keys(adapterLoaders)), ", "))
-	}
-	if err := load(m, dir); err != nil {
+	if err := methodRegistry.LoadAdapter(dir, m); err != nil {
 		return fmt.Errorf("--adapter: %w", err)
 	}
 	return nil

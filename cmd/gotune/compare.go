@@ -15,6 +15,7 @@ import (
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/textdata"
 	"github.com/gotune/gotune/engine/train"
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/internal/compare"
 )
 
@@ -44,19 +45,20 @@ that does not fit it fails before anything trains.`
 var compareMethodNames = []string{"full", "freeze", "lora", "dora", "adapter", "prefix", "ptuning", "prompt"}
 
 // compareApply returns the Apply of a --methods entry: the train
-// method's, with dora as lora with --use-dora forced on (and lora with it
-// forced off).
-func compareApply(name string) func(model.Model, uint64) (train.Saver, error) {
-	switch name {
-	case "lora", "dora":
-		return func(m model.Model, seed uint64) (train.Saver, error) {
-			saved := loraOpts.dora
-			loraOpts.dora = name == "dora"
-			defer func() { loraOpts.dora = saved }()
-			return applyLoRA(m, seed)
-		}
+// method's with the method flags' options, with dora as lora with
+// --use-dora forced on (and lora with it forced off).
+func compareApply(mf *methodFlagSet, name, modelDir string) func(model.Model, uint64) (train.Saver, error) {
+	method := name
+	if name == "dora" {
+		method = "lora"
 	}
-	return methods[name].Apply
+	return func(m model.Model, seed uint64) (train.Saver, error) {
+		return mf.apply(method, m, modelDir, seed, func(o *finetune.MethodOptions) {
+			if method == "lora" {
+				o.LoRA.DoRA = name == "dora"
+			}
+		})
+	}
 }
 
 // parseMethodLRs parses --method-lr "full=1e-4,freeze=1e-4".
@@ -101,7 +103,7 @@ func runCompare(ctx context.Context, e *env, args []string) error {
 	logEvery := fs.Int("log-every", 0, "print a progress line every N steps (0: never)")
 	var df textDataFlags
 	df.define(fs, true)
-	defineMethodFlags(fs)
+	mf := defineMethodFlags(fs)
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -119,7 +121,7 @@ func runCompare(ctx context.Context, e *env, args []string) error {
 		return &usageError{msg: fmt.Sprintf("--steps must be at least 1, got %d", *steps)}
 	case *batchSize < 1 || *seqLen < 2 || *maxNew < 1:
 		return &usageError{msg: "--batch-size and --max-new-tokens must be at least 1, --seq-len at least 2"}
-	case initAdapterDir != "":
+	case mf.opts.InitAdapter != "":
 		return &usageError{msg: "--init-adapter does not apply to compare: every method starts fresh"}
 	}
 	names, err := compare.ParseMethods(*list, compareMethodNames)
@@ -161,7 +163,7 @@ func runCompare(ctx context.Context, e *env, args []string) error {
 	}
 	cfg := &compare.Config{
 		Load:      func() (model.Model, error) { return model.Load(*modelDir, be) },
-		TrainData: td.train, EvalData: td.eval,
+		TrainData: td.Train, EvalData: td.Eval,
 		Loader: data.LoaderConfig{BatchSize: *batchSize, SeqLen: sl, Shuffle: true, Seed: *seed, PadID: padID},
 		Train: train.Config{
 			Steps: *steps, GradAccum: 1, LR: *lr, Schedule: schedule, WarmupSteps: *warmup,
@@ -171,17 +173,17 @@ func runCompare(ctx context.Context, e *env, args []string) error {
 		Seed: *seed, GradCheckpoint: *gradCkpt, Out: *out, Log: e.Stdout,
 	}
 	for _, n := range names {
-		cfg.Methods = append(cfg.Methods, compare.Method{Name: n, Apply: compareApply(n), LR: lrs[n]})
+		cfg.Methods = append(cfg.Methods, compare.Method{Name: n, Apply: compareApply(mf, n, *modelDir), LR: lrs[n]})
 	}
 	if err := cfg.Train.Validate(); err != nil {
 		return &usageError{msg: err.Error()}
 	}
-	if td.eval != nil && textdata.IsConversational(td.eval.Format) {
-		convs, _, err := textdata.ReadConversations(df.evalData, td.eval.Format)
+	if td.Eval != nil && textdata.IsConversational(td.Eval.Format) {
+		convs, _, err := textdata.ReadConversations(df.evalData, td.Eval.Format)
 		if err != nil {
 			return err
 		}
-		cfg.Exact = &compare.ExactMatch{Tok: td.tok, Tmpl: td.tmpl, Convs: convs, MaxNew: *maxNew}
+		cfg.Exact = &compare.ExactMatch{Tok: td.Tok, Tmpl: td.Tmpl, Convs: convs, MaxNew: *maxNew}
 	}
 	if err := compare.Check(cfg); err != nil {
 		return err

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -124,11 +123,7 @@ func runContinual(ctx context.Context, e *env, args []string) error {
 	f.text.define(fs, false)
 	c.define(fs)
 	byMethod := methodFlagNames() // before the real definitions: it resets the method flags
-	for _, name := range slices.Sorted(maps.Keys(methods)) {
-		if methods[name].Flags != nil {
-			methods[name].Flags(fs)
-		}
-	}
+	mf := defineMethodFlags(fs)
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -145,14 +140,13 @@ func runContinual(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	method, ok := methods[f.method]
-	if !ok {
-		return &usageError{msg: fmt.Sprintf("unknown --method %q (available: %s)", f.method, methodNames())}
+	if _, err := methodRegistry.Lookup(f.method, optionFlags); err != nil {
+		return err
 	}
 	if ccfg.Strategy == continual.StrategyOLoRA && f.method != "lora" {
 		return &usageError{msg: fmt.Sprintf("--strategy olora trains a fresh LoRA per task: it needs --method lora, not %s", f.method)}
 	}
-	if ccfg.Strategy == continual.StrategyOLoRA && initAdapterDir != "" {
+	if ccfg.Strategy == continual.StrategyOLoRA && mf.opts.InitAdapter != "" {
 		return &usageError{msg: "--strategy olora starts every task from a fresh LoRA; --init-adapter does not apply"}
 	}
 	if !validDevice(f.device) {
@@ -203,13 +197,13 @@ func runContinual(ctx context.Context, e *env, args []string) error {
 	}
 	if ccfg.Strategy == continual.StrategyOLoRA {
 		ccfg.NewAdapter = func(i int) (continual.LowRankAdapter, error) {
-			s, err := method.Apply(m, f.seed+uint64(i))
+			s, err := mf.apply(f.method, m, f.modelDir, f.seed+uint64(i))
 			if err != nil {
 				return nil, err
 			}
 			return s.(*lora.Adapter), nil
 		}
-	} else if _, err := method.Apply(m, f.seed); err != nil {
+	} else if _, err := mf.apply(f.method, m, f.modelDir, f.seed); err != nil {
 		return err
 	}
 	m.SetGradCheckpoint(f.gradCheckpoint)
@@ -329,32 +323,32 @@ func loadTasks(df *textDataFlags, modelDir string, taskPaths, evalPaths []string
 		if err != nil {
 			return nil, scorer, err
 		}
-		if td.train.Len() == 0 {
+		if td.Train.Len() == 0 {
 			return nil, scorer, fmt.Errorf("task file %s has no records", path)
 		}
-		scorer.Tokenizer, scorer.Template = td.tok, td.tmpl
+		scorer.Tokenizer, scorer.Template = td.Tok, td.Tmpl
 		t := continual.Task{Name: taskName(path)}
-		answered := textdata.IsConversational(td.train.Format)
+		answered := textdata.IsConversational(td.Train.Format)
 		evalFile := path
 		if evalPaths != nil {
 			evalFile = evalPaths[i]
-			if td.eval.Len() == 0 {
+			if td.Eval.Len() == 0 {
 				return nil, scorer, fmt.Errorf("evaluation file %s has no records", evalFile)
 			}
-			t.Train, t.Eval = td.train.Examples, td.eval
-			if answered = answered && textdata.IsConversational(td.eval.Format); answered {
-				if t.Convs, _, err = textdata.ReadConversations(evalFile, td.eval.Format); err != nil {
+			t.Train, t.Eval = td.Train.Examples, td.Eval
+			if answered = answered && textdata.IsConversational(td.Eval.Format); answered {
+				if t.Convs, _, err = textdata.ReadConversations(evalFile, td.Eval.Format); err != nil {
 					return nil, scorer, err
 				}
 			}
 		} else {
 			var convs []textdata.Conversation
 			if answered {
-				if convs, _, err = textdata.ReadConversations(path, td.train.Format); err != nil {
+				if convs, _, err = textdata.ReadConversations(path, td.Train.Format); err != nil {
 					return nil, scorer, err
 				}
 			}
-			if t.Train, t.Eval, t.Convs, err = holdOut(td.train, convs); err != nil {
+			if t.Train, t.Eval, t.Convs, err = holdOut(td.Train, convs); err != nil {
 				return nil, scorer, err
 			}
 		}

@@ -207,14 +207,14 @@ func runDataShow(e *env, args []string) error {
 	if limit < 0 && !*asJSON {
 		limit = 3
 	}
-	exs := td.train.Examples
+	exs := td.Train.Examples
 	if limit > 0 && limit < len(exs) {
 		exs = exs[:limit]
 	}
 	if *asJSON {
 		return writeExamplesJSON(e.Stdout, exs)
 	}
-	fmt.Fprintln(e.Stdout, "data: "+textdata.Summary(td.train))
+	fmt.Fprintln(e.Stdout, "data: "+textdata.Summary(td.Train))
 	for _, ex := range exs {
 		labelled := 0
 		for _, l := range ex.Labels {
@@ -223,7 +223,7 @@ func runDataShow(e *env, args []string) error {
 			}
 		}
 		fmt.Fprintf(e.Stdout, "--- %s (%d tokens, %d with labels)\n", ex.Loc, len(ex.InputIDs), labelled)
-		showExample(e.Stdout, td.tok, ex)
+		showExample(e.Stdout, td.Tok, ex)
 	}
 	return nil
 }

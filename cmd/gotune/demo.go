@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
+	"github.com/gotune/gotune/finetune"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -67,11 +66,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	show := fs.Int("show", 4, "answers to print before and after")
 	out := fs.String("out", "", "save the fine-tuned model or adapter, metrics.jsonl and loss.png to `DIR` (default: nothing is saved)")
 	device := fs.String("device", "cpu", deviceHelp)
-	for _, name := range slices.Sorted(maps.Keys(methods)) {
-		if methods[name].Flags != nil {
-			methods[name].Flags(fs)
-		}
-	}
+	mf := defineMethodFlags(fs)
 	// LoRA of rank 16 on every linear layer learns a new table far faster
 	// than PEFT's default (rank 8 on q_proj,v_proj).
 	for name, v := range map[string]string{"lora-targets": "all-linear", "lora-r": "16", "lora-alpha": "32"} {
@@ -86,7 +81,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		}
 		return err
 	}
-	meth, ok := methods[*method]
+	_, ok := methodRegistry[*method]
 	switch {
 	case !ok:
 		return &usageError{msg: fmt.Sprintf("unknown --method %q (available: %s)", *method, methodNames())}
@@ -187,7 +182,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return demoErr(err)
 	}
 
-	saver, err := meth.Apply(m, *seed)
+	saver, err := mf.apply(*method, m, dir, *seed)
 	if err != nil {
 		return err
 	}
@@ -215,7 +210,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}
 	if saver == nil && *out != "" {
 		// Full weights: keep the tokenizer beside them (see runTrain).
-		if _, err := copyTokenizerFiles(dir, *out); err != nil {
+		if _, err := finetune.CopyTokenizerFiles(dir, *out); err != nil {
 			return fmt.Errorf("saving the tokenizer files to %s: %w", *out, err)
 		}
 	}
@@ -237,7 +232,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 
 // defaultDemoMethod is lora when that method is built in, else full.
 func defaultDemoMethod() string {
-	if _, ok := methods["lora"]; ok {
+	if _, ok := methodRegistry["lora"]; ok {
 		return "lora"
 	}
 	return "full"

@@ -112,12 +112,12 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if td.tok != nil {
-		if err := checkVocab(td.tok, m); err != nil {
+	if td.Tok != nil {
+		if err := checkVocab(td.Tok, m); err != nil {
 			return err
 		}
 	}
-	ds := td.train
+	ds := td.Train
 	if *limit > 0 && *limit < len(ds.Examples) {
 		ds.Examples = ds.Examples[:*limit]
 	}
@@ -140,7 +140,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 		if *limit > 0 && *limit < len(convs) {
 			convs = convs[:*limit]
 		}
-		res, err := generate.ExactMatch(ctx, m, td.tok, td.tmpl, convs, *maxNew, nil)
+		res, err := generate.ExactMatch(ctx, m, td.Tok, td.Tmpl, convs, *maxNew, nil)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				return errInterrupted
@@ -148,7 +148,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(e.Stdout, "exact match: %d/%d = %.1f%% (greedy, at most %d new tokens, chat template %s)\n",
-			res.Correct, res.Total, 100*res.Accuracy(), *maxNew, td.tmpl.Name())
+			res.Correct, res.Total, 100*res.Accuracy(), *maxNew, td.Tmpl.Name())
 		printSamples(e.Stdout, res.Samples, *show, true)
 	}
 	fmt.Fprintf(e.Stderr, "evaluated in %s\n", time.Since(start).Round(time.Millisecond))

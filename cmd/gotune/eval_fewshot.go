@@ -93,8 +93,8 @@ func runFewShotEval(ctx context.Context, e *env, args []string) error {
 
 	scorer := &fewshot.Scorer{Model: s.m, Params: s.params, Inner: inner, Batching: s.batching, Encoding: s.enc, MaxNewTokens: *maxNew}
 	init := "a fresh initialisation"
-	if initAdapterDir != "" {
-		init = initAdapterDir
+	if dir := f.methods.opts.InitAdapter; dir != "" {
+		init = dir
 	}
 	fmt.Fprintf(e.Stdout, "model: %s on %s; method %s from %s: %s\n", f.modelPath, s.be.Name(), f.method, init, trainParamsLine(s))
 	fmt.Fprintf(e.Stdout, "few-shot: k = %d, %d %s steps of lr %g per task, %d tasks\n", *k, *steps, inner.Optimizer, inner.LR, len(list))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gotune/gotune/finetune"
 	"os"
 	"strings"
 
@@ -88,7 +89,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if same, err := sameDir(modelPath, out); err == nil && same {
+	if same, err := finetune.SameDir(modelPath, out); err == nil && same {
 		return fmt.Errorf("--out %s is the model's path: exporting would overwrite it; choose another --out", out)
 	}
 	if format == "gguf" {

@@ -3,10 +3,8 @@ package main
 import (
 	"flag"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/gotune/gotune/engine"
@@ -28,6 +26,7 @@ type fewShotFlags struct {
 	innerLR, maxGradNorm                           float64
 	batchSize                                      int
 	seed                                           uint64
+	methods                                        *methodFlagSet
 }
 
 // define defines the shared flags and every method's flags (so --lora-r,
@@ -43,11 +42,7 @@ func (f *fewShotFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
 	fs.StringVar(&f.template, "template", "auto", "chat template for instruction and chat data: auto (from the tokenizer's chat_template, else plain), or a name as in gotune train")
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer `PATH` (default: the model's)")
-	for _, name := range slices.Sorted(maps.Keys(methods)) {
-		if methods[name].Flags != nil {
-			methods[name].Flags(fs)
-		}
-	}
+	f.methods = defineMethodFlags(fs)
 }
 
 // inner returns the inner-loop configuration for steps adaptation steps.
@@ -74,8 +69,8 @@ func (f *fewShotFlags) inner(steps int, stepsFlag string) (fewshot.InnerConfig, 
 // model's own weights).
 func adapterMethodNames() string {
 	var names []string
-	for _, n := range slices.Sorted(maps.Keys(methods)) {
-		if n != "full" && n != "freeze" {
+	for _, n := range methodRegistry.Names() {
+		if methodRegistry[n].TrainsAdapter() {
 			names = append(names, n)
 		}
 	}
@@ -97,8 +92,8 @@ type fewShotSetup struct {
 // tokenizer and installs the method (fresh, or from --init-adapter).
 // Close the backend when done.
 func (f *fewShotFlags) setup(log func(string)) (*fewShotSetup, error) {
-	meth, ok := methods[f.method]
-	if !ok || f.method == "full" || f.method == "freeze" {
+	meth, ok := methodRegistry[f.method]
+	if !ok || !meth.TrainsAdapter() {
 		return nil, &usageError{msg: fmt.Sprintf("--method %q: few-shot adaptation trains an adapter; use one of %s", f.method, adapterMethodNames())}
 	}
 	if f.modelPath == "" {
@@ -130,7 +125,7 @@ func (f *fewShotFlags) setup(log func(string)) (*fewShotSetup, error) {
 		be.Close()
 		return nil, err
 	}
-	if s.saver, err = meth.Apply(s.m, f.seed); err != nil {
+	if s.saver, err = f.methods.apply(f.method, s.m, f.modelPath, f.seed); err != nil {
 		be.Close()
 		return nil, err
 	}

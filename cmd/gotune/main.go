@@ -28,6 +28,7 @@ import (
 	"syscall"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/finetune"
 )
 
 // Exit statuses.
@@ -136,6 +137,7 @@ func run(ctx context.Context, args []string, e *env) (status int) {
 func finish(e *env, c *command, err error) int {
 	name := c.Name
 	var ue *usageError
+	var oe *finetune.OptionError
 	var oom *engine.OutOfMemoryError
 	switch {
 	case err == nil:
@@ -144,6 +146,9 @@ func finish(e *env, c *command, err error) int {
 		return exitInterrupted
 	case errors.As(err, &ue):
 		fmt.Fprintf(e.Stderr, "gotune %s: %s\nRun 'gotune %s --help' for usage.\n", name, ue.msg, name)
+		return exitError
+	case errors.As(err, &oe):
+		fmt.Fprintf(e.Stderr, "gotune %s: %s\nRun 'gotune %s --help' for usage.\n", name, oe.Msg, name)
 		return exitError
 	case errors.As(err, &oom):
 		msg := oom.Error()

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/gotune/gotune/finetune"
 	"os"
 	"path/filepath"
 
 	"github.com/gotune/gotune/engine"
-	"github.com/gotune/gotune/engine/fsutil"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/methods/lora"
 	"github.com/gotune/gotune/methods/peft"
@@ -36,13 +35,6 @@ weights are stored in the base model's torch_dtype (e.g. BF16) unless
 The merged model computes what the base model with the adapter computes
 (up to that rounding), at the base model's cost, and needs no adapter
 support to load.`
-
-// tokenizerFiles are copied next to a merged or fully fine-tuned model
-// when the base has them.
-var tokenizerFiles = []string{
-	"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-	"vocab.json", "merges.txt", "added_tokens.json", "generation_config.json",
-}
 
 func runMerge(ctx context.Context, e *env, args []string) error {
 	var modelDir, adapterDir, out, device string
@@ -74,7 +66,7 @@ func runMerge(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if same, err := sameDir(modelDir, out); err == nil && same {
+	if same, err := finetune.SameDir(modelDir, out); err == nil && same {
 		return fmt.Errorf("--out %s is the model directory: merging would overwrite the base model; choose another --out", out)
 	}
 	be, err := openDevice(device, func(s string) { fmt.Fprintln(e.Stderr, s) })
@@ -132,40 +124,14 @@ func saveHF(e *env, m model.Model, modelPath, out string, opts model.SaveOptions
 	if info, err := os.Stat(modelPath); err == nil && !info.IsDir() {
 		from = filepath.Dir(modelPath)
 	}
-	copied, err := copyTokenizerFiles(from, out)
+	copied, err := finetune.CopyTokenizerFiles(from, out)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.Stdout, "%swrote %s (%s)", prefix, out, describeSaved(m, opts, out))
+	fmt.Fprintf(e.Stdout, "%swrote %s (%s)", prefix, out, finetune.DescribeSaved(m, opts, out))
 	if copied > 0 {
 		fmt.Fprintf(e.Stdout, " (with %d tokenizer files)", copied)
 	}
 	fmt.Fprintln(e.Stdout)
 	return nil
-}
-
-// copyTokenizerFiles copies the base model's tokenizer files to out
-// (atomically) and returns how many there were.
-func copyTokenizerFiles(from, to string) (int, error) {
-	n := 0
-	for _, name := range tokenizerFiles {
-		src := filepath.Join(from, name)
-		f, err := os.Open(src)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return n, err
-		}
-		err = fsutil.WriteFileAtomic(filepath.Join(to, name), 0o644, func(w io.Writer) error {
-			_, err := io.Copy(w, f)
-			return err
-		})
-		f.Close()
-		if err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
 }

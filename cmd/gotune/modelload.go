@@ -2,8 +2,8 @@ package main
 
 import (
 	"fmt"
+	"github.com/gotune/gotune/finetune"
 	"os"
-	"path/filepath"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/chat"
@@ -62,25 +62,9 @@ func inferencePrecision(m model.Model, p engine.Precision) error {
 }
 
 // loadTokenizer loads --tokenizer, or when it is empty the tokenizer
-// next to the model: in a Hugging Face folder (tokenizer.json), or in the
-// folder of a llama2.c checkpoint (tokenizer.bin or a single tok*.bin).
+// next to the model (finetune.LoadTokenizer).
 func loadTokenizer(flagValue, modelPath string) (tokenizer.Tokenizer, error) {
-	if flagValue != "" {
-		tok, err := tokenizer.Load(flagValue)
-		if err != nil {
-			return nil, fmt.Errorf("--tokenizer: %w", err)
-		}
-		return tok, nil
-	}
-	dir := modelPath
-	if info, err := os.Stat(modelPath); err == nil && !info.IsDir() {
-		dir = filepath.Dir(modelPath)
-	}
-	tok, err := tokenizer.Load(dir)
-	if err != nil {
-		return nil, fmt.Errorf("no tokenizer found with the model (%v); pass --tokenizer PATH", err)
-	}
-	return tok, nil
+	return finetune.LoadTokenizer(flagValue, modelPath, optionFlags)
 }
 
 // checkVocab rejects a tokenizer whose ids do not fit the model.
@@ -95,9 +79,5 @@ func checkVocab(tok tokenizer.Tokenizer, m model.Model) error {
 // file; auto is the model's own chat template, else plain) with a note
 // saying which it is.
 func chooseTemplate(name string, tok tokenizer.Tokenizer) (chat.Template, string, error) {
-	t, note, err := chat.Resolve(name, tok)
-	if err != nil && !chat.IsFile(name) && name != "" && name != "auto" {
-		return nil, "", &usageError{msg: "--template: " + err.Error()}
-	}
-	return t, note, err
+	return finetune.ChooseTemplate(name, tok, optionFlags)
 }

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -76,27 +75,4 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q must be at least 1 byte and finite", s)
 	}
 	return int64(bytes), nil
-}
-
-// fullSaver saves the whole model with the chosen options (the trainer's
-// Saver for full-weight methods).
-type fullSaver struct {
-	m    model.Model
-	opts model.SaveOptions
-}
-
-func (s fullSaver) Save(dir string) error { return s.m.SaveWithOptions(dir, s.opts) }
-
-// describeSaved says how the weights in dir were stored, e.g. "BF16" or
-// "BF16 in 3 shards", for the final message.
-func describeSaved(m model.Model, opts model.SaveOptions, dir string) string {
-	r, err := opts.Resolve(m.Config().TorchDtype)
-	if err != nil {
-		return ""
-	}
-	shards, _ := filepath.Glob(filepath.Join(dir, "model-*-of-*.safetensors"))
-	if len(shards) > 1 {
-		return fmt.Sprintf("%s in %d shards", r.DType, len(shards))
-	}
-	return r.DType
 }

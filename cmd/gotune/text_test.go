@@ -285,7 +285,7 @@ func TestOpenData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if td.tok == nil || td.tmpl == nil || td.tmpl.Name() != "plain" || td.eval == nil || td.train.Format != "instruction" {
+	if td.Tok == nil || td.Tmpl == nil || td.Tmpl.Name() != "plain" || td.Eval == nil || td.Train.Format != "instruction" {
 		t.Errorf("instruction data: %+v", td)
 	}
 	if !strings.Contains(log.String(), "chat template plain") {
@@ -297,7 +297,7 @@ func TestOpenData(t *testing.T) {
 
 	df = textDataFlags{format: "auto", template: "auto"}
 	td, err = df.openData(pre, noTok, 64, 259, &log)
-	if err != nil || td.tok != nil || td.train.Format != "pretokenized" || df.evalEveryConfig() != 0 {
+	if err != nil || td.Tok != nil || td.Train.Format != "pretokenized" || df.evalEveryConfig() != 0 {
 		t.Errorf("pre-tokenized data without a tokenizer: %+v, %v", td, err)
 	}
 
@@ -320,9 +320,9 @@ func TestOpenData(t *testing.T) {
 		}
 	}
 	df = textDataFlags{format: "auto", template: good}
-	if td, err = df.openData(instr, mdir, 64, 259, &log); err != nil || td.tmpl.Name() != good {
+	if td, err = df.openData(instr, mdir, 64, 259, &log); err != nil || td.Tmpl.Name() != good {
 		t.Errorf("--template %s: %+v, %v", good, td, err)
-	} else if ex := td.train.Examples[0]; ex.Targets(len(ex.InputIDs)) != 1 {
+	} else if ex := td.Train.Examples[0]; ex.Targets(len(ex.InputIDs)) != 1 {
 		t.Errorf("--template %s: %d tokens trained on, want the reply's one byte", good, ex.Targets(len(ex.InputIDs)))
 	}
 	df = textDataFlags{format: "auto", template: "auto"}

@@ -1,21 +1,13 @@
 package main
 
 import (
-	"context"
 	"flag"
-	"fmt"
 	"io"
-	"math"
-	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/chat"
-	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/textdata"
-	"github.com/gotune/gotune/engine/tokenizer"
-	"github.com/gotune/gotune/engine/train"
+	"github.com/gotune/gotune/finetune"
 )
 
 // textDataFlags are the dataset flags of "gotune train" (and eval) for
@@ -64,143 +56,23 @@ func (f *textDataFlags) defineRegistry(fs *flag.FlagSet) {
 }
 
 // trainData is what openData read.
-type trainData struct {
-	train, eval *data.Dataset
-	tok         tokenizer.Tokenizer // nil for pre-tokenized data without --tokenizer
-	tmpl        chat.Template       // nil unless instruction or chat data was read
-}
+type trainData = finetune.Data
 
 // openData reads the training file (and --eval-data) in any format, for a
 // model whose files are in modelPath with vocabulary vocab; seqLen is the
 // block length text is packed into. Notes (the template chosen) go to log.
 func (f *textDataFlags) openData(dataPath, modelPath string, seqLen, vocab int, log io.Writer) (*trainData, error) {
-	if f.evalEvery < 0 {
-		return nil, &usageError{msg: fmt.Sprintf("--eval-every must not be negative, got %d", f.evalEvery)}
-	}
-	if f.evalEvery > 0 && f.evalData == "" {
-		return nil, &usageError{msg: "--eval-every needs --eval-data"}
-	}
-	// Check --template's name even when the data (pre-tokenized) does not
-	// use it, so a typo is reported rather than silently ignored.
-	if f.template != "" && f.template != "auto" && !chat.IsFile(f.template) {
-		if _, err := chat.Lookup(f.template); err != nil {
-			return nil, &usageError{msg: "--template: " + err.Error()}
-		}
-	}
-	dataPath, err := f.dataSource(dataPath)
-	if err != nil {
-		return nil, err
-	}
-	var paths []string
-	if dataPath != "" {
-		paths = append(paths, dataPath)
-	}
-	if f.evalData != "" {
-		paths = append(paths, f.evalData)
-	}
-	needTok := f.tokenizer != "" || dataPath == ""
-	for _, p := range paths {
-		format := f.format
-		if format == "" || format == textdata.Auto {
-			var err error
-			if format, err = textdata.Detect(p); err != nil {
-				return nil, err
-			}
-		}
-		needTok = needTok || format != textdata.Pretokenized
-	}
-	td := &trainData{}
-	opts := textdata.Options{Format: f.format, SeqLen: seqLen, VocabSize: vocab}
-	if needTok {
-		var err error
-		if td.tok, err = loadTokenizer(f.tokenizer, modelPath); err != nil {
-			return nil, err
-		}
-		tmpl, note, err := chooseTemplate(f.template, td.tok)
-		if err != nil {
-			return nil, err
-		}
-		opts.Tokenizer, opts.Template = td.tok, tmpl
-		td.tmpl = tmpl
-		defer func() {
-			if td.train != nil && textdata.IsConversational(td.train.Format) {
-				fmt.Fprintln(log, note)
-			}
-		}()
-	}
-	if dataPath == "" {
-		td.train, err = textdata.OpenRegistry(f.datasetDir, strings.Split(f.dataset, ","), opts)
-	} else {
-		td.train, err = textdata.Open(dataPath, opts)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if f.evalData != "" {
-		if td.eval, err = textdata.Open(f.evalData, opts); err != nil {
-			return nil, fmt.Errorf("--eval-data: %w", err)
-		}
-	}
-	return td, nil
+	return finetune.OpenData(f.options(dataPath), modelPath, seqLen, vocab, log, optionFlags)
 }
 
-// dataSource returns the data file to read: dataPath (--data), or
-// --dataset when it names an existing file; "" means --dataset's
-// registry entries.
-func (f *textDataFlags) dataSource(dataPath string) (string, error) {
-	switch {
-	case f.dataset == "":
-		if dataPath == "" {
-			return "", &usageError{msg: "--data or --dataset is required"}
-		}
-		return dataPath, nil
-	case dataPath != "":
-		return "", &usageError{msg: "--data and --dataset are alternatives; give one"}
-	}
-	if st, err := os.Stat(f.dataset); err == nil && !st.IsDir() {
-		return f.dataset, nil
-	}
-	return "", nil
+// options returns the library's data options of the flags.
+func (f *textDataFlags) options(dataPath string) finetune.DataOptions {
+	return finetune.DataOptions{Train: dataPath, Dataset: f.dataset, DatasetDir: f.datasetDir, Eval: f.evalData, EvalEvery: f.evalEvery,
+		Format: f.format, Template: f.template, Tokenizer: f.tokenizer}
 }
 
 // describe names the training data for messages and the model card.
-func (f *textDataFlags) describe(dataPath string) string {
-	if dataPath != "" {
-		return dataPath
-	}
-	return f.dataset + " (" + filepath.Join(f.datasetDir, textdata.RegistryFile) + ")"
-}
+func (f *textDataFlags) describe(dataPath string) string { return f.options(dataPath).Describe() }
 
-// evalEveryConfig returns the trainer's Config.EvalEvery for the flags:
-// --eval-every, or "after the last step only" (a period no run reaches)
-// when --eval-data is given without it.
-func (f *textDataFlags) evalEveryConfig() int {
-	switch {
-	case f.evalData == "":
-		return 0
-	case f.evalEvery > 0:
-		return f.evalEvery
-	default:
-		return math.MaxInt32
-	}
-}
-
-// evalLossFunc returns a trainer EvalFunc reporting the mean token loss
-// of ds as "eval_loss" (batches in file order, truncated to seqLen like
-// the training data), or nil when ds is nil.
-func evalLossFunc(m engine.CausalLM, ds *data.Dataset, batchSize, seqLen int, padID int32) (train.EvalFunc, *data.Loader, error) {
-	if ds == nil {
-		return nil, nil, nil
-	}
-	loader, err := data.NewLoader(ds, data.LoaderConfig{BatchSize: batchSize, SeqLen: seqLen, PadID: padID})
-	if err != nil {
-		return nil, nil, fmt.Errorf("--eval-data: %w", err)
-	}
-	return func(ctx context.Context, step int) (map[string]float64, error) {
-		loss, _, err := train.EvalLoss(m, loader)
-		if err != nil {
-			return nil, err
-		}
-		return map[string]float64{train.EvalLossMetric: loss}, nil
-	}, loader, nil
-}
+// evalEveryConfig returns the trainer's Config.EvalEvery for the flags.
+func (f *textDataFlags) evalEveryConfig() int { return f.options("").EvalEveryConfig() }
