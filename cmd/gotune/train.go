@@ -360,7 +360,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		switch {
 		case !set["seq-len"]:
 			seqLen = hc.MaxPos
-		case hc.IsGPT2():
+		case hc.LearnedPositions():
 			return fmt.Errorf("--seq-len %d is longer than the model's %d positions (n_positions in %s)", f.seqLen, hc.MaxPos, filepath.Join(f.modelDir, "config.json"))
 		default:
 			fmt.Fprintf(e.Stderr, "warning: --seq-len %d is longer than the model's max_position_embeddings %d\n", f.seqLen, hc.MaxPos)

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gotune/gotune/engine/strictjson"
 	"math"
 	"os"
 	"strings"
+
+	"github.com/gotune/gotune/engine/arch"
+	"github.com/gotune/gotune/engine/strictjson"
 )
 
 func readFile(path string) ([]byte, error) {
@@ -265,7 +267,7 @@ func (p *parser) arch() (string, error) {
 			return "", p.errf("architectures", "must be a list of strings, got %s", j)
 		}
 		if len(list) > 0 {
-			if _, ok := modelTypes[list[0]]; !ok {
+			if _, ok := arch.Lookup(list[0]); !ok {
 				return "", unsupported(list[0])
 			}
 			return list[0], nil
@@ -275,10 +277,8 @@ func (p *parser) arch() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for a, t := range modelTypes {
-		if t == mt {
-			return a, nil
-		}
+	if f, ok := arch.ByModelType(mt); ok {
+		return f.Arch, nil
 	}
 	if mt == "" {
 		return "", fmt.Errorf("%s: neither \"architectures\" nor \"model_type\" says which model this is; supported: %s", p.src, strings.Join(SupportedArchitectures(), ", "))
@@ -289,16 +289,17 @@ func (p *parser) arch() (string, error) {
 func intPtr(v int) *int { return &v }
 
 func (p *parser) config() (*Config, error) {
-	arch, err := p.arch()
+	archName, err := p.arch()
 	if err != nil {
 		return nil, err
 	}
-	c := &Config{Arch: arch, raw: p.raw}
-	if c.ModelType, err = p.stringOr("model_type", modelTypes[arch]); err != nil {
+	c := &Config{Arch: archName, raw: p.raw}
+	want := c.Family().ModelType
+	if c.ModelType, err = p.stringOr("model_type", want); err != nil {
 		return nil, err
 	}
-	if c.ModelType != modelTypes[arch] {
-		return nil, p.errf("model_type", "%q does not match architecture %s (expected %q)", c.ModelType, arch, modelTypes[arch])
+	if c.ModelType != want {
+		return nil, p.errf("model_type", "%q does not match architecture %s (expected %q)", c.ModelType, archName, want)
 	}
 	if c.TorchDtype, err = p.stringOr("torch_dtype", ""); err != nil {
 		return nil, err
@@ -311,7 +312,7 @@ func (p *parser) config() (*Config, error) {
 	if c.PadTokenID, err = p.tokenID("pad_token_id", nil); err != nil {
 		return nil, err
 	}
-	if arch == ArchGPT2 {
+	if archName == ArchGPT2 {
 		err = p.gpt2(c)
 	} else {
 		err = p.llama(c)
