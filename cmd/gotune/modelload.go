@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/chat"
+	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/llama2c"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/tokenizer"
@@ -103,4 +105,12 @@ func chooseTemplate(name string, tok tokenizer.Tokenizer) (chat.Template, string
 		return nil, "", &usageError{msg: "--template: " + err.Error()}
 	}
 	return t, "chat template " + t.Name() + " (--template)", nil
+}
+
+// warnConfig prints what parsing config.json found worth a warning
+// (unknown keys, base-model dropout gotune does not apply), one line each.
+func warnConfig(w io.Writer, c *hfconfig.Config) {
+	for _, line := range c.Warnings() {
+		fmt.Fprintln(w, "warning: "+line)
+	}
 }

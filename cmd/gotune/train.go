@@ -355,6 +355,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnConfig(e.Stderr, hc)
 	seqLen := f.seqLen
 	if seqLen > hc.MaxPos {
 		switch {

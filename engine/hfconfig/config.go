@@ -130,6 +130,9 @@ type Config struct {
 	// replacing the keys of fields that differ from orig.
 	raw  map[string]json.RawMessage
 	orig *Config
+	// unknown and warnings are what Parse found about the file's keys
+	// (honesty.go).
+	unknown, warnings []string
 }
 
 // Load reads and validates DIR/config.json.

@@ -97,8 +97,9 @@ func isNull(m json.RawMessage) bool {
 // parser reads typed fields out of the raw map, naming the file and field in
 // every error.
 type parser struct {
-	src string
-	raw map[string]json.RawMessage
+	src  string
+	raw  map[string]json.RawMessage
+	used map[string]bool // keys read (see checkKeys)
 }
 
 func (p *parser) errf(key, format string, args ...any) error {
@@ -107,11 +108,20 @@ func (p *parser) errf(key, format string, args ...any) error {
 
 // get returns a key's JSON, or nil when absent or null.
 func (p *parser) get(key string) json.RawMessage {
+	p.use(key)
 	v := p.raw[key]
 	if isNull(v) {
 		return nil
 	}
 	return v
+}
+
+// use marks key as read.
+func (p *parser) use(key string) {
+	if p.used == nil {
+		p.used = map[string]bool{}
+	}
+	p.used[key] = true
 }
 
 func (p *parser) has(key string) bool { return p.get(key) != nil }
@@ -211,6 +221,7 @@ func (p *parser) stringOr(key, def string) (string, error) {
 // tokenID reads an optional token id with a default used only when the key
 // is absent (an explicit null means "none").
 func (p *parser) tokenID(key string, def *int) (*int, error) {
+	p.use(key)
 	if _, present := p.raw[key]; !present {
 		return clonePtr(def), nil
 	}
@@ -227,6 +238,7 @@ func (p *parser) tokenID(key string, def *int) (*int, error) {
 // eosIDs reads eos_token_id, an int or a list of ints.
 func (p *parser) eosIDs(def []int) ([]int, error) {
 	const key = "eos_token_id"
+	p.use(key)
 	if _, present := p.raw[key]; !present {
 		return def, nil
 	}
@@ -304,6 +316,7 @@ func (p *parser) config() (*Config, error) {
 	if c.TorchDtype, err = p.stringOr("torch_dtype", ""); err != nil {
 		return nil, err
 	}
+	p.use("dtype") // the newer spelling, read when torch_dtype is absent
 	if c.TorchDtype == "" {
 		if c.TorchDtype, err = p.stringOr("dtype", ""); err != nil {
 			return nil, err
@@ -318,6 +331,9 @@ func (p *parser) config() (*Config, error) {
 		err = p.llama(c)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := p.checkKeys(c); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -459,6 +475,7 @@ func (p *parser) llama(c *Config) error {
 	}
 	switch c.Arch {
 	case ArchMistral:
+		p.use("sliding_window")
 		if _, present := p.raw["sliding_window"]; !present {
 			c.SlidingWindow = intPtr(4096)
 		} else if v, ok, err := p.optInt("sliding_window"); err != nil {
