@@ -5,6 +5,7 @@ const (
 	Llama   = "LlamaForCausalLM"
 	Mistral = "MistralForCausalLM"
 	Qwen2   = "Qwen2ForCausalLM"
+	Qwen3   = "Qwen3ForCausalLM"
 	GPT2    = "GPT2LMHeadModel"
 )
 
@@ -70,6 +71,19 @@ func init() {
 	m.GGUFInterleavedQK = true
 	register(m)
 	register(llamaFamily(Qwen2, "qwen2", "qwen2"))
+	// Qwen3: LLaMA's layout plus an RMSNorm over every head of q and k
+	// before RoPE. No GGUF mapping yet (llama.cpp's qwen3 is not checked
+	// here).
+	q3 := llamaFamily(Qwen3, "qwen3", "")
+	q3.QKNorm = PerHeadQKNorm
+	q3.Layer = []Module{
+		{Q, "self_attn.q_proj"}, {K, "self_attn.k_proj"}, {V, "self_attn.v_proj"}, {O, "self_attn.o_proj"},
+		{QNorm, "self_attn.q_norm"}, {KNorm, "self_attn.k_norm"},
+		{Gate, "mlp.gate_proj"}, {Up, "mlp.up_proj"}, {Down, "mlp.down_proj"},
+		{Norm1, "input_layernorm"}, {Norm2, "post_attention_layernorm"},
+	}
+	q3.GGUFNames, q3.GGUFGlobal = nil, nil
+	register(q3)
 	register(&Family{
 		Arch: GPT2, ModelType: "gpt2", GGUF: "gpt2",
 		Keys: Keys{

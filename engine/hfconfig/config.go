@@ -32,6 +32,7 @@ const (
 	ArchMistral = arch.Mistral
 	ArchQwen2   = arch.Qwen2
 	ArchGPT2    = arch.GPT2
+	ArchQwen3   = arch.Qwen3
 )
 
 // SupportedArchitectures returns the architectures this package accepts,
@@ -258,9 +259,12 @@ func (c *Config) Validate() error {
 		if c.AttentionBias || c.AttnOutBias || c.MLPBias {
 			return fmt.Errorf("Mistral has no biases")
 		}
-	case ArchLlama:
+	case ArchLlama, ArchQwen3:
 		if c.AttentionBias != c.AttnOutBias {
-			return fmt.Errorf("Llama's attention_bias applies to q, k, v and o projections alike (AttentionBias and AttnOutBias must agree)")
+			return fmt.Errorf("%s's attention_bias applies to q, k, v and o projections alike (AttentionBias and AttnOutBias must agree)", c.Arch)
+		}
+		if c.Arch == ArchQwen3 && c.MLPBias {
+			return fmt.Errorf("Qwen3 has no MLP biases")
 		}
 	}
 	return nil

@@ -422,6 +422,8 @@ func (p *parser) llama(c *Config) error {
 		if c.HeadDim, err = p.required("head_dim"); err != nil {
 			return err
 		}
+	} else if c.Arch == ArchQwen3 {
+		c.HeadDim = 128 // Qwen3Config's default
 	} else {
 		if c.Hidden%c.Heads != 0 {
 			return p.errf("hidden_size", "%d is not divisible by num_attention_heads = %d", c.Hidden, c.Heads)
@@ -431,7 +433,7 @@ func (p *parser) llama(c *Config) error {
 	if c.KVHeads <= 0 || c.Heads%c.KVHeads != 0 {
 		return p.errf("num_key_value_heads", "%d must be positive and divide num_attention_heads = %d", c.KVHeads, c.Heads)
 	}
-	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768}[c.Arch]
+	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768}[c.Arch]
 	if c.MaxPos, err = p.intOr("max_position_embeddings", defMaxPos); err != nil {
 		return err
 	}
@@ -451,20 +453,22 @@ func (p *parser) llama(c *Config) error {
 		return err
 	}
 	switch c.Arch {
-	case ArchLlama:
+	case ArchLlama, ArchQwen3:
 		if c.AttentionBias, err = p.boolOr("attention_bias", false); err != nil {
 			return err
 		}
 		c.AttnOutBias = c.AttentionBias
-		if c.MLPBias, err = p.boolOr("mlp_bias", false); err != nil {
-			return err
+		if c.Arch == ArchLlama {
+			if c.MLPBias, err = p.boolOr("mlp_bias", false); err != nil {
+				return err
+			}
 		}
 	case ArchQwen2:
 		c.AttentionBias = true
 	}
 	var bos *int
 	var eos []int
-	if c.Arch != ArchQwen2 { // Qwen2Config sets no token defaults
+	if c.Arch != ArchQwen2 && c.Arch != ArchQwen3 { // Qwen2Config and Qwen3Config set no token defaults
 		bos, eos = intPtr(1), []int{2}
 	}
 	if c.BosTokenID, err = p.tokenID("bos_token_id", bos); err != nil {
@@ -483,7 +487,7 @@ func (p *parser) llama(c *Config) error {
 		} else if ok {
 			c.SlidingWindow = &v
 		}
-	case ArchQwen2:
+	case ArchQwen2, ArchQwen3:
 		use, err := p.boolOr("use_sliding_window", false)
 		if err != nil {
 			return err

@@ -175,7 +175,7 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 	if c.TieEmbeddings != o.TieEmbeddings {
 		set("tie_word_embeddings", c.TieEmbeddings)
 	}
-	if c.Arch == ArchLlama {
+	if c.Arch == ArchLlama || c.Arch == ArchQwen3 {
 		if c.AttentionBias != o.AttentionBias {
 			set("attention_bias", c.AttentionBias)
 		}
@@ -215,7 +215,7 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 		switch c.Arch {
 		case ArchMistral:
 			set("sliding_window", c.SlidingWindow)
-		case ArchQwen2:
+		case ArchQwen2, ArchQwen3:
 			set("use_sliding_window", c.SlidingWindow != nil)
 			if c.SlidingWindow != nil {
 				set("sliding_window", c.SlidingWindow)

@@ -174,6 +174,10 @@ func (m *Transformer) buildModule(b *block, r arch.Role, path string) {
 	switch r {
 	case arch.Norm1, arch.Norm2:
 		*b.normAt(r) = m.norm(path, D)
+	case arch.QNorm:
+		b.qNorm = m.norm(path, m.qkNormWidth(qd))
+	case arch.KNorm:
+		b.kNorm = m.norm(path, m.qkNormWidth(kvd))
 	case arch.Q:
 		b.q = m.dense(path, D, qd, d.qkvBias, conv)
 	case arch.K:
@@ -202,6 +206,15 @@ func (m *Transformer) norm(path string, n int) norm {
 		return &LayerNorm{Weight: w, Bias: m.param(path+".bias", false, n), Eps: m.d.eps}
 	}
 	return &RMSNorm{Weight: w, Eps: m.d.eps}
+}
+
+// qkNormWidth is the width a q/k norm normalises over, for a projection
+// of width full: one head (per-head norms) or the whole projection.
+func (m *Transformer) qkNormWidth(full int) int {
+	if m.d.fam.QKNorm == arch.PerHeadQKNorm {
+		return m.d.headDim
+	}
+	return full
 }
 
 // linearAt returns where block b keeps its Linear of role r, or nil for
@@ -235,6 +248,10 @@ func (b *block) normAt(r arch.Role) *norm {
 		return &b.norm1
 	case arch.Norm2:
 		return &b.norm2
+	case arch.QNorm:
+		return &b.qNorm
+	case arch.KNorm:
+		return &b.kNorm
 	}
 	panic(fmt.Sprintf("model: role %d is not a norm", r))
 }

@@ -33,6 +33,7 @@ func (d *dims) kvDim() int { return d.kvHeads * d.headDim }
 // activation (GPT-2's c_fc/c_proj, gate nil).
 type block struct {
 	norm1, norm2    norm
+	qNorm, kNorm    norm // q/k norms (arch.QKNorm), nil without
 	q, k, v, qkv, o Linear
 	gate, up, down  Linear
 	act             engine.Act
