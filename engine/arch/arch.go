@@ -26,17 +26,6 @@ const (
 	LayerNorm
 )
 
-// NormPlacement says where a layer's two norms sit.
-type NormPlacement int
-
-const (
-	// PreNorm: x + f(norm(x)) (LLaMA, GPT-2, Qwen).
-	PreNorm NormPlacement = iota
-	// PostNorm: x + norm(f(x)) (OLMo-2: the norms normalise the
-	// sub-layers' outputs before the residual add).
-	PostNorm
-)
-
 // MLP is the kind of a family's feed-forward sub-layer.
 type MLP int
 
@@ -75,7 +64,7 @@ const (
 type Role int
 
 // The roles of a layer's modules. Forward order is the order of these
-// constants (a post-norm family runs Norm1 after O and Norm2 after Down).
+// constants.
 const (
 	Norm1 Role = iota // the attention sub-layer's norm
 	Q                 // query projection
@@ -118,9 +107,10 @@ type Family struct {
 	// Keys are the config.json spellings of the shared fields.
 	Keys Keys
 
-	// Norm is the normalisation kind and NormPlacement where it sits.
-	Norm          Norm
-	NormPlacement NormPlacement
+	// Norm is the normalisation kind. Every family so far is pre-norm
+	// (x + f(norm(x))); OLMo-2's post-norms will need a placement field
+	// and the model's support for it.
+	Norm Norm
 	// MLP is the feed-forward kind.
 	MLP MLP
 	// Positions is how positions are encoded.

@@ -1,6 +1,7 @@
 // Package hfconfig reads, validates, builds and writes Hugging Face
-// config.json files for the architectures gotune trains: LlamaForCausalLM,
-// MistralForCausalLM, Qwen2ForCausalLM and GPT2LMHeadModel.
+// config.json files for the architectures gotune trains (package arch
+// describes each: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
+// Qwen3ForCausalLM, GPT2LMHeadModel).
 //
 // Each architecture spells its hyper-parameters differently (GPT-2's n_embd
 // is Llama's hidden_size) and leaves different ones to defaults; Config is
