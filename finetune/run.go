@@ -58,6 +58,9 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, line := range hc.Warnings() {
+		fmt.Fprintln(o.Warn, "warning: "+line)
+	}
 	seqLen, err := o.seqLen(hc)
 	if err != nil {
 		return nil, err
@@ -244,7 +247,7 @@ func (o *JobOptions) seqLen(hc *hfconfig.Config) (int, error) {
 		return min(DefaultSeqLen, hc.MaxPos), nil
 	}
 	if o.SeqLen > hc.MaxPos {
-		if hc.IsGPT2() {
+		if hc.LearnedPositions() {
 			return 0, fmt.Errorf("%s %d is longer than the model's %d positions (n_positions in %s)", o.name("SeqLen"), o.SeqLen, hc.MaxPos, filepath.Join(o.Model, "config.json"))
 		}
 		fmt.Fprintf(o.Warn, "warning: %s %d is longer than the model's max_position_embeddings %d\n", o.name("SeqLen"), o.SeqLen, hc.MaxPos)

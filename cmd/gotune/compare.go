@@ -146,6 +146,7 @@ func runCompare(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnConfig(e.Stderr, hc)
 	sl := min(*seqLen, hc.MaxPos)
 	td, err := df.openData(*dataPath, *modelDir, sl, hc.VocabSize, e.Stdout)
 	if err != nil {

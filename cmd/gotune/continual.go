@@ -165,6 +165,7 @@ func runContinual(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnConfig(e.Stderr, hc)
 	seqLen := f.seqLen
 	if seqLen > hc.MaxPos && !set["seq-len"] {
 		seqLen = hc.MaxPos

@@ -20,6 +20,8 @@ import (
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/internal/golden"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const goldenDir = "../../testdata/golden"
@@ -109,7 +111,7 @@ func goldenTrainArgs(set *golden.Set, run *golden.Run, out string) []string {
 // then reloads the saved model and compares its weights with PyTorch's
 // weights after the same steps.
 func TestTrainMatchesGolden(t *testing.T) {
-	for _, name := range []string{"llama-gqa", "gpt2"} {
+	for _, name := range []string{"llama-gqa", "gpt2", "qwen3"} {
 		t.Run(name, func(t *testing.T) {
 			set, err := golden.Load(filepath.Join(goldenDir, name))
 			if err != nil {
@@ -221,6 +223,10 @@ func TestTrainBadInput(t *testing.T) {
 		{"missing model dir", base(filepath.Join(t.TempDir(), "nomodel"), good), []string{"nomodel", "config.json"}},
 		{"truncated safetensors", base(truncated, good), []string{"model.safetensors"}},
 		{"malformed config", base(badConfig, good), []string{"config.json"}},
+		{"config key that changes the math", base(withConfigKeys(t, llama, `"final_logit_softcapping": 30.0`), good),
+			[]string{`config.json: field "final_logit_softcapping": 30.0 changes the model's math and is not implemented for LlamaForCausalLM`}},
+		{"unknown architecture", base(withConfigKeys(t, llama, `"architectures": ["BertForMaskedLM"], "model_type": "bert"`), good),
+			[]string{`unsupported architecture "BertForMaskedLM"`, "config.json"}},
 		{"unknown method", base(llama, good, "--method", "bitfit"), []string{`unknown --method "bitfit"`}},
 		{"cuda unavailable", base(llama, good, "--device", "cuda"), []string{"--device cuda: no usable GPU"}},
 		{"bad device", base(llama, good, "--device", "tpu"), []string{`unknown --device "tpu"`}},
@@ -304,7 +310,7 @@ func cudaDriver(t *testing.T) string {
 // flag to kernels, end to end.
 func TestTrainOnCUDABackend(t *testing.T) {
 	lib := cudaDriver(t)
-	for _, name := range []string{"llama-gqa", "gpt2"} {
+	for _, name := range []string{"llama-gqa", "gpt2", "qwen3"} {
 		t.Run(name, func(t *testing.T) {
 			set, err := golden.Load(filepath.Join(goldenDir, name))
 			if err != nil {
@@ -471,4 +477,38 @@ func TestTrainEpochsOnTinyModel(t *testing.T) {
 	if ms[len(ms)-1].Loss >= ms[0].Loss {
 		t.Errorf("loss did not fall: %v → %v", ms[0].Loss, ms[len(ms)-1].Loss)
 	}
+}
+
+// withConfigKeys returns a copy of the model folder src whose config.json
+// has the given top-level keys (JSON members) added or replaced.
+func withConfigKeys(t *testing.T, src, members string) string {
+	t.Helper()
+	dir := copyModel(t, src)
+	path := filepath.Join(dir, "config.json")
+	var cfg map[string]json.RawMessage
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &cfg))
+	var extra map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal([]byte("{"+members+"}"), &extra))
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	data, err = json.Marshal(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	return dir
+}
+
+// TestTrainWarnsUnknownConfigKeys checks that keys gotune neither reads
+// nor knows to be irrelevant are listed in one warning line, and that
+// irrelevant ones are not.
+func TestTrainWarnsUnknownConfigKeys(t *testing.T) {
+	llama := filepath.Join(goldenDir, "llama-gqa")
+	model := withConfigKeys(t, llama, `"zz_custom": 1, "aa_note": "x", "use_cache": false`)
+	r := runGotune(t, "train", "--model", model, "--data", filepath.Join(llama, "data.jsonl"), "--steps", "1",
+		"--device", "cpu", "--out", filepath.Join(t.TempDir(), "out"))
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "warning: "+filepath.Join(model, "config.json")+": ignoring unknown key(s) aa_note, zz_custom\n")
+	assert.NotContains(t, r.stderr, "use_cache")
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"github.com/gotune/gotune/finetune"
+	"io"
 	"os"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/chat"
+	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/llama2c"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/tokenizer"
@@ -80,4 +82,12 @@ func checkVocab(tok tokenizer.Tokenizer, m model.Model) error {
 // saying which it is.
 func chooseTemplate(name string, tok tokenizer.Tokenizer) (chat.Template, string, error) {
 	return finetune.ChooseTemplate(name, tok, optionFlags)
+}
+
+// warnConfig prints what parsing config.json found worth a warning
+// (unknown keys, base-model dropout gotune does not apply), one line each.
+func warnConfig(w io.Writer, c *hfconfig.Config) {
+	for _, line := range c.Warnings() {
+		fmt.Fprintln(w, "warning: "+line)
+	}
 }

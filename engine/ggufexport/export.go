@@ -16,6 +16,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/gotune/gotune/engine/arch"
 	"github.com/gotune/gotune/engine/gguf"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
@@ -33,15 +34,11 @@ type Options struct {
 	Name string
 }
 
-// Architecture returns llama.cpp's name of the model's architecture.
+// Architecture returns llama.cpp's name of the model's architecture (its
+// descriptor's GGUF).
 func Architecture(cfg *hfconfig.Config) (string, error) {
-	switch cfg.Arch {
-	case hfconfig.ArchLlama, hfconfig.ArchMistral:
-		return "llama", nil
-	case hfconfig.ArchQwen2:
-		return "qwen2", nil
-	case hfconfig.ArchGPT2:
-		return "gpt2", nil
+	if f := cfg.Family(); f != nil && f.GGUF != "" {
+		return f.GGUF, nil
 	}
 	return "", fmt.Errorf("ggufexport: architecture %q has no GGUF mapping", cfg.Arch)
 }
@@ -85,7 +82,7 @@ func Build(m model.Model, tok tokenizer.Tokenizer, opts Options) (*gguf.File, er
 	if err != nil {
 		return nil, err
 	}
-	if f.Tensors, err = tensors(arch, cfg, weights, opts.Type); err != nil {
+	if f.Tensors, err = tensors(cfg, weights, opts.Type); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -144,83 +141,37 @@ func ropeFreqs(cfg *hfconfig.Config) []float32 {
 	return out
 }
 
-// tensorNames maps the Hugging Face name of a layer tensor (after
-// "model.layers.N." or "transformer.h.N.") to llama.cpp's (after
-// "blk.N.").
-var tensorNames = map[string]string{
-	"input_layernorm.weight":          "attn_norm.weight",
-	"self_attn.q_proj.weight":         "attn_q.weight",
-	"self_attn.q_proj.bias":           "attn_q.bias",
-	"self_attn.k_proj.weight":         "attn_k.weight",
-	"self_attn.k_proj.bias":           "attn_k.bias",
-	"self_attn.v_proj.weight":         "attn_v.weight",
-	"self_attn.v_proj.bias":           "attn_v.bias",
-	"self_attn.o_proj.weight":         "attn_output.weight",
-	"self_attn.o_proj.bias":           "attn_output.bias",
-	"post_attention_layernorm.weight": "ffn_norm.weight",
-	"mlp.gate_proj.weight":            "ffn_gate.weight",
-	"mlp.gate_proj.bias":              "ffn_gate.bias",
-	"mlp.up_proj.weight":              "ffn_up.weight",
-	"mlp.up_proj.bias":                "ffn_up.bias",
-	"mlp.down_proj.weight":            "ffn_down.weight",
-	"mlp.down_proj.bias":              "ffn_down.bias",
-	// GPT-2
-	"ln_1.weight":        "attn_norm.weight",
-	"ln_1.bias":          "attn_norm.bias",
-	"attn.c_attn.weight": "attn_qkv.weight",
-	"attn.c_attn.bias":   "attn_qkv.bias",
-	"attn.c_proj.weight": "attn_output.weight",
-	"attn.c_proj.bias":   "attn_output.bias",
-	"ln_2.weight":        "ffn_norm.weight",
-	"ln_2.bias":          "ffn_norm.bias",
-	"mlp.c_fc.weight":    "ffn_up.weight",
-	"mlp.c_fc.bias":      "ffn_up.bias",
-	"mlp.c_proj.weight":  "ffn_down.weight",
-	"mlp.c_proj.bias":    "ffn_down.bias",
-}
-
-// globalNames maps the tensors outside the layers.
-var globalNames = map[string]string{
-	"model.embed_tokens.weight": "token_embd.weight",
-	"model.norm.weight":         "output_norm.weight",
-	"lm_head.weight":            "output.weight",
-	"transformer.wte.weight":    "token_embd.weight",
-	"transformer.wpe.weight":    "position_embd.weight",
-	"transformer.ln_f.weight":   "output_norm.weight",
-	"transformer.ln_f.bias":     "output_norm.bias",
-}
-
-// ggufName maps a Hugging Face tensor name to llama.cpp's.
-func ggufName(hf string) (string, bool) {
-	if n, ok := globalNames[hf]; ok {
+// ggufName maps a Hugging Face tensor name to llama.cpp's, by the
+// family descriptor's tables (arch.Family.GGUFNames, GGUFGlobal).
+func ggufName(f *arch.Family, hf string) (string, bool) {
+	if n, ok := f.GGUFGlobal[hf]; ok {
 		return n, true
 	}
-	for _, prefix := range []string{"model.layers.", "transformer.h."} {
-		rest, ok := strings.CutPrefix(hf, prefix)
-		if !ok {
-			continue
-		}
-		layer, sub, ok := strings.Cut(rest, ".")
-		if n, known := tensorNames[sub]; ok && known {
-			return "blk." + layer + "." + n, true
-		}
+	rest, ok := strings.CutPrefix(hf, f.LayerPrefix)
+	if !ok {
+		return "", false
+	}
+	layer, sub, ok := strings.Cut(rest, ".")
+	if n, known := f.GGUFNames[sub]; ok && known {
+		return "blk." + layer + "." + n, true
 	}
 	return "", false
 }
 
 // tensors converts the model's weights to GGUF tensors.
-func tensors(arch string, cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorType) ([]gguf.Tensor, error) {
+func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorType) ([]gguf.Tensor, error) {
 	out := make([]gguf.Tensor, 0, len(weights)+1)
+	fam := cfg.Family()
 	for _, w := range weights {
-		name, ok := ggufName(w.Name)
+		name, ok := ggufName(fam, w.Name)
 		if !ok {
 			return nil, fmt.Errorf("ggufexport: tensor %q has no llama.cpp name", w.Name)
 		}
 		shape, data := w.Shape, w.Data
 		switch {
-		case arch == "llama" && (strings.HasSuffix(name, ".attn_q.weight") || strings.HasSuffix(name, ".attn_k.weight")):
+		case fam.GGUFInterleavedQK && (strings.HasSuffix(name, ".attn_q.weight") || strings.HasSuffix(name, ".attn_k.weight")):
 			data = halfToInterleaved(data, cfg.HeadDim, shape[1])
-		case arch == "gpt2" && len(shape) == 2 && strings.HasPrefix(name, "blk."):
+		case fam.Conv1D && len(shape) == 2 && strings.HasPrefix(name, "blk."):
 			shape, data = transpose(shape, data)
 		}
 		out = append(out, gguf.Tensor{Name: name, Shape: shape, Type: storageType(shape, typ), Data: data})

@@ -1,6 +1,7 @@
 // Package hfconfig reads, validates, builds and writes Hugging Face
-// config.json files for the architectures gotune trains: LlamaForCausalLM,
-// MistralForCausalLM, Qwen2ForCausalLM and GPT2LMHeadModel.
+// config.json files for the architectures gotune trains (package arch
+// describes each: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
+// Qwen3ForCausalLM, GPT2LMHeadModel).
 //
 // Each architecture spells its hyper-parameters differently (GPT-2's n_embd
 // is Llama's hidden_size) and leaves different ones to defaults; Config is
@@ -19,36 +20,31 @@ import (
 	"strings"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/arch"
 )
 
 // FileName is the config file inside a model directory.
 const FileName = "config.json"
 
-// Supported architectures (the "architectures" entry of config.json).
+// Supported architectures (the "architectures" entry of config.json);
+// package arch describes each.
 const (
-	ArchLlama   = "LlamaForCausalLM"
-	ArchMistral = "MistralForCausalLM"
-	ArchQwen2   = "Qwen2ForCausalLM"
-	ArchGPT2    = "GPT2LMHeadModel"
+	ArchLlama   = arch.Llama
+	ArchMistral = arch.Mistral
+	ArchQwen2   = arch.Qwen2
+	ArchGPT2    = arch.GPT2
+	ArchQwen3   = arch.Qwen3
 )
-
-// modelTypes maps each architecture to its transformers model_type.
-var modelTypes = map[string]string{
-	ArchLlama:   "llama",
-	ArchMistral: "mistral",
-	ArchQwen2:   "qwen2",
-	ArchGPT2:    "gpt2",
-}
 
 // SupportedArchitectures returns the architectures this package accepts,
 // sorted.
-func SupportedArchitectures() []string {
-	out := make([]string, 0, len(modelTypes))
-	for a := range modelTypes {
-		out = append(out, a)
-	}
-	sort.Strings(out)
-	return out
+func SupportedArchitectures() []string { return arch.Supported() }
+
+// Family returns the descriptor of c's architecture (nil for an
+// unsupported one, which Validate rejects).
+func (c *Config) Family() *arch.Family {
+	f, _ := arch.Lookup(c.Arch)
+	return f
 }
 
 // RopeScaling is a supported "rope_scaling" entry: "linear" (positions
@@ -136,6 +132,9 @@ type Config struct {
 	// replacing the keys of fields that differ from orig.
 	raw  map[string]json.RawMessage
 	orig *Config
+	// unknown and warnings are what Parse found about the file's keys
+	// (honesty.go).
+	unknown, warnings []string
 }
 
 // Load reads and validates DIR/config.json.
@@ -183,30 +182,33 @@ func sortedKeys[V any](m map[string]V) []string {
 // IsGPT2 reports whether the config describes a GPT-2 model.
 func (c *Config) IsGPT2() bool { return c.Arch == ArchGPT2 }
 
+// LearnedPositions reports whether the model has a learned position table
+// (so no context longer than MaxPos), rather than rotary embeddings.
+func (c *Config) LearnedPositions() bool {
+	f := c.Family()
+	return f != nil && f.Positions == arch.Learned
+}
+
 // Validate checks the fields for consistency; Parse and Save call it.
 func (c *Config) Validate() error {
-	if _, ok := modelTypes[c.Arch]; !ok {
+	fam := c.Family()
+	if fam == nil {
 		return fmt.Errorf("unsupported architecture %q; supported: %s", c.Arch, strings.Join(SupportedArchitectures(), ", "))
 	}
 	g := c.IsGPT2()
-	name := func(llama, gpt2 string) string {
-		if g {
-			return gpt2
-		}
-		return llama
-	}
+	k := fam.Keys
 	positive := []struct {
 		key string
 		v   int
 	}{
 		{"vocab_size", c.VocabSize},
-		{name("hidden_size", "n_embd"), c.Hidden},
-		{name("num_hidden_layers", "n_layer"), c.Layers},
-		{name("num_attention_heads", "n_head"), c.Heads},
-		{name("num_key_value_heads", "n_head"), c.KVHeads},
-		{name("head_dim", "n_embd/n_head"), c.HeadDim},
-		{name("intermediate_size", "n_inner"), c.Intermediate},
-		{name("max_position_embeddings", "n_positions"), c.MaxPos},
+		{k.Hidden, c.Hidden},
+		{k.Layers, c.Layers},
+		{k.Heads, c.Heads},
+		{k.KVHeads, c.KVHeads},
+		{k.HeadDim, c.HeadDim},
+		{k.Intermediate, c.Intermediate},
+		{k.MaxPos, c.MaxPos},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -214,16 +216,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.headDimDefault() && c.Hidden%c.Heads != 0 {
-		return fmt.Errorf("field %q = %d is not divisible by %q = %d", name("hidden_size", "n_embd"), c.Hidden, name("num_attention_heads", "n_head"), c.Heads)
+		return fmt.Errorf("field %q = %d is not divisible by %q = %d", k.Hidden, c.Hidden, k.Heads, c.Heads)
 	}
 	if c.Heads%c.KVHeads != 0 {
 		return fmt.Errorf("field \"num_attention_heads\" = %d is not divisible by \"num_key_value_heads\" = %d", c.Heads, c.KVHeads)
 	}
 	if !(c.NormEps > 0) {
-		return fmt.Errorf("field %q must be positive, got %v", name("rms_norm_eps", "layer_norm_epsilon"), c.NormEps)
+		return fmt.Errorf("field %q must be positive, got %v", k.NormEps, c.NormEps)
 	}
 	if _, err := c.Act(); err != nil {
-		return fmt.Errorf("field %q: %w", name("hidden_act", "activation_function"), err)
+		return fmt.Errorf("field %q: %w", k.Act, err)
 	}
 	if g {
 		switch {
@@ -258,9 +260,12 @@ func (c *Config) Validate() error {
 		if c.AttentionBias || c.AttnOutBias || c.MLPBias {
 			return fmt.Errorf("Mistral has no biases")
 		}
-	case ArchLlama:
+	case ArchLlama, ArchQwen3:
 		if c.AttentionBias != c.AttnOutBias {
-			return fmt.Errorf("Llama's attention_bias applies to q, k, v and o projections alike (AttentionBias and AttnOutBias must agree)")
+			return fmt.Errorf("%s's attention_bias applies to q, k, v and o projections alike (AttentionBias and AttnOutBias must agree)", c.Arch)
+		}
+		if c.Arch == ArchQwen3 && c.MLPBias {
+			return fmt.Errorf("Qwen3 has no MLP biases")
 		}
 	}
 	return nil

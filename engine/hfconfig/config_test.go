@@ -16,7 +16,7 @@ func ip(v int) *int { return &v }
 // norm strips the unexported bookkeeping for comparisons.
 func norm(c *Config) Config {
 	d := *c.Clone()
-	d.raw, d.orig = nil, nil
+	d.raw, d.orig, d.unknown, d.warnings = nil, nil, nil, nil
 	return d
 }
 

@@ -117,8 +117,10 @@ func NewQwen2(s Sizes) (*Config, error) {
 }
 
 // NewGPT2 returns the config of a new GPT2LMHeadModel with GPT2Config's keys
-// and defaults (gelu_new, layer_norm_epsilon 1e-5, dropouts 0.1, tied
-// embeddings). bos and eos are VocabSize-1, GPT-2's convention of
+// and defaults (gelu_new, layer_norm_epsilon 1e-5, tied
+// embeddings) except dropouts 0 (GPT2Config has 0.1): gotune trains base
+// models without dropout, and its own config says so. bos and eos are
+// VocabSize-1, GPT-2's convention of
 // <|endoftext|> being the last token (50256 in the original vocabulary).
 func NewGPT2(s Sizes) (*Config, error) {
 	if s.KVHeads != 0 && s.KVHeads != s.Heads {
@@ -132,9 +134,9 @@ func NewGPT2(s Sizes) (*Config, error) {
 	m := map[string]any{
 		"activation_function":             "gelu_new",
 		"architectures":                   []string{ArchGPT2},
-		"attn_pdrop":                      0.1,
+		"attn_pdrop":                      0.0,
 		"bos_token_id":                    s.VocabSize - 1,
-		"embd_pdrop":                      0.1,
+		"embd_pdrop":                      0.0,
 		"eos_token_id":                    s.VocabSize - 1,
 		"initializer_range":               0.02,
 		"layer_norm_epsilon":              1e-5,
@@ -145,7 +147,7 @@ func NewGPT2(s Sizes) (*Config, error) {
 		"n_layer":                         s.Layers,
 		"n_positions":                     s.MaxPos,
 		"reorder_and_upcast_attn":         false,
-		"resid_pdrop":                     0.1,
+		"resid_pdrop":                     0.0,
 		"scale_attn_by_inverse_layer_idx": false,
 		"scale_attn_weights":              true,
 		"summary_activation":              nil,

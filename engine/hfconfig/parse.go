@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gotune/gotune/engine/strictjson"
 	"math"
 	"os"
 	"strings"
+
+	"github.com/gotune/gotune/engine/arch"
+	"github.com/gotune/gotune/engine/strictjson"
 )
 
 func readFile(path string) ([]byte, error) {
@@ -95,8 +97,9 @@ func isNull(m json.RawMessage) bool {
 // parser reads typed fields out of the raw map, naming the file and field in
 // every error.
 type parser struct {
-	src string
-	raw map[string]json.RawMessage
+	src  string
+	raw  map[string]json.RawMessage
+	used map[string]bool // keys read (see checkKeys)
 }
 
 func (p *parser) errf(key, format string, args ...any) error {
@@ -105,11 +108,20 @@ func (p *parser) errf(key, format string, args ...any) error {
 
 // get returns a key's JSON, or nil when absent or null.
 func (p *parser) get(key string) json.RawMessage {
+	p.use(key)
 	v := p.raw[key]
 	if isNull(v) {
 		return nil
 	}
 	return v
+}
+
+// use marks key as read.
+func (p *parser) use(key string) {
+	if p.used == nil {
+		p.used = map[string]bool{}
+	}
+	p.used[key] = true
 }
 
 func (p *parser) has(key string) bool { return p.get(key) != nil }
@@ -209,6 +221,7 @@ func (p *parser) stringOr(key, def string) (string, error) {
 // tokenID reads an optional token id with a default used only when the key
 // is absent (an explicit null means "none").
 func (p *parser) tokenID(key string, def *int) (*int, error) {
+	p.use(key)
 	if _, present := p.raw[key]; !present {
 		return clonePtr(def), nil
 	}
@@ -225,6 +238,7 @@ func (p *parser) tokenID(key string, def *int) (*int, error) {
 // eosIDs reads eos_token_id, an int or a list of ints.
 func (p *parser) eosIDs(def []int) ([]int, error) {
 	const key = "eos_token_id"
+	p.use(key)
 	if _, present := p.raw[key]; !present {
 		return def, nil
 	}
@@ -265,7 +279,7 @@ func (p *parser) arch() (string, error) {
 			return "", p.errf("architectures", "must be a list of strings, got %s", j)
 		}
 		if len(list) > 0 {
-			if _, ok := modelTypes[list[0]]; !ok {
+			if _, ok := arch.Lookup(list[0]); !ok {
 				return "", unsupported(list[0])
 			}
 			return list[0], nil
@@ -275,10 +289,8 @@ func (p *parser) arch() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for a, t := range modelTypes {
-		if t == mt {
-			return a, nil
-		}
+	if f, ok := arch.ByModelType(mt); ok {
+		return f.Arch, nil
 	}
 	if mt == "" {
 		return "", fmt.Errorf("%s: neither \"architectures\" nor \"model_type\" says which model this is; supported: %s", p.src, strings.Join(SupportedArchitectures(), ", "))
@@ -289,20 +301,22 @@ func (p *parser) arch() (string, error) {
 func intPtr(v int) *int { return &v }
 
 func (p *parser) config() (*Config, error) {
-	arch, err := p.arch()
+	archName, err := p.arch()
 	if err != nil {
 		return nil, err
 	}
-	c := &Config{Arch: arch, raw: p.raw}
-	if c.ModelType, err = p.stringOr("model_type", modelTypes[arch]); err != nil {
+	c := &Config{Arch: archName, raw: p.raw}
+	want := c.Family().ModelType
+	if c.ModelType, err = p.stringOr("model_type", want); err != nil {
 		return nil, err
 	}
-	if c.ModelType != modelTypes[arch] {
-		return nil, p.errf("model_type", "%q does not match architecture %s (expected %q)", c.ModelType, arch, modelTypes[arch])
+	if c.ModelType != want {
+		return nil, p.errf("model_type", "%q does not match architecture %s (expected %q)", c.ModelType, archName, want)
 	}
 	if c.TorchDtype, err = p.stringOr("torch_dtype", ""); err != nil {
 		return nil, err
 	}
+	p.use("dtype") // the newer spelling, read when torch_dtype is absent
 	if c.TorchDtype == "" {
 		if c.TorchDtype, err = p.stringOr("dtype", ""); err != nil {
 			return nil, err
@@ -311,12 +325,15 @@ func (p *parser) config() (*Config, error) {
 	if c.PadTokenID, err = p.tokenID("pad_token_id", nil); err != nil {
 		return nil, err
 	}
-	if arch == ArchGPT2 {
+	if archName == ArchGPT2 {
 		err = p.gpt2(c)
 	} else {
 		err = p.llama(c)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := p.checkKeys(c); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -405,6 +422,8 @@ func (p *parser) llama(c *Config) error {
 		if c.HeadDim, err = p.required("head_dim"); err != nil {
 			return err
 		}
+	} else if c.Arch == ArchQwen3 {
+		c.HeadDim = 128 // Qwen3Config's default
 	} else {
 		if c.Hidden%c.Heads != 0 {
 			return p.errf("hidden_size", "%d is not divisible by num_attention_heads = %d", c.Hidden, c.Heads)
@@ -414,7 +433,7 @@ func (p *parser) llama(c *Config) error {
 	if c.KVHeads <= 0 || c.Heads%c.KVHeads != 0 {
 		return p.errf("num_key_value_heads", "%d must be positive and divide num_attention_heads = %d", c.KVHeads, c.Heads)
 	}
-	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768}[c.Arch]
+	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768}[c.Arch]
 	if c.MaxPos, err = p.intOr("max_position_embeddings", defMaxPos); err != nil {
 		return err
 	}
@@ -434,20 +453,22 @@ func (p *parser) llama(c *Config) error {
 		return err
 	}
 	switch c.Arch {
-	case ArchLlama:
+	case ArchLlama, ArchQwen3:
 		if c.AttentionBias, err = p.boolOr("attention_bias", false); err != nil {
 			return err
 		}
 		c.AttnOutBias = c.AttentionBias
-		if c.MLPBias, err = p.boolOr("mlp_bias", false); err != nil {
-			return err
+		if c.Arch == ArchLlama {
+			if c.MLPBias, err = p.boolOr("mlp_bias", false); err != nil {
+				return err
+			}
 		}
 	case ArchQwen2:
 		c.AttentionBias = true
 	}
 	var bos *int
 	var eos []int
-	if c.Arch != ArchQwen2 { // Qwen2Config sets no token defaults
+	if c.Arch != ArchQwen2 && c.Arch != ArchQwen3 { // Qwen2Config and Qwen3Config set no token defaults
 		bos, eos = intPtr(1), []int{2}
 	}
 	if c.BosTokenID, err = p.tokenID("bos_token_id", bos); err != nil {
@@ -458,6 +479,7 @@ func (p *parser) llama(c *Config) error {
 	}
 	switch c.Arch {
 	case ArchMistral:
+		p.use("sliding_window")
 		if _, present := p.raw["sliding_window"]; !present {
 			c.SlidingWindow = intPtr(4096)
 		} else if v, ok, err := p.optInt("sliding_window"); err != nil {
@@ -465,7 +487,7 @@ func (p *parser) llama(c *Config) error {
 		} else if ok {
 			c.SlidingWindow = &v
 		}
-	case ArchQwen2:
+	case ArchQwen2, ArchQwen3:
 		use, err := p.boolOr("use_sliding_window", false)
 		if err != nil {
 			return err

@@ -114,12 +114,7 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 		out[key] = data
 	}
 	g := c.IsGPT2()
-	pick := func(llama, gpt2 string) string {
-		if g {
-			return gpt2
-		}
-		return llama
-	}
+	k := c.Family().Keys
 	if c.Arch != o.Arch {
 		set("architectures", []string{c.Arch})
 	}
@@ -131,11 +126,11 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 		v, old int
 	}{
 		{"vocab_size", c.VocabSize, o.VocabSize},
-		{pick("hidden_size", "n_embd"), c.Hidden, o.Hidden},
-		{pick("num_hidden_layers", "n_layer"), c.Layers, o.Layers},
-		{pick("num_attention_heads", "n_head"), c.Heads, o.Heads},
-		{pick("intermediate_size", "n_inner"), c.Intermediate, o.Intermediate},
-		{pick("max_position_embeddings", "n_positions"), c.MaxPos, o.MaxPos},
+		{k.Hidden, c.Hidden, o.Hidden},
+		{k.Layers, c.Layers, o.Layers},
+		{k.Heads, c.Heads, o.Heads},
+		{k.Intermediate, c.Intermediate, o.Intermediate},
+		{k.MaxPos, c.MaxPos, o.MaxPos},
 	}
 	if !g {
 		ints = append(ints,
@@ -154,7 +149,7 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 		}
 	}
 	if c.NormEps != o.NormEps {
-		set(pick("rms_norm_eps", "layer_norm_epsilon"), c.NormEps)
+		set(k.NormEps, c.NormEps)
 	}
 	if !g && c.RopeTheta != o.RopeTheta {
 		set("rope_theta", c.RopeTheta)
@@ -180,7 +175,7 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 	if c.TieEmbeddings != o.TieEmbeddings {
 		set("tie_word_embeddings", c.TieEmbeddings)
 	}
-	if c.Arch == ArchLlama {
+	if c.Arch == ArchLlama || c.Arch == ArchQwen3 {
 		if c.AttentionBias != o.AttentionBias {
 			set("attention_bias", c.AttentionBias)
 		}
@@ -189,7 +184,7 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 		}
 	}
 	if c.HiddenAct != o.HiddenAct {
-		set(pick("hidden_act", "activation_function"), c.HiddenAct)
+		set(k.Act, c.HiddenAct)
 	}
 	if !reflect.DeepEqual(c.BosTokenID, o.BosTokenID) {
 		set("bos_token_id", c.BosTokenID)
@@ -220,7 +215,7 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 		switch c.Arch {
 		case ArchMistral:
 			set("sliding_window", c.SlidingWindow)
-		case ArchQwen2:
+		case ArchQwen2, ArchQwen3:
 			set("use_sliding_window", c.SlidingWindow != nil)
 			if c.SlidingWindow != nil {
 				set("sliding_window", c.SlidingWindow)

@@ -27,10 +27,14 @@ type actKey struct {
 // layerActs are one layer's activations. 2-D tensors are [N, features]
 // with N = B·T; the *4 fields view the same storage as [B, T, heads, D].
 type layerActs struct {
-	x          *engine.Tensor // input: the residual stream
-	st1, st2   normStats
-	xn1, xn2   *engine.Tensor // normalised inputs of the two sub-layers
-	q, k, v    *engine.Tensor // projections, after RoPE
+	x        *engine.Tensor // input: the residual stream
+	st1, st2 normStats
+	xn1, xn2 *engine.Tensor // normalised inputs of the two sub-layers
+	q, k, v  *engine.Tensor // projections, after RoPE
+	// qRaw, kRaw are the q/k projections before their norms (families
+	// with q/k norms; nil otherwise), stQ, stK those norms' statistics.
+	qRaw, kRaw *engine.Tensor
+	stQ, stK   normStats
 	q4, k4, v4 *engine.Tensor
 	kAll, vAll *engine.Tensor // [B, P+T, kvHeads, D] with a prefix
 	att, att4  *engine.Tensor // attention output (o_proj input)
@@ -74,6 +78,7 @@ type actSet struct {
 	datt, dq, dk, dv    *engine.Tensor
 	dkAll, dvAll        *engine.Tensor
 	dqkv                *engine.Tensor
+	dqRaw, dkRaw        *engine.Tensor // gradients of qRaw, kRaw
 	df1, df2, dfa       *engine.Tensor
 	dhead, dembReal     *engine.Tensor
 	dprompt             *engine.Tensor
@@ -122,6 +127,7 @@ func (m *Transformer) newActs(k actKey) *actSet {
 		hookMLP = hookMLP || b.hooks[SiteMLP] != nil
 	}
 	gated := m.blocks[0].gate != nil
+	qkNorm := m.blocks[0].qNorm != nil
 	centered := m.normF.centered()
 	stats := func() normStats {
 		st := normStats{rstd: f32(N)}
@@ -133,6 +139,11 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	newLayer := func() *layerActs {
 		a := &layerActs{x: f32(N, D), st1: stats(), st2: stats(), xn1: act(N, D), xn2: act(N, D)}
 		a.q, a.k, a.v = act(N, qd), act(N, kvd), act(N, kvd)
+		if qkNorm {
+			a.qRaw, a.kRaw = act(N, qd), act(N, kvd)
+			a.stQ = normStats{rstd: f32(N * qd / m.qkNormWidth(qd))}
+			a.stK = normStats{rstd: f32(N * kvd / m.qkNormWidth(kvd))}
+		}
 		a.q4 = a.q.Reshape(B, T, d.heads, d.headDim)
 		a.k4 = a.k.Reshape(B, T, d.kvHeads, d.headDim)
 		a.v4 = a.v.Reshape(B, T, d.kvHeads, d.headDim)
@@ -210,6 +221,9 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	}
 	if s.qkv != nil {
 		s.dqkv = act(N, qd+2*kvd)
+	}
+	if qkNorm {
+		s.dqRaw, s.dkRaw = act(N, qd), act(N, kvd)
 	}
 	s.df1, s.dfa = act(N, I), act(N, I)
 	if gated {

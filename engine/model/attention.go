@@ -29,6 +29,12 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		be.CopyBlock(a.q, 0, qd, p.s.qkv, 0, w, N, qd, false)
 		be.CopyBlock(a.k, 0, kvd, p.s.qkv, qd, w, N, kvd, false)
 		be.CopyBlock(a.v, 0, kvd, p.s.qkv, qd+kvd, w, N, kvd, false)
+	} else if blk.qNorm != nil {
+		blk.q.Forward(a.qRaw, a.xn1, p.train)
+		blk.k.Forward(a.kRaw, a.xn1, p.train)
+		blk.v.Forward(a.v, a.xn1, p.train)
+		blk.qNorm.forward(m.normRows(a.q), a.stQ, m.normRows(a.qRaw))
+		blk.kNorm.forward(m.normRows(a.k), a.stK, m.normRows(a.kRaw))
 	} else {
 		blk.q.Forward(a.q, a.xn1, p.train)
 		blk.k.Forward(a.k, a.xn1, p.train)
@@ -95,8 +101,8 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		needQ = dxn != nil || Trainable(blk.qkv)
 		needK, needV = needQ || prefixGrad, needQ || prefixGrad
 	} else {
-		needQ = dxn != nil || Trainable(blk.q)
-		needK = dxn != nil || Trainable(blk.k) || prefixGrad
+		needQ = dxn != nil || Trainable(blk.q) || Trainable(blk.qNorm)
+		needK = dxn != nil || Trainable(blk.k) || Trainable(blk.kNorm) || prefixGrad
 		needV = dxn != nil || Trainable(blk.v) || prefixGrad
 	}
 	needAtt := needQ || needK || needV
@@ -167,11 +173,15 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		backLinear(blk.qkv, dxn, s.dqkv, a.xn1)
 		return
 	}
+	dq, dk := s.dq, s.dk
+	if blk.qNorm != nil {
+		dq, dk = m.qkNormBackward(blk, s, a, needQ, needK)
+	}
 	if needQ {
-		backLinear(blk.q, dxn, s.dq, a.xn1)
+		backLinear(blk.q, dxn, dq, a.xn1)
 	}
 	if needK {
-		backLinear(blk.k, dxn, s.dk, a.xn1)
+		backLinear(blk.k, dxn, dk, a.xn1)
 	}
 	if needV {
 		backLinear(blk.v, dxn, s.dv, a.xn1)
@@ -185,4 +195,27 @@ func backLinear(l Linear, dx, dy, x *engine.Tensor) {
 		return
 	}
 	l.Backward(dx, dy, x)
+}
+
+// normRows views a q or k buffer [N, width] as the rows its q/k norm
+// normalises: one per head (per-head norms) or one per token.
+func (m *Transformer) normRows(x *engine.Tensor) *engine.Tensor {
+	w := m.qkNormWidth(x.Dim(1))
+	return x.Reshape(x.Len()/w, w)
+}
+
+// qkNormBackward backpropagates the gradients of the normalised q and k
+// (s.dq, s.dk, RoPE already undone) through the q/k norms, returning the
+// gradients of the raw projections.
+func (m *Transformer) qkNormBackward(blk *block, s *actSet, a *layerActs, needQ, needK bool) (dq, dk *engine.Tensor) {
+	be := m.be
+	if needQ {
+		be.Fill(s.dqRaw, 0)
+		blk.qNorm.backward(m.normRows(s.dqRaw), m.normRows(s.dq), m.normRows(a.qRaw), a.stQ)
+	}
+	if needK {
+		be.Fill(s.dkRaw, 0)
+		blk.kNorm.backward(m.normRows(s.dkRaw), m.normRows(s.dk), m.normRows(a.kRaw), a.stK)
+	}
+	return s.dqRaw, s.dkRaw
 }

@@ -108,7 +108,8 @@ func (m *Transformer) blockBackward(l int, p *pass, a *layerActs, d *engine.Tens
 // key/value prefix have anything trainable (the norm and hook aside).
 func (m *Transformer) attnTrainable(l int) bool {
 	blk := m.blocks[l]
-	if Trainable(blk.q) || Trainable(blk.k) || Trainable(blk.v) || Trainable(blk.qkv) || Trainable(blk.o) {
+	if Trainable(blk.q) || Trainable(blk.k) || Trainable(blk.v) || Trainable(blk.qkv) || Trainable(blk.o) ||
+		Trainable(blk.qNorm) || Trainable(blk.kNorm) {
 		return true
 	}
 	if m.prefix != nil && Trainable(m.prefix) {

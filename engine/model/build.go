@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/arch"
 )
 
 // newTransformer builds a model with zero weights for cfg: every module,
@@ -36,14 +37,12 @@ func buildFrom(cfg *Config, be engine.Backend, opt Options, w weights, where str
 		for _, n := range w.names() {
 			m.storedShapes[m.canonical(n)] = w.shape(n)
 		}
-		if stored := storedLayers(m.storedShapes); d.layers > stored {
+		if stored := storedLayers(m.storedShapes, d.fam.LayerPrefix); d.layers > stored {
 			return nil, nil, fmt.Errorf("model: %s: the config has %d layers (num_hidden_layers) but the weights hold %d", where, d.layers, stored)
 		}
 	}
-	if d.arch == ArchGPT2 {
-		m.buildGPT2()
-	} else {
-		m.buildLlama()
+	m.build()
+	if d.fam.Positions == arch.Rotary {
 		inv, err := ropeInvFreq(d.headDim, d.ropeTheta, d.ropeScaling)
 		if err != nil {
 			return nil, nil, fmt.Errorf("model: config: %w", err)
@@ -59,7 +58,7 @@ func buildFrom(cfg *Config, be engine.Backend, opt Options, w weights, where str
 			return nil, nil, err
 		}
 	}
-	if d.arch == ArchGPT2 {
+	if d.fam.Positions == arch.Learned {
 		return &GPT2{m}, m, nil
 	}
 	return &Llama{m}, m, nil
@@ -108,32 +107,151 @@ func (m *Transformer) moduleSlot(name string, layer int, mod Module) {
 // reading the token embedding when tied (whose gradient then accumulates
 // into the embedding's).
 func (m *Transformer) buildHead() {
+	name := m.d.fam.LMHead
 	if m.d.tied {
 		m.lmHead = &Dense{Weight: m.embed.Weight}
 	} else {
-		m.lmHead = m.dense("lm_head", m.d.hidden, m.d.vocab, false, false)
+		m.lmHead = m.dense(name, m.d.hidden, m.d.vocab, false, false)
 	}
-	m.linearSlot("lm_head", -1, &m.lmHead)
+	m.linearSlot(name, -1, &m.lmHead)
 }
 
-// layerPrefixes start the tensor names of a numbered layer.
-var layerPrefixes = []string{"model.layers.", "transformer.h."}
-
 // storedLayers counts the distinct layer numbers among canonical tensor
-// names.
-func storedLayers(src map[string][]int) int {
+// names starting with the family's layer prefix.
+func storedLayers(src map[string][]int, prefix string) int {
 	seen := map[int]bool{}
 	for name := range src {
-		for _, pre := range layerPrefixes {
-			rest, ok := strings.CutPrefix(name, pre)
-			if !ok {
-				continue
-			}
-			num, _, _ := strings.Cut(rest, ".")
-			if i, err := strconv.Atoi(num); err == nil && i >= 0 {
-				seen[i] = true
-			}
+		rest, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			continue
+		}
+		num, _, _ := strings.Cut(rest, ".")
+		if i, err := strconv.Atoi(num); err == nil && i >= 0 {
+			seen[i] = true
 		}
 	}
 	return len(seen)
+}
+
+// build creates the modules of the model's family (its descriptor, package
+// arch): parameters in state-dict order (the order transformers saves
+// them, so Save writes the same), modules registered in forward order.
+func (m *Transformer) build() {
+	d, f := &m.d, m.d.fam
+	m.embed = &Embedding{Weight: m.param(f.Embed+".weight", true, d.vocab, d.hidden)}
+	m.moduleSlot(f.Embed, -1, m.embed)
+	if f.PosEmbed != "" {
+		m.posEmb = &Embedding{Weight: m.param(f.PosEmbed+".weight", true, d.maxPos, d.hidden)}
+		m.moduleSlot(f.PosEmbed, -1, m.posEmb)
+	}
+	for i := 0; i < d.layers; i++ {
+		pre := f.LayerPath(i) + "."
+		b := &block{act: d.act}
+		for _, mod := range f.Layer {
+			m.buildModule(b, mod.Role, pre+mod.Path)
+		}
+		m.blocks = append(m.blocks, b)
+		for r := arch.Role(0); r < arch.NumRoles; r++ {
+			if !f.Has(r) {
+				continue
+			}
+			if at := b.linearAt(r); at != nil {
+				m.linearSlot(pre+f.Path(r), i, at)
+			} else {
+				m.moduleSlot(pre+f.Path(r), i, *b.normAt(r))
+			}
+		}
+	}
+	m.normF = m.norm(f.FinalNorm, d.hidden)
+	m.moduleSlot(f.FinalNorm, -1, m.normF)
+	m.buildHead()
+}
+
+// buildModule creates the parameters of one layer module.
+func (m *Transformer) buildModule(b *block, r arch.Role, path string) {
+	d, conv := &m.d, m.d.fam.Conv1D
+	D, qd, kvd, I := d.hidden, d.qDim(), d.kvDim(), d.inter
+	switch r {
+	case arch.Norm1, arch.Norm2:
+		*b.normAt(r) = m.norm(path, D)
+	case arch.QNorm:
+		b.qNorm = m.norm(path, m.qkNormWidth(qd))
+	case arch.KNorm:
+		b.kNorm = m.norm(path, m.qkNormWidth(kvd))
+	case arch.Q:
+		b.q = m.dense(path, D, qd, d.qkvBias, conv)
+	case arch.K:
+		b.k = m.dense(path, D, kvd, d.qkvBias, conv)
+	case arch.V:
+		b.v = m.dense(path, D, kvd, d.qkvBias, conv)
+	case arch.QKV:
+		b.qkv = m.dense(path, D, qd+2*kvd, d.qkvBias, conv)
+	case arch.O:
+		b.o = m.dense(path, qd, D, d.oBias, conv)
+	case arch.Gate:
+		b.gate = m.dense(path, D, I, d.mlpBias, conv)
+	case arch.Up:
+		b.up = m.dense(path, D, I, d.mlpBias, conv)
+	case arch.Down:
+		b.down = m.dense(path, I, D, d.mlpBias, conv)
+	default:
+		panic(fmt.Sprintf("model: family %s: role %d has no builder", d.fam.Arch, r))
+	}
+}
+
+// norm creates the family's normalisation of width n named path.
+func (m *Transformer) norm(path string, n int) norm {
+	w := m.param(path+".weight", false, n)
+	if m.d.fam.Norm == arch.LayerNorm {
+		return &LayerNorm{Weight: w, Bias: m.param(path+".bias", false, n), Eps: m.d.eps}
+	}
+	return &RMSNorm{Weight: w, Eps: m.d.eps}
+}
+
+// qkNormWidth is the width a q/k norm normalises over, for a projection
+// of width full: one head (per-head norms) or the whole projection.
+func (m *Transformer) qkNormWidth(full int) int {
+	if m.d.fam.QKNorm == arch.PerHeadQKNorm {
+		return m.d.headDim
+	}
+	return full
+}
+
+// linearAt returns where block b keeps its Linear of role r, or nil for
+// a role that is not a Linear.
+func (b *block) linearAt(r arch.Role) *Linear {
+	switch r {
+	case arch.Q:
+		return &b.q
+	case arch.K:
+		return &b.k
+	case arch.V:
+		return &b.v
+	case arch.QKV:
+		return &b.qkv
+	case arch.O:
+		return &b.o
+	case arch.Gate:
+		return &b.gate
+	case arch.Up:
+		return &b.up
+	case arch.Down:
+		return &b.down
+	}
+	return nil
+}
+
+// normAt returns where block b keeps its norm of role r.
+func (b *block) normAt(r arch.Role) *norm {
+	switch r {
+	case arch.Norm1:
+		return &b.norm1
+	case arch.Norm2:
+		return &b.norm2
+	case arch.QNorm:
+		return &b.qNorm
+	case arch.KNorm:
+		return &b.kNorm
+	}
+	panic(fmt.Sprintf("model: role %d is not a norm", r))
 }

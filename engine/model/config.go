@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/arch"
 	"github.com/gotune/gotune/engine/hfconfig"
 )
 
@@ -53,19 +54,16 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 		mlpBias: cfg.MLPBias, act: act, ropeTheta: cfg.RopeTheta,
 		ropeScaling: cfg.RopeScaling, ropeLayout: opt.RopeLayout, storage: opt.Storage,
 	}
-	if cfg.IsGPT2() {
-		d.arch = ArchGPT2
+	d.fam = cfg.Family()
+	if d.fam.MLP == arch.GatedMLP && act != engine.ActSiLU {
+		return dims{}, fmt.Errorf("model: config: %s MLP activation %q is not supported (the gated MLP is SwiGLU: silu)", cfg.Arch, cfg.HiddenAct)
+	}
+	if d.fam.Positions != arch.Rotary {
 		if opt.RopeLayout != engine.RopeHalf {
-			return dims{}, fmt.Errorf("model: GPT-2 has no rotary embeddings to lay out")
+			return dims{}, fmt.Errorf("model: %s has no rotary embeddings to lay out", cfg.Arch)
 		}
-	} else {
-		d.arch = ArchLlama
-		if act != engine.ActSiLU {
-			return dims{}, fmt.Errorf("model: config: %s MLP activation %q is not supported (the gated MLP is SwiGLU: silu)", cfg.Arch, cfg.HiddenAct)
-		}
-		if opt.RopeLayout != engine.RopeHalf && opt.RopeLayout != engine.RopeInterleaved {
-			return dims{}, fmt.Errorf("model: unknown RoPE layout %d", opt.RopeLayout)
-		}
+	} else if opt.RopeLayout != engine.RopeHalf && opt.RopeLayout != engine.RopeInterleaved {
+		return dims{}, fmt.Errorf("model: unknown RoPE layout %d", opt.RopeLayout)
 	}
 	if cfg.SlidingWindow != nil {
 		d.slidingWindow = *cfg.SlidingWindow

@@ -37,7 +37,7 @@ func NewWithOptions(cfg *Config, be engine.Backend, seed uint64, opt Options) (M
 			}
 		default:
 			std := initStd
-			if m.d.arch == ArchGPT2 && strings.HasSuffix(p.Name, ".c_proj.weight") {
+			if suf := m.d.fam.ScaledInitSuffix; suf != "" && strings.HasSuffix(p.Name, suf) {
 				std /= math.Sqrt(2 * float64(m.d.layers))
 			}
 			for i := range host {

@@ -107,18 +107,24 @@ func (w mapWeights) float32s(name string) ([]float32, error) {
 	return t.Data, nil
 }
 
-// ignorable reports tensors checkpoints carry that are not parameters:
-// rotary inv_freq buffers and GPT-2's causal-mask buffers.
-func ignorable(name string) bool {
-	return strings.HasSuffix(name, ".rotary_emb.inv_freq") ||
-		strings.HasSuffix(name, ".attn.bias") || strings.HasSuffix(name, ".attn.masked_bias")
+// ignorable reports tensors checkpoints of the family carry that are not
+// parameters (rotary inv_freq buffers, GPT-2's causal-mask buffers).
+func (m *Transformer) ignorable(name string) bool {
+	for _, suf := range m.d.fam.Ignored {
+		if strings.HasSuffix(name, suf) {
+			return true
+		}
+	}
+	return false
 }
 
-// canonical maps a stored tensor name to this model's naming: GPT-2
-// checkpoints converted from OpenAI's release omit "transformer.".
+// canonical maps a stored tensor name to this model's naming: some
+// checkpoints leave out a prefix (GPT-2 conversions of OpenAI's release
+// omit "transformer."; arch.Family.StrippedPrefix).
 func (m *Transformer) canonical(name string) string {
-	if m.d.arch == ArchGPT2 && !strings.HasPrefix(name, "transformer.") && name != "lm_head.weight" {
-		return "transformer." + name
+	f := m.d.fam
+	if pre := f.StrippedPrefix; pre != "" && !strings.HasPrefix(name, pre) && name != f.LMHead+".weight" {
+		return pre + name
 	}
 	return name
 }
@@ -139,7 +145,7 @@ func (m *Transformer) validate(w weights, where string) error {
 			continue
 		}
 		// A tied lm_head.weight duplicate is tolerated and ignored.
-		if ignorable(c) || (c == "lm_head.weight" && m.d.tied) {
+		if m.ignorable(c) || (c == m.d.fam.LMHead+".weight" && m.d.tied) {
 			continue
 		}
 		unexpected = append(unexpected, n)

@@ -1,6 +1,9 @@
 package model
 
-import "github.com/gotune/gotune/engine"
+import (
+	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/arch"
+)
 
 // Model is a causal LM of this package: engine.CausalLM plus everything
 // fine-tuning methods, generation and checkpointing need.
@@ -9,8 +12,8 @@ type Model interface {
 
 	// Config returns the model's configuration.
 	Config() *Config
-	// Arch returns the architecture family.
-	Arch() Arch
+	// Family returns the descriptor of the model's architecture.
+	Family() *arch.Family
 	// NumLayers returns the number of transformer layers.
 	NumLayers() int
 

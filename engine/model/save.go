@@ -137,7 +137,7 @@ func (m *Transformer) HFWeights() ([]NamedWeight, error) {
 		if err != nil {
 			return nil, err
 		}
-		if m.d.ropeLayout == engine.RopeInterleaved && isRotated(p.Name) {
+		if m.d.ropeLayout == engine.RopeInterleaved && m.isRotated(p.Name) {
 			data = interleavedToHalf(data, m.d.headDim, p.W.Len()/p.W.Dim(0))
 		}
 		out = append(out, NamedWeight{Name: p.Name, Shape: append([]int(nil), p.W.Shape()...), Data: data})
@@ -174,8 +174,13 @@ func checkFits(data []float32, dtype string) error {
 }
 
 // isRotated reports the parameters whose output rows RoPE rotates.
-func isRotated(name string) bool {
-	return strings.Contains(name, ".self_attn.q_proj.") || strings.Contains(name, ".self_attn.k_proj.")
+func (m *Transformer) isRotated(name string) bool {
+	for _, s := range m.d.fam.RotatedSuffixes() {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // interleavedToHalf permutes the rows (of width cols) of a q/k projection

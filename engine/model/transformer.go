@@ -6,24 +6,13 @@ import (
 	"strings"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/arch"
 	"github.com/gotune/gotune/engine/hfconfig"
-)
-
-// Arch is a supported architecture family.
-type Arch int
-
-const (
-	// ArchLlama covers LlamaForCausalLM, MistralForCausalLM and
-	// Qwen2ForCausalLM: RMSNorm, RoPE, SwiGLU, grouped-query attention.
-	ArchLlama Arch = iota
-	// ArchGPT2 is GPT2LMHeadModel: LayerNorm, learned positions, gelu_new,
-	// fused Conv1D attention projection.
-	ArchGPT2
 )
 
 // dims is the model geometry in the form the code uses.
 type dims struct {
-	arch                                  Arch
+	fam                                   *arch.Family
 	vocab, hidden, layers, heads, kvHeads int
 	headDim, inter, maxPos                int
 	eps                                   float32
@@ -44,6 +33,7 @@ func (d *dims) kvDim() int { return d.kvHeads * d.headDim }
 // activation (GPT-2's c_fc/c_proj, gate nil).
 type block struct {
 	norm1, norm2    norm
+	qNorm, kNorm    norm // q/k norms (arch.QKNorm), nil without
 	q, k, v, qkv, o Linear
 	gate, up, down  Linear
 	act             engine.Act
@@ -117,8 +107,8 @@ func (m *Transformer) Backend() engine.Backend { return m.be }
 // Config returns the model's configuration.
 func (m *Transformer) Config() *Config { return m.cfg }
 
-// Arch returns the architecture family.
-func (m *Transformer) Arch() Arch { return m.d.arch }
+// Family returns the descriptor of the model's architecture.
+func (m *Transformer) Family() *arch.Family { return m.d.fam }
 
 // NumLayers returns the number of transformer layers.
 func (m *Transformer) NumLayers() int { return len(m.blocks) }

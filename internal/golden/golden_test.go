@@ -63,6 +63,7 @@ type hfConfig struct {
 	NHead             int      `json:"n_head"`
 	NPositions        int      `json:"n_positions"`
 	NInner            *int     `json:"n_inner"`
+	HeadDim           int      `json:"head_dim"`
 }
 
 func readConfig(t *testing.T, s *Set) hfConfig {
@@ -84,8 +85,11 @@ func expectedParams(t *testing.T, c hfConfig) map[string][]int {
 	t.Helper()
 	p := map[string][]int{}
 	switch c.Architectures[0] {
-	case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM":
+	case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM":
 		d, hd := c.HiddenSize, c.HiddenSize/c.NumAttentionHeads
+		if c.HeadDim != 0 {
+			hd = c.HeadDim
+		}
 		q, kv, in := c.NumAttentionHeads*hd, c.NumKeyValueHeads*hd, c.IntermediateSize
 		p["model.embed_tokens.weight"] = []int{c.VocabSize, d}
 		for i := 0; i < c.NumHiddenLayers; i++ {
@@ -95,6 +99,10 @@ func expectedParams(t *testing.T, c hfConfig) map[string][]int {
 			p[pre+"self_attn.k_proj.weight"] = []int{kv, d}
 			p[pre+"self_attn.v_proj.weight"] = []int{kv, d}
 			p[pre+"self_attn.o_proj.weight"] = []int{d, q}
+			if c.ModelType == "qwen3" { // Qwen3Attention's per-head q_norm, k_norm
+				p[pre+"self_attn.q_norm.weight"] = []int{hd}
+				p[pre+"self_attn.k_norm.weight"] = []int{hd}
+			}
 			if c.ModelType == "qwen2" {
 				p[pre+"self_attn.q_proj.bias"] = []int{q}
 				p[pre+"self_attn.k_proj.bias"] = []int{kv}

@@ -258,13 +258,9 @@ type Adapter struct {
 	removed bool
 }
 
-// LayerPath returns the Hugging Face module path of transformer layer i.
-func LayerPath(m model.Model, i int) string {
-	if m.Arch() == model.ArchGPT2 {
-		return fmt.Sprintf("transformer.h.%d", i)
-	}
-	return fmt.Sprintf("model.layers.%d", i)
-}
+// LayerPath returns the Hugging Face module path of transformer layer i
+// (the family descriptor's, see arch.Family.LayerPath).
+func LayerPath(m model.Model, i int) string { return m.Family().LayerPath(i) }
 
 // Apply installs freshly initialised adapters (see the package
 // documentation) and freezes every other parameter of m.

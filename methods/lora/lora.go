@@ -442,10 +442,8 @@ func TargetPaths(m model.Model, cfg Config) ([]string, error) {
 }
 
 // DefaultTargets returns PEFT's default target modules for m's
-// architecture: the query and value projections.
+// architecture (its descriptor's LoRATargets): the query and value
+// projections, or the fused projection that holds them.
 func DefaultTargets(m model.Model) []string {
-	if m.Config().IsGPT2() {
-		return []string{"c_attn"}
-	}
-	return []string{"q_proj", "v_proj"}
+	return append([]string(nil), m.Family().LoRATargets...)
 }

@@ -222,7 +222,7 @@ def forward_golden(base, cfg, rows, run):
 # ---------------------------------------------------------------- models
 
 
-def llama_weights(cfg, rng, std=0.1, emb_std=0.2, qkv_bias=False):
+def llama_weights(cfg, rng, std=0.1, emb_std=0.2, qkv_bias=False, qk_norm=False):
     """Random LLaMA/Qwen2 weights in Hugging Face names and shapes."""
     d = cfg["hidden_size"]
     v = cfg["vocab_size"]
@@ -239,6 +239,9 @@ def llama_weights(cfg, rng, std=0.1, emb_std=0.2, qkv_bias=False):
             if qkv_bias:
                 w[pre + "self_attn.%s_proj.bias" % name] = randn(rng, (out,), std)
         w[pre + "self_attn.o_proj.weight"] = randn(rng, (d, q_out), std)
+        if qk_norm:
+            w[pre + "self_attn.q_norm.weight"] = randn(rng, (hd,), 0.1, 1.0)
+            w[pre + "self_attn.k_norm.weight"] = randn(rng, (hd,), 0.1, 1.0)
         w[pre + "post_attention_layernorm.weight"] = randn(rng, (d,), 0.1, 1.0)
         w[pre + "mlp.gate_proj.weight"] = randn(rng, (inter, d), std)
         w[pre + "mlp.up_proj.weight"] = randn(rng, (inter, d), std)
@@ -322,6 +325,15 @@ MODELS = [
         "config": hfio.gpt2_config(vocab=64, n_embd=32, n_layer=2, n_head=4, n_positions=64, eps=1e-5,
                                    bos=63, eos=63),
         "weights": lambda cfg, rng: gpt2_weights(cfg, rng),
+        "runs": standard_runs([]),
+    },
+    {
+        "name": "qwen3",
+        "seed": 4004,
+        # head_dim 12 with hidden 32: not hidden/heads (8), as Qwen3 allows
+        "config": hfio.qwen3_config(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, head_dim=12, inter=40,
+                                    max_pos=64, theta=1e6, eps=1e-6, tied=False),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng, qk_norm=True),
         "runs": standard_runs([]),
     },
 ]
@@ -423,6 +435,7 @@ METHOD_RUNS = [
                                                  scaling=4.0, target_layers=[0]), 2.5),
     ("gpt2-prefix", "gpt2", PrefixTuning(num_virtual_tokens=3, std=2.0), 0.23),
     ("qwen2-lora-all-linear", "qwen2-tied", LoRA(r=4, alpha=8, targets=("all-linear",)), 2.5),
+    ("qwen3-lora", "qwen3", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.25),
     ("qwen2-dora", "qwen2-tied", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj"), use_dora=True,
                                       m_jitter=0.1), 1.8),
 ]
@@ -534,7 +547,8 @@ def method_check():
     ids = torch.tensor([[5, 9, 33, 2, 17, 40]])
     cases = [(MODELS[0], {}), (MODELS[0], {"use_rslora": True}), (MODELS[0], {"use_dora": True}),
              (MODELS[1], {"targets": ("all-linear",), "use_dora": True}),
-             (MODELS[2], {"targets": ("c_attn", "c_fc"), "use_dora": True})]
+             (MODELS[2], {"targets": ("c_attn", "c_fc"), "use_dora": True}),
+             (MODELS[3], {"targets": ("q_proj", "k_proj", "o_proj"), "use_dora": True})]
     for spec, kw in cases:
         cfg = spec["config"]
         base = spec["weights"](cfg, np.random.RandomState(7))

@@ -174,6 +174,40 @@ def qwen2_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, 
     }
 
 
+def qwen3_config(vocab, hidden, layers, heads, kv_heads, head_dim, inter, max_pos, theta, eps, tied):
+    """config.json of a Qwen3ForCausalLM (transformers' Qwen3Config keys).
+
+    head_dim is explicit (Qwen3 decouples it from hidden/heads);
+    attention_bias false; no token defaults.
+    """
+    return {
+        "architectures": ["Qwen3ForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "head_dim": head_dim,
+        "hidden_act": "silu",
+        "hidden_size": hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": inter,
+        "max_position_embeddings": max_pos,
+        "max_window_layers": layers,
+        "model_type": "qwen3",
+        "num_attention_heads": heads,
+        "num_hidden_layers": layers,
+        "num_key_value_heads": kv_heads,
+        "rms_norm_eps": eps,
+        "rope_scaling": None,
+        "rope_theta": float(theta),
+        "sliding_window": None,
+        "tie_word_embeddings": tied,
+        "torch_dtype": "float32",
+        "transformers_version": TRANSFORMERS_VERSION,
+        "use_cache": True,
+        "use_sliding_window": False,
+        "vocab_size": vocab,
+    }
+
+
 def gpt2_config(vocab, n_embd, n_layer, n_head, n_positions, eps, bos, eos):
     """config.json of a GPT2LMHeadModel, as transformers 4.46 writes it.
 

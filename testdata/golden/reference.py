@@ -166,10 +166,11 @@ def causal_attention(q, k, v):
 
 
 def llama_forward(p, cfg, input_ids, hooks=PLAIN):
-    """Logits [B, T', V] of LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM.
+    """Logits [B, T', V] of LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM.
 
     p maps Hugging Face names to tensors; q/k/v biases are used when present
-    (Qwen2). lm_head.weight absent means tied to model.embed_tokens.weight.
+    (Qwen2), and so are the per-head q/k RMSNorms of Qwen3 (self_attn.q_norm,
+    self_attn.k_norm, weights [head_dim], applied before RoPE). lm_head.weight absent means tied to model.embed_tokens.weight.
     T' = T plus whatever hooks.input_embeds prepends.
     """
     hidden = cfg["hidden_size"]
@@ -191,7 +192,12 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
         for name, heads in (("q", n_heads), ("k", n_kv), ("v", n_kv)):
             path = pre + "self_attn.%s_proj" % name
             y = hooks.linear(path, x, p[path + ".weight"], p.get(path + ".bias"))
-            proj[name] = y.view(b, t, heads, head_dim).transpose(1, 2)
+            y = y.view(b, t, heads, head_dim)
+            norm = pre + "self_attn.%s_norm.weight" % name
+            if norm in p:
+                # Qwen3Attention: q_norm/k_norm, RMSNorm over each head (head_dim), before RoPE
+                y = rms_norm(y, p[norm], eps)
+            proj[name] = y.transpose(1, 2)
         q = apply_rope(proj["q"], cos, sin)
         k = apply_rope(proj["k"], cos, sin)
         v = proj["v"]
@@ -265,6 +271,7 @@ FORWARDS = {
     "LlamaForCausalLM": llama_forward,
     "MistralForCausalLM": llama_forward,
     "Qwen2ForCausalLM": llama_forward,
+    "Qwen3ForCausalLM": llama_forward,
     "GPT2LMHeadModel": gpt2_forward,
 }
 

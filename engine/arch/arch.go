@@ -1,0 +1,221 @@
+// Package arch holds one descriptor per model family gotune trains: the
+// tensor names and their layout, the norm kind and placement, the MLP
+// kind, the attention options, how positions are encoded, the
+// config.json spellings of the shared hyper-parameters, PEFT's default
+// LoRA targets, where layer adapters hook and llama.cpp's names.
+//
+// It is the one place that knows how families differ. hfconfig (parsing,
+// validation, saving), model (build, load, save), the methods (LoRA's
+// default targets, adapter paths) and ggufexport read it; adding a family
+// is a descriptor here plus the operations it really lacks (see
+// docs/ARCHITECTURE.md, "Adding a model family").
+package arch
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Norm is the kind of the normalisations of a family.
+type Norm int
+
+const (
+	// RMSNorm is x / sqrt(mean(x²) + eps) ⊙ weight (no bias).
+	RMSNorm Norm = iota
+	// LayerNorm is (x − mean) / sqrt(var + eps) ⊙ weight + bias.
+	LayerNorm
+)
+
+// MLP is the kind of a family's feed-forward sub-layer.
+type MLP int
+
+const (
+	// GatedMLP is down(act(gate(x)) ⊙ up(x)) (SwiGLU with silu).
+	GatedMLP MLP = iota
+	// PlainMLP is down(act(up(x))) (GPT-2's c_fc/c_proj).
+	PlainMLP
+)
+
+// Positions is how a family encodes token positions.
+type Positions int
+
+const (
+	// Rotary: RoPE applied to queries and keys (rotate_half layout).
+	Rotary Positions = iota
+	// Learned: a position embedding table added to the token embeddings.
+	Learned
+)
+
+// QKNorm is where a family normalises queries and keys before RoPE.
+type QKNorm int
+
+const (
+	// NoQKNorm: queries and keys are used as projected.
+	NoQKNorm QKNorm = iota
+	// PerHeadQKNorm: an RMSNorm of width head_dim over every head of q
+	// and k, weights [head_dim] (Qwen3's q_norm/k_norm).
+	PerHeadQKNorm
+	// FullQKNorm: an RMSNorm over the whole q (and k) projection, weights
+	// [heads·head_dim] and [kv_heads·head_dim] (OLMo-2).
+	FullQKNorm
+)
+
+// Role is the part a layer tensor plays.
+type Role int
+
+// The roles of a layer's modules. Forward order is the order of these
+// constants.
+const (
+	Norm1 Role = iota // the attention sub-layer's norm
+	Q                 // query projection
+	K                 // key projection
+	V                 // value projection
+	QKV               // fused query/key/value projection (GPT-2 c_attn)
+	QNorm             // query norm (QKNorm)
+	KNorm             // key norm (QKNorm)
+	O                 // attention output projection
+	Norm2             // the MLP sub-layer's norm
+	Gate              // gated MLP's gate projection
+	Up                // MLP input (up) projection
+	Down              // MLP output projection
+	// NumRoles counts the roles.
+	NumRoles
+)
+
+// Module is one module of a layer: its role and its path inside the
+// layer (e.g. "self_attn.q_proj").
+type Module struct {
+	Role Role
+	Path string
+}
+
+// Keys are a family's config.json spellings of the shared
+// hyper-parameters (GPT-2's n_embd is LLaMA's hidden_size).
+type Keys struct {
+	Hidden, Layers, Heads, KVHeads, HeadDim, Intermediate, MaxPos, NormEps, Act string
+}
+
+// Family describes one architecture ("architectures"[0] of config.json).
+type Family struct {
+	// Arch is the architecture class, e.g. "LlamaForCausalLM".
+	Arch string
+	// ModelType is transformers' model_type, e.g. "llama".
+	ModelType string
+	// GGUF is llama.cpp's general.architecture ("" when there is no
+	// mapping).
+	GGUF string
+	// Keys are the config.json spellings of the shared fields.
+	Keys Keys
+
+	// Norm is the normalisation kind. Every family so far is pre-norm
+	// (x + f(norm(x))); OLMo-2's post-norms will need a placement field
+	// and the model's support for it.
+	Norm Norm
+	// MLP is the feed-forward kind.
+	MLP MLP
+	// Positions is how positions are encoded.
+	Positions Positions
+	// QKNorm is the query/key normalisation.
+	QKNorm QKNorm
+	// Conv1D says projection weights are stored [in, out] (GPT-2's
+	// Conv1D) instead of nn.Linear's [out, in].
+	Conv1D bool
+
+	// Embed, PosEmbed ("" without learned positions), FinalNorm and
+	// LMHead are module paths outside the layers.
+	Embed, PosEmbed, FinalNorm, LMHead string
+	// LayerPrefix starts the path of layer i: LayerPrefix + "i".
+	LayerPrefix string
+	// Layer lists a layer's modules in state-dict order (the order
+	// transformers saves them, and gotune too).
+	Layer []Module
+	// StrippedPrefix is a prefix some checkpoints leave out of every
+	// tensor name but the LM head's (GPT-2 conversions of OpenAI's
+	// release omit "transformer.").
+	StrippedPrefix string
+	// Ignored are suffixes of stored tensors that are buffers, not
+	// parameters (rotary inv_freq, GPT-2's attention masks).
+	Ignored []string
+	// ScaledInitSuffix names the residual projections whose initial
+	// weights transformers scales by 1/sqrt(2·layers) ("" for none).
+	ScaledInitSuffix string
+
+	// LoRATargets are PEFT's default target_modules for the family
+	// (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING).
+	LoRATargets []string
+	// GGUFNames maps a tensor name inside a layer (after the layer
+	// prefix and number) to llama.cpp's (after "blk.N.");
+	// GGUFGlobal maps the tensors outside the layers.
+	GGUFNames, GGUFGlobal map[string]string
+	// GGUFInterleavedQK says llama.cpp's RoPE for this family pairs
+	// elements (2i, 2i+1), so q/k rows are permuted on export.
+	GGUFInterleavedQK bool
+}
+
+// LayerPath returns the module path of transformer layer i, e.g.
+// "model.layers.3" (bottleneck adapters hook below it).
+func (f *Family) LayerPath(i int) string { return fmt.Sprintf("%s%d", f.LayerPrefix, i) }
+
+// Path returns the path of role r inside a layer, or "" when the family
+// has no such module.
+func (f *Family) Path(r Role) string {
+	for _, m := range f.Layer {
+		if m.Role == r {
+			return m.Path
+		}
+	}
+	return ""
+}
+
+// Has reports whether the family's layers have a module of role r.
+func (f *Family) Has(r Role) bool { return f.Path(r) != "" }
+
+// RotatedSuffixes are the layer-relative names of the tensors whose output
+// rows RoPE rotates (q and k projection weights and biases); nil for
+// learned positions or a fused projection.
+func (f *Family) RotatedSuffixes() []string {
+	if f.Positions != Rotary || !f.Has(Q) {
+		return nil
+	}
+	var out []string
+	for _, r := range []Role{Q, K} {
+		out = append(out, "."+f.Path(r)+".")
+	}
+	return out
+}
+
+var registry = map[string]*Family{}
+
+// register adds a family; called from init only.
+func register(f *Family) {
+	if _, dup := registry[f.Arch]; dup {
+		panic("arch: family registered twice: " + f.Arch)
+	}
+	registry[f.Arch] = f
+}
+
+// Lookup returns the family of an architecture class.
+func Lookup(arch string) (*Family, bool) {
+	f, ok := registry[arch]
+	return f, ok
+}
+
+// ByModelType returns the family whose model_type is mt.
+func ByModelType(mt string) (*Family, bool) {
+	for _, f := range registry {
+		if f.ModelType == mt {
+			return f, true
+		}
+	}
+	return nil, false
+}
+
+// Supported returns every architecture class, sorted.
+func Supported() []string {
+	out := make([]string, 0, len(registry))
+	for a := range registry {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}

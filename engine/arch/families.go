@@ -1,0 +1,127 @@
+package arch
+
+// Architecture classes gotune supports (config.json's "architectures").
+const (
+	Llama   = "LlamaForCausalLM"
+	Mistral = "MistralForCausalLM"
+	Qwen2   = "Qwen2ForCausalLM"
+	Qwen3   = "Qwen3ForCausalLM"
+	GPT2    = "GPT2LMHeadModel"
+)
+
+// llamaKeys are the LLaMA family's spellings (shared by most families).
+var llamaKeys = Keys{
+	Hidden: "hidden_size", Layers: "num_hidden_layers", Heads: "num_attention_heads",
+	KVHeads: "num_key_value_heads", HeadDim: "head_dim", Intermediate: "intermediate_size",
+	MaxPos: "max_position_embeddings", NormEps: "rms_norm_eps", Act: "hidden_act",
+}
+
+// llamaLayer is a LLaMA decoder layer in state-dict order.
+var llamaLayer = []Module{
+	{Q, "self_attn.q_proj"}, {K, "self_attn.k_proj"}, {V, "self_attn.v_proj"}, {O, "self_attn.o_proj"},
+	{Gate, "mlp.gate_proj"}, {Up, "mlp.up_proj"}, {Down, "mlp.down_proj"},
+	{Norm1, "input_layernorm"}, {Norm2, "post_attention_layernorm"},
+}
+
+// llamaGGUF maps LLaMA-layout layer tensors to llama.cpp's names.
+var llamaGGUF = map[string]string{
+	"input_layernorm.weight":          "attn_norm.weight",
+	"self_attn.q_proj.weight":         "attn_q.weight",
+	"self_attn.q_proj.bias":           "attn_q.bias",
+	"self_attn.k_proj.weight":         "attn_k.weight",
+	"self_attn.k_proj.bias":           "attn_k.bias",
+	"self_attn.v_proj.weight":         "attn_v.weight",
+	"self_attn.v_proj.bias":           "attn_v.bias",
+	"self_attn.o_proj.weight":         "attn_output.weight",
+	"self_attn.o_proj.bias":           "attn_output.bias",
+	"post_attention_layernorm.weight": "ffn_norm.weight",
+	"mlp.gate_proj.weight":            "ffn_gate.weight",
+	"mlp.gate_proj.bias":              "ffn_gate.bias",
+	"mlp.up_proj.weight":              "ffn_up.weight",
+	"mlp.up_proj.bias":                "ffn_up.bias",
+	"mlp.down_proj.weight":            "ffn_down.weight",
+	"mlp.down_proj.bias":              "ffn_down.bias",
+}
+
+var llamaGGUFGlobal = map[string]string{
+	"model.embed_tokens.weight": "token_embd.weight",
+	"model.norm.weight":         "output_norm.weight",
+	"lm_head.weight":            "output.weight",
+}
+
+// llamaFamily returns a LLaMA-layout family (LLaMA, Mistral, Qwen2 and
+// the families derived from them), to be adjusted by the caller.
+func llamaFamily(archName, modelType, gguf string) *Family {
+	return &Family{
+		Arch: archName, ModelType: modelType, GGUF: gguf, Keys: llamaKeys,
+		Norm: RMSNorm, MLP: GatedMLP, Positions: Rotary,
+		Embed: "model.embed_tokens", FinalNorm: "model.norm", LMHead: "lm_head",
+		LayerPrefix: "model.layers.", Layer: llamaLayer,
+		Ignored:     []string{".rotary_emb.inv_freq"},
+		LoRATargets: []string{"q_proj", "v_proj"},
+		GGUFNames:   llamaGGUF, GGUFGlobal: llamaGGUFGlobal,
+	}
+}
+
+func init() {
+	l := llamaFamily(Llama, "llama", "llama")
+	l.GGUFInterleavedQK = true
+	register(l)
+	m := llamaFamily(Mistral, "mistral", "llama")
+	m.GGUFInterleavedQK = true
+	register(m)
+	register(llamaFamily(Qwen2, "qwen2", "qwen2"))
+	// Qwen3: LLaMA's layout plus an RMSNorm over every head of q and k
+	// before RoPE. No GGUF mapping yet (llama.cpp's qwen3 is not checked
+	// here).
+	q3 := llamaFamily(Qwen3, "qwen3", "")
+	q3.QKNorm = PerHeadQKNorm
+	q3.Layer = []Module{
+		{Q, "self_attn.q_proj"}, {K, "self_attn.k_proj"}, {V, "self_attn.v_proj"}, {O, "self_attn.o_proj"},
+		{QNorm, "self_attn.q_norm"}, {KNorm, "self_attn.k_norm"},
+		{Gate, "mlp.gate_proj"}, {Up, "mlp.up_proj"}, {Down, "mlp.down_proj"},
+		{Norm1, "input_layernorm"}, {Norm2, "post_attention_layernorm"},
+	}
+	q3.GGUFNames, q3.GGUFGlobal = nil, nil
+	register(q3)
+	register(&Family{
+		Arch: GPT2, ModelType: "gpt2", GGUF: "gpt2",
+		Keys: Keys{
+			Hidden: "n_embd", Layers: "n_layer", Heads: "n_head", KVHeads: "n_head",
+			HeadDim: "n_embd/n_head", Intermediate: "n_inner", MaxPos: "n_positions",
+			NormEps: "layer_norm_epsilon", Act: "activation_function",
+		},
+		Norm: LayerNorm, MLP: PlainMLP, Positions: Learned, Conv1D: true,
+		Embed: "transformer.wte", PosEmbed: "transformer.wpe", FinalNorm: "transformer.ln_f", LMHead: "lm_head",
+		LayerPrefix: "transformer.h.",
+		Layer: []Module{
+			{Norm1, "ln_1"}, {QKV, "attn.c_attn"}, {O, "attn.c_proj"},
+			{Norm2, "ln_2"}, {Up, "mlp.c_fc"}, {Down, "mlp.c_proj"},
+		},
+		StrippedPrefix:   "transformer.",
+		Ignored:          []string{".attn.bias", ".attn.masked_bias"},
+		ScaledInitSuffix: ".c_proj.weight",
+		LoRATargets:      []string{"c_attn"},
+		GGUFNames: map[string]string{
+			"ln_1.weight":        "attn_norm.weight",
+			"ln_1.bias":          "attn_norm.bias",
+			"attn.c_attn.weight": "attn_qkv.weight",
+			"attn.c_attn.bias":   "attn_qkv.bias",
+			"attn.c_proj.weight": "attn_output.weight",
+			"attn.c_proj.bias":   "attn_output.bias",
+			"ln_2.weight":        "ffn_norm.weight",
+			"ln_2.bias":          "ffn_norm.bias",
+			"mlp.c_fc.weight":    "ffn_up.weight",
+			"mlp.c_fc.bias":      "ffn_up.bias",
+			"mlp.c_proj.weight":  "ffn_down.weight",
+			"mlp.c_proj.bias":    "ffn_down.bias",
+		},
+		GGUFGlobal: map[string]string{
+			"transformer.wte.weight":  "token_embd.weight",
+			"transformer.wpe.weight":  "position_embd.weight",
+			"transformer.ln_f.weight": "output_norm.weight",
+			"transformer.ln_f.bias":   "output_norm.bias",
+			"lm_head.weight":          "output.weight",
+		},
+	})
+}

@@ -1,0 +1,70 @@
+package hfconfig
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestConfigHonesty checks how Parse treats keys it does not read: known
+// irrelevant ones silently, unknown ones in one warning line, base-model
+// dropout in a warning, and keys that change the math as errors naming
+// the file and the key.
+func TestConfigHonesty(t *testing.T) {
+	const llama = `"architectures":["LlamaForCausalLM"],"vocab_size":10,"num_hidden_layers":1,"intermediate_size":12,"hidden_size":8,"num_attention_heads":2`
+	const gpt2 = `"architectures":["GPT2LMHeadModel"],"vocab_size":10,"n_embd":8,"n_layer":1,"n_head":2`
+	tests := []struct {
+		name     string
+		json     string
+		err      string   // "" = parses
+		warnings []string // expected warning lines
+		unknown  []string
+	}{
+		{name: "irrelevant keys", json: `{` + llama + `,"transformers_version":"4.46.0","use_cache":true,"initializer_range":0.02,"pretraining_tp":1,"attention_dropout":0.0}`},
+		{name: "neutral math keys", json: `{` + llama + `,"embedding_multiplier":1.0,"logits_scaling":1,"attn_logit_softcapping":null,"partial_rotary_factor":1.0,"layer_types":["full_attention"]}`},
+		{name: "unknown keys", json: `{` + llama + `,"zeta":1,"alpha":true}`,
+			warnings: []string{`m/config.json: ignoring unknown key(s) alpha, zeta`}, unknown: []string{"alpha", "zeta"}},
+		{name: "dropout", json: `{` + gpt2 + `,"resid_pdrop":0.1,"attn_pdrop":0.0,"embd_pdrop":0.1}`,
+			warnings: []string{`m/config.json: base-model dropout is not applied (embd_pdrop 0.1, resid_pdrop 0.1): gotune trains without it`}},
+		{name: "granite multiplier on llama", json: `{` + llama + `,"embedding_multiplier":12.0}`,
+			err: `m/config.json: field "embedding_multiplier": 12.0 changes the model's math and is not implemented for LlamaForCausalLM`},
+		{name: "soft-capping", json: `{` + llama + `,"final_logit_softcapping":30.0}`, err: `field "final_logit_softcapping": 30.0 changes the model's math`},
+		{name: "partial rotary", json: `{` + llama + `,"partial_rotary_factor":0.5}`, err: `field "partial_rotary_factor"`},
+		{name: "sliding layer types", json: `{` + llama + `,"layer_types":["sliding_attention"]}`, err: `field "layer_types"`},
+		{name: "qk norm flag", json: `{` + llama + `,"qk_layernorm":true}`, err: `field "qk_layernorm"`},
+		{name: "mixture of experts", json: `{` + llama + `,"num_local_experts":8}`, err: `field "num_local_experts"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.json), "m/config.json")
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				assert.Contains(t, err.Error(), "m/config.json")
+				assert.NotContains(t, err.Error(), "\n")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.warnings, c.Warnings())
+			assert.Equal(t, tc.unknown, c.UnknownKeys())
+		})
+	}
+}
+
+// TestConstructorsAreHonest checks that the configs gotune writes itself
+// parse without warnings.
+func TestConstructorsAreHonest(t *testing.T) {
+	s := Sizes{VocabSize: 16, Hidden: 8, Layers: 1, Heads: 2, Intermediate: 12}
+	for name, mk := range map[string]func(Sizes) (*Config, error){
+		"llama": NewLlama, "mistral": NewMistral, "qwen2": NewQwen2, "gpt2": NewGPT2,
+	} {
+		c, err := mk(s)
+		require.NoError(t, err, name)
+		data, err := c.Marshal()
+		require.NoError(t, err, name)
+		p, err := Parse(data, name)
+		require.NoError(t, err, name)
+		assert.Empty(t, p.Warnings(), name)
+	}
+}
