@@ -121,6 +121,7 @@ type trainFlags struct {
 	seed                                    uint64
 	shuffle, gradCheckpoint                 bool
 	overwrite                               bool
+	zero                                    int
 	text                                    textDataFlags
 	save                                    saveFlags
 }
@@ -169,6 +170,7 @@ func (f *trainFlags) defineOptimizer(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.seed, "seed", 42, "random seed (data order; method initialisation)")
 	fs.BoolVar(&f.shuffle, "shuffle", true, "shuffle the data each epoch with a seeded permutation; --shuffle=false keeps file order")
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
+	fs.IntVar(&f.zero, "zero", 0, zeroHelp)
 	fs.BoolVar(&f.gradCheckpoint, "grad-checkpoint", false, "gradient checkpointing: keep only each layer's input and recompute its activations in the backward pass (activation memory of one layer instead of all, about one more forward pass of compute; gradients are bit-identical)")
 	fs.StringVar(&f.precision, "precision", "auto", precisionHelp)
 	fs.IntVar(&f.logEvery, "log-every", 10, "print a progress line every N steps (0: never)")
@@ -242,7 +244,7 @@ func init() {
 	})
 }
 
-func runTrain(ctx context.Context, e *env, args []string) error {
+func runTrain(ctx context.Context, e *env, args []string) (err error) {
 	var f trainFlags
 	fs := newFlagSet("train", "gotune train --model DIR --data FILE [flags]", trainDescription)
 	f.define(fs)
@@ -293,6 +295,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if !ok {
 		return &usageError{msg: fmt.Sprintf("unknown --method %q (available: %s)", f.method, methodNames())}
 	}
+	par, err := prepareParallel(&f) // torchrun, Slurm, Open MPI, gotune launch
+	if err != nil {
+		return err
+	}
+	defer par.removeTempOut()
 	tcfg, err := f.optimizerConfig()
 	if err != nil {
 		return err
@@ -399,6 +406,10 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer be.Close()
+	if err := par.join(ctx, be, e); err != nil {
+		return err
+	}
+	defer func() { err = par.end(err) }() // before be.Close: the communicator uses the device
 	// A resumed full or freeze run continues from the checkpoint's model;
 	// an adapter method loads its adapter from the checkpoint in Apply
 	// (initAdapterDir, set above) on top of the base --model.
@@ -467,7 +478,7 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	tr, err := train.New(m, loader, tcfg, train.Options{Log: e.Stdout, Saver: saver, Eval: evalFn, CheckpointSaver: ckptSaver, BestSaver: bestSaver})
+	tr, err := train.New(m, loader, tcfg, train.Options{Log: e.Stdout, Saver: saver, Eval: evalFn, CheckpointSaver: ckptSaver, BestSaver: bestSaver, Parallel: par.options()})
 	if err != nil {
 		return err
 	}
@@ -495,6 +506,9 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	res, err := tr.Run(ctx)
 	if err != nil {
 		return err
+	}
+	if par.follower() { // rank 0 reports and saves
+		return nil
 	}
 	if n := len(res.CheckpointErrors); n > 0 {
 		fmt.Fprintf(e.Stderr, "warning: %d checkpoint(s) could not be written (the first: %v); the final result was saved\n", n, res.CheckpointErrors[0])
@@ -636,6 +650,7 @@ var harmlessFlags = map[string]bool{
 	"model": true, "data": true, "format": true, "template": true, "tokenizer": true,
 	"steps": true, "epochs": true, "save-dtype": true, "max-shard-size": true,
 	"config": true, "print-config": true, "keep-best": true, "early-stopping-patience": true, "eval-exact-match": true,
+	"zero": true,
 }
 
 // runSettings lists the settings a checkpoint records and a resume must
