@@ -119,6 +119,8 @@ static int gt_open(const char *path, char *err, int errlen) {
 } while (0)
 
 static CUresult gt_init(void) { return gt.cuInit(0); }
+// gt_ctx_set_fn lends cuCtxSetCurrent to the NCCL wrappers (nccl_cgo.go).
+static void *gt_ctx_set_fn(void) { return *(void **)(&gt.cuCtxSetCurrent); }
 static CUresult gt_driver_version(int *v) { return gt.cuDriverGetVersion(v); }
 static CUresult gt_error_name(CUresult e, const char **s) { return gt.cuGetErrorName(e, s); }
 static CUresult gt_error_string(CUresult e, const char **s) { return gt.cuGetErrorString(e, s); }
@@ -236,6 +238,10 @@ func drvOpen(path string) error {
 }
 
 func drvInit() CUresult { return CUresult(C.gt_init()) }
+
+// drvCtxSetCurrentFn returns the driver's cuCtxSetCurrent, which the NCCL
+// wrappers call to run in a backend's context.
+func drvCtxSetCurrentFn() unsafe.Pointer { return C.gt_ctx_set_fn() }
 
 func drvDriverVersion() (int, CUresult) {
 	var v C.int

@@ -64,6 +64,9 @@ type JobOptions struct {
 	EvalExactMatch int
 	// Log receives progress; Warn warnings and notes (nil: discarded).
 	Log, Warn io.Writer
+	// Parallel, if set, trains data-parallel across its communicator's
+	// ranks (engine/train); only rank 0 reports and saves.
+	Parallel *train.Parallel
 	// Record names the run's settings for checkpoints and the model card
 	// (nil: Run's own description of these options).
 	Record Recorder

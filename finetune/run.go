@@ -136,7 +136,7 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.name("Data.Eval"), err)
 	}
-	tr, err := train.New(m, loader, tcfg, train.Options{Log: o.Log, Saver: savers.final, Eval: evalFn, CheckpointSaver: savers.ckpt, BestSaver: savers.best})
+	tr, err := train.New(m, loader, tcfg, train.Options{Log: o.Log, Saver: savers.final, Eval: evalFn, CheckpointSaver: savers.ckpt, BestSaver: savers.best, Parallel: o.Parallel})
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +166,9 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 		return nil, err
 	}
 	out := &Result{Result: res, SeqLen: seqLen, TotalSteps: tr.TotalSteps(), Adapter: !savers.fullWeights}
+	if o.Parallel != nil && o.Parallel.Comm.Rank() != 0 {
+		return out, nil // rank 0 reports and saves
+	}
 	if n := len(res.CheckpointErrors); n > 0 {
 		fmt.Fprintf(o.Warn, "warning: %d checkpoint(s) could not be written (the first: %v); the final result was saved\n", n, res.CheckpointErrors[0])
 	}

@@ -111,6 +111,7 @@ type trainFlags struct {
 	seed                                    uint64
 	shuffle, gradCheckpoint                 bool
 	overwrite                               bool
+	zero                                    int
 	text                                    textDataFlags
 	save                                    saveFlags
 }
@@ -160,6 +161,7 @@ func (f *trainFlags) defineOptimizer(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.seed, "seed", 42, "random seed (data order; method initialisation)")
 	fs.BoolVar(&f.shuffle, "shuffle", true, "shuffle the data each epoch with a seeded permutation; --shuffle=false keeps file order")
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
+	fs.IntVar(&f.zero, "zero", 0, zeroHelp)
 	fs.BoolVar(&f.gradCheckpoint, "grad-checkpoint", false, "gradient checkpointing: keep only each layer's input and recompute its activations in the backward pass (activation memory of one layer instead of all, about one more forward pass of compute; gradients are bit-identical)")
 	fs.StringVar(&f.precision, "precision", "auto", precisionHelp)
 	fs.IntVar(&f.logEvery, "log-every", 10, "print a progress line every N steps (0: never)")
@@ -184,7 +186,7 @@ func (f *trainFlags) optimizerConfig() (train.Config, error) {
 	return c, nil
 }
 
-func runTrain(ctx context.Context, e *env, args []string) error {
+func runTrain(ctx context.Context, e *env, args []string) (err error) {
 	var f trainFlags
 	fs := newFlagSet("train", "gotune train --model DIR --data FILE [flags]", trainDescription)
 	f.define(fs)
@@ -214,6 +216,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	if _, err := methodRegistry.Lookup(f.method, optionFlags); err != nil {
 		return err
 	}
+	par, err := prepareParallel(&f) // torchrun, Slurm, Open MPI, gotune launch
+	if err != nil {
+		return err
+	}
+	defer par.removeTempOut()
 	tcfg, err := f.optimizerConfig()
 	if err != nil {
 		return err
@@ -255,7 +262,11 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer be.Close()
-	o.Backend = be
+	if err := par.join(ctx, be, e); err != nil {
+		return err
+	}
+	defer func() { err = par.end(err) }() // before be.Close: the communicator uses the device
+	o.Backend, o.Parallel = be, par.options()
 	res, err := finetune.Run(ctx, o)
 	if err != nil {
 		return err
@@ -327,6 +338,7 @@ var harmlessFlags = map[string]bool{
 	"model": true, "data": true, "format": true, "template": true, "tokenizer": true,
 	"steps": true, "epochs": true, "save-dtype": true, "max-shard-size": true,
 	"config": true, "print-config": true, "keep-best": true, "early-stopping-patience": true, "eval-exact-match": true,
+	"zero": true,
 }
 
 // runSettings lists the settings a checkpoint records and a resume must

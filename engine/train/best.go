@@ -40,7 +40,7 @@ func (t *Trainer) afterEval(m StepMetrics) (stop bool, err error) {
 	}
 	if loss < t.best.loss {
 		t.best = bestTracker{loss: loss, step: m.Step}
-		if t.cfg.KeepBest {
+		if t.cfg.KeepBest && !t.opts.follower() {
 			if err := t.saveBest(); err != nil {
 				return false, fmt.Errorf("saving the best model after step %d: %w", m.Step, err)
 			}

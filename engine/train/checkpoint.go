@@ -522,9 +522,10 @@ func (t *Trainer) writeCheckpoint(elapsedS float64, lastLR float64) (string, err
 	for i, p := range t.params {
 		st.Params = append(st.Params, ParamState{Name: p.Name, Shape: slices.Clone(p.W.Shape())})
 		mn, vn := momentNames(p.Name)
+		m, v := t.momentsHost(i)
 		tensors = append(tensors,
-			safetensors.Tensor{Name: mn, DType: safetensors.F32, Shape: slices.Clone(p.W.Shape()), F32: t.be.Download(t.m[i])},
-			safetensors.Tensor{Name: vn, DType: safetensors.F32, Shape: slices.Clone(p.W.Shape()), F32: t.be.Download(t.v[i])})
+			safetensors.Tensor{Name: mn, DType: safetensors.F32, Shape: slices.Clone(p.W.Shape()), F32: m},
+			safetensors.Tensor{Name: vn, DType: safetensors.F32, Shape: slices.Clone(p.W.Shape()), F32: v})
 	}
 	if r := t.randStater(); r != nil {
 		if st.RandState, err = r.MarshalRandState(); err != nil {
@@ -702,6 +703,7 @@ func (t *Trainer) loadMoments(dir string, st *TrainerState) error {
 		return fmt.Errorf("resume from %s: %w", dir, err)
 	}
 	defer f.Close()
+	full := make([][2][]float32, len(t.params)) // ZeRO: every rank takes its shard
 	for i, p := range t.params {
 		for j, name := range []string{"exp_avg." + p.Name, "exp_avg_sq." + p.Name} {
 			vals, sh, err := f.Float32(name)
@@ -711,12 +713,19 @@ func (t *Trainer) loadMoments(dir string, st *TrainerState) error {
 			if !slices.Equal(sh, p.W.Shape()) {
 				return fmt.Errorf("resume from %s: %s has shape %v, the parameter %v", path, name, sh, p.W.Shape())
 			}
+			if t.m == nil {
+				full[i][j] = vals
+				continue
+			}
 			dst := t.m[i]
 			if j == 1 {
 				dst = t.v[i]
 			}
 			t.be.Upload(dst, vals)
 		}
+	}
+	if t.m == nil {
+		t.dp.loadMoments(t, full)
 	}
 	if err := t.be.Synchronize(); err != nil {
 		return fmt.Errorf("resume from %s: backend: %w", dir, err)

@@ -184,6 +184,16 @@ type Options struct {
 	// O-LoRA): its gradient joins the data gradient before the norm is
 	// taken and clipped, as if it were part of the loss.
 	Penalty Penalty
+	// Parallel, if set with a Comm of several ranks, trains data-parallel
+	// (see Parallel): only rank 0 writes metrics, checkpoints and the
+	// final save, and the other ranks may run without Config.OutDir.
+	Parallel *Parallel
+}
+
+// follower reports whether opts make this trainer a data-parallel rank
+// other than 0, which writes nothing.
+func (o *Options) follower() bool {
+	return o.Parallel != nil && o.Parallel.Comm != nil && o.Parallel.Comm.Size() > 1 && o.Parallel.Comm.Rank() != 0
 }
 
 // Penalty is a differentiable regulariser on the trainable parameters.
@@ -247,6 +257,8 @@ type Trainer struct {
 	best      bestTracker // the lowest eval loss so far (KeepBest, early stopping)
 	firstLoss float64     // loss of this trainer's first step (checkDivergence)
 	started   bool        // a step has passed checkDivergence
+
+	dp *dataParallel // nil in a single process
 }
 
 // New prepares a trainer: it checks the configuration, allocates a
@@ -262,13 +274,13 @@ func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (
 	if t.opts.Log == nil {
 		t.opts.Log = io.Discard
 	}
-	if cfg.SaveEvery > 0 && cfg.OutDir == "" {
+	if cfg.SaveEvery > 0 && cfg.OutDir == "" && !opts.follower() {
 		return nil, errors.New("checkpoints (save every N steps) need an output directory")
 	}
 	if (cfg.KeepBest || cfg.EarlyStoppingPatience > 0) && (opts.Eval == nil || cfg.EvalEvery == 0) {
 		return nil, errors.New("keeping the best model and early stopping need an evaluation (--eval-data)")
 	}
-	if cfg.KeepBest && cfg.OutDir == "" {
+	if cfg.KeepBest && cfg.OutDir == "" && !opts.follower() {
 		return nil, errors.New("keeping the best model needs an output directory")
 	}
 	if t.opts.Saver == nil && cfg.OutDir != "" {
@@ -297,11 +309,19 @@ func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (
 		}
 		t.be.Fill(p.G, 0)
 		t.params = append(t.params, p)
-		t.m = append(t.m, t.be.Alloc(engine.Float32, p.W.Shape()...))
-		t.v = append(t.v, t.be.Alloc(engine.Float32, p.W.Shape()...))
+		if !opts.shardsMoments() {
+			t.m = append(t.m, t.be.Alloc(engine.Float32, p.W.Shape()...))
+			t.v = append(t.v, t.be.Alloc(engine.Float32, p.W.Shape()...))
+		}
 	}
 	if len(t.params) == 0 {
 		return nil, errors.New("the model has no trainable parameters")
+	}
+	if p := opts.Parallel; p != nil && p.Comm != nil && p.Comm.Size() > 1 {
+		var err error
+		if t.dp, err = newDataParallel(t, p); err != nil {
+			return nil, err
+		}
 	}
 	t.norm = t.be.Alloc(engine.Float32, 1)
 
@@ -385,6 +405,9 @@ func (t *Trainer) Step() (StepMetrics, error) {
 	if tokens == 0 {
 		return StepMetrics{}, fmt.Errorf("step %d has no counted target tokens", k)
 	}
+	if t.dp != nil {
+		return t.stepParallel(k, batches, tokens)
+	}
 	scale := float32(1 / float64(tokens))
 	lossSum := 0.0
 	for _, hb := range batches {
@@ -425,15 +448,27 @@ func (t *Trainer) Step() (StepMetrics, error) {
 	}
 	lr := t.LR(k)
 	for i, p := range t.params {
-		wd := 0.0
-		if p.Decay {
-			wd = t.cfg.WeightDecay
-		}
-		t.be.AdamW(p.W, p.G, t.m[i], t.v[i], engine.AdamWParams{
-			LR: float32(lr), Beta1: float32(t.cfg.Beta1), Beta2: float32(t.cfg.Beta2),
-			Eps: float32(t.cfg.Eps), WeightDecay: float32(wd), Step: k,
-		})
+		t.adamW(p, p.W, p.G, t.m[i], t.v[i], lr, k)
 	}
+	return t.finishStep(k, loss, penalty, lr, gradNorm, tokens)
+}
+
+// adamW updates w (parameter p's weights, or a piece of them) from g with
+// moments m and v at step k.
+func (t *Trainer) adamW(p *engine.Param, w, g, m, v *engine.Tensor, lr float64, k int) {
+	wd := 0.0
+	if p.Decay {
+		wd = t.cfg.WeightDecay
+	}
+	t.be.AdamW(w, g, m, v, engine.AdamWParams{
+		LR: float32(lr), Beta1: float32(t.cfg.Beta1), Beta2: float32(t.cfg.Beta2),
+		Eps: float32(t.cfg.Eps), WeightDecay: float32(wd), Step: k,
+	})
+}
+
+// finishStep refreshes the compute copies, zeroes the gradients, waits
+// for the backend and returns step k's metrics.
+func (t *Trainer) finishStep(k int, loss, penalty, lr, gradNorm float64, tokens int) (StepMetrics, error) {
 	engine.RefreshCompute(t.be, t.params)
 	t.zeroGrads()
 	if err := t.be.Synchronize(); err != nil {
@@ -444,7 +479,7 @@ func (t *Trainer) Step() (StepMetrics, error) {
 		Step: k, Loss: loss, Penalty: penalty, LR: lr, GradNorm: gradNorm, Tokens: tokens,
 		Epoch: float64(t.micro) / float64(t.loader.BatchesPerEpoch()),
 	}
-	if mem != nil {
+	if mem, ok := t.be.(engine.MemoryReporter); ok {
 		m.PeakMemBytes = mem.MemoryStats().Peak
 	}
 	return m, nil
@@ -493,10 +528,34 @@ func (t *Trainer) Close() {
 		t.be.Free(t.v[i])
 	}
 	t.m, t.v = nil, nil
+	if t.dp != nil {
+		t.dp.free(t.be)
+		t.dp = nil
+	}
 	if t.norm != nil {
 		t.be.Free(t.norm)
 		t.norm = nil
 	}
+}
+
+// interrupted reports whether Run should stop before the next step. In a
+// data-parallel run the ranks vote with the next step's loss reduction
+// and stop together after the step where any rank's ctx was cancelled.
+func (t *Trainer) interrupted(ctx context.Context) bool {
+	if t.dp == nil {
+		return ctx.Err() != nil
+	}
+	t.dp.wantStop = ctx.Err() != nil
+	return t.dp.stop
+}
+
+// momentsHost returns parameter i's AdamW moments as host arrays: its
+// buffers, or (ZeRO) what the last gatherMoments collected.
+func (t *Trainer) momentsHost(i int) (m, v []float32) {
+	if t.m == nil {
+		return t.dp.moments[i][0], t.dp.moments[i][1]
+	}
+	return t.be.Download(t.m[i]), t.be.Download(t.v[i])
 }
 
 // scoresFirst reports whether model scores a batch's first labels (see
@@ -585,6 +644,17 @@ type Result struct {
 // checkpoint had taken is freed. It reports whether the checkpoint was
 // written.
 func (t *Trainer) checkpoint(res *Result, elapsedS, lr float64) bool {
+	if t.dp != nil && t.m == nil {
+		// ZeRO: every rank sends its shard of the moments to the others.
+		if err := t.dp.gatherMoments(t); err != nil {
+			res.CheckpointErrors = append(res.CheckpointErrors, err)
+			fmt.Fprintf(t.opts.Log, "warning: checkpoint at step %d: %v\n", t.step, err)
+			return false
+		}
+	}
+	if t.opts.follower() {
+		return true // rank 0 writes it
+	}
 	dir, err := t.writeCheckpoint(elapsedS, lr)
 	if err != nil {
 		res.CheckpointErrors = append(res.CheckpointErrors, err)
@@ -627,7 +697,7 @@ func (t *Trainer) whereIsTheWork() string {
 func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	var mw *metricsWriter
 	t.startStep = t.step
-	if t.cfg.OutDir != "" {
+	if t.cfg.OutDir != "" && !t.opts.follower() {
 		if err := os.MkdirAll(t.cfg.OutDir, 0o755); err != nil {
 			return nil, fmt.Errorf("output directory: %w", err)
 		}
@@ -644,7 +714,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	prog := progress{w: t.opts.Log, every: t.cfg.LogEvery, total: t.total, first: t.step}
 	lastCkpt, lastLR := -1, 0.0
 	for t.step < t.total {
-		if ctx.Err() != nil {
+		if t.interrupted(ctx) {
 			res.Interrupted = true
 			break
 		}
@@ -698,7 +768,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			t.checkpoint(res, elapsed(time.Now()), lastLR)
 		}
 	}
-	if t.cfg.OutDir == "" {
+	if t.cfg.OutDir == "" || t.opts.follower() {
 		return res, nil
 	}
 	if mw != nil {

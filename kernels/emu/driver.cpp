@@ -126,8 +126,10 @@ struct Event {
 
 std::mutex g_mu;  // guards everything below
 bool g_init = false;
-Ctx g_ctx;
-int g_ctx_refs = 0;
+// kMaxDevices bounds GOTUNE_EMU_DEVICES: one primary context per device.
+constexpr int kMaxDevices = 16;
+Ctx g_ctx[kMaxDevices];
+int g_ctx_refs[kMaxDevices] = {};
 std::map<uintptr_t, size_t> g_allocs;       // device allocations: base -> bytes
 std::map<uintptr_t, size_t> g_host_allocs;  // pinned host allocations
 std::unordered_map<Module*, bool> g_modules;
@@ -151,6 +153,27 @@ static size_t memLimit() {
   return limit;
 }
 const char kDeviceName[] = "gotune CPU emulator (sm_90)";
+
+// deviceCount is GOTUNE_EMU_DEVICES (1 to kMaxDevices; default 1): the
+// number of devices the emulator reports, so data-parallel runs can give
+// each process its own ordinal. Every device's memory is the host's.
+static int deviceCount() {
+  static const int n = [] {
+    const char* e = std::getenv("GOTUNE_EMU_DEVICES");
+    int v = e && *e ? std::atoi(e) : 1;
+    return v < 1 ? 1 : (v > kMaxDevices ? kMaxDevices : v);
+  }();
+  return n;
+}
+
+static bool validDevice(CUdevice dev) { return dev >= 0 && dev < deviceCount(); }
+
+// isContext reports whether p is one of the devices' primary contexts.
+static bool isContext(const void* p) {
+  for (const Ctx& c : g_ctx)
+    if (&c == p) return true;
+  return false;
+}
 
 #define REQUIRE_INIT() \
   do {                 \
@@ -217,22 +240,22 @@ GT_API CUresult cuGetErrorString(CUresult err, const char** str) {
 GT_API CUresult cuDeviceGetCount(int* count) {
   if (!count) return ERR_INVALID_VALUE;
   REQUIRE_INIT();
-  *count = 1;
+  *count = deviceCount();
   return OK;
 }
 
 GT_API CUresult cuDeviceGet(CUdevice* dev, int ordinal) {
   if (!dev) return ERR_INVALID_VALUE;
   REQUIRE_INIT();
-  if (ordinal != 0) return ERR_INVALID_DEVICE;
-  *dev = 0;
+  if (!validDevice(ordinal)) return ERR_INVALID_DEVICE;
+  *dev = ordinal;
   return OK;
 }
 
 GT_API CUresult cuDeviceGetName(char* name, int len, CUdevice dev) {
   if (!name || len <= 0) return ERR_INVALID_VALUE;
   REQUIRE_INIT();
-  if (dev != 0) return ERR_INVALID_DEVICE;
+  if (!validDevice(dev)) return ERR_INVALID_DEVICE;
   std::snprintf(name, (size_t)len, "%s", kDeviceName);
   return OK;
 }
@@ -240,7 +263,7 @@ GT_API CUresult cuDeviceGetName(char* name, int len, CUdevice dev) {
 GT_API CUresult cuDeviceGetAttribute(int* value, int attrib, CUdevice dev) {
   if (!value) return ERR_INVALID_VALUE;
   REQUIRE_INIT();
-  if (dev != 0) return ERR_INVALID_DEVICE;
+  if (!validDevice(dev)) return ERR_INVALID_DEVICE;
   switch (attrib) {
     case 1: *value = 1024; return OK;             // max threads per block
     case 8: *value = 48 * 1024; return OK;        // shared memory per block
@@ -260,7 +283,7 @@ GT_API CUresult cuDeviceGetAttribute(int* value, int attrib, CUdevice dev) {
 GT_API CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
   if (!bytes) return ERR_INVALID_VALUE;
   REQUIRE_INIT();
-  if (dev != 0) return ERR_INVALID_DEVICE;
+  if (!validDevice(dev)) return ERR_INVALID_DEVICE;
   *bytes = kDeviceMem;
   return OK;
 }
@@ -269,24 +292,24 @@ GT_API CUresult cuDevicePrimaryCtxRetain(void** ctx, CUdevice dev) {
   if (!ctx) return ERR_INVALID_VALUE;
   std::lock_guard<std::mutex> l(g_mu);
   REQUIRE_INIT();
-  if (dev != 0) return ERR_INVALID_DEVICE;
-  g_ctx_refs++;
-  *ctx = &g_ctx;
+  if (!validDevice(dev)) return ERR_INVALID_DEVICE;
+  g_ctx_refs[dev]++;
+  *ctx = &g_ctx[dev];
   return OK;
 }
 
 GT_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
   std::lock_guard<std::mutex> l(g_mu);
   REQUIRE_INIT();
-  if (dev != 0) return ERR_INVALID_DEVICE;
-  if (g_ctx_refs <= 0) return ERR_INVALID_CONTEXT;
-  g_ctx_refs--;
+  if (!validDevice(dev)) return ERR_INVALID_DEVICE;
+  if (g_ctx_refs[dev] <= 0) return ERR_INVALID_CONTEXT;
+  g_ctx_refs[dev]--;
   return OK;
 }
 
 GT_API CUresult cuCtxSetCurrent(void* ctx) {
   REQUIRE_INIT();
-  if (ctx && ctx != &g_ctx) return ERR_INVALID_CONTEXT;
+  if (ctx && !isContext(ctx)) return ERR_INVALID_CONTEXT;
   tl_ctx = static_cast<Ctx*>(ctx);
   return OK;
 }

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gotune/gotune/engine/safetensors"
+	"github.com/gotune/gotune/engine/train"
+)
+
+// emuParallelEnv returns the environment of a data-parallel run on the
+// emulator: its libcuda with four devices and its libnccl.so.2 beside it.
+func emuParallelEnv(t *testing.T) []string {
+	t.Helper()
+	lib := cudaDriver(t)
+	nccl := filepath.Join(filepath.Dir(lib), "libnccl.so.2")
+	if _, err := os.Stat(nccl); err != nil {
+		t.Fatalf("the emulated NCCL %s is missing (make emu builds it): %v", nccl, err)
+	}
+	return []string{"GOTUNE_LIBCUDA=" + lib, "GOTUNE_LIBNCCL=" + nccl, "GOTUNE_EMU_DEVICES=4"}
+}
+
+// ddpTrainArgs is a small full fine-tuning run of the tiny model: 3
+// steps of a global batch of 8 sequences, split by rows over the ranks.
+func ddpTrainArgs(out string, extra ...string) []string {
+	return append([]string{"train", "--model", "../../testdata/tiny/llama", "--data", "../../testdata/tiny/data.jsonl",
+		"--steps", "3", "--batch-size", "8", "--seq-len", "32", "--lr", "3e-3", "--max-grad-norm", "1",
+		"--weight-decay", "0.01", "--precision", "fp32", "--log-every", "1", "--out", out}, extra...)
+}
+
+// TestDataParallelMatchesOneProcess trains the same global batches with
+// 1, 2 and 4 emulated GPUs (ZeRO 0 and 1) and compares every step's loss
+// and the final weights; then resumes the 2-rank run's first checkpoint
+// with 4 ranks under ZeRO-2 and compares again. (Few runs of few steps:
+// the emulator is slow.)
+func TestDataParallelMatchesOneProcess(t *testing.T) {
+	env := emuParallelEnv(t)
+	dir := t.TempDir()
+	ref := filepath.Join(dir, "ref")
+	r := runGotuneEnv(t, env, ddpTrainArgs(ref, "--device", "cuda")...)
+	require.Equal(t, 0, r.code, r.stderr)
+
+	cases := []struct {
+		name  string
+		nproc string
+		extra []string
+	}{
+		{"2 ranks with checkpoints", "2", []string{"--save-every", "1"}},
+		{"4 ranks ZeRO-1", "4", []string{"--zero", "1"}},
+	}
+	outs := map[string]string{}
+	for _, c := range cases {
+		out := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_"))
+		outs[c.name] = out
+		args := append([]string{"launch", "--nproc-per-node", c.nproc, "--"}, ddpTrainArgs(out, c.extra...)...)
+		r := runGotuneEnv(t, env, args...)
+		require.Equal(t, 0, r.code, "%s: %s", c.name, r.stderr)
+		assert.Contains(t, r.stdout, "data parallel: rank 0 of "+c.nproc, c.name)
+		assertSameRun(t, ref, out, c.name)
+		_, err := os.Stat(filepath.Join(out, "config.yaml"))
+		assert.NoError(t, err, "rank 0 writes the run's folder")
+	}
+
+	// Resume the 2-rank run from its step-1 checkpoint with 4 ranks and
+	// ZeRO-2 (which also checks ZeRO-2 against one process).
+	out := outs["2 ranks with checkpoints"]
+	for _, step := range []string{"checkpoint-2", "checkpoint-3"} {
+		require.NoError(t, os.RemoveAll(filepath.Join(out, step)))
+	}
+	args := append([]string{"launch", "--nproc-per-node", "4", "--"},
+		ddpTrainArgs(out, "--zero", "2", "--save-every", "1", "--resume", out)...)
+	r = runGotuneEnv(t, env, args...)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "resuming from")
+	assertSameRun(t, ref, out, "resumed with 4 ranks, ZeRO-2")
+}
+
+// assertSameRun compares two runs' losses and final weights.
+func assertSameRun(t *testing.T, refDir, dir, what string) {
+	t.Helper()
+	want, err := train.ReadMetrics(filepath.Join(refDir, train.MetricsFile))
+	require.NoError(t, err)
+	got, err := train.ReadMetrics(filepath.Join(dir, train.MetricsFile))
+	require.NoError(t, err, what)
+	require.Len(t, got, len(want), what)
+	for i := range want {
+		assert.InDelta(t, want[i].Loss, got[i].Loss, 1e-5, "%s: loss of step %d", what, i+1)
+		assert.InDelta(t, want[i].GradNorm, got[i].GradNorm, 1e-4, "%s: grad norm of step %d", what, i+1)
+		assert.Equal(t, want[i].Tokens, got[i].Tokens, "%s: tokens of step %d", what, i+1)
+	}
+	a, err := safetensors.OpenDir(refDir)
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := safetensors.OpenDir(dir)
+	require.NoError(t, err, what)
+	defer b.Close()
+	require.Equal(t, a.Names(), b.Names(), what)
+	worst, at := 0.0, ""
+	for _, name := range a.Names() {
+		x, _, err := a.Float32(name)
+		require.NoError(t, err)
+		y, _, err := b.Float32(name)
+		require.NoError(t, err)
+		require.Len(t, y, len(x), name)
+		for i := range x {
+			if d := math.Abs(float64(x[i] - y[i])); d > worst {
+				worst, at = d, name
+			}
+		}
+	}
+	assert.Less(t, worst, 2e-5, "%s: largest weight difference %g in %s", what, worst, at)
+}
+
+// TestDataParallelKilledRank kills one of two ranks mid-run: the other
+// must end within a timeout, non-zero, with a message naming the rank.
+func TestDataParallelKilledRank(t *testing.T) {
+	env := emuParallelEnv(t)
+	bin := gotuneBinary(t)
+	port, err := freeLoopbackPort()
+	require.NoError(t, err)
+	out := filepath.Join(t.TempDir(), "run")
+	start := func(rank string) (*exec.Cmd, *bytes.Buffer, *bufio.Scanner) {
+		c := exec.Command(bin, ddpTrainArgs(out, "--steps", "200")...)
+		c.Env = append(os.Environ(), env...)
+		c.Env = append(c.Env, "RANK="+rank, "WORLD_SIZE=2", "LOCAL_RANK="+rank, "MASTER_ADDR=127.0.0.1",
+			"MASTER_PORT="+strconv.Itoa(port))
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		so, err := c.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, c.Start())
+		return c, &stderr, bufio.NewScanner(so)
+	}
+	r0, stderr0, out0 := start("0")
+	r1, _, out1 := start("1")
+	defer r0.Process.Kill()
+	defer r1.Process.Kill()
+	go func() {
+		for out0.Scan() {
+		}
+	}()
+	for out1.Scan() { // wait until training runs
+		if strings.HasPrefix(out1.Text(), "step ") && strings.Contains(out1.Text(), "loss") {
+			break
+		}
+	}
+	go func() {
+		for out1.Scan() {
+		}
+	}()
+	require.NoError(t, r1.Process.Signal(syscall.SIGKILL))
+	go func() { _ = r1.Wait() }()
+	done := make(chan error, 1)
+	go func() { done <- r0.Wait() }()
+	select {
+	case err := <-done:
+		require.Error(t, err, "rank 0 must fail when rank 1 dies")
+		assert.Contains(t, stderr0.String(), "rank 1", "the message names the dead rank")
+		assert.Equal(t, 1, strings.Count(strings.TrimSpace(stderr0.String()), "\n")+1, "one line: %s", stderr0.String())
+	case <-time.After(90 * time.Second):
+		t.Fatal("rank 0 still runs 90 s after rank 1 was killed")
+	}
+}
