@@ -24,6 +24,7 @@ func Run(t *testing.T, b engine.Backend, opts Options) {
 		{"CopyBlock", checkCopyBlock},
 		{"Gemm", checkGemm},
 		{"GemmBackward", checkGemmBackward},
+		{"QuantGemm", checkQuantGemm},
 		{"Bias", checkBias},
 		{"Elementwise", checkElementwise},
 		{"Reductions", checkReductions},
