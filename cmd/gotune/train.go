@@ -246,6 +246,8 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	var f trainFlags
 	fs := newFlagSet("train", "gotune train --model DIR --data FILE [flags]", trainDescription)
 	f.define(fs)
+	var qf quantizeFlags
+	qf.define(fs)
 	methodFlags := methodFlagNames()
 	defineMethodFlags(fs)
 	if err := parseFlags(fs, args, e); err != nil {
@@ -412,6 +414,9 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.Stdout, "precision: %s\n", tcfg.Precision)
 	m, err := model.LoadWithOptions(weightsDir, be, model.Options{Storage: tcfg.Precision.ActDType()})
 	if err != nil {
+		return err
+	}
+	if err := qf.apply(m, f.method, e.Stdout); err != nil {
 		return err
 	}
 	saver, err := method.Apply(m, f.seed)

@@ -41,7 +41,9 @@ steps, under gotune's two precision policies:
   without rounding its output (float64 here, float32 in gotune), and its
   input gradient bf16(dy)·bf16(Wdq); the LoRA branch and everything else
   in float;
-- bf16: bf16.py's policy with the dequantized base weights.
+- bf16: bf16.py's policy with the dequantized base weights, quantized
+  from the bfloat16-stored base (as transformers quantizes a
+  torch_dtype=bfloat16 checkpoint).
 Merge (qlora/quant.safetensors, merged.*): the same adapter merged into
 the float32 dequantized base, W = Wdq + s·B·A (float64, rounded once).
 
@@ -314,7 +316,10 @@ def main():
            "dynamic_map_entries_differing_from_torch_linspace": int((torch_map != quant["dynamic_map"]).sum()),
            "runs": {}}
     fp32_losses, fp32_norms = b16.run_steps(cfg, qbase, ids, labels, lrun, b16.Policy(False), lora_init, forward_fp32)
-    bf_losses, bf_norms = b16.run_steps(cfg, qbase, ids, labels, lrun, b16.Policy(True), lora_init)
+    # Under bf16 the base is stored in bfloat16 before it is quantized (as
+    # transformers quantizes a torch_dtype=bfloat16 model).
+    qbase16 = quantized_base({n: b16.bf16(t).float() for n, t in base.items()})
+    bf_losses, bf_norms = b16.run_steps(cfg, qbase16, ids, labels, lrun, b16.Policy(True), lora_init)
     ex_losses, ex_norms = b16.run_steps(cfg, base, ids, labels, lrun, b16.Policy(False), lora_init)
     out["runs"]["fp32"] = {"losses": fp32_losses, "grad_norms": fp32_norms,
                            "unquantized_losses": ex_losses, "unquantized_grad_norms": ex_norms}
