@@ -148,6 +148,7 @@ const (
 	kCrossEntropy                       // gt_cross_entropy
 	kGemmF32                            // gt_gemm_f32
 	kGemmBf16                           // gt_gemm_bf16
+	kGemmQ                              // gt_gemm_q
 	kAttnFwd32                          // gt_attn_fwd_32
 	kAttnFwd64                          // gt_attn_fwd_64
 	kAttnFwd128                         // gt_attn_fwd_128
@@ -249,6 +250,7 @@ var kernelSpecs = [numKernels]kernelSpec{
 	kCrossEntropy:       {name: "gt_cross_entropy", rule: ruleRow, params: "ppipipiif"},
 	kGemmF32:            {name: "gt_gemm_f32", rule: ruleGemmF32, params: "piipiipiipipiiipipipiiiiiffi"},
 	kGemmBf16:           {name: "gt_gemm_bf16", rule: ruleGemmBf16, params: "piipiipiipipiiipipipiiiiiffi"},
+	kGemmQ:              {name: "gt_gemm_q", rule: ruleGemmBf16, params: "piipippppppfiiiiiiiiff"},
 	kAttnFwd32:          {name: "gt_attn_fwd_32", rule: ruleAttnFwd, params: "pipipipipiiiiiif"},
 	kAttnFwd64:          {name: "gt_attn_fwd_64", rule: ruleAttnFwd, params: "pipipipipiiiiiif"},
 	kAttnFwd128:         {name: "gt_attn_fwd_128", rule: ruleAttnFwd, params: "pipipipipiiiiiif"},
@@ -455,6 +457,16 @@ func (be *Backend) launchGemmF32(op string, geom geomGemmF32, c DevicePtr, cDt i
 // launchGemmBf16 queues gt_gemm_bf16 (rule GEMM_BF16).
 func (be *Backend) launchGemmBf16(op string, geom geomGemmBf16, c DevicePtr, cDt int, ldc int, a DevicePtr, lda int, transA int, b DevicePtr, ldb int, transB int, a2 DevicePtr, lda2 int, b2 DevicePtr, ldb2 int, transB2 int, k2 int, bias DevicePtr, biasDt int, res DevicePtr, ldr int, aux DevicePtr, ldaux int, auxMode int, m int, n int, k int, alpha float32, beta float32, act int) {
 	be.launch(op, kGemmBf16, launchGeom(geom), c, cDt, ldc, a, lda, transA, b, ldb, transB, a2, lda2, b2, ldb2, transB2, k2, bias, biasDt, res, ldr, aux, ldaux, auxMode, m, n, k, alpha, beta, act)
+}
+
+// launchGemmQ queues gt_gemm_q (rule GEMM_BF16).
+//
+// gt_gemm_q (gemm_q.cu): c = alpha·a·op(W) + beta·c, a bfloat16 [m,k] (ld lda), W [*, w_cols] block-quantized
+// (codes: bits 4 packed high nibble first, or 8; code float32 [2^bits]; absmax float32 [blocks], or null and
+// qabsmax uint8 [blocks], nested_code float32 [256], nested_absmax float32 [blocks/nested_block], offset);
+// op(W) = trans_w ? Wᵀ (W [n,k]) : W (W [k,n]); dequantized to bfloat16 as each tile is loaded. c_dt any; no split.
+func (be *Backend) launchGemmQ(op string, geom geomGemmBf16, c DevicePtr, cDt int, ldc int, a DevicePtr, lda int, codes DevicePtr, code DevicePtr, absmax DevicePtr, qabsmax DevicePtr, nestedCode DevicePtr, nestedAbsmax DevicePtr, offset float32, bits int, blockSize int, nestedBlock int, wCols int, transW int, m int, n int, k int, alpha float32, beta float32) {
+	be.launch(op, kGemmQ, launchGeom(geom), c, cDt, ldc, a, lda, codes, code, absmax, qabsmax, nestedCode, nestedAbsmax, offset, bits, blockSize, nestedBlock, wCols, transW, m, n, k, alpha, beta)
 }
 
 // attnFwdVariants are the instantiations of gt_attn_fwd_N, smallest first.

@@ -105,6 +105,16 @@ type Backend interface {
 	// (b is [K,N], or [N,K] with transB); c is [M,N]. With beta == 0, c's
 	// old contents are ignored (even NaN).
 	Gemm(c, a, b *Tensor, transA, transB bool, alpha, beta float32)
+	// QuantGemm computes c = alpha·bf16(a)·op(bf16(W)) + beta·c, where W
+	// [Rows, Cols] is the dequantized weight w (see QuantWeight), op(W)
+	// is Wᵀ with transW (the forward product x·Wᵀ: a [M, Cols], c
+	// [M, Rows]) and W without (the input gradient dy·W: a [M, Rows],
+	// c [M, Cols]). Both operands are rounded to bfloat16, the compute
+	// dtype (bitsandbytes' compute_dtype bf16), whatever a's dtype; the
+	// products accumulate in float32 and c (either dtype) is written
+	// once. No full-size copy of W is kept. With beta == 0, c's old
+	// contents are ignored.
+	QuantGemm(c, a *Tensor, w *QuantWeight, transW bool, alpha, beta float32)
 	// AddBias adds bias[j] to x[r, j] for every row r (bias has Cols(x) elements).
 	AddBias(x, bias *Tensor)
 	// SumRows accumulates dst[j] += Σ_r x[r, j]: the gradient of AddBias.

@@ -6,6 +6,7 @@ import (
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/generate"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/quant"
 	"github.com/gotune/gotune/engine/runcard"
 	"github.com/gotune/gotune/engine/train"
 )
@@ -49,6 +50,10 @@ type JobOptions struct {
 	Shuffle bool
 	// GradCheckpoint recomputes activations in the backward pass.
 	GradCheckpoint bool
+	// Quantize quantizes the frozen base at load as bitsandbytes does
+	// (QLoRA); Format quant.None (the zero value) keeps it as it is.
+	// Methods that train the base weights (full, freeze) refuse it.
+	Quantize quant.Options
 	// Out is the output folder. It is locked for the run; holding a
 	// previous run it needs Resume or Overwrite (moved aside to
 	// Out.old-N).

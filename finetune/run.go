@@ -14,6 +14,7 @@ import (
 	"github.com/gotune/gotune/engine/generate"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/quant"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/methods/peft"
 )
@@ -107,6 +108,9 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 	fmt.Fprintf(o.Log, "precision: %s\n", tcfg.Precision)
 	m, err := model.LoadWithOptions(weightsDir, be, model.Options{Storage: tcfg.Precision.ActDType()})
 	if err != nil {
+		return nil, err
+	}
+	if err := o.quantize(m); err != nil {
 		return nil, err
 	}
 	mo := o.MethodOptions
@@ -301,4 +305,37 @@ func trainExactMatch(ctx context.Context, m model.Model, td *Data, o *JobOptions
 		return nil, fmt.Errorf("%s: %w", o.name("EvalExactMatch"), err)
 	}
 	return res, nil
+}
+
+// quantize quantizes m's base when Quantize asks for it, refusing methods
+// that train the base weights.
+func (o *JobOptions) quantize(m model.Model) error {
+	q := o.Quantize
+	if q.Format == quant.None {
+		return nil
+	}
+	if o.Method == "full" || o.Method == "freeze" {
+		return optionErrorf("Quantize", "%s %s: %s %s trains the base weights; quantized bases are frozen (use lora or another adapter method)",
+			o.name("Quantize"), q.Format, o.name("Method"), o.Method)
+	}
+	return QuantizeBase(m, q, o.Log)
+}
+
+// QuantizeBase quantizes m's frozen base projections (every one but
+// lm_head) as bitsandbytes does and reports the bytes per parameter
+// achieved to log.
+func QuantizeBase(m model.Model, q quant.Options, log io.Writer) error {
+	qm, ok := m.(interface {
+		Quantize(quant.Options) (model.QuantStats, error)
+	})
+	if !ok {
+		return fmt.Errorf("quantize %s: a %T cannot be quantized", q.Format, m)
+	}
+	st, err := qm.Quantize(q)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "quantized: %s (double quant %v), %d projections, %d parameters in %d bytes (%.4f bytes per parameter)\n",
+		q.Format, q.DoubleQuant, st.Layers, st.Params, st.Bytes, st.BytesPerParam())
+	return nil
 }

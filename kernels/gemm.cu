@@ -235,39 +235,18 @@ __device__ __forceinline__ bool aligned16(const void* p, int ld) {
   return (reinterpret_cast<uintptr_t>(p) & 15) == 0 && (ld & 7) == 0;
 }
 
-extern "C" __global__ void __launch_bounds__(GT_GEMM_THREADS)
-    gt_gemm_bf16(void* c, int c_dt, int ldc, const void* a, int lda, int trans_a, const void* b, int ldb,
-                 int trans_b, const void* a2, int lda2, const void* b2, int ldb2, int trans_b2, int k2,
-                 const void* bias, int bias_dt, const void* res, int ldr, void* aux, int ldaux, int aux_mode,
-                 int m, int n, int k, float alpha, float beta, int act) {
-  uint16_t* smem = GT_DYN_SMEM(uint16_t);
+// bf16_mainloop runs the k-tiles [kb, ke) of one 128x128 output tile
+// through the cp.async pipeline and the mma.sync fragments into acc.
+// load_tile(kt, stage) fills stage's two operand slots with k-tile kt
+// (tiles below kt1 are the first operand pair, whose layouts a_kc1 /
+// b_kc1 give; later ones the second pair: A k-contiguous, B b_kc2). A
+// loader may also store synchronously (dequantizing operands): the
+// barrier at the top of each iteration publishes both kinds of store.
+template <typename TileLoader>
+__device__ __forceinline__ void bf16_mainloop(uint16_t* smem, int kb, int ke, int kt1, bool a_kc1, bool b_kc1,
+                                              bool b_kc2, TileLoader& load_tile, float (&acc)[4][4][4]) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp >> 2, wn = warp & 3;  // warp's 64x32 sub-tile
-  const int m0 = blockIdx.y * BF_BM, n0 = blockIdx.x * BF_BN;
-  if (!a2 || !b2) k2 = 0;
-  const int kt1 = (k + BF_BK - 1) / BF_BK, kt2 = (k2 + BF_BK - 1) / BF_BK;
-  GemmEpilogue e{c, c_dt, ldc, bias, bias_dt, res, ldr, aux, ldaux, aux_mode, m, n, beta, act, false};
-  int kb, ke;
-  e.split = split_setup(e, beta, kt1 + kt2, &kb, &ke);
-
-  const BfOperand opA1{static_cast<const uint16_t*>(a), lda, !trans_a, aligned16(a, lda)};
-  const BfOperand opB1{static_cast<const uint16_t*>(b), ldb, trans_b != 0, aligned16(b, ldb)};
-  const BfOperand opA2{static_cast<const uint16_t*>(a2), lda2, true, aligned16(a2, lda2)};
-  const BfOperand opB2{static_cast<const uint16_t*>(b2), ldb2, trans_b2 != 0, aligned16(b2, ldb2)};
-
-  auto load_tile = [&](int kt, int stage) {
-    uint16_t* sA = smem + stage * 2 * BF_SLOT;
-    uint16_t* sB = sA + BF_SLOT;
-    if (kt < kt1) {
-      load_operand(sA, opA1, m0, m, kt * BF_BK, k, tid);
-      load_operand(sB, opB1, n0, n, kt * BF_BK, k, tid);
-    } else {
-      load_operand(sA, opA2, m0, m, (kt - kt1) * BF_BK, k2, tid);
-      load_operand(sB, opB2, n0, n, (kt - kt1) * BF_BK, k2, tid);
-    }
-  };
-
-  float acc[4][4][4];
 #pragma unroll
   for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -290,8 +269,8 @@ extern "C" __global__ void __launch_bounds__(GT_GEMM_THREADS)
       cp_async_commit();
     }
     const int kt = kb + it;
-    const bool a_kc = kt < kt1 ? opA1.kcontig : true;
-    const bool b_kc = kt < kt1 ? opB1.kcontig : opB2.kcontig;
+    const bool a_kc = kt < kt1 ? a_kc1 : true;
+    const bool b_kc = kt < kt1 ? b_kc1 : b_kc2;
     const uint16_t* sA = smem + (it % BF_STAGES) * 2 * BF_SLOT;
     const uint16_t* sB = sA + BF_SLOT;
 #pragma unroll
@@ -329,7 +308,13 @@ extern "C" __global__ void __launch_bounds__(GT_GEMM_THREADS)
     }
   }
   cp_async_wait<0>();
+}
 
+// bf16_store hands the 128x128 tile at (m0, n0) to the epilogue.
+__device__ __forceinline__ void bf16_store(const GemmEpilogue& e, int m0, int n0, float alpha,
+                                           const float (&acc)[4][4][4]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wm = warp >> 2, wn = warp & 3;
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int mt = 0; mt < 4; mt++)
@@ -341,4 +326,40 @@ extern "C" __global__ void __launch_bounds__(GT_GEMM_THREADS)
         int col = n0 + wn * 32 + nt * 8 + 2 * t + (r & 1);
         gemm_store(e, row, col, alpha * acc[mt][nt][r]);
       }
+}
+
+extern "C" __global__ void __launch_bounds__(GT_GEMM_THREADS)
+    gt_gemm_bf16(void* c, int c_dt, int ldc, const void* a, int lda, int trans_a, const void* b, int ldb,
+                 int trans_b, const void* a2, int lda2, const void* b2, int ldb2, int trans_b2, int k2,
+                 const void* bias, int bias_dt, const void* res, int ldr, void* aux, int ldaux, int aux_mode,
+                 int m, int n, int k, float alpha, float beta, int act) {
+  uint16_t* smem = GT_DYN_SMEM(uint16_t);
+  const int tid = threadIdx.x;
+  const int m0 = blockIdx.y * BF_BM, n0 = blockIdx.x * BF_BN;
+  if (!a2 || !b2) k2 = 0;
+  const int kt1 = (k + BF_BK - 1) / BF_BK, kt2 = (k2 + BF_BK - 1) / BF_BK;
+  GemmEpilogue e{c, c_dt, ldc, bias, bias_dt, res, ldr, aux, ldaux, aux_mode, m, n, beta, act, false};
+  int kb, ke;
+  e.split = split_setup(e, beta, kt1 + kt2, &kb, &ke);
+
+  const BfOperand opA1{static_cast<const uint16_t*>(a), lda, !trans_a, aligned16(a, lda)};
+  const BfOperand opB1{static_cast<const uint16_t*>(b), ldb, trans_b != 0, aligned16(b, ldb)};
+  const BfOperand opA2{static_cast<const uint16_t*>(a2), lda2, true, aligned16(a2, lda2)};
+  const BfOperand opB2{static_cast<const uint16_t*>(b2), ldb2, trans_b2 != 0, aligned16(b2, ldb2)};
+
+  auto load_tile = [&](int kt, int stage) {
+    uint16_t* sA = smem + stage * 2 * BF_SLOT;
+    uint16_t* sB = sA + BF_SLOT;
+    if (kt < kt1) {
+      load_operand(sA, opA1, m0, m, kt * BF_BK, k, tid);
+      load_operand(sB, opB1, n0, n, kt * BF_BK, k, tid);
+    } else {
+      load_operand(sA, opA2, m0, m, (kt - kt1) * BF_BK, k2, tid);
+      load_operand(sB, opB2, n0, n, (kt - kt1) * BF_BK, k2, tid);
+    }
+  };
+
+  float acc[4][4][4];
+  bf16_mainloop(smem, kb, ke, kt1, opA1.kcontig, opB1.kcontig, opB2.kcontig, load_tile, acc);
+  bf16_store(e, m0, n0, alpha, acc);
 }

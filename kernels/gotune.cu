@@ -5,3 +5,4 @@
 #include "gemm.cu"
 #include "attention.cu"
 #include "attention_tc.cu"
+#include "gemm_q.cu"

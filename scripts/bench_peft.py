@@ -30,6 +30,15 @@ transformers configuration, tokens per step and the parameter count this
 script derives from the shape on its own, and fails when that differs
 from gotune's count.
 
+QLoRA cases (the plan's "quantize": nf4, fp4 or int8) save the random
+model and load it back with transformers' BitsAndBytesConfig (4-bit:
+double quantization, bfloat16 compute dtype; every linear but lm_head
+quantized), then add PEFT's LoRA as above (no
+prepare_model_for_kbit_training: it would turn on gradient
+checkpointing); they need bitsandbytes and are skipped, with a line
+saying so, when it does not import. Only the trainable count is checked
+for them (bitsandbytes counts packed bytes as parameters).
+
 Model FLOPs utilisation is not computed here: scripts/gpu_check_table.py
 applies gotune's FLOPs per token (the plan's flops_per_token, one formula
 for both sides) to both measurements.
@@ -77,7 +86,40 @@ def expected_params(case):
 
 def case_key(case, dtype):
     gc_ = "on" if case["grad_checkpoint"] else "off"
-    return "%s %s gc=%s %s" % (case["preset"], case["method"], gc_, dtype)
+    method = case["method"]
+    if case.get("quantize"):
+        method = "q%s-%s" % (method, case["quantize"])
+    return "%s %s gc=%s %s" % (case["preset"], method, gc_, dtype)
+
+
+def bitsandbytes_missing():
+    """The reason a QLoRA case cannot run here, or None."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as e:  # noqa: BLE001 -- ImportError, or a CUDA setup error raised at import
+        return "bitsandbytes not importable (%s: %s); QLoRA cases skipped (pip install bitsandbytes)" % (
+            type(e).__name__, str(e).splitlines()[0][:120] if str(e) else "")
+    return None
+
+
+def build_quantized(case, cfg, dtype):
+    """The case's model with every linear but lm_head quantized by
+    bitsandbytes (nf4/fp4 with double quantization and bf16 compute, or
+    LLM.int8), the way transformers loads a checkpoint with a
+    quantization_config: random weights are saved and loaded back."""
+    import tempfile
+
+    import torch
+    from transformers import BitsAndBytesConfig, LlamaForCausalLM
+
+    if case["quantize"] == "int8":
+        qc = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=case["quantize"], bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=torch.bfloat16)
+    with tempfile.TemporaryDirectory() as d:
+        LlamaForCausalLM(cfg).to(dtype).save_pretrained(d)
+        return LlamaForCausalLM.from_pretrained(d, quantization_config=qc, torch_dtype=dtype, device_map={"": 0})
 
 
 def check_plan(plan):
@@ -110,14 +152,18 @@ def run_case(case, dtype_name, device):
     cuda = device.startswith("cuda")
     res = {k: case[k] for k in ("preset", "method", "grad_checkpoint", "batch", "seq", "tokens_per_step", "steps", "warmup")}
     res["precision"] = dtype_name
+    res["quantize"] = case.get("quantize", "")
     res["key"] = case_key(case, dtype_name)
     model = opt = None
     try:
         torch.manual_seed(case["seed"])
         cfg = LlamaConfig(**llama_config_kwargs(case["shape"]))
-        with torch.device(device):
-            model = LlamaForCausalLM(cfg)
-        model.to(dtype)
+        if case.get("quantize"):
+            model = build_quantized(case, cfg, dtype)
+        else:
+            with torch.device(device):
+                model = LlamaForCausalLM(cfg)
+            model.to(dtype)
         res["attn_implementation"] = getattr(model.config, "_attn_implementation", "?")
         if case["grad_checkpoint"]:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -128,6 +174,8 @@ def run_case(case, dtype_name, device):
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         counts = (sum(p.numel() for p in model.parameters()), sum(p.numel() for p in params))
+        if case.get("quantize"):  # bitsandbytes counts packed bytes, not weights
+            counts = (case["params"], counts[1])
         if counts != (case["params"], case["trainable_params"]):
             raise RuntimeError("built %d parameters (%d trainable), gotune's plan says %d (%d)" % (
                 counts[0], counts[1], case["params"], case["trainable_params"]))
@@ -186,6 +234,8 @@ def main():
             print("%s: B=%d T=%d, %d tokens/step, %d parameters (%d trainable), %d warm-up + %d timed steps" % (
                 case_key(c, dtype), c["batch"], c["seq"], c["tokens_per_step"], c["params"], c["trainable_params"], c["warmup"], c["steps"]))
             print("  LlamaConfig(%s)" % ", ".join("%s=%r" % kv for kv in llama_config_kwargs(c["shape"]).items()))
+            if c.get("quantize"):
+                print("  BitsAndBytesConfig(%s, double quant, compute bf16)" % c["quantize"])
             if c["method"] == "lora":
                 print("  LoraConfig(r=%d, lora_alpha=%g, target_modules='all-linear', lora_dropout=0.0)" % (c["lora_r"], c["lora_alpha"]))
         print("dry run: %d case(s); parameter counts agree with gotune's plan" % len(cases))
@@ -202,7 +252,11 @@ def main():
     report = {"device": device_name, "torch": torch.__version__, "transformers": transformers.__version__,
               "peft": peft.__version__, "results": []}
     print("bench_peft: %s, torch %s, transformers %s, peft %s" % (device_name, torch.__version__, transformers.__version__, peft.__version__), flush=True)
+    no_bnb = bitsandbytes_missing() if any(c.get("quantize") for c in cases) else None
     for c in cases:
+        if c.get("quantize") and no_bnb:
+            print("  %-24s skipped: %s" % (case_key(c, c["precision"]), no_bnb), flush=True)
+            continue
         r = run_case(c, c["precision"] if args.dtype == "plan" else args.dtype, args.device)
         report["results"].append(r)
         if "error" in r:

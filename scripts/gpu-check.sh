@@ -298,6 +298,31 @@ if [ -x "$GOTUNE" ]; then
 import json, sys
 for c in json.load(open(sys.argv[1]))["results"]:
     print(c["preset"], c["method"], "on" if c["grad_checkpoint"] else "off")' "$PLAN")
+	# One QLoRA case (NF4, double quantization) on the first preset, gc
+	# off, beside bf16 LoRA: tokens/s and peak memory. Its plan entry is
+	# added to $PLAN so that step 7 runs it through PEFT + bitsandbytes.
+	qpreset=${PRESETS%%,*}
+	qf="$L/train-$qpreset-qlora-nf4-gcoff.json"
+	left=$((end - $(elapsed)))
+	if [ "$left" -ge 5 ] && "$GOTUNE" bench train --dry-run --json --preset "$qpreset" --method lora --quantize nf4 \
+		--grad-checkpoint off --steps "$STEPS" --warmup "$WARMUP" >"$L/qlora-plan.json" 2>>"$L/train-plan.log"; then
+		"$PY" -c '
+import json, sys
+plan, extra = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+plan["results"] += extra["results"]
+json.dump(plan, open(sys.argv[1], "w"), indent=1)' "$PLAN" "$L/qlora-plan.json"
+		timeout "$left" "$GOTUNE" bench train --device cuda --preset "$qpreset" --method lora --quantize nf4 \
+			--grad-checkpoint off --steps "$STEPS" --warmup "$WARMUP" --json >"$qf" 2>"$L/train.log"
+		rc=$?
+		train_files+=("$qf")
+		if [ $rc -eq 0 ]; then ok=$((ok + 1)); else
+			bad=$((bad + 1))
+			echo "  $qpreset qlora-nf4 gc=off: $(verdict $rc) (exit $rc): $(tail -1 "$L/train.log")"
+		fi
+	else
+		echo "  $qpreset qlora-nf4 gc=off: not run (out of time or no --quantize in this build)"
+		bad=$((bad + 1))
+	fi
 	st=ok
 	[ $bad -gt 0 ] && st=FAIL
 	stage "6 bench train" "$st" "$ok cases ran, $bad did not (gc=$gc; presets $PRESETS)"

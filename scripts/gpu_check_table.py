@@ -34,7 +34,7 @@ def load(path):
 
 
 def key(r):
-    return (r["preset"], r["method"], bool(r["grad_checkpoint"]))
+    return (r["preset"], r["method"], bool(r["grad_checkpoint"]), r.get("quantize") or "")
 
 
 def fmt(v, spec, none="n/a"):
@@ -81,7 +81,8 @@ def main():
             tmem = t.get("max_memory_reserved" if held or g is None else "max_memory_allocated")
         gc = "on" if c["grad_checkpoint"] else "off"
         tprec = t["precision"] if t else "-"
-        label = "%s %s gc=%s %s/%s" % (c["preset"], c["method"], gc, c["precision"], tprec)
+        method = "q%s-%s" % (c["method"], c["quantize"]) if c.get("quantize") else c["method"]
+        label = "%s %s gc=%s %s/%s" % (c["preset"], method, gc, c["precision"], tprec)
         gnote = "failed" if g and g.get("error") else ("not run" if g is None else None)
         tnote = "failed" if t and t.get("error") else ("not run" if t is None else None)
         rows.append((label, str(c["tokens_per_step"]),

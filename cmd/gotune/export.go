@@ -107,7 +107,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer be.Close()
-	m, n, err := loadMerged(be, modelPath, adapterDir)
+	m, n, err := loadMerged(be, modelPath, adapterDir, nil)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,8 @@ func runMerge(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&out, "out", "", "output `DIR` for the merged model (required; created if needed)")
 	fs.StringVar(&device, "device", "cpu", deviceHelp)
 	save.define(fs, "merged weights")
+	var qf quantizeFlags
+	qf.define(fs)
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -74,17 +76,19 @@ func runMerge(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer be.Close()
-	m, n, err := loadMerged(be, modelDir, adapterDir)
+	m, n, err := loadMerged(be, modelDir, adapterDir, func(m model.Model) error { return qf.dequantized(m, e.Stdout) })
 	if err != nil {
 		return err
 	}
 	return saveHF(e, m, modelDir, out, saveOpts, fmt.Sprintf("merged %d LoRA layers of %s into %s; ", n, adapterDir, modelDir))
 }
 
-// loadMerged loads --model (a Hugging Face folder or a llama2.c file)
-// and, when adapterDir is set, folds that LoRA/DoRA adapter into its
-// weights. It returns the model and how many layers were merged.
-func loadMerged(be engine.Backend, modelPath, adapterDir string) (model.Model, int, error) {
+// loadMerged loads --model (a Hugging Face folder or a llama2.c file),
+// passes it to prepare (nil: nothing; merge --quantize swaps in the
+// dequantized base) and, when adapterDir is set, folds that LoRA/DoRA
+// adapter into its weights. It returns the model and how many layers
+// were merged.
+func loadMerged(be engine.Backend, modelPath, adapterDir string, prepare func(model.Model) error) (model.Model, int, error) {
 	if adapterDir != "" {
 		h, err := peft.ReadHeader(adapterDir)
 		if err != nil {
@@ -99,6 +103,11 @@ func loadMerged(be engine.Backend, modelPath, adapterDir string) (model.Model, i
 	m, err := loadModel(modelPath, be, engine.PrecisionFP32)
 	if err != nil {
 		return nil, 0, err
+	}
+	if prepare != nil {
+		if err := prepare(m); err != nil {
+			return nil, 0, err
+		}
 	}
 	if adapterDir == "" {
 		return m, 0, nil

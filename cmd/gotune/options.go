@@ -14,7 +14,7 @@ import (
 var optionFlags = finetune.Names{
 	"Method": "--method", "InitAdapter": "--init-adapter", "Seed": "--seed",
 
-	"Model": "--model", "Data.Train": "--data", "Data.Dataset": "--dataset", "Data.Eval": "--eval-data", "Data.EvalEvery": "--eval-every",
+	"Model": "--model", "Quantize": "--quantize", "Data.Train": "--data", "Data.Dataset": "--dataset", "Data.Eval": "--eval-data", "Data.EvalEvery": "--eval-every",
 	"Data.Format": "--format", "Data.Template": "--template", "Data.Tokenizer": "--tokenizer",
 	"Out": "--out", "Overwrite": "--overwrite", "Resume": "--resume", "BatchSize": "--batch-size", "SeqLen": "--seq-len",
 	"Shuffle": "--shuffle", "GradCheckpoint": "--grad-checkpoint", "Precision": "--precision",

@@ -190,6 +190,8 @@ func runTrain(ctx context.Context, e *env, args []string) (err error) {
 	var f trainFlags
 	fs := newFlagSet("train", "gotune train --model DIR --data FILE [flags]", trainDescription)
 	f.define(fs)
+	var qf quantizeFlags
+	qf.define(fs)
 	byMethod := methodFlagNames()
 	mf := defineMethodFlags(fs)
 	if err := parseFlags(fs, args, e); err != nil {
@@ -243,6 +245,9 @@ func runTrain(ctx context.Context, e *env, args []string) (err error) {
 		Precision: f.precision, Train: tcfg, BatchSize: f.batchSize, Shuffle: f.shuffle,
 		GradCheckpoint: f.gradCheckpoint, Out: f.out, Overwrite: f.overwrite, Resume: f.resume,
 		Save: saveOpts, EvalExactMatch: f.evalExactMatch, Log: e.Stdout, Warn: e.Stderr, Record: rec,
+	}
+	if o.Quantize, err = qf.options(); err != nil {
+		return &usageError{msg: err.Error()}
 	}
 	if set["seq-len"] {
 		// Given: used as it is; the default is capped at the model's.

@@ -36,6 +36,8 @@ func Run(t *testing.T, b engine.Backend, opts Options) {
 		{"Attention", checkAttention},
 		{"CrossEntropy", checkCrossEntropy},
 		{"AdamW", checkAdamW},
+		// Last: each check's inputs are seeded by its position.
+		{"QuantGemm", checkQuantGemm},
 	}
 	for i, c := range checks {
 		run(t, b, opts, c.name, uint64(i+1), c.fn)

@@ -23,6 +23,7 @@ import (
 	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/quant"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/internal/benchutil"
 	"github.com/gotune/gotune/internal/devicepeaks"
@@ -74,6 +75,9 @@ type Options struct {
 	Precision string
 	// Batch and Seq override the presets' batch and sequence length.
 	Batch, Seq int
+	// Quantize is none (default), nf4, fp4 or int8: LoRA on a base
+	// quantized at load (QLoRA; nf4/fp4 with double quantization).
+	Quantize string
 	// LoRAR and LoRAAlpha are the adapter's rank and alpha (16 and 32).
 	LoRAR     int
 	LoRAAlpha float64
@@ -103,9 +107,12 @@ type Case struct {
 	LoRAR          int     `json:"lora_r,omitempty"`
 	LoRAAlpha      float64 `json:"lora_alpha,omitempty"`
 	LoRATargets    string  `json:"lora_targets,omitempty"`
-	Steps          int     `json:"steps"`
-	Warmup         int     `json:"warmup"`
-	Seed           uint64  `json:"seed"`
+	// Quantize is the base's quantization (QLoRA), empty for none; nf4
+	// and fp4 use double quantization.
+	Quantize string `json:"quantize,omitempty"`
+	Steps    int    `json:"steps"`
+	Warmup   int    `json:"warmup"`
+	Seed     uint64 `json:"seed"`
 	// TokensPerStep is Batch·Seq: every position is processed (the
 	// scored targets are one fewer per sequence).
 	TokensPerStep int `json:"tokens_per_step"`
@@ -123,7 +130,11 @@ func (c Case) Key() string {
 	if c.GradCheckpoint {
 		gc = "on"
 	}
-	return fmt.Sprintf("%s %s gc=%s %s", c.Preset, c.Method, gc, c.Precision)
+	method := string(c.Method)
+	if c.Quantize != "" {
+		method = "q" + method + "-" + c.Quantize
+	}
+	return fmt.Sprintf("%s %s gc=%s %s", c.Preset, method, gc, c.Precision)
 }
 
 // Result is a case and what it measured.
@@ -138,6 +149,9 @@ type Result struct {
 	// bf16 peak (0 when that is unknown).
 	TFLOPS float64 `json:"tflops,omitempty"`
 	MFU    float64 `json:"mfu,omitempty"`
+	// QuantBytesPerParam is the quantized base's storage per weight
+	// element (codes, absmax state and code books), for --quantize.
+	QuantBytesPerParam float64 `json:"quant_bytes_per_param,omitempty"`
 	// MemBytes is the device memory measure MemMeasure names; 0 with an
 	// empty MemMeasure when the backend reports none.
 	MemBytes   uint64 `json:"mem_bytes,omitempty"`
@@ -257,6 +271,9 @@ func Plan(o Options) ([]Case, error) {
 			if m != LoRA && m != Full {
 				return nil, fmt.Errorf("--method: unknown method %q (want %s or %s)", m, LoRA, Full)
 			}
+			if m != LoRA && o.Quantize != "" {
+				return nil, fmt.Errorf("--quantize %s: only --method %s trains on a quantized base", o.Quantize, LoRA)
+			}
 			for _, gc := range o.GradCheckpoint {
 				cases = append(cases, newCase(p, m, gc, prec, o))
 			}
@@ -275,6 +292,7 @@ func newCase(p Preset, m Method, gc bool, prec string, o Options) Case {
 		c.LoRAR, c.LoRAAlpha, c.LoRATargets = o.LoRAR, o.LoRAAlpha, lora.AllLinear
 		c.Params += s.LoRAParams(o.LoRAR)
 		c.TrainableParams = s.LoRAParams(o.LoRAR)
+		c.Quantize = o.Quantize
 	}
 	c.FLOPsPerToken = s.FLOPsPerToken(m, o.LoRAR, p.Seq)
 	return c
@@ -345,10 +363,11 @@ func runCase(ctx context.Context, c Case, o Options, rep *Report) (r Result) {
 		fmt.Fprintln(o.Log, note)
 		describeDevice(rep, be, o)
 	}
-	tr, err := build(c, be)
+	tr, qs, err := build(c, be)
 	if err != nil {
 		return fail(err)
 	}
+	r.QuantBytesPerParam = qs.BytesPerParam()
 	defer tr.Close()
 	peak := uint64(0)
 	for i := 0; i < c.Warmup+c.Steps; i++ {
@@ -403,39 +422,47 @@ func describeDevice(rep *Report, be engine.Backend, o Options) {
 }
 
 // build makes the model, the method, the data and the trainer of a case.
-func build(c Case, be engine.Backend) (*train.Trainer, error) {
+func build(c Case, be engine.Backend) (*train.Trainer, model.QuantStats, error) {
+	var qs model.QuantStats
 	s := c.Shape
 	cfg, err := hfconfig.NewLlama(hfconfig.Sizes{VocabSize: s.Vocab, Hidden: s.Hidden, Layers: s.Layers,
 		Heads: s.Heads, KVHeads: s.KVHeads, Intermediate: s.Intermediate, MaxPos: s.MaxPos})
 	if err != nil {
-		return nil, err
+		return nil, qs, err
 	}
 	m, err := model.New(cfg, be, c.Seed)
 	if err != nil {
-		return nil, err
+		return nil, qs, err
+	}
+	if c.Quantize != "" {
+		if qs, err = quantizeBase(m, c.Quantize); err != nil {
+			return nil, qs, err
+		}
 	}
 	if c.Method == LoRA {
 		if _, err := lora.Apply(m, lora.Config{R: c.LoRAR, Alpha: c.LoRAAlpha, Targets: []string{c.LoRATargets}, Seed: c.Seed}); err != nil {
-			return nil, err
+			return nil, qs, err
 		}
 	}
 	m.SetGradCheckpoint(c.GradCheckpoint)
-	if trainable, total := train.CountParams(m.Params()); trainable != c.TrainableParams || total != c.Params {
-		return nil, fmt.Errorf("the model has %d parameters (%d trainable), the plan says %d (%d): the shape arithmetic is wrong",
+	// A quantized base's weights are not parameters.
+	if trainable, total := train.CountParams(m.Params()); trainable != c.TrainableParams || total+int64(qs.Params) != c.Params {
+		return nil, qs, fmt.Errorf("the model has %d parameters (%d trainable), the plan says %d (%d): the shape arithmetic is wrong",
 			total, trainable, c.Params, c.TrainableParams)
 	}
 	loader, err := data.NewLoader(randomTokens(c), data.LoaderConfig{BatchSize: c.Batch, SeqLen: c.Seq, PadToSeqLen: true})
 	if err != nil {
-		return nil, err
+		return nil, qs, err
 	}
 	// AdamW as torch's defaults, constant LR, clipping at 1: what
 	// scripts/bench_peft.py runs too.
 	prec, err := engine.ParsePrecision(c.Precision, false)
 	if err != nil {
-		return nil, err
+		return nil, qs, err
 	}
-	return train.New(m, loader, train.Config{Steps: c.Warmup + c.Steps, GradAccum: 1, LR: 1e-4, Schedule: train.Constant,
+	tr, err := train.New(m, loader, train.Config{Steps: c.Warmup + c.Steps, GradAccum: 1, LR: 1e-4, Schedule: train.Constant,
 		Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, MaxGradNorm: 1, Precision: prec}, train.Options{})
+	return tr, qs, err
 }
 
 // randomTokens returns one batch of Batch sequences of Seq uniform random
@@ -464,4 +491,20 @@ func memoryOf(be engine.Backend) (uint64, string, bool) {
 		return h.MemoryInUse(), MemHeld, true
 	}
 	return 0, "", false
+}
+
+// quantizeBase quantizes m's projections (all but lm_head) as
+// gotune train --quantize does: format f, nf4/fp4 double quantized.
+func quantizeBase(m model.Model, f string) (model.QuantStats, error) {
+	format, err := quant.ParseFormat(f)
+	if err != nil {
+		return model.QuantStats{}, fmt.Errorf("--quantize: %w", err)
+	}
+	q, ok := m.(interface {
+		Quantize(quant.Options) (model.QuantStats, error)
+	})
+	if !ok {
+		return model.QuantStats{}, fmt.Errorf("--quantize: a %T cannot be quantized", m)
+	}
+	return q.Quantize(quant.Options{Format: format, DoubleQuant: format != quant.Int8})
 }

@@ -192,3 +192,28 @@ func TestPEFTScriptAgreesWithPlan(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, string(out), "would not build the same model")
 }
+
+// TestQuantizedLoRA runs the tiny LoRA case on an NF4 base: the plan
+// names it, the run reports the base's bytes per parameter (half a byte
+// plus the absmax state and, on layers this small, the code books), a
+// peak below the same case unquantized, and --quantize with full
+// fine-tuning is refused.
+func TestQuantizedLoRA(t *testing.T) {
+	o := tinyOptions("cpu")
+	o.Methods = []Method{LoRA}
+	plain, err := Run(context.Background(), o)
+	require.NoError(t, err)
+	o.Quantize = "nf4"
+	rep, err := Run(context.Background(), o)
+	require.NoError(t, err)
+	require.Len(t, rep.Results, 1)
+	r := rep.Results[0]
+	require.Empty(t, r.Error)
+	assert.Equal(t, "tiny qlora-nf4 gc=off fp32", r.Key())
+	assert.True(t, r.QuantBytesPerParam > 0.5 && r.QuantBytesPerParam < 0.75, "%.4f bytes per parameter", r.QuantBytesPerParam)
+	assert.Less(t, r.MemBytes, plain.Results[0].MemBytes)
+	assert.Greater(t, r.LastLoss, 0.0)
+	o.Methods = []Method{Full}
+	_, err = Run(context.Background(), o)
+	assert.ErrorContains(t, err, "--quantize nf4: only --method lora trains on a quantized base")
+}

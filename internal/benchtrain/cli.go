@@ -28,6 +28,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&o.Precision, "precision", PrecisionAuto, "training precision: auto, fp32 or bf16")
 	fs.IntVar(&o.Batch, "batch", 0, "sequences per step (0: the preset's)")
 	fs.IntVar(&o.Seq, "seq", 0, "sequence length (0: the preset's)")
+	fs.StringVar(&o.Quantize, "quantize", "", "QLoRA: quantize the base of the lora cases at load (nf4 or fp4 with double quantization, or int8), as gotune train --quantize does")
 	fs.IntVar(&o.LoRAR, "lora-r", 16, "LoRA rank")
 	fs.Float64Var(&o.LoRAAlpha, "lora-alpha", 32, "LoRA alpha")
 	fs.IntVar(&o.Steps, "steps", 3, "timed optimizer steps per case")
@@ -113,7 +114,15 @@ func printTable(w io.Writer, rep *Report) error {
 		fmt.Fprintf(tw, "%s\t%d×%d\t%s\t%s\t%.3g\t%s\t\n", r.Key(), r.Batch, r.Seq, millions(r.Params), millions(r.TrainableParams),
 			r.FLOPsPerToken/1e9, measured(r))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rep.Results {
+		if r.QuantBytesPerParam > 0 {
+			fmt.Fprintf(w, "%s: the quantized base takes %.4f bytes per parameter\n", r.Key(), r.QuantBytesPerParam)
+		}
+	}
+	return nil
 }
 
 // measured formats a result's measurements (or its error, or dashes for

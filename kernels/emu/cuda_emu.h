@@ -202,6 +202,17 @@ inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
+// Round-to-nearest product and sum that the compiler never contracts into
+// an FMA (g++ in ISO C++ mode does not contract; a separate statement
+// keeps it so under any -ffp-contract).
+inline float __fmul_rn(float a, float b) {
+  volatile float r = a * b;
+  return r;
+}
+inline float __fadd_rn(float a, float b) {
+  volatile float r = a + b;
+  return r;
+}
 inline float __int_as_float(int i) {
   float f;
   std::memcpy(&f, &i, 4);

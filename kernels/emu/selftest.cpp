@@ -6,7 +6,7 @@
 //
 //   selftest [path/to/libcuda.so]      exit status 0 when every check passes
 //
-// Environment: SELFTEST_SEED (replay), SELFTEST_ONLY=ew,gemm,lora,adapter,
+// Environment: SELFTEST_SEED (replay), SELFTEST_ONLY=ew,gemm,quant,lora,adapter,
 // SELFTEST_VERBOSE=1 (print every check), SELFTEST_FATBIN=path (the image
 // given to cuModuleLoadData: needed with a real driver, e.g.
 // SELFTEST_FATBIN=kernels/gotune.fatbin selftest libcuda.so.1).
@@ -899,6 +899,78 @@ void elementwise_tests() {
 
 }  // namespace
 
+// ---------------------------- quantized GEMM ----------------------------
+// gemm_q_test runs gt_gemm_q on a random [rows, cols] weight of random
+// codes (bits 4 or 8) with a plain or double-quantized absmax, as
+// c = alpha·a·op(W) + beta·c, against the documented dequantization
+// (bf16(code[q]·absmax), float32 products and sums) in float64.
+void gemm_q_test(int m, int rows, int cols, int bits, bool nested, bool trans_w, int c_dt, float beta) {
+  const int block = bits == 4 ? 64 : cols, nested_block = 256;
+  const long long nw = (long long)rows * cols, blocks = (nw + block - 1) / block;
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::vector<uint8_t> codes((bits == 4 ? (nw + 1) / 2 : nw) + 4), qabs(blocks + 4);
+  for (auto& b : codes) b = (uint8_t)byte(rng);
+  for (auto& b : qabs) b = (uint8_t)byte(rng);
+  std::vector<float> code = randn(1 << bits), nested_code = randn(256);
+  std::vector<float> absmax = randn(blocks), nested_abs = randn((blocks + nested_block - 1) / nested_block);
+  const float offset = 0.37f;
+  auto absmax_of = [&](long long b) {
+    if (!nested) return absmax[b];
+    volatile float p = nested_code[qabs[b]] * nested_abs[b / nested_block];
+    volatile float s = p + offset;
+    return (float)s;
+  };
+  std::vector<double> w(nw);
+  for (long long i = 0; i < nw; i++) {
+    int q = bits == 8 ? codes[i] : ((i & 1) ? codes[i >> 1] & 15 : codes[i >> 1] >> 4);
+    volatile float v = code[q] * absmax_of(i / block);
+    w[i] = bf2f(f2bf(v));
+  }
+  auto upload_bytes = [](const std::vector<uint8_t>& v) {
+    Buf b((v.size() + 3) / 4, 0);
+    check_cu(D.cuMemcpyHtoD_v2(b.p, v.data(), v.size()), "upload bytes");
+    return b;
+  };
+  Buf Codes = upload_bytes(codes), QAbs = upload_bytes(qabs);
+  Buf Code(code.size(), 0), NCode(256, 0), Abs(absmax.size(), 0), NAbs(nested_abs.size(), 0);
+  Code.upload(code), NCode.upload(nested_code), Abs.upload(absmax), NAbs.upload(nested_abs);
+  const int k = trans_w ? cols : rows, n = trans_w ? rows : cols;
+  Buf A((size_t)m * k, 1), C((size_t)m * n, c_dt);
+  auto a = A.upload(randn((size_t)m * k));
+  std::vector<float> c0 = randn((size_t)m * n);
+  if (beta != 0.f) c0 = C.upload(c0);
+  else C.poison();
+  const float alpha = -0.75f;
+  std::vector<double> ref((size_t)m * n);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = 0;
+      for (int q = 0; q < k; q++) s += (double)a[(size_t)i * k + q] * (trans_w ? w[(size_t)j * cols + q] : w[(size_t)q * cols + j]);
+      ref[(size_t)i * n + j] = alpha * s + (beta != 0.f ? beta * c0[(size_t)i * n + j] : 0.0);
+    }
+  Args args;
+  args.ptr(C).i(c_dt).i(n).ptr(A).i(k).ptr(Codes).ptr(Code);
+  if (nested) args.null().ptr(QAbs).ptr(NCode).ptr(NAbs);
+  else args.ptr(Abs).null().null().null();
+  args.f(offset).i(bits).i(block).i(nested_block).i(cols).i(trans_w).i(m).i(n).i(k).f(alpha).f(beta);
+  launch("gt_gemm_q", (n + GT_GEMM_BF16_TILE - 1) / GT_GEMM_BF16_TILE, (m + GT_GEMM_BF16_TILE - 1) / GT_GEMM_BF16_TILE, 1,
+         GT_GEMM_BF16_SMEM, args);
+  char name[160];
+  std::snprintf(name, sizeof name, "gemm_q m%d W[%d,%d] bits%d nested%d trans_w%d c_dt%d beta%.0f", m, rows, cols, bits,
+                nested, trans_w, c_dt, beta);
+  expect_close(name, C.download(), ref, 1e-2);
+}
+
+void gemm_q_tests() {
+  for (int bits : {4, 8})
+    for (bool nested : {false, true})
+      for (bool tw : {true, false}) {
+        gemm_q_test(37, 70, 45, bits, nested, tw, 0, 0.f);
+        gemm_q_test(130, 96, 136, bits, nested, tw, 1, 1.f);
+      }
+  gemm_q_test(9, 300, 200, 4, true, true, 0, 1.f);  // several nested blocks
+}
+
 int main(int argc, char** argv) {
   const char* path = argc > 1 ? argv[1] : "libcuda.so.1";
   void* lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -957,6 +1029,7 @@ int main(int argc, char** argv) {
     elementwise_tests();
   }
   if (want("gemm")) gemm_tests();
+  if (want("quant")) gemm_q_tests();
   if (want("lora"))
     for (bool bf : {false, true}) {
       lora_test(bf, 37, 72, 48, 1);

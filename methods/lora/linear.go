@@ -77,11 +77,16 @@ func newLinear(path string, base model.Linear, r int, scale, dropout float32, do
 	if base == nil {
 		return nil, fmt.Errorf("lora: %s: no module", path)
 	}
-	params := base.Params()
-	if len(params) == 0 {
-		return nil, fmt.Errorf("lora: %s: module has no weight", path)
+	var be engine.Backend
+	if q, ok := base.(*model.QuantDense); ok { // QLoRA: the weight is no parameter
+		be = q.Backend()
+	} else {
+		params := base.Params()
+		if len(params) == 0 {
+			return nil, fmt.Errorf("lora: %s: module has no weight", path)
+		}
+		be = params[0].W.Backend()
 	}
-	be := params[0].W.Backend()
 	src := rand.NewPCG(seed, 0x64726f70) // "drop"
 	l := &Linear{
 		Path: path, Base: base, Scale: scale, Dropout: dropout,

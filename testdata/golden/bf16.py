@@ -145,16 +145,17 @@ def attention_bf16(q, k, v, n_rep):
     return AttentionBF16.apply(q, k, v).transpose(1, 2).reshape(b, t, h * d)
 
 
-def forward(P, cfg, ids, pol, lora):
+def forward(P, cfg, ids, pol, lora, linear=None):
     """Logits [B, T, V] of LlamaForCausalLM under policy pol. lora maps a
-    projection path to (A, B, scale)."""
+    projection path to (A, B, scale); linear(path, x), when given,
+    replaces the projections (qlora.py's quantized products)."""
     H = cfg["num_attention_heads"]
     Hkv = cfg["num_key_value_heads"]
     D = cfg["hidden_size"] // H
     eps = cfg["rms_norm_eps"]
     b, t = ids.shape
 
-    def linear(path, x):
+    def default_linear(path, x):
         y = x @ pol.fwd(P[path + ".weight"]).T
         if path in lora:
             a, bm, s = lora[path]
@@ -162,6 +163,7 @@ def forward(P, cfg, ids, pol, lora):
             y = y + xa @ pol.fwd(bm).T
         return pol.both(y)
 
+    linear = linear or default_linear
     inv = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
     fr = torch.arange(t, dtype=torch.float64)[:, None] * inv[None, :]
     emb = torch.cat((fr, fr), dim=-1)
@@ -193,7 +195,7 @@ def load_rows(path):
     return ids, labels
 
 
-def run_steps(cfg, base, ids, labels, run, pol, lora_init):
+def run_steps(cfg, base, ids, labels, run, pol, lora_init, fwd=forward):
     """3 AdamW steps (constant LR, one batch per step); losses, grad norms."""
     P = {n: t.double() for n, t in base.items()}
     lora, trainable = {}, {}
@@ -219,7 +221,7 @@ def run_steps(cfg, base, ids, labels, run, pol, lora_init):
     losses, norms = [], []
     for _ in range(run["steps"]):
         opt.zero_grad()
-        logits = forward(P, cfg, ids, pol, lora)
+        logits = fwd(P, cfg, ids, pol, lora)
         v = logits.shape[-1]
         tgt = labels[:, 1:].reshape(-1)
         count = int((tgt != -100).sum())
@@ -231,15 +233,8 @@ def run_steps(cfg, base, ids, labels, run, pol, lora_init):
     return losses, norms
 
 
-def main():
-    base_dir = os.path.join(HERE, "llama-gqa")
-    cfg = json.load(open(os.path.join(base_dir, "config.json")))
-    base = hfio.read_safetensors(os.path.join(base_dir, "model.safetensors"))
-    ids, labels = load_rows(os.path.join(base_dir, "data.jsonl"))
-    meta = json.load(open(os.path.join(base_dir, "meta.json")))
-    full = [r for r in meta["runs"] if r["name"] == "full"][0]
-    lmeta = json.load(open(os.path.join(HERE, "methods", "lora", "meta.json")))
-    lrun = lmeta["run"]
+def lora_adapter_init():
+    """methods/lora's initial adapter: projection path -> (A, B)."""
     adapter = hfio.read_safetensors(os.path.join(HERE, "methods", "lora", "adapter_model.safetensors"))
     lora_init = {}
     for name, t in adapter.items():
@@ -250,6 +245,19 @@ def main():
         else:
             bm = t
         lora_init[path] = (a, bm)
+    return lora_init
+
+
+def main():
+    base_dir = os.path.join(HERE, "llama-gqa")
+    cfg = json.load(open(os.path.join(base_dir, "config.json")))
+    base = hfio.read_safetensors(os.path.join(base_dir, "model.safetensors"))
+    ids, labels = load_rows(os.path.join(base_dir, "data.jsonl"))
+    meta = json.load(open(os.path.join(base_dir, "meta.json")))
+    full = [r for r in meta["runs"] if r["name"] == "full"][0]
+    lmeta = json.load(open(os.path.join(HERE, "methods", "lora", "meta.json")))
+    lrun = lmeta["run"]
+    lora_init = lora_adapter_init()
     out = {"model": "llama-gqa", "runs": {}}
     for name, run, init, src in (("full", full, None, "llama-gqa run full"),
                                  ("lora", lrun, lora_init, "methods/lora (its adapter folder as the initial adapter)")):
