@@ -6,14 +6,15 @@
 # Usage: scripts/results.sh [meta|continual|compare|summary|all]...   (default: all)
 #
 # Environment:
-#   SEEDS        seeds to run (default "1 2 3"; e.g. SEEDS=1 for a quick pass)
+#   SEEDS        seeds to run (default "1 2"; e.g. SEEDS=1 for a quick pass)
 #   OUT          where runs and logs go (default runs/results)
 #   GOTUNE       the binary (default: bin/gotune, built first)
 #   META_STEPS   meta-steps of gotune meta-train (default 100)
-#   CL_STEPS     optimizer steps per task of gotune continual (default 200)
-#   CMP_STEPS    steps per method of gotune compare (default 150)
+#   CL_STEPS     optimizer steps per task of gotune continual (default 150)
+#   CMP_STEPS    steps per method of gotune compare (default 60)
+#   CL_TASKS     the continual task sequence (default "cipher:5 cipher:6 cipher:7")
 #   CL_STRATEGIES  continual strategies (default "naive replay ewc olora per-task joint")
-#   EWC_LAMBDAS  EWC penalty strengths λ (default "100 1000")
+#   EWC_LAMBDAS  EWC penalty strengths λ (default "100 1000 10000")
 #
 # Each run's output is kept in OUT (…/log.txt, continual.json,
 # compare.json, PNGs); "summary" only reads them, so it can be rerun after
@@ -21,17 +22,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SEEDS=${SEEDS:-1 2 3}
+SEEDS=${SEEDS:-1 2}
 OUT=${OUT:-runs/results}
 META_STEPS=${META_STEPS:-100}
-CL_STEPS=${CL_STEPS:-200}
-CMP_STEPS=${CMP_STEPS:-150}
+CL_STEPS=${CL_STEPS:-150}
+CMP_STEPS=${CMP_STEPS:-60}
 CL_STRATEGIES=${CL_STRATEGIES:-naive replay ewc olora per-task joint}
-EWC_LAMBDAS=${EWC_LAMBDAS:-100 1000}
+EWC_LAMBDAS=${EWC_LAMBDAS:-100 1000 10000}
 MODEL=testdata/demo
 HELD_OUT=cipher:7,cipher:8,cipher:9,cipher:10
 LORA=(--lora-targets all-linear --lora-r 16 --lora-alpha 32)
-CL_TASKS=(cipher:5 reverse upper cipher:6)
+read -r -a CL_TASKS <<<"${CL_TASKS:-cipher:5 cipher:6 cipher:7}"
 
 if [[ -z ${GOTUNE:-} ]]; then
 	go build -o bin/gotune ./cmd/gotune
@@ -93,7 +94,7 @@ continual() {
 	done
 	local tasks
 	tasks=$(IFS=,; echo "${files[*]}")
-	local common=(continual --model $MODEL --tasks "$tasks" --steps "$CL_STEPS" --lr 1e-2 --batch-size 16
+	local common=(continual --model $MODEL --tasks "$tasks" --steps "$CL_STEPS" --lr 5e-3 --warmup-steps 15 --batch-size 16
 		"${LORA[@]}" --device cpu --log-every 0)
 	for s in $SEEDS; do
 		local d=$OUT/continual/s$s
@@ -130,11 +131,11 @@ compare() {
 	done
 }
 
-# stats: mean ± sample std of the numbers on stdin (one a line).
+# stats [DIGITS]: mean ± sample std of the numbers on stdin (one a line).
 stats() {
-	awk '{x[NR]=$1; s+=$1} END {if (NR==0) {print "n/a"; exit}
+	awk -v f="%.${1:-1}f" '{x[NR]=$1; s+=$1} END {if (NR==0) {print "n/a"; exit}
 		m=s/NR; v=0; for (i=1;i<=NR;i++) v+=(x[i]-m)^2
-		if (NR>1) printf "%.1f ± %.1f (n=%d)\n", m, sqrt(v/(NR-1)), NR; else printf "%.1f (n=1)\n", m}'
+		if (NR>1) printf f " ± " f " (n=%d)\n", m, sqrt(v/(NR-1)), NR; else printf f " (n=1)\n", m}'
 }
 
 # jnum FILE KEY: a top-level number of a JSON file.
@@ -149,7 +150,7 @@ summary() {
 			local line
 			line=$(grep -h "exact match over" "${logs[@]}" || true)
 			[[ -n $line ]] || { echo "k=$k $init: $(grep -h 'more than the model' "${logs[@]}" | head -1 | sed 's/.*: cipher/cipher/')"; continue; }
-			echo "k=$k $init: EM $(sed 's/.*: mean \([0-9.]*\)%.*/\1/' <<<"$line" | stats) | loss $(sed 's/.*held-out loss mean \([0-9.]*\).*/\1/' <<<"$line" | awk '{print $1*10}' | stats | awk '{printf "%.2f ± %.2f %s\n", $1/10, $3/10, $4}')"
+			echo "k=$k $init: EM $(sed 's/.*: mean \([0-9.]*\)%.*/\1/' <<<"$line" | stats) | loss $(sed 's/.*held-out loss mean \([0-9.]*\).*/\1/' <<<"$line" | stats 2)"
 		done
 	done
 	echo "== continual (${CL_TASKS[*]}), % (mean ± std over seeds)"
@@ -164,7 +165,7 @@ summary() {
 	done
 	echo "== compare (cipher:7, $CMP_STEPS steps): see $OUT/compare/s*.log"
 	for l in "$OUT"/compare/s*.log; do
-		[[ -f $l ]] && sed -n '/^method/,/^$/p' "$l"
+		[[ -f $l ]] && echo "$l:" && sed -n '/^ *method /,/^ *prompt /p' "$l"
 	done
 }
 
