@@ -28,7 +28,14 @@ maximum across tasks.
 Tasks: --tasks a.jsonl,b.jsonl,... or --tasks-dir DIR (instruction or chat
 data, one task per file, at least k + 1 examples each), and/or
 --synth-tasks cipher:7,cipher:8,... (synthetic tasks, k + --query examples
-drawn each). The support examples are drawn from --seed.`
+drawn each). The support examples are drawn from --seed.
+
+--in-context: the baseline without training: no adaptation; each query
+example is prompted with the k support examples in front, as earlier turns
+of one conversation laid out by the chat template (plain: one <s>, then
+each example's {instruction}\n{input}\n{output}</s> in turn), and the
+greedy reply is scored; the held-out loss is the answer's loss in that
+context. Prompts longer than the model's context are an error (reduce k).`
 
 // fewShotRequested reports whether args ask for few-shot evaluation.
 func fewShotRequested(args []string) bool {
@@ -54,6 +61,7 @@ func runFewShotEval(ctx context.Context, e *env, args []string) error {
 	tasksDir := fs.String("tasks-dir", "", "`DIR` whose every file is one task")
 	synthNames := fs.String("synth-tasks", "", "comma-separated synthetic task `names` (e.g. cipher:7,cipher:8)")
 	query := fs.Int("query", 50, "held-out examples scored per task (files: at most this many of the examples not drawn as support; 0: all of them)")
+	inContext := fs.Bool("in-context", false, "in-context k-shot prompting instead of adapting: the k support examples go in front of each query prompt (no training)")
 	maxNew := fs.Int("max-new-tokens", 0, "most tokens generated per answer (0: the longest expected answer plus 4)")
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
@@ -97,7 +105,13 @@ func runFewShotEval(ctx context.Context, e *env, args []string) error {
 		init = dir
 	}
 	fmt.Fprintf(e.Stdout, "model: %s on %s; method %s from %s: %s\n", f.modelPath, s.be.Name(), f.method, init, trainParamsLine(s))
-	fmt.Fprintf(e.Stdout, "few-shot: k = %d, %d %s steps of lr %g per task, %d tasks\n", *k, *steps, inner.Optimizer, inner.LR, len(list))
+	score := scorer.Score
+	if *inContext {
+		score = scorer.ScoreInContext
+		fmt.Fprintf(e.Stdout, "few-shot: k = %d in context (no adaptation), %d tasks\n", *k, len(list))
+	} else {
+		fmt.Fprintf(e.Stdout, "few-shot: k = %d, %d %s steps of lr %g per task, %d tasks\n", *k, *steps, inner.Optimizer, inner.LR, len(list))
+	}
 	rng := rand.New(rand.NewPCG(f.seed, 0xf5e7))
 	var accs, losses []float64
 	start := time.Now()
@@ -110,7 +124,7 @@ func runFewShotEval(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		r, err := scorer.Score(ctx, t, sp)
+		r, err := score(ctx, t, sp)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				return errInterrupted
@@ -118,8 +132,8 @@ func runFewShotEval(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		accs, losses = append(accs, r.Accuracy()), append(losses, r.QueryLoss)
-		fmt.Fprintf(e.Stdout, "task %d/%d %s: exact match %d/%d = %.1f%%, held-out loss %.4f (support loss %.4f before adapting, %.4f at the last step)\n",
-			i+1, len(list), t.Name, r.Correct, r.Total, 100*r.Accuracy(), r.QueryLoss, r.SupportLoss, r.AdaptedLoss)
+		fmt.Fprintf(e.Stdout, "task %d/%d %s: exact match %d/%d = %.1f%%, held-out loss %.4f%s\n",
+			i+1, len(list), t.Name, r.Correct, r.Total, 100*r.Accuracy(), r.QueryLoss, adaptNote(*inContext, r))
 	}
 	sum := fewshot.Summarise(accs)
 	ls := fewshot.Summarise(losses)
@@ -127,4 +141,12 @@ func runFewShotEval(ctx context.Context, e *env, args []string) error {
 		*k, sum.N, 100*sum.Mean, 100*sum.Std, 100*sum.Min, 100*sum.Max, ls.Mean, ls.Std)
 	fmt.Fprintf(e.Stderr, "evaluated in %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// adaptNote is the support-loss part of a task's line (nothing in context).
+func adaptNote(inContext bool, r fewshot.ScoreResult) string {
+	if inContext {
+		return " (in context)"
+	}
+	return fmt.Sprintf(" (support loss %.4f before adapting, %.4f at the last step)", r.SupportLoss, r.AdaptedLoss)
 }

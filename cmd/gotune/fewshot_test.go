@@ -175,3 +175,23 @@ func TestFewShotBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestFewShotInContext runs the in-context baseline: no adaptation, k
+// examples in front of each query, and a k whose prompts exceed the
+// demo model's 128 positions is a one-line error naming k.
+func TestFewShotInContext(t *testing.T) {
+	r := runGotune(t, "eval", "--few-shot", "1", "--in-context", "--model", demoModel,
+		"--synth-tasks", "cipher:1,cipher:7", "--query", "3", "--device", "cpu")
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	assert.Contains(t, r.stdout, "k = 1 in context (no adaptation), 2 tasks")
+	assert.Contains(t, r.stdout, "task 2/2 cipher:7: exact match ")
+	assert.Contains(t, r.stdout, "(in context)")
+	assert.Contains(t, r.stdout, "1-shot exact match over 2 tasks")
+
+	r = runGotune(t, "eval", "--few-shot", "8", "--in-context", "--model", demoModel,
+		"--synth-tasks", "cipher:7", "--query", "1", "--device", "cpu")
+	assert.Equal(t, 1, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	first, _, _ := strings.Cut(strings.TrimSpace(r.stderr), "\n")
+	assert.Contains(t, first, "with 8 support examples")
+	assert.Contains(t, first, "more than the model's 128 positions; use a smaller k")
+}

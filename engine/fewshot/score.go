@@ -78,20 +78,25 @@ func (s *Scorer) Score(ctx context.Context, t *Task, sp Split) (ScoreResult, err
 	if res.QueryLoss, err = qloss(); err != nil {
 		return res, err
 	}
-	convs := t.conversations(sp.Query)
+	res.Correct, res.Total, err = s.exactMatch(ctx, t.conversations(sp.Query))
+	return res, err
+}
+
+// exactMatch counts the greedy replies to convs that equal their last
+// message, generating at most MaxNewTokens (or the longest answer plus 4).
+func (s *Scorer) exactMatch(ctx context.Context, convs []textdata.Conversation) (correct, total int, err error) {
 	maxNew := s.MaxNewTokens
 	if maxNew == 0 {
 		if maxNew, err = answerTokens(s.Encoding.Tokenizer, convs); err != nil {
-			return res, err
+			return 0, 0, err
 		}
 		maxNew += 4
 	}
 	em, err := generate.ExactMatch(ctx, s.Model, s.Encoding.Tokenizer, s.Encoding.Template, convs, maxNew, nil)
 	if err != nil {
-		return res, err
+		return 0, 0, err
 	}
-	res.Correct, res.Total = em.Correct, em.Total
-	return res, nil
+	return em.Correct, em.Total, nil
 }
 
 // answerTokens returns the most tokens of any expected answer.
