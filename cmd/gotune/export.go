@@ -107,7 +107,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer be.Close()
-	m, n, err := loadMerged(be, modelPath, adapterDir, nil)
+	m, n, err := finetune.LoadMerged(be, finetune.MergeOptions{Model: modelPath, Adapter: adapterDir, Names: mergeNames})
 	if err != nil {
 		return err
 	}

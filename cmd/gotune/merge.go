@@ -8,10 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/model"
-	"github.com/gotune/gotune/methods/lora"
-	"github.com/gotune/gotune/methods/peft"
 )
 
 func init() {
@@ -76,52 +73,16 @@ func runMerge(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer be.Close()
-	m, n, err := loadMerged(be, modelDir, adapterDir, func(m model.Model) error { return qf.dequantized(m, e.Stdout) })
+	m, n, err := finetune.LoadMerged(be, finetune.MergeOptions{Model: modelDir, Adapter: adapterDir, Names: mergeNames,
+		Prepare: func(m model.Model) error { return qf.dequantized(m, e.Stdout) }})
 	if err != nil {
 		return err
 	}
 	return saveHF(e, m, modelDir, out, saveOpts, fmt.Sprintf("merged %d LoRA layers of %s into %s; ", n, adapterDir, modelDir))
 }
 
-// loadMerged loads --model (a Hugging Face folder or a llama2.c file),
-// passes it to prepare (nil: nothing; merge --quantize swaps in the
-// dequantized base) and, when adapterDir is set, folds that LoRA/DoRA
-// adapter into its weights. It returns the model and how many layers
-// were merged.
-func loadMerged(be engine.Backend, modelPath, adapterDir string, prepare func(model.Model) error) (model.Model, int, error) {
-	if adapterDir != "" {
-		h, err := peft.ReadHeader(adapterDir)
-		if err != nil {
-			return nil, 0, fmt.Errorf("--adapter: %w", err)
-		}
-		if h.PeftType != lora.PeftType {
-			return nil, 0, fmt.Errorf("--adapter %s: a %s adapter cannot be merged into weights (only LORA adapters, DoRA included, can)", adapterDir, h.PeftType)
-		}
-	}
-	// Merging and exporting work on float32 weights: the written file's
-	// dtype is chosen when saving, not by a compute precision.
-	m, err := loadModel(modelPath, be, engine.PrecisionFP32)
-	if err != nil {
-		return nil, 0, err
-	}
-	if prepare != nil {
-		if err := prepare(m); err != nil {
-			return nil, 0, err
-		}
-	}
-	if adapterDir == "" {
-		return m, 0, nil
-	}
-	a, err := lora.Load(m, adapterDir, lora.LoadOptions{Frozen: true})
-	if err != nil {
-		return nil, 0, fmt.Errorf("--adapter: %w", err)
-	}
-	n := len(a.Layers())
-	if err := a.MergeAndRemove(); err != nil {
-		return nil, 0, err
-	}
-	return m, n, nil
-}
+// mergeNames names finetune.MergeOptions by the flags of merge and export.
+var mergeNames = finetune.Names{"Model": "--model", "Adapter": "--adapter"}
 
 // saveHF writes m to out in Hugging Face layout with the tokenizer files
 // found beside modelPath, and prints what it wrote after prefix.

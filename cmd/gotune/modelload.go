@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"github.com/gotune/gotune/finetune"
 	"io"
-	"os"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/chat"
 	"github.com/gotune/gotune/engine/hfconfig"
-	"github.com/gotune/gotune/engine/llama2c"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/tokenizer"
 )
@@ -22,14 +20,7 @@ const modelPathHelp = "model: a Hugging Face checkpoint `PATH` (folder with conf
 // legacy checkpoint file (loaded with interleaved RoPE, in float32; a
 // small model that inferencePrecision converts).
 func loadModel(path string, be engine.Backend, p engine.Precision) (model.Model, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("--model: %w", err)
-	}
-	if info.IsDir() {
-		return model.LoadWithOptions(path, be, model.Options{Storage: p.ActDType()})
-	}
-	return llama2c.Load(path, be)
+	return finetune.LoadModel(path, be, p, optionFlags)
 }
 
 // inferencePrecision applies policy p to a model loaded for inference
