@@ -40,7 +40,7 @@ func (p Precision) String() string {
 	}
 }
 
-// ParsePrecision reads a --precision value. "auto" resolves to bf16 when
+// ParsePrecision reads a precision name (gotune's --precision). "auto" resolves to bf16 when
 // gpu is true and fp32 otherwise (the CPU's float32 path is its reference).
 func ParsePrecision(s string, gpu bool) (Precision, error) {
 	switch s {
@@ -54,7 +54,7 @@ func ParsePrecision(s string, gpu bool) (Precision, error) {
 		}
 		return PrecisionFP32, nil
 	}
-	return 0, fmt.Errorf("--precision %q: want bf16, fp32 or auto", s)
+	return 0, fmt.Errorf("precision %q: want bf16, fp32 or auto", s)
 }
 
 // ActDType is the dtype of activations that feed matrix products (and of

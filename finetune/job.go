@@ -131,7 +131,7 @@ func (o *JobOptions) Check() error {
 		return optionErrorf("Train.EarlyStoppingPatience", "%s needs %s and %s", o.name("Train.EarlyStoppingPatience"), o.name("Data.Eval"), o.name("Data.EvalEvery"))
 	}
 	if _, err := engine.ParsePrecision(o.Precision, false); err != nil {
-		return &OptionError{Option: "Precision", Msg: err.Error()}
+		return optionErrorf("Precision", "%s %q: want bf16, fp32 or auto", o.name("Precision"), o.Precision)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package finetune
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,7 +36,7 @@ func loraConfig(m model.Model, o *MethodOptions) (lora.Config, error) {
 		RSLoRA: l.RSLoRA, DoRA: l.DoRA, Init: l.Init, Seed: o.Seed, BaseModel: o.BaseModel,
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, &OptionError{Option: "LoRA", Msg: err.Error()}
+		return cfg, loraOptionError(err, o.Names)
 	}
 	return cfg, nil
 }
@@ -101,4 +102,21 @@ func checkLoRAAgrees(m model.Model, o *MethodOptions, given, file lora.Config) e
 		return optionErrorf("InitAdapter", "%s %s: %s contradict %s; leave them out to use the adapter's configuration", o.name("InitAdapter"), o.InitAdapter, strings.Join(bad, ", "), o.InitAdapter+"/adapter_config.json")
 	}
 	return nil
+}
+
+// loraOptions maps lora.Config's fields to the options that set them.
+var loraOptions = map[string]string{
+	"R": "LoRA.Rank", "Alpha": "LoRA.Alpha", "Dropout": "LoRA.Dropout", "Targets": "LoRA.Targets", "Init": "LoRA.Init",
+}
+
+// loraOptionError turns lora.Config.Validate's error into an
+// *OptionError naming the option through names.
+func loraOptionError(err error, names Names) *OptionError {
+	var fe *lora.FieldError
+	if errors.As(err, &fe) {
+		if opt, ok := loraOptions[fe.Field]; ok {
+			return optionErrorf(opt, "%s %s", names.Of(opt), fe.Problem)
+		}
+	}
+	return &OptionError{Option: "LoRA", Msg: err.Error()}
 }

@@ -135,8 +135,8 @@ func runCompare(ctx context.Context, e *env, args []string) error {
 	if !validDevice(*device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", *device)}
 	}
-	if _, err := engine.ParsePrecision(*precision, false); err != nil {
-		return &usageError{msg: err.Error()}
+	if err := checkPrecision(*precision); err != nil {
+		return err
 	}
 	schedule, err := train.ParseSchedule(*schedName)
 	if err != nil {

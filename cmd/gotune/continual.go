@@ -152,8 +152,8 @@ func runContinual(ctx context.Context, e *env, args []string) error {
 	if !validDevice(f.device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", f.device)}
 	}
-	if _, err := engine.ParsePrecision(f.precision, false); err != nil {
-		return &usageError{msg: err.Error()}
+	if err := checkPrecision(f.precision); err != nil {
+		return err
 	}
 	for _, p := range append(slices.Clone(taskPaths), evalPaths...) {
 		if err := checkTaskFile(p); err != nil {

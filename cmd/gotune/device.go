@@ -19,6 +19,15 @@ const precisionHelp = "numeric `policy`: bf16 (bfloat16 activations, frozen weig
 // asks about).
 func onGPU(be engine.Backend) bool { return strings.HasPrefix(be.Name(), "cuda") }
 
+// checkPrecision rejects a --precision value the engine does not know
+// (its error names the option "precision"; the flag is --precision).
+func checkPrecision(value string) error {
+	if _, err := engine.ParsePrecision(value, false); err != nil {
+		return &usageError{msg: "--" + err.Error()}
+	}
+	return nil
+}
+
 // openCUDA opens the CUDA backend. It is nil in builds without one; the
 // GPU build sets it from a file of its own (behind a build tag), which is
 // all it takes to enable --device cuda and make auto prefer the GPU.

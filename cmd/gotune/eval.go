@@ -83,8 +83,8 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	if !validDevice(*device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", *device)}
 	}
-	if _, err := engine.ParsePrecision(*precision, false); err != nil {
-		return &usageError{msg: err.Error()}
+	if err := checkPrecision(*precision); err != nil {
+		return err
 	}
 	be, err := openDevice(*device, func(string) {})
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/runcard"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/finetune"
@@ -212,8 +211,8 @@ func runTrain(ctx context.Context, e *env, args []string) (err error) {
 	if !validDevice(f.device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", f.device)}
 	}
-	if _, err := engine.ParsePrecision(f.precision, false); err != nil {
-		return &usageError{msg: err.Error()}
+	if err := checkPrecision(f.precision); err != nil {
+		return err
 	}
 	if _, err := methodRegistry.Lookup(f.method, optionFlags); err != nil {
 		return err

@@ -79,26 +79,41 @@ func (c *Config) Scaling() float64 {
 	return c.Alpha / float64(c.R)
 }
 
-// Validate reports the first invalid hyper-parameter, naming its flag.
+// FieldError is an invalid Config field. Field is its Go name ("R",
+// "Alpha", "Dropout", "Targets", "Init") so that a caller can name the
+// option that set it in its own terms; Problem says what is wrong.
+type FieldError struct {
+	Field, Problem string
+}
+
+// Error names the field by its Go name.
+func (e *FieldError) Error() string { return e.Field + " " + e.Problem }
+
+// fieldErrorf returns a *FieldError about field, formatted.
+func fieldErrorf(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// Validate reports the first invalid hyper-parameter as a *FieldError.
 func (c *Config) Validate() error {
 	switch {
 	case c.R < 1:
-		return fmt.Errorf("--lora-r must be at least 1, got %d", c.R)
+		return fieldErrorf("R", "must be at least 1, got %d", c.R)
 	case !(c.Alpha > 0) || math.IsInf(c.Alpha, 0):
-		return fmt.Errorf("--lora-alpha must be a positive number, got %v", c.Alpha)
+		return fieldErrorf("Alpha", "must be a positive number, got %v", c.Alpha)
 	case !(c.Dropout >= 0 && c.Dropout < 1):
-		return fmt.Errorf("--lora-dropout must be in [0, 1), got %v", c.Dropout)
+		return fieldErrorf("Dropout", "must be in [0, 1), got %v", c.Dropout)
 	case len(c.Targets) == 0 && c.TargetRegex == "":
-		return fmt.Errorf("--lora-targets names no module")
+		return fieldErrorf("Targets", "names no module")
 	case c.Init != "" && c.Init != InitKaiming && c.Init != InitGaussian:
-		return fmt.Errorf("--lora-init must be kaiming or gaussian, got %q", c.Init)
+		return fieldErrorf("Init", "must be kaiming or gaussian, got %q", c.Init)
 	}
 	for _, t := range c.Targets {
 		if strings.TrimSpace(t) == "" {
-			return fmt.Errorf("--lora-targets has an empty module name")
+			return fieldErrorf("Targets", "has an empty module name")
 		}
 		if t == AllLinear && len(c.Targets) > 1 {
-			return fmt.Errorf("--lora-targets: %q cannot be combined with other names", AllLinear)
+			return fieldErrorf("Targets", "%q cannot be combined with other names", AllLinear)
 		}
 	}
 	return nil

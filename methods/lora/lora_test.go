@@ -382,12 +382,12 @@ func TestApplyErrors(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{hfconfig.ArchLlama, Config{R: 0, Alpha: 1, Targets: []string{"q_proj"}}, "--lora-r must be at least 1"},
-		{hfconfig.ArchLlama, Config{R: 2, Alpha: 1, Dropout: 1, Targets: []string{"q_proj"}}, "--lora-dropout must be in [0, 1)"},
+		{hfconfig.ArchLlama, Config{R: 0, Alpha: 1, Targets: []string{"q_proj"}}, "R must be at least 1"},
+		{hfconfig.ArchLlama, Config{R: 2, Alpha: 1, Dropout: 1, Targets: []string{"q_proj"}}, "Dropout must be in [0, 1)"},
 		{hfconfig.ArchLlama, Config{R: 2, Alpha: 1, Targets: []string{"c_attn"}}, `target module(s) "c_attn" match no module of this LlamaForCausalLM model (its linear layers: down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj)`},
 		{hfconfig.ArchGPT2, Config{R: 2, Alpha: 1, Targets: []string{"q_proj", "c_fc"}}, `"q_proj" match no module`},
 		{hfconfig.ArchLlama, Config{R: 2, Alpha: 1, Targets: []string{AllLinear, "q_proj"}}, "cannot be combined"},
-		{hfconfig.ArchLlama, Config{R: 2, Alpha: 1, Targets: []string{"q_proj"}, Init: "orthogonal"}, "--lora-init must be kaiming or gaussian"},
+		{hfconfig.ArchLlama, Config{R: 2, Alpha: 1, Targets: []string{"q_proj"}, Init: "orthogonal"}, "Init must be kaiming or gaussian"},
 		{hfconfig.ArchLlama, Config{R: 2, Alpha: 1, Targets: []string{"embed_tokens"}}, "LoRA wraps linear layers only"},
 	} {
 		if _, err := Apply(tinyModel(t, tc.arch, 1), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
