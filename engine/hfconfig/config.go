@@ -34,6 +34,7 @@ const (
 	ArchQwen2   = arch.Qwen2
 	ArchGPT2    = arch.GPT2
 	ArchQwen3   = arch.Qwen3
+	ArchOlmo2   = arch.Olmo2
 )
 
 // SupportedArchitectures returns the architectures this package accepts,
@@ -260,12 +261,12 @@ func (c *Config) Validate() error {
 		if c.AttentionBias || c.AttnOutBias || c.MLPBias {
 			return fmt.Errorf("Mistral has no biases")
 		}
-	case ArchLlama, ArchQwen3:
+	case ArchLlama, ArchQwen3, ArchOlmo2:
 		if c.AttentionBias != c.AttnOutBias {
 			return fmt.Errorf("%s's attention_bias applies to q, k, v and o projections alike (AttentionBias and AttnOutBias must agree)", c.Arch)
 		}
-		if c.Arch == ArchQwen3 && c.MLPBias {
-			return fmt.Errorf("Qwen3 has no MLP biases")
+		if c.Arch != ArchLlama && c.MLPBias {
+			return fmt.Errorf("%s has no MLP biases", c.Arch)
 		}
 	}
 	return nil

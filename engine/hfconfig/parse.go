@@ -433,11 +433,15 @@ func (p *parser) llama(c *Config) error {
 	if c.KVHeads <= 0 || c.Heads%c.KVHeads != 0 {
 		return p.errf("num_key_value_heads", "%d must be positive and divide num_attention_heads = %d", c.KVHeads, c.Heads)
 	}
-	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768}[c.Arch]
+	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768, ArchOlmo2: 2048}[c.Arch]
 	if c.MaxPos, err = p.intOr("max_position_embeddings", defMaxPos); err != nil {
 		return err
 	}
-	if c.NormEps, err = p.floatOr("rms_norm_eps", 1e-6); err != nil {
+	defEps := 1e-6
+	if c.Arch == ArchOlmo2 {
+		defEps = 1e-5 // Olmo2Config's default
+	}
+	if c.NormEps, err = p.floatOr("rms_norm_eps", defEps); err != nil {
 		return err
 	}
 	if c.RopeTheta, err = p.floatOr("rope_theta", 10000); err != nil {
@@ -453,7 +457,7 @@ func (p *parser) llama(c *Config) error {
 		return err
 	}
 	switch c.Arch {
-	case ArchLlama, ArchQwen3:
+	case ArchLlama, ArchQwen3, ArchOlmo2:
 		if c.AttentionBias, err = p.boolOr("attention_bias", false); err != nil {
 			return err
 		}
@@ -468,7 +472,11 @@ func (p *parser) llama(c *Config) error {
 	}
 	var bos *int
 	var eos []int
-	if c.Arch != ArchQwen2 && c.Arch != ArchQwen3 { // Qwen2Config and Qwen3Config set no token defaults
+	switch c.Arch {
+	case ArchQwen2, ArchQwen3: // Qwen2Config and Qwen3Config set no token defaults
+	case ArchOlmo2:
+		eos = []int{50279} // Olmo2Config: no bos, eos 50279
+	default:
 		bos, eos = intPtr(1), []int{2}
 	}
 	if c.BosTokenID, err = p.tokenID("bos_token_id", bos); err != nil {

@@ -175,7 +175,7 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 	if c.TieEmbeddings != o.TieEmbeddings {
 		set("tie_word_embeddings", c.TieEmbeddings)
 	}
-	if c.Arch == ArchLlama || c.Arch == ArchQwen3 {
+	if c.Arch == ArchLlama || c.Arch == ArchQwen3 || c.Arch == ArchOlmo2 {
 		if c.AttentionBias != o.AttentionBias {
 			set("attention_bias", c.AttentionBias)
 		}

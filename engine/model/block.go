@@ -10,6 +10,10 @@ import "github.com/gotune/gotune/engine"
 // where an absent hook is the identity on the sub-layer output. A nil out
 // skips the last add (recomputation needs only the layer's activations).
 func (m *Transformer) blockForward(l int, p *pass, a *layerActs, out *engine.Tensor) {
+	if m.postNorm() {
+		m.postNormBlockForward(l, p, a, out)
+		return
+	}
 	be, blk := m.be, m.blocks[l]
 	blk.norm1.forward(a.xn1, a.st1, a.x)
 	m.attnForward(l, p, a)
@@ -37,6 +41,10 @@ func (m *Transformer) blockForward(l int, p *pass, a *layerActs, out *engine.Ten
 // trainable one (then nothing below needs it and it is not computed).
 // Stages below p.low are skipped entirely.
 func (m *Transformer) blockBackward(l int, p *pass, a *layerActs, d *engine.Tensor) {
+	if m.postNorm() {
+		m.postNormBlockBackward(l, p, a, d)
+		return
+	}
 	be, blk, s := m.be, m.blocks[l], p.s
 	stageAttn, stageMLP := 2*l, 2*l+1
 	if stageMLP < p.low {

@@ -208,6 +208,21 @@ def qwen3_config(vocab, hidden, layers, heads, kv_heads, head_dim, inter, max_po
     }
 
 
+def olmo2_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, eps, tied):
+    """config.json of an Olmo2ForCausalLM (transformers' Olmo2Config keys).
+
+    LlamaConfig's keys less head_dim (hidden/heads), mlp_bias and
+    pretraining_tp; Olmo2Config's pad 1 and no bos; eos the last token
+    (Olmo2Config's 50279 is outside a tiny vocabulary).
+    """
+    c = llama_config("Olmo2ForCausalLM", "olmo2", vocab, hidden, layers, heads, kv_heads, inter,
+                     max_pos, theta, eps, tied, bos=None, eos=vocab - 1)
+    for k in ("head_dim", "mlp_bias", "pretraining_tp"):
+        del c[k]
+    c["pad_token_id"] = 1
+    return dict(sorted(c.items()))
+
+
 def gpt2_config(vocab, n_embd, n_layer, n_head, n_positions, eps, bos, eos):
     """config.json of a GPT2LMHeadModel, as transformers 4.46 writes it.
 

@@ -171,8 +171,12 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
     p maps Hugging Face names to tensors; q/k/v biases are used when present
     (Qwen2), and so are the per-head q/k RMSNorms of Qwen3 (self_attn.q_norm,
     self_attn.k_norm, weights [head_dim], applied before RoPE). lm_head.weight absent means tied to model.embed_tokens.weight.
+    Olmo2ForCausalLM (model_type "olmo2"): no pre-norms; post_attention_layernorm
+    and post_feedforward_layernorm normalise each sub-layer's output before the
+    residual add, and q_norm/k_norm normalise the whole q/k projection.
     T' = T plus whatever hooks.input_embeds prepends.
     """
+    post = cfg.get("model_type") == "olmo2"
     hidden = cfg["hidden_size"]
     n_heads = cfg["num_attention_heads"]
     n_kv = cfg.get("num_key_value_heads", n_heads)
@@ -187,14 +191,17 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
 
     for i in range(cfg["num_hidden_layers"]):
         pre = "model.layers.%d." % i
-        x = rms_norm(h, p[pre + "input_layernorm.weight"], eps)
+        x = h if post else rms_norm(h, p[pre + "input_layernorm.weight"], eps)
         proj = {}
         for name, heads in (("q", n_heads), ("k", n_kv), ("v", n_kv)):
             path = pre + "self_attn.%s_proj" % name
             y = hooks.linear(path, x, p[path + ".weight"], p.get(path + ".bias"))
-            y = y.view(b, t, heads, head_dim)
             norm = pre + "self_attn.%s_norm.weight" % name
-            if norm in p:
+            if post and norm in p:
+                # Olmo2Attention: q_norm/k_norm over the whole projection, before the head split
+                y = rms_norm(y, p[norm], eps)
+            y = y.view(b, t, heads, head_dim)
+            if not post and norm in p:
                 # Qwen3Attention: q_norm/k_norm, RMSNorm over each head (head_dim), before RoPE
                 y = rms_norm(y, p[norm], eps)
             proj[name] = y.transpose(1, 2)
@@ -212,14 +219,18 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
         path = pre + "self_attn.o_proj"
         a = hooks.linear(path, a, p[path + ".weight"], p.get(path + ".bias"))
         a = hooks.after_attn(i, x, a, h)
+        if post:
+            a = rms_norm(a, p[pre + "post_attention_layernorm.weight"], eps)
         h = h + a
 
-        x = rms_norm(h, p[pre + "post_attention_layernorm.weight"], eps)
+        x = h if post else rms_norm(h, p[pre + "post_attention_layernorm.weight"], eps)
         mlp = pre + "mlp."
         gate = hooks.linear(mlp + "gate_proj", x, p[mlp + "gate_proj.weight"], p.get(mlp + "gate_proj.bias"))
         up = hooks.linear(mlp + "up_proj", x, p[mlp + "up_proj.weight"], p.get(mlp + "up_proj.bias"))
         m = hooks.linear(mlp + "down_proj", F.silu(gate) * up, p[mlp + "down_proj.weight"], p.get(mlp + "down_proj.bias"))
         m = hooks.after_mlp(i, x, m, h)
+        if post:
+            m = rms_norm(m, p[pre + "post_feedforward_layernorm.weight"], eps)
         h = h + m
 
     h = rms_norm(h, p["model.norm.weight"], eps)
@@ -272,6 +283,7 @@ FORWARDS = {
     "MistralForCausalLM": llama_forward,
     "Qwen2ForCausalLM": llama_forward,
     "Qwen3ForCausalLM": llama_forward,
+    "Olmo2ForCausalLM": llama_forward,
     "GPT2LMHeadModel": gpt2_forward,
 }
 
