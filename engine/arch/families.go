@@ -7,6 +7,7 @@ const (
 	Qwen2   = "Qwen2ForCausalLM"
 	Qwen3   = "Qwen3ForCausalLM"
 	Olmo2   = "Olmo2ForCausalLM"
+	Granite = "GraniteForCausalLM"
 	GPT2    = "GPT2LMHeadModel"
 )
 
@@ -99,6 +100,12 @@ func init() {
 	}
 	o2.GGUFNames, o2.GGUFGlobal = nil, nil
 	register(o2)
+	// Granite: LLaMA's modules; its embedding, residual and attention
+	// multipliers and logits scaling are hyper-parameters (hfconfig).
+	// No GGUF mapping (not checked here).
+	g := llamaFamily(Granite, "granite", "")
+	g.GGUFNames, g.GGUFGlobal = nil, nil
+	register(g)
 	register(&Family{
 		Arch: GPT2, ModelType: "gpt2", GGUF: "gpt2",
 		Keys: Keys{

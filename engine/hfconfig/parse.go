@@ -330,6 +330,9 @@ func (p *parser) config() (*Config, error) {
 	} else {
 		err = p.llama(c)
 	}
+	if err == nil {
+		err = p.graniteScalars(c)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -433,7 +436,7 @@ func (p *parser) llama(c *Config) error {
 	if c.KVHeads <= 0 || c.Heads%c.KVHeads != 0 {
 		return p.errf("num_key_value_heads", "%d must be positive and divide num_attention_heads = %d", c.KVHeads, c.Heads)
 	}
-	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768, ArchOlmo2: 2048}[c.Arch]
+	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768, ArchOlmo2: 2048, ArchGranite: 2048}[c.Arch]
 	if c.MaxPos, err = p.intOr("max_position_embeddings", defMaxPos); err != nil {
 		return err
 	}
@@ -457,12 +460,12 @@ func (p *parser) llama(c *Config) error {
 		return err
 	}
 	switch c.Arch {
-	case ArchLlama, ArchQwen3, ArchOlmo2:
+	case ArchLlama, ArchQwen3, ArchOlmo2, ArchGranite:
 		if c.AttentionBias, err = p.boolOr("attention_bias", false); err != nil {
 			return err
 		}
 		c.AttnOutBias = c.AttentionBias
-		if c.Arch == ArchLlama {
+		if c.Arch == ArchLlama || c.Arch == ArchGranite {
 			if c.MLPBias, err = p.boolOr("mlp_bias", false); err != nil {
 				return err
 			}
@@ -507,6 +510,32 @@ func (p *parser) llama(c *Config) error {
 			}
 			c.SlidingWindow = &v
 		}
+	}
+	return nil
+}
+
+// graniteScalars reads GraniteConfig's multipliers (default 1); the
+// other families leave them zero.
+func (p *parser) graniteScalars(c *Config) error {
+	if c.Arch != ArchGranite {
+		return nil
+	}
+	fields := []struct {
+		key string
+		v   *float64
+	}{
+		{"embedding_multiplier", &c.EmbeddingMultiplier}, {"residual_multiplier", &c.ResidualMultiplier},
+		{"attention_multiplier", &c.AttentionMultiplier}, {"logits_scaling", &c.LogitsScaling},
+	}
+	for _, f := range fields {
+		v, err := p.floatOr(f.key, 1)
+		if err != nil {
+			return err
+		}
+		if !(v > 0) {
+			return p.errf(f.key, "must be positive, got %v", v)
+		}
+		*f.v = v
 	}
 	return nil
 }

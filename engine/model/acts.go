@@ -83,6 +83,7 @@ type actSet struct {
 	dqkv                *engine.Tensor
 	dqRaw, dkRaw        *engine.Tensor // gradients of qRaw, kRaw
 	dpost               *engine.Tensor // gradient of a post-norm's input (post-norm families)
+	dsub                *engine.Tensor // resMul·(residual gradient) (Granite)
 	df1, df2, dfa       *engine.Tensor
 	dhead, dembReal     *engine.Tensor
 	dprompt             *engine.Tensor
@@ -235,6 +236,9 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	}
 	if post {
 		s.dpost = f32(N, D)
+	}
+	if d.resMul != 1 {
+		s.dsub = f32(N, D)
 	}
 	s.df1, s.dfa = act(N, I), act(N, I)
 	if gated {

@@ -85,7 +85,7 @@ func expectedParams(t *testing.T, c hfConfig) map[string][]int {
 	t.Helper()
 	p := map[string][]int{}
 	switch c.Architectures[0] {
-	case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Olmo2ForCausalLM":
+	case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Olmo2ForCausalLM", "GraniteForCausalLM":
 		d, hd := c.HiddenSize, c.HiddenSize/c.NumAttentionHeads
 		if c.HeadDim != 0 {
 			hd = c.HeadDim

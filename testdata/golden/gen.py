@@ -352,6 +352,16 @@ MODELS = [
         "weights": lambda cfg, rng: llama_weights(cfg, rng, qk_norm=True),
         "runs": standard_runs([]),
     },
+    {
+        "name": "granite",
+        "seed": 6006,
+        # every scalar away from 1, the attention scale away from 1/sqrt(8)
+        "config": hfio.granite_config(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, inter=40,
+                                      max_pos=64, theta=1e4, eps=1e-6, tied=False, embedding_multiplier=3.0,
+                                      residual_multiplier=0.5, attention_multiplier=0.25, logits_scaling=2.5),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng),
+        "runs": standard_runs([]),
+    },
 ]
 
 
@@ -454,6 +464,7 @@ METHOD_RUNS = [
     ("qwen3-lora", "qwen3", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.25),
     ("qwen2-dora", "qwen2-tied", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj"), use_dora=True,
                                       m_jitter=0.1), 1.8),
+    ("granite-lora", "granite", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 0.104),
     ("olmo2-lora", "olmo2", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.7),
 ]
 

@@ -223,6 +223,22 @@ def olmo2_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, 
     return dict(sorted(c.items()))
 
 
+def granite_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, eps, tied,
+                   embedding_multiplier, residual_multiplier, attention_multiplier, logits_scaling):
+    """config.json of a GraniteForCausalLM (transformers' GraniteConfig keys).
+
+    LlamaConfig's keys less head_dim and pretraining_tp, plus Granite's
+    four scalars.
+    """
+    c = llama_config("GraniteForCausalLM", "granite", vocab, hidden, layers, heads, kv_heads, inter,
+                     max_pos, theta, eps, tied)
+    for k in ("head_dim", "pretraining_tp"):
+        del c[k]
+    c.update(embedding_multiplier=float(embedding_multiplier), residual_multiplier=float(residual_multiplier),
+             attention_multiplier=float(attention_multiplier), logits_scaling=float(logits_scaling))
+    return dict(sorted(c.items()))
+
+
 def gpt2_config(vocab, n_embd, n_layer, n_head, n_positions, eps, bos, eos):
     """config.json of a GPT2LMHeadModel, as transformers 4.46 writes it.
 

@@ -146,14 +146,18 @@ def repeat_kv(x, n_rep):
     return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
 
 
-def causal_attention(q, k, v):
+def causal_attention(q, k, v, scale=None):
     """Eager causal attention. q [B, H, T, D], k/v [B, H, S, D] with S >= T.
 
     Query t may see keys s <= t + (S - T): the S - T leading keys (a prefix
-    or cache) are visible to every query. Scores are scaled by 1/sqrt(D).
+    or cache) are visible to every query. Scores are scaled by 1/sqrt(D),
+    or by scale when given (Granite's attention_multiplier).
     """
     t, s = q.shape[2], k.shape[2]
-    scores = (q @ k.transpose(2, 3)) / math.sqrt(q.shape[-1])
+    if scale is None:
+        scores = (q @ k.transpose(2, 3)) / math.sqrt(q.shape[-1])
+    else:
+        scores = (q @ k.transpose(2, 3)) * scale
     qi = torch.arange(t)[:, None]
     kj = torch.arange(s)[None, :]
     mask = kj > qi + (s - t)
@@ -174,9 +178,14 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
     Olmo2ForCausalLM (model_type "olmo2"): no pre-norms; post_attention_layernorm
     and post_feedforward_layernorm normalise each sub-layer's output before the
     residual add, and q_norm/k_norm normalise the whole q/k projection.
+    GraniteForCausalLM: the input embeddings (virtual tokens included) times
+    embedding_multiplier, each sub-layer output times residual_multiplier,
+    attention scores times attention_multiplier, logits / logits_scaling.
     T' = T plus whatever hooks.input_embeds prepends.
     """
     post = cfg.get("model_type") == "olmo2"
+    granite = cfg.get("model_type") == "granite"
+    res_mult = cfg.get("residual_multiplier", 1.0)
     hidden = cfg["hidden_size"]
     n_heads = cfg["num_attention_heads"]
     n_kv = cfg.get("num_key_value_heads", n_heads)
@@ -185,6 +194,8 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
     emb = p["model.embed_tokens.weight"]
 
     h = hooks.input_embeds(emb[input_ids])
+    if granite:
+        h = h * cfg["embedding_multiplier"]
     b, t, _ = h.shape
     past = hooks.past_length()
     cos, sin = rope_tables(head_dim, cfg.get("rope_theta", 10000.0), torch.arange(past, past + t), h.dtype)
@@ -215,12 +226,15 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
             v = torch.cat((prefix[1], v), dim=2)
         k = repeat_kv(k, n_heads // n_kv)
         v = repeat_kv(v, n_heads // n_kv)
-        a = causal_attention(q, k, v).transpose(1, 2).reshape(b, t, n_heads * head_dim)
+        a = causal_attention(q, k, v, cfg["attention_multiplier"] if granite else None)
+        a = a.transpose(1, 2).reshape(b, t, n_heads * head_dim)
         path = pre + "self_attn.o_proj"
         a = hooks.linear(path, a, p[path + ".weight"], p.get(path + ".bias"))
         a = hooks.after_attn(i, x, a, h)
         if post:
             a = rms_norm(a, p[pre + "post_attention_layernorm.weight"], eps)
+        if granite:
+            a = a * res_mult
         h = h + a
 
         x = h if post else rms_norm(h, p[pre + "post_attention_layernorm.weight"], eps)
@@ -231,10 +245,15 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
         m = hooks.after_mlp(i, x, m, h)
         if post:
             m = rms_norm(m, p[pre + "post_feedforward_layernorm.weight"], eps)
+        if granite:
+            m = m * res_mult
         h = h + m
 
     h = rms_norm(h, p["model.norm.weight"], eps)
-    return hooks.linear("lm_head", h, p.get("lm_head.weight", emb), None)
+    logits = hooks.linear("lm_head", h, p.get("lm_head.weight", emb), None)
+    if granite:
+        logits = logits / cfg["logits_scaling"]
+    return logits
 
 
 def gpt2_forward(p, cfg, input_ids, hooks=PLAIN):
@@ -284,6 +303,7 @@ FORWARDS = {
     "Qwen2ForCausalLM": llama_forward,
     "Qwen3ForCausalLM": llama_forward,
     "Olmo2ForCausalLM": llama_forward,
+    "GraniteForCausalLM": llama_forward,
     "GPT2LMHeadModel": gpt2_forward,
 }
 
