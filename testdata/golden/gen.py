@@ -465,6 +465,9 @@ METHOD_RUNS = [
     ("qwen2-dora", "qwen2-tied", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj"), use_dora=True,
                                       m_jitter=0.1), 1.8),
     ("granite-lora", "granite", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 0.104),
+    ("olmo2-adapter-houlsby", "olmo2", Bottleneck("houlsby", reduction_factor=4, non_linearity="relu"), 2.4),
+    ("granite-adapter-parallel", "granite", Bottleneck("parallel", reduction_factor=4, non_linearity="silu",
+                                                       scaling=2.0), 0.283),
     ("olmo2-lora", "olmo2", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.7),
 ]
 
