@@ -26,6 +26,18 @@ const (
 	LayerNorm
 )
 
+// Placement is where a family's two layer norms sit.
+type Placement int
+
+const (
+	// PreNorm: x + f(norm(x)) (LLaMA, GPT-2).
+	PreNorm Placement = iota
+	// PostNorm: x + norm(f(x)), the norm on the sub-layer's output
+	// before the residual add (OLMo-2's post_attention_layernorm and
+	// post_feedforward_layernorm).
+	PostNorm
+)
+
 // MLP is the kind of a family's feed-forward sub-layer.
 type MLP int
 
@@ -66,7 +78,7 @@ type Role int
 // The roles of a layer's modules. Forward order is the order of these
 // constants.
 const (
-	Norm1 Role = iota // the attention sub-layer's norm
+	Norm1 Role = iota // the attention sub-layer's norm (of its output when post-norm)
 	Q                 // query projection
 	K                 // key projection
 	V                 // value projection
@@ -74,7 +86,7 @@ const (
 	QNorm             // query norm (QKNorm)
 	KNorm             // key norm (QKNorm)
 	O                 // attention output projection
-	Norm2             // the MLP sub-layer's norm
+	Norm2             // the MLP sub-layer's norm (of its output when post-norm)
 	Gate              // gated MLP's gate projection
 	Up                // MLP input (up) projection
 	Down              // MLP output projection
@@ -107,10 +119,11 @@ type Family struct {
 	// Keys are the config.json spellings of the shared fields.
 	Keys Keys
 
-	// Norm is the normalisation kind. Every family so far is pre-norm
-	// (x + f(norm(x))); OLMo-2's post-norms will need a placement field
-	// and the model's support for it.
+	// Norm is the normalisation kind.
 	Norm Norm
+	// Placement says whether Norm1 and Norm2 normalise the sub-layers'
+	// inputs (pre-norm) or their outputs (post-norm).
+	Placement Placement
 	// MLP is the feed-forward kind.
 	MLP MLP
 	// Positions is how positions are encoded.

@@ -6,6 +6,8 @@ const (
 	Mistral = "MistralForCausalLM"
 	Qwen2   = "Qwen2ForCausalLM"
 	Qwen3   = "Qwen3ForCausalLM"
+	Olmo2   = "Olmo2ForCausalLM"
+	Granite = "GraniteForCausalLM"
 	GPT2    = "GPT2LMHeadModel"
 )
 
@@ -84,6 +86,26 @@ func init() {
 	}
 	q3.GGUFNames, q3.GGUFGlobal = nil, nil
 	register(q3)
+	// OLMo-2: LLaMA's modules with the norms moved to the sub-layers'
+	// outputs (post-norm) and an RMSNorm over the whole q and k
+	// projections before RoPE. No GGUF mapping (not checked here).
+	o2 := llamaFamily(Olmo2, "olmo2", "")
+	o2.Placement = PostNorm
+	o2.QKNorm = FullQKNorm
+	o2.Layer = []Module{
+		{Q, "self_attn.q_proj"}, {K, "self_attn.k_proj"}, {V, "self_attn.v_proj"}, {O, "self_attn.o_proj"},
+		{QNorm, "self_attn.q_norm"}, {KNorm, "self_attn.k_norm"},
+		{Gate, "mlp.gate_proj"}, {Up, "mlp.up_proj"}, {Down, "mlp.down_proj"},
+		{Norm1, "post_attention_layernorm"}, {Norm2, "post_feedforward_layernorm"},
+	}
+	o2.GGUFNames, o2.GGUFGlobal = nil, nil
+	register(o2)
+	// Granite: LLaMA's modules; its embedding, residual and attention
+	// multipliers and logits scaling are hyper-parameters (hfconfig).
+	// No GGUF mapping (not checked here).
+	g := llamaFamily(Granite, "granite", "")
+	g.GGUFNames, g.GGUFGlobal = nil, nil
+	register(g)
 	register(&Family{
 		Arch: GPT2, ModelType: "gpt2", GGUF: "gpt2",
 		Keys: Keys{

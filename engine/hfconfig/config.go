@@ -34,6 +34,8 @@ const (
 	ArchQwen2   = arch.Qwen2
 	ArchGPT2    = arch.GPT2
 	ArchQwen3   = arch.Qwen3
+	ArchOlmo2   = arch.Olmo2
+	ArchGranite = arch.Granite
 )
 
 // SupportedArchitectures returns the architectures this package accepts,
@@ -126,6 +128,13 @@ type Config struct {
 	// use_sliding_window is true; nil otherwise. Recorded for round trips:
 	// gotune's models attend over the full causal window.
 	SlidingWindow *int
+	// Granite's scalars (GraniteConfig; zero, unused, for the other
+	// families):
+	// EmbeddingMultiplier scales the input embeddings,
+	// ResidualMultiplier every sub-layer output before its residual add,
+	// AttentionMultiplier is the attention scale (in place of
+	// 1/sqrt(head_dim)) and LogitsScaling divides the logits.
+	EmbeddingMultiplier, ResidualMultiplier, AttentionMultiplier, LogitsScaling float64
 
 	// raw holds the file's top-level keys as parsed (or as a constructor
 	// built them); orig is the Config they describe. Save writes raw back,
@@ -260,12 +269,12 @@ func (c *Config) Validate() error {
 		if c.AttentionBias || c.AttnOutBias || c.MLPBias {
 			return fmt.Errorf("Mistral has no biases")
 		}
-	case ArchLlama, ArchQwen3:
+	case ArchLlama, ArchQwen3, ArchOlmo2, ArchGranite:
 		if c.AttentionBias != c.AttnOutBias {
 			return fmt.Errorf("%s's attention_bias applies to q, k, v and o projections alike (AttentionBias and AttnOutBias must agree)", c.Arch)
 		}
-		if c.Arch == ArchQwen3 && c.MLPBias {
-			return fmt.Errorf("Qwen3 has no MLP biases")
+		if c.Arch != ArchLlama && c.Arch != ArchGranite && c.MLPBias {
+			return fmt.Errorf("%s has no MLP biases", c.Arch)
 		}
 	}
 	return nil

@@ -160,7 +160,7 @@ func TestParseErrors(t *testing.T) {
 		{"truncated", `{"vocab_size": 10`, `m/config.json:1:17: malformed JSON`},
 		{"not an object", `[1]`, `m/config.json: must be a JSON object`},
 		{"null", `null`, `must be a JSON object, got null`},
-		{"unknown arch", `{"architectures":["BertModel"]}`, `unsupported architecture "BertModel" in m/config.json; supported: GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM`},
+		{"unknown arch", `{"architectures":["BertModel"]}`, `unsupported architecture "BertModel" in m/config.json; supported: GPT2LMHeadModel, GraniteForCausalLM, LlamaForCausalLM, MistralForCausalLM, Olmo2ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM`},
 		{"unknown model_type", `{"model_type":"bert"}`, `unsupported architecture "model_type bert" in m/config.json`},
 		{"no arch at all", `{"vocab_size":1}`, `neither "architectures" nor "model_type"`},
 		{"architectures wrong type", `{"architectures":"LlamaForCausalLM"}`, `field "architectures": must be a list of strings`},

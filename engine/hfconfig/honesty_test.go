@@ -68,3 +68,30 @@ func TestConstructorsAreHonest(t *testing.T) {
 		assert.Empty(t, p.Warnings(), name)
 	}
 }
+
+// TestGraniteScalars checks that Granite reads its four multipliers (the
+// keys other families refuse), refuses non-positive ones, and that Save
+// writes a changed one back.
+func TestGraniteScalars(t *testing.T) {
+	const granite = `"architectures":["GraniteForCausalLM"],"vocab_size":10,"num_hidden_layers":1,"intermediate_size":12,"hidden_size":8,"num_attention_heads":2`
+	c, err := Parse([]byte(`{`+granite+`,"embedding_multiplier":12.0,"residual_multiplier":0.22,"attention_multiplier":0.0078125,"logits_scaling":8.0}`), "m/config.json")
+	require.NoError(t, err)
+	assert.Empty(t, c.Warnings())
+	assert.Equal(t, []float64{12, 0.22, 0.0078125, 8}, []float64{c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling})
+
+	d, err := Parse([]byte(`{`+granite+`}`), "m/config.json")
+	require.NoError(t, err)
+	assert.Equal(t, []float64{1, 1, 1, 1}, []float64{d.EmbeddingMultiplier, d.ResidualMultiplier, d.AttentionMultiplier, d.LogitsScaling}, "GraniteConfig's defaults")
+
+	_, err = Parse([]byte(`{`+granite+`,"logits_scaling":0}`), "m/config.json")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `m/config.json: field "logits_scaling"`)
+
+	c.ResidualMultiplier = 0.5
+	data, err := c.Marshal()
+	require.NoError(t, err)
+	r, err := Parse(data, "saved")
+	require.NoError(t, err)
+	assert.Equal(t, 0.5, r.ResidualMultiplier)
+	assert.Equal(t, 12.0, r.EmbeddingMultiplier)
+}

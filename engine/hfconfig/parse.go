@@ -330,6 +330,9 @@ func (p *parser) config() (*Config, error) {
 	} else {
 		err = p.llama(c)
 	}
+	if err == nil {
+		err = p.graniteScalars(c)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -433,11 +436,15 @@ func (p *parser) llama(c *Config) error {
 	if c.KVHeads <= 0 || c.Heads%c.KVHeads != 0 {
 		return p.errf("num_key_value_heads", "%d must be positive and divide num_attention_heads = %d", c.KVHeads, c.Heads)
 	}
-	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768}[c.Arch]
+	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768, ArchOlmo2: 2048, ArchGranite: 2048}[c.Arch]
 	if c.MaxPos, err = p.intOr("max_position_embeddings", defMaxPos); err != nil {
 		return err
 	}
-	if c.NormEps, err = p.floatOr("rms_norm_eps", 1e-6); err != nil {
+	defEps := 1e-6
+	if c.Arch == ArchOlmo2 {
+		defEps = 1e-5 // Olmo2Config's default
+	}
+	if c.NormEps, err = p.floatOr("rms_norm_eps", defEps); err != nil {
 		return err
 	}
 	if c.RopeTheta, err = p.floatOr("rope_theta", 10000); err != nil {
@@ -453,12 +460,12 @@ func (p *parser) llama(c *Config) error {
 		return err
 	}
 	switch c.Arch {
-	case ArchLlama, ArchQwen3:
+	case ArchLlama, ArchQwen3, ArchOlmo2, ArchGranite:
 		if c.AttentionBias, err = p.boolOr("attention_bias", false); err != nil {
 			return err
 		}
 		c.AttnOutBias = c.AttentionBias
-		if c.Arch == ArchLlama {
+		if c.Arch == ArchLlama || c.Arch == ArchGranite {
 			if c.MLPBias, err = p.boolOr("mlp_bias", false); err != nil {
 				return err
 			}
@@ -468,7 +475,11 @@ func (p *parser) llama(c *Config) error {
 	}
 	var bos *int
 	var eos []int
-	if c.Arch != ArchQwen2 && c.Arch != ArchQwen3 { // Qwen2Config and Qwen3Config set no token defaults
+	switch c.Arch {
+	case ArchQwen2, ArchQwen3: // Qwen2Config and Qwen3Config set no token defaults
+	case ArchOlmo2:
+		eos = []int{50279} // Olmo2Config: no bos, eos 50279
+	default:
 		bos, eos = intPtr(1), []int{2}
 	}
 	if c.BosTokenID, err = p.tokenID("bos_token_id", bos); err != nil {
@@ -499,6 +510,32 @@ func (p *parser) llama(c *Config) error {
 			}
 			c.SlidingWindow = &v
 		}
+	}
+	return nil
+}
+
+// graniteScalars reads GraniteConfig's multipliers (default 1); the
+// other families leave them zero.
+func (p *parser) graniteScalars(c *Config) error {
+	if c.Arch != ArchGranite {
+		return nil
+	}
+	fields := []struct {
+		key string
+		v   *float64
+	}{
+		{"embedding_multiplier", &c.EmbeddingMultiplier}, {"residual_multiplier", &c.ResidualMultiplier},
+		{"attention_multiplier", &c.AttentionMultiplier}, {"logits_scaling", &c.LogitsScaling},
+	}
+	for _, f := range fields {
+		v, err := p.floatOr(f.key, 1)
+		if err != nil {
+			return err
+		}
+		if !(v > 0) {
+			return p.errf(f.key, "must be positive, got %v", v)
+		}
+		*f.v = v
 	}
 	return nil
 }

@@ -175,7 +175,22 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 	if c.TieEmbeddings != o.TieEmbeddings {
 		set("tie_word_embeddings", c.TieEmbeddings)
 	}
-	if c.Arch == ArchLlama || c.Arch == ArchQwen3 {
+	if c.Arch == ArchGranite {
+		for _, f := range []struct {
+			key    string
+			v, old float64
+		}{
+			{"embedding_multiplier", c.EmbeddingMultiplier, o.EmbeddingMultiplier},
+			{"residual_multiplier", c.ResidualMultiplier, o.ResidualMultiplier},
+			{"attention_multiplier", c.AttentionMultiplier, o.AttentionMultiplier},
+			{"logits_scaling", c.LogitsScaling, o.LogitsScaling},
+		} {
+			if f.v != f.old {
+				set(f.key, f.v)
+			}
+		}
+	}
+	if c.Arch == ArchLlama || c.Arch == ArchQwen3 || c.Arch == ArchOlmo2 || c.Arch == ArchGranite {
 		if c.AttentionBias != o.AttentionBias {
 			set("attention_bias", c.AttentionBias)
 		}

@@ -43,6 +43,9 @@ type layerActs struct {
 	xmid       *engine.Tensor // residual stream between the sub-layers
 	f1, f2, fa *engine.Tensor // MLP: gate (or c_fc) output, up output, activation
 	h2, y2     *engine.Tensor // MLP sub-layer output, hooked output
+	// pn1, pn2 are the normalised (hooked) sub-layer outputs added to
+	// the residual stream (post-norm families; nil otherwise).
+	pn1, pn2 *engine.Tensor
 
 	// rand is, with gradient checkpointing, the random state the layer's
 	// modules drew from in the forward pass, replayed when it is
@@ -79,6 +82,8 @@ type actSet struct {
 	dkAll, dvAll        *engine.Tensor
 	dqkv                *engine.Tensor
 	dqRaw, dkRaw        *engine.Tensor // gradients of qRaw, kRaw
+	dpost               *engine.Tensor // gradient of a post-norm's input (post-norm families)
+	dsub                *engine.Tensor // resMul·(residual gradient) (Granite)
 	df1, df2, dfa       *engine.Tensor
 	dhead, dembReal     *engine.Tensor
 	dprompt             *engine.Tensor
@@ -128,6 +133,7 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	}
 	gated := m.blocks[0].gate != nil
 	qkNorm := m.blocks[0].qNorm != nil
+	post := m.postNorm()
 	centered := m.normF.centered()
 	stats := func() normStats {
 		st := normStats{rstd: f32(N)}
@@ -167,6 +173,9 @@ func (m *Transformer) newActs(k actKey) *actSet {
 		a.h2 = act(N, D)
 		if hookMLP {
 			a.y2 = act(N, D)
+		}
+		if post {
+			a.pn1, a.pn2 = act(N, D), act(N, D)
 		}
 		return a
 	}
@@ -224,6 +233,12 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	}
 	if qkNorm {
 		s.dqRaw, s.dkRaw = act(N, qd), act(N, kvd)
+	}
+	if post {
+		s.dpost = f32(N, D)
+	}
+	if d.resMul != 1 {
+		s.dsub = f32(N, D)
 	}
 	s.df1, s.dfa = act(N, I), act(N, I)
 	if gated {

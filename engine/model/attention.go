@@ -44,6 +44,9 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		m.rope.apply(a.q4, p.pos, false)
 		m.rope.apply(a.k4, p.pos, false)
 	}
+	if m.d.qScale != 1 {
+		be.Scale(a.q, m.d.qScale)
+	}
 	kAll, vAll := m.kvContext(l, p, a)
 	be.Attention(a.att4, a.lse, a.q4, kAll, vAll)
 	blk.o.Forward(a.h1, a.att, p.train)
@@ -137,6 +140,9 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		dvAll = dvBuf
 	}
 	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse)
+	if needQ && d.qScale != 1 {
+		be.Scale(s.dq, d.qScale)
+	}
 	if hasPrefix {
 		S := p.P + T
 		if prefixGrad {

@@ -4,13 +4,18 @@ import "github.com/gotune/gotune/engine"
 
 // blockForward runs transformer layer l (pre-norm):
 //
-//	xmid = x + hookAttn(attn(norm1(x)), norm1(x), x)
-//	out  = xmid + hookMLP(mlp(norm2(xmid)), norm2(xmid), xmid)
+//	xmid = x + r·hookAttn(attn(norm1(x)), norm1(x), x)
+//	out  = xmid + r·hookMLP(mlp(norm2(xmid)), norm2(xmid), xmid)
 //
-// where an absent hook is the identity on the sub-layer output. A nil out
+// where an absent hook is the identity on the sub-layer output and r is
+// Granite's residual_multiplier (1 for the other families). A nil out
 // skips the last add (recomputation needs only the layer's activations).
 func (m *Transformer) blockForward(l int, p *pass, a *layerActs, out *engine.Tensor) {
-	be, blk := m.be, m.blocks[l]
+	if m.postNorm() {
+		m.postNormBlockForward(l, p, a, out)
+		return
+	}
+	blk := m.blocks[l]
 	blk.norm1.forward(a.xn1, a.st1, a.x)
 	m.attnForward(l, p, a)
 	y := a.h1
@@ -18,7 +23,7 @@ func (m *Transformer) blockForward(l int, p *pass, a *layerActs, out *engine.Ten
 		h.Forward(a.y1, a.h1, a.xn1, a.x, p.train)
 		y = a.y1
 	}
-	be.Add(a.xmid, a.x, y)
+	m.residualAdd(a.xmid, a.x, y)
 	blk.norm2.forward(a.xn2, a.st2, a.xmid)
 	m.mlpForward(l, p, a)
 	y = a.h2
@@ -27,8 +32,29 @@ func (m *Transformer) blockForward(l int, p *pass, a *layerActs, out *engine.Ten
 		y = a.y2
 	}
 	if out != nil {
-		be.Add(out, a.xmid, y)
+		m.residualAdd(out, a.xmid, y)
 	}
+}
+
+// residualAdd writes out = x + resMul·y (Granite's residual_multiplier;
+// y, a sub-layer output not needed by the backward pass, is scaled in
+// place).
+func (m *Transformer) residualAdd(out, x, y *engine.Tensor) {
+	if m.d.resMul != 1 {
+		m.be.Scale(y, m.d.resMul)
+	}
+	m.be.Add(out, x, y)
+}
+
+// sublayerGrad returns the gradient of a sub-layer's output given d, the
+// gradient of the residual sum: d itself, or resMul·d in s.dsub.
+func (m *Transformer) sublayerGrad(s *actSet, d *engine.Tensor) *engine.Tensor {
+	if m.d.resMul == 1 {
+		return d
+	}
+	m.be.Copy(s.dsub, d)
+	m.be.Scale(s.dsub, m.d.resMul)
+	return s.dsub
 }
 
 // blockBackward backpropagates through layer l. On entry d holds the
@@ -37,6 +63,10 @@ func (m *Transformer) blockForward(l int, p *pass, a *layerActs, out *engine.Ten
 // trainable one (then nothing below needs it and it is not computed).
 // Stages below p.low are skipped entirely.
 func (m *Transformer) blockBackward(l int, p *pass, a *layerActs, d *engine.Tensor) {
+	if m.postNorm() {
+		m.postNormBlockBackward(l, p, a, d)
+		return
+	}
 	be, blk, s := m.be, m.blocks[l], p.s
 	stageAttn, stageMLP := 2*l, 2*l+1
 	if stageMLP < p.low {
@@ -58,12 +88,13 @@ func (m *Transformer) blockBackward(l int, p *pass, a *layerActs, d *engine.Tens
 		be.Fill(dxn, 0)
 	}
 	var dh *engine.Tensor
+	dy := m.sublayerGrad(s, d)
 	if h := blk.hooks[SiteMLP]; h != nil {
 		be.Fill(s.dh, 0)
-		h.Backward(s.dh, dxn, dmid, d, a.h2, a.xn2, a.xmid)
+		h.Backward(s.dh, dxn, dmid, dy, a.h2, a.xn2, a.xmid)
 		dh = s.dh
 	} else if needDh {
-		dh = s.asAct(be, d)
+		dh = s.asAct(be, dy)
 	}
 	if needDh {
 		m.mlpBackward(l, p, a, dh, dxn)
@@ -89,12 +120,13 @@ func (m *Transformer) blockBackward(l int, p *pass, a *layerActs, d *engine.Tens
 		dxn = s.dxn
 		be.Fill(dxn, 0)
 	}
+	dy = m.sublayerGrad(s, dmid)
 	if h := blk.hooks[SiteAttn]; h != nil {
 		be.Fill(s.dh, 0)
-		h.Backward(s.dh, dxn, dIn, dmid, a.h1, a.xn1, a.x)
+		h.Backward(s.dh, dxn, dIn, dy, a.h1, a.xn1, a.x)
 		dh = s.dh
 	} else if needDh {
-		dh = s.asAct(be, dmid)
+		dh = s.asAct(be, dy)
 	}
 	if needDh {
 		m.attnBackward(l, p, a, dh, dxn)

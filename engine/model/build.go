@@ -208,6 +208,10 @@ func (m *Transformer) norm(path string, n int) norm {
 	return &RMSNorm{Weight: w, Eps: m.d.eps}
 }
 
+// postNorm reports whether the layers normalise their sub-layers'
+// outputs (arch.PostNorm) instead of their inputs.
+func (m *Transformer) postNorm() bool { return m.d.fam.Placement == arch.PostNorm }
+
 // qkNormWidth is the width a q/k norm normalises over, for a projection
 // of width full: one head (per-head norms) or the whole projection.
 func (m *Transformer) qkNormWidth(full int) int {

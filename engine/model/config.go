@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/arch"
@@ -55,6 +56,12 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 		ropeScaling: cfg.RopeScaling, ropeLayout: opt.RopeLayout, storage: opt.Storage,
 	}
 	d.fam = cfg.Family()
+	d.embMul, d.resMul, d.qScale, d.logitMul = 1, 1, 1, 1
+	if cfg.Arch == hfconfig.ArchGranite {
+		d.embMul, d.resMul = float32(cfg.EmbeddingMultiplier), float32(cfg.ResidualMultiplier)
+		d.qScale = float32(cfg.AttentionMultiplier * math.Sqrt(float64(cfg.HeadDim)))
+		d.logitMul = float32(1 / cfg.LogitsScaling)
+	}
 	if d.fam.MLP == arch.GatedMLP && act != engine.ActSiLU {
 		return dims{}, fmt.Errorf("model: config: %s MLP activation %q is not supported (the gated MLP is SwiGLU: silu)", cfg.Arch, cfg.HiddenAct)
 	}

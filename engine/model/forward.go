@@ -115,6 +115,9 @@ func (m *Transformer) forward(p *pass, ids *engine.Tensor) {
 		}
 	}
 	m.lmHead.Forward(s.logits, s.head, p.train)
+	if m.d.logitMul != 1 {
+		m.be.Scale(s.logits, m.d.logitMul)
+	}
 }
 
 // backward runs the backward pass from dlogits (in p.s.logits) down to
@@ -127,6 +130,9 @@ func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 	if needXn {
 		dhead = s.dhead
 		be.Fill(dhead, 0)
+	}
+	if m.d.logitMul != 1 {
+		be.Scale(s.logits, m.d.logitMul) // dlogits, in place
 	}
 	backLinear(m.lmHead, dhead, s.logits, s.head)
 	if needXn && s.head != s.xnf {
@@ -193,6 +199,9 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 		be.Embedding(s.posTmp, m.posEmb.Weight.W, s.posIDs)
 		be.Add(x, x, s.posTmp)
 	}
+	if m.d.embMul != 1 {
+		be.Scale(x, m.d.embMul)
+	}
 }
 
 // embedBackward scatters the gradient of the first layer's input into the
@@ -200,6 +209,9 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 func (m *Transformer) embedBackward(p *pass, ids, demb *engine.Tensor) {
 	be, s, D := m.be, p.s, m.d.hidden
 	treal := p.T - p.Pv
+	if m.d.embMul != 1 {
+		be.Scale(demb, m.d.embMul) // demb is not needed afterwards
+	}
 	if g := Grad(m.embed.Weight); g != nil {
 		if p.Pv == 0 {
 			be.EmbeddingBackward(g, demb, ids)

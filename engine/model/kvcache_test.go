@@ -2,11 +2,13 @@ package model
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/internal/golden"
+	"github.com/stretchr/testify/require"
 )
 
 func seqs(B, T, vocab int, seed uint64) [][]int32 {
@@ -52,11 +54,11 @@ func logitsCopy(t *testing.T, m Model, c *KVCache, ids []int32, B, T int, all bo
 // sequence in one pass, with and without virtual tokens and prefixes.
 func TestKVCacheMatchesFullSequence(t *testing.T) {
 	const T = 7
-	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2} {
+	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite} {
 		for _, B := range []int{1, 2} {
 			for _, extra := range []string{"plain", "prompt", "prefix", "local-prefix"} {
 				t.Run(fmt.Sprintf("%s/B%d/%s", arch, B, extra), func(t *testing.T) {
-					m := newTiny(t, arch, 5)
+					m := tinyOrGolden(t, arch, 5)
 					V := m.Config().VocabSize
 					switch extra {
 					case "prompt":
@@ -97,6 +99,19 @@ func TestKVCacheMatchesFullSequence(t *testing.T) {
 }
 
 // TestKVCacheErrors checks that misuse is reported, not panicked on.
+// tinyOrGolden returns a tiny random model of arch, or the golden set's
+// model for a family hfconfig has no constructor for (OLMo-2, Granite).
+func tinyOrGolden(t *testing.T, arch string, seed uint64) Model {
+	t.Helper()
+	set := map[string]string{hfconfig.ArchOlmo2: "olmo2", hfconfig.ArchGranite: "granite"}[arch]
+	if set == "" {
+		return newTiny(t, arch, seed)
+	}
+	m, err := Load(filepath.Join(goldenRoot, set), cpu.New())
+	require.NoError(t, err)
+	return m
+}
+
 func TestKVCacheErrors(t *testing.T) {
 	m := newTiny(t, hfconfig.ArchGPT2, 1)
 	if _, err := m.NewKVCache(0, 4); err == nil {
@@ -129,10 +144,10 @@ func TestKVCacheErrors(t *testing.T) {
 // transformers does with PEFT's past_key_values: the prefix is used as
 // given (not rotated again) and the real tokens take positions P, P+1, ...
 func TestPrefixIsAPastKVCache(t *testing.T) {
-	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2} {
+	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite} {
 		t.Run(arch, func(t *testing.T) {
 			const P, T = 3, 5
-			m := newTiny(t, arch, 8)
+			m := tinyOrGolden(t, arch, 8)
 			tr := m.(interface{ core() *Transformer }).core()
 			cfg := m.Config()
 			kvd := cfg.KVHeads * cfg.HeadDim
@@ -180,10 +195,10 @@ func TestPrefixIsAPastKVCache(t *testing.T) {
 // tokens prepended to the input (positions included, for GPT-2), and the
 // loss over the real tokens.
 func TestPromptIsPrependedTokens(t *testing.T) {
-	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2} {
+	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite} {
 		t.Run(arch, func(t *testing.T) {
 			const Pv, T = 3, 5
-			m := newTiny(t, arch, 4)
+			m := tinyOrGolden(t, arch, 4)
 			tr := m.(interface{ core() *Transformer }).core()
 			cfg := m.Config()
 			D, V := cfg.Hidden, cfg.VocabSize

@@ -85,7 +85,7 @@ func expectedParams(t *testing.T, c hfConfig) map[string][]int {
 	t.Helper()
 	p := map[string][]int{}
 	switch c.Architectures[0] {
-	case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM":
+	case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Olmo2ForCausalLM", "GraniteForCausalLM":
 		d, hd := c.HiddenSize, c.HiddenSize/c.NumAttentionHeads
 		if c.HeadDim != 0 {
 			hd = c.HeadDim
@@ -94,7 +94,9 @@ func expectedParams(t *testing.T, c hfConfig) map[string][]int {
 		p["model.embed_tokens.weight"] = []int{c.VocabSize, d}
 		for i := 0; i < c.NumHiddenLayers; i++ {
 			pre := fmt.Sprintf("model.layers.%d.", i)
-			p[pre+"input_layernorm.weight"] = []int{d}
+			if c.ModelType != "olmo2" { // OLMo-2 has post-norms only
+				p[pre+"input_layernorm.weight"] = []int{d}
+			}
 			p[pre+"self_attn.q_proj.weight"] = []int{q, d}
 			p[pre+"self_attn.k_proj.weight"] = []int{kv, d}
 			p[pre+"self_attn.v_proj.weight"] = []int{kv, d}
@@ -102,6 +104,11 @@ func expectedParams(t *testing.T, c hfConfig) map[string][]int {
 			if c.ModelType == "qwen3" { // Qwen3Attention's per-head q_norm, k_norm
 				p[pre+"self_attn.q_norm.weight"] = []int{hd}
 				p[pre+"self_attn.k_norm.weight"] = []int{hd}
+			}
+			if c.ModelType == "olmo2" { // Olmo2Attention's q_norm, k_norm over the whole projection
+				p[pre+"self_attn.q_norm.weight"] = []int{q}
+				p[pre+"self_attn.k_norm.weight"] = []int{kv}
+				p[pre+"post_feedforward_layernorm.weight"] = []int{d}
 			}
 			if c.ModelType == "qwen2" {
 				p[pre+"self_attn.q_proj.bias"] = []int{q}

@@ -223,7 +223,12 @@ def forward_golden(base, cfg, rows, run):
 
 
 def llama_weights(cfg, rng, std=0.1, emb_std=0.2, qkv_bias=False, qk_norm=False):
-    """Random LLaMA/Qwen2 weights in Hugging Face names and shapes."""
+    """Random LLaMA/Qwen2/Qwen3/OLMo-2 weights in Hugging Face names and shapes.
+
+    OLMo-2 (model_type olmo2): post-norms instead of input_layernorm, and
+    q/k norms over the whole projection.
+    """
+    post = cfg["model_type"] == "olmo2"
     d = cfg["hidden_size"]
     v = cfg["vocab_size"]
     hd = cfg.get("head_dim") or d // cfg["num_attention_heads"]
@@ -233,19 +238,22 @@ def llama_weights(cfg, rng, std=0.1, emb_std=0.2, qkv_bias=False, qk_norm=False)
     w = {"model.embed_tokens.weight": randn(rng, (v, d), emb_std)}
     for i in range(cfg["num_hidden_layers"]):
         pre = "model.layers.%d." % i
-        w[pre + "input_layernorm.weight"] = randn(rng, (d,), 0.1, 1.0)
+        if not post:
+            w[pre + "input_layernorm.weight"] = randn(rng, (d,), 0.1, 1.0)
         for name, out in (("q", q_out), ("k", kv_out), ("v", kv_out)):
             w[pre + "self_attn.%s_proj.weight" % name] = randn(rng, (out, d), std)
             if qkv_bias:
                 w[pre + "self_attn.%s_proj.bias" % name] = randn(rng, (out,), std)
         w[pre + "self_attn.o_proj.weight"] = randn(rng, (d, q_out), std)
         if qk_norm:
-            w[pre + "self_attn.q_norm.weight"] = randn(rng, (hd,), 0.1, 1.0)
-            w[pre + "self_attn.k_norm.weight"] = randn(rng, (hd,), 0.1, 1.0)
+            w[pre + "self_attn.q_norm.weight"] = randn(rng, (q_out if post else hd,), 0.1, 1.0)
+            w[pre + "self_attn.k_norm.weight"] = randn(rng, (kv_out if post else hd,), 0.1, 1.0)
         w[pre + "post_attention_layernorm.weight"] = randn(rng, (d,), 0.1, 1.0)
         w[pre + "mlp.gate_proj.weight"] = randn(rng, (inter, d), std)
         w[pre + "mlp.up_proj.weight"] = randn(rng, (inter, d), std)
         w[pre + "mlp.down_proj.weight"] = randn(rng, (d, inter), std)
+        if post:
+            w[pre + "post_feedforward_layernorm.weight"] = randn(rng, (d,), 0.1, 1.0)
     w["model.norm.weight"] = randn(rng, (d,), 0.1, 1.0)
     if not cfg["tie_word_embeddings"]:
         w["lm_head.weight"] = randn(rng, (v, d), std)
@@ -334,6 +342,24 @@ MODELS = [
         "config": hfio.qwen3_config(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, head_dim=12, inter=40,
                                     max_pos=64, theta=1e6, eps=1e-6, tied=False),
         "weights": lambda cfg, rng: llama_weights(cfg, rng, qk_norm=True),
+        "runs": standard_runs([]),
+    },
+    {
+        "name": "olmo2",
+        "seed": 5005,
+        "config": hfio.olmo2_config(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, inter=40,
+                                    max_pos=64, theta=1e4, eps=1e-6, tied=False),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng, qk_norm=True),
+        "runs": standard_runs([]),
+    },
+    {
+        "name": "granite",
+        "seed": 6006,
+        # every scalar away from 1, the attention scale away from 1/sqrt(8)
+        "config": hfio.granite_config(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, inter=40,
+                                      max_pos=64, theta=1e4, eps=1e-6, tied=False, embedding_multiplier=3.0,
+                                      residual_multiplier=0.5, attention_multiplier=0.25, logits_scaling=2.5),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng),
         "runs": standard_runs([]),
     },
 ]
@@ -438,6 +464,11 @@ METHOD_RUNS = [
     ("qwen3-lora", "qwen3", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.25),
     ("qwen2-dora", "qwen2-tied", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj"), use_dora=True,
                                       m_jitter=0.1), 1.8),
+    ("granite-lora", "granite", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 0.104),
+    ("olmo2-adapter-houlsby", "olmo2", Bottleneck("houlsby", reduction_factor=4, non_linearity="relu"), 2.4),
+    ("granite-adapter-parallel", "granite", Bottleneck("parallel", reduction_factor=4, non_linearity="silu",
+                                                       scaling=2.0), 0.283),
+    ("olmo2-lora", "olmo2", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.7),
 ]
 
 # How far (relative) every gradient norm must stay from max_grad_norm, so

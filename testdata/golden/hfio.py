@@ -208,6 +208,37 @@ def qwen3_config(vocab, hidden, layers, heads, kv_heads, head_dim, inter, max_po
     }
 
 
+def olmo2_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, eps, tied):
+    """config.json of an Olmo2ForCausalLM (transformers' Olmo2Config keys).
+
+    LlamaConfig's keys less head_dim (hidden/heads), mlp_bias and
+    pretraining_tp; Olmo2Config's pad 1 and no bos; eos the last token
+    (Olmo2Config's 50279 is outside a tiny vocabulary).
+    """
+    c = llama_config("Olmo2ForCausalLM", "olmo2", vocab, hidden, layers, heads, kv_heads, inter,
+                     max_pos, theta, eps, tied, bos=None, eos=vocab - 1)
+    for k in ("head_dim", "mlp_bias", "pretraining_tp"):
+        del c[k]
+    c["pad_token_id"] = 1
+    return dict(sorted(c.items()))
+
+
+def granite_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, eps, tied,
+                   embedding_multiplier, residual_multiplier, attention_multiplier, logits_scaling):
+    """config.json of a GraniteForCausalLM (transformers' GraniteConfig keys).
+
+    LlamaConfig's keys less head_dim and pretraining_tp, plus Granite's
+    four scalars.
+    """
+    c = llama_config("GraniteForCausalLM", "granite", vocab, hidden, layers, heads, kv_heads, inter,
+                     max_pos, theta, eps, tied)
+    for k in ("head_dim", "pretraining_tp"):
+        del c[k]
+    c.update(embedding_multiplier=float(embedding_multiplier), residual_multiplier=float(residual_multiplier),
+             attention_multiplier=float(attention_multiplier), logits_scaling=float(logits_scaling))
+    return dict(sorted(c.items()))
+
+
 def gpt2_config(vocab, n_embd, n_layer, n_head, n_positions, eps, bos, eos):
     """config.json of a GPT2LMHeadModel, as transformers 4.46 writes it.
 

@@ -146,14 +146,18 @@ def repeat_kv(x, n_rep):
     return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
 
 
-def causal_attention(q, k, v):
+def causal_attention(q, k, v, scale=None):
     """Eager causal attention. q [B, H, T, D], k/v [B, H, S, D] with S >= T.
 
     Query t may see keys s <= t + (S - T): the S - T leading keys (a prefix
-    or cache) are visible to every query. Scores are scaled by 1/sqrt(D).
+    or cache) are visible to every query. Scores are scaled by 1/sqrt(D),
+    or by scale when given (Granite's attention_multiplier).
     """
     t, s = q.shape[2], k.shape[2]
-    scores = (q @ k.transpose(2, 3)) / math.sqrt(q.shape[-1])
+    if scale is None:
+        scores = (q @ k.transpose(2, 3)) / math.sqrt(q.shape[-1])
+    else:
+        scores = (q @ k.transpose(2, 3)) * scale
     qi = torch.arange(t)[:, None]
     kj = torch.arange(s)[None, :]
     mask = kj > qi + (s - t)
@@ -171,8 +175,17 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
     p maps Hugging Face names to tensors; q/k/v biases are used when present
     (Qwen2), and so are the per-head q/k RMSNorms of Qwen3 (self_attn.q_norm,
     self_attn.k_norm, weights [head_dim], applied before RoPE). lm_head.weight absent means tied to model.embed_tokens.weight.
+    Olmo2ForCausalLM (model_type "olmo2"): no pre-norms; post_attention_layernorm
+    and post_feedforward_layernorm normalise each sub-layer's output before the
+    residual add, and q_norm/k_norm normalise the whole q/k projection.
+    GraniteForCausalLM: the input embeddings (virtual tokens included) times
+    embedding_multiplier, each sub-layer output times residual_multiplier,
+    attention scores times attention_multiplier, logits / logits_scaling.
     T' = T plus whatever hooks.input_embeds prepends.
     """
+    post = cfg.get("model_type") == "olmo2"
+    granite = cfg.get("model_type") == "granite"
+    res_mult = cfg.get("residual_multiplier", 1.0)
     hidden = cfg["hidden_size"]
     n_heads = cfg["num_attention_heads"]
     n_kv = cfg.get("num_key_value_heads", n_heads)
@@ -181,20 +194,25 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
     emb = p["model.embed_tokens.weight"]
 
     h = hooks.input_embeds(emb[input_ids])
+    if granite:
+        h = h * cfg["embedding_multiplier"]
     b, t, _ = h.shape
     past = hooks.past_length()
     cos, sin = rope_tables(head_dim, cfg.get("rope_theta", 10000.0), torch.arange(past, past + t), h.dtype)
 
     for i in range(cfg["num_hidden_layers"]):
         pre = "model.layers.%d." % i
-        x = rms_norm(h, p[pre + "input_layernorm.weight"], eps)
+        x = h if post else rms_norm(h, p[pre + "input_layernorm.weight"], eps)
         proj = {}
         for name, heads in (("q", n_heads), ("k", n_kv), ("v", n_kv)):
             path = pre + "self_attn.%s_proj" % name
             y = hooks.linear(path, x, p[path + ".weight"], p.get(path + ".bias"))
-            y = y.view(b, t, heads, head_dim)
             norm = pre + "self_attn.%s_norm.weight" % name
-            if norm in p:
+            if post and norm in p:
+                # Olmo2Attention: q_norm/k_norm over the whole projection, before the head split
+                y = rms_norm(y, p[norm], eps)
+            y = y.view(b, t, heads, head_dim)
+            if not post and norm in p:
                 # Qwen3Attention: q_norm/k_norm, RMSNorm over each head (head_dim), before RoPE
                 y = rms_norm(y, p[norm], eps)
             proj[name] = y.transpose(1, 2)
@@ -208,22 +226,34 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
             v = torch.cat((prefix[1], v), dim=2)
         k = repeat_kv(k, n_heads // n_kv)
         v = repeat_kv(v, n_heads // n_kv)
-        a = causal_attention(q, k, v).transpose(1, 2).reshape(b, t, n_heads * head_dim)
+        a = causal_attention(q, k, v, cfg["attention_multiplier"] if granite else None)
+        a = a.transpose(1, 2).reshape(b, t, n_heads * head_dim)
         path = pre + "self_attn.o_proj"
         a = hooks.linear(path, a, p[path + ".weight"], p.get(path + ".bias"))
         a = hooks.after_attn(i, x, a, h)
+        if post:
+            a = rms_norm(a, p[pre + "post_attention_layernorm.weight"], eps)
+        if granite:
+            a = a * res_mult
         h = h + a
 
-        x = rms_norm(h, p[pre + "post_attention_layernorm.weight"], eps)
+        x = h if post else rms_norm(h, p[pre + "post_attention_layernorm.weight"], eps)
         mlp = pre + "mlp."
         gate = hooks.linear(mlp + "gate_proj", x, p[mlp + "gate_proj.weight"], p.get(mlp + "gate_proj.bias"))
         up = hooks.linear(mlp + "up_proj", x, p[mlp + "up_proj.weight"], p.get(mlp + "up_proj.bias"))
         m = hooks.linear(mlp + "down_proj", F.silu(gate) * up, p[mlp + "down_proj.weight"], p.get(mlp + "down_proj.bias"))
         m = hooks.after_mlp(i, x, m, h)
+        if post:
+            m = rms_norm(m, p[pre + "post_feedforward_layernorm.weight"], eps)
+        if granite:
+            m = m * res_mult
         h = h + m
 
     h = rms_norm(h, p["model.norm.weight"], eps)
-    return hooks.linear("lm_head", h, p.get("lm_head.weight", emb), None)
+    logits = hooks.linear("lm_head", h, p.get("lm_head.weight", emb), None)
+    if granite:
+        logits = logits / cfg["logits_scaling"]
+    return logits
 
 
 def gpt2_forward(p, cfg, input_ids, hooks=PLAIN):
@@ -272,6 +302,8 @@ FORWARDS = {
     "MistralForCausalLM": llama_forward,
     "Qwen2ForCausalLM": llama_forward,
     "Qwen3ForCausalLM": llama_forward,
+    "Olmo2ForCausalLM": llama_forward,
+    "GraniteForCausalLM": llama_forward,
     "GPT2LMHeadModel": gpt2_forward,
 }
 
