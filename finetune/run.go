@@ -311,10 +311,15 @@ func trainExactMatch(ctx context.Context, m model.Model, td *Data, o *JobOptions
 // that train the base weights.
 func (o *JobOptions) quantize(m model.Model) error {
 	q := o.Quantize
+	trainsBase := o.Method == "full" || o.Method == "freeze"
 	if q.Format == quant.None {
+		if pq, ok := m.(interface{ QuantizedLayers() int }); ok && trainsBase && pq.QuantizedLayers() > 0 {
+			return optionErrorf("Method", "%s %s trains the base weights, but the model's base is bitsandbytes-quantized (frozen; use lora or another adapter method)",
+				o.name("Method"), o.Method)
+		}
 		return nil
 	}
-	if o.Method == "full" || o.Method == "freeze" {
+	if trainsBase {
 		return optionErrorf("Quantize", "%s %s: %s %s trains the base weights; quantized bases are frozen (use lora or another adapter method)",
 			o.name("Quantize"), q.Format, o.name("Method"), o.Method)
 	}

@@ -126,6 +126,9 @@ type Config struct {
 	// use_sliding_window is true; nil otherwise. Recorded for round trips:
 	// gotune's models attend over the full causal window.
 	SlidingWindow *int
+	// Quantization is the checkpoint's bitsandbytes 4-bit
+	// quantization_config, nil for an unquantized checkpoint.
+	Quantization *Quantization
 
 	// raw holds the file's top-level keys as parsed (or as a constructor
 	// built them); orig is the Config they describe. Save writes raw back,

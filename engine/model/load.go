@@ -31,12 +31,27 @@ func LoadWithOptions(dir string, be engine.Backend, opt Options) (Model, error) 
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	mod, m, err := buildFrom(cfg, be, opt, setWeights{set}, dir)
+	var w weights = setWeights{set}
+	var bnb *bnbWeights
+	if cfg.Quantization != nil {
+		if bnb, err = newBnbWeights(set, cfg.Quantization); err != nil {
+			set.Close()
+			return nil, fmt.Errorf("%w (%s)", err, dir)
+		}
+		w = bnb
+	}
+	mod, m, err := buildFrom(cfg, be, opt, w, dir)
 	if err != nil {
 		set.Close()
 		return nil, fmt.Errorf("%w (%s)", err, filepath.Join(dir, hfconfig.FileName))
 	}
-	stored, err := m.fill(setWeights{set}, dir)
+	if bnb != nil {
+		err = m.loadQuantized(bnb, dir)
+	}
+	var stored map[string]string
+	if err == nil {
+		stored, err = m.fill(w, dir)
+	}
 	if err != nil {
 		set.Close()
 		m.freeAll()

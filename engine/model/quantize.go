@@ -93,6 +93,9 @@ func quantSkipped(name string) bool { return name == "lm_head" || strings.HasSuf
 // keep the base frozen (LoRA and the other PEFT methods) can train on it.
 func (m *Transformer) Quantize(o quant.Options) (QuantStats, error) {
 	var st QuantStats
+	if m.QuantizedLayers() > 0 {
+		return st, fmt.Errorf("model: cannot quantize to %s: the base is already quantized (a bitsandbytes checkpoint)", o.Format)
+	}
 	for _, s := range m.slots {
 		d, ok := s.get().(*Dense)
 		if !ok || s.set == nil || quantSkipped(s.name) {
@@ -115,6 +118,19 @@ func (m *Transformer) Quantize(o quant.Options) (QuantStats, error) {
 		st.Bytes += qd.W.Bytes()
 	}
 	return st, nil
+}
+
+// QuantizedLayers returns the number of projections the model holds
+// quantized directly (not wrapped by a method): those Quantize made, or
+// those a bitsandbytes checkpoint stored.
+func (m *Transformer) QuantizedLayers() int {
+	n := 0
+	for _, s := range m.slots {
+		if _, ok := s.get().(*QuantDense); ok {
+			n++
+		}
+	}
+	return n
 }
 
 // Dequantize replaces every QuantDense the model holds directly (not
