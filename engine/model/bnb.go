@@ -214,38 +214,3 @@ func (w *bnbWeights) floats(name string, n int) ([]float32, error) {
 	}
 	return v, nil
 }
-
-// loadQuantized puts every quantized weight of w into a QuantDense in
-// place of the Dense the model was built with (before fill, which then
-// skips them): the codes, absmax and code books exactly as stored.
-func (m *Transformer) loadQuantized(w *bnbWeights, where string) error {
-	stored := map[string]string{} // canonical -> stored name
-	for n := range w.states {
-		stored[m.canonical(n)] = n
-	}
-	used := 0
-	for _, s := range m.slots {
-		d, ok := s.get().(*Dense)
-		if !ok || s.set == nil {
-			continue
-		}
-		name, ok := stored[d.Weight.Name]
-		if !ok {
-			continue
-		}
-		if d.Conv1D {
-			return fmt.Errorf("model: %s: tensor %q: bitsandbytes checkpoints of GPT-2 (Conv1D) models are not supported", where, name)
-		}
-		q, err := w.quantized(name)
-		if err != nil {
-			return fmt.Errorf("model: %s: %w", where, err)
-		}
-		s.set(&QuantDense{Name: d.Weight.Name, W: quant.Upload(m.be, q), Bias: d.Bias, Format: q.Format, be: m.be})
-		m.dropBase(d.Weight)
-		used++
-	}
-	if used != len(stored) {
-		return fmt.Errorf("model: %s: %d bitsandbytes-quantized tensor(s), but only %d are projections gotune can hold quantized", where, len(stored), used)
-	}
-	return nil
-}

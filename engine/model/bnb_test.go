@@ -42,6 +42,8 @@ func TestLoadBitsandbytes(t *testing.T) {
 			be := cpu.New()
 			got, err := Load(filepath.Join(goldenRoot, c.dir), be)
 			require.NoError(t, err)
+			st := be.MemoryStats()
+			assert.Equal(t, st.InUse, st.Peak, "loading allocated float storage for quantized weights")
 			want, err := Load(filepath.Join(goldenRoot, "llama-gqa"), be)
 			require.NoError(t, err)
 			_, err = want.(interface {
@@ -89,4 +91,48 @@ func mustAbs(t *testing.T, p string) string {
 	a, err := filepath.Abs(p)
 	require.NoError(t, err)
 	return a
+}
+
+// TestLoadQuantizes loads llama-gqa with Options.Quantize (each
+// projection quantized as it is read) and checks the projections equal
+// Transformer.Quantize's after a plain load, and, through the backend's
+// MemoryReporter, that the load's peak is what the loaded model holds:
+// no float copy of a quantized projection was ever allocated, where
+// loading then quantizing peaks at the whole float32 model.
+func TestLoadQuantizes(t *testing.T) {
+	for _, storage := range []engine.DType{engine.Float32, engine.BFloat16} {
+		t.Run(storage.String(), func(t *testing.T) { checkLoadQuantizes(t, storage) })
+	}
+	_, err := LoadWithOptions(filepath.Join(goldenRoot, "qlora-bnb-nf4"), cpu.New(), Options{Quantize: quant.Options{Format: quant.NF4}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "cannot quantize to nf4: the checkpoint is already quantized")
+}
+
+// checkLoadQuantizes is TestLoadQuantizes with parameters stored in
+// storage (under bfloat16 both quantize the bfloat16-rounded weights).
+func checkLoadQuantizes(t *testing.T, storage engine.DType) {
+	dir := filepath.Join(goldenRoot, "llama-gqa")
+	o := quant.Options{Format: quant.NF4, DoubleQuant: true}
+	atLoad := cpu.New()
+	got, err := LoadWithOptions(dir, atLoad, Options{Quantize: o, Storage: storage})
+	require.NoError(t, err)
+	loadStats := atLoad.MemoryStats()
+
+	after := cpu.New()
+	want, err := LoadWithOptions(dir, after, Options{Storage: storage})
+	require.NoError(t, err)
+	_, err = want.(interface {
+		Quantize(quant.Options) (QuantStats, error)
+	}).Quantize(o)
+	require.NoError(t, err)
+	afterStats := after.MemoryStats()
+
+	g, w := quantLayers(t, atLoad, got), quantLayers(t, after, want)
+	require.Len(t, w, 14)
+	assert.Equal(t, w, g)
+	t.Logf("peak while loading: %d bytes quantizing at load, %d loading then quantizing (in use after: %d, %d)",
+		loadStats.Peak, afterStats.Peak, loadStats.InUse, afterStats.InUse)
+	assert.Equal(t, afterStats.InUse, loadStats.InUse)
+	assert.Equal(t, loadStats.InUse, loadStats.Peak, "quantizing at load allocated more than the loaded model")
+	assert.Greater(t, afterStats.Peak, loadStats.Peak)
 }
