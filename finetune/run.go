@@ -106,7 +106,13 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 	// stored in bfloat16 as they are read (model.Options.Storage).
 	tcfg.Precision, _ = engine.ParsePrecision(o.Precision, OnGPU(be))
 	fmt.Fprintf(o.Log, "precision: %s\n", tcfg.Precision)
-	m, err := model.LoadWithOptions(weightsDir, be, model.Options{Storage: tcfg.Precision.ActDType()})
+	lo := model.Options{Storage: tcfg.Precision.ActDType()}
+	if !o.trainsBase() {
+		// Quantized as each tensor is read: the device never holds the
+		// float base (o.quantize refuses the methods that train it).
+		lo.Quantize = o.Quantize
+	}
+	m, err := model.LoadWithOptions(weightsDir, be, lo)
 	if err != nil {
 		return nil, err
 	}
@@ -307,18 +313,32 @@ func trainExactMatch(ctx context.Context, m model.Model, td *Data, o *JobOptions
 	return res, nil
 }
 
-// quantize quantizes m's base when Quantize asks for it, refusing methods
-// that train the base weights.
+// trainsBase reports whether the method trains the base weights.
+func (o *JobOptions) trainsBase() bool { return o.Method == "full" || o.Method == "freeze" }
+
+// quantize checks m's quantized base (quantized at load when Quantize
+// asks for it, or stored by a bitsandbytes checkpoint) against the
+// method, refusing methods that train the base weights, and reports it.
 func (o *JobOptions) quantize(m model.Model) error {
 	q := o.Quantize
+	trainsBase := o.trainsBase()
 	if q.Format == quant.None {
+		if pq, ok := m.(interface{ QuantizedLayers() int }); ok && trainsBase && pq.QuantizedLayers() > 0 {
+			return optionErrorf("Method", "%s %s trains the base weights, but the model's base is bitsandbytes-quantized (frozen; use lora or another adapter method)",
+				o.name("Method"), o.Method)
+		}
 		return nil
 	}
-	if o.Method == "full" || o.Method == "freeze" {
+	if trainsBase {
 		return optionErrorf("Quantize", "%s %s: %s %s trains the base weights; quantized bases are frozen (use lora or another adapter method)",
 			o.name("Quantize"), q.Format, o.name("Method"), o.Method)
 	}
-	return QuantizeBase(m, q, o.Log)
+	qm, ok := m.(interface{ QuantStats() model.QuantStats })
+	if !ok {
+		return fmt.Errorf("quantize %s: a %T cannot be quantized", q.Format, m)
+	}
+	logQuantized(o.Log, q, qm.QuantStats())
+	return nil
 }
 
 // QuantizeBase quantizes m's frozen base projections (every one but
@@ -335,7 +355,12 @@ func QuantizeBase(m model.Model, q quant.Options, log io.Writer) error {
 	if err != nil {
 		return err
 	}
+	logQuantized(log, q, st)
+	return nil
+}
+
+// logQuantized reports a quantized base's bytes per parameter to log.
+func logQuantized(log io.Writer, q quant.Options, st model.QuantStats) {
 	fmt.Fprintf(log, "quantized: %s (double quant %v), %d projections, %d parameters in %d bytes (%.4f bytes per parameter)\n",
 		q.Format, q.DoubleQuant, st.Layers, st.Params, st.Bytes, st.BytesPerParam())
-	return nil
 }

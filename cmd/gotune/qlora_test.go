@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -41,11 +42,10 @@ const (
 	qloraStepTol = 1.0 / (1 << 8)
 )
 
-// TestQLoRAMatchesGolden trains the golden LoRA run with --quantize nf4
-// (double quantization) on the CPU under both precisions, and through
-// the emulated GPU under fp32 (the kernel path of QuantGemm), and
-// compares the trajectories with PyTorch's on the dequantized weights.
-func TestQLoRAMatchesGolden(t *testing.T) {
+// qloraSetup reads the QLoRA golden and returns it with the arguments
+// of the golden LoRA run on llama-gqa writing to out.
+func qloraSetup(t *testing.T) (qloraGolden, func(out string) []string) {
+	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(goldenDir, "qlora", "golden.json"))
 	require.NoError(t, err)
 	var g qloraGolden
@@ -54,13 +54,40 @@ func TestQLoRAMatchesGolden(t *testing.T) {
 	require.NoError(t, err)
 	sets, err := golden.LoadMethods(filepath.Join(goldenDir, golden.MethodsDir))
 	require.NoError(t, err)
-	var args func(out string) []string
 	for _, s := range sets {
 		if s.Meta.Name == "lora" {
-			args = func(out string) []string { return methodTrainArgs(t, s, base, methodFlags, out) }
+			return g, func(out string) []string { return methodTrainArgs(t, s, base, methodFlags, out) }
 		}
 	}
-	require.NotNil(t, args)
+	require.FailNow(t, "no golden lora run")
+	return g, nil
+}
+
+func relErr(a, b float64) float64 { return math.Abs(a-b) / math.Abs(b) }
+
+// checkQLoRATrajectory compares a run's metrics with golden losses and
+// gradient norms (qloraFirstLossTol for the first loss, qloraStepTol
+// for the rest).
+func checkQLoRATrajectory(t *testing.T, ms []train.StepMetrics, losses, norms []float64) {
+	t.Helper()
+	require.Len(t, ms, len(losses))
+	for i, m := range ms {
+		tol := qloraStepTol
+		if i == 0 {
+			tol = qloraFirstLossTol
+		}
+		t.Logf("step %d: loss %.3g, grad norm %.3g relative to the golden", i+1, relErr(m.Loss, losses[i]), relErr(m.GradNorm, norms[i]))
+		assert.LessOrEqual(t, relErr(m.Loss, losses[i]), tol, "step %d loss %.8g, golden %.8g", i+1, m.Loss, losses[i])
+		assert.LessOrEqual(t, relErr(m.GradNorm, norms[i]), qloraStepTol, "step %d grad norm %.8g, golden %.8g", i+1, m.GradNorm, norms[i])
+	}
+}
+
+// TestQLoRAMatchesGolden trains the golden LoRA run with --quantize nf4
+// (double quantization) on the CPU under both precisions, and through
+// the emulated GPU under fp32 (the kernel path of QuantGemm), and
+// compares the trajectories with PyTorch's on the dequantized weights.
+func TestQLoRAMatchesGolden(t *testing.T) {
+	g, args := qloraSetup(t)
 	cases := []struct{ name, policy, device string }{
 		{"cpu-fp32", "fp32", "cpu"}, {"cpu-bf16", "bf16", "cpu"}, {"cuda-fp32", "fp32", "cuda"}, {"cuda-bf16", "bf16", "cuda"},
 	}
@@ -78,20 +105,11 @@ func TestQLoRAMatchesGolden(t *testing.T) {
 			ms, err := train.ReadMetrics(filepath.Join(out, train.MetricsFile))
 			require.NoError(t, err)
 			require.Len(t, ms, len(run.Losses))
-			rel := func(a, b float64) float64 { return math.Abs(a-b) / math.Abs(b) }
 			if c.policy == "fp32" {
-				gap := rel(g.Runs["fp32"].UnquantizedLosses[0], run.Losses[0])
+				gap := relErr(g.Runs["fp32"].UnquantizedLosses[0], run.Losses[0])
 				assert.Greater(t, gap, 10*qloraFirstLossTol, "quantized and unquantized first-step losses are too close to tell apart")
 			}
-			for i, m := range ms {
-				tol := qloraStepTol
-				if i == 0 {
-					tol = qloraFirstLossTol
-				}
-				t.Logf("step %d: loss %.3g, grad norm %.3g relative to the golden", i+1, rel(m.Loss, run.Losses[i]), rel(m.GradNorm, run.GradNorms[i]))
-				assert.LessOrEqual(t, rel(m.Loss, run.Losses[i]), tol, "step %d loss %.8g, golden %.8g", i+1, m.Loss, run.Losses[i])
-				assert.LessOrEqual(t, rel(m.GradNorm, run.GradNorms[i]), qloraStepTol, "step %d grad norm %.8g, golden %.8g", i+1, m.GradNorm, run.GradNorms[i])
-			}
+			checkQLoRATrajectory(t, ms, run.Losses, run.GradNorms)
 		})
 	}
 }
@@ -134,4 +152,44 @@ func TestQLoRAMerge(t *testing.T) {
 	require.NoError(t, err)
 	d := relDiff(g, o)
 	assert.True(t, d > 1e-3 && d < 0.2, "down_proj differs from the original by %.3g: not its NF4 dequantization", d)
+}
+
+// TestQLoRABitsandbytesCheckpoint trains the golden LoRA run on
+// llama-gqa saved as a bitsandbytes NF4 (double quant) checkpoint — no
+// --quantize: the base is read quantized — and compares the trajectory
+// with the fp32 QLoRA golden (the same codes, quantized from the float32
+// base), on the CPU and through the emulated GPU. Full fine-tuning of
+// such a base is refused.
+func TestQLoRABitsandbytesCheckpoint(t *testing.T) {
+	g, loraArgs := qloraSetup(t)
+	args := func(out string) []string {
+		a := loraArgs(out)
+		a[slices.Index(a, "--model")+1] = filepath.Join(goldenDir, "qlora-bnb-nf4")
+		return a
+	}
+	run := g.Runs["fp32"]
+	for _, device := range []string{"cpu", "cuda"} {
+		t.Run(device, func(t *testing.T) {
+			var env []string
+			if device == "cuda" {
+				env = []string{"GOTUNE_LIBCUDA=" + cudaDriver(t)}
+			}
+			out := filepath.Join(t.TempDir(), "out")
+			r := runGotuneEnv(t, env, append(args(out), "--precision", "fp32", "--device", device)...)
+			require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			ms, err := train.ReadMetrics(filepath.Join(out, train.MetricsFile))
+			require.NoError(t, err)
+			require.Len(t, ms, len(run.Losses))
+			checkQLoRATrajectory(t, ms, run.Losses, run.GradNorms)
+		})
+	}
+	t.Run("full-refused", func(t *testing.T) {
+		a := args(filepath.Join(t.TempDir(), "out"))
+		a[slices.Index(a, "--method")+1] = "full"
+		r := runGotune(t, a...)
+		require.NotEqual(t, 0, r.code)
+		first, _, _ := strings.Cut(r.stderr, "\n")
+		assert.Contains(t, first, "--method full trains the base weights, but the model's base is bitsandbytes-quantized")
+		assert.NotContains(t, r.stderr, "goroutine")
+	})
 }

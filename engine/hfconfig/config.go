@@ -135,6 +135,9 @@ type Config struct {
 	// AttentionMultiplier is the attention scale (in place of
 	// 1/sqrt(head_dim)) and LogitsScaling divides the logits.
 	EmbeddingMultiplier, ResidualMultiplier, AttentionMultiplier, LogitsScaling float64
+	// Quantization is the checkpoint's bitsandbytes 4-bit
+	// quantization_config, nil for an unquantized checkpoint.
+	Quantization *Quantization
 
 	// raw holds the file's top-level keys as parsed (or as a constructor
 	// built them); orig is the Config they describe. Save writes raw back,

@@ -325,6 +325,9 @@ func (p *parser) config() (*Config, error) {
 	if c.PadTokenID, err = p.tokenID("pad_token_id", nil); err != nil {
 		return nil, err
 	}
+	if c.Quantization, err = p.quantization(); err != nil {
+		return nil, err
+	}
 	if archName == ArchGPT2 {
 		err = p.gpt2(c)
 	} else {

@@ -237,6 +237,11 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 			}
 		}
 	}
+	if c.Quantization == nil && o.Quantization != nil {
+		// The weights were dequantized (a merged model): the saved
+		// checkpoint is no longer a bitsandbytes one.
+		delete(out, QuantKey)
+	}
 	return out, firstErr
 }
 

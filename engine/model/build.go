@@ -41,7 +41,9 @@ func buildFrom(cfg *Config, be engine.Backend, opt Options, w weights, where str
 			return nil, nil, fmt.Errorf("model: %s: the config has %d layers (num_hidden_layers) but the weights hold %d", where, d.layers, stored)
 		}
 	}
+	m.quantAtLoad = quantizedAtLoad(w, opt)
 	m.build()
+	m.quantAtLoad = nil
 	if d.fam.Positions == arch.Rotary {
 		inv, err := ropeInvFreq(d.headDim, d.ropeTheta, d.ropeScaling)
 		if err != nil {
@@ -69,9 +71,15 @@ func buildFrom(cfg *Config, be engine.Backend, opt Options, w weights, where str
 // While building from stored weights (m.storedShapes), a parameter the weights
 // lack or hold with another shape gets no storage (validate reports it).
 func (m *Transformer) param(name string, decay bool, shape ...int) *engine.Param {
+	return m.newParam(name, decay, true, shape...)
+}
+
+// newParam is param; alloc false leaves the parameter without storage
+// (a projection that will be loaded quantized).
+func (m *Transformer) newParam(name string, decay, alloc bool, shape ...int) *engine.Param {
 	p := &engine.Param{Name: name, Trainable: true, Decay: decay}
 	m.shapes[name] = shape
-	if stored, ok := m.storedShapes[name]; m.storedShapes == nil || ok && sameDims(stored, shape) {
+	if stored, ok := m.storedShapes[name]; alloc && (m.storedShapes == nil || ok && sameDims(stored, shape)) {
 		p.W = m.be.Alloc(m.d.storage, shape...)
 	}
 	m.base = append(m.base, p)
@@ -86,7 +94,9 @@ func (m *Transformer) dense(prefix string, in, out int, bias, conv1D bool) *Dens
 	if conv1D {
 		shape = []int{in, out}
 	}
-	l := &Dense{Weight: m.param(prefix+".weight", true, shape...), Conv1D: conv1D}
+	name := prefix + ".weight"
+	alloc := m.quantAtLoad == nil || !m.quantAtLoad(name)
+	l := &Dense{Weight: m.newParam(name, true, alloc, shape...), Conv1D: conv1D}
 	if bias {
 		l.Bias = m.param(prefix+".bias", false, out)
 	}

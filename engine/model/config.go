@@ -7,6 +7,7 @@ import (
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/arch"
 	"github.com/gotune/gotune/engine/hfconfig"
+	"github.com/gotune/gotune/engine/quant"
 )
 
 // Config is the normalised Hugging Face configuration a model is built
@@ -30,6 +31,12 @@ type Options struct {
 	// parameters float32 masters re-read from the checkpoint (exact for
 	// F32 and F16 sources).
 	Storage engine.DType
+	// Quantize, when its Format is not quant.None, quantizes every dense
+	// projection but the LM head as it is read (LoadWithOptions and
+	// FromWeights): each is quantized from the host copy of its tensor,
+	// so the device never holds it in float. The result is what
+	// Transformer.Quantize makes after loading.
+	Quantize quant.Options
 }
 
 // dimsOf validates cfg and derives the model geometry.

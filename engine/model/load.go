@@ -7,6 +7,7 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/hfconfig"
+	"github.com/gotune/gotune/engine/quant"
 	"github.com/gotune/gotune/engine/safetensors"
 )
 
@@ -31,12 +32,29 @@ func LoadWithOptions(dir string, be engine.Backend, opt Options) (Model, error) 
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	mod, m, err := buildFrom(cfg, be, opt, setWeights{set}, dir)
+	var w weights = setWeights{set}
+	var bnb *bnbWeights
+	if cfg.Quantization != nil {
+		if opt.Quantize.Format != quant.None {
+			set.Close()
+			return nil, fmt.Errorf("model: %s: cannot quantize to %s: the checkpoint is already quantized (%s %s)", dir, opt.Quantize.Format, hfconfig.QuantKey, cfg.Quantization)
+		}
+		if bnb, err = newBnbWeights(set, cfg.Quantization); err != nil {
+			set.Close()
+			return nil, fmt.Errorf("%w (%s)", err, dir)
+		}
+		w = bnb
+	}
+	mod, m, err := buildFrom(cfg, be, opt, w, dir)
 	if err != nil {
 		set.Close()
 		return nil, fmt.Errorf("%w (%s)", err, filepath.Join(dir, hfconfig.FileName))
 	}
-	stored, err := m.fill(setWeights{set}, dir)
+	err = m.loadQuantizedWeights(w, opt.Quantize, dir)
+	var stored map[string]string
+	if err == nil {
+		stored, err = m.fill(w, dir)
+	}
 	if err != nil {
 		set.Close()
 		m.freeAll()
@@ -63,7 +81,11 @@ func FromWeights(cfg *Config, be engine.Backend, w map[string]HostTensor, opt Op
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.fill(mapWeights(w), "weights"); err != nil {
+	err = m.loadQuantizedWeights(mapWeights(w), opt.Quantize, "weights")
+	if err == nil {
+		_, err = m.fill(mapWeights(w), "weights")
+	}
+	if err != nil {
 		m.freeAll()
 		return nil, err
 	}
@@ -183,6 +205,9 @@ func (m *Transformer) fill(w weights, where string) (map[string]string, error) {
 		stored[m.canonical(n)] = n
 	}
 	for _, p := range m.base {
+		if p.W == nil {
+			return nil, fmt.Errorf("model: %s: tensor %q: a projection gotune cannot hold quantized", where, stored[p.Name])
+		}
 		data, err := w.float32s(stored[p.Name])
 		if err != nil {
 			return nil, fmt.Errorf("model: %s: %w", where, err)

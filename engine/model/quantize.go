@@ -93,6 +93,9 @@ func quantSkipped(name string) bool { return name == "lm_head" || strings.HasSuf
 // keep the base frozen (LoRA and the other PEFT methods) can train on it.
 func (m *Transformer) Quantize(o quant.Options) (QuantStats, error) {
 	var st QuantStats
+	if m.QuantizedLayers() > 0 {
+		return st, fmt.Errorf("model: cannot quantize to %s: the base is already quantized (a bitsandbytes checkpoint)", o.Format)
+	}
 	for _, s := range m.slots {
 		d, ok := s.get().(*Dense)
 		if !ok || s.set == nil || quantSkipped(s.name) {
@@ -107,15 +110,123 @@ func (m *Transformer) Quantize(o quant.Options) (QuantStats, error) {
 		if err != nil {
 			return st, fmt.Errorf("model: quantize %s: %w", d.Weight.Name, err)
 		}
-		qd := &QuantDense{Name: d.Weight.Name, W: quant.Upload(m.be, q), Bias: d.Bias, Format: o.Format, be: m.be, conv1D: d.Conv1D}
-		s.set(qd)
-		m.dropBase(d.Weight)
+		qd := m.putQuantized(s, d, q)
 		st.Layers++
 		st.Params += rows * cols
 		st.Bytes += qd.W.Bytes()
 	}
 	return st, nil
 }
+
+// putQuantized replaces the Dense d in slot s with a QuantDense holding
+// q and drops d's weight from the base parameters.
+func (m *Transformer) putQuantized(s slot, d *Dense, q *quant.Quantized) *QuantDense {
+	qd := &QuantDense{Name: d.Weight.Name, W: quant.Upload(m.be, q), Bias: d.Bias, Format: q.Format, be: m.be, conv1D: d.Conv1D}
+	s.set(qd)
+	m.dropBase(d.Weight)
+	return qd
+}
+
+// quantizedAtLoad returns the predicate of the projection weights built
+// without float storage because they are loaded quantized: those a
+// bitsandbytes checkpoint stores quantized, or with o every one
+// Quantize would take. nil: none.
+func quantizedAtLoad(w weights, opt Options) func(string) bool {
+	if bw, ok := w.(*bnbWeights); ok {
+		return func(n string) bool { _, q := bw.states[n]; return q }
+	}
+	if w != nil && opt.Quantize.Format != quant.None {
+		return func(n string) bool { return !quantSkipped(strings.TrimSuffix(n, ".weight")) }
+	}
+	return nil
+}
+
+// loadQuantizedWeights fills every projection built without float
+// storage (quantizedAtLoad) with a QuantDense, one at a time, before fill
+// takes the float tensors: a bitsandbytes weight as stored (codes,
+// absmax and code books), or a float weight quantized with o from its
+// host copy.
+func (m *Transformer) loadQuantizedWeights(w weights, o quant.Options, where string) error {
+	bw, isBnb := w.(*bnbWeights)
+	if !isBnb && o.Format == quant.None {
+		return nil
+	}
+	stored := map[string]string{} // canonical -> stored name
+	for _, n := range w.names() {
+		stored[m.canonical(n)] = n
+	}
+	for _, s := range m.slots {
+		d, ok := s.get().(*Dense)
+		if !ok || s.set == nil || d.Weight.W != nil {
+			continue
+		}
+		name := stored[d.Weight.Name]
+		var q *quant.Quantized
+		var err error
+		switch {
+		case isBnb && d.Conv1D:
+			err = fmt.Errorf("tensor %q: bitsandbytes checkpoints of GPT-2 (Conv1D) models are not supported", name)
+		case isBnb:
+			q, err = bw.quantized(name)
+		default:
+			q, err = m.quantizeStored(w, d, name, o)
+		}
+		if err != nil {
+			return fmt.Errorf("model: %s: %w", where, err)
+		}
+		m.putQuantized(s, d, q)
+	}
+	return nil
+}
+
+// quantizeStored quantizes the stored float tensor name of d with o.
+func (m *Transformer) quantizeStored(w weights, d *Dense, name string, o quant.Options) (*quant.Quantized, error) {
+	data, err := w.float32s(name)
+	if err != nil {
+		return nil, err
+	}
+	if i, ok := engine.FirstNonFinite(data); !ok {
+		return nil, fmt.Errorf("tensor %q: element %d is %v; the weights are damaged", name, i, data[i])
+	}
+	if m.d.storage == engine.BFloat16 {
+		// What Quantize after a bfloat16 load quantizes (and
+		// transformers quantizing a torch_dtype=bfloat16 model).
+		data = slices.Clone(data)
+		for i, v := range data {
+			data[i] = roundBF16(v)
+		}
+	}
+	shape := m.shapes[d.Weight.Name]
+	rows, cols := shape[0], shape[1]
+	if d.Conv1D {
+		rows, cols = cols, rows
+		data = transposed(data, cols, rows)
+	}
+	q, err := quant.Quantize(data, rows, cols, o)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", name, err)
+	}
+	return q, nil
+}
+
+// QuantStats describes the projections the model holds quantized
+// directly (not wrapped by a method).
+func (m *Transformer) QuantStats() QuantStats {
+	var st QuantStats
+	for _, s := range m.slots {
+		if qd, ok := s.get().(*QuantDense); ok {
+			st.Layers++
+			st.Params += qd.W.Rows * qd.W.Cols
+			st.Bytes += qd.W.Bytes()
+		}
+	}
+	return st
+}
+
+// QuantizedLayers returns the number of projections the model holds
+// quantized directly (not wrapped by a method): those Quantize made, or
+// those a bitsandbytes checkpoint stored.
+func (m *Transformer) QuantizedLayers() int { return m.QuantStats().Layers }
 
 // Dequantize replaces every QuantDense the model holds directly (not
 // wrapped by a method) with a frozen Dense of its float32 dequantized

@@ -94,6 +94,10 @@ type Transformer struct {
 	// files contain is an error before anything that large is allocated.
 	storedShapes map[string][]int
 	shapes       map[string][]int // expected shape of every base parameter
+	// quantAtLoad reports, while the model is built, the projection
+	// weights that get no float storage because they are loaded
+	// quantized (loadQuantizedWeights).
+	quantAtLoad func(name string) bool
 
 	prompt  Prompt
 	prefix  Prefix

@@ -27,6 +27,7 @@ _DTYPES = {
     torch.float64: ("F64", "<f8"),
     torch.int64: ("I64", "<i8"),
     torch.int32: ("I32", "<i4"),
+    torch.uint8: ("U8", "|u1"),
 }
 
 

@@ -47,6 +47,20 @@ steps, under gotune's two precision policies:
 Merge (qlora/quant.safetensors, merged.*): the same adapter merged into
 the float32 dequantized base, W = Wdq + s·B·A (float64, rounded once).
 
+bitsandbytes checkpoints (qlora-bnb-nf4/, qlora-bnb-fp4/): llama-gqa as
+transformers saves it after from_pretrained(quantization_config=
+BitsAndBytesConfig(load_in_4bit=True, ...)) — config.json with the
+config's to_dict() under quantization_config, and per quantized Linear
+the keys of bitsandbytes' Params4bit state dict (QuantState.as_dict
+(packed=True)): "weight" (uint8 [ceil(n/2), 1], the packed codes),
+"weight.absmax" (float32 per block, or uint8 codes when nested),
+"weight.quant_map" (float32 [16]), when nested "weight.nested_absmax"
+(float32 per 256 blocks) and "weight.nested_quant_map" (float32 [256]),
+and "weight.quant_state.bitsandbytes__<type>": the UTF-8 bytes of
+json.dumps of the non-tensor items (quant_type, blocksize, dtype, shape,
+and when nested nested_blocksize, nested_dtype, nested_offset) as a uint8
+tensor. nf4 is double quantized, fp4 is not. Other tensors stay float32.
+
 Run: /usr/bin/python3 testdata/golden/qlora.py
 """
 
@@ -298,6 +312,51 @@ def forward_fp32(P, cfg, ids, pol, lora):
     return b16.forward(P, cfg, ids, pol, lora, linear=linear)
 
 
+BNB_VARIANTS = (("qlora-bnb-nf4", "nf4", True), ("qlora-bnb-fp4", "fp4", False))
+
+
+def bnb_state(t, fmt, double):
+    """One quantized Linear weight as bitsandbytes' Params4bit saves it."""
+    q = quantize_4bit(t, fmt, double)
+    out = {"weight": q["packed"].to(torch.uint8).view(-1, 1), "weight.quant_map": q["code"]}
+    meta = {"quant_type": fmt, "blocksize": BLOCK, "dtype": str(t.dtype).replace("torch.", ""),
+            "shape": list(t.shape)}
+    if double:
+        out["weight.absmax"] = q["qabsmax"].to(torch.uint8)
+        out["weight.nested_absmax"] = q["nested_absmax"]
+        out["weight.nested_quant_map"] = q["nested_code"]
+        meta.update(nested_blocksize=NESTED, nested_dtype="float32", nested_offset=float(q["offset"]))
+    else:
+        out["weight.absmax"] = q["absmax"]
+    blob = json.dumps(meta).encode("utf-8")
+    out["weight.quant_state.bitsandbytes__" + fmt] = torch.tensor(list(blob), dtype=torch.uint8)
+    return out
+
+
+def write_bnb_checkpoints(cfg, base):
+    for folder, fmt, double in BNB_VARIANTS:
+        tensors = {}
+        for name, t in base.items():
+            if name.endswith(".weight") and name.split(".")[-2] in QUANTIZED:
+                prefix = name[: -len("weight")]
+                for k, v in bnb_state(t, fmt, double).items():
+                    tensors[prefix + k] = v
+            else:
+                tensors[name] = t
+        qcfg = dict(cfg)
+        qcfg["quantization_config"] = {
+            "_load_in_4bit": True, "_load_in_8bit": False, "bnb_4bit_compute_dtype": "bfloat16",
+            "bnb_4bit_quant_storage": "uint8", "bnb_4bit_quant_type": fmt,
+            "bnb_4bit_use_double_quant": double, "llm_int8_enable_fp32_cpu_offload": False,
+            "llm_int8_has_fp16_weight": False, "llm_int8_skip_modules": None,
+            "llm_int8_threshold": 6.0, "load_in_4bit": True, "load_in_8bit": False,
+            "quant_method": "bitsandbytes"}
+        d = os.path.join(HERE, folder)
+        os.makedirs(d, exist_ok=True)
+        hfio.write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+        hfio.write_json(os.path.join(d, "config.json"), qcfg)
+
+
 def main():
     check_code_books()
     check_layout()
@@ -312,6 +371,7 @@ def main():
     lrun = lmeta["run"]
     lora_init = b16.lora_adapter_init()
     qbase = quantized_base(base)
+    write_bnb_checkpoints(cfg, base)
     out = {"model": "llama-gqa", "quantize": "nf4", "double_quant": True,
            "dynamic_map_entries_differing_from_torch_linspace": int((torch_map != quant["dynamic_map"]).sum()),
            "runs": {}}
