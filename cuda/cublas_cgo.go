@@ -4,7 +4,7 @@ package cuda
 
 /*
 #cgo LDFLAGS: -ldl
-#include <dlfcn.h>
+#include "dlopen.h"
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
@@ -31,26 +31,22 @@ static struct {
 } gtb;
 
 static int gtb_open(const char *path, const char *driver, char *err, int errlen) {
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		const char *m = dlerror();
-		strncpy(err, m ? m : "dlopen failed", errlen - 1);
-		err[errlen - 1] = 0;
-		return 1;
-	}
+	void *h = gt_dlopen(path, err, errlen);
+	if (!h) return 1;
 	// RTLD_NOLOAD: the driver is already loaded by the cuda package.
 	void *d = dlopen(driver, RTLD_NOW | RTLD_NOLOAD);
 	if (d) *(void **)(&gtb.ctx_set) = dlsym(d, "cuCtxSetCurrent");
-#define SYM(field, name) \
-	*(void **)(&gtb.field) = dlsym(h, name); \
-	if (!gtb.field) { strncpy(err, "missing symbol " name, errlen - 1); err[errlen - 1] = 0; return 1; }
+#define SYM(field, name) GT_DLSYM(h, gtb.field, name, err, errlen);
 	SYM(create, "cublasCreate_v2")
 	SYM(destroy, "cublasDestroy_v2")
 	SYM(set_stream, "cublasSetStream_v2")
 	SYM(sgemm, "cublasSgemm_v2")
 	SYM(gemmex, "cublasGemmEx")
 #undef SYM
-	if (!gtb.ctx_set) { strncpy(err, "cannot find cuCtxSetCurrent in the loaded driver", errlen - 1); err[errlen - 1] = 0; return 1; }
+	if (!gtb.ctx_set) {
+		gt_set_err(err, errlen, "cannot find cuCtxSetCurrent in the loaded driver");
+		return 1;
+	}
 	return 0;
 }
 

@@ -4,7 +4,7 @@ package cuda
 
 /*
 #cgo LDFLAGS: -ldl
-#include <dlfcn.h>
+#include "dlopen.h"
 #include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -77,20 +77,9 @@ static struct {
 // gt_open loads the library and resolves every symbol. It returns 0, or 1
 // with a message in err (dlopen's, or the first missing symbol's name).
 static int gt_open(const char *path, char *err, int errlen) {
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		const char *m = dlerror();
-		strncpy(err, m ? m : "dlopen failed", errlen - 1);
-		err[errlen - 1] = 0;
-		return 1;
-	}
-#define SYM(name) \
-	*(void **)(&gt.name) = dlsym(h, #name); \
-	if (!gt.name) { \
-		strncpy(err, "missing symbol " #name, errlen - 1); \
-		err[errlen - 1] = 0; \
-		return 1; \
-	}
+	void *h = gt_dlopen(path, err, errlen);
+	if (!h) return 1;
+#define SYM(name) GT_DLSYM(h, gt.name, #name, err, errlen);
 	SYM(cuInit) SYM(cuDriverGetVersion) SYM(cuGetErrorName) SYM(cuGetErrorString)
 	SYM(cuDeviceGetCount) SYM(cuDeviceGet) SYM(cuDeviceGetName) SYM(cuDeviceGetAttribute)
 	SYM(cuDeviceTotalMem_v2) SYM(cuDevicePrimaryCtxRetain) SYM(cuDevicePrimaryCtxRelease_v2)

@@ -4,7 +4,7 @@ package cuda
 
 /*
 #cgo LDFLAGS: -ldl
-#include <dlfcn.h>
+#include "dlopen.h"
 #include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,20 +36,9 @@ static struct {
 } gn;
 
 static int gn_open(const char *path, char *err, int errlen) {
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		const char *m = dlerror();
-		strncpy(err, m ? m : "dlopen failed", errlen - 1);
-		err[errlen - 1] = 0;
-		return 1;
-	}
-#define SYM(name) \
-	*(void **)(&gn.name) = dlsym(h, #name); \
-	if (!gn.name) { \
-		strncpy(err, "missing symbol " #name, errlen - 1); \
-		err[errlen - 1] = 0; \
-		return 1; \
-	}
+	void *h = gt_dlopen(path, err, errlen);
+	if (!h) return 1;
+#define SYM(name) GT_DLSYM(h, gn.name, #name, err, errlen);
 	SYM(ncclGetUniqueId) SYM(ncclCommInitRank) SYM(ncclAllReduce) SYM(ncclReduceScatter)
 	SYM(ncclAllGather) SYM(ncclBroadcast) SYM(ncclCommDestroy) SYM(ncclCommAbort)
 	SYM(ncclCommGetAsyncError) SYM(ncclGetErrorString)
