@@ -170,7 +170,7 @@ func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorT
 		shape, data := w.Shape, w.Data
 		switch {
 		case fam.GGUFInterleavedQK && (strings.HasSuffix(name, ".attn_q.weight") || strings.HasSuffix(name, ".attn_k.weight")):
-			data = halfToInterleaved(data, cfg.HeadDim, shape[1])
+			data = model.HalfToInterleaved(data, cfg.HeadDim, shape[1])
 		case fam.Conv1D && len(shape) == 2 && strings.HasPrefix(name, "blk."):
 			shape, data = transpose(shape, data)
 		}
@@ -192,22 +192,6 @@ func storageType(shape []int, typ gguf.TensorType) gguf.TensorType {
 		return gguf.F16
 	}
 	return typ
-}
-
-// halfToInterleaved permutes the rows (of width cols) of a q/k projection
-// from Hugging Face's RoPE pairing (i, i+headDim/2) to ggml's (2i, 2i+1)
-// within each head: new row 2i takes old row i, new row 2i+1 old row
-// i+headDim/2. (llama.cpp's converter does this with a reshape and swap.)
-func halfToInterleaved(data []float32, headDim, cols int) []float32 {
-	out := make([]float32, len(data))
-	rows := len(data) / cols
-	half := headDim / 2
-	for r := 0; r < rows; r++ {
-		h, j := r/headDim, r%headDim
-		src := h*headDim + j/2 + (j%2)*half
-		copy(out[r*cols:(r+1)*cols], data[src*cols:(src+1)*cols])
-	}
-	return out
 }
 
 // transpose swaps a matrix's two dimensions.

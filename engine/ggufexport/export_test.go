@@ -175,7 +175,7 @@ func TestInterleavedRoundTrip(t *testing.T) {
 func TestHalfToInterleaved(t *testing.T) {
 	// One head of 4 rows of width 1: HF pairs (0,2), (1,3); ggml (0,1), (2,3).
 	assert.Equal(t, []float32{10, 12, 11, 13, 20, 22, 21, 23},
-		halfToInterleaved([]float32{10, 11, 12, 13, 20, 21, 22, 23}, 4, 1))
+		model.HalfToInterleaved([]float32{10, 11, 12, 13, 20, 21, 22, 23}, 4, 1))
 }
 
 func TestGPT2(t *testing.T) {

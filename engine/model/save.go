@@ -183,18 +183,36 @@ func (m *Transformer) isRotated(name string) bool {
 	return false
 }
 
+// RoPE pairs the elements of a head vector in one of two layouts (see
+// engine.RopeLayout); converting a q/k projection between them permutes
+// its rows within each head. Both directions share permuteHeadRows.
+
 // interleavedToHalf permutes the rows (of width cols) of a q/k projection
 // from llama2.c's pairing (2i, 2i+1) to Hugging Face's (i, i+headDim/2)
 // within each head: new row i takes old row 2i, new row i+headDim/2 takes
 // old row 2i+1.
 func interleavedToHalf(data []float32, headDim, cols int) []float32 {
-	out := make([]float32, len(data))
-	rows := len(data) / cols
 	half := headDim / 2
-	for r := 0; r < rows; r++ {
+	return permuteHeadRows(data, headDim, cols, func(j int) int { return 2*(j%half) + j/half })
+}
+
+// HalfToInterleaved is the inverse of interleavedToHalf: from Hugging
+// Face's pairing to ggml's and llama2.c's (new row 2i takes old row i,
+// new row 2i+1 old row i+headDim/2), as llama.cpp's converter permutes
+// LLaMA's q and k.
+func HalfToInterleaved(data []float32, headDim, cols int) []float32 {
+	half := headDim / 2
+	return permuteHeadRows(data, headDim, cols, func(j int) int { return j/2 + (j%2)*half })
+}
+
+// permuteHeadRows returns data (rows of width cols, heads of headDim rows)
+// with row j of every head taken from the head's row src(j).
+func permuteHeadRows(data []float32, headDim, cols int, src func(j int) int) []float32 {
+	out := make([]float32, len(data))
+	for r := 0; r < len(data)/cols; r++ {
 		h, j := r/headDim, r%headDim
-		src := h*headDim + 2*(j%half) + j/half
-		copy(out[r*cols:(r+1)*cols], data[src*cols:(src+1)*cols])
+		from := h*headDim + src(j)
+		copy(out[r*cols:(r+1)*cols], data[from*cols:(from+1)*cols])
 	}
 	return out
 }
