@@ -50,7 +50,7 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 		return nil, err
 	}
 	defer lock.Release()
-	ckpt, ckptAdapter, err := findResume(&o)
+	ckpt, ckptState, ckptAdapter, err := findResume(&o)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,7 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 		return nil, err
 	}
 	if ckpt != "" {
-		info, err := tr.Resume(ckpt)
+		info, err := tr.ResumeVerified(ckpt, ckptState)
 		if err != nil {
 			return nil, err
 		}
@@ -268,23 +268,23 @@ func (o *JobOptions) seqLen(hc *hfconfig.Config) (int, error) {
 	return o.SeqLen, nil
 }
 
-// findResume finds the Resume checkpoint before anything heavy, and
-// refuses a different method at once. An adapter checkpoint becomes the
-// method's InitAdapter.
-func findResume(o *JobOptions) (ckpt string, adapter bool, err error) {
+// findResume finds the Resume checkpoint before anything heavy (its
+// files verified against their checksums), and refuses a different
+// method at once. An adapter checkpoint becomes the method's InitAdapter.
+func findResume(o *JobOptions) (ckpt string, st *train.TrainerState, adapter bool, err error) {
 	if o.Resume == "" {
-		return "", false, nil
+		return "", nil, false, nil
 	}
 	c, st, skipped, err := train.FindCheckpoint(o.Resume)
 	if err != nil {
-		return "", false, fmt.Errorf("%s: %w", o.name("Resume"), err)
+		return "", nil, false, fmt.Errorf("%s: %w", o.name("Resume"), err)
 	}
 	for _, s := range skipped {
 		fmt.Fprintf(o.Warn, "warning: %s: skipping the incomplete checkpoint %s\n", o.name("Resume"), s)
 	}
 	for _, s := range st.Settings {
 		if s.Name == o.name("Method") && s.Value != o.Method {
-			return "", false, fmt.Errorf("%s %s: the checkpoint was trained with %s %s, not %s", o.name("Resume"), c, o.name("Method"), s.Value, o.Method)
+			return "", nil, false, fmt.Errorf("%s %s: the checkpoint was trained with %s %s, not %s", o.name("Resume"), c, o.name("Method"), s.Value, o.Method)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(c, peft.ConfigFile)); err == nil {
@@ -295,7 +295,7 @@ func findResume(o *JobOptions) (ckpt string, adapter bool, err error) {
 		o.InitAdapter = c
 	}
 	fmt.Fprintf(o.Log, "resuming from %s (step %d of %d)\n", c, st.Step, st.TotalSteps)
-	return c, adapter, nil
+	return c, st, adapter, nil
 }
 
 // trainExactMatch scores greedy exact match of the trained model on the

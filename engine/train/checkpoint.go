@@ -617,12 +617,19 @@ func (t *Trainer) pruneCheckpoints() error {
 // fine-tune, the adapter through the method for an adapter). Call it once,
 // before Run; Run then appends to metrics.jsonl from the next step.
 func (t *Trainer) Resume(dir string) (*ResumeInfo, error) {
-	if t.step != 0 {
-		return nil, fmt.Errorf("resume from %s: the trainer has already taken %d steps", dir, t.step)
-	}
 	st, err := readVerified(dir)
 	if err != nil {
 		return nil, err
+	}
+	return t.ResumeVerified(dir, st)
+}
+
+// ResumeVerified is Resume from the state FindCheckpoint returned for
+// dir, which it has already checked against every file's checksum: a
+// full model's checkpoint holds gigabytes, so it is hashed once.
+func (t *Trainer) ResumeVerified(dir string, st *TrainerState) (*ResumeInfo, error) {
+	if t.step != 0 {
+		return nil, fmt.Errorf("resume from %s: the trainer has already taken %d steps", dir, t.step)
 	}
 	info := &ResumeInfo{Dir: dir, State: st}
 	bad, harmless := compareSettings(st.Settings, t.settings())
