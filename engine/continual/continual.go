@@ -403,17 +403,9 @@ func (r *runner) train(ctx context.Context, stream []data.Example, steps int, pe
 	if eval != nil {
 		tc.EvalEvery = r.cfg.Steps
 	}
-	tr, err := train.New(r.m, loader, tc, train.Options{Log: r.log, Penalty: penalty, Eval: eval})
+	res, err := train.RunToEnd(ctx, r.m, loader, tc, train.Options{Log: r.log, Penalty: penalty, Eval: eval})
 	if err != nil {
 		return nil, err
-	}
-	defer tr.Close()
-	res, err := tr.Run(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if res.Interrupted {
-		return nil, context.Canceled
 	}
 	// One loss summary per row of the matrix (StrategyJoint: per evaluation).
 	per := len(res.History)
@@ -430,7 +422,7 @@ func (r *runner) train(ctx context.Context, stream []data.Example, steps int, pe
 		r.res.FirstLoss = append(r.res.FirstLoss, h[0].Loss)
 		r.res.TrainLoss = append(r.res.TrainLoss, sum/float64(len(tail)))
 	}
-	return tr.Trainable(), nil
+	return trainable(r.m), nil // what the trainer trained: the model's trainable parameters
 }
 
 // evalRow evaluates every task after training task i (StrategyPerTask: each with

@@ -795,3 +795,22 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	}
 	return res, nil
 }
+
+// RunToEnd builds a trainer, runs it and frees it: the whole life of a
+// run for library callers that need the result only (continual learning,
+// method comparison). A run stopped by ctx is context.Canceled.
+func RunToEnd(ctx context.Context, model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (*Result, error) {
+	tr, err := New(model, loader, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Close()
+	res, err := tr.Run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if res.Interrupted {
+		return nil, context.Canceled
+	}
+	return res, nil
+}

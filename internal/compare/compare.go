@@ -185,17 +185,9 @@ func runOne(ctx context.Context, cfg *Config, meth Method) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr, err := train.New(m, loader, tcfg, opts)
+	res, err := train.RunToEnd(ctx, m, loader, tcfg, opts)
 	if err != nil {
 		return nil, err
-	}
-	defer tr.Close()
-	res, err := tr.Run(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if res.Interrupted {
-		return nil, context.Canceled
 	}
 	r := &Result{Method: meth.Name, PeakMemBytes: res.PeakMemBytes, LR: tcfg.LR, Steps: res.Steps, EvalCurve: *curve}
 	r.TrainableParams, r.TotalParams = trainable(m), total(m)
