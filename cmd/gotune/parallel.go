@@ -68,9 +68,6 @@ func prepareParallel(f *trainFlags) (*parallelRun, error) {
 	return p, nil
 }
 
-// follower reports whether this process is a rank other than 0.
-func (p *parallelRun) follower() bool { return p != nil && p.env.Rank != 0 }
-
 // join meets the other ranks (TCP rendezvous at MASTER_ADDR:MASTER_PORT),
 // builds the NCCL communicator on be and starts the watchdog that aborts
 // it when another rank dies or fails.

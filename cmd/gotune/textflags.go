@@ -71,8 +71,5 @@ func (f *textDataFlags) options(dataPath string) finetune.DataOptions {
 		Format: f.format, Template: f.template, Tokenizer: f.tokenizer}
 }
 
-// describe names the training data for messages and the model card.
-func (f *textDataFlags) describe(dataPath string) string { return f.options(dataPath).Describe() }
-
 // evalEveryConfig returns the trainer's Config.EvalEvery for the flags.
 func (f *textDataFlags) evalEveryConfig() int { return f.options("").EvalEveryConfig() }

@@ -36,11 +36,10 @@ const sentinel = 96
 
 // guarded is a tensor view inside a larger allocation.
 type guarded struct {
-	name      string
-	full      *engine.Tensor
-	pad, n    int
-	dtype     engine.DType
-	fullCount int
+	name   string
+	full   *engine.Tensor
+	pad, n int
+	dtype  engine.DType
 }
 
 // harness holds one subtest's backend, random source and allocations.

@@ -73,7 +73,6 @@ type Transformer struct {
 	d    dims
 	cfg  *Config
 	be   engine.Backend
-	seed uint64
 	prec engine.Precision // activation dtypes and weight storage (SetPrecision)
 	src  *source          // the checkpoint, while bfloat16 copies may need its exact values
 
