@@ -33,7 +33,7 @@ kernels: ## rebuild the embedded CUDA fatbin (needs CUDA 11.8: scripts/install-c
 test: emu vet ## the full test suite (CPU only; GPU kernels run through the emulator)
 	GOTUNE_LIBCUDA=$(CURDIR)/$(EMU_LIB) GOTUNE_REQUIRE_EMU=1 $(GO) test -count=1 -timeout 30m ./...
 
-fuzz: ## run every fuzz target briefly (FUZZTIME each, default 2s; crashers land in testdata/fuzz/)
+fuzz: ## run every fuzz target briefly (FUZZTIME each, default 100x = 100 inputs; crashers land in testdata/fuzz/)
 	scripts/fuzz.sh
 
 test-short: ## quick tests without the emulator
