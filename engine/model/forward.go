@@ -62,10 +62,10 @@ func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale
 		if doBack {
 			dreal, dfirst = dlogits.Slice(0, n), dlogits.Slice(n, n+bt.B)
 		}
-		m.be.CrossEntropy(s.losses.Slice(0, n), dreal, s.logits.Slice(0, n), bt.Targets, gradScale)
-		m.be.CrossEntropy(s.losses.Slice(n, n+bt.B), dfirst, s.logits.Slice(n, n+bt.B), bt.FirstLabels, gradScale)
+		m.be.CrossEntropy(s.losses.Slice(0, n), dreal, s.logits.Slice(0, n), bt.Targets, gradScale, m.d.logitCap)
+		m.be.CrossEntropy(s.losses.Slice(n, n+bt.B), dfirst, s.logits.Slice(n, n+bt.B), bt.FirstLabels, gradScale, m.d.logitCap)
 	} else {
-		m.be.CrossEntropy(s.losses, dlogits, s.logits, bt.Targets, gradScale)
+		m.be.CrossEntropy(s.losses, dlogits, s.logits, bt.Targets, gradScale, m.d.logitCap)
 	}
 	if doBack {
 		m.backward(p, bt.InputIDs)

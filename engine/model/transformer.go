@@ -29,6 +29,9 @@ type dims struct {
 	// Backend.Attention's fixed 1/sqrt(D) then gives attention_multiplier)
 	// and logitMul the logits (1/logits_scaling).
 	embMul, resMul, qScale, logitMul float32
+	// logitCap is final_logit_softcapping (Gemma): logits become
+	// logitCap·tanh(logits/logitCap); 0 for none.
+	logitCap float32
 }
 
 func (d *dims) qDim() int  { return d.heads * d.headDim }
