@@ -24,6 +24,9 @@ const (
 	RMSNorm Norm = iota
 	// LayerNorm is (x − mean) / sqrt(var + eps) ⊙ weight + bias.
 	LayerNorm
+	// OffsetRMSNorm is x / sqrt(mean(x²) + eps) ⊙ (1 + weight): Gemma's
+	// RMSNorm, whose stored weight is an offset from 1 (zero-initialised).
+	OffsetRMSNorm
 )
 
 // Placement is where a family's two layer norms sit.
@@ -36,6 +39,12 @@ const (
 	// before the residual add (OLMo-2's post_attention_layernorm and
 	// post_feedforward_layernorm).
 	PostNorm
+	// SandwichNorm: x + outNorm(f(norm(x))), a norm on the sub-layer's
+	// input and another on its output (Gemma 2 and 3: input_layernorm and
+	// post_attention_layernorm around attention, pre_feedforward_layernorm
+	// and post_feedforward_layernorm around the MLP). Norm1 and Norm2 are
+	// the input norms, OutNorm1 and OutNorm2 the output norms.
+	SandwichNorm
 )
 
 // MLP is the kind of a family's feed-forward sub-layer.
@@ -58,6 +67,22 @@ const (
 	Learned
 )
 
+// EmbedScale is how a family scales its input embeddings by
+// sqrt(hidden_size) (Gemma's normalizer), computed in the model's dtype.
+type EmbedScale int
+
+const (
+	// NoEmbedScale: embeddings are used as looked up.
+	NoEmbedScale EmbedScale = iota
+	// ScaleInputs multiplies the whole input sequence, virtual tokens
+	// included (Gemma 2: Gemma2Model scales inputs_embeds).
+	ScaleInputs
+	// ScaleTokens multiplies the token embeddings in the embedding module
+	// (Gemma 3's Gemma3TextScaledWordEmbedding), so virtual tokens a
+	// method prepends to them are not scaled.
+	ScaleTokens
+)
+
 // QKNorm is where a family normalises queries and keys before RoPE.
 type QKNorm int
 
@@ -78,18 +103,20 @@ type Role int
 // The roles of a layer's modules. Forward order is the order of these
 // constants.
 const (
-	Norm1 Role = iota // the attention sub-layer's norm (of its output when post-norm)
-	Q                 // query projection
-	K                 // key projection
-	V                 // value projection
-	QKV               // fused query/key/value projection (GPT-2 c_attn)
-	QNorm             // query norm (QKNorm)
-	KNorm             // key norm (QKNorm)
-	O                 // attention output projection
-	Norm2             // the MLP sub-layer's norm (of its output when post-norm)
-	Gate              // gated MLP's gate projection
-	Up                // MLP input (up) projection
-	Down              // MLP output projection
+	Norm1    Role = iota // the attention sub-layer's norm (of its output when post-norm)
+	Q                    // query projection
+	K                    // key projection
+	V                    // value projection
+	QKV                  // fused query/key/value projection (GPT-2 c_attn)
+	QNorm                // query norm (QKNorm)
+	KNorm                // key norm (QKNorm)
+	O                    // attention output projection
+	OutNorm1             // the attention sub-layer's output norm (SandwichNorm)
+	Norm2                // the MLP sub-layer's norm (of its output when post-norm)
+	Gate                 // gated MLP's gate projection
+	Up                   // MLP input (up) projection
+	Down                 // MLP output projection
+	OutNorm2             // the MLP sub-layer's output norm (SandwichNorm)
 	// NumRoles counts the roles.
 	NumRoles
 )
@@ -130,6 +157,9 @@ type Family struct {
 	Positions Positions
 	// QKNorm is the query/key normalisation.
 	QKNorm QKNorm
+	// EmbedScale says whether and where the input embeddings are scaled
+	// by sqrt(hidden_size).
+	EmbedScale EmbedScale
 	// Conv1D says projection weights are stored [in, out] (GPT-2's
 	// Conv1D) instead of nn.Linear's [out, in].
 	Conv1D bool

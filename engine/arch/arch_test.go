@@ -33,6 +33,8 @@ func TestDescriptorsConsistent(t *testing.T) {
 			assert.Equal(t, f.MLP == GatedMLP, roles[Gate], "a gate exactly for a gated MLP")
 			assert.Equal(t, f.QKNorm != NoQKNorm, roles[QNorm] && roles[KNorm], "q/k norms exactly with QKNorm")
 			assert.Equal(t, f.Positions == Learned, f.PosEmbed != "", "a position table exactly for learned positions")
+			assert.Equal(t, f.Placement == SandwichNorm, roles[OutNorm1] && roles[OutNorm2], "output norms exactly with SandwichNorm")
+			assert.Equal(t, roles[OutNorm1], roles[OutNorm2], "both output norms or none")
 			for _, target := range f.LoRATargets {
 				found := false
 				for p := range paths {

@@ -8,6 +8,8 @@ const (
 	Qwen3   = "Qwen3ForCausalLM"
 	Olmo2   = "Olmo2ForCausalLM"
 	Granite = "GraniteForCausalLM"
+	Gemma2  = "Gemma2ForCausalLM"
+	Gemma3  = "Gemma3ForCausalLM"
 	GPT2    = "GPT2LMHeadModel"
 )
 
@@ -106,6 +108,8 @@ func init() {
 	g := llamaFamily(Granite, "granite", "")
 	g.GGUFNames, g.GGUFGlobal = nil, nil
 	register(g)
+	register(gemmaFamily(Gemma2, "gemma2", ScaleInputs, NoQKNorm))
+	register(gemmaFamily(Gemma3, "gemma3_text", ScaleTokens, PerHeadQKNorm))
 	register(&Family{
 		Arch: GPT2, ModelType: "gpt2", GGUF: "gpt2",
 		Keys: Keys{
@@ -146,4 +150,26 @@ func init() {
 			"lm_head.weight":          "output.weight",
 		},
 	})
+}
+
+// gemmaFamily returns Gemma 2 or 3 (text): LLaMA's projections with
+// (1 + w) RMSNorms before and after each sub-layer, a GeGLU MLP (the
+// activation is hidden_activation), input embeddings scaled by
+// sqrt(hidden_size) and, for Gemma 3, per-head (1 + w) q/k norms. Their
+// attention scale, soft caps, sliding windows and local RoPE base are
+// hyper-parameters (hfconfig). No GGUF mapping (not checked here).
+func gemmaFamily(archName, modelType string, scale EmbedScale, qk QKNorm) *Family {
+	f := llamaFamily(archName, modelType, "")
+	f.Keys.Act = "hidden_activation"
+	f.Norm, f.Placement, f.EmbedScale, f.QKNorm = OffsetRMSNorm, SandwichNorm, scale, qk
+	layer := []Module{{Q, "self_attn.q_proj"}, {K, "self_attn.k_proj"}, {V, "self_attn.v_proj"}, {O, "self_attn.o_proj"}}
+	if qk != NoQKNorm {
+		layer = append(layer, Module{QNorm, "self_attn.q_norm"}, Module{KNorm, "self_attn.k_norm"})
+	}
+	f.Layer = append(layer,
+		Module{Gate, "mlp.gate_proj"}, Module{Up, "mlp.up_proj"}, Module{Down, "mlp.down_proj"},
+		Module{Norm1, "input_layernorm"}, Module{OutNorm1, "post_attention_layernorm"},
+		Module{Norm2, "pre_feedforward_layernorm"}, Module{OutNorm2, "post_feedforward_layernorm"})
+	f.GGUFNames, f.GGUFGlobal = nil, nil
+	return f
 }

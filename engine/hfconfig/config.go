@@ -1,7 +1,8 @@
 // Package hfconfig reads, validates, builds and writes Hugging Face
 // config.json files for the architectures gotune trains (package arch
 // describes each: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
-// Qwen3ForCausalLM, GPT2LMHeadModel).
+// Qwen3ForCausalLM, Olmo2ForCausalLM, GraniteForCausalLM,
+// Gemma2ForCausalLM, Gemma3ForCausalLM, GPT2LMHeadModel).
 //
 // Each architecture spells its hyper-parameters differently (GPT-2's n_embd
 // is Llama's hidden_size) and leaves different ones to defaults; Config is
@@ -36,6 +37,17 @@ const (
 	ArchQwen3   = arch.Qwen3
 	ArchOlmo2   = arch.Olmo2
 	ArchGranite = arch.Granite
+	ArchGemma2  = arch.Gemma2
+	ArchGemma3  = arch.Gemma3
+)
+
+// The attention kinds of layer_types gotune implements.
+const (
+	// FullAttention is a layer attending over the whole causal context.
+	FullAttention = "full_attention"
+	// SlidingAttention is a layer attending over the last SlidingWindow
+	// positions only.
+	SlidingAttention = "sliding_attention"
 )
 
 // SupportedArchitectures returns the architectures this package accepts,
@@ -125,9 +137,24 @@ type Config struct {
 	// "bfloat16"; empty when unset.
 	TorchDtype string
 	// SlidingWindow is Mistral's sliding_window, or Qwen2's when
-	// use_sliding_window is true; nil otherwise. Recorded for round trips:
-	// gotune's models attend over the full causal window.
+	// use_sliding_window is true (recorded for round trips: gotune's
+	// models of those families refuse contexts longer than it), or the
+	// window of Gemma's sliding layers (LayerTypes); nil otherwise.
 	SlidingWindow *int
+	// LayerTypes is the attention kind of every layer, FullAttention or
+	// SlidingAttention (Gemma: layer_types, or the default pattern:
+	// Gemma 2 alternates sliding and full layers, Gemma 3 has one full
+	// layer every sliding_window_pattern); nil for the other families.
+	LayerTypes []string
+	// Gemma's attention and logit settings (Gemma2Config,
+	// Gemma3TextConfig; zero for the other families):
+	// QueryPreAttnScalar is query_pre_attn_scalar (scores are scaled by
+	// its inverse square root), AttnSoftCap attn_logit_softcapping
+	// (Gemma 2; 0 for none), FinalSoftCap final_logit_softcapping (0 for
+	// none) and RopeLocalTheta Gemma 3's rope_local_base_freq, the RoPE
+	// base of sliding layers (which take no rope_scaling; 0: the
+	// sliding layers use RopeTheta).
+	QueryPreAttnScalar, AttnSoftCap, FinalSoftCap, RopeLocalTheta float64
 	// Granite's scalars (GraniteConfig; zero, unused, for the other
 	// families):
 	// EmbeddingMultiplier scales the input embeddings,
@@ -272,6 +299,11 @@ func (c *Config) Validate() error {
 		if c.AttentionBias || c.AttnOutBias || c.MLPBias {
 			return fmt.Errorf("Mistral has no biases")
 		}
+	case ArchGemma2, ArchGemma3:
+		if err := c.validateGemma(); err != nil {
+			return err
+		}
+		fallthrough
 	case ArchLlama, ArchQwen3, ArchOlmo2, ArchGranite:
 		if c.AttentionBias != c.AttnOutBias {
 			return fmt.Errorf("%s's attention_bias applies to q, k, v and o projections alike (AttentionBias and AttnOutBias must agree)", c.Arch)
@@ -279,6 +311,33 @@ func (c *Config) Validate() error {
 		if c.Arch != ArchLlama && c.Arch != ArchGranite && c.MLPBias {
 			return fmt.Errorf("%s has no MLP biases", c.Arch)
 		}
+	}
+	return nil
+}
+
+// validateGemma checks Gemma's attention settings.
+func (c *Config) validateGemma() error {
+	if len(c.LayerTypes) != c.Layers {
+		return fmt.Errorf("field \"layer_types\" has %d entries for %d layers", len(c.LayerTypes), c.Layers)
+	}
+	for i, t := range c.LayerTypes {
+		switch t {
+		case FullAttention:
+		case SlidingAttention:
+			if c.SlidingWindow == nil || *c.SlidingWindow <= 0 {
+				return fmt.Errorf("layer %d is %s but field \"sliding_window\" is not a positive integer", i, t)
+			}
+		default:
+			return fmt.Errorf("field \"layer_types\": layer %d is %q (supported: %s, %s)", i, t, FullAttention, SlidingAttention)
+		}
+	}
+	switch {
+	case !(c.QueryPreAttnScalar > 0):
+		return fmt.Errorf("field \"query_pre_attn_scalar\" must be positive, got %v", c.QueryPreAttnScalar)
+	case c.AttnSoftCap < 0 || c.FinalSoftCap < 0:
+		return fmt.Errorf("soft caps must be positive or null, got attn_logit_softcapping %v, final_logit_softcapping %v", c.AttnSoftCap, c.FinalSoftCap)
+	case c.RopeLocalTheta < 0:
+		return fmt.Errorf("field \"rope_local_base_freq\" must be positive, got %v", c.RopeLocalTheta)
 	}
 	return nil
 }
@@ -326,6 +385,10 @@ func (c *Config) Clone() *Config {
 	d.BosTokenID = clonePtr(c.BosTokenID)
 	d.PadTokenID = clonePtr(c.PadTokenID)
 	d.SlidingWindow = clonePtr(c.SlidingWindow)
+	d.LayerTypes = append([]string(nil), c.LayerTypes...)
+	if c.LayerTypes == nil {
+		d.LayerTypes = nil
+	}
 	d.EosTokenIDs = append([]int(nil), c.EosTokenIDs...)
 	d.raw = make(map[string]json.RawMessage, len(c.raw))
 	for k, v := range c.raw {

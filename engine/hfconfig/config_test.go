@@ -56,6 +56,20 @@ func TestLoadFixtures(t *testing.T) {
 			TieEmbeddings: true, AttentionBias: true, AttnOutBias: true, MLPBias: true,
 			HiddenAct: "gelu_new", BosTokenID: ip(50256), EosTokenIDs: []int{50256},
 		}},
+		{"gemma2", Config{
+			Arch: ArchGemma2, ModelType: "gemma2", VocabSize: 256000, Hidden: 2304, Layers: 26,
+			Heads: 8, KVHeads: 4, HeadDim: 256, Intermediate: 9216, MaxPos: 8192, NormEps: 1e-6,
+			RopeTheta: 10000, TieEmbeddings: true, HiddenAct: "gelu_pytorch_tanh", BosTokenID: ip(2),
+			EosTokenIDs: []int{1}, PadTokenID: ip(0), TorchDtype: "float32", SlidingWindow: ip(4096),
+			LayerTypes: gemmaPattern(26, 2), QueryPreAttnScalar: 256, AttnSoftCap: 50, FinalSoftCap: 30,
+		}},
+		{"gemma3", Config{
+			Arch: ArchGemma3, ModelType: "gemma3_text", VocabSize: 262144, Hidden: 1152, Layers: 26,
+			Heads: 4, KVHeads: 1, HeadDim: 256, Intermediate: 6912, MaxPos: 32768, NormEps: 1e-6,
+			RopeTheta: 1e6, TieEmbeddings: true, HiddenAct: "gelu_pytorch_tanh", BosTokenID: ip(2),
+			EosTokenIDs: []int{1, 106}, PadTokenID: ip(0), TorchDtype: "bfloat16", SlidingWindow: ip(512),
+			LayerTypes: gemmaPattern(26, 6), QueryPreAttnScalar: 256, RopeLocalTheta: 10000,
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.dir, func(t *testing.T) {
@@ -160,7 +174,7 @@ func TestParseErrors(t *testing.T) {
 		{"truncated", `{"vocab_size": 10`, `m/config.json:1:17: malformed JSON`},
 		{"not an object", `[1]`, `m/config.json: must be a JSON object`},
 		{"null", `null`, `must be a JSON object, got null`},
-		{"unknown arch", `{"architectures":["BertModel"]}`, `unsupported architecture "BertModel" in m/config.json; supported: GPT2LMHeadModel, GraniteForCausalLM, LlamaForCausalLM, MistralForCausalLM, Olmo2ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM`},
+		{"unknown arch", `{"architectures":["BertModel"]}`, `unsupported architecture "BertModel" in m/config.json; supported: GPT2LMHeadModel, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM, LlamaForCausalLM, MistralForCausalLM, Olmo2ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM`},
 		{"unknown model_type", `{"model_type":"bert"}`, `unsupported architecture "model_type bert" in m/config.json`},
 		{"no arch at all", `{"vocab_size":1}`, `neither "architectures" nor "model_type"`},
 		{"architectures wrong type", `{"architectures":"LlamaForCausalLM"}`, `field "architectures": must be a list of strings`},
@@ -418,4 +432,17 @@ func TestPyFloat(t *testing.T) {
 			t.Errorf("pyFloat(%v) = %q, want %q", tc.f, got, tc.want)
 		}
 	}
+}
+
+// gemmaPattern is transformers' default layer_types: every layer slides
+// but each pattern-th.
+func gemmaPattern(layers, pattern int) []string {
+	out := make([]string, layers)
+	for i := range out {
+		out[i] = SlidingAttention
+		if (i+1)%pattern == 0 {
+			out[i] = FullAttention
+		}
+	}
+	return out
 }

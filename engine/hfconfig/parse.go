@@ -336,6 +336,9 @@ func (p *parser) config() (*Config, error) {
 	if err == nil {
 		err = p.graniteScalars(c)
 	}
+	if err == nil && c.isGemma() {
+		err = p.gemma(c)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -421,7 +424,11 @@ func (p *parser) llama(c *Config) error {
 	if c.Intermediate, err = p.required("intermediate_size"); err != nil {
 		return err
 	}
-	if c.KVHeads, err = p.intOr("num_key_value_heads", c.Heads); err != nil {
+	defKV := c.Heads
+	if c.isGemma() {
+		defKV = 4 // Gemma2Config's and Gemma3TextConfig's default
+	}
+	if c.KVHeads, err = p.intOr("num_key_value_heads", defKV); err != nil {
 		return err
 	}
 	if p.has("head_dim") {
@@ -430,6 +437,8 @@ func (p *parser) llama(c *Config) error {
 		}
 	} else if c.Arch == ArchQwen3 {
 		c.HeadDim = 128 // Qwen3Config's default
+	} else if c.isGemma() {
+		c.HeadDim = 256 // Gemma2Config's and Gemma3TextConfig's default
 	} else {
 		if c.Hidden%c.Heads != 0 {
 			return p.errf("hidden_size", "%d is not divisible by num_attention_heads = %d", c.Hidden, c.Heads)
@@ -439,7 +448,8 @@ func (p *parser) llama(c *Config) error {
 	if c.KVHeads <= 0 || c.Heads%c.KVHeads != 0 {
 		return p.errf("num_key_value_heads", "%d must be positive and divide num_attention_heads = %d", c.KVHeads, c.Heads)
 	}
-	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768, ArchOlmo2: 2048, ArchGranite: 2048}[c.Arch]
+	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768, ArchOlmo2: 2048, ArchGranite: 2048,
+		ArchGemma2: 8192, ArchGemma3: 131072}[c.Arch]
 	if c.MaxPos, err = p.intOr("max_position_embeddings", defMaxPos); err != nil {
 		return err
 	}
@@ -450,20 +460,31 @@ func (p *parser) llama(c *Config) error {
 	if c.NormEps, err = p.floatOr("rms_norm_eps", defEps); err != nil {
 		return err
 	}
-	if c.RopeTheta, err = p.floatOr("rope_theta", 10000); err != nil {
+	defTheta := 10000.0
+	if c.Arch == ArchGemma3 {
+		defTheta = 1e6 // Gemma3TextConfig's global RoPE base
+	}
+	if c.RopeTheta, err = p.floatOr("rope_theta", defTheta); err != nil {
 		return err
 	}
 	if c.RopeScaling, err = p.ropeScaling(); err != nil {
 		return err
 	}
-	if c.TieEmbeddings, err = p.boolOr("tie_word_embeddings", false); err != nil {
+	if c.TieEmbeddings, err = p.boolOr("tie_word_embeddings", c.isGemma()); err != nil {
 		return err
 	}
-	if c.HiddenAct, err = p.stringOr("hidden_act", "silu"); err != nil {
+	defAct := "silu"
+	if c.isGemma() {
+		defAct = "gelu_pytorch_tanh"
+		// Gemma checkpoints often carry hidden_act too; transformers'
+		// Gemma 2 and 3 read hidden_activation only.
+		p.use("hidden_act")
+	}
+	if c.HiddenAct, err = p.stringOr(c.Family().Keys.Act, defAct); err != nil {
 		return err
 	}
 	switch c.Arch {
-	case ArchLlama, ArchQwen3, ArchOlmo2, ArchGranite:
+	case ArchLlama, ArchQwen3, ArchOlmo2, ArchGranite, ArchGemma2, ArchGemma3:
 		if c.AttentionBias, err = p.boolOr("attention_bias", false); err != nil {
 			return err
 		}
@@ -482,6 +503,8 @@ func (p *parser) llama(c *Config) error {
 	case ArchQwen2, ArchQwen3: // Qwen2Config and Qwen3Config set no token defaults
 	case ArchOlmo2:
 		eos = []int{50279} // Olmo2Config: no bos, eos 50279
+	case ArchGemma2, ArchGemma3:
+		bos, eos = intPtr(2), []int{1}
 	default:
 		bos, eos = intPtr(1), []int{2}
 	}
@@ -596,4 +619,87 @@ func (p *parser) ropeScaling() (*RopeScaling, error) {
 		return nil, p.errf(key, "%v", err)
 	}
 	return r, nil
+}
+
+// isGemma reports whether c is Gemma 2 or Gemma 3 (text).
+func (c *Config) isGemma() bool { return c.Arch == ArchGemma2 || c.Arch == ArchGemma3 }
+
+// gemma reads Gemma2Config's and Gemma3TextConfig's attention, logit and
+// layer-pattern keys, with their defaults.
+func (p *parser) gemma(c *Config) error {
+	g3 := c.Arch == ArchGemma3
+	var err error
+	if _, present := p.raw["pad_token_id"]; !present {
+		c.PadTokenID = intPtr(0)
+	}
+	if c.QueryPreAttnScalar, err = p.floatOr("query_pre_attn_scalar", 256); err != nil {
+		return err
+	}
+	// A soft cap of null is none; an absent one is the class default
+	// (Gemma 2: 30 and 50; Gemma 3: none).
+	softCap := func(key string, g2Default float64) (float64, error) {
+		if _, present := p.raw[key]; present || g3 {
+			return p.floatOr(key, 0)
+		}
+		return g2Default, nil
+	}
+	if c.FinalSoftCap, err = softCap("final_logit_softcapping", 30); err != nil {
+		return err
+	}
+	if c.AttnSoftCap, err = softCap("attn_logit_softcapping", 50); err != nil {
+		return err
+	}
+	if g3 && c.AttnSoftCap != 0 {
+		c.warnings = append(c.warnings, fmt.Sprintf("%s: attn_logit_softcapping %v is ignored: Gemma 3's attention does not apply it (as in transformers)", p.src, c.AttnSoftCap))
+		c.AttnSoftCap = 0
+	}
+	p.use("sliding_window")
+	c.SlidingWindow = intPtr(4096)
+	if v, ok, err := p.optInt("sliding_window"); err != nil {
+		return err
+	} else if ok {
+		c.SlidingWindow = &v
+	} else if _, present := p.raw["sliding_window"]; present {
+		c.SlidingWindow = nil // null: valid only without sliding layers
+	}
+	if g3 {
+		if c.RopeLocalTheta, err = p.floatOr("rope_local_base_freq", 10000); err != nil {
+			return err
+		}
+	}
+	return p.layerTypes(c, g3)
+}
+
+// layerTypes reads layer_types, or builds transformers' default pattern:
+// layer i slides unless (i+1) is a multiple of the pattern (2 for Gemma 2,
+// sliding_window_pattern, default 6, for Gemma 3).
+func (p *parser) layerTypes(c *Config, g3 bool) error {
+	const key = "layer_types"
+	if j := p.get(key); j != nil {
+		if err := json.Unmarshal(j, &c.LayerTypes); err != nil {
+			return p.errf(key, "must be a list of strings, got %s", j)
+		}
+		if g3 {
+			p.use("sliding_window_pattern") // superseded by layer_types
+		}
+		return nil
+	}
+	pattern := 2
+	if g3 {
+		var err error
+		if pattern, err = p.intOr("sliding_window_pattern", 6); err != nil {
+			return err
+		}
+		if pattern <= 0 {
+			return p.errf("sliding_window_pattern", "must be positive, got %d", pattern)
+		}
+	}
+	c.LayerTypes = make([]string, c.Layers)
+	for i := range c.LayerTypes {
+		c.LayerTypes[i] = SlidingAttention
+		if (i+1)%pattern == 0 {
+			c.LayerTypes[i] = FullAttention
+		}
+	}
+	return nil
 }
