@@ -29,8 +29,11 @@ type actKey struct {
 type layerActs struct {
 	x        *engine.Tensor // input: the residual stream
 	st1, st2 normStats
-	xn1, xn2 *engine.Tensor // normalised inputs of the two sub-layers
-	q, k, v  *engine.Tensor // projections, after RoPE
+	// stO1, stO2 are the statistics of the output norms of a
+	// sandwich-norm family (outNorm1, outNorm2).
+	stO1, stO2 normStats
+	xn1, xn2   *engine.Tensor // normalised inputs of the two sub-layers
+	q, k, v    *engine.Tensor // projections, after RoPE
 	// qRaw, kRaw are the q/k projections before their norms (families
 	// with q/k norms; nil otherwise), stQ, stK those norms' statistics.
 	qRaw, kRaw *engine.Tensor
@@ -176,6 +179,9 @@ func (m *Transformer) newActs(k actKey) *actSet {
 		}
 		if post {
 			a.pn1, a.pn2 = act(N, D), act(N, D)
+		}
+		if m.blocks[0].outNorm1 != nil {
+			a.stO1, a.stO2 = stats(), stats()
 		}
 		return a
 	}

@@ -40,15 +40,15 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		blk.k.Forward(a.k, a.xn1, p.train)
 		blk.v.Forward(a.v, a.xn1, p.train)
 	}
-	if m.rope != nil {
-		m.rope.apply(a.q4, p.pos, false)
-		m.rope.apply(a.k4, p.pos, false)
+	if r := m.ropeAt(l); r != nil {
+		r.apply(a.q4, p.pos, false)
+		r.apply(a.k4, p.pos, false)
 	}
 	if m.d.qScale != 1 {
 		be.Scale(a.q, m.d.qScale)
 	}
 	kAll, vAll := m.kvContext(l, p, a)
-	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, engine.AttentionOptions{})
+	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, m.d.attn[l])
 	blk.o.Forward(a.h1, a.att, p.train)
 }
 
@@ -139,7 +139,7 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		be.Fill(dvBuf, 0)
 		dvAll = dvBuf
 	}
-	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, engine.AttentionOptions{})
+	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, d.attn[l])
 	if needQ && d.qScale != 1 {
 		be.Scale(s.dq, d.qScale)
 	}
@@ -159,13 +159,13 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 			be.CopyBlock(s.dv, 0, T*kvd, s.dvAll, p.P*kvd, S*kvd, B, T*kvd, false)
 		}
 	}
-	if m.rope != nil {
+	if r := m.ropeAt(l); r != nil {
 		// RoPE is a rotation: its backward rotates the gradient back.
 		if needQ {
-			m.rope.apply(dq4, p.pos, true)
+			r.apply(dq4, p.pos, true)
 		}
 		if needK {
-			m.rope.apply(s.dk.Reshape(B, T, d.kvHeads, d.headDim), p.pos, true)
+			r.apply(s.dk.Reshape(B, T, d.kvHeads, d.headDim), p.pos, true)
 		}
 	}
 	if fused {

@@ -162,11 +162,11 @@ func (m *Transformer) stageTrainable(st int) bool {
 	case st >= 2*L:
 		return Trainable(m.normF) || Trainable(m.lmHead)
 	case st%2 == 0:
-		l := st / 2
-		return Trainable(m.blocks[l].norm1) || Trainable(m.blocks[l].hooks[SiteAttn]) || m.attnTrainable(l)
+		b, l := m.blocks[st/2], st/2
+		return Trainable(b.norm1) || Trainable(b.outNorm1) || Trainable(b.hooks[SiteAttn]) || m.attnTrainable(l)
 	default:
 		b := m.blocks[st/2]
-		return Trainable(b.norm2) || Trainable(b.hooks[SiteMLP]) || Trainable(b.gate) || Trainable(b.up) || Trainable(b.down)
+		return Trainable(b.norm2) || Trainable(b.outNorm2) || Trainable(b.hooks[SiteMLP]) || Trainable(b.gate) || Trainable(b.up) || Trainable(b.down)
 	}
 }
 

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -50,6 +51,13 @@ func buildFrom(cfg *Config, be engine.Backend, opt Options, w weights, where str
 			return nil, nil, fmt.Errorf("model: config: %w", err)
 		}
 		m.rope = newRopeTables(be, inv, d.ropeLayout, min(d.maxPos, 2048))
+		if slices.Contains(d.localRope, true) {
+			local, err := ropeInvFreq(d.headDim, d.localTheta, nil)
+			if err != nil {
+				return nil, nil, fmt.Errorf("model: config: %w", err)
+			}
+			m.ropeLocal = newRopeTables(be, local, d.ropeLayout, min(d.maxPos, 2048))
+		}
 	}
 	m.reindex()
 	if w != nil {
@@ -182,7 +190,7 @@ func (m *Transformer) buildModule(b *block, r arch.Role, path string) {
 	d, conv := &m.d, m.d.fam.Conv1D
 	D, qd, kvd, I := d.hidden, d.qDim(), d.kvDim(), d.inter
 	switch r {
-	case arch.Norm1, arch.Norm2:
+	case arch.Norm1, arch.Norm2, arch.OutNorm1, arch.OutNorm2:
 		*b.normAt(r) = m.norm(path, D)
 	case arch.QNorm:
 		b.qNorm = m.norm(path, m.qkNormWidth(qd))
@@ -212,15 +220,18 @@ func (m *Transformer) buildModule(b *block, r arch.Role, path string) {
 // norm creates the family's normalisation of width n named path.
 func (m *Transformer) norm(path string, n int) norm {
 	w := m.param(path+".weight", false, n)
-	if m.d.fam.Norm == arch.LayerNorm {
+	switch m.d.fam.Norm {
+	case arch.LayerNorm:
 		return &LayerNorm{Weight: w, Bias: m.param(path+".bias", false, n), Eps: m.d.eps}
+	case arch.OffsetRMSNorm:
+		return &OffsetRMSNorm{Weight: w, Eps: m.d.eps}
 	}
 	return &RMSNorm{Weight: w, Eps: m.d.eps}
 }
 
 // postNorm reports whether the layers normalise their sub-layers'
-// outputs (arch.PostNorm) instead of their inputs.
-func (m *Transformer) postNorm() bool { return m.d.fam.Placement == arch.PostNorm }
+// outputs (arch.PostNorm, or arch.SandwichNorm: their inputs too).
+func (m *Transformer) postNorm() bool { return m.d.fam.Placement != arch.PreNorm }
 
 // qkNormWidth is the width a q/k norm normalises over, for a projection
 // of width full: one head (per-head norms) or the whole projection.
@@ -262,10 +273,23 @@ func (b *block) normAt(r arch.Role) *norm {
 		return &b.norm1
 	case arch.Norm2:
 		return &b.norm2
+	case arch.OutNorm1:
+		return &b.outNorm1
+	case arch.OutNorm2:
+		return &b.outNorm2
 	case arch.QNorm:
 		return &b.qNorm
 	case arch.KNorm:
 		return &b.kNorm
 	}
 	panic(fmt.Sprintf("model: role %d is not a norm", r))
+}
+
+// ropeAt returns the RoPE tables of layer l (nil without rotary
+// embeddings).
+func (m *Transformer) ropeAt(l int) *ropeTables {
+	if m.d.localRope[l] {
+		return m.ropeLocal
+	}
+	return m.rope
 }

@@ -69,8 +69,8 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 		d.qScale = float32(cfg.AttentionMultiplier * math.Sqrt(float64(cfg.HeadDim)))
 		d.logitMul = float32(1 / cfg.LogitsScaling)
 	}
-	if d.fam.MLP == arch.GatedMLP && act != engine.ActSiLU {
-		return dims{}, fmt.Errorf("model: config: %s MLP activation %q is not supported (the gated MLP is SwiGLU: silu)", cfg.Arch, cfg.HiddenAct)
+	if d.fam.MLP == arch.GatedMLP && act != engine.ActSiLU && act != engine.ActGELUTanh {
+		return dims{}, fmt.Errorf("model: config: %s MLP activation %q is not supported (the gated MLP is SwiGLU, silu, or GeGLU, gelu_pytorch_tanh)", cfg.Arch, cfg.HiddenAct)
 	}
 	if d.fam.Positions != arch.Rotary {
 		if opt.RopeLayout != engine.RopeHalf {
@@ -79,8 +79,31 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 	} else if opt.RopeLayout != engine.RopeHalf && opt.RopeLayout != engine.RopeInterleaved {
 		return dims{}, fmt.Errorf("model: unknown RoPE layout %d", opt.RopeLayout)
 	}
-	if cfg.SlidingWindow != nil {
-		d.slidingWindow = *cfg.SlidingWindow
-	}
+	d.attnOptions(cfg)
 	return d, nil
+}
+
+// attnOptions fills the per-layer attention options and RoPE choice.
+// Families with layer_types (Gemma) implement their sliding windows;
+// for the others a sliding_window is a limit checkPositions enforces.
+func (d *dims) attnOptions(cfg *Config) {
+	d.attn = make([]engine.AttentionOptions, d.layers)
+	d.localRope = make([]bool, d.layers)
+	if cfg.LayerTypes == nil {
+		if cfg.SlidingWindow != nil {
+			d.slidingWindow = *cfg.SlidingWindow
+		}
+		return
+	}
+	d.embScale = d.fam.EmbedScale
+	d.logitCap = float32(cfg.FinalSoftCap)
+	d.localTheta = cfg.RopeLocalTheta
+	for l, t := range cfg.LayerTypes {
+		o := engine.AttentionOptions{Scale: float32(math.Pow(cfg.QueryPreAttnScalar, -0.5)), SoftCap: float32(cfg.AttnSoftCap)}
+		if t == hfconfig.SlidingAttention {
+			o.Window = *cfg.SlidingWindow
+			d.localRope[l] = d.localTheta > 0
+		}
+		d.attn[l] = o
+	}
 }

@@ -230,9 +230,11 @@ func (m *Transformer) freeAll() {
 			m.be.Free(p.W)
 		}
 	}
-	if m.rope != nil {
-		m.be.Free(m.rope.cos)
-		m.be.Free(m.rope.sin)
+	for _, r := range []*ropeTables{m.rope, m.ropeLocal} {
+		if r != nil {
+			m.be.Free(r.cos)
+			m.be.Free(r.sin)
+		}
 	}
 }
 

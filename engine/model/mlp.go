@@ -2,15 +2,20 @@ package model
 
 import "github.com/gotune/gotune/engine"
 
-// mlpForward runs the MLP sub-layer of block l: down(silu(gate(x)) ⊙
-// up(x)) for the LLaMA family, c_proj(gelu_new(c_fc(x))) for GPT-2. It
-// reads a.xn2 and writes a.h2.
+// mlpForward runs the MLP sub-layer of block l: down(act(gate(x)) ⊙
+// up(x)) for the gated families (SwiGLU with silu, GeGLU with
+// gelu_tanh: Gemma), c_proj(gelu_new(c_fc(x))) for GPT-2. It reads a.xn2
+// and writes a.h2.
 func (m *Transformer) mlpForward(l int, p *pass, a *layerActs) {
 	be, blk := m.be, m.blocks[l]
 	if blk.gate != nil {
 		blk.gate.Forward(a.f1, a.xn2, p.train)
 		blk.up.Forward(a.f2, a.xn2, p.train)
-		be.SwiGLU(a.fa, a.f1, a.f2)
+		if blk.act == engine.ActGELUTanh {
+			be.GeGLU(a.fa, a.f1, a.f2)
+		} else {
+			be.SwiGLU(a.fa, a.f1, a.f2)
+		}
 	} else {
 		blk.up.Forward(a.f1, a.xn2, p.train)
 		be.Activation(a.fa, a.f1, blk.act)
@@ -50,7 +55,11 @@ func (m *Transformer) mlpBackward(l int, p *pass, a *layerActs, dh, dxn *engine.
 		du = s.df2
 		be.Fill(du, 0)
 	}
-	be.SwiGLUBackward(dg, du, dfa, a.f1, a.f2)
+	if blk.act == engine.ActGELUTanh {
+		be.GeGLUBackward(dg, du, dfa, a.f1, a.f2)
+	} else {
+		be.SwiGLUBackward(dg, du, dfa, a.f1, a.f2)
+	}
 	if needGate {
 		backLinear(blk.gate, dxn, dg, a.xn2)
 	}

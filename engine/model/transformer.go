@@ -32,6 +32,16 @@ type dims struct {
 	// logitCap is final_logit_softcapping (Gemma): logits become
 	// logitCap·tanh(logits/logitCap); 0 for none.
 	logitCap float32
+	// attn are the attention options of every layer: Gemma's scale
+	// (query_pre_attn_scalar^-0.5), soft cap and sliding windows; zero
+	// values (plain causal attention) for the other families.
+	attn []engine.AttentionOptions
+	// localRope marks the layers whose RoPE uses the local tables of base
+	// localTheta without scaling (Gemma 3's sliding layers).
+	localRope  []bool
+	localTheta float64
+	// embScale is where sqrt(hidden) scales the input embeddings (Gemma).
+	embScale arch.EmbedScale
 }
 
 func (d *dims) qDim() int  { return d.heads * d.headDim }
@@ -41,12 +51,16 @@ func (d *dims) kvDim() int { return d.kvHeads * d.headDim }
 // fused qkv (GPT-2); the MLP is gate/up/down (SwiGLU) or up/down with an
 // activation (GPT-2's c_fc/c_proj, gate nil).
 type block struct {
-	norm1, norm2    norm
-	qNorm, kNorm    norm // q/k norms (arch.QKNorm), nil without
-	q, k, v, qkv, o Linear
-	gate, up, down  Linear
-	act             engine.Act
-	hooks           [2]SublayerHook
+	norm1, norm2 norm
+	// outNorm1, outNorm2 normalise the sub-layer outputs of a
+	// sandwich-norm family (arch.SandwichNorm: norm1, norm2 then
+	// normalise the inputs); nil otherwise.
+	outNorm1, outNorm2 norm
+	qNorm, kNorm       norm // q/k norms (arch.QKNorm), nil without
+	q, k, v, qkv, o    Linear
+	gate, up, down     Linear
+	act                engine.Act
+	hooks              [2]SublayerHook
 }
 
 // NamedModule is a module with its Hugging Face path.
@@ -85,6 +99,9 @@ type Transformer struct {
 	normF  norm
 	lmHead Linear
 	rope   *ropeTables
+	// ropeLocal are the RoPE tables of the layers marked in d.localRope
+	// (nil when there are none).
+	ropeLocal *ropeTables
 
 	slots  []slot
 	byName map[string]*slot
