@@ -218,6 +218,13 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 	}
 }
 
+// TokenEmbeddingScale is the multiplier the embedding module applies to
+// token embeddings (Gemma 3's sqrt(hidden); 1 otherwise); see Model.
+func (m *Transformer) TokenEmbeddingScale() float32 {
+	_, tokens := m.embedMuls()
+	return tokens
+}
+
 // embedMuls returns the multipliers of the layers' input sequence
 // (Granite's embedding_multiplier, Gemma 2's sqrt(hidden): virtual
 // tokens included) and of the token embeddings alone (Gemma 3's scaled

@@ -54,7 +54,7 @@ func logitsCopy(t *testing.T, m Model, c *KVCache, ids []int32, B, T int, all bo
 // sequence in one pass, with and without virtual tokens and prefixes.
 func TestKVCacheMatchesFullSequence(t *testing.T) {
 	const T = 7
-	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite} {
+	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
 		for _, B := range []int{1, 2} {
 			for _, extra := range []string{"plain", "prompt", "prefix", "local-prefix"} {
 				t.Run(fmt.Sprintf("%s/B%d/%s", arch, B, extra), func(t *testing.T) {
@@ -100,10 +100,11 @@ func TestKVCacheMatchesFullSequence(t *testing.T) {
 
 // TestKVCacheErrors checks that misuse is reported, not panicked on.
 // tinyOrGolden returns a tiny random model of arch, or the golden set's
-// model for a family hfconfig has no constructor for (OLMo-2, Granite).
+// model for a family hfconfig has no constructor for (OLMo-2, Granite,
+// Gemma 2 and 3: their sequences of 7 exceed the window of 3).
 func tinyOrGolden(t *testing.T, arch string, seed uint64) Model {
 	t.Helper()
-	set := map[string]string{hfconfig.ArchOlmo2: "olmo2", hfconfig.ArchGranite: "granite"}[arch]
+	set := map[string]string{hfconfig.ArchOlmo2: "olmo2", hfconfig.ArchGranite: "granite", hfconfig.ArchGemma2: "gemma2", hfconfig.ArchGemma3: "gemma3"}[arch]
 	if set == "" {
 		return newTiny(t, arch, seed)
 	}
@@ -144,7 +145,7 @@ func TestKVCacheErrors(t *testing.T) {
 // transformers does with PEFT's past_key_values: the prefix is used as
 // given (not rotated again) and the real tokens take positions P, P+1, ...
 func TestPrefixIsAPastKVCache(t *testing.T) {
-	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite} {
+	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
 		t.Run(arch, func(t *testing.T) {
 			const P, T = 3, 5
 			m := tinyOrGolden(t, arch, 8)
@@ -195,7 +196,7 @@ func TestPrefixIsAPastKVCache(t *testing.T) {
 // tokens prepended to the input (positions included, for GPT-2), and the
 // loss over the real tokens.
 func TestPromptIsPrependedTokens(t *testing.T) {
-	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite} {
+	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
 		t.Run(arch, func(t *testing.T) {
 			const Pv, T = 3, 5
 			m := tinyOrGolden(t, arch, 4)
@@ -220,8 +221,11 @@ func TestPromptIsPrependedTokens(t *testing.T) {
 
 			emb := cpu.Float32s(tr.embed.Weight.W)
 			table := make([]float32, Pv*D)
+			_, tokMul := tr.embedMuls() // Gemma 3 scales token embeddings, not virtual ones
 			for i, id := range ids[0][:Pv] {
-				copy(table[i*D:], emb[int(id)*D:(int(id)+1)*D])
+				for j, v := range emb[int(id)*D : (int(id)+1)*D] {
+					table[i*D+j] = v * tokMul
+				}
 			}
 			pr := &testPrompt{e: newParam(tr.be, "prompt", 1, 1, Pv, D)}
 			tr.be.Upload(pr.e.W, table)
