@@ -336,7 +336,9 @@ func (b *Backend) ActivationBackward(dx, dout, x *engine.Tensor, act engine.Act)
 }
 
 // SwiGLU computes out = silu(gate) ⊙ up.
-func (b *Backend) SwiGLU(out, gate, up *engine.Tensor) { b.glu("SwiGLU", b.launchSwiglu, out, gate, up) }
+func (b *Backend) SwiGLU(out, gate, up *engine.Tensor) {
+	b.glu("SwiGLU", b.launchSwiglu, out, gate, up)
+}
 
 // SwiGLUBackward accumulates dgate and dup (either may be nil).
 func (b *Backend) SwiGLUBackward(dgate, dup, dout, gate, up *engine.Tensor) {
