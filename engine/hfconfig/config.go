@@ -139,13 +139,19 @@ type Config struct {
 	// SlidingWindow is Mistral's sliding_window, or Qwen2's when
 	// use_sliding_window is true (recorded for round trips: gotune's
 	// models of those families refuse contexts longer than it), or the
-	// window of Gemma's sliding layers (LayerTypes); nil otherwise.
+	// window of Gemma's sliding layers (see LayerType); nil otherwise.
 	SlidingWindow *int
-	// LayerTypes is the attention kind of every layer, FullAttention or
-	// SlidingAttention (Gemma: layer_types, or the default pattern:
-	// Gemma 2 alternates sliding and full layers, Gemma 3 has one full
-	// layer every sliding_window_pattern); nil for the other families.
+	// LayerTypes is Gemma's layer_types: the attention kind of every
+	// layer, FullAttention or SlidingAttention; nil when the file has
+	// none (then SlidingPattern says) and for the other families. Read
+	// layer kinds with LayerType.
 	LayerTypes []string
+	// SlidingPattern is Gemma's default layer pattern, used without
+	// layer_types: layer i slides unless i+1 is a multiple of it (2 for
+	// Gemma 2, sliding_window_pattern for Gemma 3); 0 for the other
+	// families. Kept as a number so a hostile num_hidden_layers is not a
+	// list to allocate.
+	SlidingPattern int
 	// Gemma's attention and logit settings (Gemma2Config,
 	// Gemma3TextConfig; zero for the other families):
 	// QueryPreAttnScalar is query_pre_attn_scalar (scores are scaled by
@@ -317,21 +323,28 @@ func (c *Config) Validate() error {
 
 // validateGemma checks Gemma's attention settings.
 func (c *Config) validateGemma() error {
-	if len(c.LayerTypes) != c.Layers {
-		return fmt.Errorf("field \"layer_types\" has %d entries for %d layers", len(c.LayerTypes), c.Layers)
-	}
-	for i, t := range c.LayerTypes {
-		switch t {
-		case FullAttention:
-		case SlidingAttention:
-			if c.SlidingWindow == nil || *c.SlidingWindow <= 0 {
-				return fmt.Errorf("layer %d is %s but field \"sliding_window\" is not a positive integer", i, t)
-			}
-		default:
-			return fmt.Errorf("field \"layer_types\": layer %d is %q (supported: %s, %s)", i, t, FullAttention, SlidingAttention)
+	sliding := -1 // a sliding layer
+	if c.LayerTypes != nil {
+		if len(c.LayerTypes) != c.Layers {
+			return fmt.Errorf("field \"layer_types\" has %d entries for %d layers", len(c.LayerTypes), c.Layers)
 		}
+		for i, t := range c.LayerTypes {
+			switch t {
+			case FullAttention:
+			case SlidingAttention:
+				sliding = i
+			default:
+				return fmt.Errorf("field \"layer_types\": layer %d is %q (supported: %s, %s)", i, t, FullAttention, SlidingAttention)
+			}
+		}
+	} else if c.SlidingPattern <= 0 {
+		return fmt.Errorf("field \"sliding_window_pattern\" must be positive, got %d", c.SlidingPattern)
+	} else if c.SlidingPattern > 1 {
+		sliding = 0
 	}
 	switch {
+	case sliding >= 0 && (c.SlidingWindow == nil || *c.SlidingWindow <= 0):
+		return fmt.Errorf("layer %d is %s but field \"sliding_window\" is not a positive integer", sliding, SlidingAttention)
 	case !(c.QueryPreAttnScalar > 0):
 		return fmt.Errorf("field \"query_pre_attn_scalar\" must be positive, got %v", c.QueryPreAttnScalar)
 	case c.AttnSoftCap < 0 || c.FinalSoftCap < 0:
@@ -341,6 +354,23 @@ func (c *Config) validateGemma() error {
 	}
 	return nil
 }
+
+// LayerType returns the attention kind of layer i, FullAttention or
+// SlidingAttention: Gemma's layer_types or default pattern; FullAttention
+// for the families without per-layer kinds.
+func (c *Config) LayerType(i int) string {
+	switch {
+	case c.LayerTypes != nil:
+		return c.LayerTypes[i]
+	case c.SlidingPattern > 0 && (i+1)%c.SlidingPattern != 0:
+		return SlidingAttention
+	}
+	return FullAttention
+}
+
+// HasLayerTypes reports whether the family has per-layer attention kinds
+// (Gemma), whose sliding windows the model implements.
+func (c *Config) HasLayerTypes() bool { return c.LayerTypes != nil || c.SlidingPattern > 0 }
 
 // headDimDefault reports whether HeadDim is the derived Hidden/Heads (so
 // heads must divide hidden) rather than an explicit head_dim.

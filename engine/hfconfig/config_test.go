@@ -61,14 +61,14 @@ func TestLoadFixtures(t *testing.T) {
 			Heads: 8, KVHeads: 4, HeadDim: 256, Intermediate: 9216, MaxPos: 8192, NormEps: 1e-6,
 			RopeTheta: 10000, TieEmbeddings: true, HiddenAct: "gelu_pytorch_tanh", BosTokenID: ip(2),
 			EosTokenIDs: []int{1}, PadTokenID: ip(0), TorchDtype: "float32", SlidingWindow: ip(4096),
-			LayerTypes: gemmaPattern(26, 2), QueryPreAttnScalar: 256, AttnSoftCap: 50, FinalSoftCap: 30,
+			SlidingPattern: 2, QueryPreAttnScalar: 256, AttnSoftCap: 50, FinalSoftCap: 30,
 		}},
 		{"gemma3", Config{
 			Arch: ArchGemma3, ModelType: "gemma3_text", VocabSize: 262144, Hidden: 1152, Layers: 26,
 			Heads: 4, KVHeads: 1, HeadDim: 256, Intermediate: 6912, MaxPos: 32768, NormEps: 1e-6,
 			RopeTheta: 1e6, TieEmbeddings: true, HiddenAct: "gelu_pytorch_tanh", BosTokenID: ip(2),
 			EosTokenIDs: []int{1, 106}, PadTokenID: ip(0), TorchDtype: "bfloat16", SlidingWindow: ip(512),
-			LayerTypes: gemmaPattern(26, 6), QueryPreAttnScalar: 256, RopeLocalTheta: 10000,
+			SlidingPattern: 6, QueryPreAttnScalar: 256, RopeLocalTheta: 10000,
 		}},
 	}
 	for _, tc := range tests {
@@ -432,17 +432,4 @@ func TestPyFloat(t *testing.T) {
 			t.Errorf("pyFloat(%v) = %q, want %q", tc.f, got, tc.want)
 		}
 	}
-}
-
-// gemmaPattern is transformers' default layer_types: every layer slides
-// but each pattern-th.
-func gemmaPattern(layers, pattern int) []string {
-	out := make([]string, layers)
-	for i := range out {
-		out[i] = SlidingAttention
-		if (i+1)%pattern == 0 {
-			out[i] = FullAttention
-		}
-	}
-	return out
 }

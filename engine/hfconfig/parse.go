@@ -670,35 +670,23 @@ func (p *parser) gemma(c *Config) error {
 	return p.layerTypes(c, g3)
 }
 
-// layerTypes reads layer_types, or builds transformers' default pattern:
-// layer i slides unless (i+1) is a multiple of the pattern (2 for Gemma 2,
+// layerTypes reads layer_types, or transformers' default pattern: layer
+// i slides unless (i+1) is a multiple of the pattern (2 for Gemma 2,
 // sliding_window_pattern, default 6, for Gemma 3).
 func (p *parser) layerTypes(c *Config, g3 bool) error {
 	const key = "layer_types"
+	if g3 {
+		// superseded by layer_types when both are present
+		var err error
+		if c.SlidingPattern, err = p.intOr("sliding_window_pattern", 6); err != nil {
+			return err
+		}
+	} else {
+		c.SlidingPattern = 2
+	}
 	if j := p.get(key); j != nil {
 		if err := json.Unmarshal(j, &c.LayerTypes); err != nil {
 			return p.errf(key, "must be a list of strings, got %s", j)
-		}
-		if g3 {
-			p.use("sliding_window_pattern") // superseded by layer_types
-		}
-		return nil
-	}
-	pattern := 2
-	if g3 {
-		var err error
-		if pattern, err = p.intOr("sliding_window_pattern", 6); err != nil {
-			return err
-		}
-		if pattern <= 0 {
-			return p.errf("sliding_window_pattern", "must be positive, got %d", pattern)
-		}
-	}
-	c.LayerTypes = make([]string, c.Layers)
-	for i := range c.LayerTypes {
-		c.LayerTypes[i] = SlidingAttention
-		if (i+1)%pattern == 0 {
-			c.LayerTypes[i] = FullAttention
 		}
 	}
 	return nil

@@ -278,6 +278,9 @@ func (c *Config) mergeGemma(o *Config, set func(string, any), out map[string]jso
 	if !reflect.DeepEqual(c.LayerTypes, o.LayerTypes) {
 		set("layer_types", c.LayerTypes)
 	}
+	if c.SlidingPattern != o.SlidingPattern && c.Arch == ArchGemma3 {
+		set("sliding_window_pattern", c.SlidingPattern)
+	}
 }
 
 // markSaved records the current fields as the saved state.

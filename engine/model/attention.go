@@ -48,7 +48,7 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		be.Scale(a.q, m.d.qScale)
 	}
 	kAll, vAll := m.kvContext(l, p, a)
-	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, m.d.attn[l])
+	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, m.attnOptions(l))
 	blk.o.Forward(a.h1, a.att, p.train)
 }
 
@@ -139,7 +139,7 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		be.Fill(dvBuf, 0)
 		dvAll = dvBuf
 	}
-	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, d.attn[l])
+	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, m.attnOptions(l))
 	if needQ && d.qScale != 1 {
 		be.Scale(s.dq, d.qScale)
 	}

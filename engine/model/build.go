@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -51,7 +50,7 @@ func buildFrom(cfg *Config, be engine.Backend, opt Options, w weights, where str
 			return nil, nil, fmt.Errorf("model: config: %w", err)
 		}
 		m.rope = newRopeTables(be, inv, d.ropeLayout, min(d.maxPos, 2048))
-		if slices.Contains(d.localRope, true) {
+		if d.localTheta > 0 {
 			local, err := ropeInvFreq(d.headDim, d.localTheta, nil)
 			if err != nil {
 				return nil, nil, fmt.Errorf("model: config: %w", err)
@@ -286,9 +285,9 @@ func (b *block) normAt(r arch.Role) *norm {
 }
 
 // ropeAt returns the RoPE tables of layer l (nil without rotary
-// embeddings).
+// embeddings): the local ones on Gemma 3's sliding layers.
 func (m *Transformer) ropeAt(l int) *ropeTables {
-	if m.d.localRope[l] {
+	if m.ropeLocal != nil && m.sliding(l) {
 		return m.ropeLocal
 	}
 	return m.rope

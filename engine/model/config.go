@@ -83,13 +83,13 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 	return d, nil
 }
 
-// attnOptions fills the per-layer attention options and RoPE choice.
-// Families with layer_types (Gemma) implement their sliding windows;
-// for the others a sliding_window is a limit checkPositions enforces.
+// attnOptions fills the attention settings. Families with per-layer
+// attention kinds (Gemma) implement their sliding windows; for the
+// others a sliding_window is a limit checkPositions enforces. Nothing
+// here is per layer: the layer count is not yet checked against the
+// weights (see buildFrom).
 func (d *dims) attnOptions(cfg *Config) {
-	d.attn = make([]engine.AttentionOptions, d.layers)
-	d.localRope = make([]bool, d.layers)
-	if cfg.LayerTypes == nil {
+	if !cfg.HasLayerTypes() {
 		if cfg.SlidingWindow != nil {
 			d.slidingWindow = *cfg.SlidingWindow
 		}
@@ -98,12 +98,22 @@ func (d *dims) attnOptions(cfg *Config) {
 	d.embScale = d.fam.EmbedScale
 	d.logitCap = float32(cfg.FinalSoftCap)
 	d.localTheta = cfg.RopeLocalTheta
-	for l, t := range cfg.LayerTypes {
-		o := engine.AttentionOptions{Scale: float32(math.Pow(cfg.QueryPreAttnScalar, -0.5)), SoftCap: float32(cfg.AttnSoftCap)}
-		if t == hfconfig.SlidingAttention {
-			o.Window = *cfg.SlidingWindow
-			d.localRope[l] = d.localTheta > 0
-		}
-		d.attn[l] = o
+	d.attn = engine.AttentionOptions{Scale: float32(math.Pow(cfg.QueryPreAttnScalar, -0.5)), SoftCap: float32(cfg.AttnSoftCap)}
+	if cfg.SlidingWindow != nil {
+		d.window = *cfg.SlidingWindow
 	}
+}
+
+// sliding reports whether layer l is a sliding-window layer.
+func (m *Transformer) sliding(l int) bool {
+	return m.d.window > 0 && m.cfg.LayerType(l) == hfconfig.SlidingAttention
+}
+
+// attnOptions returns layer l's attention options.
+func (m *Transformer) attnOptions(l int) engine.AttentionOptions {
+	o := m.d.attn
+	if m.sliding(l) {
+		o.Window = m.d.window
+	}
+	return o
 }

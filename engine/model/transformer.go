@@ -32,13 +32,13 @@ type dims struct {
 	// logitCap is final_logit_softcapping (Gemma): logits become
 	// logitCap·tanh(logits/logitCap); 0 for none.
 	logitCap float32
-	// attn are the attention options of every layer: Gemma's scale
-	// (query_pre_attn_scalar^-0.5), soft cap and sliding windows; zero
-	// values (plain causal attention) for the other families.
-	attn []engine.AttentionOptions
-	// localRope marks the layers whose RoPE uses the local tables of base
-	// localTheta without scaling (Gemma 3's sliding layers).
-	localRope  []bool
+	// attn are the attention options every layer shares: Gemma's scale
+	// (query_pre_attn_scalar^-0.5) and soft cap; the zero value (plain
+	// causal attention) for the other families. Gemma's sliding layers
+	// (Config.LayerType) add window; their RoPE uses the local tables of
+	// base localTheta without scaling when localTheta > 0 (Gemma 3).
+	attn       engine.AttentionOptions
+	window     int
 	localTheta float64
 	// embScale is where sqrt(hidden) scales the input embeddings (Gemma).
 	embScale arch.EmbedScale
