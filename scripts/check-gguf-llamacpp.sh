@@ -8,7 +8,10 @@
 #
 # Models: testdata/demo (LLaMA, byte-level BPE), the demo with a LoRA
 # adapter trained for a few steps and merged by the export, its Qwen2 variant
-# (internal/ggufcheck: the demo's weights plus random q/k/v biases), and
+# (internal/ggufcheck: the demo's weights plus random q/k/v biases), its
+# Gemma 2 and Gemma 3 variants (the demo's projections in Gemma's
+# architecture: sandwich (1 + w) norms, GeGLU, soft caps, sliding window 8
+# shorter than the prompt), and
 # ../shared/models/stories260K ($GOTUNE_STORIES260K) when present (a pretrained llama2.c model
 # with a SentencePiece-style vocabulary). F32 files must match exactly;
 # F16, BF16 and Q8_0 round the weights (and llama.cpp then computes in
@@ -47,7 +50,9 @@ cp scripts/gguf-greedy.mjs "$nlc/gguf-greedy.mjs"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/gotune" ./cmd/gotune
-go run ./internal/ggufcheck/mkqwen2 --from testdata/demo --out "$work/qwen2"
+for variant in qwen2 gemma2 gemma3; do
+  go run ./internal/ggufcheck/mkvariant --arch "$variant" --from testdata/demo --out "$work/$variant"
+done
 
 failures=0
 # check NAME MODEL PROMPT NEW_TOKENS TYPES... (with the LoRA adapter
@@ -74,6 +79,8 @@ check() {
 demo_prompt=$'<s>Double every letter.\ngotune\n'
 check demo testdata/demo "$demo_prompt" 24 f32 bf16 f16 q8_0
 check qwen2 "$work/qwen2" "$demo_prompt" 24 f32 bf16 q8_0
+check gemma2 "$work/gemma2" "$demo_prompt" 24 f32 bf16
+check gemma3 "$work/gemma3" "$demo_prompt" 24 f32 bf16
 # A LoRA adapter (a few steps on the reverse task) merged by the export.
 "$work/gotune" data synth --task reverse --n 64 --seed 1 --out "$work/reverse.jsonl" >/dev/null
 "$work/gotune" train --model testdata/demo --data "$work/reverse.jsonl" --template plain --method lora \

@@ -108,8 +108,8 @@ func init() {
 	g := llamaFamily(Granite, "granite", "")
 	g.GGUFNames, g.GGUFGlobal = nil, nil
 	register(g)
-	register(gemmaFamily(Gemma2, "gemma2", ScaleInputs, NoQKNorm))
-	register(gemmaFamily(Gemma3, "gemma3_text", ScaleTokens, PerHeadQKNorm))
+	register(gemmaFamily(Gemma2, "gemma2", "gemma2", ScaleInputs, NoQKNorm))
+	register(gemmaFamily(Gemma3, "gemma3_text", "gemma3", ScaleTokens, PerHeadQKNorm))
 	register(&Family{
 		Arch: GPT2, ModelType: "gpt2", GGUF: "gpt2",
 		Keys: Keys{
@@ -152,14 +152,34 @@ func init() {
 	})
 }
 
+// gemmaGGUF maps Gemma's layer tensors to llama.cpp's names (gemma2,
+// gemma3: the input norm is attn_norm, the pre-MLP norm ffn_norm).
+var gemmaGGUF = map[string]string{
+	"input_layernorm.weight":            "attn_norm.weight",
+	"self_attn.q_proj.weight":           "attn_q.weight",
+	"self_attn.k_proj.weight":           "attn_k.weight",
+	"self_attn.v_proj.weight":           "attn_v.weight",
+	"self_attn.o_proj.weight":           "attn_output.weight",
+	"self_attn.q_norm.weight":           "attn_q_norm.weight",
+	"self_attn.k_norm.weight":           "attn_k_norm.weight",
+	"post_attention_layernorm.weight":   "post_attention_norm.weight",
+	"pre_feedforward_layernorm.weight":  "ffn_norm.weight",
+	"mlp.gate_proj.weight":              "ffn_gate.weight",
+	"mlp.up_proj.weight":                "ffn_up.weight",
+	"mlp.down_proj.weight":              "ffn_down.weight",
+	"post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+}
+
 // gemmaFamily returns Gemma 2 or 3 (text): LLaMA's projections with
 // (1 + w) RMSNorms before and after each sub-layer, a GeGLU MLP (the
 // activation is hidden_activation), input embeddings scaled by
 // sqrt(hidden_size) and, for Gemma 3, per-head (1 + w) q/k norms. Their
 // attention scale, soft caps, sliding windows and local RoPE base are
-// hyper-parameters (hfconfig). No GGUF mapping (not checked here).
-func gemmaFamily(archName, modelType string, scale EmbedScale, qk QKNorm) *Family {
-	f := llamaFamily(archName, modelType, "")
+// hyper-parameters (hfconfig). llama.cpp's gemma2 and gemma3 rotate
+// halves (NeoX) and read the LM head from token_embd only (no output
+// tensor).
+func gemmaFamily(archName, modelType, gguf string, scale EmbedScale, qk QKNorm) *Family {
+	f := llamaFamily(archName, modelType, gguf)
 	f.Keys.Act = "hidden_activation"
 	f.Norm, f.Placement, f.EmbedScale, f.QKNorm = OffsetRMSNorm, SandwichNorm, scale, qk
 	layer := []Module{{Q, "self_attn.q_proj"}, {K, "self_attn.k_proj"}, {V, "self_attn.v_proj"}, {O, "self_attn.o_proj"}}
@@ -170,6 +190,7 @@ func gemmaFamily(archName, modelType string, scale EmbedScale, qk QKNorm) *Famil
 		Module{Gate, "mlp.gate_proj"}, Module{Up, "mlp.up_proj"}, Module{Down, "mlp.down_proj"},
 		Module{Norm1, "input_layernorm"}, Module{OutNorm1, "post_attention_layernorm"},
 		Module{Norm2, "pre_feedforward_layernorm"}, Module{OutNorm2, "post_feedforward_layernorm"})
-	f.GGUFNames, f.GGUFGlobal = nil, nil
+	f.GGUFNames = gemmaGGUF
+	f.GGUFGlobal = map[string]string{"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
 	return f
 }

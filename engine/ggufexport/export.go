@@ -1,14 +1,16 @@
 // Package ggufexport converts a gotune model and its tokenizer into a GGUF
 // file that llama.cpp loads: its architecture names (llama for LLaMA and
-// Mistral, qwen2, gpt2), the hyper-parameters it reads, its tensor names
-// and layouts, and the vocabulary in its tokenizer.ggml.* keys.
+// Mistral, qwen2, gemma2, gemma3, gpt2), the hyper-parameters it reads,
+// its tensor names and layouts, and the vocabulary in its tokenizer.ggml.*
+// keys.
 //
 // The conversions follow llama.cpp's convert_hf_to_gguf.py: LLaMA's q/k
 // projection rows are permuted from Hugging Face's rotate_half pairing to
-// the interleaved pairing of ggml's RoPE (Qwen2 uses ggml's NeoX RoPE,
-// which is rotate_half, and keeps them), GPT-2's Conv1D weights are
-// transposed to [out, in], and a vocabulary shorter than the embedding is
-// padded with unused tokens.
+// the interleaved pairing of ggml's RoPE (Qwen2 and Gemma use ggml's NeoX
+// RoPE, which is rotate_half, and keep them), Gemma's norm weights are
+// stored with their 1 added (llama.cpp's RMSNorm scales by the weight),
+// GPT-2's Conv1D weights are transposed to [out, in], and a vocabulary
+// shorter than the embedding is padded with unused tokens.
 package ggufexport
 
 import (
@@ -59,6 +61,9 @@ func Build(m model.Model, tok tokenizer.Tokenizer, opts Options) (*gguf.File, er
 	}
 	if tok.VocabSize() > cfg.VocabSize {
 		return nil, fmt.Errorf("ggufexport: the tokenizer has %d tokens but the model's vocabulary has %d", tok.VocabSize(), cfg.VocabSize)
+	}
+	if err := checkGemma(arch, cfg); err != nil {
+		return nil, err
 	}
 	f := &gguf.File{}
 	add := func(k string, v any) { f.KV = append(f.KV, gguf.KV{Key: k, Value: v}) }
@@ -113,6 +118,14 @@ func hparams(arch string, cfg *hfconfig.Config) []gguf.KV {
 		kvs = append(kvs,
 			gguf.KV{Key: arch + ".rope.scaling.type", Value: "linear"},
 			gguf.KV{Key: arch + ".rope.scaling.factor", Value: float32(rs.Factor)})
+	}
+	if cfg.HasLayerTypes() && cfg.SlidingWindow != nil {
+		kvs = append(kvs, gguf.KV{Key: arch + ".attention.sliding_window", Value: uint32(*cfg.SlidingWindow)})
+	}
+	if arch == "gemma2" {
+		kvs = append(kvs,
+			gguf.KV{Key: arch + ".attn_logit_softcapping", Value: float32(cfg.AttnSoftCap)},
+			gguf.KV{Key: arch + ".final_logit_softcapping", Value: float32(cfg.FinalSoftCap)})
 	}
 	return kvs
 }
@@ -169,6 +182,8 @@ func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorT
 		}
 		shape, data := w.Shape, w.Data
 		switch {
+		case fam.Norm == arch.OffsetRMSNorm && strings.HasSuffix(w.Name, "norm.weight"):
+			data = plusOne(data)
 		case fam.GGUFInterleavedQK && (strings.HasSuffix(name, ".attn_q.weight") || strings.HasSuffix(name, ".attn_k.weight")):
 			data = model.HalfToInterleaved(data, cfg.HeadDim, shape[1])
 		case fam.Conv1D && len(shape) == 2 && strings.HasPrefix(name, "blk."):
@@ -180,6 +195,16 @@ func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorT
 		out = append(out, gguf.Tensor{Name: "rope_freqs.weight", Shape: []int{cfg.HeadDim / 2}, Type: gguf.F32, Data: ropeFreqs(cfg)})
 	}
 	return out, nil
+}
+
+// plusOne returns 1 + w: a (1 + w) norm's weight as llama.cpp's RMSNorm
+// scales by it.
+func plusOne(w []float32) []float32 {
+	out := make([]float32, len(w))
+	for i, v := range w {
+		out[i] = 1 + v
+	}
+	return out
 }
 
 // storageType is typ for matrices and F32 for vectors; Q8_0 needs rows
