@@ -47,7 +47,7 @@ cp scripts/gguf-greedy.mjs "$nlc/gguf-greedy.mjs"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/gotune" ./cmd/gotune
-go run ./internal/ggufcheck/mkqwen2 --from testdata/demo --out "$work/qwen2"
+go run ./internal/ggufcheck/mkcheck --family qwen2 --from testdata/demo --out "$work/qwen2"
 
 failures=0
 # check NAME MODEL PROMPT NEW_TOKENS TYPES... (with the LoRA adapter
