@@ -17,7 +17,7 @@ import (
 
 // A family check model is seeded random, small, and sized so each
 // feature of the family that the export maps shows in the output: an
-// explicit head_dim unlike hidden/heads (Qwen3, LLaMA), grouped-query key
+// explicit head_dim unlike hidden/heads (Qwen3, LLaMA, Granite), grouped-query key
 // norms and a tied head that llama.cpp's olmo2 needs written out
 // (OLMo-2), every Granite multiplier away from 1, and biases on every
 // projection (LLaMA, Granite: the q/k biases take the interleaved RoPE
@@ -50,7 +50,7 @@ var checkConfigs = map[string]map[string]any{
 	"granite": {
 		"architectures": []string{arch.Granite}, "model_type": "granite",
 		"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-		"intermediate_size": 128, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
+		"head_dim": 24, "intermediate_size": 128, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
 		"tie_word_embeddings": false, "attention_bias": true, "mlp_bias": true,
 		"embedding_multiplier": 4.0, "residual_multiplier": 0.5, "attention_multiplier": 0.125, "logits_scaling": 2.5,
 	},
