@@ -1,6 +1,8 @@
-// Package ggufcheck builds the model variants the GGUF export is checked
-// on, beyond the LLaMA checkpoints in the repository: a Qwen2 model made
-// from the trained demo model. Its weights are the demo's (so greedy
+// Package ggufcheck builds the models the GGUF export is checked on,
+// beyond the LLaMA checkpoints in the repository, and computes gotune's
+// next-token distributions that llama.cpp's are compared with. A Qwen2
+// model is made from the trained demo model; the other families get
+// seeded random check models (families.go). The Qwen2 model's weights are the demo's (so greedy
 // decoding has clear winners, unlike a random model's near-ties, and a
 // comparison with llama.cpp means something) plus seeded random q/k/v
 // biases, which Qwen2 has and LLaMA lacks. Qwen2 applies RoPE in Hugging
@@ -13,7 +15,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/gotune/gotune/engine"
@@ -71,15 +72,7 @@ func WriteQwen2(from, dir string, be engine.Backend, seed uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := q.Save(dir); err != nil {
-		return err
-	}
-	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		if err := copyFile(filepath.Join(from, name), filepath.Join(dir, name)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return saveWithTokenizer(q, dir, from)
 }
 
 func copyFile(from, to string) error {
