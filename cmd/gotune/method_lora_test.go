@@ -102,7 +102,7 @@ func TestLoRACommandErrors(t *testing.T) {
 		{"freeze with init-adapter", append(train, "--method", "freeze", "--init-adapter", s.AdapterDir()),
 			"--init-adapter applies to adapter methods"},
 		{"freeze unknown module", append(train, "--method", "freeze", "--freeze-trainable-modules", "attn"),
-			`no module "attn" in the layers`},
+			`--freeze-trainable-modules "attn": no such module in the layers`},
 		{"merge prefix adapter", []string{"merge", "--model", s.BaseDir(), "--adapter", prefix.AdapterDir(), "--out", t.TempDir()},
 			"a PREFIX_TUNING adapter cannot be merged"},
 		{"merge without adapter", []string{"merge", "--model", s.BaseDir(), "--out", t.TempDir()}, "--adapter is required"},
