@@ -3,10 +3,14 @@ package finetune
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/llama2c"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/runcard"
 	"github.com/gotune/gotune/methods/lora"
 	"github.com/gotune/gotune/methods/peft"
 )
@@ -79,4 +83,42 @@ func LoadMerged(be engine.Backend, o MergeOptions) (model.Model, int, error) {
 		return nil, 0, err
 	}
 	return m, n, nil
+}
+
+// WriteMergeCard writes the model card (README.md) of a merged model that
+// LoadMerged returned (m, with layers merged from o.Adapter) and that was
+// saved into out with opts: the base model, the adapter and its
+// settings, the adapter's training run when its folder has gotune's
+// summary.json, and command, which reproduces the merge.
+func WriteMergeCard(out string, m model.Model, o MergeOptions, layers int, opts model.SaveOptions, command string) error {
+	c := &runcard.MergeCard{
+		Command: command, BaseModel: o.Model, Architecture: m.Config().Arch,
+		Adapter: o.Adapter, PeftType: lora.PeftType, Layers: layers,
+		Weights:  DescribeSaved(m, opts, out),
+		Finished: time.Now().UTC().Format(time.RFC3339), Gotune: gotuneVersion(),
+	}
+	_, cfg, err := lora.ReadConfig(o.Adapter)
+	if err != nil {
+		return fmt.Errorf("%s: %w", o.Names.Of("Adapter"), err)
+	}
+	targets := strings.Join(cfg.Targets, ",")
+	if cfg.TargetRegex != "" {
+		targets = cfg.TargetRegex
+	}
+	c.AdapterSettings = map[string]string{
+		"r": strconv.Itoa(cfg.R), "lora_alpha": strconv.FormatFloat(cfg.Alpha, 'g', -1, 64), "target_modules": targets,
+	}
+	if cfg.DoRA {
+		c.AdapterSettings["use_dora"] = "true"
+	}
+	if cfg.RSLoRA {
+		c.AdapterSettings["use_rslora"] = "true"
+	}
+	if c.Training, err = runcard.ReadSummary(o.Adapter); err != nil {
+		return fmt.Errorf("%s: %w", o.Names.Of("Adapter"), err)
+	}
+	if err := runcard.WriteMergeCard(out, c); err != nil {
+		return fmt.Errorf("writing the model card: %w", err)
+	}
+	return nil
 }

@@ -111,7 +111,8 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer be.Close()
-	m, n, err := finetune.LoadMerged(be, finetune.MergeOptions{Model: modelPath, Adapter: adapterDir, Names: mergeNames})
+	mo := finetune.MergeOptions{Model: modelPath, Adapter: adapterDir, Names: mergeNames}
+	m, n, err := finetune.LoadMerged(be, mo)
 	if err != nil {
 		return err
 	}
@@ -120,7 +121,10 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		prefix = fmt.Sprintf("merged %d LoRA layers of %s; ", n, adapterDir)
 	}
 	if format == "safetensors" {
-		return saveHF(e, m, modelPath, out, saveOpts, prefix)
+		if err := saveHF(e, m, modelPath, out, saveOpts, prefix); err != nil || adapterDir == "" {
+			return err
+		}
+		return writeMergeCard(e, out, m, mo, n, saveOpts, "gotune export "+shellJoin(args))
 	}
 	tok, err := loadTokenizer(tokPath, modelPath)
 	if err != nil {

@@ -180,7 +180,7 @@ func (f *trainFlags) optimizerConfig() (train.Config, error) {
 		MaxGradNorm: f.maxGradNorm, LogEvery: f.logEvery,
 	}
 	if err := c.Validate(); err != nil {
-		return train.Config{}, &usageError{msg: err.Error()}
+		return train.Config{}, fieldUsageError(err, finetune.TrainOption, optionFlags)
 	}
 	return c, nil
 }

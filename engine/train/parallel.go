@@ -7,6 +7,7 @@ import (
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/dist"
+	"github.com/gotune/gotune/engine/fielderr"
 )
 
 // Parallel configures data-parallel training (Options.Parallel): every
@@ -27,6 +28,14 @@ type Parallel struct {
 	// BucketBytes bounds a gradient bucket (one collective call);
 	// 0 means DefaultBucketBytes.
 	BucketBytes int
+}
+
+// Validate reports a wrong ZeRO stage as a *fielderr.Error about Zero.
+func (p *Parallel) Validate() error {
+	if p.Zero < 0 || p.Zero > 2 {
+		return fielderr.Errorf("Zero", "must be 0, 1 or 2, got %d", p.Zero)
+	}
+	return nil
 }
 
 // DefaultBucketBytes is the gradient bucket size (PyTorch DDP's default).
@@ -69,8 +78,8 @@ func (o *Options) shardsMoments() bool {
 // newDataParallel lays the trainable parameters' gradients out in
 // buckets and allocates the sharded state.
 func newDataParallel(t *Trainer, p *Parallel) (*dataParallel, error) {
-	if p.Zero < 0 || p.Zero > 2 {
-		return nil, fmt.Errorf("--zero must be 0, 1 or 2, got %d", p.Zero)
+	if err := p.Validate(); err != nil {
+		return nil, err
 	}
 	if t.opts.Penalty != nil {
 		return nil, fmt.Errorf("a training penalty (EWC, O-LoRA) is not supported with %d processes", p.Comm.Size())
