@@ -41,10 +41,11 @@ func ddpTrainArgs(out string, extra ...string) []string {
 }
 
 // TestDataParallelMatchesOneProcess trains the same global batches with
-// 1, 2 and 4 emulated GPUs (ZeRO 0 and 1) and compares every step's loss
-// and the final weights; then resumes the 2-rank run's first checkpoint
-// with 4 ranks under ZeRO-2 and compares again. (Few runs of few steps:
-// the emulator is slow.)
+// 1, 2 and 4 emulated GPUs (ZeRO 0, 1, and 2 with gradient accumulation;
+// buckets reduced during backward on NCCL's stream) and compares every
+// step's loss and the final weights; then resumes the 2-rank run's first
+// checkpoint with 4 ranks under ZeRO-2 and compares again. (Few runs of
+// few steps: the emulator is slow.)
 func TestDataParallelMatchesOneProcess(t *testing.T) {
 	env := emuParallelEnv(t)
 	dir := t.TempDir()
@@ -59,6 +60,9 @@ func TestDataParallelMatchesOneProcess(t *testing.T) {
 	}{
 		{"2 ranks with checkpoints", "2", []string{"--save-every", "1"}},
 		{"4 ranks ZeRO-1", "4", []string{"--zero", "1"}},
+		// The same 8 rows as two micro-batches of 4: ZeRO-2 then
+		// reduce-scatters the second in place and adds it.
+		{"2 ranks ZeRO-2 accumulating", "2", []string{"--zero", "2", "--batch-size", "4", "--grad-accum", "2"}},
 	}
 	outs := map[string]string{}
 	for _, c := range cases {
