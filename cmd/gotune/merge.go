@@ -74,7 +74,7 @@ func runMerge(ctx context.Context, e *env, args []string) error {
 	}
 	defer be.Close()
 	m, n, err := finetune.LoadMerged(be, finetune.MergeOptions{Model: modelDir, Adapter: adapterDir, Names: mergeNames,
-		Prepare: func(m model.Model) error { return qf.dequantized(m, e.Stdout) }})
+		Prepare: func(m model.Model) error { return qf.forMerge(m, e.Stdout) }})
 	if err != nil {
 		return err
 	}

@@ -136,3 +136,29 @@ func checkLoadQuantizes(t *testing.T, storage engine.DType) {
 	assert.Equal(t, loadStats.InUse, loadStats.Peak, "quantizing at load allocated more than the loaded model")
 	assert.Greater(t, afterStats.Peak, loadStats.Peak)
 }
+
+// TestDequantizeBitsandbytesSaves dequantizes a bitsandbytes checkpoint
+// and saves it: the config no longer carries quantization_config (the
+// weights are float), and the saved folder loads back as a float model
+// with the dequantized weights.
+func TestDequantizeBitsandbytesSaves(t *testing.T) {
+	be := cpu.New()
+	m, err := Load(filepath.Join(goldenRoot, "qlora-bnb-nf4"), be)
+	require.NoError(t, err)
+	require.NotNil(t, m.Config().Quantization)
+	m.(interface{ Dequantize() }).Dequantize()
+	assert.Nil(t, m.Config().Quantization)
+	out := tempDir(t, "dequantized")
+	require.NoError(t, m.Save(out))
+	raw, err := os.ReadFile(filepath.Join(out, "config.json"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw), "quantization_config")
+	back, err := Load(out, be)
+	require.NoError(t, err)
+	assert.Nil(t, back.Config().Quantization)
+	for _, p := range m.BaseParams() {
+		q, ok := back.Param(p.Name)
+		require.True(t, ok, p.Name)
+		assert.Equal(t, be.Download(p.W), be.Download(q.W), p.Name)
+	}
+}
