@@ -79,3 +79,38 @@ type CausalLM interface {
 	// mean loss's gradient.
 	ForwardBackward(b *Batch, backward bool, gradScale float32) (lossSum float64, err error)
 }
+
+// GradSpan is the range of backward stages [First, Last] during which a
+// backward pass writes a parameter's gradient (see StagedBackward).
+type GradSpan struct{ First, Last int }
+
+// BackwardObserver follows a backward pass stage by stage.
+type BackwardObserver interface {
+	// BeforeStage is called before the pass writes the gradient of any
+	// parameter whose span starts at stage s: the observer may point
+	// those parameters' G at (zeroed) buffers of its choice here.
+	BeforeStage(s int)
+	// AfterStage is called once the gradients of the parameters whose
+	// span ends at stage s are final for this pass (their last write is
+	// queued on the backend).
+	AfterStage(s int)
+}
+
+// StagedBackward is a CausalLM whose backward pass runs in numbered
+// stages (0 first, e.g. the LM head, then one stage per layer from the
+// top), so that data-parallel training can reduce the gradients a stage
+// finished while the later stages compute (bucketed all-reduce
+// overlapped with backward, as PyTorch DDP does) and hand out gradient
+// buffers only just before they are written (ZeRO-2).
+type StagedBackward interface {
+	CausalLM
+	// GradSpans returns the number of stages and, for every trainable
+	// parameter, the stages during which the backward pass writes its
+	// gradient.
+	GradSpans() (stages int, spans map[*Param]GradSpan)
+	// ObserveBackward installs o for the following backward passes (nil
+	// removes it). Every backward pass then calls BeforeStage(s) and
+	// AfterStage(s) once for every stage s, in increasing order, also for
+	// stages with nothing to compute.
+	ObserveBackward(o BackwardObserver)
+}

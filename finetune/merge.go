@@ -39,7 +39,8 @@ type MergeOptions struct {
 	// the base model alone.
 	Adapter string
 	// Prepare, when set, is called on the base model before the merge
-	// (gotune merge --quantize swaps in the dequantized base there).
+	// (gotune merge --quantize quantizes the base there, which is then
+	// dequantized: the base a QLoRA adapter trained on).
 	Prepare func(model.Model) error
 	// Names names the options in errors (nil: by field name).
 	Names Names
@@ -48,7 +49,10 @@ type MergeOptions struct {
 // LoadMerged loads o.Model in float32 and folds the o.Adapter LoRA/DoRA
 // adapter into its weights (W + s·B·A; DoRA rescales per output
 // feature), so the model computes what base plus adapter computes with
-// no adapter left. It returns the model and how many layers were merged.
+// no adapter left. A quantized base (a bitsandbytes checkpoint, or one
+// o.Prepare quantized) is dequantized first: the merged model is a float
+// model, and its config no longer says quantization_config. It returns
+// the model and how many layers were merged.
 func LoadMerged(be engine.Backend, o MergeOptions) (model.Model, int, error) {
 	adapterName := o.Names.Of("Adapter")
 	if o.Adapter != "" {
@@ -70,6 +74,9 @@ func LoadMerged(be engine.Backend, o MergeOptions) (model.Model, int, error) {
 		if err := o.Prepare(m); err != nil {
 			return nil, 0, err
 		}
+	}
+	if d, ok := m.(interface{ Dequantize() }); ok {
+		d.Dequantize()
 	}
 	if o.Adapter == "" {
 		return m, 0, nil

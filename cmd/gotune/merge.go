@@ -77,7 +77,7 @@ func runMerge(ctx context.Context, e *env, args []string) error {
 	}
 	defer be.Close()
 	mo := finetune.MergeOptions{Model: modelDir, Adapter: adapterDir, Names: mergeNames,
-		Prepare: func(m model.Model) error { return qf.dequantized(m, e.Stdout) }}
+		Prepare: func(m model.Model) error { return qf.forMerge(m, e.Stdout) }}
 	m, n, err := finetune.LoadMerged(be, mo)
 	if err != nil {
 		return err

@@ -69,6 +69,8 @@ func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale
 	}
 	if doBack {
 		m.backward(p, bt.InputIDs)
+	} else if backward {
+		(&stageCursor{o: m.observer}).finish(m.gradStageInput() + 1) // nothing trainable: every stage is empty
 	}
 	var sum float64
 	for _, l := range m.be.Download(s.losses) {
@@ -121,9 +123,13 @@ func (m *Transformer) forward(p *pass, ids *engine.Tensor) {
 }
 
 // backward runs the backward pass from dlogits (in p.s.logits) down to
-// stage p.low.
+// stage p.low (lowestTrainableStage's numbering), announcing the gradient
+// stages of engine.StagedBackward (stages.go) to the observer, if any.
 func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 	be, s, L, D := m.be, p.s, len(m.blocks), m.d.hidden
+	stages := &stageCursor{o: m.observer}
+	defer stages.finish(m.gradStageInput() + 1)
+	stages.begin(gradStageHead)
 	needX := p.low < 2*L
 	needXn := needX || Trainable(m.normF)
 	var dhead *engine.Tensor
@@ -155,6 +161,7 @@ func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 		return
 	}
 	for l := L - 1; l >= 0 && 2*l+1 >= p.low; l-- {
+		stages.begin(m.gradStageOfLayer(l))
 		if s.key.recompute && l < L-1 {
 			// The top layer's activations are still in the shared
 			// buffers; every other layer's are rebuilt from its input.
@@ -162,6 +169,7 @@ func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 		}
 		m.blockBackward(l, p, s.layers[l], dres)
 	}
+	stages.begin(m.gradStageInput())
 	if p.low < 0 {
 		m.embedBackward(p, ids, dres)
 	}

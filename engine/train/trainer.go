@@ -332,17 +332,20 @@ func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (
 			return nil, fmt.Errorf("parameters %s and %s share one tensor; a model must list a tied weight once", other, p.Name)
 		}
 		seen[p.W] = p.Name
+		t.params = append(t.params, p)
+		if !opts.shardsMoments() {
+			t.m = append(t.m, t.be.Alloc(engine.Float32, p.W.Shape()...))
+			t.v = append(t.v, t.be.Alloc(engine.Float32, p.W.Shape()...))
+		}
+		if opts.shardsGrads() {
+			continue // the data-parallel state lends gradient buffers
+		}
 		if p.G == nil {
 			p.G = t.be.Alloc(engine.Float32, p.W.Shape()...)
 		} else if !engine.SameShape(p.G, p.W) {
 			return nil, fmt.Errorf("parameter %s: gradient shape %v differs from weight shape %v", p.Name, p.G.Shape(), p.W.Shape())
 		}
 		t.be.Fill(p.G, 0)
-		t.params = append(t.params, p)
-		if !opts.shardsMoments() {
-			t.m = append(t.m, t.be.Alloc(engine.Float32, p.W.Shape()...))
-			t.v = append(t.v, t.be.Alloc(engine.Float32, p.W.Shape()...))
-		}
 	}
 	if len(t.params) == 0 {
 		return nil, errors.New("the model has no trainable parameters")
@@ -545,6 +548,9 @@ func (t *Trainer) checkDivergence(k int, loss, gradNorm float64) error {
 }
 
 func (t *Trainer) zeroGrads() {
+	if t.opts.shardsGrads() {
+		return // ZeRO-2: each staging buffer is zeroed when lent
+	}
 	for _, p := range t.params {
 		t.be.Fill(p.G, 0)
 	}
