@@ -27,6 +27,7 @@ func TestMethodOptionErrors(t *testing.T) {
 		{"LoRA.Init", func(o *finetune.JobOptions) { o.LoRA.Init = "zeros" }, ` must be kaiming or gaussian, got "zeros"`},
 		{"LoRA.Targets", func(o *finetune.JobOptions) { o.LoRA.Targets = []string{"all-linear", "q_proj"} }, ` "all-linear" cannot be combined with other names`},
 		{"Precision", func(o *finetune.JobOptions) { o.Precision = "fp16" }, ` "fp16": want bf16, fp32 or auto`},
+		{"Packing", func(o *finetune.JobOptions) { o.Packing, o.Method = true, "ptuning" }, ` cannot be used with Method ptuning: its virtual tokens sit in front of each sequence, and packed examples would share them (Method prefix keeps its prefix visible to every packed example)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.option, func(t *testing.T) {
