@@ -171,7 +171,8 @@ token within the sequence: attention stays inside one id), "examples"
 example's first token, so that shifting them left gives exactly the
 targets trained on (transformers' DataCollatorWithFlattening writes them
 the same way). The text output starts with what packing saves at
---batch-size: batches per epoch and padding tokens, unpacked and packed.
+--batch-size: batches per epoch, and padding tokens in the first epoch as
+train shuffles it with --seed, unpacked and packed.
 
 ` + textDataHelp
 
@@ -187,6 +188,7 @@ func runDataShow(e *env, args []string) error {
 	seqLen := fs.Int("seq-len", 512, "block length for packing text, and with --packing the packed sequences' length")
 	packing := fs.Bool("packing", false, "show the packed sequences --packing trains on: "+packingHelp)
 	batchSize := fs.Int("batch-size", 8, "sequences per batch, for --packing's count of batches and padding")
+	seed := fs.Uint64("seed", 42, "seed of the shuffled epoch --packing counts padding in (train's --seed)")
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -221,7 +223,7 @@ func runDataShow(e *env, args []string) error {
 		limit = 3
 	}
 	if *packing {
-		return showPacked(e.Stdout, td, *seqLen, *batchSize, limit, *asJSON)
+		return showPacked(e.Stdout, td, packedView{seqLen: *seqLen, batchSize: *batchSize, seed: *seed}, limit, *asJSON)
 	}
 	exs := td.Train.Examples
 	if limit > 0 && limit < len(exs) {
@@ -286,12 +288,20 @@ func packedSequences(loader *data.Loader, limit int) []packedLine {
 	return out
 }
 
+// packedView is how data show --packing lays out and counts the data:
+// train's --seq-len, --batch-size and --seed.
+type packedView struct {
+	seqLen, batchSize int
+	seed              uint64
+}
+
 // showPacked prints the packed sequences of td's training data: with
-// asJSON one line each, else a summary of what packing saves at batch
-// size bs and the first limit sequences, example by example.
-func showPacked(w io.Writer, td *trainData, seqLen, bs, limit int, asJSON bool) error {
-	if seqLen < 2 || bs < 1 {
-		return &usageError{msg: fmt.Sprintf("--packing needs --seq-len >= 2 and --batch-size >= 1 (got %d, %d)", seqLen, bs)}
+// asJSON one line each, else a summary of what packing saves and the
+// first limit sequences, example by example.
+func showPacked(w io.Writer, td *trainData, v packedView, limit int, asJSON bool) error {
+	seqLen := v.seqLen
+	if seqLen < 2 || v.batchSize < 1 {
+		return &usageError{msg: fmt.Sprintf("--packing needs --seq-len >= 2 and --batch-size >= 1 (got %d, %d)", seqLen, v.batchSize)}
 	}
 	packed, err := data.NewLoader(td.Train, data.LoaderConfig{BatchSize: 1, SeqLen: seqLen, Packing: true})
 	if err != nil {
@@ -309,7 +319,7 @@ func showPacked(w io.Writer, td *trainData, seqLen, bs, limit int, asJSON bool) 
 	}
 	fmt.Fprintln(w, "data: "+textdata.Summary(td.Train))
 	fmt.Fprintln(w, packed.Stats().PackingMessage())
-	for _, line := range packingGain(td.Train, seqLen, bs) {
+	for _, line := range packingGain(td.Train, v) {
 		fmt.Fprintln(w, line)
 	}
 	for i, s := range seqs {
@@ -326,13 +336,14 @@ func showPacked(w io.Writer, td *trainData, seqLen, bs, limit int, asJSON bool) 
 	return nil
 }
 
-// packingGain compares one epoch of ds at batch size bs unpacked and
-// packed (both padded to each batch's longest sequence, as train pads):
-// batches (optimizer steps without --grad-accum) and padding tokens.
-func packingGain(ds *data.Dataset, seqLen, bs int) []string {
+// packingGain compares the first epoch of ds as train shuffles it, at
+// v's batch size, unpacked and packed (both padded to each batch's
+// longest sequence, as train pads): batches (optimizer steps without
+// --grad-accum) and padding tokens.
+func packingGain(ds *data.Dataset, v packedView) []string {
 	var lines []string
 	for _, packing := range []bool{false, true} {
-		l, err := data.NewLoader(ds, data.LoaderConfig{BatchSize: bs, SeqLen: seqLen, Packing: packing})
+		l, err := data.NewLoader(ds, data.LoaderConfig{BatchSize: v.batchSize, SeqLen: v.seqLen, Shuffle: true, Seed: v.seed, Packing: packing})
 		if err != nil {
 			return nil
 		}
@@ -341,8 +352,8 @@ func packingGain(ds *data.Dataset, seqLen, bs int) []string {
 		if packing {
 			name = "packed  "
 		}
-		lines = append(lines, fmt.Sprintf("%s: %d batches of %d per epoch, %d token positions, %d of them padding (%.1f%%)",
-			name, l.BatchesPerEpoch(), bs, slots, slots-tokens, 100*float64(slots-tokens)/float64(slots)))
+		lines = append(lines, fmt.Sprintf("%s: %d batches of %d per epoch; epoch 0 (shuffled, --seed %d): %d token positions, %d of them padding (%.1f%%)",
+			name, l.BatchesPerEpoch(), v.batchSize, v.seed, slots, slots-tokens, 100*float64(slots-tokens)/float64(slots)))
 	}
 	return lines
 }
