@@ -17,7 +17,7 @@ import (
 
 // packingMethods are the methods packing must leave exact: full
 // fine-tuning (also with gradient checkpointing, which reruns each
-// layer's packed forward), LoRA (B drawn away from zero, so A has a
+// layer's packed forward, and in bf16 mixed precision), LoRA (B drawn away from zero, so A has a
 // gradient) and prefix tuning (whose keys every packed example sees).
 var packingMethods = []struct {
 	name  string
@@ -30,6 +30,9 @@ var packingMethods = []struct {
 	{name: "full-grad-checkpoint", cpuOnly: true, apply: func(m model.Model) error {
 		m.SetGradCheckpoint(true)
 		return nil
+	}},
+	{name: "full-bf16", cpuOnly: true, apply: func(m model.Model) error {
+		return m.(engine.PrecisionModel).SetPrecision(engine.PrecisionBF16)
 	}},
 	{name: "lora", apply: func(m model.Model) error {
 		if _, err := lora.Apply(m, lora.Config{R: 4, Alpha: 8, Targets: lora.DefaultTargets(m)}); err != nil {
