@@ -49,6 +49,16 @@ type Batch struct {
 	// model scores FirstLabels only when it says so through
 	// FirstLabelScorer, and ignores them otherwise.
 	FirstLabels *Tensor
+	// Segments is Int32 [B*T] when the sequences hold several packed
+	// examples each, else nil: the example each token belongs to within
+	// its sequence (consecutive tokens of one example share an id). The
+	// model keeps attention inside each example
+	// (AttentionOptions.Segments) and positions each token by Positions,
+	// so every example computes what it computes alone.
+	Segments *Tensor
+	// Positions is Int32 [B*T] with Segments (nil without): each token's
+	// position within its example, counted from 0 (so below T).
+	Positions *Tensor
 	// Counted is the number of targets >= 0 (computed on the host),
 	// including the FirstLabels >= 0 when the model scores them.
 	Counted int

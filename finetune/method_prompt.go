@@ -18,12 +18,12 @@ func loadPrompt(m model.Model, dir string) error {
 
 // promptTuningMethod is prompt tuning (trained virtual-token embeddings).
 func promptTuningMethod() *Method {
-	return &Method{Name: "prompt", PeftTypes: []string{prompt.PeftTypePromptTuning}, Apply: applyPromptTuning, Load: loadPrompt}
+	return &Method{Name: "prompt", PeftTypes: []string{prompt.PeftTypePromptTuning}, Apply: applyPromptTuning, Load: loadPrompt, VirtualTokens: true}
 }
 
 // pTuningMethod is P-Tuning (virtual tokens from a prompt encoder).
 func pTuningMethod() *Method {
-	return &Method{Name: "ptuning", PeftTypes: []string{prompt.PeftTypePTuning}, Apply: applyPTuning, Load: loadPrompt}
+	return &Method{Name: "ptuning", PeftTypes: []string{prompt.PeftTypePTuning}, Apply: applyPTuning, Load: loadPrompt, VirtualTokens: true}
 }
 
 // promptOption maps the fields of prompt.TuningConfig and

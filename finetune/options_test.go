@@ -61,6 +61,8 @@ func TestOptionErrors(t *testing.T) {
 		{"Prompt.NumVirtualTokens", nil, "prefix", func(o *finetune.JobOptions) { o.Prompt.NumVirtualTokens = 1000 },
 			"Prompt.NumVirtualTokens 1000 is more than the model's 128 positions (max_position_embeddings)"},
 		{"Prefix.Layers", nil, "prefix", func(o *finetune.JobOptions) { o.Prefix.Layers = []int{1, 1} }, "Prefix.Layers lists layer 1 twice"},
+		{"Packing", []string{"Method"}, "ptuning", func(o *finetune.JobOptions) { o.Packing = true },
+			"Packing cannot be used with Method ptuning: its virtual tokens sit in front of each sequence, and packed examples would share them (Method prefix keeps its prefix visible to every packed example)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.want, func(t *testing.T) {

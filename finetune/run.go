@@ -88,7 +88,7 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 		padID = int32(*hc.PadTokenID)
 	}
 	loader, err := data.NewLoader(ds, data.LoaderConfig{
-		BatchSize: o.BatchSize, SeqLen: seqLen, Shuffle: o.Shuffle, Seed: o.Seed, PadID: padID,
+		BatchSize: o.BatchSize, SeqLen: seqLen, Shuffle: o.Shuffle, Seed: o.Seed, PadID: padID, Packing: o.Packing,
 	})
 	if err != nil {
 		return nil, err
@@ -96,6 +96,9 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 	st := loader.Stats()
 	fmt.Fprintf(o.Log, "data: %d sequences, %d tokens from %s; %d batches per epoch\n", ds.Len(), ds.Tokens(), o.Data.Describe(), loader.BatchesPerEpoch())
 	fmt.Fprintln(o.Log, st.TruncationMessage())
+	if o.Packing {
+		fmt.Fprintln(o.Log, st.PackingMessage())
+	}
 	if st.Skipped > 0 {
 		fmt.Fprintf(o.Warn, "warning: skipped %d of %d sequences with no token to train on (one token long, or every label after the first is -100)\n", st.Skipped, st.Sequences)
 	}

@@ -18,7 +18,7 @@ var optionFlags = finetune.Names{
 	"Model": "--model", "Quantize": "--quantize", "Data.Train": "--data", "Data.Dataset": "--dataset", "Data.DatasetDir": "--dataset-dir", "Data.Eval": "--eval-data", "Data.EvalEvery": "--eval-every",
 	"Data.Format": "--format", "Data.Template": "--template", "Data.Tokenizer": "--tokenizer",
 	"Out": "--out", "Overwrite": "--overwrite", "Resume": "--resume", "BatchSize": "--batch-size", "SeqLen": "--seq-len",
-	"Shuffle": "--shuffle", "GradCheckpoint": "--grad-checkpoint", "Precision": "--precision",
+	"Shuffle": "--shuffle", "Packing": "--packing", "GradCheckpoint": "--grad-checkpoint", "Precision": "--precision",
 	"Train.KeepBest": "--keep-best", "Train.EarlyStoppingPatience": "--early-stopping-patience",
 	"Train.Steps": "--steps", "Train.Epochs": "--epochs", "Train.GradAccum": "--grad-accum",
 	"Train.LR": "--lr", "Train.Schedule": "--lr-schedule", "Train.WarmupSteps": "--warmup-steps", "Train.WarmupRatio": "--warmup-ratio",

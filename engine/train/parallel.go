@@ -218,6 +218,11 @@ func shardBatch(hb data.Batch, rank, size int) data.Batch {
 	part.InputIDs = hb.InputIDs[lo*hb.T : hi*hb.T]
 	part.Targets = hb.Targets[lo*hb.T : hi*hb.T]
 	part.Counted = countCounted(part.Targets)
+	if hb.Segments != nil {
+		part.Segments = hb.Segments[lo*hb.T : hi*hb.T]
+		part.Positions = hb.Positions[lo*hb.T : hi*hb.T]
+		part.Packs = hb.Packs[lo:hi]
+	}
 	if len(hb.FirstLabels) == hb.B {
 		part.FirstLabels = hb.FirstLabels[lo:hi]
 		part.CountedFirst = countCounted(part.FirstLabels)

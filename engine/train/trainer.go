@@ -614,22 +614,28 @@ func Counted(model engine.CausalLM, hb data.Batch) int {
 // ForwardBatch uploads a host batch to the model's backend, runs
 // ForwardBackward and frees the batch tensors. It returns the sum of the
 // token losses. The first labels are uploaded only for a model that
-// scores them.
+// scores them; segments and positions only for a packed batch.
 func ForwardBatch(model engine.CausalLM, hb data.Batch, backward bool, gradScale float32) (float64, error) {
 	be := model.Backend()
-	ids := be.Alloc(engine.Int32, hb.B*hb.T)
-	tg := be.Alloc(engine.Int32, hb.B*hb.T)
-	defer be.Free(ids)
-	defer be.Free(tg)
-	be.UploadInt32(ids, hb.InputIDs)
-	be.UploadInt32(tg, hb.Targets)
-	bt := &engine.Batch{B: hb.B, T: hb.T, InputIDs: ids, Targets: tg, Counted: Counted(model, hb)}
-	if scoresFirst(model) && len(hb.FirstLabels) == hb.B {
-		first := be.Alloc(engine.Int32, hb.B)
-		defer be.Free(first)
-		be.UploadInt32(first, hb.FirstLabels)
-		bt.FirstLabels = first
+	upload := func(host []int32) *engine.Tensor {
+		t := be.Alloc(engine.Int32, len(host))
+		be.UploadInt32(t, host)
+		return t
 	}
+	bt := &engine.Batch{B: hb.B, T: hb.T, InputIDs: upload(hb.InputIDs), Targets: upload(hb.Targets), Counted: Counted(model, hb)}
+	if scoresFirst(model) && len(hb.FirstLabels) == hb.B {
+		bt.FirstLabels = upload(hb.FirstLabels)
+	}
+	if hb.Segments != nil {
+		bt.Segments, bt.Positions = upload(hb.Segments), upload(hb.Positions)
+	}
+	defer func() {
+		for _, t := range []*engine.Tensor{bt.InputIDs, bt.Targets, bt.FirstLabels, bt.Segments, bt.Positions} {
+			if t != nil {
+				be.Free(t)
+			}
+		}
+	}()
 	return model.ForwardBackward(bt, backward, gradScale)
 }
 
