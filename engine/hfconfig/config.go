@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -124,10 +125,17 @@ type Config struct {
 	// TorchDtype is torch_dtype (or the newer key dtype), e.g. "float32" or
 	// "bfloat16"; empty when unset.
 	TorchDtype string
-	// SlidingWindow is Mistral's sliding_window, or Qwen2's when
-	// use_sliding_window is true; nil otherwise. Recorded for round trips:
-	// gotune's models attend over the full causal window.
+	// SlidingWindow is Mistral's sliding_window, or Qwen2's and Qwen3's
+	// when use_sliding_window is true; nil otherwise. LayerWindow says
+	// which layers it applies to (window.go).
 	SlidingWindow *int
+	// MaxWindowLayers is Qwen2's and Qwen3's max_window_layers: without
+	// LayerTypes, the layers from this index on slide (0 for the other
+	// families).
+	MaxWindowLayers int
+	// LayerTypes is Qwen2's and Qwen3's explicit layer_types, each
+	// FullAttention or SlidingAttention; nil when config.json has none.
+	LayerTypes []string
 	// Granite's scalars (GraniteConfig; zero, unused, for the other
 	// families):
 	// EmbeddingMultiplier scales the input embeddings,
@@ -263,6 +271,9 @@ func (c *Config) Validate() error {
 	if err := c.RopeScaling.validate(); err != nil {
 		return fmt.Errorf("field \"rope_scaling\": %w", err)
 	}
+	if err := c.validateWindow(); err != nil {
+		return err
+	}
 	switch c.Arch {
 	case ArchQwen2:
 		if !c.AttentionBias || c.AttnOutBias || c.MLPBias {
@@ -326,6 +337,7 @@ func (c *Config) Clone() *Config {
 	d.BosTokenID = clonePtr(c.BosTokenID)
 	d.PadTokenID = clonePtr(c.PadTokenID)
 	d.SlidingWindow = clonePtr(c.SlidingWindow)
+	d.LayerTypes = slices.Clone(c.LayerTypes)
 	d.EosTokenIDs = append([]int(nil), c.EosTokenIDs...)
 	d.raw = make(map[string]json.RawMessage, len(c.raw))
 	for k, v := range c.raw {

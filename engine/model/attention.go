@@ -48,8 +48,19 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		be.Scale(a.q, m.d.qScale)
 	}
 	kAll, vAll := m.kvContext(l, p, a)
-	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, engine.AttentionOptions{})
+	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, m.layerAttention(l, p, kAll.Dim(1)))
 	blk.o.Forward(a.h1, a.att, p.train)
+}
+
+// layerAttention returns layer l's attention options for a pass whose
+// queries see S keys. A window of at least S hides nothing, so it is
+// dropped: the plain options keep the backends' fastest kernels.
+func (m *Transformer) layerAttention(l int, p *pass, S int) engine.AttentionOptions {
+	o := m.d.attn[l]
+	if o.Window >= S {
+		o.Window = 0
+	}
+	return o
 }
 
 // kvContext returns the keys and values the queries of layer l attend to:
@@ -139,7 +150,7 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		be.Fill(dvBuf, 0)
 		dvAll = dvBuf
 	}
-	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, engine.AttentionOptions{})
+	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, m.layerAttention(l, p, kAll.Dim(1)))
 	if needQ && d.qScale != 1 {
 		be.Scale(s.dq, d.qScale)
 	}

@@ -79,8 +79,17 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 	} else if opt.RopeLayout != engine.RopeHalf && opt.RopeLayout != engine.RopeInterleaved {
 		return dims{}, fmt.Errorf("model: unknown RoPE layout %d", opt.RopeLayout)
 	}
-	if cfg.SlidingWindow != nil {
-		d.slidingWindow = *cfg.SlidingWindow
-	}
+	d.attn = attentionOptions(cfg)
 	return d, nil
+}
+
+// attentionOptions returns each layer's attention options as the config
+// sets them (the per-pass parts, such as dropout seeds, are filled in by
+// layerAttention).
+func attentionOptions(cfg *Config) []engine.AttentionOptions {
+	out := make([]engine.AttentionOptions, cfg.Layers)
+	for l := range out {
+		out[l].Window = cfg.LayerWindow(l)
+	}
+	return out
 }

@@ -265,14 +265,10 @@ func (m *Transformer) checkBatch(bt *engine.Batch) error {
 }
 
 // checkPositions rejects contexts that run past GPT-2's learned position
-// table or past a sliding attention window (RoPE models otherwise
-// extrapolate, as transformers lets them).
+// table (RoPE models extrapolate, as transformers lets them).
 func (m *Transformer) checkPositions(first, n int) error {
 	if m.posEmb != nil && first+n > m.d.maxPos {
 		return fmt.Errorf("model: positions %d..%d exceed n_positions %d of this GPT-2 model", first, first+n-1, m.d.maxPos)
-	}
-	if w := m.d.slidingWindow; w > 0 && first+n > w {
-		return fmt.Errorf("model: a context of %d positions exceeds sliding_window %d (sliding-window attention is not implemented)", first+n, w)
 	}
 	return nil
 }

@@ -20,7 +20,6 @@ type dims struct {
 	act                                   engine.Act
 	ropeTheta                             float64
 	ropeScaling                           *hfconfig.RopeScaling
-	slidingWindow                         int // 0: none
 	ropeLayout                            engine.RopeLayout
 	storage                               engine.DType // parameter dtype as built (Options.Storage)
 	// Granite's scalars, 1 for the other families: embMul scales the
@@ -29,6 +28,9 @@ type dims struct {
 	// Backend.Attention's fixed 1/sqrt(D) then gives attention_multiplier)
 	// and logitMul the logits (1/logits_scaling).
 	embMul, resMul, qScale, logitMul float32
+	// attn holds each layer's attention options from the config (sliding
+	// windows); layerAttention completes them for a pass.
+	attn []engine.AttentionOptions
 }
 
 func (d *dims) qDim() int  { return d.heads * d.headDim }
