@@ -140,6 +140,21 @@ def llama_config(arch, model_type, vocab, hidden, layers, heads, kv_heads, inter
     }
 
 
+def mistral_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, eps, tied, sliding_window):
+    """config.json of a MistralForCausalLM (transformers' MistralConfig keys).
+
+    LlamaConfig's keys less attention_bias, mlp_bias and pretraining_tp
+    (Mistral has no biases), plus sliding_window, which applies to every
+    layer.
+    """
+    c = llama_config("MistralForCausalLM", "mistral", vocab, hidden, layers, heads, kv_heads, inter,
+                     max_pos, theta, eps, tied)
+    for k in ("attention_bias", "mlp_bias", "pretraining_tp"):
+        del c[k]
+    c["sliding_window"] = sliding_window
+    return dict(sorted(c.items()))
+
+
 def qwen2_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, eps,
                  tied, bos=1, eos=2):
     """config.json of a Qwen2ForCausalLM, as transformers 4.46 writes it.
