@@ -143,6 +143,14 @@ type Config struct {
 	// AttentionMultiplier is the attention scale (in place of
 	// 1/sqrt(head_dim)) and LogitsScaling divides the logits.
 	EmbeddingMultiplier, ResidualMultiplier, AttentionMultiplier, LogitsScaling float64
+	// Base-model dropout probabilities, applied in training only
+	// (dropout.go): AttentionDropout on the attention probabilities
+	// (attention_dropout; GPT-2's attn_pdrop), ResidDropout on each
+	// sub-layer's output before its residual add (GPT-2's resid_pdrop) and
+	// EmbdDropout on the first layer's input (GPT-2's embd_pdrop). GPT2Config
+	// defaults each to 0.1; the others have attention_dropout only,
+	// default 0.
+	AttentionDropout, ResidDropout, EmbdDropout float64
 	// Quantization is the checkpoint's bitsandbytes 4-bit
 	// quantization_config, nil for an unquantized checkpoint.
 	Quantization *Quantization
@@ -246,6 +254,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.Act(); err != nil {
 		return fmt.Errorf("field %q: %w", k.Act, err)
+	}
+	if err := c.validateDropouts(); err != nil {
+		return err
 	}
 	if g {
 		switch {

@@ -55,6 +55,7 @@ func TestLoadFixtures(t *testing.T) {
 			Heads: 12, KVHeads: 12, HeadDim: 64, Intermediate: 3072, MaxPos: 1024, NormEps: 1e-5,
 			TieEmbeddings: true, AttentionBias: true, AttnOutBias: true, MLPBias: true,
 			HiddenAct: "gelu_new", BosTokenID: ip(50256), EosTokenIDs: []int{50256},
+			AttentionDropout: 0.1, ResidDropout: 0.1, EmbdDropout: 0.1,
 		}},
 	}
 	for _, tc := range tests {
@@ -129,6 +130,7 @@ func TestDefaults(t *testing.T) {
 			Arch: ArchGPT2, ModelType: "gpt2", VocabSize: 10, Hidden: 8, Layers: 1, Heads: 2, KVHeads: 2, HeadDim: 4,
 			Intermediate: 32, MaxPos: 1024, NormEps: 1e-5, TieEmbeddings: true, AttentionBias: true, AttnOutBias: true,
 			MLPBias: true, HiddenAct: "gelu_new", BosTokenID: ip(50256), EosTokenIDs: []int{50256},
+			AttentionDropout: 0.1, ResidDropout: 0.1, EmbdDropout: 0.1, // GPT2Config's defaults
 		}},
 		{"integral float and default rope type", `{"architectures":["LlamaForCausalLM"],"vocab_size":10.0,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":12,"rope_scaling":{"rope_type":"default"}}`, Config{
 			Arch: ArchLlama, ModelType: "llama", VocabSize: 10, Hidden: 8, Layers: 1, Heads: 2, KVHeads: 2, HeadDim: 4,

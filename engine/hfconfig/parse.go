@@ -336,6 +336,9 @@ func (p *parser) config() (*Config, error) {
 	if err == nil {
 		err = p.graniteScalars(c)
 	}
+	if err == nil {
+		err = p.dropouts(c)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ var ownedKeys = map[string]bool{
 	"hidden_act": true, "activation_function": true, "bos_token_id": true,
 	"eos_token_id": true, "pad_token_id": true, "torch_dtype": true, "dtype": true,
 	"sliding_window": true, "use_sliding_window": true, "max_window_layers": true, "layer_types": true,
+	"attention_dropout": true, "attn_pdrop": true, "resid_pdrop": true, "embd_pdrop": true,
 }
 
 // Save validates c and writes DIR/config.json atomically. Keys of the
@@ -227,6 +228,7 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 		set(key, c.TorchDtype)
 	}
 	c.mergeWindow(o, set)
+	c.mergeDropouts(o, set)
 	if c.Quantization == nil && o.Quantization != nil {
 		// The weights were dequantized (a merged model): the saved
 		// checkpoint is no longer a bitsandbytes one.

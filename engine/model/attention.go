@@ -50,15 +50,22 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 	kAll, vAll := m.kvContext(l, p, a)
 	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, m.layerAttention(l, p, kAll.Dim(1)))
 	blk.o.Forward(a.h1, a.att, p.train)
+	m.dropout(p, a.h1, d.residDrop, l, engine.DropoutAttnOutput)
 }
 
 // layerAttention returns layer l's attention options for a pass whose
-// queries see S keys. A window of at least S hides nothing, so it is
-// dropped: the plain options keep the backends' fastest kernels.
+// queries see S keys: dropout only in training, with this pass's mask. A
+// window of at least S hides nothing, so it is dropped: the plain options
+// keep the backends' fastest kernels.
 func (m *Transformer) layerAttention(l int, p *pass, S int) engine.AttentionOptions {
 	o := m.d.attn[l]
 	if o.Window >= S {
 		o.Window = 0
+	}
+	if p.train && o.Dropout > 0 {
+		o.DropoutSeed = m.drop.maskSeed(l, engine.DropoutAttention)
+	} else {
+		o.Dropout = 0
 	}
 	return o
 }
@@ -120,6 +127,7 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		needV = dxn != nil || Trainable(blk.v) || prefixGrad
 	}
 	needAtt := needQ || needK || needV
+	dh = m.dropoutGrad(p, s.ddrop, dh, d.residDrop, l, engine.DropoutAttnOutput)
 	var datt *engine.Tensor
 	if needAtt {
 		datt = s.datt

@@ -80,6 +80,7 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 		return dims{}, fmt.Errorf("model: unknown RoPE layout %d", opt.RopeLayout)
 	}
 	d.attn = attentionOptions(cfg)
+	d.embdDrop, d.residDrop = float32(cfg.EmbdDropout), float32(cfg.ResidDropout)
 	return d, nil
 }
 
@@ -90,6 +91,7 @@ func attentionOptions(cfg *Config) []engine.AttentionOptions {
 	out := make([]engine.AttentionOptions, cfg.Layers)
 	for l := range out {
 		out[l].Window = cfg.LayerWindow(l)
+		out[l].Dropout = float32(cfg.AttentionDropout)
 	}
 	return out
 }

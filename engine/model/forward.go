@@ -202,6 +202,7 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 	if m.d.embMul != 1 {
 		be.Scale(x, m.d.embMul)
 	}
+	m.dropout(p, x, m.d.embdDrop, 0, engine.DropoutEmbedding)
 }
 
 // embedBackward scatters the gradient of the first layer's input into the
@@ -209,6 +210,7 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 func (m *Transformer) embedBackward(p *pass, ids, demb *engine.Tensor) {
 	be, s, D := m.be, p.s, m.d.hidden
 	treal := p.T - p.Pv
+	m.dropout(p, demb, m.d.embdDrop, 0, engine.DropoutEmbedding) // the mask's own backward, in place
 	if m.d.embMul != 1 {
 		be.Scale(demb, m.d.embMul) // demb is not needed afterwards
 	}

@@ -29,8 +29,12 @@ type dims struct {
 	// and logitMul the logits (1/logits_scaling).
 	embMul, resMul, qScale, logitMul float32
 	// attn holds each layer's attention options from the config (sliding
-	// windows); layerAttention completes them for a pass.
+	// windows, attention dropout); layerAttention completes them for a pass.
 	attn []engine.AttentionOptions
+	// embdDrop and residDrop are the training dropout of the first layer's
+	// input and of each sub-layer's output (GPT-2's embd_pdrop,
+	// resid_pdrop; dropout.go).
+	embdDrop, residDrop float32
 }
 
 func (d *dims) qDim() int  { return d.heads * d.headDim }
@@ -105,6 +109,7 @@ type Transformer struct {
 	version int // bumped when hooks, prompt or prefix change
 
 	gradCheckpoint bool // recompute layer activations in backward (gradckpt.go)
+	drop           dropoutDraw
 
 	trainActs *actSet // training passes (and evaluation of the same shape)
 	evalActs  *actSet // forward-only ForwardBackward of another shape

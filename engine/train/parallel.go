@@ -335,11 +335,12 @@ func (t *Trainer) stepParallel(k int, batches []data.Batch, tokens int) (StepMet
 	dp := t.dp
 	scale := float32(1 / float64(tokens))
 	lossSum := 0.0
-	for _, hb := range batches {
+	for i, hb := range batches {
 		part := shardBatch(hb, dp.rank, dp.size)
 		if part.B == 0 {
 			continue
 		}
+		t.announcePass(k, i)
 		s, err := ForwardBatch(t.model, part, true, scale)
 		if err != nil {
 			return StepMetrics{}, fmt.Errorf("step %d (rank %d): %w", k, dp.rank, err)

@@ -386,6 +386,25 @@ MODELS = [
         "weights": lambda cfg, rng: llama_weights(cfg, rng, qkv_bias=True),
         "runs": standard_runs([]),
     },
+    {
+        "name": "gpt2-dropout",
+        "seed": 9009,
+        # every GPT-2 dropout, each its own probability; the masks are
+        # gotune's, drawn from the run's seed (reference.Dropout)
+        "config": dict(hfio.gpt2_config(vocab=64, n_embd=32, n_layer=2, n_head=4, n_positions=64, eps=1e-5,
+                                        bos=63, eos=63), attn_pdrop=0.2, resid_pdrop=0.15, embd_pdrop=0.1),
+        "weights": lambda cfg, rng: gpt2_weights(cfg, rng),
+        "runs": standard_runs([], seed=4242),
+    },
+    {
+        "name": "llama-dropout",
+        "seed": 10010,
+        "config": dict(hfio.llama_config("LlamaForCausalLM", "llama", vocab=64, hidden=32, layers=2, heads=4,
+                                         kv_heads=2, inter=40, max_pos=64, theta=10000.0, eps=1e-5, tied=False),
+                       attention_dropout=0.25),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng),
+        "runs": standard_runs([], seed=4243),
+    },
 ]
 
 

@@ -258,8 +258,8 @@ def granite_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta
 def gpt2_config(vocab, n_embd, n_layer, n_head, n_positions, eps, bos, eos):
     """config.json of a GPT2LMHeadModel, as transformers 4.46 writes it.
 
-    Dropouts are 0 (the released GPT-2 has 0.1): the golden values are
-    computed without dropout, and the config says so honestly. There is no
+    Dropouts are 0 (the released GPT-2 has 0.1): most golden sets are
+    computed without dropout (gpt2-dropout overrides them). There is no
     tie_word_embeddings key: transformers only writes keys that differ from
     the defaults, and GPT-2 ties lm_head to wte by default, so a loader must
     treat the absent key as true.
