@@ -58,7 +58,7 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 // window of at least S hides nothing, so it is dropped: the plain options
 // keep the backends' fastest kernels.
 func (m *Transformer) layerAttention(l int, p *pass, S int) engine.AttentionOptions {
-	o := m.d.attn[l]
+	o := m.blocks[l].attn
 	if o.Window >= S {
 		o.Window = 0
 	}

@@ -28,9 +28,6 @@ type dims struct {
 	// Backend.Attention's fixed 1/sqrt(D) then gives attention_multiplier)
 	// and logitMul the logits (1/logits_scaling).
 	embMul, resMul, qScale, logitMul float32
-	// attn holds each layer's attention options from the config (sliding
-	// windows, attention dropout); layerAttention completes them for a pass.
-	attn []engine.AttentionOptions
 	// embdDrop and residDrop are the training dropout of the first layer's
 	// input and of each sub-layer's output (GPT-2's embd_pdrop,
 	// resid_pdrop; dropout.go).
@@ -50,6 +47,9 @@ type block struct {
 	gate, up, down  Linear
 	act             engine.Act
 	hooks           [2]SublayerHook
+	// attn is the layer's attention options from the config (sliding
+	// window, attention dropout); layerAttention completes them for a pass.
+	attn engine.AttentionOptions
 }
 
 // NamedModule is a module with its Hugging Face path.
