@@ -128,6 +128,7 @@ const (
 	kMul                                // gt_mul
 	kAxpy                               // gt_axpy
 	kScale                              // gt_scale
+	kDropout                            // gt_dropout
 	kMulCols                            // gt_mul_cols
 	kAddBias                            // gt_add_bias
 	kActivation                         // gt_activation
@@ -230,6 +231,7 @@ var kernelSpecs = [numKernels]kernelSpec{
 	kMul:                {name: "gt_mul", rule: ruleEw, params: "pipipii"},
 	kAxpy:               {name: "gt_axpy", rule: ruleEw, params: "pipiif"},
 	kScale:              {name: "gt_scale", rule: ruleEw, params: "piif"},
+	kDropout:            {name: "gt_dropout", rule: ruleEw, params: "pipiiiiif"},
 	kMulCols:            {name: "gt_mul_cols", rule: ruleEw, params: "pipipiii"},
 	kAddBias:            {name: "gt_add_bias", rule: ruleEw, params: "pipiii"},
 	kActivation:         {name: "gt_activation", rule: ruleEw, params: "pipiii"},
@@ -312,6 +314,13 @@ func (be *Backend) launchAxpy(op string, geom geomEw, dst DevicePtr, dstDt int, 
 // x *= alpha
 func (be *Backend) launchScale(op string, geom geomEw, x DevicePtr, xDt int, n int, alpha float32) {
 	be.launch(op, kScale, launchGeom(geom), x, xDt, n, alpha)
+}
+
+// launchDropout queues gt_dropout (rule EW).
+//
+// out[i] = x[i]*keep_scale where engine.DropoutKeep(seed_hi:seed_lo, i, threshold) keeps element i, else 0 (out may alias x)
+func (be *Backend) launchDropout(op string, geom geomEw, out DevicePtr, outDt int, x DevicePtr, xDt int, n int, seedLo int, seedHi int, threshold int, keepScale float32) {
+	be.launch(op, kDropout, launchGeom(geom), out, outDt, x, xDt, n, seedLo, seedHi, threshold, keepScale)
 }
 
 // launchMulCols queues gt_mul_cols (rule EW).

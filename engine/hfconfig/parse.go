@@ -336,6 +336,9 @@ func (p *parser) config() (*Config, error) {
 	if err == nil {
 		err = p.graniteScalars(c)
 	}
+	if err == nil {
+		err = p.dropouts(c)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -491,30 +494,7 @@ func (p *parser) llama(c *Config) error {
 	if c.EosTokenIDs, err = p.eosIDs(eos); err != nil {
 		return err
 	}
-	switch c.Arch {
-	case ArchMistral:
-		p.use("sliding_window")
-		if _, present := p.raw["sliding_window"]; !present {
-			c.SlidingWindow = intPtr(4096)
-		} else if v, ok, err := p.optInt("sliding_window"); err != nil {
-			return err
-		} else if ok {
-			c.SlidingWindow = &v
-		}
-	case ArchQwen2, ArchQwen3:
-		use, err := p.boolOr("use_sliding_window", false)
-		if err != nil {
-			return err
-		}
-		if use {
-			v, err := p.intOr("sliding_window", 4096)
-			if err != nil {
-				return err
-			}
-			c.SlidingWindow = &v
-		}
-	}
-	return nil
+	return p.slidingWindow(c)
 }
 
 // graniteScalars reads GraniteConfig's multipliers (default 1); the

@@ -79,8 +79,13 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 	} else if opt.RopeLayout != engine.RopeHalf && opt.RopeLayout != engine.RopeInterleaved {
 		return dims{}, fmt.Errorf("model: unknown RoPE layout %d", opt.RopeLayout)
 	}
-	if cfg.SlidingWindow != nil {
-		d.slidingWindow = *cfg.SlidingWindow
-	}
+	d.embdDrop, d.residDrop = float32(cfg.EmbdDropout), float32(cfg.ResidDropout)
 	return d, nil
+}
+
+// attentionOptions returns layer l's attention options as the config sets
+// them (the per-pass parts, such as dropout seeds, are filled in by
+// layerAttention).
+func attentionOptions(cfg *Config, l int) engine.AttentionOptions {
+	return engine.AttentionOptions{Window: cfg.LayerWindow(l), Dropout: float32(cfg.AttentionDropout)}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/gotune/gotune/cuda"
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
+	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/internal/golden"
@@ -139,6 +140,13 @@ func relDiff(got, want float64) float64 {
 // the host.
 func RequireNative(t *testing.T, b *cuda.Backend, before map[string]cuda.OpStats, ops ...string) {
 	t.Helper()
+	requireNative(t, b, before, nil, ops...)
+}
+
+// requireNative is RequireNative with the fallbacks of the ops in
+// mayFallBack allowed.
+func requireNative(t *testing.T, b *cuda.Backend, before map[string]cuda.OpStats, mayFallBack map[string]bool, ops ...string) {
+	t.Helper()
 	after := b.Stats()
 	for _, op := range ops {
 		if n := after[op].Native - before[op].Native; n <= 0 {
@@ -146,17 +154,35 @@ func RequireNative(t *testing.T, b *cuda.Backend, before map[string]cuda.OpStats
 		}
 	}
 	for op, s := range after {
-		if n := s.Fallback - before[op].Fallback; n > 0 {
+		if n := s.Fallback - before[op].Fallback; n > 0 && !mayFallBack[op] {
 			t.Errorf("%s fell back to the host %d times", op, n)
 		}
 	}
+}
+
+// hostAttention returns the attention ops a set's base model may run on
+// the host: those of a model with sliding-window layers, whose windows
+// the CUDA attention kernels do not take yet (cuda.attnOptionsOnHost).
+// Delete this once they do.
+func hostAttention(t *testing.T, set *golden.MethodSet) map[string]bool {
+	t.Helper()
+	cfg, err := hfconfig.Load(set.BaseDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := 0; l < cfg.Layers; l++ {
+		if cfg.LayerWindow(l) > 0 {
+			return map[string]bool{"Attention": true, "AttentionBackward": true}
+		}
+	}
+	return nil
 }
 
 // CheckCUDA runs, as one subtest per set, CompareBackends on a CUDA
 // backend (CUDABackend) with the method installed from the set's initial
 // adapter folder by load, and RequireNative for ops: the method must
 // compute the same on both backends (within 1e-5), through ops, with no
-// host fallback.
+// host fallback (but windowed attention's, see hostAttention).
 func CheckCUDA(t *testing.T, sets []*golden.MethodSet, load FolderLoader, ops ...string) {
 	t.Helper()
 	be := CUDABackend(t)
@@ -168,7 +194,7 @@ func CheckCUDA(t *testing.T, sets []*golden.MethodSet, load FolderLoader, ops ..
 			before := be.Stats()
 			worst := CompareBackends(t, set, be, install, 1e-5)
 			t.Logf("largest relative difference from the CPU: %.3g", worst)
-			RequireNative(t, be, before, ops...)
+			requireNative(t, be, before, hostAttention(t, set), ops...)
 		})
 	}
 }
