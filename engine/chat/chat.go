@@ -19,6 +19,7 @@
 package chat
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -199,6 +200,20 @@ func Resolve(name string, tok tokenizer.Tokenizer) (t Template, note string, err
 		return nil, "", err
 	}
 	return t, "chat template " + t.Name() + " (--template)", nil
+}
+
+// WithTools returns t set to render a conversation whose tools (the
+// tool definitions it may call: a JSON list, transformers' tools
+// argument) are tools; empty tools return t. Only a model's own template
+// can show tool definitions: tools with a built-in template are an error.
+func WithTools(t Template, tools json.RawMessage) (Template, error) {
+	if len(bytes.TrimSpace(tools)) == 0 {
+		return t, nil
+	}
+	if j, ok := t.(*Jinja); ok {
+		return j.WithTools(tools)
+	}
+	return nil, fmt.Errorf("chat template %s has no place for tool definitions; use the model's own chat template (--template auto or a .jinja file)", t.Name())
 }
 
 // IsFile reports whether a --template value names a template file rather
