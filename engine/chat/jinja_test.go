@@ -2,6 +2,7 @@ package chat
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,30 @@ type goldenMessage struct {
 	Reasoning  string          `json:"reasoning_content"`
 	ToolCalls  json.RawMessage `json:"tool_calls"`
 	ToolCallID string          `json:"tool_call_id"`
+}
+
+// messageKeys are the keys of goldenMessage.
+var messageKeys = []string{"role", "content", "reasoning_content", "tool_calls", "tool_call_id"}
+
+// isConversation reports whether a golden case is a conversation gotune
+// hands a template: its messages have only keys a Message carries, and
+// its variables are at most tools (the others test the engine only).
+func isConversation(t *testing.T, c chatgolden.Case) bool {
+	for k := range c.Vars {
+		if k != "tools" {
+			return false
+		}
+	}
+	var msgs []map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(c.Messages, &msgs))
+	for _, m := range msgs {
+		for k := range m {
+			if !slices.Contains(messageKeys, k) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // goldenMessages decodes a golden conversation.
@@ -60,8 +85,8 @@ func TestJinjaRealTemplates(t *testing.T) {
 			}
 			j.SetNow(func() time.Time { return g.Now })
 			for _, c := range fam.Cases {
-				if len(c.Vars) > 0 && c.Vars["tools"] == nil {
-					continue // variables other than tools are not part of a conversation
+				if !isConversation(t, c) {
+					continue
 				}
 				tj, err := j.WithTools(c.Vars["tools"])
 				require.NoError(t, err)

@@ -257,8 +257,13 @@ func applyFilter(name string, v Value, args []Value, kwargs map[string]Value) (V
 			out[len(items)-1-i] = it
 		}
 		return out, nil
+	case "select", "reject":
+		return selectItems(name == "select", v, "", args)
 	case "selectattr", "rejectattr":
-		return selectAttr(name == "selectattr", v, args)
+		if len(args) == 0 {
+			return nil, fmt.Errorf("needs an attribute name")
+		}
+		return selectItems(name == "selectattr", v, str(args[0]), args[1:])
 	case "map":
 		return mapFilter(v, args, kwargs)
 	case "int":
@@ -369,24 +374,26 @@ func toInt(v Value) Value {
 	return int64(0)
 }
 
-func selectAttr(keep bool, v Value, args []Value) (Value, error) {
+// selectItems is select and reject (attr "": the items themselves) and
+// selectattr and rejectattr (the items' attribute attr): the items whose
+// value passes the test args[0] (with args[1:]), or is true when there is
+// no test, when keep; the others when not.
+func selectItems(keep bool, v Value, attr string, args []Value) (Value, error) {
 	items, err := iterate(v)
 	if err != nil {
 		return nil, err
 	}
-	if len(args) == 0 {
-		return nil, fmt.Errorf("needs an attribute name")
-	}
-	attr := str(args[0])
 	out := []Value{}
 	for _, it := range items {
-		x, err := getAttr(it, attr)
-		if err != nil {
-			return nil, err
+		x := it
+		if attr != "" {
+			if x, err = getAttr(it, attr); err != nil {
+				return nil, err
+			}
 		}
 		ok := truthy(x)
-		if len(args) > 1 {
-			if ok, err = runTest(str(args[1]), x, args[2:]); err != nil {
+		if len(args) > 0 {
+			if ok, err = runTest(str(args[0]), x, args[1:]); err != nil {
 				return nil, err
 			}
 		}

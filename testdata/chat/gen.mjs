@@ -159,6 +159,24 @@ const cases = [
     { role: "user", content: "Thanks!" },
     { role: "assistant", content: "You are welcome." },
   ] },
+  // Template features only the engine's test renders (the messages carry
+  // keys a gotune Message has not, or variables other than tools).
+  { name: "builtin-tools", families: ["llama3.1"], vars: { builtin_tools: ["brave_search", "code_interpreter", "wolfram_alpha"], date_string: "01 Jan 2025" }, messages: [
+    { role: "user", content: "Search the news." },
+    { role: "assistant", content: "<|python_tag|>brave_search.call(query=\"news\")" },
+  ] },
+  { name: "tools-in-message", families: ["glm4"], messages: [
+    { role: "system", content: "", tools: [weatherTool] },
+    { role: "user", content: "巴黎天气？" },
+    { role: "assistant", metadata: "get_weather", content: "{\"city\": \"Paris\"}" },
+    { role: "observation", content: "{\"temp_c\": 21}" },
+    { role: "assistant", content: "巴黎现在 21 °C。" },
+  ] },
+  { name: "tools-in-message", families: ["phi4-mini"], messages: [
+    { role: "system", content: "You are a helpful assistant with some tools.", tools: JSON.stringify([weatherTool.function]) },
+    { role: "user", content: "Weather in Paris?" },
+    { role: "assistant", content: "[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]" },
+  ] },
   { name: "tool-call-deepseek", families: ["deepseek-v3", "deepseek-r1"], messages: [
     { role: "user", content: "Weather in Paris?" },
     { role: "assistant", content: null, tool_calls: [{ type: "function", function: { name: "get_weather", arguments: "{\"city\": \"Paris\"}" } }] },

@@ -17,6 +17,7 @@ cases = [
  "  {% if true %}\n    kept\n  {% endif %}\nend {{- '  x' }}  \n{%- if true -%}  y  {%- endif %}",
  "{{ '  Hello World  ' | trim | lower | replace('world', 'go') | title }} {{ 'ab' * 3 }} {{ 'a' ~ 1 ~ none }} {{ ['b','a'] | sort | first }} {{ [{'n': 1}, {'n': 2}] | map(attribute='n') | list }}",
  "{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }};{% endfor %}{{ [{'r': 'u'}, {'r': 'a'}] | selectattr('r', 'equalto', 'a') | list | length }}",
+ "{{ [1,2,3,4] | select('odd') | list }} {{ ['a','b','c'] | reject('equalto', 'b') | join(',') }} {{ [0, 1, '', none, 'x'] | select | list }} {{ [0, 1, '', 'x'] | reject | list }} {{ [{'r': 'a'}, {'r': 'b'}] | rejectattr('r', 'equalto', 'a') | list }}",
  "{{ 'x' if false }}|{{ 'a\nb'.startswith(('b', 'a')) }}|{{ 'aXbXc'.rsplit('X', 1) }}|{{ '  s '.strip() }}|{{ 'ab'.upper() }}",
 ]
 out = []
