@@ -257,6 +257,8 @@ func applyFilter(name string, v Value, args []Value, kwargs map[string]Value) (V
 			out[len(items)-1-i] = it
 		}
 		return out, nil
+	case "min", "max":
+		return minMax(name == "max", v, args, kwargs)
 	case "select", "reject":
 		return selectItems(name == "select", v, "", args)
 	case "selectattr", "rejectattr":
@@ -374,11 +376,59 @@ func toInt(v Value) Value {
 	return int64(0)
 }
 
+// minMax is the min and max filters: the smallest (largest) item, by its
+// attribute when one is given, strings compared case-insensitively
+// unless case_sensitive; undefined for no items.
+func minMax(largest bool, v Value, args []Value, kwargs map[string]Value) (Value, error) {
+	items, err := iterate(v)
+	if err != nil {
+		return nil, err
+	}
+	caseSensitive := truthy(arg(args, kwargs, 0, "case_sensitive", false))
+	attr, _ := arg(args, kwargs, 1, "attribute", nil).(string)
+	key := func(x Value) (Value, error) {
+		if attr != "" {
+			var err error
+			if x, err = getAttr(x, attr); err != nil {
+				return nil, err
+			}
+		}
+		if s, ok := x.(string); ok && !caseSensitive {
+			return strings.ToLower(s), nil
+		}
+		return x, nil
+	}
+	var best, bestKey Value
+	for i, it := range items {
+		k, err := key(it)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			c, err := compare(k, bestKey)
+			if err != nil {
+				return nil, err
+			}
+			if (largest && c <= 0) || (!largest && c >= 0) {
+				continue
+			}
+		}
+		best, bestKey = it, k
+	}
+	if len(items) == 0 {
+		return Undefined{"no aggregated item, sequence was empty"}, nil
+	}
+	return best, nil
+}
+
 // selectItems is select and reject (attr "": the items themselves) and
 // selectattr and rejectattr (the items' attribute attr): the items whose
 // value passes the test args[0] (with args[1:]), or is true when there is
 // no test, when keep; the others when not.
 func selectItems(keep bool, v Value, attr string, args []Value) (Value, error) {
+	if !truthy(v) { // Jinja2 selects from a false value (None) nothing
+		return []Value{}, nil
+	}
 	items, err := iterate(v)
 	if err != nil {
 		return nil, err
@@ -405,6 +455,9 @@ func selectItems(keep bool, v Value, attr string, args []Value) (Value, error) {
 }
 
 func mapFilter(v Value, args []Value, kwargs map[string]Value) (Value, error) {
+	if !truthy(v) { // as Jinja2: mapping a false value (None) gives nothing
+		return []Value{}, nil
+	}
 	items, err := iterate(v)
 	if err != nil {
 		return nil, err

@@ -112,7 +112,9 @@ func getAttr(obj Value, name string) (Value, error) {
 	return Undefined{name}, nil
 }
 
-// getItem is obj[idx].
+// getItem is obj[idx]. As in Jinja2, an index of the wrong type (a
+// string's or list's item "type", None's item) is undefined, not an
+// error; only an undefined value's item is one.
 func getItem(obj, idx Value) (Value, error) {
 	switch o := obj.(type) {
 	case *Dict:
@@ -125,7 +127,7 @@ func getItem(obj, idx Value) (Value, error) {
 	case []Value:
 		i, ok := idx.(int64)
 		if !ok {
-			return nil, fmt.Errorf("list indices must be integers, not %s", typeName(idx))
+			return Undefined{str(idx)}, nil
 		}
 		if i < 0 {
 			i += int64(len(o))
@@ -137,7 +139,7 @@ func getItem(obj, idx Value) (Value, error) {
 	case string:
 		i, ok := idx.(int64)
 		if !ok {
-			return nil, fmt.Errorf("string indices must be integers, not %s", typeName(idx))
+			return Undefined{str(idx)}, nil
 		}
 		rs := []rune(o)
 		if i < 0 {
@@ -149,10 +151,8 @@ func getItem(obj, idx Value) (Value, error) {
 		return string(rs[i]), nil
 	case Undefined:
 		return nil, fmt.Errorf("%q is undefined (reading its item %s)", o.Name, repr(idx))
-	case nil:
-		return nil, fmt.Errorf("'NoneType' object is not subscriptable")
 	}
-	return Undefined{}, nil
+	return Undefined{str(idx)}, nil
 }
 
 func (r *renderer) evalSlice(e *sliceExpr, s *scope) (Value, error) {
@@ -497,7 +497,7 @@ func contains(container, item Value) (bool, error) {
 		_, in := c.m[k]
 		return in, nil
 	case Undefined:
-		return false, fmt.Errorf("%q is undefined (testing membership in it)", c.Name)
+		return false, nil // Jinja2 iterates an undefined value as empty
 	}
 	return false, fmt.Errorf("argument of type '%s' is not iterable", typeName(container))
 }

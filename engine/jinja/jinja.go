@@ -26,8 +26,12 @@ type Template struct {
 	body []node
 }
 
-// Parse parses template source.
+// Parse parses template source. As Jinja2 reads a template, line ends
+// become "\n" and one newline at the end of the source is dropped
+// (keep_trailing_newline is off).
 func Parse(src string) (*Template, error) {
+	src = strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(src)
+	src = strings.TrimSuffix(src, "\n")
 	segs, err := split(src)
 	if err != nil {
 		return nil, err
@@ -139,6 +143,8 @@ func (r *renderer) execNode(n node, s *scope, b *strings.Builder) error {
 		return r.execFor(n, s, b)
 	case *setNode:
 		return r.execSet(n, s)
+	case *filterNode:
+		return r.execFilter(n, s, b)
 	case *macroNode:
 		s.vars[n.name] = &Macro{node: n, scope: s}
 	case *breakNode:
@@ -176,6 +182,23 @@ func (r *renderer) execSet(n *setNode, s *scope) error {
 		}
 		d.Set(t.name, v)
 	}
+	return nil
+}
+
+// execFilter renders a filter block's body and writes it through the
+// block's filters.
+func (r *renderer) execFilter(n *filterNode, s *scope, b *strings.Builder) error {
+	var body strings.Builder
+	if err := r.exec(n.body, s, &body); err != nil {
+		return err
+	}
+	in := s.child()
+	in.vars[filterBodyName] = body.String()
+	v, err := r.eval(n.chain, in)
+	if err != nil {
+		return lineErr(n.line, err)
+	}
+	b.WriteString(str(v))
 	return nil
 }
 

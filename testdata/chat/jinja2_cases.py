@@ -18,6 +18,10 @@ cases = [
  "{{ '  Hello World  ' | trim | lower | replace('world', 'go') | title }} {{ 'ab' * 3 }} {{ 'a' ~ 1 ~ none }} {{ ['b','a'] | sort | first }} {{ [{'n': 1}, {'n': 2}] | map(attribute='n') | list }}",
  "{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }};{% endfor %}{{ [{'r': 'u'}, {'r': 'a'}] | selectattr('r', 'equalto', 'a') | list | length }}",
  "{{ [1,2,3,4] | select('odd') | list }} {{ ['a','b','c'] | reject('equalto', 'b') | join(',') }} {{ [0, 1, '', none, 'x'] | select | list }} {{ [0, 1, '', 'x'] | reject | list }} {{ [{'r': 'a'}, {'r': 'b'}] | rejectattr('r', 'equalto', 'a') | list }}",
+ "{{ [3, 1, 2] | min }} {{ [3, 1, 2] | max }} {{ ['b', 'A', 'c'] | min }} {{ ['b', 'A', 'c'] | min(case_sensitive=true) }} {{ [{'n': 2}, {'n': 1}] | max(attribute='n') }} {{ none | map('upper') | list }} {{ none | selectattr('x') | list }} {{ 'abc'['type'] is defined }} {{ [1]['x'] is defined }} {{ 'x' in nothing }}",
+ "a\r\nb\rc{% if true %}\n{% endif %}\n\n",
+ "end\n",
+ "{%- filter trim -%}\n  {{ 'a' }}  \n{%- endfilter -%}|{% filter upper | replace('B', 'x') %}ab{% if true %}c{% endif %}{% endfilter %}|{% filter indent(2) %}1\n2{% endfilter %}",
  "{{ 'x' if false }}|{{ 'a\nb'.startswith(('b', 'a')) }}|{{ 'aXbXc'.rsplit('X', 1) }}|{{ '  s '.strip() }}|{{ 'ab'.upper() }}",
 ]
 out = []
