@@ -2,6 +2,7 @@ package jinja
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -101,4 +102,68 @@ func TestErrors(t *testing.T) {
 		}
 		require.ErrorContains(t, err, c.want, c.src)
 	}
+}
+
+// corpusDivergences are the corpus renders the engine knowingly does not
+// reproduce, with why.
+var corpusDivergences = map[string]string{
+	// A dict literal with integer keys ({0: 0, 512: 128}): Dict keys are
+	// strings.
+	"node-llama-cpp@3.21.1 llama.cpp models/templates/ByteDance-Seed-OSS.jinja": "integer dict keys",
+	// "..."|safe + t|tojson: Jinja2's Markup escapes the string added to
+	// it (&#34; for "), which the engine does not model.
+	"node-llama-cpp@3.21.1 llama.cpp models/templates/meetkai-functionary-medium-v3.1.jinja": "Markup escaping",
+}
+
+// TestTemplateCorpus renders every template of the corpus (the real
+// templates of two npm packages) for its conversations and compares with
+// Jinja2's text or exception; the known divergences must still diverge.
+func TestTemplateCorpus(t *testing.T) {
+	c := chatgolden.LoadCorpus(t)
+	vars := map[string]map[string]Value{}
+	for name, raw := range c.Cases {
+		v, err := FromJSON(raw)
+		require.NoError(t, err)
+		vars[name] = map[string]Value{}
+		for _, k := range v.(*Dict).Keys() {
+			vars[name][k], _ = v.(*Dict).Get(k)
+		}
+	}
+	compared := 0
+	for _, tc := range c.Templates {
+		diverged := false
+		tmpl, err := Parse(tc.Template)
+		if err != nil {
+			diverged = true
+			require.Contains(t, corpusDivergences, tc.Source, "%s: %v", tc.Source, err)
+			continue
+		}
+		for _, r := range tc.Renders {
+			if r.PythonError != "" {
+				continue
+			}
+			got, err := tmpl.Render(vars[r.Case], Options{Now: func() time.Time { return c.Now }})
+			compared++
+			var re *RaiseError
+			switch {
+			case r.Error != "" && errors.As(err, &re) && re.Message == r.Error:
+			case r.Error != "" && err != nil && !errors.As(err, &re):
+				// Jinja2 refused the template (e.g. the immutable
+				// sandbox's "access to attribute 'append' of 'list'
+				// object is unsafe"), and so does the engine.
+			case r.Error == "" && err == nil && got == r.Text:
+			default:
+				diverged = true
+				if _, known := corpusDivergences[tc.Source]; !known {
+					require.NoError(t, err, "%s, %s", tc.Source, r.Case)
+					require.Equal(t, r.Error, "", "%s, %s: want the exception %q", tc.Source, r.Case, r.Error)
+					require.Equal(t, r.Text, got, "%s, %s", tc.Source, r.Case)
+				}
+			}
+		}
+		if _, known := corpusDivergences[tc.Source]; known {
+			require.True(t, diverged, "%s now renders as Jinja2 does: drop it from corpusDivergences", tc.Source)
+		}
+	}
+	require.Greater(t, compared, 400)
 }

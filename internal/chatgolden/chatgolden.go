@@ -184,3 +184,35 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// Corpus is corpus.json.gz: every template of two npm packages (llama.cpp's
+// models/templates in node-llama-cpp, Ollama's GGUF templates in
+// @huggingface/ollama-utils) rendered by Jinja2 for a few conversations.
+type Corpus struct {
+	Now time.Time `json:"now"`
+	// Cases are the template variables of each conversation, by name.
+	Cases     map[string]json.RawMessage `json:"cases"`
+	Templates []struct {
+		// Source names the package, version and file or model.
+		Source   string `json:"source"`
+		Template string `json:"template"`
+		Renders  []struct {
+			Case string `json:"case"`
+			Text string `json:"text"`
+			// Error is the exception the template raised; PythonError a
+			// failure of the template Jinja2 reports as Python's (not
+			// compared).
+			Error       string `json:"error"`
+			PythonError string `json:"python_error"`
+		} `json:"renders"`
+	} `json:"templates"`
+}
+
+// LoadCorpus reads corpus.json.gz.
+func LoadCorpus(t testing.TB) Corpus {
+	t.Helper()
+	var c Corpus
+	require.NoError(t, json.Unmarshal(gunzip(t, filepath.Join(Dir(), "corpus.json.gz")), &c))
+	require.NotEmpty(t, c.Templates)
+	return c
+}

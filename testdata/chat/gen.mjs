@@ -47,7 +47,7 @@ const { Template } = require("@huggingface/jinja");
 // tests render), in the llama.cpp source tree node-llama-cpp ships as a
 // git bundle (llama/gitRelease.bundle; llama.cpp at commit 80fb11ac).
 const llamaCppPackage = "node-llama-cpp@3.21.1";
-function llamaCppTemplate(file) {
+function llamaCppRepo() {
   const packs = path.join(here, ".npm", "packs");
   const repo = path.join(packs, "llama.cpp");
   if (!fs.existsSync(repo)) {
@@ -56,7 +56,10 @@ function llamaCppTemplate(file) {
     execFileSync("tar", ["xzf", path.join(packs, tgz), "-C", packs, "package/llama/gitRelease.bundle"]);
     execFileSync("git", ["clone", "--quiet", "--bare", path.join(packs, "package", "llama", "gitRelease.bundle"), repo]);
   }
-  return execFileSync("git", ["--git-dir", repo, "show", `HEAD:models/templates/${file}`]).toString();
+  return repo;
+}
+function llamaCppTemplate(file) {
+  return execFileSync("git", ["--git-dir", llamaCppRepo(), "show", `HEAD:models/templates/${file}`]).toString();
 }
 
 // ollamaTemplate: the chat template in the GGUF file of a model of
@@ -65,7 +68,7 @@ function llamaCppTemplate(file) {
 // (src/chat-template-automap.ts, field gguf).
 const ollamaPackage = "@huggingface/ollama-utils@0.0.18";
 let ollamaMap;
-function ollamaTemplate(model) {
+function ollamaEntries() {
   if (!ollamaMap) {
     const src = fs.readFileSync(path.join(here, ".npm", "node_modules", "@huggingface", "ollama-utils", "src", "chat-template-automap.ts"), "utf8")
       .replace(/^import type .*$/m, "")
@@ -74,7 +77,10 @@ function ollamaTemplate(model) {
     vm.runInNewContext(src, ctx);
     ollamaMap = ctx.map;
   }
-  const e = ollamaMap.find((e) => e.model === model);
+  return ollamaMap;
+}
+function ollamaTemplate(model) {
+  const e = ollamaEntries().find((e) => e.model === model);
   if (!e) throw new Error(`${ollamaPackage} has no ${model}`);
   return e.gguf;
 }
@@ -275,3 +281,36 @@ for (const fam of families) {
 }
 fs.writeFileSync(path.join(here, "goldens.json"), JSON.stringify({ now: new Date().toISOString(), families: out }, null, 1) + "\n");
 console.log("wrote", out.length, "families");
+
+// The corpus: every real template the two packages hold, rendered by
+// Jinja2 (as transformers renders) for corpusCases.
+const specials = { bos_token: "<s>", eos_token: "</s>" };
+const corpusCases = [
+  { name: "system-prompt", vars: { ...specials, messages: cases[0].messages.slice(0, 4).concat([{ role: "user", content: "Thanks." }]), add_generation_prompt: true } },
+  { name: "no-system", vars: { ...specials, messages: cases[1].messages, add_generation_prompt: false } },
+  { name: "tool-call", vars: { ...specials, ...cases.find((c) => c.name === "tool-call").vars, messages: cases.find((c) => c.name === "tool-call").messages, add_generation_prompt: false } },
+];
+function corpusTemplates() {
+  const files = execFileSync("git", ["--git-dir", llamaCppRepo(), "ls-tree", "--name-only", "HEAD", "models/templates/"]).toString().trim().split("\n")
+    .filter((f) => f.endsWith(".jinja"));
+  const out = files.map((f) => ({ source: `${llamaCppPackage} llama.cpp ${f}`, template: llamaCppTemplate(path.basename(f)) }));
+  for (const e of ollamaEntries()) out.push({ source: `${ollamaPackage} ${e.model} gguf`, template: e.gguf });
+  const seen = new Set();
+  return out.filter((t) => !seen.has(t.template) && seen.add(t.template));
+}
+const corpus = corpusTemplates();
+const jobs = [];
+for (const t of corpus) {
+  for (const c of corpusCases) {
+    jobs.push({ template: t.template, vars: c.vars, now: new Date().toISOString() });
+  }
+}
+const results = JSON.parse(execFileSync("python3", [path.join(here, "render_jinja2.py")], { input: JSON.stringify(jobs), maxBuffer: 1 << 30 }).toString());
+let k = 0;
+const corpusOut = corpus.map((t) => ({ ...t, renders: corpusCases.map((c) => ({ case: c.name, ...results[k++] })) }));
+fs.writeFileSync(path.join(here, "corpus.json.gz"), zlib.gzipSync(JSON.stringify({
+  now: new Date().toISOString(),
+  cases: Object.fromEntries(corpusCases.map((c) => [c.name, c.vars])),
+  templates: corpusOut,
+}), { level: 9 }));
+console.log("wrote", corpusOut.length, "corpus templates");

@@ -4,7 +4,8 @@ lstrip_blocks, the loopcontrols extension, transformers' {% generation %}
 tag, and its tojson, raise_exception and strftime_now), for gen.mjs.
 
 Reads a JSON list of {"template", "vars", "now"} from stdin and writes a
-JSON list of {"text"} or {"error"} to stdout.
+JSON list of {"text"}, {"error"} (the template raised a TemplateError) or
+{"python_error"} (Jinja2 failed otherwise, e.g. a TypeError) to stdout.
 """
 import datetime
 import json
@@ -52,6 +53,8 @@ def main():
             out.append({"text": env.from_string(job["template"]).render(**job["vars"])})
         except jinja2.exceptions.TemplateError as e:
             out.append({"error": str(e)})
+        except Exception as e:  # a template bug Jinja2 reports as Python's
+            out.append({"python_error": f"{type(e).__name__}: {e}"})
     json.dump(out, sys.stdout, ensure_ascii=False)
 
 
