@@ -327,12 +327,13 @@ func (j *Jinja) Render(msgs []Message) ([]Piece, error) {
 	if err != nil {
 		return nil, err
 	}
+	conv := &rendered{msgs: msgs, full: full, ends: map[int]contentPos{}}
 	var spans [][2]int
 	for i, m := range msgs {
 		if m.Role != Assistant {
 			continue
 		}
-		s, err := j.span(msgs, i, full)
+		s, err := j.span(conv, i)
 		if err != nil {
 			return nil, fmt.Errorf("messages[%d]: %w", i, err)
 		}
@@ -361,12 +362,13 @@ func (j *Jinja) Render(msgs []Message) ([]Piece, error) {
 }
 
 // span finds assistant message i in full, the rendered conversation.
-func (j *Jinja) span(msgs []Message, i int, full string) ([2]int, error) {
-	start, err := j.replyStart(msgs, i, full)
+func (j *Jinja) span(c *rendered, i int) ([2]int, error) {
+	msgs, full := c.msgs, c.full
+	start, err := j.replyStart(c, i)
 	if err != nil {
 		return [2]int{}, err
 	}
-	limit := j.nextContentStart(msgs, i, full, start)
+	limit := j.nextContentStart(c, i, start)
 	if j.eot != "" {
 		if k := strings.Index(full[start:limit], j.eot); k >= 0 {
 			return [2]int{start, start + k + len(j.eot)}, nil
@@ -381,7 +383,7 @@ func (j *Jinja) span(msgs []Message, i int, full string) ([2]int, error) {
 	// their own token, e.g. <|eom_id|>, or go on with the tool's output
 	// in the same turn).
 	if len(msgs[i].ToolCalls) == 0 {
-		if e, ok := j.contentEnd(msgs, i, full); ok && e >= start && e <= limit {
+		if e, ok := j.contentEnd(c, i); ok && e >= start && e <= limit {
 			return [2]int{start, e}, nil
 		}
 	}
@@ -399,20 +401,21 @@ func (j *Jinja) span(msgs []Message, i int, full string) ([2]int, error) {
 // nextContentStart bounds the span of assistant message i: where the
 // content of the next message starts in full (its end less its length),
 // or the end of full.
-func (j *Jinja) nextContentStart(msgs []Message, i int, full string, start int) int {
-	if i+1 == len(msgs) {
-		return len(full)
+func (j *Jinja) nextContentStart(c *rendered, i, start int) int {
+	if i+1 == len(c.msgs) {
+		return len(c.full)
 	}
-	q, ok := j.contentEnd(msgs, i+1, full)
+	q, ok := j.contentEnd(c, i+1)
 	if !ok {
-		return len(full)
+		return len(c.full)
 	}
-	return max(start, q-len(strings.TrimSpace(msgs[i+1].Content)))
+	return max(start, q-len(strings.TrimSpace(c.msgs[i+1].Content)))
 }
 
 // replyStart is where the generation prompt of assistant message i ends
 // in full (see Jinja).
-func (j *Jinja) replyStart(msgs []Message, i int, full string) (int, error) {
+func (j *Jinja) replyStart(c *rendered, i int) (int, error) {
+	msgs, full := c.msgs, c.full
 	prompt, err := j.render(msgs[:i], noMark, true)
 	if err != nil {
 		return 0, err
@@ -421,7 +424,7 @@ func (j *Jinja) replyStart(msgs []Message, i int, full string) (int, error) {
 	if i == 0 {
 		return start, nil
 	}
-	q, ok := j.contentEnd(msgs, i-1, full)
+	q, ok := j.contentEnd(c, i-1)
 	if !ok {
 		return start, nil
 	}
@@ -435,13 +438,37 @@ func (j *Jinja) replyStart(msgs []Message, i int, full string) (int, error) {
 	return start, nil
 }
 
-// contentEnd is where the content of message i ends in full, found by
-// rendering the conversation with the sentinel after it; ok is false when
-// the template does not write the content (or writes it changed other
-// than by stripping white space before the sentinel), and for a null
-// content (marking it would make it a string, which templates lay out
-// differently).
-func (j *Jinja) contentEnd(msgs []Message, i int, full string) (int, bool) {
+// rendered is a conversation being laid out by Render: its messages,
+// their whole rendering, and the content ends found so far.
+type rendered struct {
+	msgs []Message
+	full string
+	ends map[int]contentPos
+}
+
+// contentPos is a cached result of contentEnd.
+type contentPos struct {
+	at int
+	ok bool
+}
+
+// contentEnd is where the content of message i ends in the whole
+// rendering, found by rendering the conversation with the sentinel after
+// it; ok is false when the template does not write the content (or
+// writes it changed other than by stripping white space before the
+// sentinel), and for a null content (marking it would make it a string,
+// which templates lay out differently).
+func (j *Jinja) contentEnd(c *rendered, i int) (int, bool) {
+	if p, ok := c.ends[i]; ok {
+		return p.at, p.ok
+	}
+	at, ok := j.findContentEnd(c.msgs, i, c.full)
+	c.ends[i] = contentPos{at, ok}
+	return at, ok
+}
+
+// findContentEnd is contentEnd without the cache.
+func (j *Jinja) findContentEnd(msgs []Message, i int, full string) (int, bool) {
 	if msgs[i].NullContent {
 		return 0, false
 	}

@@ -47,7 +47,7 @@ func isConversation(t *testing.T, c chatgolden.Case) bool {
 }
 
 // goldenMessages decodes a golden conversation.
-func goldenMessages(t *testing.T, raw json.RawMessage) []Message {
+func goldenMessages(t testing.TB, raw json.RawMessage) []Message {
 	var gms []goldenMessage
 	require.NoError(t, json.Unmarshal(raw, &gms))
 	msgs := make([]Message, len(gms))
@@ -227,4 +227,32 @@ func checkSpans(t *testing.T, name string, msgs []Message, ps []Piece) {
 		}
 	}
 	require.Len(t, trained, replies, name)
+}
+
+// BenchmarkJinjaRender lays out a Qwen3 tool-use conversation (7
+// messages, 3 replies) for training, against one rendering of it: what
+// finding the replies in the rendered text costs.
+func BenchmarkJinjaRender(b *testing.B) {
+	fam := chatgolden.Load(b).Family(b, "qwen3")
+	c := fam.Case(b, "tool-call-system")
+	j, err := NewJinja(fam.Template, fam.TemplateSource(b), nil)
+	require.NoError(b, err)
+	j.SetSpecialTokens(fam.BOS, fam.EOS)
+	tj, err := j.WithTools(c.Vars["tools"])
+	require.NoError(b, err)
+	msgs := goldenMessages(b, c.Messages)
+	b.Run("render-once", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := tj.render(msgs, noMark, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Render", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := tj.Render(msgs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -231,12 +231,16 @@ func (r *renderer) execFor(n *forNode, s *scope, b *strings.Builder) error {
 	if len(items) == 0 {
 		return r.exec(n.elseBody, s, b)
 	}
+	// One loop object, updated for each iteration, as Jinja2's
+	// LoopContext is.
+	loop := &Dict{m: make(map[string]Value, 9)}
 	for i, it := range items {
 		inner := s.child()
 		if err := bindLoopVars(inner, n.vars, it); err != nil {
 			return lineErr(n.line, err)
 		}
-		inner.vars["loop"] = loopObject(items, i)
+		setLoop(loop, items, i)
+		inner.vars["loop"] = loop
 		err := r.exec(n.body, inner, b)
 		if err == ctrlBreak {
 			break
@@ -263,10 +267,9 @@ func bindLoopVars(s *scope, vars []string, item Value) error {
 	return nil
 }
 
-// loopObject is the "loop" variable of iteration i.
-func loopObject(items []Value, i int) *Dict {
+// setLoop sets d to the "loop" variable of iteration i.
+func setLoop(d *Dict, items []Value, i int) {
 	n := len(items)
-	d := NewDict()
 	d.Set("index", int64(i+1))
 	d.Set("index0", int64(i))
 	d.Set("revindex", int64(n-i))
@@ -284,7 +287,6 @@ func loopObject(items []Value, i int) *Dict {
 	} else {
 		d.Set("nextitem", Undefined{"nextitem"})
 	}
-	return d
 }
 
 // iterate returns the items a for loop visits: a list's elements, a
