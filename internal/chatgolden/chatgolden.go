@@ -23,12 +23,14 @@ import (
 // File is goldens.json.
 type File struct {
 	// Now is the time strftime_now reported.
-	Now      time.Time `json:"now"`
-	Families []Family  `json:"families"`
+	Now time.Time `json:"now"`
+	// Families are the models' templates with their conversations.
+	Families []Family `json:"families"`
 }
 
 // Family is one model's template and its golden conversations.
 type Family struct {
+	// Family names the model (e.g. "qwen3").
 	Family string `json:"family"`
 	// Template is the template's file under templates/.
 	Template string `json:"template"`
@@ -36,13 +38,15 @@ type Family struct {
 	// it: text goldens only).
 	Tokenizer string `json:"tokenizer"`
 	// BOS and EOS are the bos_token and eos_token the template saw.
-	BOS   string `json:"bos_token"`
-	EOS   string `json:"eos_token"`
+	BOS string `json:"bos_token"`
+	EOS string `json:"eos_token"`
+	// Cases are the golden conversations.
 	Cases []Case `json:"cases"`
 }
 
 // Case is a conversation and its renderings.
 type Case struct {
+	// Name names the conversation (e.g. "tool-call").
 	Name string `json:"name"`
 	// Messages are the messages as transformers was given them.
 	Messages json.RawMessage `json:"messages"`
@@ -55,9 +59,12 @@ type Case struct {
 
 // Render is one rendering of a conversation's first N messages.
 type Render struct {
-	N                   int    `json:"n"`
-	AddGenerationPrompt bool   `json:"add_generation_prompt"`
-	Text                string `json:"text"`
+	// N is how many of the messages were rendered.
+	N int `json:"n"`
+	// AddGenerationPrompt is the add_generation_prompt variable.
+	AddGenerationPrompt bool `json:"add_generation_prompt"`
+	// Text is the rendered text (Jinja2's, as transformers renders).
+	Text string `json:"text"`
 	// Error is the exception the template raised, if it did.
 	Error string `json:"error"`
 	// IDs are the ids the model's tokenizer gives Text (none without one).
@@ -191,13 +198,17 @@ func fileExists(p string) bool {
 type Corpus struct {
 	Now time.Time `json:"now"`
 	// Cases are the template variables of each conversation, by name.
-	Cases     map[string]json.RawMessage `json:"cases"`
+	Cases map[string]json.RawMessage `json:"cases"`
+	// Templates are the templates and their renders.
 	Templates []struct {
 		// Source names the package, version and file or model.
 		Source   string `json:"source"`
 		Template string `json:"template"`
-		Renders  []struct {
+		// Renders are the renders, one per case.
+		Renders []struct {
+			// Case names the conversation (a key of Cases).
 			Case string `json:"case"`
+			// Text is Jinja2's rendering.
 			Text string `json:"text"`
 			// Error is the exception the template raised; PythonError a
 			// failure of the template Jinja2 reports as Python's (not
