@@ -64,7 +64,9 @@ func builtinNamespace(args []Value, kwargs map[string]Value) (Value, error) {
 	for _, a := range args {
 		if src, ok := a.(*Dict); ok {
 			for _, k := range src.keys {
-				d.Set(k, src.m[k])
+				if err := d.setKey(src.key(k), src.m[k]); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
@@ -340,7 +342,7 @@ func applyFilter(name string, v Value, args []Value, kwargs map[string]Value) (V
 func dictItems(d *Dict) []Value {
 	out := make([]Value, len(d.keys))
 	for i, k := range d.keys {
-		out[i] = []Value{k, d.m[k]}
+		out[i] = []Value{d.key(k), d.m[k]}
 	}
 	return out
 }
@@ -633,7 +635,7 @@ func callMethod(obj Value, name string, args []Value, kwargs map[string]Value) (
 		case "keys":
 			out := make([]Value, len(o.keys))
 			for i, k := range o.keys {
-				out[i] = k
+				out[i] = o.key(k)
 			}
 			return out, true, nil
 		case "values":
@@ -646,7 +648,7 @@ func callMethod(obj Value, name string, args []Value, kwargs map[string]Value) (
 			if len(args) == 0 {
 				return nil, true, fmt.Errorf("get needs a key")
 			}
-			if v, ok := o.m[str(args[0])]; ok {
+			if v, ok := o.lookup(args[0]); ok {
 				return v, true, nil
 			}
 			if len(args) > 1 {

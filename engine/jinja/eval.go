@@ -36,7 +36,9 @@ func (r *renderer) eval(e expr, s *scope) (Value, error) {
 			if err != nil {
 				return nil, err
 			}
-			d.Set(str(k), v)
+			if err := d.setKey(k, v); err != nil {
+				return nil, err
+			}
 		}
 		return d, nil
 	case *attrExpr:
@@ -118,10 +120,8 @@ func getAttr(obj Value, name string) (Value, error) {
 func getItem(obj, idx Value) (Value, error) {
 	switch o := obj.(type) {
 	case *Dict:
-		if k, ok := idx.(string); ok {
-			if v, ok := o.m[k]; ok {
-				return v, nil
-			}
+		if v, ok := o.lookup(idx); ok {
+			return v, nil
 		}
 		return Undefined{str(idx)}, nil
 	case []Value:
@@ -490,11 +490,7 @@ func contains(container, item Value) (bool, error) {
 		}
 		return false, nil
 	case *Dict:
-		k, ok := item.(string)
-		if !ok {
-			return false, nil
-		}
-		_, in := c.m[k]
+		_, in := c.lookup(item)
 		return in, nil
 	case Undefined:
 		return false, nil // Jinja2 iterates an undefined value as empty

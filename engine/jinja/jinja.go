@@ -298,7 +298,7 @@ func iterate(v Value) ([]Value, error) {
 	case *Dict:
 		out := make([]Value, len(v.keys))
 		for i, k := range v.keys {
-			out[i] = k
+			out[i] = v.key(k)
 		}
 		return out, nil
 	case string:

@@ -222,9 +222,6 @@ type Corpus struct {
 // CorpusDivergences are the corpus templates (by Source) the jinja
 // engine knowingly renders otherwise than Jinja2, with why.
 var CorpusDivergences = map[string]string{
-	// A dict literal with integer keys ({0: 0, 512: 128}): the engine's
-	// dict keys are strings.
-	"node-llama-cpp@3.21.1 llama.cpp models/templates/ByteDance-Seed-OSS.jinja": "integer dict keys",
 	// "..."|safe + t|tojson: Jinja2's Markup escapes the string added to
 	// it (&#34; for "), which the engine does not model.
 	"node-llama-cpp@3.21.1 llama.cpp models/templates/meetkai-functionary-medium-v3.1.jinja": "Markup escaping",

@@ -22,6 +22,7 @@ cases = [
  "a\r\nb\rc{% if true %}\n{% endif %}\n\n",
  "end\n",
  "{%- filter trim -%}\n  {{ 'a' }}  \n{%- endfilter -%}|{% filter upper | replace('B', 'x') %}ab{% if true %}c{% endif %}{% endfilter %}|{% filter indent(2) %}1\n2{% endfilter %}",
+ "{% set d = {0: 'a', 512: 'b', 'k': 1, none: 2, 2.5: 4} %}{{ d }} {{ d[512] }} {{ d[0.0] }} {{ 512 in d }} {{ '512' in d }} {{ d.get(none) }} {{ d | tojson }} {{ d.keys() | list }} {{ {1: 'x', 1.0: 'y', true: 'z'} }}|{% for k, v in {2: 'b', 1: 'a'} | dictsort %}{{ k + 1 }}={{ v }};{% endfor %}{% for k in {3: 'c'} %}{{ k * 2 }}{% endfor %}",
  "{{ 'x' if false }}|{{ 'a\nb'.startswith(('b', 'a')) }}|{{ 'aXbXc'.rsplit('X', 1) }}|{{ '  s '.strip() }}|{{ 'ab'.upper() }}",
 ]
 out = []
