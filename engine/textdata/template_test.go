@@ -95,6 +95,29 @@ func TestModelTemplateToolsAndReasoning(t *testing.T) {
 	}
 }
 
+// shareGPTToolRecord is the golden tool-call conversation in
+// LLaMA-Factory's sharegpt form, its turns and tool definitions in the
+// columns named.
+func shareGPTToolRecord(t *testing.T, messages, tools string) string {
+	def := `{"name": "get_weather", "description": "Get the current weather in a city", "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The city"}}, "required": ["city"]}}`
+	toolsJSON, err := json.Marshal("[" + def + "]")
+	require.NoError(t, err)
+	call, err := json.Marshal(`{"name": "get_weather", "arguments": {"city": "Paris"}}`)
+	require.NoError(t, err)
+	return fmt.Sprintf(`{%q: [{"from": "human", "value": "Weather in Paris?"}, {"from": "function_call", "value": %s}, {"from": "observation", "value": "{\"temp_c\": 21}"}, {"from": "gpt", "value": "It is 21 °C in Paris."}], %q: %s}`, messages, call, tools, toolsJSON)
+}
+
+// A dataset_info.json entry mapping the messages and tools columns of
+// such data reads it as the sharegpt format does.
+func TestRegistryToolUse(t *testing.T) {
+	fam := chatgolden.Load(t).Family(t, "qwen3")
+	dir := writeRegistry(t, `{"calls": {"file_name": "calls.jsonl", "formatting": "sharegpt", "columns": {"messages": "turns", "tools": "functions"}}}`,
+		map[string]string{"calls.jsonl": shareGPTToolRecord(t, "turns", "functions") + "\n"})
+	ds, err := OpenRegistry(dir, []string{"calls"}, Options{Tokenizer: modelTokenizer(t, fam)})
+	require.NoError(t, err)
+	assert.Equal(t, fam.Case(t, "tool-call").Renders[0].IDs, ds.Examples[0].InputIDs)
+}
+
 // LLaMA-Factory's sharegpt form of a tool-use conversation (a
 // function_call turn holding {"name", "arguments"}, an observation turn,
 // and the tool definitions as a JSON string without OpenAI's wrapper)
@@ -102,13 +125,7 @@ func TestModelTemplateToolsAndReasoning(t *testing.T) {
 // the form cannot hold (Mistral's tool call ids) is a one-line error.
 func TestShareGPTToolUse(t *testing.T) {
 	g := chatgolden.Load(t)
-	def := `{"name": "get_weather", "description": "Get the current weather in a city", "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The city"}}, "required": ["city"]}}`
-	tools, err := json.Marshal("[" + def + "]")
-	require.NoError(t, err)
-	call, err := json.Marshal(`{"name": "get_weather", "arguments": {"city": "Paris"}}`)
-	require.NoError(t, err)
-	record := fmt.Sprintf(`{"conversations": [{"from": "human", "value": "Weather in Paris?"}, {"from": "function_call", "value": %s}, {"from": "observation", "value": "{\"temp_c\": 21}"}, {"from": "gpt", "value": "It is 21 °C in Paris."}], "tools": %s}`, call, tools)
-	path := writeFile(t, "share.jsonl", record+"\n")
+	path := writeFile(t, "share.jsonl", shareGPTToolRecord(t, "conversations", "tools")+"\n")
 	for _, family := range []string{"qwen3", "llama3.1"} {
 		t.Run(family, func(t *testing.T) {
 			fam := g.Family(t, family)
@@ -121,7 +138,7 @@ func TestShareGPTToolUse(t *testing.T) {
 			assert.Len(t, trainedText(tok, ds.Examples[0]), 2)
 		})
 	}
-	_, err = Open(path, Options{Tokenizer: modelTokenizer(t, g.Family(t, "mistral-nemo"))})
+	_, err := Open(path, Options{Tokenizer: modelTokenizer(t, g.Family(t, "mistral-nemo"))})
 	require.ErrorContains(t, err, path+":1: chat template tokenizer_config.json chat_template: the template raised an exception: Tool call IDs should be alphanumeric strings with length 9!")
 	require.NotContains(t, err.Error(), "\n")
 	assert.True(t, strings.HasPrefix(err.Error(), path))
