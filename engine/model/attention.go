@@ -44,11 +44,8 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		m.rope.apply(a.q4, p.pos, false)
 		m.rope.apply(a.k4, p.pos, false)
 	}
-	if m.d.qScale != 1 {
-		be.Scale(a.q, m.d.qScale)
-	}
 	kAll, vAll := m.kvContext(l, p, a)
-	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, engine.AttentionOptions{})
+	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, m.d.attn)
 	blk.o.Forward(a.h1, a.att, p.train)
 }
 
@@ -139,10 +136,7 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		be.Fill(dvBuf, 0)
 		dvAll = dvBuf
 	}
-	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, engine.AttentionOptions{})
-	if needQ && d.qScale != 1 {
-		be.Scale(s.dq, d.qScale)
-	}
+	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, d.attn)
 	if hasPrefix {
 		S := p.P + T
 		if prefixGrad {

@@ -25,10 +25,11 @@ type dims struct {
 	storage                               engine.DType // parameter dtype as built (Options.Storage)
 	// Granite's scalars, 1 for the other families: embMul scales the
 	// input embeddings, resMul each sub-layer output before its residual
-	// add, qScale the queries after RoPE (attention_multiplier·sqrt(D):
-	// Backend.Attention's fixed 1/sqrt(D) then gives attention_multiplier)
-	// and logitMul the logits (1/logits_scaling).
-	embMul, resMul, qScale, logitMul float32
+	// add, and logitMul the logits (1/logits_scaling).
+	embMul, resMul, logitMul float32
+	// attn is the options every layer's Attention and AttentionBackward
+	// calls start from (Granite: Scale = attention_multiplier).
+	attn engine.AttentionOptions
 }
 
 func (d *dims) qDim() int  { return d.heads * d.headDim }
