@@ -227,9 +227,11 @@ type attnOptCase struct {
 // key blocks skip query tiles (T = 50, 70), keys before the queries (a
 // window that hides them from later rows), ids shared by separate runs,
 // GQA, soft-capping with a set scale, and dropout with a seed whose high
-// bits are set.
+// bits are set. Some windows are chosen so that the last query that sees
+// a key block is the first of a query tile: a one-off query range would
+// drop that whole tile.
 var attnSIMTOptionCases = []attnOptCase{
-	{attnTestCase{1, 70, 70, 2, 1, 24}, attnOpts{window: 20}},
+	{attnTestCase{1, 70, 70, 2, 1, 24}, attnOpts{window: 34}}, // key block 0's last query (64) starts a tile of its own
 	{attnTestCase{2, 40, 45, 4, 2, 64}, attnOpts{window: 9, softCap: 2, scale: 0.3}},
 	{attnTestCase{1, 70, 70, 2, 2, 32}, attnOpts{segs: []int{25, 30, 15}}},
 	{attnTestCase{2, 33, 37, 2, 1, 128}, attnOpts{segs: []int{7, 12}, ids: 2, dropout: 0.3, seed: 0xF00DF00DF00DF00D}},
@@ -464,14 +466,15 @@ func TestAttentionTensorCores(t *testing.T) {
 // attnTCOptionCases are the tensor-core kernels' option cases, against
 // the CPU backend: windows that skip key tiles in the forward and dq
 // kernels and query tiles in dk/dv (T = 130 over 64-row blocks), windows
-// that hide the keys before the queries (S − T = 40) from later rows,
+// that hide the keys before the queries (S − T = 40) from later rows (and
+// end a key block's queries at the first row of a query tile),
 // segments that let blocks skip tiles both ways, ids shared by separate
 // runs (which must not be skipped), segments with visible prefix keys,
 // dropout (a seed with the high bit set), soft-capping with a set scale,
 // and everything at once with GQA.
 var attnTCOptionCases = []attnOptCase{
 	{attnTestCase{1, 130, 130, 4, 1, 64}, attnOpts{window: 50}},
-	{attnTestCase{1, 130, 170, 4, 1, 128}, attnOpts{window: 70, softCap: 3}},
+	{attnTestCase{1, 130, 170, 4, 1, 128}, attnOpts{window: 74, softCap: 3}}, // key block 0's last query (96) starts a tile
 	{attnTestCase{2, 130, 130, 2, 2, 128}, attnOpts{segs: []int{70, 60}}},
 	{attnTestCase{1, 130, 130, 4, 1, 80}, attnOpts{segs: []int{20, 45, 30}, ids: 2}},
 	{attnTestCase{1, 65, 70, 4, 1, 80}, attnOpts{segs: []int{30, 20, 15}, dropout: 0.2, seed: 1<<63 | 12345}},
