@@ -18,7 +18,9 @@ import (
 // for dk and dv that sums the query heads of each kv group), so the
 // gradients are deterministic. Float32 math; Float32 or BFloat16 storage.
 // Both families round P and dS at engine.Backend.Attention's bfloat16
-// points when q, k and v are BFloat16 (two-pass forward).
+// points when q, k and v are BFloat16 (two-pass forward), and both take
+// every engine.AttentionOptions field natively (kernels/attention.cuh;
+// kernelOpts converts them).
 
 // attnMaxDim is the largest head dimension the kernels take (their widest
 // variant); larger ones use the host fallback.
@@ -140,8 +142,9 @@ func (b *Backend) kernelOpts(op string, a attnDims, opt engine.AttentionOptions)
 }
 
 // Attention computes causal grouped-query attention with gt_attn_fwd_*
-// (see engine.Backend.Attention). Head dimensions above 256, sizes beyond
-// the kernels' 32-bit indices and Int32 operands take the host fallback.
+// (see engine.Backend.Attention), options included. Head dimensions above
+// 256, sizes beyond the kernels' 32-bit indices and Int32 operands take
+// the host fallback.
 func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor, opt engine.AttentionOptions) {
 	const op = "Attention"
 	a := attnShapes(op, out, lse, q, k, v, opt)
