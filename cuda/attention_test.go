@@ -477,6 +477,10 @@ var attnTCOptionCases = []attnOptCase{
 	{attnTestCase{1, 130, 170, 4, 1, 128}, attnOpts{window: 74, softCap: 3}}, // key block 0's last query (96) starts a tile
 	{attnTestCase{2, 130, 130, 2, 2, 128}, attnOpts{segs: []int{70, 60}}},
 	{attnTestCase{1, 130, 130, 4, 1, 80}, attnOpts{segs: []int{20, 45, 30}, ids: 2}},
+	// Rows 64..103 and keys 0..31 share an id, keys 32..63 do not: a
+	// one-example test of the tile that read only its first 32 ids would
+	// take key tile 0 as unmasked for rows 64..79.
+	{attnTestCase{1, 130, 130, 2, 1, 64}, attnOpts{segs: []int{32, 32, 40}, ids: 2}},
 	{attnTestCase{1, 65, 70, 4, 1, 80}, attnOpts{segs: []int{30, 20, 15}, dropout: 0.2, seed: 1<<63 | 12345}},
 	{attnTestCase{1, 65, 65, 2, 2, 64}, attnOpts{dropout: 0.5, seed: 77, scale: 0.2, softCap: 1}},
 	{attnTestCase{1, 130, 140, 4, 2, 128}, attnOpts{window: 40, segs: []int{50, 80}, softCap: 2, dropout: 0.1, seed: 3, scale: 0.1}},

@@ -260,6 +260,20 @@ struct TcQueryBlock {
   }
 };
 
+// tc_one_id reports to the whole warp (every lane calls it) whether the
+// example ids of query positions [a0, a0 + na) and [c0, c0 + nc) of batch
+// b (valid positions, na, nc >= 0) are all one id: then segments hide
+// nothing between them, and a tile inside one packed example needs no
+// per-element segment mask.
+__device__ __forceinline__ bool tc_one_id(const AttnOpt& o, int b, int T, int a0, int na, int c0, int nc, int lane) {
+  const int* ids = o.seg + (long long)b * T;
+  const int x = ids[na > 0 ? a0 : c0];
+  bool one = true;
+  for (int i = lane; i < na; i += 32) one &= ids[a0 + i] == x;
+  for (int i = lane; i < nc; i += 32) one &= ids[c0 + i] == x;
+  return __all_sync(0xffffffffu, one);
+}
+
 // TcRows decides which keys the lane's rows g and g+8 of a warp's 16
 // query rows see, and which key tiles the whole warp sees unmasked. The
 // per-element answers come as bit masks over the lane's accumulator
@@ -279,17 +293,21 @@ struct TcRows {
   }
 
   // masked reports whether key tile [k0, k0 + n) needs a mask for the
-  // warp: it crosses the diagonal, a window's left edge, S, or (with
-  // segments) reaches the query positions.
-  __device__ __forceinline__ bool masked(const AttnOpt& o, int k0, int n) const {
-    return k0 + n - 1 > all_hi || k0 < all_lo || (o.seg && k0 + n > S - T);
+  // warp: it crosses the diagonal, a window's left edge or S, or (with
+  // segments) reaches query positions whose ids are not all the rows' one.
+  // Every lane of the warp calls it (tc_one_id).
+  __device__ __forceinline__ bool masked(const AttnOpt& o, int k0, int n, int lane) const {
+    if (k0 + n - 1 > all_hi || k0 < all_lo) return true;
+    const int off = S - T, u0 = max(k0, off) - off;  // the tile's first key that is a query position
+    // Here the warp's 16 rows are < T and the tile's keys < S.
+    return o.seg && k0 + n > off && !tc_one_id(o, b, T, row0 - (lane >> 2), 16, u0, k0 + n - off - u0, lane);
   }
 
   // vis_bits sets the bits of the elements whose row sees its key, for
   // ST n8 tiles from key k0 (every bit when the tile needs no mask).
   template <int ST>
   __device__ __forceinline__ unsigned vis_bits(const AttnOpt& o, int k0, int lane) const {
-    if (!masked(o, k0, 8 * ST)) return ~0u;
+    if (!masked(o, k0, 8 * ST, lane)) return ~0u;
     unsigned bits = 0;
 #pragma unroll 1
     for (int i = 0; i < 4 * ST; i++) {
@@ -606,9 +624,12 @@ __device__ __forceinline__ void attn_bwd_dkv_tc(void* dk, int dk_dt, void* dv, i
     }
     // Mask where a query is past T, a key is past S or after the query,
     // or out of the query's window; with segments wherever a key is a
-    // query position.
+    // query position, unless the warp's keys and the tile's queries all
+    // belong to one example (then every key and query are < S and T).
     const bool mask = tq0 + BQ > T || wkey + 15 > min(tq0 + off, S - 1) ||
-                      (o.window > 0 && tq0 + BQ - 1 + off - wkey >= o.window) || (o.seg && wkey + 16 > off);
+                      (o.window > 0 && tq0 + BQ - 1 + off - wkey >= o.window) ||
+                      (o.seg && wkey + 16 > off &&
+                       !tc_one_id(o, b, T, max(wkey, off) - off, wkey + 16 - max(wkey, off), tq0, BQ, lane));
     const int hh = kvh * group + j / per_head;  // the tile's query head
 #pragma unroll
     for (int n = 0; n < QT; n++)
