@@ -47,9 +47,6 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		m.applyRoPE(p, a.q4, false)
 		m.applyRoPE(p, a.k4, false)
 	}
-	if m.d.qScale != 1 {
-		be.Scale(a.q, m.d.qScale)
-	}
 	kAll, vAll := m.kvContext(l, p, a)
 	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, m.layerAttention(l, p, kAll.Dim(1)))
 	blk.o.Forward(a.h1, a.att, p.train)
@@ -57,10 +54,10 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 }
 
 // layerAttention returns layer l's attention options for a pass whose
-// queries see S keys: packed examples' segments, dropout only in
-// training, with this pass's mask. A
-// window of at least S hides nothing, so it is dropped: the plain options
-// keep the backends' fastest kernels.
+// queries see S keys: the layer's own options (attentionOptions), packed
+// examples' segments, and dropout only in training, with this pass's
+// mask. A window of at least S hides nothing, so it is dropped: the plain
+// options keep the backends' fastest kernels.
 func (m *Transformer) layerAttention(l int, p *pass, S int) engine.AttentionOptions {
 	o := m.blocks[l].attn
 	if o.Window >= S {
@@ -164,9 +161,6 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		dvAll = dvBuf
 	}
 	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, m.layerAttention(l, p, kAll.Dim(1)))
-	if needQ && d.qScale != 1 {
-		be.Scale(s.dq, d.qScale)
-	}
 	if hasPrefix {
 		S := p.P + T
 		if prefixGrad {

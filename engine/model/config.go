@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/arch"
@@ -63,10 +62,9 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 		ropeScaling: cfg.RopeScaling, ropeLayout: opt.RopeLayout, storage: opt.Storage,
 	}
 	d.fam = cfg.Family()
-	d.embMul, d.resMul, d.qScale, d.logitMul = 1, 1, 1, 1
+	d.embMul, d.resMul, d.logitMul = 1, 1, 1
 	if cfg.Arch == hfconfig.ArchGranite {
 		d.embMul, d.resMul = float32(cfg.EmbeddingMultiplier), float32(cfg.ResidualMultiplier)
-		d.qScale = float32(cfg.AttentionMultiplier * math.Sqrt(float64(cfg.HeadDim)))
 		d.logitMul = float32(1 / cfg.LogitsScaling)
 	}
 	if d.fam.MLP == arch.GatedMLP && act != engine.ActSiLU {
@@ -87,5 +85,9 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 // them (the per-pass parts, such as dropout seeds, are filled in by
 // layerAttention).
 func attentionOptions(cfg *Config, l int) engine.AttentionOptions {
-	return engine.AttentionOptions{Window: cfg.LayerWindow(l), Dropout: float32(cfg.AttentionDropout)}
+	o := engine.AttentionOptions{Window: cfg.LayerWindow(l), Dropout: float32(cfg.AttentionDropout)}
+	if cfg.Arch == hfconfig.ArchGranite {
+		o.Scale = float32(cfg.AttentionMultiplier) // replaces 1/sqrt(head_dim)
+	}
+	return o
 }

@@ -24,10 +24,10 @@ type dims struct {
 	storage                               engine.DType // parameter dtype as built (Options.Storage)
 	// Granite's scalars, 1 for the other families: embMul scales the
 	// input embeddings, resMul each sub-layer output before its residual
-	// add, qScale the queries after RoPE (attention_multiplier·sqrt(D):
-	// Backend.Attention's fixed 1/sqrt(D) then gives attention_multiplier)
-	// and logitMul the logits (1/logits_scaling).
-	embMul, resMul, qScale, logitMul float32
+	// add, and logitMul the logits (1/logits_scaling). Its
+	// attention_multiplier is the layers' attention Scale
+	// (attentionOptions).
+	embMul, resMul, logitMul float32
 	// embdDrop and residDrop are the training dropout of the first layer's
 	// input and of each sub-layer's output (GPT-2's embd_pdrop,
 	// resid_pdrop; dropout.go).

@@ -10,7 +10,6 @@ import (
 	"github.com/gotune/gotune/cuda"
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
-	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/internal/golden"
@@ -160,29 +159,11 @@ func requireNative(t *testing.T, b *cuda.Backend, before map[string]cuda.OpStats
 	}
 }
 
-// hostAttention returns the attention ops a set's base model may run on
-// the host: those of a model with sliding-window layers, whose windows
-// the CUDA attention kernels do not take yet (cuda.attnOptionsOnHost).
-// Delete this once they do.
-func hostAttention(t *testing.T, set *golden.MethodSet) map[string]bool {
-	t.Helper()
-	cfg, err := hfconfig.Load(set.BaseDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for l := 0; l < cfg.Layers; l++ {
-		if cfg.LayerWindow(l) > 0 {
-			return map[string]bool{"Attention": true, "AttentionBackward": true}
-		}
-	}
-	return nil
-}
-
 // CheckCUDA runs, as one subtest per set, CompareBackends on a CUDA
 // backend (CUDABackend) with the method installed from the set's initial
 // adapter folder by load, and RequireNative for ops: the method must
 // compute the same on both backends (within 1e-5), through ops, with no
-// host fallback (but windowed attention's, see hostAttention).
+// host fallback.
 func CheckCUDA(t *testing.T, sets []*golden.MethodSet, load FolderLoader, ops ...string) {
 	t.Helper()
 	be := CUDABackend(t)
@@ -194,7 +175,7 @@ func CheckCUDA(t *testing.T, sets []*golden.MethodSet, load FolderLoader, ops ..
 			before := be.Stats()
 			worst := CompareBackends(t, set, be, install, 1e-5)
 			t.Logf("largest relative difference from the CPU: %.3g", worst)
-			requireNative(t, be, before, hostAttention(t, set), ops...)
+			requireNative(t, be, before, nil, ops...)
 		})
 	}
 }
