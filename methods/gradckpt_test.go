@@ -31,6 +31,9 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 		gpt2  bool
 		gemma string // a Gemma golden set's config instead of the LLaMA sizes
 		apply ckpttest.Method
+		// dropout turns on the family's base-model dropout (GPT-2: all
+		// three pdrops), whose masks recomputation must draw again.
+		dropout bool
 	}{
 		{name: "full-gemma2", gemma: "gemma2"},
 		{name: "lora-dropout-gemma3", gemma: "gemma3", apply: loraApply(lora.Config{R: 4, Alpha: 8, Dropout: 0.25, Targets: []string{lora.AllLinear}, Seed: 3})},
@@ -69,6 +72,8 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 			return err
 		}},
 		{name: "full-bf16", apply: bf16(nil)},
+		{name: "full-gpt2-base-dropout", gpt2: true, dropout: true},
+		{name: "lora-llama-attention-dropout", dropout: true, apply: loraApply(lora.Config{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}, Seed: 3})},
 		{name: "lora-dropout-bf16", apply: bf16(loraApply(lora.Config{R: 4, Alpha: 8, Dropout: 0.25, Targets: []string{lora.AllLinear}, Seed: 3}))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,6 +86,12 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 				cfg, err = hfconfig.Load(filepath.Join("..", "testdata", "golden", tc.gemma))
 			}
 			require.NoError(t, err)
+			if tc.dropout {
+				cfg.AttentionDropout = 0.2
+				if tc.gpt2 {
+					cfg.ResidDropout, cfg.EmbdDropout = 0.15, 0.1
+				}
+			}
 			ckpttest.RequireBitIdentical(t, cpu.New(), ckpttest.NewSetup(cfg, tc.apply), ckpttest.Shape{B: 2, T: 7, Passes: 3})
 		})
 	}

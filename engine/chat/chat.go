@@ -19,6 +19,8 @@
 package chat
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -40,16 +42,33 @@ const (
 // Face's -100).
 const IgnoreIndex = -100
 
-// Message is one turn of a conversation.
+// Message is one turn of a conversation. A model's own template sees it
+// as transformers passes a message: a dict with the keys role and
+// content, plus reasoning_content, tool_calls, tool_call_id and name when
+// they are set (a template tests "is defined" on them).
 type Message struct {
-	// Role is System, User or Assistant.
+	// Role is System, User, Assistant or Tool.
 	Role string
 	// Content is the text of the turn.
 	Content string
+	// NullContent makes the template see content as None rather than
+	// Content (OpenAI's form of an assistant message that only calls
+	// tools has "content": null, which some templates test for).
+	NullContent bool
 	// Reasoning is an assistant message's reasoning (its thinking before
 	// the reply). Only templates of reasoning models (Qwen3) show it, as
 	// the message's reasoning_content; the others leave it out.
 	Reasoning string
+	// ToolCalls is an assistant message's tool_calls, JSON as the data
+	// holds it (OpenAI's form: a list of {"id", "type": "function",
+	// "function": {"name", "arguments"}}), handed to the template as it is
+	// (arguments stay a string or an object, keys keep their order).
+	ToolCalls json.RawMessage
+	// ToolCallID is a tool message's tool_call_id: the call it answers.
+	ToolCallID string
+	// Name is the message's name (a tool message's tool, in OpenAI's
+	// form).
+	Name string
 	// Input is the "input" field of an instruction-format record, set on
 	// the user message built from it (see FromInstruction). Templates with
 	// a slot for it (alpaca) show it there; the others append it to
@@ -148,7 +167,9 @@ const TemplateSource = "tokenizer_config.json chat_template"
 // chat template (tokenizer_config.json), rendered as transformers renders
 // it, else plain. note explains the choice in one line for the user. A
 // chat template that does not parse is an error naming the problem.
-func Default(tok tokenizer.Tokenizer) (t Template, note string, err error) {
+// option is what the note and the error call the setting that chooses
+// another template (the gotune CLI: "--template").
+func Default(tok tokenizer.Tokenizer, option string) (t Template, note string, err error) {
 	src := ""
 	if tok != nil {
 		src = tok.ChatTemplate()
@@ -156,34 +177,49 @@ func Default(tok tokenizer.Tokenizer) (t Template, note string, err error) {
 	if src != "" {
 		j, err := NewJinja(TemplateSource, src, tok)
 		if err != nil {
-			return nil, "", fmt.Errorf("%w (choose a built-in template with --template %s)", err, strings.Join(Names(), "|"))
+			return nil, "", fmt.Errorf("%w (choose a built-in template with %s %s)", err, option, strings.Join(Names(), "|"))
 		}
 		return j, "chat template: the model's own (" + TemplateSource + ")", nil
 	}
 	t, _ = Lookup("plain")
-	return t, "chat template plain (the tokenizer has no chat_template; choose another with --template)", nil
+	return t, "chat template plain (the tokenizer has no chat_template; choose another with " + option + ")", nil
 }
 
-// Resolve returns the template --template names: "auto" (or "") for
-// Default, a built-in name, or a .jinja file.
-func Resolve(name string, tok tokenizer.Tokenizer) (t Template, note string, err error) {
+// Resolve returns the template the setting option (named so in notes and
+// errors) names: "auto" (or "") for Default, a built-in name, or a .jinja
+// file.
+func Resolve(name string, tok tokenizer.Tokenizer, option string) (t Template, note string, err error) {
 	switch {
 	case name == "" || name == "auto":
-		return Default(tok)
+		return Default(tok, option)
 	case IsFile(name):
 		j, err := LoadJinjaFile(name, tok)
 		if err != nil {
 			return nil, "", err
 		}
-		return j, "chat template " + name + " (--template)", nil
+		return j, "chat template " + name + " (" + option + ")", nil
 	}
 	if t, err = Lookup(name); err != nil {
 		return nil, "", err
 	}
-	return t, "chat template " + t.Name() + " (--template)", nil
+	return t, "chat template " + t.Name() + " (" + option + ")", nil
 }
 
-// IsFile reports whether a --template value names a template file rather
+// WithTools returns t set to render a conversation whose tools (the
+// tool definitions it may call: a JSON list, transformers' tools
+// argument) are tools; empty tools return t. Only a model's own template
+// can show tool definitions: tools with a built-in template are an error.
+func WithTools(t Template, tools json.RawMessage) (Template, error) {
+	if len(bytes.TrimSpace(tools)) == 0 {
+		return t, nil
+	}
+	if j, ok := t.(*Jinja); ok {
+		return j.WithTools(tools)
+	}
+	return nil, fmt.Errorf("chat template %s has no place for tool definitions; use the model's own chat template (template auto or a .jinja file)", t.Name())
+}
+
+// IsFile reports whether a template setting names a template file rather
 // than a built-in template.
 func IsFile(name string) bool {
 	return strings.HasSuffix(name, ".jinja") || strings.HasSuffix(name, ".j2") || strings.ContainsRune(name, '/')

@@ -20,12 +20,10 @@ const (
 	gemma3Layers27B              = 62
 )
 
-// checkGemma returns an error naming the config key whose value llama.cpp
-// would not honour, so an export never computes something else silently.
+// checkGemma returns an error naming the config key whose value llama.cpp's
+// gemma2 or gemma3 would not honour, so an export never computes something
+// else silently.
 func checkGemma(arch string, cfg *hfconfig.Config) error {
-	if arch != "gemma2" && arch != "gemma3" {
-		return nil
-	}
 	bad := func(key, format string, args ...any) error {
 		return fmt.Errorf("ggufexport: %s %s: llama.cpp's %s %s", cfg.Arch, key, arch, fmt.Sprintf(format, args...))
 	}

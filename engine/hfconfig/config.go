@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -39,15 +40,6 @@ const (
 	ArchGranite = arch.Granite
 	ArchGemma2  = arch.Gemma2
 	ArchGemma3  = arch.Gemma3
-)
-
-// The attention kinds of layer_types gotune implements.
-const (
-	// FullAttention is a layer attending over the whole causal context.
-	FullAttention = "full_attention"
-	// SlidingAttention is a layer attending over the last SlidingWindow
-	// positions only.
-	SlidingAttention = "sliding_attention"
 )
 
 // SupportedArchitectures returns the architectures this package accepts,
@@ -136,15 +128,18 @@ type Config struct {
 	// TorchDtype is torch_dtype (or the newer key dtype), e.g. "float32" or
 	// "bfloat16"; empty when unset.
 	TorchDtype string
-	// SlidingWindow is Mistral's sliding_window, or Qwen2's when
-	// use_sliding_window is true (recorded for round trips: gotune's
-	// models of those families refuse contexts longer than it), or the
-	// window of Gemma's sliding layers (see LayerType); nil otherwise.
+	// SlidingWindow is Mistral's sliding_window, Qwen2's and Qwen3's when
+	// use_sliding_window is true, or the window of Gemma's sliding
+	// layers; nil otherwise. LayerType and LayerWindow say which layers
+	// it applies to (window.go).
 	SlidingWindow *int
-	// LayerTypes is Gemma's layer_types: the attention kind of every
-	// layer, FullAttention or SlidingAttention; nil when the file has
-	// none (then SlidingPattern says) and for the other families. Read
-	// layer kinds with LayerType.
+	// MaxWindowLayers is Qwen2's and Qwen3's max_window_layers: without
+	// LayerTypes, the layers from this index on slide (0 for the other
+	// families).
+	MaxWindowLayers int
+	// LayerTypes is the explicit layer_types of Qwen2, Qwen3 and Gemma,
+	// each FullAttention or SlidingAttention; nil when config.json has
+	// none. Read layer kinds with LayerType.
 	LayerTypes []string
 	// SlidingPattern is Gemma's default layer pattern, used without
 	// layer_types: layer i slides unless i+1 is a multiple of it (2 for
@@ -168,6 +163,14 @@ type Config struct {
 	// AttentionMultiplier is the attention scale (in place of
 	// 1/sqrt(head_dim)) and LogitsScaling divides the logits.
 	EmbeddingMultiplier, ResidualMultiplier, AttentionMultiplier, LogitsScaling float64
+	// Base-model dropout probabilities, applied in training only
+	// (dropout.go): AttentionDropout on the attention probabilities
+	// (attention_dropout; GPT-2's attn_pdrop), ResidDropout on each
+	// sub-layer's output before its residual add (GPT-2's resid_pdrop) and
+	// EmbdDropout on the first layer's input (GPT-2's embd_pdrop). GPT2Config
+	// defaults each to 0.1; the others have attention_dropout only,
+	// default 0.
+	AttentionDropout, ResidDropout, EmbdDropout float64
 	// Quantization is the checkpoint's bitsandbytes 4-bit
 	// quantization_config, nil for an unquantized checkpoint.
 	Quantization *Quantization
@@ -272,6 +275,9 @@ func (c *Config) Validate() error {
 	if _, err := c.Act(); err != nil {
 		return fmt.Errorf("field %q: %w", k.Act, err)
 	}
+	if err := c.validateDropouts(); err != nil {
+		return err
+	}
 	if g {
 		switch {
 		case c.KVHeads != c.Heads:
@@ -295,6 +301,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.RopeScaling.validate(); err != nil {
 		return fmt.Errorf("field \"rope_scaling\": %w", err)
+	}
+	if err := c.validateWindow(); err != nil {
+		return err
 	}
 	switch c.Arch {
 	case ArchQwen2:
@@ -321,30 +330,13 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// validateGemma checks Gemma's attention settings.
+// validateGemma checks Gemma's attention settings (validateWindow checks
+// layer_types).
 func (c *Config) validateGemma() error {
-	sliding := -1 // a sliding layer
-	if c.LayerTypes != nil {
-		if len(c.LayerTypes) != c.Layers {
-			return fmt.Errorf("field \"layer_types\" has %d entries for %d layers", len(c.LayerTypes), c.Layers)
-		}
-		for i, t := range c.LayerTypes {
-			switch t {
-			case FullAttention:
-			case SlidingAttention:
-				sliding = i
-			default:
-				return fmt.Errorf("field \"layer_types\": layer %d is %q (supported: %s, %s)", i, t, FullAttention, SlidingAttention)
-			}
-		}
-	} else if c.SlidingPattern <= 0 {
+	if c.LayerTypes == nil && c.SlidingPattern <= 0 {
 		return fmt.Errorf("field \"sliding_window_pattern\" must be positive, got %d", c.SlidingPattern)
-	} else if c.SlidingPattern > 1 {
-		sliding = 0
 	}
 	switch {
-	case sliding >= 0 && (c.SlidingWindow == nil || *c.SlidingWindow <= 0):
-		return fmt.Errorf("layer %d is %s but field \"sliding_window\" is not a positive integer", sliding, SlidingAttention)
 	case !(c.QueryPreAttnScalar > 0):
 		return fmt.Errorf("field \"query_pre_attn_scalar\" must be positive, got %v", c.QueryPreAttnScalar)
 	case c.AttnSoftCap < 0 || c.FinalSoftCap < 0:
@@ -352,25 +344,13 @@ func (c *Config) validateGemma() error {
 	case c.RopeLocalTheta < 0:
 		return fmt.Errorf("field \"rope_local_base_freq\" must be positive, got %v", c.RopeLocalTheta)
 	}
+	if c.SlidingWindow == nil {
+		if l := c.firstSlidingLayer(); l >= 0 {
+			return fmt.Errorf("layer %d is %s but field \"sliding_window\" is not a positive integer", l, SlidingAttention)
+		}
+	}
 	return nil
 }
-
-// LayerType returns the attention kind of layer i, FullAttention or
-// SlidingAttention: Gemma's layer_types or default pattern; FullAttention
-// for the families without per-layer kinds.
-func (c *Config) LayerType(i int) string {
-	switch {
-	case c.LayerTypes != nil:
-		return c.LayerTypes[i]
-	case c.SlidingPattern > 0 && (i+1)%c.SlidingPattern != 0:
-		return SlidingAttention
-	}
-	return FullAttention
-}
-
-// HasLayerTypes reports whether the family has per-layer attention kinds
-// (Gemma), whose sliding windows the model implements.
-func (c *Config) HasLayerTypes() bool { return c.LayerTypes != nil || c.SlidingPattern > 0 }
 
 // headDimDefault reports whether HeadDim is the derived Hidden/Heads (so
 // heads must divide hidden) rather than an explicit head_dim.
@@ -415,10 +395,7 @@ func (c *Config) Clone() *Config {
 	d.BosTokenID = clonePtr(c.BosTokenID)
 	d.PadTokenID = clonePtr(c.PadTokenID)
 	d.SlidingWindow = clonePtr(c.SlidingWindow)
-	d.LayerTypes = append([]string(nil), c.LayerTypes...)
-	if c.LayerTypes == nil {
-		d.LayerTypes = nil
-	}
+	d.LayerTypes = slices.Clone(c.LayerTypes)
 	d.EosTokenIDs = append([]int(nil), c.EosTokenIDs...)
 	d.raw = make(map[string]json.RawMessage, len(c.raw))
 	for k, v := range c.raw {

@@ -26,8 +26,11 @@ func TestConfigHonesty(t *testing.T) {
 		{name: "neutral math keys", json: `{` + llama + `,"embedding_multiplier":1.0,"logits_scaling":1,"attn_logit_softcapping":null,"partial_rotary_factor":1.0,"layer_types":["full_attention"]}`},
 		{name: "unknown keys", json: `{` + llama + `,"zeta":1,"alpha":true}`,
 			warnings: []string{`m/config.json: ignoring unknown key(s) alpha, zeta`}, unknown: []string{"alpha", "zeta"}},
-		{name: "dropout", json: `{` + gpt2 + `,"resid_pdrop":0.1,"attn_pdrop":0.0,"embd_pdrop":0.1}`,
-			warnings: []string{`m/config.json: base-model dropout is not applied (embd_pdrop 0.1, resid_pdrop 0.1): gotune trains without it`}},
+		{name: "dropout the family uses", json: `{` + gpt2 + `,"resid_pdrop":0.1,"attn_pdrop":0.0,"embd_pdrop":0.1}`},
+		{name: "dropout the family does not use", json: `{` + llama + `,"attention_dropout":0.1,"hidden_dropout":0.2,"embd_pdrop":0.0}`,
+			warnings: []string{`m/config.json: LlamaForCausalLM does not use dropout key(s) hidden_dropout 0.2 (nor does transformers): not applied`}},
+		{name: "dropout of 1", json: `{` + llama + `,"attention_dropout":1.0}`, err: `field "attention_dropout" must be a probability in [0, 1), got 1`},
+		{name: "dropout not a number", json: `{` + gpt2 + `,"resid_pdrop":"0.1"}`, err: `field "resid_pdrop": must be a number`},
 		{name: "granite multiplier on llama", json: `{` + llama + `,"embedding_multiplier":12.0}`,
 			err: `m/config.json: field "embedding_multiplier": 12.0 changes the model's math and is not implemented for LlamaForCausalLM`},
 		{name: "soft-capping", json: `{` + llama + `,"final_logit_softcapping":30.0}`, err: `field "final_logit_softcapping": 30.0 changes the model's math`},
@@ -140,7 +143,7 @@ func TestGemmaConfig(t *testing.T) {
 	assert.Equal(t, []string{"m/config.json: attn_logit_softcapping 20 is ignored: Gemma 3's attention does not apply it (as in transformers)"}, c.Warnings())
 
 	for _, bad := range []struct{ body, err string }{
-		{g2 + `,"layer_types":["full_attention"]`, `"layer_types" has 1 entries for 3 layers`},
+		{g2 + `,"layer_types":["full_attention"]`, `"layer_types" lists 1 layers, the model has 3`},
 		{g2 + `,"layer_types":["full_attention","chunked_attention","full_attention"]`, `layer 1 is "chunked_attention"`},
 		{g2 + `,"sliding_window":null`, `"sliding_window" is not a positive integer`},
 		{g3 + `,"sliding_window_pattern":0`, `"sliding_window_pattern" must be positive`},
@@ -178,4 +181,26 @@ func TestGemmaConfig(t *testing.T) {
 	r, err = Parse(data, "saved")
 	require.NoError(t, err)
 	assert.Equal(t, []string{SlidingAttention, SlidingAttention, FullAttention}, kinds(r))
+}
+
+// TestDropoutFields checks the dropout probabilities each family reads,
+// with transformers' defaults, and that Save writes a changed one under
+// the family's key.
+func TestDropoutFields(t *testing.T) {
+	c, err := Parse([]byte(`{"architectures":["GPT2LMHeadModel"],"vocab_size":10,"n_embd":8,"n_layer":1,"n_head":2,"attn_pdrop":0.25}`), "m/config.json")
+	require.NoError(t, err)
+	assert.Equal(t, []float64{0.25, 0.1, 0.1}, []float64{c.AttentionDropout, c.ResidDropout, c.EmbdDropout})
+	assert.True(t, c.HasDropout())
+
+	l, err := NewLlama(Sizes{VocabSize: 16, Hidden: 8, Layers: 1, Heads: 2, Intermediate: 12})
+	require.NoError(t, err)
+	assert.False(t, l.HasDropout())
+	l.AttentionDropout = 0.3
+	dir := t.TempDir()
+	require.NoError(t, l.Save(dir))
+	back, err := Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, 0.3, back.AttentionDropout)
+	v, _ := back.RawValue("attention_dropout")
+	assert.JSONEq(t, "0.3", string(v))
 }

@@ -339,6 +339,9 @@ func (p *parser) config() (*Config, error) {
 	if err == nil && c.isGemma() {
 		err = p.gemma(c)
 	}
+	if err == nil {
+		err = p.dropouts(c)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -514,30 +517,7 @@ func (p *parser) llama(c *Config) error {
 	if c.EosTokenIDs, err = p.eosIDs(eos); err != nil {
 		return err
 	}
-	switch c.Arch {
-	case ArchMistral:
-		p.use("sliding_window")
-		if _, present := p.raw["sliding_window"]; !present {
-			c.SlidingWindow = intPtr(4096)
-		} else if v, ok, err := p.optInt("sliding_window"); err != nil {
-			return err
-		} else if ok {
-			c.SlidingWindow = &v
-		}
-	case ArchQwen2, ArchQwen3:
-		use, err := p.boolOr("use_sliding_window", false)
-		if err != nil {
-			return err
-		}
-		if use {
-			v, err := p.intOr("sliding_window", 4096)
-			if err != nil {
-				return err
-			}
-			c.SlidingWindow = &v
-		}
-	}
-	return nil
+	return p.slidingWindow(c)
 }
 
 // graniteScalars reads GraniteConfig's multipliers (default 1); the
@@ -624,8 +604,8 @@ func (p *parser) ropeScaling() (*RopeScaling, error) {
 // isGemma reports whether c is Gemma 2 or Gemma 3 (text).
 func (c *Config) isGemma() bool { return c.Arch == ArchGemma2 || c.Arch == ArchGemma3 }
 
-// gemma reads Gemma2Config's and Gemma3TextConfig's attention, logit and
-// layer-pattern keys, with their defaults.
+// gemma reads Gemma2Config's and Gemma3TextConfig's attention and logit
+// keys, with their defaults (slidingWindow reads their layer pattern).
 func (p *parser) gemma(c *Config) error {
 	g3 := c.Arch == ArchGemma3
 	var err error
@@ -653,40 +633,9 @@ func (p *parser) gemma(c *Config) error {
 		c.warnings = append(c.warnings, fmt.Sprintf("%s: attn_logit_softcapping %v is ignored: Gemma 3's attention does not apply it (as in transformers)", p.src, c.AttnSoftCap))
 		c.AttnSoftCap = 0
 	}
-	p.use("sliding_window")
-	c.SlidingWindow = intPtr(4096)
-	if v, ok, err := p.optInt("sliding_window"); err != nil {
-		return err
-	} else if ok {
-		c.SlidingWindow = &v
-	} else if _, present := p.raw["sliding_window"]; present {
-		c.SlidingWindow = nil // null: valid only without sliding layers
-	}
 	if g3 {
 		if c.RopeLocalTheta, err = p.floatOr("rope_local_base_freq", 10000); err != nil {
 			return err
-		}
-	}
-	return p.layerTypes(c, g3)
-}
-
-// layerTypes reads layer_types, or transformers' default pattern: layer
-// i slides unless (i+1) is a multiple of the pattern (2 for Gemma 2,
-// sliding_window_pattern, default 6, for Gemma 3).
-func (p *parser) layerTypes(c *Config, g3 bool) error {
-	const key = "layer_types"
-	if g3 {
-		// superseded by layer_types when both are present
-		var err error
-		if c.SlidingPattern, err = p.intOr("sliding_window_pattern", 6); err != nil {
-			return err
-		}
-	} else {
-		c.SlidingPattern = 2
-	}
-	if j := p.get(key); j != nil {
-		if err := json.Unmarshal(j, &c.LayerTypes); err != nil {
-			return p.errf(key, "must be a list of strings, got %s", j)
 		}
 	}
 	return nil

@@ -25,10 +25,10 @@ var ownedKeys = map[string]bool{
 	"tie_word_embeddings": true, "attention_bias": true, "mlp_bias": true,
 	"hidden_act": true, "activation_function": true, "bos_token_id": true,
 	"eos_token_id": true, "pad_token_id": true, "torch_dtype": true, "dtype": true,
-	"sliding_window": true, "use_sliding_window": true,
+	"sliding_window": true, "use_sliding_window": true, "max_window_layers": true, "layer_types": true,
+	"attention_dropout": true, "attn_pdrop": true, "resid_pdrop": true, "embd_pdrop": true,
 	"hidden_activation": true, "query_pre_attn_scalar": true, "attn_logit_softcapping": true,
-	"final_logit_softcapping": true, "layer_types": true, "rope_local_base_freq": true,
-	"sliding_window_pattern": true,
+	"final_logit_softcapping": true, "rope_local_base_freq": true, "sliding_window_pattern": true,
 }
 
 // Save validates c and writes DIR/config.json atomically. Keys of the
@@ -225,17 +225,8 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 		}
 		set(key, c.TorchDtype)
 	}
-	if !reflect.DeepEqual(c.SlidingWindow, o.SlidingWindow) {
-		switch c.Arch {
-		case ArchMistral, ArchGemma2, ArchGemma3:
-			set("sliding_window", c.SlidingWindow)
-		case ArchQwen2, ArchQwen3:
-			set("use_sliding_window", c.SlidingWindow != nil)
-			if c.SlidingWindow != nil {
-				set("sliding_window", c.SlidingWindow)
-			}
-		}
-	}
+	c.mergeWindow(o, set)
+	c.mergeDropouts(o, set)
 	if c.Quantization == nil && o.Quantization != nil {
 		// The weights were dequantized (a merged model): the saved
 		// checkpoint is no longer a bitsandbytes one.
@@ -275,12 +266,6 @@ func (c *Config) mergeGemma(o *Config, set func(string, any), out map[string]jso
 		{"query_pre_attn_scalar", c.QueryPreAttnScalar, o.QueryPreAttnScalar},
 		{"rope_local_base_freq", c.RopeLocalTheta, o.RopeLocalTheta},
 	}, false)
-	if !reflect.DeepEqual(c.LayerTypes, o.LayerTypes) {
-		set("layer_types", c.LayerTypes)
-	}
-	if c.SlidingPattern != o.SlidingPattern && c.Arch == ArchGemma3 {
-		set("sliding_window_pattern", c.SlidingPattern)
-	}
 }
 
 // markSaved records the current fields as the saved state.

@@ -78,6 +78,10 @@ type actSet struct {
 	// virtual position.
 	logits *engine.Tensor
 	losses *engine.Tensor
+	// ropeRows, ropeLocalRows are the RoPE rows of a packed pass's
+	// positions [N, D/2] in the tables and the local ones (Gemma 3),
+	// allocated by the first packed pass of this shape.
+	ropeRows, ropeLocalRows ropeRows
 
 	// backward scratch, shared by all layers
 	dres, dmid, dxn, dh *engine.Tensor
@@ -87,6 +91,7 @@ type actSet struct {
 	dqRaw, dkRaw        *engine.Tensor // gradients of qRaw, kRaw
 	dpost               *engine.Tensor // gradient of a post-norm's input (post-norm families)
 	dsub                *engine.Tensor // resMul·(residual gradient) (Granite)
+	ddrop               *engine.Tensor // a sub-layer output's gradient through its dropout
 	df1, df2, dfa       *engine.Tensor
 	dhead, dembReal     *engine.Tensor
 	dprompt             *engine.Tensor
@@ -245,6 +250,9 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	}
 	if d.resMul != 1 {
 		s.dsub = f32(N, D)
+	}
+	if d.residDrop > 0 {
+		s.ddrop = act(N, D)
 	}
 	s.df1, s.dfa = act(N, I), act(N, I)
 	if gated {

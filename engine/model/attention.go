@@ -14,6 +14,9 @@ type pass struct {
 	// low is the lowest trainable stage (see plan); backward visits stages
 	// >= low and computes no gradient for stage low's input.
 	low int
+	// packed is set when the sequences hold several examples each
+	// (engine.Batch.Segments); nil otherwise.
+	packed *packedPass
 }
 
 // attnForward runs the attention sub-layer of block l: projections, RoPE,
@@ -40,16 +43,33 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		blk.k.Forward(a.k, a.xn1, p.train)
 		blk.v.Forward(a.v, a.xn1, p.train)
 	}
-	if r := m.ropeAt(l); r != nil {
-		r.apply(a.q4, p.pos, false)
-		r.apply(a.k4, p.pos, false)
-	}
-	if m.d.qScale != 1 {
-		be.Scale(a.q, m.d.qScale)
+	if m.rope != nil {
+		m.applyRoPE(p, l, a.q4, false)
+		m.applyRoPE(p, l, a.k4, false)
 	}
 	kAll, vAll := m.kvContext(l, p, a)
-	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, m.attnOptions(l))
+	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, m.layerAttention(l, p, kAll.Dim(1)))
 	blk.o.Forward(a.h1, a.att, p.train)
+	m.dropout(p, a.h1, d.residDrop, l, engine.DropoutAttnOutput)
+}
+
+// layerAttention returns layer l's attention options for a pass whose
+// queries see S keys: the layer's own options (attentionOptions), packed
+// examples' segments, and dropout only in training, with this pass's
+// mask. A window of at least S hides nothing, so it is dropped: the plain
+// options keep the backends' fastest kernels.
+func (m *Transformer) layerAttention(l int, p *pass, S int) engine.AttentionOptions {
+	o := m.blocks[l].attn
+	if o.Window >= S {
+		o.Window = 0
+	}
+	o.Segments = p.segments()
+	if p.train && o.Dropout > 0 {
+		o.DropoutSeed = m.drop.maskSeed(l, engine.DropoutAttention)
+	} else {
+		o.Dropout = 0
+	}
+	return o
 }
 
 // kvContext returns the keys and values the queries of layer l attend to:
@@ -109,6 +129,7 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		needV = dxn != nil || Trainable(blk.v) || prefixGrad
 	}
 	needAtt := needQ || needK || needV
+	dh = m.dropoutGrad(p, s.ddrop, dh, d.residDrop, l, engine.DropoutAttnOutput)
 	var datt *engine.Tensor
 	if needAtt {
 		datt = s.datt
@@ -139,10 +160,7 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		be.Fill(dvBuf, 0)
 		dvAll = dvBuf
 	}
-	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, m.attnOptions(l))
-	if needQ && d.qScale != 1 {
-		be.Scale(s.dq, d.qScale)
-	}
+	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, m.layerAttention(l, p, kAll.Dim(1)))
 	if hasPrefix {
 		S := p.P + T
 		if prefixGrad {
@@ -159,13 +177,13 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 			be.CopyBlock(s.dv, 0, T*kvd, s.dvAll, p.P*kvd, S*kvd, B, T*kvd, false)
 		}
 	}
-	if r := m.ropeAt(l); r != nil {
+	if m.rope != nil {
 		// RoPE is a rotation: its backward rotates the gradient back.
 		if needQ {
-			r.apply(dq4, p.pos, true)
+			m.applyRoPE(p, l, dq4, true)
 		}
 		if needK {
-			r.apply(s.dk.Reshape(B, T, d.kvHeads, d.headDim), p.pos, true)
+			m.applyRoPE(p, l, s.dk.Reshape(B, T, d.kvHeads, d.headDim), true)
 		}
 	}
 	if fused {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/arch"
+	"github.com/gotune/gotune/engine/hfconfig"
 )
 
 // newTransformer builds a model with zero weights for cfg: every module,
@@ -163,7 +164,8 @@ func (m *Transformer) build() {
 	}
 	for i := 0; i < d.layers; i++ {
 		pre := f.LayerPath(i) + "."
-		b := &block{act: d.act}
+		b := &block{act: d.act, attn: attentionOptions(m.cfg, i)}
+		b.localRope = d.localTheta > 0 && m.cfg.LayerType(i) == hfconfig.SlidingAttention
 		for _, mod := range f.Layer {
 			m.buildModule(b, mod.Role, pre+mod.Path)
 		}
@@ -287,7 +289,7 @@ func (b *block) normAt(r arch.Role) *norm {
 // ropeAt returns the RoPE tables of layer l (nil without rotary
 // embeddings): the local ones on Gemma 3's sliding layers.
 func (m *Transformer) ropeAt(l int) *ropeTables {
-	if m.ropeLocal != nil && m.sliding(l) {
+	if m.blocks[l].localRope {
 		return m.ropeLocal
 	}
 	return m.rope

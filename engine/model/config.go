@@ -63,10 +63,9 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 		ropeScaling: cfg.RopeScaling, ropeLayout: opt.RopeLayout, storage: opt.Storage,
 	}
 	d.fam = cfg.Family()
-	d.embMul, d.resMul, d.qScale, d.logitMul = 1, 1, 1, 1
+	d.embMul, d.resMul, d.logitMul = 1, 1, 1
 	if cfg.Arch == hfconfig.ArchGranite {
 		d.embMul, d.resMul = float32(cfg.EmbeddingMultiplier), float32(cfg.ResidualMultiplier)
-		d.qScale = float32(cfg.AttentionMultiplier * math.Sqrt(float64(cfg.HeadDim)))
 		d.logitMul = float32(1 / cfg.LogitsScaling)
 	}
 	if d.fam.MLP == arch.GatedMLP && act != engine.ActSiLU && act != engine.ActGELUTanh {
@@ -79,41 +78,25 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 	} else if opt.RopeLayout != engine.RopeHalf && opt.RopeLayout != engine.RopeInterleaved {
 		return dims{}, fmt.Errorf("model: unknown RoPE layout %d", opt.RopeLayout)
 	}
-	d.attnOptions(cfg)
+	d.embdDrop, d.residDrop = float32(cfg.EmbdDropout), float32(cfg.ResidDropout)
+	// Gemma's (zero, none, for the other families)
+	d.embScale, d.logitCap, d.localTheta = d.fam.EmbedScale, float32(cfg.FinalSoftCap), cfg.RopeLocalTheta
 	return d, nil
 }
 
-// attnOptions fills the attention settings. Families with per-layer
-// attention kinds (Gemma) implement their sliding windows; for the
-// others a sliding_window is a limit checkPositions enforces. Nothing
-// here is per layer: the layer count is not yet checked against the
-// weights (see buildFrom).
-func (d *dims) attnOptions(cfg *Config) {
-	if !cfg.HasLayerTypes() {
-		if cfg.SlidingWindow != nil {
-			d.slidingWindow = *cfg.SlidingWindow
-		}
-		return
-	}
-	d.embScale = d.fam.EmbedScale
-	d.logitCap = float32(cfg.FinalSoftCap)
-	d.localTheta = cfg.RopeLocalTheta
-	d.attn = engine.AttentionOptions{Scale: float32(math.Pow(cfg.QueryPreAttnScalar, -0.5)), SoftCap: float32(cfg.AttnSoftCap)}
-	if cfg.SlidingWindow != nil {
-		d.window = *cfg.SlidingWindow
-	}
-}
-
-// sliding reports whether layer l is a sliding-window layer.
-func (m *Transformer) sliding(l int) bool {
-	return m.d.window > 0 && m.cfg.LayerType(l) == hfconfig.SlidingAttention
-}
-
-// attnOptions returns layer l's attention options.
-func (m *Transformer) attnOptions(l int) engine.AttentionOptions {
-	o := m.d.attn
-	if m.sliding(l) {
-		o.Window = m.d.window
+// attentionOptions returns layer l's attention options as the config sets
+// them (the per-pass parts, such as dropout seeds, are filled in by
+// layerAttention): its sliding window and attention dropout, Granite's
+// attention_multiplier and Gemma's query_pre_attn_scalar^-0.5 as the
+// score scale, Gemma 2's attention soft cap.
+func attentionOptions(cfg *Config, l int) engine.AttentionOptions {
+	o := engine.AttentionOptions{Window: cfg.LayerWindow(l), Dropout: float32(cfg.AttentionDropout)}
+	switch cfg.Arch {
+	case hfconfig.ArchGranite:
+		o.Scale = float32(cfg.AttentionMultiplier) // replaces 1/sqrt(head_dim)
+	case hfconfig.ArchGemma2, hfconfig.ArchGemma3:
+		o.Scale = float32(math.Pow(cfg.QueryPreAttnScalar, -0.5))
+		o.SoftCap = float32(cfg.AttnSoftCap)
 	}
 	return o
 }

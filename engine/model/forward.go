@@ -51,6 +51,7 @@ func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale
 	}
 	m.last = s
 	p := &pass{B: bt.B, T: T, Pv: Pv, P: P, pos: P, train: backward, s: s, low: low}
+	m.preparePacked(p, bt)
 	m.forward(p, bt.InputIDs)
 
 	var dlogits *engine.Tensor
@@ -71,6 +72,8 @@ func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale
 	}
 	if doBack {
 		m.backward(p, bt.InputIDs)
+	} else if backward {
+		(&stageCursor{o: m.observer}).finish(m.gradStageInput() + 1) // nothing trainable: every stage is empty
 	}
 	var sum float64
 	for _, l := range m.be.Download(s.losses) {
@@ -130,9 +133,13 @@ func (m *Transformer) forward(p *pass, ids *engine.Tensor) {
 }
 
 // backward runs the backward pass from dlogits (in p.s.logits) down to
-// stage p.low.
+// stage p.low (lowestTrainableStage's numbering), announcing the gradient
+// stages of engine.StagedBackward (stages.go) to the observer, if any.
 func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 	be, s, L, D := m.be, p.s, len(m.blocks), m.d.hidden
+	stages := &stageCursor{o: m.observer}
+	defer stages.finish(m.gradStageInput() + 1)
+	stages.begin(gradStageHead)
 	needX := p.low < 2*L
 	needXn := needX || Trainable(m.normF)
 	var dhead *engine.Tensor
@@ -164,6 +171,7 @@ func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 		return
 	}
 	for l := L - 1; l >= 0 && 2*l+1 >= p.low; l-- {
+		stages.begin(m.gradStageOfLayer(l))
 		if s.key.recompute && l < L-1 {
 			// The top layer's activations are still in the shared
 			// buffers; every other layer's are rebuilt from its input.
@@ -171,6 +179,7 @@ func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 		}
 		m.blockBackward(l, p, s.layers[l], dres)
 	}
+	stages.begin(m.gradStageInput())
 	if p.low < 0 {
 		m.embedBackward(p, ids, dres)
 	}
@@ -201,7 +210,7 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 		}
 	}
 	if m.posEmb != nil {
-		if s.posAt != p.pos {
+		if s.posAt != p.pos && p.packed == nil {
 			for b := 0; b < p.B; b++ {
 				for t := 0; t < p.T; t++ {
 					s.posHost[b*p.T+t] = int32(p.pos + t)
@@ -210,12 +219,14 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 			be.UploadInt32(s.posIDs, s.posHost)
 			s.posAt = p.pos
 		}
-		be.Embedding(s.posTmp, m.posEmb.Weight.W, s.posIDs)
+		table, ids := m.positionLookup(p, m.posEmb.Weight.W)
+		be.Embedding(s.posTmp, table, ids)
 		be.Add(x, x, s.posTmp)
 	}
 	if inMul != 1 {
 		be.Scale(x, inMul)
 	}
+	m.dropout(p, x, m.d.embdDrop, 0, engine.DropoutEmbedding)
 }
 
 // TokenEmbeddingScale is the multiplier the embedding module applies to
@@ -251,6 +262,7 @@ func (m *Transformer) embedMuls() (inputs, tokens float32) {
 func (m *Transformer) embedBackward(p *pass, ids, demb *engine.Tensor) {
 	be, s, D := m.be, p.s, m.d.hidden
 	treal := p.T - p.Pv
+	m.dropout(p, demb, m.d.embdDrop, 0, engine.DropoutEmbedding) // the mask's own backward, in place
 	inMul, tokMul := m.embedMuls()
 	if p.Pv == 0 {
 		inMul *= tokMul
@@ -271,7 +283,8 @@ func (m *Transformer) embedBackward(p *pass, ids, demb *engine.Tensor) {
 	}
 	if m.posEmb != nil {
 		if g := Grad(m.posEmb.Weight); g != nil {
-			be.EmbeddingBackward(g, demb, s.posIDs)
+			table, ids := m.positionLookup(p, g)
+			be.EmbeddingBackward(table, demb, ids)
 		}
 	}
 	if m.prompt != nil && Trainable(m.prompt) {
@@ -310,18 +323,37 @@ func (m *Transformer) checkBatch(bt *engine.Batch) error {
 	case bt.FirstLabels != nil && (bt.FirstLabels.DType() != engine.Int32 || bt.FirstLabels.Len() != bt.B):
 		return fmt.Errorf("model: batch of %d sequences has first labels %v (want Int32 with %d elements)", bt.B, bt.FirstLabels, bt.B)
 	}
+	return m.checkPacked(bt)
+}
+
+// checkPacked validates a packed batch's segments and positions.
+func (m *Transformer) checkPacked(bt *engine.Batch) error {
+	switch {
+	case bt.Segments == nil && bt.Positions == nil:
+		return nil
+	case bt.Segments == nil || bt.Positions == nil:
+		return fmt.Errorf("model: a packed batch needs both segments and positions (got %v, %v)", bt.Segments, bt.Positions)
+	case bt.Segments.DType() != engine.Int32 || bt.Positions.DType() != engine.Int32 || bt.Segments.Len() != bt.B*bt.T || bt.Positions.Len() != bt.B*bt.T:
+		return fmt.Errorf("model: packed batch %d×%d has segments %v and positions %v (want Int32 with %d elements each)", bt.B, bt.T, bt.Segments, bt.Positions, bt.B*bt.T)
+	case m.prompt != nil:
+		return fmt.Errorf("model: packed batches cannot be used with %d virtual tokens in front of each sequence: every example of a sequence would share them", m.prompt.NumTokens())
+	}
+	if m.prefix != nil {
+		S := m.prefix.NumTokens() + bt.T
+		for l, b := range m.blocks {
+			if w := b.attn.Window; w > 0 && w < S {
+				return fmt.Errorf("model: packed batches cannot be used with a %d-token prefix on layer %d's sliding window of %d: the window would hide the prefix from an example by its place in the packed sequence, not by its own positions", m.prefix.NumTokens(), l, w)
+			}
+		}
+	}
 	return nil
 }
 
 // checkPositions rejects contexts that run past GPT-2's learned position
-// table or past a sliding attention window (RoPE models otherwise
-// extrapolate, as transformers lets them).
+// table (RoPE models extrapolate, as transformers lets them).
 func (m *Transformer) checkPositions(first, n int) error {
 	if m.posEmb != nil && first+n > m.d.maxPos {
 		return fmt.Errorf("model: positions %d..%d exceed n_positions %d of this GPT-2 model", first, first+n-1, m.d.maxPos)
-	}
-	if w := m.d.slidingWindow; w > 0 && first+n > w {
-		return fmt.Errorf("model: a context of %d positions exceeds sliding_window %d (sliding-window attention is not implemented)", first+n, w)
 	}
 	return nil
 }

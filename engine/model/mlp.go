@@ -21,6 +21,7 @@ func (m *Transformer) mlpForward(l int, p *pass, a *layerActs) {
 		be.Activation(a.fa, a.f1, blk.act)
 	}
 	blk.down.Forward(a.h2, a.fa, p.train)
+	m.dropout(p, a.h2, m.d.residDrop, l, engine.DropoutMLPOutput)
 }
 
 // mlpBackward backpropagates dh (the gradient of a.h2) into dxn (nil when
@@ -28,6 +29,7 @@ func (m *Transformer) mlpForward(l int, p *pass, a *layerActs) {
 // no requested gradient depends on.
 func (m *Transformer) mlpBackward(l int, p *pass, a *layerActs, dh, dxn *engine.Tensor) {
 	be, blk, s := m.be, m.blocks[l], p.s
+	dh = m.dropoutGrad(p, s.ddrop, dh, m.d.residDrop, l, engine.DropoutMLPOutput)
 	gated := blk.gate != nil
 	needGate := gated && (dxn != nil || Trainable(blk.gate))
 	needUp := dxn != nil || Trainable(blk.up)

@@ -107,3 +107,11 @@ func (r *ropeTables) apply(x *engine.Tensor, pos int, inverse bool) {
 	r.ensure(pos + x.Dim(1))
 	r.be.RoPE(x, r.cos, r.sin, pos, r.layout, inverse)
 }
+
+// gather writes into cos and sin ([N, headDim/2]) the table rows of
+// positions pos + ids[i] (ids Int32 [N], each below n).
+func (r *ropeTables) gather(cos, sin, ids *engine.Tensor, pos, n int) {
+	r.ensure(pos + n)
+	r.be.Embedding(cos, r.cos.Slice(pos, r.n), ids)
+	r.be.Embedding(sin, r.sin.Slice(pos, r.n), ids)
+}

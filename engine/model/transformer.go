@@ -20,25 +20,24 @@ type dims struct {
 	act                                   engine.Act
 	ropeTheta                             float64
 	ropeScaling                           *hfconfig.RopeScaling
-	slidingWindow                         int // 0: none
 	ropeLayout                            engine.RopeLayout
 	storage                               engine.DType // parameter dtype as built (Options.Storage)
 	// Granite's scalars, 1 for the other families: embMul scales the
 	// input embeddings, resMul each sub-layer output before its residual
-	// add, qScale the queries after RoPE (attention_multiplier·sqrt(D):
-	// Backend.Attention's fixed 1/sqrt(D) then gives attention_multiplier)
-	// and logitMul the logits (1/logits_scaling).
-	embMul, resMul, qScale, logitMul float32
+	// add, and logitMul the logits (1/logits_scaling). Its
+	// attention_multiplier is the layers' attention Scale
+	// (attentionOptions).
+	embMul, resMul, logitMul float32
+	// embdDrop and residDrop are the training dropout of the first layer's
+	// input and of each sub-layer's output (GPT-2's embd_pdrop,
+	// resid_pdrop; dropout.go).
+	embdDrop, residDrop float32
 	// logitCap is final_logit_softcapping (Gemma): logits become
 	// logitCap·tanh(logits/logitCap); 0 for none.
 	logitCap float32
-	// attn are the attention options every layer shares: Gemma's scale
-	// (query_pre_attn_scalar^-0.5) and soft cap; the zero value (plain
-	// causal attention) for the other families. Gemma's sliding layers
-	// (Config.LayerType) add window; their RoPE uses the local tables of
-	// base localTheta without scaling when localTheta > 0 (Gemma 3).
-	attn       engine.AttentionOptions
-	window     int
+	// localTheta is the RoPE base of Gemma 3's sliding layers
+	// (rope_local_base_freq, without scaling; block.localRope); 0 for
+	// none.
 	localTheta float64
 	// embScale is where sqrt(hidden) scales the input embeddings (Gemma).
 	embScale arch.EmbedScale
@@ -61,6 +60,13 @@ type block struct {
 	gate, up, down     Linear
 	act                engine.Act
 	hooks              [2]SublayerHook
+	// attn is the layer's attention options from the config (scale, soft
+	// cap, sliding window, attention dropout); layerAttention completes
+	// them for a pass.
+	attn engine.AttentionOptions
+	// localRope says the layer's RoPE takes the local tables
+	// (Transformer.ropeLocal: Gemma 3's sliding layers).
+	localRope bool
 }
 
 // NamedModule is a module with its Hugging Face path.
@@ -99,8 +105,8 @@ type Transformer struct {
 	normF  norm
 	lmHead Linear
 	rope   *ropeTables
-	// ropeLocal are the RoPE tables of the layers marked in d.localRope
-	// (nil when there are none).
+	// ropeLocal are the RoPE tables of the layers marked
+	// block.localRope (nil when there are none).
 	ropeLocal *ropeTables
 
 	slots  []slot
@@ -123,6 +129,9 @@ type Transformer struct {
 	version int // bumped when hooks, prompt or prefix change
 
 	gradCheckpoint bool // recompute layer activations in backward (gradckpt.go)
+	drop           dropoutDraw
+
+	observer engine.BackwardObserver // told of each backward stage (stages.go)
 
 	trainActs *actSet // training passes (and evaluation of the same shape)
 	evalActs  *actSet // forward-only ForwardBackward of another shape

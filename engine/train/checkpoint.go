@@ -61,6 +61,11 @@ type Setting struct {
 	// the training trajectory (--log-every, --out): a difference is a
 	// warning, not an error.
 	Harmless bool `json:"harmless,omitempty"`
+	// Absent, when not empty, is the value runs had before the setting
+	// existed: a checkpoint that does not record the setting matches a
+	// current value equal to it, so adding a setting does not strand the
+	// checkpoints of older versions.
+	Absent string `json:"-"`
 }
 
 // ParamState names a trainable parameter of a checkpoint and its shape.
@@ -195,10 +200,14 @@ func ReadState(dir string) (*TrainerState, error) {
 	return &st, nil
 }
 
-// FindCheckpoint resolves --resume's argument: a checkpoint-<step> folder
-// (which must be complete), or an output folder, whose latest complete
-// checkpoint it picks. skipped lists the newer incomplete checkpoints
-// passed over.
+// ErrNoCheckpoint is the cause FindCheckpoint gives for an output folder
+// without checkpoints: its run saved none (Config.SaveEvery was 0).
+var ErrNoCheckpoint = errors.New("the run saved no checkpoint")
+
+// FindCheckpoint resolves the folder a run resumes from: a
+// checkpoint-<step> folder (which must be complete), or an output folder,
+// whose latest complete checkpoint it picks (ErrNoCheckpoint when it has
+// none). skipped lists the newer incomplete checkpoints passed over.
 func FindCheckpoint(dir string) (ckpt string, st *TrainerState, skipped []string, err error) {
 	info, err := os.Stat(dir)
 	if err != nil {
@@ -220,7 +229,7 @@ func FindCheckpoint(dir string) (ckpt string, st *TrainerState, skipped []string
 		return "", nil, nil, err
 	}
 	if len(steps) == 0 {
-		return "", nil, nil, fmt.Errorf("%s holds no %s<step> folder (checkpoints are written with --save-every)", dir, CheckpointPrefix)
+		return "", nil, nil, fmt.Errorf("%s holds no %s<step> folder: %w", dir, CheckpointPrefix, ErrNoCheckpoint)
 	}
 	for i := len(steps) - 1; i >= 0; i-- {
 		c := CheckpointDir(dir, steps[i])
@@ -427,6 +436,9 @@ func compareSettings(ckpt, cur []Setting) (bad, harmless []string) {
 	now := map[string]entry{}
 	for _, s := range cur {
 		now[s.Name] = entry{s.Value, s.Harmless}
+		if _, recorded := old[s.Name]; !recorded && s.Absent != "" {
+			old[s.Name] = entry{s.Absent, s.Harmless}
+		}
 	}
 	names := map[string]bool{}
 	for n := range old {
@@ -591,7 +603,7 @@ func (t *Trainer) pruneCheckpoints() error {
 	}
 	steps, err := listCheckpoints(t.cfg.OutDir)
 	if err != nil {
-		return fmt.Errorf("--save-total-limit: %w", err)
+		return fmt.Errorf("%s: %w", t.opts.name("SaveTotalLimit"), err)
 	}
 	var complete []int
 	for _, s := range steps {
@@ -602,7 +614,7 @@ func (t *Trainer) pruneCheckpoints() error {
 	for len(complete) > t.cfg.SaveTotalLimit {
 		dir := CheckpointDir(t.cfg.OutDir, complete[0])
 		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("--save-total-limit: removing %s: %w", dir, err)
+			return fmt.Errorf("%s: removing %s: %w", t.opts.name("SaveTotalLimit"), dir, err)
 		}
 		complete = complete[1:]
 	}
@@ -702,7 +714,7 @@ func (t *Trainer) loadMoments(dir string, st *TrainerState) error {
 		problems = append(problems, "different shapes: "+strings.Join(shape, ", "))
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("resume from %s: the trainable parameters differ (%s); train the same --method with the same method flags", dir, strings.Join(problems, "; "))
+		return fmt.Errorf("resume from %s: the trainable parameters differ (%s); resume with the same method and method settings", dir, strings.Join(problems, "; "))
 	}
 	path := filepath.Join(dir, MomentsFile)
 	f, err := safetensors.Open(path)

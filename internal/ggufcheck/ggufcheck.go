@@ -1,26 +1,20 @@
-// Package ggufcheck builds the model variants the GGUF export is checked
-// on, beyond the LLaMA checkpoints in the repository: a Qwen2 model made
-// from the trained demo model. Its weights are the demo's (so greedy
+// Package ggufcheck builds the models the GGUF export is checked on,
+// beyond the LLaMA checkpoints in the repository, and computes gotune's
+// next-token distributions that llama.cpp's are compared with. A Qwen2
+// model is made from the trained demo model; the other families get
+// seeded random check models (families.go). The Qwen2 model's weights are the demo's (so greedy
 // decoding has clear winners, unlike a random model's near-ties, and a
 // comparison with llama.cpp means something) plus seeded random q/k/v
 // biases, which Qwen2 has and LLaMA lacks. Qwen2 applies RoPE in Hugging
 // Face's rotate_half layout, as the demo was trained, so without the
 // biases it would compute the demo's function.
-//
-// The Gemma 2 and Gemma 3 variants take the demo's projections and
-// embedding too, but their sandwich norms, GeGLU, embedding scale, soft
-// caps and sliding windows make them compute another function than the
-// demo's: what is compared is gotune's and llama.cpp's greedy decoding
-// of the same weights.
 package ggufcheck
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/gotune/gotune/engine"
@@ -67,26 +61,18 @@ func Qwen2FromLlama(m model.Model, be engine.Backend, seed uint64) (model.Model,
 	return model.FromWeights(cfg, be, w, model.Options{})
 }
 
-// WriteVariant loads the LLaMA folder from, builds a variant of it with
-// build and saves that to dir with from's tokenizer files.
-func WriteVariant(from, dir string, be engine.Backend, build func(m model.Model) (model.Model, error)) error {
+// WriteQwen2 loads the LLaMA folder from, builds the Qwen2 variant and
+// saves it to dir with from's tokenizer files.
+func WriteQwen2(from, dir string, be engine.Backend, seed uint64) error {
 	m, err := model.Load(from, be)
 	if err != nil {
 		return err
 	}
-	q, err := build(m)
+	q, err := Qwen2FromLlama(m, be, seed)
 	if err != nil {
 		return err
 	}
-	if err := q.Save(dir); err != nil {
-		return err
-	}
-	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		if err := copyFile(filepath.Join(from, name), filepath.Join(dir, name)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return saveWithTokenizer(q, dir, from)
 }
 
 func copyFile(from, to string) error {
@@ -104,82 +90,4 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// GemmaWindow is the sliding window of the Gemma variants: shorter than
-// the check's prompts, so the windows matter.
-const GemmaWindow = 8
-
-// GemmaFromLlama builds a Gemma 2 or Gemma 3 (arch hfconfig.ArchGemma2 or
-// ArchGemma3) with m's projections and tied embedding: m's norm weights
-// become (1 + w) offsets (w − 1; the pre-MLP norm is m's
-// post_attention_layernorm), the output norms and Gemma 3's q/k norms
-// start at offset 0, query_pre_attn_scalar is head_dim, and the layers
-// follow llama.cpp's fixed patterns (Gemma 3 repeats m's layers up to 6,
-// so one is full). m must be a LLaMA without biases with tied embeddings.
-func GemmaFromLlama(m model.Model, be engine.Backend, archName string) (model.Model, error) {
-	src := m.Config()
-	if src.Arch != hfconfig.ArchLlama || src.AttentionBias || src.MLPBias || !src.TieEmbeddings {
-		return nil, fmt.Errorf("ggufcheck: want a tied LLaMA without biases, got %s", src.Arch)
-	}
-	layers, extra := src.Layers, map[string]any{"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "hidden_activation": "gelu_pytorch_tanh"}
-	if archName == hfconfig.ArchGemma3 {
-		layers = max(layers, 6)
-		extra = map[string]any{"model_type": "gemma3_text", "rope_local_base_freq": 10000.0, "sliding_window_pattern": 6}
-	}
-	c := map[string]any{
-		"architectures": []string{archName}, "model_type": "gemma2", "vocab_size": src.VocabSize,
-		"hidden_size": src.Hidden, "num_hidden_layers": layers, "num_attention_heads": src.Heads,
-		"num_key_value_heads": src.KVHeads, "head_dim": src.HeadDim, "intermediate_size": src.Intermediate,
-		"max_position_embeddings": src.MaxPos, "rms_norm_eps": src.NormEps, "rope_theta": src.RopeTheta,
-		"query_pre_attn_scalar": src.HeadDim, "sliding_window": GemmaWindow, "bos_token_id": src.BosTokenID,
-		"eos_token_id": src.EosTokenIDs, "pad_token_id": src.PadTokenID, "torch_dtype": "float32",
-	}
-	for k, v := range extra {
-		c[k] = v
-	}
-	data, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := hfconfig.Parse(data, archName+" variant")
-	if err != nil {
-		return nil, err
-	}
-	weights, err := m.HFWeights()
-	if err != nil {
-		return nil, err
-	}
-	in := map[string]model.HostTensor{}
-	for _, t := range weights {
-		in[t.Name] = model.HostTensor{Shape: t.Shape, Data: t.Data}
-	}
-	offset := func(name string) model.HostTensor {
-		t := in[name]
-		d := make([]float32, len(t.Data))
-		for i, v := range t.Data {
-			d[i] = v - 1
-		}
-		return model.HostTensor{Shape: t.Shape, Data: d}
-	}
-	zeros := func(n int) model.HostTensor { return model.HostTensor{Shape: []int{n}, Data: make([]float32, n)} }
-	w := map[string]model.HostTensor{
-		"model.embed_tokens.weight": in["model.embed_tokens.weight"],
-		"model.norm.weight":         offset("model.norm.weight"),
-	}
-	for i := 0; i < layers; i++ {
-		pre, from := fmt.Sprintf("model.layers.%d.", i), fmt.Sprintf("model.layers.%d.", i%src.Layers)
-		for _, p := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"} {
-			w[pre+p+".weight"] = in[from+p+".weight"]
-		}
-		w[pre+"input_layernorm.weight"] = offset(from + "input_layernorm.weight")
-		w[pre+"pre_feedforward_layernorm.weight"] = offset(from + "post_attention_layernorm.weight")
-		w[pre+"post_attention_layernorm.weight"] = zeros(src.Hidden)
-		w[pre+"post_feedforward_layernorm.weight"] = zeros(src.Hidden)
-		if archName == hfconfig.ArchGemma3 {
-			w[pre+"self_attn.q_norm.weight"] = zeros(src.HeadDim)
-			w[pre+"self_attn.k_norm.weight"] = zeros(src.HeadDim)
-		}
-	}
-	return model.FromWeights(cfg, be, w, model.Options{})
 }

@@ -14,10 +14,9 @@ import (
 // GPT-2's Conv1D projections) on the CUDA backend (the emulator under make
 // test) and on the CPU: logits, gradients, the 3 steps' losses and
 // gradient norms and the trained tensors must agree, every layer must go
-// through the fused LoRA kernels, and nothing may fall back to the host
-// (but Gemma's attention, until the attention kernels take its options).
+// through the fused LoRA kernels, and nothing may fall back to the host.
 func TestFusedOnCUDA(t *testing.T) {
-	names := []string{"dora", "gpt2-dora", "gpt2-lora", "lora", "qwen2-dora", "qwen3-lora", "olmo2-lora", "granite-lora", "gemma2-lora", "gemma3-lora"}
+	names := []string{"dora", "gpt2-dora", "gpt2-lora", "lora", "qwen2-dora", "qwen3-lora", "olmo2-lora", "granite-lora", "mistral-swa-lora", "qwen2-swa-lora", "gemma2-lora", "gemma3-lora"}
 	var sets []*golden.MethodSet
 	for _, s := range methodtest.Sets(t, methodtest.Root, "lora") {
 		if slices.Contains(names, s.Meta.Name) {

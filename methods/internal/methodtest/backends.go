@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"slices"
 	"testing"
 
 	"github.com/gotune/gotune/cuda"
 	"github.com/gotune/gotune/engine"
-	"github.com/gotune/gotune/engine/arch"
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/train"
@@ -144,9 +142,9 @@ func RequireNative(t *testing.T, b *cuda.Backend, before map[string]cuda.OpStats
 	requireNative(t, b, before, nil, ops...)
 }
 
-// requireNative is RequireNative with operations whose host fallback is
-// allowed.
-func requireNative(t *testing.T, b *cuda.Backend, before map[string]cuda.OpStats, allowed []string, ops ...string) {
+// requireNative is RequireNative with the fallbacks of the ops in
+// mayFallBack allowed.
+func requireNative(t *testing.T, b *cuda.Backend, before map[string]cuda.OpStats, mayFallBack map[string]bool, ops ...string) {
 	t.Helper()
 	after := b.Stats()
 	for _, op := range ops {
@@ -155,30 +153,17 @@ func requireNative(t *testing.T, b *cuda.Backend, before map[string]cuda.OpStats
 		}
 	}
 	for op, s := range after {
-		if n := s.Fallback - before[op].Fallback; n > 0 && !slices.Contains(allowed, op) {
+		if n := s.Fallback - before[op].Fallback; n > 0 && !mayFallBack[op] {
 			t.Errorf("%s fell back to the host %d times", op, n)
 		}
 	}
-}
-
-// hostAttention lists the operations a set's family may still run on the
-// host: Gemma's attention takes non-default engine.AttentionOptions
-// (scale, soft cap, sliding window), which the CUDA attention kernels do
-// not take yet (cuda/attention.go falls back to the host for them).
-// Remove this once those kernels take the options.
-func hostAttention(set *golden.MethodSet) []string {
-	switch set.Meta.Architecture {
-	case arch.Gemma2, arch.Gemma3:
-		return []string{"Attention", "AttentionBackward"}
-	}
-	return nil
 }
 
 // CheckCUDA runs, as one subtest per set, CompareBackends on a CUDA
 // backend (CUDABackend) with the method installed from the set's initial
 // adapter folder by load, and RequireNative for ops: the method must
 // compute the same on both backends (within 1e-5), through ops, with no
-// host fallback (but hostAttention's).
+// host fallback.
 func CheckCUDA(t *testing.T, sets []*golden.MethodSet, load FolderLoader, ops ...string) {
 	t.Helper()
 	be := CUDABackend(t)
@@ -190,7 +175,7 @@ func CheckCUDA(t *testing.T, sets []*golden.MethodSet, load FolderLoader, ops ..
 			before := be.Stats()
 			worst := CompareBackends(t, set, be, install, 1e-5)
 			t.Logf("largest relative difference from the CPU: %.3g", worst)
-			requireNative(t, be, before, hostAttention(set), ops...)
+			requireNative(t, be, before, nil, ops...)
 		})
 	}
 }

@@ -465,7 +465,13 @@ func readJSON(path string) (map[string]any, error) {
 // weights N(0, 0.3²) so that gradients are far from trivial.
 func Tiny(t testing.TB, arch string, seed uint64) model.Model {
 	t.Helper()
-	m := NewModel(t, arch, hfconfig.Sizes{VocabSize: 29, Hidden: 16, Layers: 2, Heads: 4, KVHeads: 2, Intermediate: 24, MaxPos: 64}, seed)
+	return TinyOn(t, cpu.New(), arch, seed)
+}
+
+// TinyOn is Tiny on the backend be.
+func TinyOn(t testing.TB, be engine.Backend, arch string, seed uint64) model.Model {
+	t.Helper()
+	m := NewModelOn(t, be, arch, hfconfig.Sizes{VocabSize: 29, Hidden: 16, Layers: 2, Heads: 4, KVHeads: 2, Intermediate: 24, MaxPos: 64}, seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	for _, p := range m.BaseParams() {
 		host := make([]float32, p.W.Len())
@@ -486,6 +492,12 @@ func Tiny(t testing.TB, arch string, seed uint64) model.Model {
 // has no grouped KV heads: s.KVHeads is ignored for it.
 func NewModel(t testing.TB, arch string, s hfconfig.Sizes, seed uint64) model.Model {
 	t.Helper()
+	return NewModelOn(t, cpu.New(), arch, s, seed)
+}
+
+// NewModelOn is NewModel on the backend be.
+func NewModelOn(t testing.TB, be engine.Backend, arch string, s hfconfig.Sizes, seed uint64) model.Model {
+	t.Helper()
 	var cfg *hfconfig.Config
 	var err error
 	switch arch {
@@ -500,7 +512,7 @@ func NewModel(t testing.TB, arch string, s hfconfig.Sizes, seed uint64) model.Mo
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := model.New(cfg, cpu.New(), seed)
+	m, err := model.New(cfg, be, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
