@@ -8,6 +8,9 @@ const (
 	Qwen3   = "Qwen3ForCausalLM"
 	Olmo2   = "Olmo2ForCausalLM"
 	Granite = "GraniteForCausalLM"
+	Phi3    = "Phi3ForCausalLM"
+	Glm     = "GlmForCausalLM"
+	Glm4    = "Glm4ForCausalLM"
 	GPT2    = "GPT2LMHeadModel"
 )
 
@@ -106,6 +109,9 @@ func init() {
 	g := llamaFamily(Granite, "granite", "")
 	g.GGUFNames, g.GGUFGlobal = nil, nil
 	register(g)
+	register(phi3Family())
+	register(glmFamily(Glm, "glm", false))
+	register(glmFamily(Glm4, "glm4", true))
 	register(&Family{
 		Arch: GPT2, ModelType: "gpt2", GGUF: "gpt2",
 		Keys: Keys{
@@ -146,4 +152,46 @@ func init() {
 			"lm_head.weight":          "output.weight",
 		},
 	})
+}
+
+// phi3Family is Phi-3: LLaMA's layer with q, k, v fused into qkv_proj
+// (outputs q|k|v) and gate, up into gate_up_proj (outputs gate|up), in
+// Phi3Attention's and Phi3MLP's state-dict order (o_proj is defined
+// before qkv_proj). PEFT has no default LoRA targets for phi3 (it asks
+// for target_modules); gotune's default is qkv_proj, the fused
+// projection that holds q and v, as GPT-2's is c_attn. No GGUF mapping
+// (not checked here).
+func phi3Family() *Family {
+	f := llamaFamily(Phi3, "phi3", "")
+	f.Layer = []Module{
+		{O, "self_attn.o_proj"}, {QKV, "self_attn.qkv_proj"},
+		{GateUp, "mlp.gate_up_proj"}, {Down, "mlp.down_proj"},
+		{Norm1, "input_layernorm"}, {Norm2, "post_attention_layernorm"},
+	}
+	f.LoRATargets = []string{"qkv_proj"}
+	f.GGUFNames, f.GGUFGlobal = nil, nil
+	return f
+}
+
+// glmFamily is GLM (GlmForCausalLM) or, with sandwich, GLM-4
+// (Glm4ForCausalLM, whose layers also normalise each sub-layer's output:
+// post_self_attn_layernorm, post_mlp_layernorm): LLaMA's attention with
+// RoPE over interleaved pairs of the first half of each head
+// (partial_rotary_factor) and the MLP's gate and up fused into
+// gate_up_proj. PEFT has no default LoRA targets for glm or glm4; gotune
+// uses LLaMA's q_proj, v_proj. No GGUF mapping (not checked here).
+func glmFamily(archName, modelType string, sandwich bool) *Family {
+	f := llamaFamily(archName, modelType, "")
+	f.InterleavedRotary = true
+	f.Layer = []Module{
+		{Q, "self_attn.q_proj"}, {K, "self_attn.k_proj"}, {V, "self_attn.v_proj"}, {O, "self_attn.o_proj"},
+		{GateUp, "mlp.gate_up_proj"}, {Down, "mlp.down_proj"},
+		{Norm1, "input_layernorm"}, {Norm2, "post_attention_layernorm"},
+	}
+	if sandwich {
+		f.Placement = SandwichNorm
+		f.Layer = append(f.Layer, Module{PostAttnNorm, "post_self_attn_layernorm"}, Module{PostMLPNorm, "post_mlp_layernorm"})
+	}
+	f.GGUFNames, f.GGUFGlobal = nil, nil
+	return f
 }
