@@ -41,8 +41,8 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		blk.v.Forward(a.v, a.xn1, p.train)
 	}
 	if m.rope != nil {
-		m.rope.apply(a.q4, p.pos, false)
-		m.rope.apply(a.k4, p.pos, false)
+		m.rope.apply(a.q4, p.pos, false, p.s.rot)
+		m.rope.apply(a.k4, p.pos, false, p.s.rot)
 	}
 	if m.d.qScale != 1 {
 		be.Scale(a.q, m.d.qScale)
@@ -162,10 +162,10 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 	if m.rope != nil {
 		// RoPE is a rotation: its backward rotates the gradient back.
 		if needQ {
-			m.rope.apply(dq4, p.pos, true)
+			m.rope.apply(dq4, p.pos, true, s.rot)
 		}
 		if needK {
-			m.rope.apply(s.dk.Reshape(B, T, d.kvHeads, d.headDim), p.pos, true)
+			m.rope.apply(s.dk.Reshape(B, T, d.kvHeads, d.headDim), p.pos, true, s.rot)
 		}
 	}
 	if fused {

@@ -12,7 +12,7 @@ import (
 // TestGolden compares logits, loss and every parameter's gradient with the
 // PyTorch reference values of each golden set.
 func TestGolden(t *testing.T) {
-	for _, name := range []string{"llama-gqa", "qwen2-tied", "gpt2", "qwen3", "olmo2", "granite"} {
+	for _, name := range []string{"llama-gqa", "qwen2-tied", "gpt2", "qwen3", "olmo2", "granite", "phi3", "glm", "glm4"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(goldenRoot, name)
 			if _, err := os.Stat(filepath.Join(dir, "meta.json")); err != nil {

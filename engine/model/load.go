@@ -231,8 +231,7 @@ func (m *Transformer) freeAll() {
 		}
 	}
 	if m.rope != nil {
-		m.be.Free(m.rope.cos)
-		m.be.Free(m.rope.sin)
+		m.rope.free()
 	}
 }
 
