@@ -43,8 +43,9 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e := golden.RelErr(cpu.Float32s(tr.last.logits), wantLogits); e > 1e-5 {
-				t.Errorf("logits: relative error %.3g > 1e-5", e)
+			logitsErr := golden.RelErr(cpu.Float32s(tr.last.logits), wantLogits)
+			if logitsErr > 1e-5 {
+				t.Errorf("logits: relative error %.3g > 1e-5", logitsErr)
 			}
 			loss := float32(sum / float64(bt.Counted))
 			if e := golden.RelErr([]float32{loss}, wantLoss); e > 1e-5 {
@@ -93,7 +94,7 @@ func TestGolden(t *testing.T) {
 			for n := range params {
 				t.Errorf("model parameter %q is not in the golden set", n)
 			}
-			t.Logf("worst gradient relative error %.3g over %d parameters", worst, len(g.Meta.Params))
+			t.Logf("logits relative error %.3g; worst gradient relative error %.3g over %d parameters", logitsErr, worst, len(g.Meta.Params))
 		})
 	}
 }
