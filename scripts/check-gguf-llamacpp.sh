@@ -7,8 +7,9 @@
 # continuation's.
 #
 # Models: testdata/demo (LLaMA, byte-level BPE), the demo with a LoRA
-# adapter trained for a few steps and merged by the export, its Qwen2 variant
-# (internal/ggufcheck: the demo's weights plus random q/k/v biases), and
+# adapter trained for a few steps and merged by the export, its Qwen2,
+# Phi-3 and GLM-4 variants (internal/ggufcheck: the demo's weights in the
+# family's layout, plus random q/k/v biases, longrope, output norms), and
 # ../shared/models/stories260K ($GOTUNE_STORIES260K) when present (a pretrained llama2.c model
 # with a SentencePiece-style vocabulary). F32 files must match exactly;
 # F16, BF16 and Q8_0 round the weights (and llama.cpp then computes in
@@ -47,7 +48,12 @@ cp scripts/gguf-greedy.mjs "$nlc/gguf-greedy.mjs"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/gotune" ./cmd/gotune
-go run ./internal/ggufcheck/mkqwen2 --from testdata/demo --out "$work/qwen2"
+# The Phi-3 variant's folder (and so general.name) must not contain
+# "phi3": llama.cpp then edits the attributes of Phi-3's special tokens,
+# which the demo's vocabulary lacks.
+for arch in qwen2 phi3 glm4; do
+  go run ./internal/ggufcheck/mkvariant --arch $arch --from testdata/demo --out "$work/demo-as-${arch/phi3/phi-iii}"
+done
 
 failures=0
 # check NAME MODEL PROMPT NEW_TOKENS TYPES... (with the LoRA adapter
@@ -73,7 +79,9 @@ check() {
 
 demo_prompt=$'<s>Double every letter.\ngotune\n'
 check demo testdata/demo "$demo_prompt" 24 f32 bf16 f16 q8_0
-check qwen2 "$work/qwen2" "$demo_prompt" 24 f32 bf16 q8_0
+check qwen2 "$work/demo-as-qwen2" "$demo_prompt" 24 f32 bf16 q8_0
+check phi3 "$work/demo-as-phi-iii" "$demo_prompt" 24 f32 bf16 q8_0
+check glm4 "$work/demo-as-glm4" "$demo_prompt" 24 f32 bf16 q8_0
 # A LoRA adapter (a few steps on the reverse task) merged by the export.
 "$work/gotune" data synth --task reverse --n 64 --seed 1 --out "$work/reverse.jsonl" >/dev/null
 "$work/gotune" train --model testdata/demo --data "$work/reverse.jsonl" --template plain --method lora \

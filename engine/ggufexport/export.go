@@ -1,7 +1,8 @@
 // Package ggufexport converts a gotune model and its tokenizer into a GGUF
 // file that llama.cpp loads: its architecture names (llama for LLaMA and
-// Mistral, qwen2, gpt2), the hyper-parameters it reads, its tensor names
-// and layouts, and the vocabulary in its tokenizer.ggml.* keys.
+// Mistral, qwen2, phi3, glm4, gpt2), the hyper-parameters it reads, its
+// tensor names and layouts, and the vocabulary in its tokenizer.ggml.*
+// keys.
 //
 // The conversions follow llama.cpp's convert_hf_to_gguf.py: LLaMA's q/k
 // projection rows are permuted from Hugging Face's rotate_half pairing to
@@ -105,7 +106,7 @@ func hparams(arch string, cfg *hfconfig.Config) []gguf.KV {
 		gguf.KV{Key: arch + ".attention.key_length", Value: uint32(cfg.HeadDim)},
 		gguf.KV{Key: arch + ".attention.value_length", Value: uint32(cfg.HeadDim)},
 		gguf.KV{Key: arch + ".attention.layer_norm_rms_epsilon", Value: float32(cfg.NormEps)},
-		gguf.KV{Key: arch + ".rope.dimension_count", Value: uint32(cfg.HeadDim)},
+		gguf.KV{Key: arch + ".rope.dimension_count", Value: uint32(cfg.RotaryDim())},
 		gguf.KV{Key: arch + ".rope.freq_base", Value: float32(cfg.RopeTheta)},
 		gguf.KV{Key: arch + ".vocab_size", Value: uint32(cfg.VocabSize)},
 	)
@@ -113,6 +114,28 @@ func hparams(arch string, cfg *hfconfig.Config) []gguf.KV {
 		kvs = append(kvs,
 			gguf.KV{Key: arch + ".rope.scaling.type", Value: "linear"},
 			gguf.KV{Key: arch + ".rope.scaling.factor", Value: float32(rs.Factor)})
+	}
+	if arch == "phi3" {
+		kvs = append(kvs, phi3HParams(cfg)...)
+	}
+	return kvs
+}
+
+// phi3HParams are the keys llama.cpp's converter writes for Phi-3 beyond
+// the shared ones: the sliding window (0 for none) and, with longrope, the
+// original context (past which llama.cpp uses the long factors; it
+// decides by the context size, transformers and gotune by each pass's
+// last position) and the attention factor.
+func phi3HParams(cfg *hfconfig.Config) []gguf.KV {
+	window := uint32(0)
+	if cfg.SlidingWindow != nil {
+		window = uint32(*cfg.SlidingWindow)
+	}
+	kvs := []gguf.KV{{Key: "phi3.attention.sliding_window", Value: window}}
+	if rs := cfg.RopeScaling; rs != nil && rs.Type == "longrope" {
+		kvs = append(kvs,
+			gguf.KV{Key: "phi3.rope.scaling.original_context_length", Value: uint32(rs.OriginalMaxPos)},
+			gguf.KV{Key: "phi3.rope.scaling.attn_factor", Value: float32(rs.LongRopeAttentionFactor())})
 	}
 	return kvs
 }
@@ -178,6 +201,18 @@ func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorT
 	}
 	if rs := cfg.RopeScaling; rs != nil && rs.Type == "llama3" {
 		out = append(out, gguf.Tensor{Name: "rope_freqs.weight", Shape: []int{cfg.HeadDim / 2}, Type: gguf.F32, Data: ropeFreqs(cfg)})
+	}
+	if rs := cfg.RopeScaling; rs != nil && rs.Type == "longrope" {
+		for _, f := range []struct {
+			name    string
+			factors []float64
+		}{{"rope_factors_long.weight", rs.LongFactor}, {"rope_factors_short.weight", rs.ShortFactor}} {
+			data := make([]float32, len(f.factors))
+			for i, x := range f.factors {
+				data[i] = float32(x)
+			}
+			out = append(out, gguf.Tensor{Name: f.name, Shape: []int{len(data)}, Type: gguf.F32, Data: data})
+		}
 	}
 	return out, nil
 }

@@ -210,3 +210,61 @@ func TestBuildRejects(t *testing.T) {
 	_, err = Build(small, tok, Options{Type: gguf.F32})
 	assert.ErrorContains(t, err, "the tokenizer has 259 tokens but the model's vocabulary has 100")
 }
+
+// TestPhi3Variant: Phi-3 keeps its fused projections (attn_qkv, ffn_up
+// holding gate|up), writes the rotary dimension, the sliding window (0:
+// none) and longrope's original context, attention factor and both
+// factor tables, as llama.cpp's converter does.
+func TestPhi3Variant(t *testing.T) {
+	m, tok := loadDemo(t)
+	p, err := ggufcheck.Phi3FromLlama(m, cpu.New(), 1)
+	require.NoError(t, err)
+	cfg := p.Config()
+	gf, path := export(t, p, tok, gguf.F32)
+	assert.Equal(t, "phi3", kv(t, gf, "general.architecture").ValueString())
+	assert.Equal(t, uint32(cfg.RotaryDim()), kv(t, gf, "phi3.rope.dimension_count").ValueUint32())
+	assert.Equal(t, uint32(0), kv(t, gf, "phi3.attention.sliding_window").ValueUint32())
+	orig := cfg.RopeScaling.OriginalMaxPos
+	assert.Equal(t, uint32(orig), kv(t, gf, "phi3.rope.scaling.original_context_length").ValueUint32())
+	assert.Equal(t, uint32(cfg.MaxPos), kv(t, gf, "phi3.context_length").ValueUint32())
+	assert.InDelta(t, math.Sqrt(1+math.Log(float64(cfg.MaxPos)/float64(orig))/math.Log(float64(orig))), kv(t, gf, "phi3.rope.scaling.attn_factor").ValueFloat32(), 1e-6)
+	ts := tensorMap(gf)
+	q, kvd := cfg.Heads*cfg.HeadDim, cfg.KVHeads*cfg.HeadDim
+	assert.Equal(t, []uint64{uint64(cfg.Hidden), uint64(q + 2*kvd)}, ts["blk.0.attn_qkv.weight"].Dimensions)
+	assert.Equal(t, []uint64{uint64(cfg.Hidden), uint64(2 * cfg.Intermediate)}, ts["blk.0.ffn_up.weight"].Dimensions)
+	assert.NotContains(t, ts, "blk.0.ffn_gate.weight")
+	assert.Equal(t, float32sOf(cfg.RopeScaling.LongFactor), readF32(t, path, "rope_factors_long.weight"))
+	assert.Equal(t, float32sOf(cfg.RopeScaling.ShortFactor), readF32(t, path, "rope_factors_short.weight"))
+	w, _ := p.Param("model.layers.1.self_attn.qkv_proj.weight")
+	assert.Equal(t, cpu.Float32s(w.W), readF32(t, path, "blk.1.attn_qkv.weight"), "NeoX RoPE: rows as stored")
+}
+
+// TestGlm4Variant: GLM-4's q and k go out unpermuted (llama.cpp's glm4
+// rotates interleaved pairs, as the checkpoint does), gate_up_proj as
+// ffn_up, the output norms as post_attention_norm and post_ffw_norm.
+func TestGlm4Variant(t *testing.T) {
+	m, tok := loadDemo(t)
+	g, err := ggufcheck.Glm4FromLlama(m, cpu.New(), 1)
+	require.NoError(t, err)
+	cfg := g.Config()
+	gf, path := export(t, g, tok, gguf.F32)
+	assert.Equal(t, "glm4", kv(t, gf, "general.architecture").ValueString())
+	assert.Equal(t, "glm4", kv(t, gf, "tokenizer.ggml.pre").ValueString())
+	assert.Equal(t, uint32(cfg.RotaryDim()), kv(t, gf, "glm4.rope.dimension_count").ValueUint32())
+	ts := tensorMap(gf)
+	for _, n := range []string{"blk.0.attn_q.bias", "blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight", "blk.0.ffn_norm.weight"} {
+		assert.Contains(t, ts, n)
+	}
+	assert.Equal(t, []uint64{uint64(cfg.Hidden), uint64(2 * cfg.Intermediate)}, ts["blk.0.ffn_up.weight"].Dimensions)
+	w, _ := g.Param("model.layers.0.self_attn.q_proj.weight")
+	assert.Equal(t, cpu.Float32s(w.W), readF32(t, path, "blk.0.attn_q.weight"))
+}
+
+// float32sOf converts to float32.
+func float32sOf(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}

@@ -16,6 +16,7 @@ package hfconfig
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -417,6 +418,21 @@ func (r *RopeScaling) validateLongRope() error {
 		}
 	}
 	return nil
+}
+
+// LongRopeAttentionFactor is longrope's attention factor, which
+// multiplies its cos and sin tables: AttentionFactor when the file sets
+// it, else sqrt(1 + ln(Factor)/ln(OriginalMaxPos)) when the context was
+// extended (Factor > 1), else 1 (transformers'
+// _compute_longrope_parameters).
+func (r *RopeScaling) LongRopeAttentionFactor() float64 {
+	switch {
+	case r.AttentionFactor != 0:
+		return r.AttentionFactor
+	case r.Factor <= 1:
+		return 1
+	}
+	return math.Sqrt(1 + math.Log(r.Factor)/math.Log(float64(r.OriginalMaxPos)))
 }
 
 // Clone returns a deep copy (Save on the copy does not affect c).

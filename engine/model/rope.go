@@ -49,7 +49,7 @@ func newRopeTables(be engine.Backend, d *dims, n int) (*ropeTables, error) {
 	}
 	r.short = ropeTable{invFreq: inv, scale: 1}
 	if rs := d.ropeScaling; rs != nil && rs.Type == "longrope" {
-		scale := longRopeScale(rs)
+		scale := rs.LongRopeAttentionFactor()
 		r.short = ropeTable{invFreq: longRopeInvFreq(d.rotDim, d.ropeTheta, rs.ShortFactor), scale: scale}
 		r.long = &ropeTable{invFreq: longRopeInvFreq(d.rotDim, d.ropeTheta, rs.LongFactor), scale: scale}
 		r.origMax = rs.OriginalMaxPos
@@ -129,19 +129,6 @@ func longRopeInvFreq(dim int, theta float64, factors []float64) []float32 {
 		inv[i] = 1 / (float32(factors[i]) * p)
 	}
 	return inv
-}
-
-// longRopeScale is longrope's attention factor: the config's, or
-// sqrt(1 + ln(factor)/ln(original_max_position_embeddings)) when the
-// context was extended (factor > 1), else 1.
-func longRopeScale(rs *hfconfig.RopeScaling) float64 {
-	switch {
-	case rs.AttentionFactor != 0:
-		return rs.AttentionFactor
-	case rs.Factor <= 1:
-		return 1
-	}
-	return math.Sqrt(1 + math.Log(rs.Factor)/math.Log(float64(rs.OriginalMaxPos)))
 }
 
 // ensure grows the table to cover positions [0, n).
