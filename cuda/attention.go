@@ -117,12 +117,12 @@ func (a attnDims) scale() float32 { return float32(1 / math.Sqrt(float64(a.d))) 
 // Attention computes causal grouped-query attention with gt_attn_fwd_*
 // (see engine.Backend.Attention). Head dimensions above 256, sizes beyond
 // the kernels' 32-bit indices and Int32 operands take the host fallback.
-func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
+func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor, opt engine.AttentionOptions) {
 	const op = "Attention"
 	a := attnShapes(op, out, lse, q, k, v)
-	if !a.native() || !isFloat(out, lse, q, k, v) {
-		b.fallback(op, ts(out, lse), ts(q, k, v), func(h func(*engine.Tensor) *engine.Tensor) {
-			b.host.Attention(h(out), h(lse), h(q), h(k), h(v))
+	if !a.native() || !isFloat(out, lse, q, k, v) || attnOptionsOnHost(opt) {
+		b.fallback(op, ts(out, lse), ts(q, k, v, opt.Segments), func(h func(*engine.Tensor) *engine.Tensor) {
+			b.host.Attention(h(out), h(lse), h(q), h(k), h(v), hostOptions(opt, h))
 		})
 		return
 	}
@@ -146,7 +146,7 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 // AttentionBackward accumulates dq, dk, dv (any may be nil) with
 // gt_attn_delta (Δ = rowsum(dout ⊙ out) into float32 scratch), then
 // gt_attn_bwd_dq_* and gt_attn_bwd_dkv_*. No atomics: deterministic.
-func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.Tensor) {
+func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.Tensor, opt engine.AttentionOptions) {
 	const op = "AttentionBackward"
 	if dq == nil && dk == nil && dv == nil {
 		return
@@ -156,9 +156,9 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 	need(dq == nil || engine.SameShape(dq, q), op, "dq %v must match q %v", dq, q)
 	need(dk == nil || engine.SameShape(dk, k), op, "dk %v must match k %v", dk, k)
 	need(dv == nil || engine.SameShape(dv, v), op, "dv %v must match v %v", dv, v)
-	if !a.native() || !isFloat(dq, dk, dv, dout, q, k, v, out, lse) {
-		b.fallback(op, ts(dq, dk, dv), ts(dout, q, k, v, out, lse), func(h func(*engine.Tensor) *engine.Tensor) {
-			b.host.AttentionBackward(h(dq), h(dk), h(dv), h(dout), h(q), h(k), h(v), h(out), h(lse))
+	if !a.native() || !isFloat(dq, dk, dv, dout, q, k, v, out, lse) || attnOptionsOnHost(opt) {
+		b.fallback(op, ts(dq, dk, dv), ts(dout, q, k, v, out, lse, opt.Segments), func(h func(*engine.Tensor) *engine.Tensor) {
+			b.host.AttentionBackward(h(dq), h(dk), h(dv), h(dout), h(q), h(k), h(v), h(out), h(lse), hostOptions(opt, h))
 		})
 		return
 	}
@@ -211,4 +211,20 @@ func (b *Backend) attnBackwardTc(op string, a attnDims, n int, delta DevicePtr, 
 			b.ptr(op, q), dt(q), b.ptr(op, k), dt(k), b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta,
 			a.t, a.s, a.hq, a.hkv, a.d, scale)
 	}
+}
+
+// attnOptionsOnHost reports whether opt asks for a variant the attention
+// kernels do not have yet (anything but the zero value): those calls take
+// the host fallback, correct but slow, until the kernels learn them.
+func attnOptionsOnHost(opt engine.AttentionOptions) bool {
+	return opt != engine.AttentionOptions{}
+}
+
+// hostOptions is opt with its Segments tensor replaced by the host copy h
+// makes of it.
+func hostOptions(opt engine.AttentionOptions, h func(*engine.Tensor) *engine.Tensor) engine.AttentionOptions {
+	if opt.Segments != nil {
+		opt.Segments = h(opt.Segments)
+	}
+	return opt
 }

@@ -223,14 +223,14 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 	q, k, v, dout := upload(b, dtype, qf, qShape...), upload(b, dtype, kf, kShape...), upload(b, dtype, vf, kShape...), upload(b, dtype, of, qShape...)
 	out, lse := b.Alloc(dtype, qShape...), b.Alloc(engine.Float32, c.B, c.Hq, c.T)
 	poison(b, out, lse)
-	b.Attention(out, lse, q, k, v)
+	b.Attention(out, lse, q, k, v, engine.AttentionOptions{})
 
 	var hq, hk, hv, hdout *engine.Tensor
 	var refOut, refLse, rdq, rdk, rdv []float64
 	if dtype == engine.Float32 {
 		hq, hk, hv, hdout = upload(h, dtype, qf, qShape...), upload(h, dtype, kf, kShape...), upload(h, dtype, vf, kShape...), upload(h, dtype, of, qShape...)
 		ho, hl := h.Alloc(dtype, qShape...), h.Alloc(engine.Float32, c.B, c.Hq, c.T)
-		h.Attention(ho, hl, hq, hk, hv)
+		h.Attention(ho, hl, hq, hk, hv, engine.AttentionOptions{})
 		refOut, refLse = f64s(h.Download(ho)), f64s(h.Download(hl))
 	} else {
 		refOut, refLse = refAttention64(c, in)
@@ -268,9 +268,9 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 				hgrads[i] = upload(h, dtype, f, shapes[i]...)
 			}
 		}
-		b.AttentionBackward(grads[0], grads[1], grads[2], dout, q, k, v, so, sl)
+		b.AttentionBackward(grads[0], grads[1], grads[2], dout, q, k, v, so, sl, engine.AttentionOptions{})
 		if dtype == engine.Float32 {
-			h.AttentionBackward(hgrads[0], hgrads[1], hgrads[2], hdout, hq, hk, hv, ho, hl)
+			h.AttentionBackward(hgrads[0], hgrads[1], hgrads[2], hdout, hq, hk, hv, ho, hl, engine.AttentionOptions{})
 		}
 		refs := [3][]float64{rdq, rdk, rdv}
 		for i, name := range []string{"dq", "dk", "dv"} {
@@ -305,9 +305,9 @@ func TestAttentionWideHeadFallback(t *testing.T) {
 	vf, _ := randStored(rng, engine.Float32, c.B*c.S*c.Hkv*c.D, 1)
 	before := b.Stats()["Attention"]
 	out, lse := b.Alloc(engine.Float32, qShape...), b.Alloc(engine.Float32, c.B, c.Hq, c.T)
-	b.Attention(out, lse, upload(b, engine.Float32, qf, qShape...), upload(b, engine.Float32, kf, kShape...), upload(b, engine.Float32, vf, kShape...))
+	b.Attention(out, lse, upload(b, engine.Float32, qf, qShape...), upload(b, engine.Float32, kf, kShape...), upload(b, engine.Float32, vf, kShape...), engine.AttentionOptions{})
 	ho, hl := h.Alloc(engine.Float32, qShape...), h.Alloc(engine.Float32, c.B, c.Hq, c.T)
-	h.Attention(ho, hl, upload(h, engine.Float32, qf, qShape...), upload(h, engine.Float32, kf, kShape...), upload(h, engine.Float32, vf, kShape...))
+	h.Attention(ho, hl, upload(h, engine.Float32, qf, qShape...), upload(h, engine.Float32, kf, kShape...), upload(h, engine.Float32, vf, kShape...), engine.AttentionOptions{})
 	compare(t, "D=260 out", b.Download(out), f64s(h.Download(ho)), tolF32)
 	if after := b.Stats()["Attention"]; after.Fallback != before.Fallback+1 {
 		t.Errorf("D=260: fallback count %d -> %d, want +1", before.Fallback, after.Fallback)

@@ -521,6 +521,12 @@ func (s *Stream) Destroy() error {
 	return check(drvStreamDestroy(s.ctx.handle, h), "cuStreamDestroy_v2", "")
 }
 
+// WaitEvent makes the work queued on s after this call wait until the
+// work before e's last Record is done (the host does not wait).
+func (s *Stream) WaitEvent(e *Event) error {
+	return check(drvStreamWaitEvent(s.ctx.handle, s.handle, e.handle), "cuStreamWaitEvent", "")
+}
+
 // Event marks a point in a stream, for timing and waiting.
 type Event struct {
 	ctx    *Context

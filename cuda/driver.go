@@ -53,6 +53,7 @@ package cuda
 //	CUresult cuStreamCreate(CUstream *s, unsigned int flags);
 //	CUresult cuStreamSynchronize(CUstream s);
 //	CUresult cuStreamDestroy_v2(CUstream s);
+//	CUresult cuStreamWaitEvent(CUstream s, CUevent e, unsigned int flags);   // flags 0
 //	CUresult cuEventCreate(CUevent *e, unsigned int flags);
 //	CUresult cuEventRecord(CUevent e, CUstream s);
 //	CUresult cuEventSynchronize(CUevent e);

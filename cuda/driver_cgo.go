@@ -60,6 +60,7 @@ static struct {
 	CUresult (*cuStreamCreate)(CUstream *, unsigned int);
 	CUresult (*cuStreamSynchronize)(CUstream);
 	CUresult (*cuStreamDestroy_v2)(CUstream);
+	CUresult (*cuStreamWaitEvent)(CUstream, CUevent, unsigned int);
 	CUresult (*cuEventCreate)(CUevent *, unsigned int);
 	CUresult (*cuEventRecord)(CUevent, CUstream);
 	CUresult (*cuEventSynchronize)(CUevent);
@@ -89,7 +90,7 @@ static int gt_open(const char *path, char *err, int errlen) {
 	SYM(cuMemsetD8Async) SYM(cuMemsetD16Async) SYM(cuMemsetD32Async)
 	SYM(cuMemcpyHtoD_v2) SYM(cuMemcpyDtoH_v2) SYM(cuMemcpyDtoD_v2)
 	SYM(cuMemcpyHtoDAsync_v2) SYM(cuMemcpyDtoHAsync_v2) SYM(cuMemcpyDtoDAsync_v2)
-	SYM(cuStreamCreate) SYM(cuStreamSynchronize) SYM(cuStreamDestroy_v2)
+	SYM(cuStreamCreate) SYM(cuStreamSynchronize) SYM(cuStreamDestroy_v2) SYM(cuStreamWaitEvent)
 	SYM(cuEventCreate) SYM(cuEventRecord) SYM(cuEventSynchronize)
 	SYM(cuEventElapsedTime) SYM(cuEventDestroy_v2)
 	SYM(cuModuleLoadData) SYM(cuModuleUnload) SYM(cuModuleGetFunction)
@@ -160,6 +161,7 @@ static CUresult gt_stream_create(uintptr_t ctx, uintptr_t *s) {
 }
 static CUresult gt_stream_sync(uintptr_t ctx, uintptr_t s) { SETCTX(ctx); return gt.cuStreamSynchronize((CUstream)s); }
 static CUresult gt_stream_destroy(uintptr_t ctx, uintptr_t s) { SETCTX(ctx); return gt.cuStreamDestroy_v2((CUstream)s); }
+static CUresult gt_stream_wait_event(uintptr_t ctx, uintptr_t s, uintptr_t e) { SETCTX(ctx); return gt.cuStreamWaitEvent((CUstream)s, (CUevent)e, 0); }
 static CUresult gt_event_create(uintptr_t ctx, uintptr_t *e) {
 	SETCTX(ctx);
 	CUevent q = 0;
@@ -357,6 +359,10 @@ func drvStreamSynchronize(ctx, s uintptr) CUresult {
 
 func drvStreamDestroy(ctx, s uintptr) CUresult {
 	return CUresult(C.gt_stream_destroy(C.uintptr_t(ctx), C.uintptr_t(s)))
+}
+
+func drvStreamWaitEvent(ctx, s, e uintptr) CUresult {
+	return CUresult(C.gt_stream_wait_event(C.uintptr_t(ctx), C.uintptr_t(s), C.uintptr_t(e)))
 }
 
 func drvEventCreate(ctx uintptr) (uintptr, CUresult) {

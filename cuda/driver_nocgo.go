@@ -52,6 +52,7 @@ func drvMemcpyDtoD(uintptr, DevicePtr, DevicePtr, uint64, uintptr, bool) CUresul
 func drvStreamCreate(uintptr) (uintptr, CUresult)                   { return 0, errCodeNoCgo }
 func drvStreamSynchronize(uintptr, uintptr) CUresult                { return errCodeNoCgo }
 func drvStreamDestroy(uintptr, uintptr) CUresult                    { return errCodeNoCgo }
+func drvStreamWaitEvent(uintptr, uintptr, uintptr) CUresult         { return errCodeNoCgo }
 func drvEventCreate(uintptr) (uintptr, CUresult)                    { return 0, errCodeNoCgo }
 func drvEventRecord(uintptr, uintptr, uintptr) CUresult             { return errCodeNoCgo }
 func drvEventSynchronize(uintptr, uintptr) CUresult                 { return errCodeNoCgo }

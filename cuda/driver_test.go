@@ -150,6 +150,19 @@ func TestBindingWithDriver(t *testing.T) {
 	if ms, err := ElapsedMs(e0, e1); err != nil || ms < 0 || math.IsNaN(float64(ms)) {
 		t.Errorf("ElapsedMs = %v, %v", ms, err)
 	}
+	// A second stream ordered after an event of the first (the NCCL
+	// stream of data-parallel training waits so for the gradients).
+	side, err := ctx.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer side.Destroy()
+	if err := side.WaitEvent(e1); err != nil {
+		t.Fatal(err)
+	}
+	if err := side.Synchronize(); err != nil {
+		t.Fatal(err)
+	}
 
 	// Modules, functions, attributes and a launch.
 	mod, err := ctx.LoadModule(testImage())

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/dist"
 )
 
 // NCCL subset.
@@ -43,9 +44,12 @@ import (
 //	const char  *ncclGetErrorString(ncclResult_t r);
 //	const char  *ncclGetLastError(ncclComm_t c);    // optional (NCCL >= 2.13)
 //
-// Every collective is queued on the backend's one stream, so it is
+// A blocking collective is queued on the backend's one stream, so it is
 // ordered after the kernels that wrote its input and before those that
-// read its output, with no events.
+// read its output, with no events. A started one (dist.Overlapper) runs on
+// the communicator's own stream, which waits for an event recorded on the
+// backend's stream; Pending.Wait makes the backend's stream wait for its
+// completion event, so the backward pass keeps computing meanwhile.
 
 // DefaultNCCLLibrary is the NCCL library opened when $GOTUNE_LIBNCCL is unset.
 const DefaultNCCLLibrary = "libnccl.so.2"
@@ -120,7 +124,14 @@ type NCCLComm struct {
 	mu      sync.Mutex
 	handle  uintptr
 	aborted bool
+
+	overlap overlap // collectives started beside the computation
 }
+
+var (
+	_ dist.Comm       = (*NCCLComm)(nil)
+	_ dist.Overlapper = (*NCCLComm)(nil)
+)
 
 // NewNCCLComm joins rank of a size-rank communicator; it returns when
 // every rank has joined (or NCCL gave up).
@@ -183,31 +194,12 @@ func (c *NCCLComm) call(op string, f func(h uintptr) ncclResult) error {
 }
 
 // AllReduceSum replaces t on every rank by the sum of t over ranks.
-func (c *NCCLComm) AllReduceSum(t *engine.Tensor) error {
-	dt, err := ncclType(t.DType())
-	if err != nil {
-		return err
-	}
-	p := c.be.ptr("AllReduce", t)
-	return c.call("ncclAllReduce", func(h uintptr) ncclResult {
-		return ncclAllReduceRaw(c.be.ctx.handle, p, p, uint64(t.Len()), dt, ncclSum, h, c.be.stream.handle)
-	})
-}
+func (c *NCCLComm) AllReduceSum(t *engine.Tensor) error { return c.allReduce(t, c.be.stream) }
 
 // ReduceScatterSum sums src (Size()×dst.Len() elements) over ranks and
 // leaves block Rank() of the sum in dst.
 func (c *NCCLComm) ReduceScatterSum(dst, src *engine.Tensor) error {
-	if src.Len() != c.size*dst.Len() || src.DType() != dst.DType() {
-		return fmt.Errorf("ncclReduceScatter: src %v is not %d × dst %v", src, c.size, dst)
-	}
-	dt, err := ncclType(dst.DType())
-	if err != nil {
-		return err
-	}
-	s, d := c.be.ptr("ReduceScatter", src), c.be.ptr("ReduceScatter", dst)
-	return c.call("ncclReduceScatter", func(h uintptr) ncclResult {
-		return ncclReduceScatterRaw(c.be.ctx.handle, s, d, uint64(dst.Len()), dt, ncclSum, h, c.be.stream.handle)
-	})
+	return c.reduceScatter(dst, src, c.be.stream)
 }
 
 // AllGather concatenates every rank's src into dst (Size()×src.Len()
@@ -236,6 +228,130 @@ func (c *NCCLComm) Broadcast(t *engine.Tensor, root int) error {
 	return c.call("ncclBroadcast", func(h uintptr) ncclResult {
 		return ncclBroadcastRaw(c.be.ctx.handle, p, p, uint64(t.Len()), dt, root, h, c.be.stream.handle)
 	})
+}
+
+// StartAllReduceSum begins AllReduceSum(t) on the communicator's own
+// stream (dist.Overlapper).
+func (c *NCCLComm) StartAllReduceSum(t *engine.Tensor) (dist.Pending, error) {
+	return c.start(func(s *Stream) error { return c.allReduce(t, s) })
+}
+
+// StartReduceScatterSum begins ReduceScatterSum(dst, src) on the
+// communicator's own stream (dist.Overlapper); dst may be src's block
+// Rank() (NCCL's in-place reduce-scatter).
+func (c *NCCLComm) StartReduceScatterSum(dst, src *engine.Tensor) (dist.Pending, error) {
+	return c.start(func(s *Stream) error { return c.reduceScatter(dst, src, s) })
+}
+
+func (c *NCCLComm) allReduce(t *engine.Tensor, s *Stream) error {
+	dt, err := ncclType(t.DType())
+	if err != nil {
+		return err
+	}
+	p := c.be.ptr("AllReduce", t)
+	return c.call("ncclAllReduce", func(h uintptr) ncclResult {
+		return ncclAllReduceRaw(c.be.ctx.handle, p, p, uint64(t.Len()), dt, ncclSum, h, s.handle)
+	})
+}
+
+func (c *NCCLComm) reduceScatter(dst, src *engine.Tensor, s *Stream) error {
+	if src.Len() != c.size*dst.Len() || src.DType() != dst.DType() {
+		return fmt.Errorf("ncclReduceScatter: src %v is not %d × dst %v", src, c.size, dst)
+	}
+	dt, err := ncclType(dst.DType())
+	if err != nil {
+		return err
+	}
+	sp, dp := c.be.ptr("ReduceScatter", src), c.be.ptr("ReduceScatter", dst)
+	return c.call("ncclReduceScatter", func(h uintptr) ncclResult {
+		return ncclReduceScatterRaw(c.be.ctx.handle, sp, dp, uint64(dst.Len()), dt, ncclSum, h, s.handle)
+	})
+}
+
+// start issues a collective on the side stream after the work queued so
+// far on the backend's stream, and records its completion.
+func (c *NCCLComm) start(issue func(s *Stream) error) (dist.Pending, error) {
+	o := &c.overlap
+	if o.side == nil {
+		side, err := c.be.ctx.NewStream()
+		if err != nil {
+			return nil, err
+		}
+		fork, err := c.be.ctx.NewEvent()
+		if err != nil {
+			side.Destroy()
+			return nil, err
+		}
+		o.side, o.fork = side, fork
+	}
+	if err := o.fork.Record(c.be.stream); err != nil {
+		return nil, err
+	}
+	if err := o.side.WaitEvent(o.fork); err != nil {
+		return nil, err
+	}
+	if err := issue(o.side); err != nil {
+		return nil, err
+	}
+	var done *Event
+	if n := len(o.idle); n > 0 {
+		done, o.idle = o.idle[n-1], o.idle[:n-1]
+	} else {
+		var err error
+		if done, err = c.be.ctx.NewEvent(); err != nil {
+			return nil, err
+		}
+	}
+	if err := done.Record(o.side); err != nil {
+		return nil, err
+	}
+	return &ncclPending{c: c, done: done}, nil
+}
+
+// overlap is what collectives started beside the computation need: the
+// side stream they run on, the event that orders it after the backend's
+// stream, and idle completion events for reuse.
+type overlap struct {
+	side *Stream
+	fork *Event
+	idle []*Event
+}
+
+// ncclPending is a collective running on the side stream.
+type ncclPending struct {
+	c    *NCCLComm
+	done *Event
+}
+
+// Wait makes the backend's stream wait for the collective. The event can
+// be recorded again at once: a stream wait holds on to the record it saw.
+func (p *ncclPending) Wait() error {
+	if p.done == nil {
+		return fmt.Errorf("nccl: a started collective was waited for twice")
+	}
+	err := p.c.be.stream.WaitEvent(p.done)
+	p.c.overlap.idle = append(p.c.overlap.idle, p.done)
+	p.done = nil
+	return err
+}
+
+// closeOverlap waits for the side stream and releases it and its events.
+func (c *NCCLComm) closeOverlap() error {
+	o := &c.overlap
+	if o.side == nil {
+		return nil
+	}
+	err := o.side.Synchronize()
+	for _, e := range append(o.idle, o.fork) {
+		if derr := e.Destroy(); err == nil {
+			err = derr
+		}
+	}
+	if derr := o.side.Destroy(); err == nil {
+		err = derr
+	}
+	*o = overlap{}
+	return err
 }
 
 // AsyncError reports an error NCCL found in the background (a peer that
@@ -277,10 +393,11 @@ func (c *NCCLComm) Close() error {
 	h := c.handle
 	c.handle = 0
 	if h == 0 || c.aborted {
-		return nil
+		return nil // after an abort the side stream may never drain
 	}
+	err := c.closeOverlap()
 	if r := ncclDestroyRaw(c.be.ctx.handle, h); r != 0 {
 		return fmt.Errorf("ncclCommDestroy: %s", ncclMessage(r, 0))
 	}
-	return nil
+	return err
 }

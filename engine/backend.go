@@ -186,7 +186,9 @@ type Backend interface {
 	// h/(Hq/Hkv)). Query t may attend to keys s <= t + (S - T), so keys
 	// before the queries (a KV cache, trainable prefixes) are visible to
 	// every query. Scores are scaled by 1/sqrt(D). lse [B, Hq, T] receives
-	// each row's log-sum-exp for the backward pass.
+	// each row's log-sum-exp for the backward pass. opt selects the
+	// variants (scale, soft-capping, sliding window, packed segments,
+	// dropout; see AttentionOptions); its zero value is the plain case.
 	//
 	// Precision. Float32 q, k, v: float32 math, nothing rounded before out.
 	// BFloat16 q, k, v (every head dim, every backend): lse is float32 from
@@ -195,14 +197,20 @@ type Backend interface {
 	// P = bf16(exp(scale·q·k − lse)), the normalised probabilities from the
 	// row's final lse, and out = Σ P·v accumulated in float32 and rounded
 	// once to out's dtype (two passes over the keys: statistics, then P·V).
-	Attention(out, lse, q, k, v *Tensor)
+	// With dropout, out = (Σ P·M·v)/(1 − p) with M the 0/1 keep mask
+	// (bfloat16 P rounded before the mask, the 1/(1 − p) applied to the
+	// float32 sum).
+	Attention(out, lse, q, k, v *Tensor, opt AttentionOptions)
 	// AttentionBackward accumulates dq, dk, dv (any may be nil) from dout,
 	// recomputing probabilities from q, k and lse. out is the forward output
 	// as stored: Δ = rowsum(dout ⊙ out) in float32. With BFloat16 q, k, v,
 	// P recomputed from lse is rounded to bfloat16 for dv += Pᵀ·dout, and
 	// dS = P ⊙ (dout·vᵀ − Δ), computed from the unrounded P, is rounded to
-	// bfloat16 for dq += scale·dS·k and dk += scale·dSᵀ·q.
-	AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *Tensor)
+	// bfloat16 for dq += scale·dS·k and dk += scale·dSᵀ·q. With dropout,
+	// dv += (P·M)ᵀ·dout/(1 − p) and dP is taken through the mask
+	// (dP·M/(1 − p)); with soft-capping dS is multiplied by the cap's
+	// derivative 1 − (capped/SoftCap)² before any rounding.
+	AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *Tensor, opt AttentionOptions)
 
 	// ---- loss and optimizer ----
 

@@ -49,6 +49,16 @@ type Batch struct {
 	// model scores FirstLabels only when it says so through
 	// FirstLabelScorer, and ignores them otherwise.
 	FirstLabels *Tensor
+	// Segments is Int32 [B*T] when the sequences hold several packed
+	// examples each, else nil: the example each token belongs to within
+	// its sequence (consecutive tokens of one example share an id). The
+	// model keeps attention inside each example
+	// (AttentionOptions.Segments) and positions each token by Positions,
+	// so every example computes what it computes alone.
+	Segments *Tensor
+	// Positions is Int32 [B*T] with Segments (nil without): each token's
+	// position within its example, counted from 0 (so below T).
+	Positions *Tensor
 	// Counted is the number of targets >= 0 (computed on the host),
 	// including the FirstLabels >= 0 when the model scores them.
 	Counted int
@@ -78,4 +88,39 @@ type CausalLM interface {
 	// counted in the whole optimizer step) so micro-batches add up to the
 	// mean loss's gradient.
 	ForwardBackward(b *Batch, backward bool, gradScale float32) (lossSum float64, err error)
+}
+
+// GradSpan is the range of backward stages [First, Last] during which a
+// backward pass writes a parameter's gradient (see StagedBackward).
+type GradSpan struct{ First, Last int }
+
+// BackwardObserver follows a backward pass stage by stage.
+type BackwardObserver interface {
+	// BeforeStage is called before the pass writes the gradient of any
+	// parameter whose span starts at stage s: the observer may point
+	// those parameters' G at (zeroed) buffers of its choice here.
+	BeforeStage(s int)
+	// AfterStage is called once the gradients of the parameters whose
+	// span ends at stage s are final for this pass (their last write is
+	// queued on the backend).
+	AfterStage(s int)
+}
+
+// StagedBackward is a CausalLM whose backward pass runs in numbered
+// stages (0 first, e.g. the LM head, then one stage per layer from the
+// top), so that data-parallel training can reduce the gradients a stage
+// finished while the later stages compute (bucketed all-reduce
+// overlapped with backward, as PyTorch DDP does) and hand out gradient
+// buffers only just before they are written (ZeRO-2).
+type StagedBackward interface {
+	CausalLM
+	// GradSpans returns the number of stages and, for every trainable
+	// parameter, the stages during which the backward pass writes its
+	// gradient.
+	GradSpans() (stages int, spans map[*Param]GradSpan)
+	// ObserveBackward installs o for the following backward passes (nil
+	// removes it). Every backward pass then calls BeforeStage(s) and
+	// AfterStage(s) once for every stage s, in increasing order, also for
+	// stages with nothing to compute.
+	ObserveBackward(o BackwardObserver)
 }

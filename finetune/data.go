@@ -12,6 +12,7 @@ import (
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/chat"
 	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/textdata"
 	"github.com/gotune/gotune/engine/tokenizer"
 	"github.com/gotune/gotune/engine/train"
@@ -83,7 +84,7 @@ func OpenData(o DataOptions, modelPath string, seqLen, vocab int, log io.Writer,
 		if format == "" || format == textdata.Auto {
 			var err error
 			if format, err = textdata.Detect(p); err != nil {
-				return nil, err
+				return nil, FieldOptionError(err, dataOption, names)
 			}
 		}
 		needTok = needTok || format != textdata.Pretokenized
@@ -113,15 +114,22 @@ func OpenData(o DataOptions, modelPath string, seqLen, vocab int, log io.Writer,
 		td.Train, err = textdata.Open(trainPath, opts)
 	}
 	if err != nil {
-		return nil, err
+		return nil, FieldOptionError(err, dataOption, names)
 	}
 	if o.Eval != "" {
 		if td.Eval, err = textdata.Open(o.Eval, opts); err != nil {
+			if _, ok := fielderr.As(err); ok {
+				return nil, FieldOptionError(err, dataOption, names)
+			}
 			return nil, fmt.Errorf("%s: %w", names.Of("Data.Eval"), err)
 		}
 	}
 	return td, nil
 }
+
+// dataOption maps textdata.Options' fields (Format, Template, Tokenizer)
+// to the options that set them.
+var dataOption = optionsOf("Data", nil)
 
 // source returns the data file to read: Train, or Dataset when it names
 // an existing file; "" means Dataset's registry entries.
@@ -176,7 +184,7 @@ func LoadTokenizer(path, modelPath string, names Names) (tokenizer.Tokenizer, er
 // model's own chat template, else plain; a FILE.jinja; or a built-in
 // name) with a note saying which it is.
 func ChooseTemplate(name string, tok tokenizer.Tokenizer, names Names) (chat.Template, string, error) {
-	t, note, err := chat.Resolve(name, tok)
+	t, note, err := chat.Resolve(name, tok, names.Of("Data.Template"))
 	if err != nil && !chat.IsFile(name) && name != "" && name != "auto" {
 		return nil, "", optionErrorf("Data.Template", "%s: %v", names.Of("Data.Template"), err)
 	}

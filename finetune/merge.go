@@ -3,10 +3,14 @@ package finetune
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/llama2c"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/runcard"
 	"github.com/gotune/gotune/methods/lora"
 	"github.com/gotune/gotune/methods/peft"
 )
@@ -35,7 +39,8 @@ type MergeOptions struct {
 	// the base model alone.
 	Adapter string
 	// Prepare, when set, is called on the base model before the merge
-	// (gotune merge --quantize swaps in the dequantized base there).
+	// (gotune merge --quantize quantizes the base there, which is then
+	// dequantized: the base a QLoRA adapter trained on).
 	Prepare func(model.Model) error
 	// Names names the options in errors (nil: by field name).
 	Names Names
@@ -44,7 +49,10 @@ type MergeOptions struct {
 // LoadMerged loads o.Model in float32 and folds the o.Adapter LoRA/DoRA
 // adapter into its weights (W + s·B·A; DoRA rescales per output
 // feature), so the model computes what base plus adapter computes with
-// no adapter left. It returns the model and how many layers were merged.
+// no adapter left. A quantized base (a bitsandbytes checkpoint, or one
+// o.Prepare quantized) is dequantized first: the merged model is a float
+// model, and its config no longer says quantization_config. It returns
+// the model and how many layers were merged.
 func LoadMerged(be engine.Backend, o MergeOptions) (model.Model, int, error) {
 	adapterName := o.Names.Of("Adapter")
 	if o.Adapter != "" {
@@ -67,6 +75,9 @@ func LoadMerged(be engine.Backend, o MergeOptions) (model.Model, int, error) {
 			return nil, 0, err
 		}
 	}
+	if d, ok := m.(interface{ Dequantize() }); ok {
+		d.Dequantize()
+	}
 	if o.Adapter == "" {
 		return m, 0, nil
 	}
@@ -79,4 +90,42 @@ func LoadMerged(be engine.Backend, o MergeOptions) (model.Model, int, error) {
 		return nil, 0, err
 	}
 	return m, n, nil
+}
+
+// WriteMergeCard writes the model card (README.md) of a merged model that
+// LoadMerged returned (m, with layers merged from o.Adapter) and that was
+// saved into out with opts: the base model, the adapter and its
+// settings, the adapter's training run when its folder has gotune's
+// summary.json, and command, which reproduces the merge.
+func WriteMergeCard(out string, m model.Model, o MergeOptions, layers int, opts model.SaveOptions, command string) error {
+	c := &runcard.MergeCard{
+		Command: command, BaseModel: o.Model, Architecture: m.Config().Arch,
+		Adapter: o.Adapter, PeftType: lora.PeftType, Layers: layers,
+		Weights:  DescribeSaved(m, opts, out),
+		Finished: time.Now().UTC().Format(time.RFC3339), Gotune: gotuneVersion(),
+	}
+	_, cfg, err := lora.ReadConfig(o.Adapter)
+	if err != nil {
+		return fmt.Errorf("%s: %w", o.Names.Of("Adapter"), err)
+	}
+	targets := strings.Join(cfg.Targets, ",")
+	if cfg.TargetRegex != "" {
+		targets = cfg.TargetRegex
+	}
+	c.AdapterSettings = map[string]string{
+		"r": strconv.Itoa(cfg.R), "lora_alpha": strconv.FormatFloat(cfg.Alpha, 'g', -1, 64), "target_modules": targets,
+	}
+	if cfg.DoRA {
+		c.AdapterSettings["use_dora"] = "true"
+	}
+	if cfg.RSLoRA {
+		c.AdapterSettings["use_rslora"] = "true"
+	}
+	if c.Training, err = runcard.ReadSummary(o.Adapter); err != nil {
+		return fmt.Errorf("%s: %w", o.Names.Of("Adapter"), err)
+	}
+	if err := runcard.WriteMergeCard(out, c); err != nil {
+		return fmt.Errorf("writing the model card: %w", err)
+	}
+	return nil
 }

@@ -22,6 +22,10 @@ func bottleneckMethod() *Method {
 	}
 }
 
+// bottleneckOption maps adapter.Config's fields to the options that set
+// them.
+var bottleneckOption = optionsOf("Bottleneck", nil)
+
 // bottleneckConfig turns the options into an adapter.Config.
 func bottleneckConfig(o *MethodOptions) (adapter.Config, error) {
 	b := &o.Bottleneck
@@ -31,7 +35,7 @@ func bottleneckConfig(o *MethodOptions) (adapter.Config, error) {
 		Layers: b.Layers, Seed: o.Seed, BaseModel: o.BaseModel,
 	}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return cfg, optionErrorf("Bottleneck", "%s adapter: %v", o.name("Method"), err)
+		return cfg, FieldOptionError(err, bottleneckOption, o.Names)
 	}
 	return cfg, nil
 }
@@ -45,7 +49,11 @@ func applyBottleneck(m model.Model, o *MethodOptions) (train.Saver, error) {
 		if err := checkLayers(o, "Bottleneck.Layers", cfg.Layers, m); err != nil {
 			return nil, err
 		}
-		return adapter.Apply(m, cfg)
+		a, err := adapter.Apply(m, cfg)
+		if err != nil {
+			return nil, FieldOptionError(err, bottleneckOption, o.Names)
+		}
+		return a, nil
 	}
 	file, err := adapter.ReadConfig(o.InitAdapter)
 	if err != nil {

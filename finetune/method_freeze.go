@@ -20,5 +20,5 @@ func applyFreeze(m model.Model, o *MethodOptions) (train.Saver, error) {
 		Modules:         o.Freeze.Modules,
 		Extra:           o.Freeze.Extra,
 	})
-	return nil, err
+	return nil, FieldOptionError(err, optionsOf("Freeze", nil), o.Names)
 }

@@ -1,7 +1,6 @@
 package finetune
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -36,7 +35,7 @@ func loraConfig(m model.Model, o *MethodOptions) (lora.Config, error) {
 		RSLoRA: l.RSLoRA, DoRA: l.DoRA, Init: l.Init, Seed: o.Seed, BaseModel: o.BaseModel,
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, loraOptionError(err, o.Names)
+		return cfg, FieldOptionError(err, loraOption, o.Names)
 	}
 	return cfg, nil
 }
@@ -47,7 +46,11 @@ func applyLoRA(m model.Model, o *MethodOptions) (train.Saver, error) {
 		return nil, err
 	}
 	if o.InitAdapter == "" {
-		return lora.Apply(m, cfg)
+		a, err := lora.Apply(m, cfg)
+		if err != nil {
+			return nil, FieldOptionError(err, loraOption, o.Names)
+		}
+		return a, nil
 	}
 	// Continue from a PEFT folder: its configuration defines the adapter;
 	// options given explicitly must agree with it.
@@ -104,19 +107,5 @@ func checkLoRAAgrees(m model.Model, o *MethodOptions, given, file lora.Config) e
 	return nil
 }
 
-// loraOptions maps lora.Config's fields to the options that set them.
-var loraOptions = map[string]string{
-	"R": "LoRA.Rank", "Alpha": "LoRA.Alpha", "Dropout": "LoRA.Dropout", "Targets": "LoRA.Targets", "Init": "LoRA.Init",
-}
-
-// loraOptionError turns lora.Config.Validate's error into an
-// *OptionError naming the option through names.
-func loraOptionError(err error, names Names) *OptionError {
-	var fe *lora.FieldError
-	if errors.As(err, &fe) {
-		if opt, ok := loraOptions[fe.Field]; ok {
-			return optionErrorf(opt, "%s %s", names.Of(opt), fe.Problem)
-		}
-	}
-	return &OptionError{Option: "LoRA", Msg: err.Error()}
-}
+// loraOption maps lora.Config's fields to the options that set them.
+var loraOption = optionsOf("LoRA", map[string]string{"R": "LoRA.Rank"})

@@ -21,19 +21,29 @@ func prefixMethod() *Method {
 	}
 }
 
+// prefixOption maps prefix.Config's fields to the options that set them:
+// the virtual tokens and encoder width are prompt options it shares.
+var prefixOption = optionsOf("Prefix", map[string]string{
+	"NumVirtualTokens": "Prompt.NumVirtualTokens", "EncoderHidden": "Prompt.EncoderHidden",
+})
+
 func applyPrefix(m model.Model, o *MethodOptions) (train.Saver, error) {
 	cfg := prefix.Config{
 		NumVirtualTokens: o.Prompt.NumVirtualTokens, Layers: o.Prefix.Layers, Projection: o.Prefix.Projection,
 		EncoderHidden: o.Prompt.EncoderHidden, Seed: o.Seed, BaseModel: o.BaseModel,
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, optionErrorf("Prefix", "%s prefix: %v", o.name("Method"), err)
+		return nil, FieldOptionError(err, prefixOption, o.Names)
 	}
 	if o.InitAdapter == "" {
 		if err := checkLayers(o, "Prefix.Layers", cfg.Layers, m); err != nil {
 			return nil, err
 		}
-		return prefix.Apply(m, cfg)
+		a, err := prefix.Apply(m, cfg)
+		if err != nil {
+			return nil, FieldOptionError(err, prefixOption, o.Names)
+		}
+		return a, nil
 	}
 	if err := o.checkPeftType("prefix", prefix.PeftType); err != nil {
 		return nil, err

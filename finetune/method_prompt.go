@@ -18,13 +18,18 @@ func loadPrompt(m model.Model, dir string) error {
 
 // promptTuningMethod is prompt tuning (trained virtual-token embeddings).
 func promptTuningMethod() *Method {
-	return &Method{Name: "prompt", PeftTypes: []string{prompt.PeftTypePromptTuning}, Apply: applyPromptTuning, Load: loadPrompt}
+	return &Method{Name: "prompt", PeftTypes: []string{prompt.PeftTypePromptTuning}, Apply: applyPromptTuning, Load: loadPrompt, VirtualTokens: true}
 }
 
 // pTuningMethod is P-Tuning (virtual tokens from a prompt encoder).
 func pTuningMethod() *Method {
-	return &Method{Name: "ptuning", PeftTypes: []string{prompt.PeftTypePTuning}, Apply: applyPTuning, Load: loadPrompt}
+	return &Method{Name: "ptuning", PeftTypes: []string{prompt.PeftTypePTuning}, Apply: applyPTuning, Load: loadPrompt, VirtualTokens: true}
 }
+
+// promptOption maps the fields of prompt.TuningConfig and
+// prompt.PTuningConfig to the options that set them (the token ids come
+// from InitText).
+var promptOption = optionsOf("Prompt", map[string]string{"InitTokenIDs": "Prompt.InitText"})
 
 func applyPromptTuning(m model.Model, o *MethodOptions) (train.Saver, error) {
 	p := &o.Prompt
@@ -75,9 +80,13 @@ func applyPromptTuning(m model.Model, o *MethodOptions) (train.Saver, error) {
 		cfg.InitText, cfg.TokenizerPath = p.InitText, o.BaseModel
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, optionErrorf("Prompt", "%s prompt: %v", o.name("Method"), err)
+		return nil, FieldOptionError(err, promptOption, o.Names)
 	}
-	return prompt.ApplyPromptTuning(m, cfg)
+	a, err := prompt.ApplyPromptTuning(m, cfg)
+	if err != nil {
+		return nil, FieldOptionError(err, promptOption, o.Names)
+	}
+	return a, nil
 }
 
 func applyPTuning(m model.Model, o *MethodOptions) (train.Saver, error) {
@@ -91,10 +100,14 @@ func applyPTuning(m model.Model, o *MethodOptions) (train.Saver, error) {
 		EncoderLayers: p.EncoderLayers, Seed: o.Seed, BaseModel: o.BaseModel,
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, optionErrorf("Prompt", "%s ptuning: %v", o.name("Method"), err)
+		return nil, FieldOptionError(err, promptOption, o.Names)
 	}
 	if o.InitAdapter == "" {
-		return prompt.ApplyPTuning(m, cfg)
+		a, err := prompt.ApplyPTuning(m, cfg)
+		if err != nil {
+			return nil, FieldOptionError(err, promptOption, o.Names)
+		}
+		return a, nil
 	}
 	if err := o.checkPeftType("ptuning", prompt.PeftTypePTuning); err != nil {
 		return nil, err

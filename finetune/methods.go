@@ -30,6 +30,11 @@ type Method struct {
 	// Load installs an adapter folder of the method on m for inference
 	// (its tensors frozen); nil for methods without adapters.
 	Load func(m model.Model, dir string) error
+	// VirtualTokens marks methods that put trained tokens in front of
+	// every sequence (prompt tuning, P-Tuning). Packed examples would
+	// share one set of them (and only the first would sit right after
+	// them), so JobOptions.Packing is refused with such a method.
+	VirtualTokens bool
 }
 
 // TrainsAdapter reports whether the method trains an adapter (saved as a

@@ -76,7 +76,7 @@ func checkOutSpace(o *JobOptions, tr *train.Trainer, m model.Model, fullWeights 
 		return fmt.Errorf("%s: %w", o.name("Out"), err)
 	}
 	if warning != "" {
-		fmt.Fprintf(o.Warn, "warning: %s: %s\n", o.name("Out"), warning)
+		fmt.Fprintf(o.Warn, "warning: %s: %s (lower %s)\n", o.name("Out"), warning, o.name("Train.SaveTotalLimit"))
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package finetune
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,7 +38,12 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 	tcfg := o.Train
 	tcfg.OutDir, tcfg.EvalEvery = o.Out, o.Data.EvalEveryConfig()
 	if err := tcfg.Validate(); err != nil {
-		return nil, &OptionError{Option: "Train", Msg: err.Error()}
+		return nil, FieldOptionError(err, TrainOption, o.Names)
+	}
+	if o.Parallel != nil {
+		if err := o.Parallel.Validate(); err != nil {
+			return nil, FieldOptionError(err, optionsOf("Parallel", nil), o.Names)
+		}
 	}
 	if _, err := os.Stat(o.Data.Train); o.Data.Train != "" && err != nil {
 		return nil, fmt.Errorf("%s: %w", o.name("Data.Train"), err)
@@ -82,7 +88,7 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 		padID = int32(*hc.PadTokenID)
 	}
 	loader, err := data.NewLoader(ds, data.LoaderConfig{
-		BatchSize: o.BatchSize, SeqLen: seqLen, Shuffle: o.Shuffle, Seed: o.Seed, PadID: padID,
+		BatchSize: o.BatchSize, SeqLen: seqLen, Shuffle: o.Shuffle, Seed: o.Seed, PadID: padID, Packing: o.Packing,
 	})
 	if err != nil {
 		return nil, err
@@ -90,6 +96,9 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 	st := loader.Stats()
 	fmt.Fprintf(o.Log, "data: %d sequences, %d tokens from %s; %d batches per epoch\n", ds.Len(), ds.Tokens(), o.Data.Describe(), loader.BatchesPerEpoch())
 	fmt.Fprintln(o.Log, st.TruncationMessage())
+	if o.Packing {
+		fmt.Fprintln(o.Log, st.PackingMessage())
+	}
 	if st.Skipped > 0 {
 		fmt.Fprintf(o.Warn, "warning: skipped %d of %d sequences with no token to train on (one token long, or every label after the first is -100)\n", st.Skipped, st.Sequences)
 	}
@@ -146,9 +155,10 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.name("Data.Eval"), err)
 	}
-	tr, err := train.New(m, loader, tcfg, train.Options{Log: o.Log, Saver: savers.final, Eval: evalFn, CheckpointSaver: savers.ckpt, BestSaver: savers.best, Parallel: o.Parallel})
+	tr, err := train.New(m, loader, tcfg, train.Options{Log: o.Log, Saver: savers.final, Eval: evalFn, CheckpointSaver: savers.ckpt, BestSaver: savers.best, Parallel: o.Parallel,
+		Name: func(field string) string { return o.name(TrainOption(field)) }})
 	if err != nil {
-		return nil, err
+		return nil, FieldOptionError(err, TrainOption, o.Names)
 	}
 	defer tr.Close()
 	if err := checkOutSpace(&o, tr, m, savers.fullWeights); err != nil {
@@ -276,6 +286,9 @@ func findResume(o *JobOptions) (ckpt string, st *train.TrainerState, adapter boo
 		return "", nil, false, nil
 	}
 	c, st, skipped, err := train.FindCheckpoint(o.Resume)
+	if errors.Is(err, train.ErrNoCheckpoint) {
+		return "", nil, false, fmt.Errorf("%s: %w (checkpoints are written with %s)", o.name("Resume"), err, o.name("Train.SaveEvery"))
+	}
 	if err != nil {
 		return "", nil, false, fmt.Errorf("%s: %w", o.name("Resume"), err)
 	}

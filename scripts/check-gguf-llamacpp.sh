@@ -3,17 +3,24 @@
 # for each model and storage type, "gotune export --format gguf", then the
 # same prompt through llama.cpp (the prebuilt CPU binaries of the npm
 # package node-llama-cpp, pinned) and "gotune generate --temperature 0";
-# scripts/gguf-greedy.mjs compares the prompt's token ids and the greedy
-# continuation's.
+# scripts/gguf-greedy.mjs compares the prompt's token ids, the greedy
+# continuation's, and llama.cpp's next-token distributions at every
+# position of prompt + continuation with gotune's (internal/ggufcheck/
+# nextprobs).
 #
 # Models: testdata/demo (LLaMA, byte-level BPE), the demo with a LoRA
 # adapter trained for a few steps and merged by the export, its Qwen2,
 # Phi-3 and GLM-4 variants (internal/ggufcheck: the demo's weights in the
-# family's layout, plus random q/k/v biases, longrope, output norms), and
+# family's layout, plus random q/k/v biases, longrope, output norms),
+# seeded random check models of LLaMA (biases, explicit head_dim), Qwen3,
+# OLMo-2, Granite and GPT-2 (internal/ggufcheck, the demo's tokenizer;
+# their greedy output may repeat a token, the distributions are what
+# tells), and
 # ../shared/models/stories260K ($GOTUNE_STORIES260K) when present (a pretrained llama2.c model
-# with a SentencePiece-style vocabulary). F32 files must match exactly;
-# F16, BF16 and Q8_0 round the weights (and llama.cpp then computes in
-# that type), so a difference there is reported, not failed.
+# with a SentencePiece-style vocabulary). F32 files must match: same
+# tokens, probabilities within 1e-4 (GPT-2: 1e-2, see below); F16, BF16
+# and Q8_0 round the weights (and llama.cpp then computes in that type),
+# so a difference there is reported, not failed.
 #
 # Exit status: 0 all F32 runs match, 1 a mismatch or a failed export,
 # 77 llama.cpp could not be installed (npm missing or offline): skipped.
@@ -48,17 +55,21 @@ cp scripts/gguf-greedy.mjs "$nlc/gguf-greedy.mjs"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/gotune" ./cmd/gotune
-# The Phi-3 variant's folder (and so general.name) must not contain
-# "phi3": llama.cpp then edits the attributes of Phi-3's special tokens,
-# which the demo's vocabulary lacks.
-for arch in qwen2 phi3 glm4; do
-  go run ./internal/ggufcheck/mkvariant --arch $arch --from testdata/demo --out "$work/demo-as-${arch/phi3/phi-iii}"
+go build -o "$work/mkcheck" ./internal/ggufcheck/mkcheck
+go build -o "$work/nextprobs" ./internal/ggufcheck/nextprobs
+# A check model's folder (and so general.name) must not contain "phi3":
+# llama.cpp then edits the attributes of Phi-3's special tokens, which
+# the demo's vocabulary lacks.
+for family in qwen2 phi3 glm4 llama qwen3 olmo2 granite gpt2; do
+  "$work/mkcheck" --family "$family" --from testdata/demo --out "$work/${family/phi3/phi-iii}"
 done
 
 failures=0
 # check NAME MODEL PROMPT NEW_TOKENS TYPES... (with the LoRA adapter
-# $adapter merged into the export and applied by generate, when set)
+# $adapter merged into the export and applied by generate, when set, and
+# probabilities allowed to differ by $max_prob_diff)
 adapter=
+max_prob_diff=1e-4
 check() {
   local name=$1 model=$2 prompt=$3 n=$4
   shift 4
@@ -66,11 +77,14 @@ check() {
   [ -z "$adapter" ] || extra=(--adapter "$adapter")
   want=$("$work/gotune" generate --model "$model" "${extra[@]}" --prompt "$prompt" --temperature 0 \
     --max-new-tokens "$n" --device cpu --print-ids 2>/dev/null) || { echo "FAIL $name: gotune generate failed"; failures=$((failures + 1)); return; }
+  "$work/nextprobs" --model "$model" "${extra[@]}" --generated "$want" >"$work/$name.probs" ||
+    { echo "FAIL $name: nextprobs failed"; failures=$((failures + 1)); return; }
   for typ in "$@"; do
-    local out="$work/$name-$typ.gguf" mode=""
-    [ "$typ" = f32 ] || mode=--tolerant
+    local out="$work/$name-$typ.gguf" mode=()
+    [ "$typ" = f32 ] || mode=(--tolerant)
     echo "== $name, $typ: $("$work/gotune" export --model "$model" "${extra[@]}" --format gguf --type "$typ" --out "$out" 2>&1)"
-    if ! (cd "$nlc" && node gguf-greedy.mjs "$out" "$want" "$prompt" $mode); then
+    if ! (cd "$nlc" && node gguf-greedy.mjs "$out" "$want" "$prompt" "${mode[@]}" \
+        --probs "$work/$name.probs" --max-prob-diff "$max_prob_diff"); then
       echo "FAIL $name $typ"
       failures=$((failures + 1))
     fi
@@ -79,9 +93,21 @@ check() {
 
 demo_prompt=$'<s>Double every letter.\ngotune\n'
 check demo testdata/demo "$demo_prompt" 24 f32 bf16 f16 q8_0
-check qwen2 "$work/demo-as-qwen2" "$demo_prompt" 24 f32 bf16 q8_0
-check phi3 "$work/demo-as-phi-iii" "$demo_prompt" 24 f32 bf16 q8_0
-check glm4 "$work/demo-as-glm4" "$demo_prompt" 24 f32 bf16 q8_0
+# Variants of the demo: the family's fused tensors, RoPE layout and
+# scaling, and what the demo lacks.
+check qwen2 "$work/qwen2" "$demo_prompt" 24 f32 bf16 q8_0
+check phi3 "$work/phi-iii" "$demo_prompt" 24 f32 bf16 q8_0
+check glm4 "$work/glm4" "$demo_prompt" 24 f32 bf16 q8_0
+# Random check models: each family's own tensors, keys and RoPE layout.
+check llama-bias "$work/llama" "$demo_prompt" 24 f32 q8_0
+check qwen3 "$work/qwen3" "$demo_prompt" 24 f32 bf16 q8_0
+check olmo2 "$work/olmo2" "$demo_prompt" 24 f32 bf16 q8_0
+check granite "$work/granite" "$demo_prompt" 24 f32 bf16 q8_0
+# ggml's CPU GELU looks activations up in a float16 table
+# (GGML_GELU_FP16), which moves GPT-2's probabilities by ~1e-3 (with the
+# MLP output zeroed they agree to 1e-6): a wider bound, still far below
+# what a layout mistake does (~1e-1).
+max_prob_diff=1e-2 check gpt2 "$work/gpt2" "$demo_prompt" 24 f32 q8_0
 # A LoRA adapter (a few steps on the reverse task) merged by the export.
 "$work/gotune" data synth --task reverse --n 64 --seed 1 --out "$work/reverse.jsonl" >/dev/null
 "$work/gotune" train --model testdata/demo --data "$work/reverse.jsonl" --template plain --method lora \
@@ -99,4 +125,4 @@ if [ "$failures" -gt 0 ]; then
   echo "check-gguf-llamacpp: $failures FAILED"
   exit 1
 fi
-echo "check-gguf-llamacpp: all F32 exports decode as gotune does in llama.cpp"
+echo "check-gguf-llamacpp: all F32 exports decode as gotune does in llama.cpp, with gotune's next-token distributions"

@@ -36,6 +36,11 @@
 #      a process of its own;
 #   7. the same cases through PyTorch + transformers + PEFT
 #      (scripts/bench_peft.py --plan);
+#   8. only on a machine with 2 GPUs or more (nvidia-smi -L): data
+#      parallel over the real NCCL (scripts/ddp-check.sh): 2 ranks of
+#      `gotune launch` (LoRA; full fine-tuning under ZeRO-2) against one
+#      process, losses and weights compared; its time is kept aside from
+#      the start, and the stage is skipped (costing nothing) otherwise;
 #   then the stage summary, the attention ratios, and last the training
 #   table (scripts/gpu_check_table.py): tokens/s, MFU and memory of both,
 #   and the ratios gotune / PyTorch.
@@ -48,6 +53,7 @@
 #
 # Knobs: GPU_CHECK_BUDGET (s), GPU_CHECK_PRESETS (0.5b,1.5b),
 # GPU_CHECK_STEPS (3), GPU_CHECK_WARMUP (1), GPU_CHECK_NVCC_ARCH,
+# GPU_CHECK_NGPU (the GPU count; default nvidia-smi -L's),
 # GPU_CHECK_NVCC_EXTRA (e.g. -ccbin g++-11), GPU_CHECK_SANITIZER
 # (compute-sanitizer), PYTHON (python3).
 set -u
@@ -84,6 +90,11 @@ verdict() { case $1 in 0) echo ok ;; 124 | 137) echo TIME ;; *) echo FAIL ;; esa
 # stage gets its share; the reserves keep an overrun from starving later
 # stages.
 CAP_TESTS=70 CAP_NVCC=50 CAP_TESTS90=25 CAP_MEMCHECK=30 CAP_KERNELS=40 CAP_SDPA=20 CAP_TRAIN=95 CAP_PEFT=60
+# Stage 8 (data parallel over NCCL) runs only with 2 GPUs or more; then
+# every earlier stage leaves it R8 seconds.
+NGPU="${GPU_CHECK_NGPU:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')}"
+CAP_NCCL=45 R8=0
+[ "${NGPU:-0}" -ge 2 ] && R8=$CAP_NCCL
 
 echo "== 0. binaries, glibc, device"
 host_glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')
@@ -181,7 +192,7 @@ echo "== 2. nvcc for ${NVCC_ARCH#*code=}, called directly"
 CUBIN=kernels/build/gotune_gpucheck.cubin
 mkdir -p kernels/build
 rm -f "$CUBIN"
-s=$(slot $CAP_NVCC $((CAP_TESTS90 + CAP_MEMCHECK + CAP_KERNELS + CAP_SDPA + CAP_TRAIN + CAP_PEFT)))
+s=$(slot $CAP_NVCC $((CAP_TESTS90 + CAP_MEMCHECK + CAP_KERNELS + CAP_SDPA + CAP_TRAIN + CAP_PEFT + R8)))
 # shellcheck disable=SC2046,SC2086 # the flags are words
 (cd kernels && timeout "$s" nvcc $NVCC_ARCH $(cat nvcc-flags) ${GPU_CHECK_NVCC_EXTRA:-} -cubin -o "build/$(basename "$CUBIN")" gotune.cu) >"$L/nvcc.log" 2>&1
 rc=$?
@@ -213,7 +224,7 @@ fi
 
 echo "== 3. kernel tests on that cubin, one process per test"
 if [ -f "$CUBIN" ]; then
-	run_tests "3 tests (cubin)" "$L/tests-cubin.log" $CAP_TESTS90 $((CAP_MEMCHECK + CAP_KERNELS + CAP_SDPA + CAP_TRAIN + CAP_PEFT)) \
+	run_tests "3 tests (cubin)" "$L/tests-cubin.log" $CAP_TESTS90 $((CAP_MEMCHECK + CAP_KERNELS + CAP_SDPA + CAP_TRAIN + CAP_PEFT + R8)) \
 		'TestFusedGemm|TestGemmAgainstCPU|TestLoRA|TestAdapter|TestConformance|TestAttentionKernels' "GOTUNE_TEST_IMAGE=$PWD/$CUBIN"
 else
 	stage "3 tests (cubin)" "SKIP" "no cubin"
@@ -225,7 +236,7 @@ if ! command -v "$SANITIZER" >/dev/null; then
 elif [ ! -x "$GOTUNE" ]; then
 	stage "4 memcheck" "MISS" "$GOTUNE not carried"
 else
-	s=$(slot $CAP_MEMCHECK $((CAP_KERNELS + CAP_SDPA + CAP_TRAIN + CAP_PEFT)))
+	s=$(slot $CAP_MEMCHECK $((CAP_KERNELS + CAP_SDPA + CAP_TRAIN + CAP_PEFT + R8)))
 	timeout "$s" "$SANITIZER" --tool memcheck --error-exitcode 3 --print-limit 20 \
 		"$GOTUNE" bench train --device cuda --preset tiny --steps 1 --warmup 0 >"$L/memcheck.log" 2>&1
 	rc=$?
@@ -236,7 +247,7 @@ fi
 
 echo "== 5. gotune bench kernels, and attention through PyTorch SDPA"
 if [ -x "$GOTUNE" ]; then
-	s=$(slot $CAP_KERNELS $((CAP_SDPA + CAP_TRAIN + CAP_PEFT)))
+	s=$(slot $CAP_KERNELS $((CAP_SDPA + CAP_TRAIN + CAP_PEFT + R8)))
 	timeout "$s" "$GOTUNE" bench kernels --device cuda --quick --json >"$L/kernels.json" 2>"$L/kernels.log"
 	rc=$?
 	if [ $rc -eq 0 ]; then
@@ -251,7 +262,7 @@ for h in rep.get("headline") or []:
     print("  fused LoRA fwd / cuBLAS GEMM %s M=%d N=%d K=%d r=%d: %.2fx" % (h["dtype"], h["m"], h["n"], h["k"], h["r"], h["ratio"]))
 PY
 		stage "5 bench kernels" "ok" "$(grep -c '"op"' "$L/kernels.json") timings"
-		s=$(slot $CAP_SDPA $((CAP_TRAIN + CAP_PEFT)))
+		s=$(slot $CAP_SDPA $((CAP_TRAIN + CAP_PEFT + R8)))
 		timeout "$s" "$PY" scripts/bench_sdpa.py --kernels "$L/kernels.json" --out "$L/sdpa.json" >"$L/sdpa.txt" 2>&1
 		rc=$?
 		[ $rc -ne 0 ] && tail -5 "$L/sdpa.txt"
@@ -276,7 +287,7 @@ if [ -x "$GOTUNE" ]; then
 		gc=off
 		"$GOTUNE" bench train --dry-run --json --grad-checkpoint off "${plan_args[@]}" >"$PLAN" 2>>"$L/train-plan.log"
 	fi
-	end=$(($(elapsed) + $(slot $CAP_TRAIN $CAP_PEFT)))
+	end=$(($(elapsed) + $(slot $CAP_TRAIN $((CAP_PEFT + R8)))))
 	ok=0 bad=0
 	while read -r preset method gcase; do
 		left=$((end - $(elapsed)))
@@ -332,12 +343,26 @@ fi
 
 echo "== 7. the same cases through PyTorch + transformers + PEFT"
 if [ -s "$PLAN" ]; then
-	s=$(slot $CAP_PEFT 5)
+	s=$(slot $CAP_PEFT $((5 + R8)))
 	PYTHONUNBUFFERED=1 timeout "$s" "$PY" scripts/bench_peft.py --plan "$PLAN" --out "$L/peft.json" 2>&1 | tee "$L/peft.log" | grep -v '^$'
 	rc=${PIPESTATUS[0]}
 	stage "7 bench PEFT" "$(verdict $rc)" "exit $rc (see peft.log)"
 else
 	stage "7 bench PEFT" "SKIP" "no plan"
+fi
+
+echo "== 8. data parallel over NCCL: 2 ranks vs 1 (needs 2 GPUs)"
+if [ "$R8" -eq 0 ]; then
+	stage "8 NCCL 2 ranks" "SKIP" "${NGPU:-0} GPU(s); needs 2"
+elif [ ! -x "$GOTUNE" ]; then
+	stage "8 NCCL 2 ranks" "MISS" "$GOTUNE not carried"
+else
+	s=$(slot $CAP_NCCL 3)
+	GOTUNE="$GOTUNE" GPU_CHECK_NGPU="$NGPU" DDP_CHECK_TIMEOUT=$((s / 4 + 1)) timeout "$s" bash scripts/ddp-check.sh "$L/ddp" 2>&1 | tee "$L/ddp.log"
+	rc=${PIPESTATUS[0]}
+	st=$(verdict $rc)
+	[ $rc -eq 2 ] && st=SKIP
+	stage "8 NCCL 2 ranks" "$st" "$(grep -c ' -> ok$' "$L/ddp.log") of 2 comparisons ok (exit $rc; see ddp.log)"
 fi
 
 echo

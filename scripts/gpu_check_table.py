@@ -41,6 +41,25 @@ def fmt(v, spec, none="n/a"):
     return none if v is None else spec % v
 
 
+def qlora_vs_lora(gotune):
+    """One line per gotune QLoRA case: its tokens/s and memory over the
+    bf16 LoRA case of the same preset and gradient checkpointing."""
+    out = []
+    for k, q in sorted(gotune.items()):
+        preset, method, gc, quantize = k
+        lora = gotune.get((preset, method, gc, ""))
+        if not quantize or q.get("error") or not lora or lora.get("error"):
+            continue
+        qt, lt = q.get("tokens_per_s"), lora.get("tokens_per_s")
+        qm, lm = q.get("mem_bytes"), lora.get("mem_bytes")
+        out.append("QLoRA %s vs bf16 LoRA (%s, gc=%s, gotune): tokens/s %s (%s vs %s), memory %s (%s vs %s GiB)" % (
+            quantize, preset, "on" if gc else "off",
+            fmt(qt / lt if qt and lt else None, "%.2fx"), fmt(qt, "%.0f"), fmt(lt, "%.0f"),
+            fmt(qm / lm if qm and lm else None, "%.2fx"),
+            fmt(qm and qm / 2**30, "%.3g"), fmt(lm and lm / 2**30, "%.3g")))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--plan", required=True)
@@ -103,6 +122,8 @@ def main():
     print(line(head))
     for r in rows:
         print(line(r))
+    for line_ in qlora_vs_lora(gotune):
+        print(line_)
     for name, res in (("gotune", gotune), ("torch", torch_res)):
         for k, r in res.items():
             if r.get("error"):

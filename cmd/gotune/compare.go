@@ -171,13 +171,13 @@ func runCompare(ctx context.Context, e *env, args []string) error {
 			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: *maxGradNorm, LogEvery: *logEvery,
 			EvalEvery: df.evalEvery, Precision: prec,
 		},
-		Seed: *seed, GradCheckpoint: *gradCkpt, Out: *out, Log: e.Stdout,
+		TrainName: trainFlag, Seed: *seed, GradCheckpoint: *gradCkpt, Out: *out, Log: e.Stdout,
 	}
 	for _, n := range names {
 		cfg.Methods = append(cfg.Methods, compare.Method{Name: n, Apply: compareApply(mf, n, *modelDir), LR: lrs[n]})
 	}
 	if err := cfg.Train.Validate(); err != nil {
-		return &usageError{msg: err.Error()}
+		return fieldUsageError(err, finetune.TrainOption, optionFlags)
 	}
 	if td.Eval != nil && textdata.IsConversational(td.Eval.Format) {
 		convs, _, err := textdata.ReadConversations(df.evalData, td.Eval.Format)

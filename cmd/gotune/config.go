@@ -35,6 +35,10 @@ const configFileName = "config.yaml"
 type configAlias struct {
 	flag    string
 	convert func(v string) (string, error) // nil: the value is the flag's
+	// agree, when set, lets the file set the flag again through its
+	// other spelling if the value is the same; a different value is an
+	// error that ends with agree (what the disagreement would mean).
+	agree string
 }
 
 // configAliases are the LLaMA-Factory keys that mean what a gotune flag
@@ -65,6 +69,10 @@ var configAliases = map[string]configAlias{
 	"load_best_model_at_end":      {flag: "keep-best"},
 	"early_stopping_steps":        {flag: "early-stopping-patience"},
 	"bf16":                        {flag: "precision", convert: convertBF16},
+	// LLaMA-Factory's neat_packing is gotune's packing; its packing
+	// without neat_packing lets packed examples attend to each other,
+	// which gotune does not do (a file's packing is gotune's flag).
+	"neat_packing": {flag: "packing", agree: "LLaMA-Factory's packing without neat_packing lets packed examples attend to each other, which gotune does not do; gotune's packing is neat_packing"},
 }
 
 // configOnlyKeys are LLaMA-Factory keys that gotune accepts with the one
@@ -157,8 +165,9 @@ func applyConfigFile(fs *flag.FlagSet, path string, fromCLI map[string]bool) err
 	if root.Kind != yaml.MappingNode {
 		return fmt.Errorf("%s:%d: want a mapping of settings (key: value), got %s", path, root.Line, nodeKind(root))
 	}
-	keyLine := map[string]int{}  // key as written → its line
-	flagLine := map[string]int{} // flag name → line of the key that set it
+	keyLine := map[string]int{}      // key as written → its line
+	flagLine := map[string]int{}     // flag name → line of the key that set it
+	flagValue := map[string]string{} // flag name → the value the file gave
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		at := fmt.Sprintf("%s:%d", path, k.Line)
@@ -174,9 +183,12 @@ func applyConfigFile(fs *flag.FlagSet, path string, fromCLI map[string]bool) err
 			continue
 		}
 		if line, dup := flagLine[name]; dup {
-			return fmt.Errorf("%s: %q sets --%s again (first set on line %d)", at, k.Value, name, line)
+			if err := checkRepeat(fs, name, k.Value, value, flagValue[name], line); err != nil {
+				return fmt.Errorf("%s: %w", at, err)
+			}
+			continue
 		}
-		flagLine[name] = k.Line
+		flagLine[name], flagValue[name] = k.Line, value
 		if fromCLI[name] {
 			continue
 		}
@@ -185,6 +197,37 @@ func applyConfigFile(fs *flag.FlagSet, path string, fromCLI map[string]bool) err
 		}
 	}
 	return nil
+}
+
+// checkRepeat accepts a key that sets flag name again when one of the two
+// spellings is an alias with agree and both give the same value (as flag
+// text, e.g. "true" and "True" for a bool).
+func checkRepeat(fs *flag.FlagSet, name, key, value, first string, line int) error {
+	var agree string
+	for k, a := range configAliases {
+		if a.flag == name && a.agree != "" && (k == key || strings.ReplaceAll(key, "_", "-") == name) {
+			agree = a.agree
+		}
+	}
+	if agree == "" {
+		return fmt.Errorf("%q sets --%s again (first set on line %d)", key, name, line)
+	}
+	if sameFlagValue(fs.Lookup(name), value, first) {
+		return nil
+	}
+	return fmt.Errorf("%s: %s disagrees with line %d, which set --%s to %s: %s", key, value, line, name, first, agree)
+}
+
+// sameFlagValue reports whether a and b are the same value of flag f.
+func sameFlagValue(f *flag.Flag, a, b string) bool {
+	if g, ok := f.Value.(flag.Getter); ok {
+		if _, isBool := g.Get().(bool); isBool {
+			x, errA := strconv.ParseBool(a)
+			y, errB := strconv.ParseBool(b)
+			return errA == nil && errB == nil && x == y
+		}
+	}
+	return a == b
 }
 
 // resolveConfigEntry returns the flag a config key sets and the value to

@@ -54,6 +54,9 @@ adam-beta2: 0.95
 bf16: true
 stage: sft
 `)
+	// LLaMA-Factory writes packing: true beside neat_packing: true.
+	neatFile := writeTemp(t, "neat.yaml", "model: m\ndata: "+dataFile+"\nneat_packing: true\n")
+	bothFile := writeTemp(t, "both.yaml", "model: m\ndata: "+dataFile+"\npacking: true\nneat_packing: True\n")
 	jsonFile := writeTemp(t, "run.json", `{"model": "some/model", "data": "`+dataFile+`", "method": "lora",
 		"lora_r": 4, "lora_targets": ["q_proj", "v_proj"], "lr": 0.0002, "steps": 7}`)
 	for _, tc := range []struct {
@@ -67,6 +70,8 @@ stage: sft
 			"grad-accum": "4", "seq-len": "64", "lr-schedule": "constant", "warmup-ratio": "0.1",
 			"out": "runs/x", "use-rslora": "true", "adam-beta2": "0.95", "precision": "bf16",
 		}},
+		{"neat packing", []string{"--config", neatFile}, map[string]string{"packing": "true"}},
+		{"packing and neat packing", []string{"--config", bothFile}, map[string]string{"packing": "true"}},
 		{"json", []string{"--config", jsonFile}, map[string]string{
 			"lora-r": "4", "lora-targets": "q_proj,v_proj", "steps": "7",
 		}},
@@ -97,6 +102,9 @@ func TestConfigFileErrors(t *testing.T) {
 		{"duplicate key", "model: a\nsteps: 2\nmodel: b\n", `run.yaml:3: duplicate key "model" (first on line 1)`, nil},
 		{"duplicate JSON key", `{"lr": 1, "lr": 2}`, `run.yaml:1: duplicate key "lr" (first on line 1)`, nil},
 		{"one flag twice", "lora_rank: 4\nlora-r: 8\n", `run.yaml:2: "lora-r" sets --lora-r again (first set on line 1)`, nil},
+		{"packing with attention across examples", "packing: true\nneat_packing: false\n", `run.yaml:2: neat_packing: false disagrees with line 1, which set --packing to true: LLaMA-Factory's packing without neat_packing lets packed examples attend to each other, which gotune does not do`, nil},
+		{"packing twice", "packing: true\npacking: true\n", `run.yaml:2: duplicate key "packing"`, nil},
+		{"packing with prompt tuning", "model: m\ndata: d\nmethod: prompt\nneat_packing: true\n", `--packing cannot be used with --method prompt: its virtual tokens sit in front of each sequence`, nil},
 		{"bad number", "model: m\nlora_rank: eight\n", `run.yaml:2: lora_rank: invalid value "eight" for --lora-r: want a whole number`, nil},
 		{"no value", "steps:\n", `run.yaml:1: steps: no value`, nil},
 		{"nested", "lora:\n  r: 8\n", `run.yaml:1: lora: want a single value, got a mapping`, nil},

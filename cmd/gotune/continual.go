@@ -209,7 +209,7 @@ func runContinual(ctx context.Context, e *env, args []string) error {
 	}
 	m.SetGradCheckpoint(f.gradCheckpoint)
 	tcfg.Precision, _ = engine.ParsePrecision(f.precision, onGPU(be))
-	ccfg.Train, ccfg.Scorer, ccfg.Log = tcfg, scorer, e.Stdout
+	ccfg.Train, ccfg.TrainName, ccfg.Scorer, ccfg.Log = tcfg, trainFlag, scorer, e.Stdout
 	ccfg.BatchSize, ccfg.SeqLen, ccfg.PadID = f.batchSize, seqLen, padID
 	fmt.Fprintf(e.Stdout, "model: %s (%s) on %s, precision %s; method %s, strategy %s, %d tasks × %d steps of %d×%d sequences, lr %g (%s)\n",
 		f.modelDir, hc.Arch, be.Name(), tcfg.Precision, f.method, ccfg.Strategy, len(tasks), f.steps, f.gradAccum, f.batchSize, f.lr, tcfg.Schedule)
@@ -277,7 +277,7 @@ func (c *continualFlags) check(f *trainFlags) (continual.Config, []string, []str
 		OLoRALambda: c.oloraLambda, NewAdapter: func(int) (continual.LowRankAdapter, error) { return nil, nil },
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, nil, nil, &usageError{msg: err.Error()}
+		return cfg, nil, nil, fieldUsageError(err, nil, continualConfigFlags)
 	}
 	cfg.NewAdapter = nil
 	return cfg, tasks, evals, nil

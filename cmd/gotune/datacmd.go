@@ -24,7 +24,7 @@ func init() {
 
 const dataUsage = `Usage:
   gotune data synth --task NAME --n N --out FILE [--eval-n M --eval-out FILE] [--seed S]
-  gotune data show (--data FILE | --dataset NAMES) [--model PATH | --tokenizer PATH] [--template T] [--n N] [--json]
+  gotune data show (--data FILE | --dataset NAMES) [--model PATH | --tokenizer PATH] [--template T] [--n N] [--json] [--packing]
 
 Subcommands:
   synth   write a synthetic task with exact answers as instruction JSONL
@@ -162,6 +162,18 @@ prints every example (or the first --n) as one JSON line,
 {"input_ids": [...], "labels": [...]} (-100: not trained on), which is
 also gotune's pre-tokenized format, so any tool can check the tokenization.
 
+With --packing it shows the sequences "gotune train --packing" trains on
+(examples truncated to --seq-len and packed into sequences of --seq-len
+tokens): --json prints one line per packed sequence with "position_ids"
+(restarting at 0 for each example), "segment_ids" (the example of each
+token within the sequence: attention stays inside one id), "examples"
+(their 0-based indices in the dataset) and "labels" with -100 at each
+example's first token, so that shifting them left gives exactly the
+targets trained on (transformers' DataCollatorWithFlattening writes them
+the same way). The text output starts with what packing saves at
+--batch-size: batches per epoch, and padding tokens in the first epoch as
+train shuffles it with --seed, unpacked and packed.
+
 ` + textDataHelp
 
 func runDataShow(e *env, args []string) error {
@@ -173,7 +185,10 @@ func runDataShow(e *env, args []string) error {
 	df.defineRegistry(fs)
 	n := fs.Int("n", -1, "number of examples to print (default 3, or every example with --json; 0: every example)")
 	asJSON := fs.Bool("json", false, "print each example's input_ids and labels as one JSON line, and nothing else")
-	seqLen := fs.Int("seq-len", 512, "block length for packing text")
+	seqLen := fs.Int("seq-len", 512, "block length for packing text, and with --packing the packed sequences' length")
+	packing := fs.Bool("packing", false, "show the packed sequences --packing trains on: "+packingHelp)
+	batchSize := fs.Int("batch-size", 8, "sequences per batch, for --packing's count of batches and padding")
+	seed := fs.Uint64("seed", 42, "seed of the shuffled epoch --packing counts padding in (train's --seed)")
 	if err := parseFlags(fs, args, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -206,6 +221,9 @@ func runDataShow(e *env, args []string) error {
 	limit := *n
 	if limit < 0 && !*asJSON {
 		limit = 3
+	}
+	if *packing {
+		return showPacked(e.Stdout, td, packedView{seqLen: *seqLen, batchSize: *batchSize, seed: *seed}, limit, *asJSON)
 	}
 	exs := td.Train.Examples
 	if limit > 0 && limit < len(exs) {
@@ -241,6 +259,103 @@ func writeExamplesJSON(w io.Writer, exs []data.Example) error {
 		}
 	}
 	return nil
+}
+
+// packedLine is one packed sequence as data show --json --packing prints
+// it.
+type packedLine struct {
+	InputIDs    []int32 `json:"input_ids"`
+	Labels      []int32 `json:"labels"`
+	PositionIDs []int32 `json:"position_ids"`
+	SegmentIDs  []int32 `json:"segment_ids"`
+	Examples    []int   `json:"examples"`
+}
+
+// packedSequences returns the first limit (0: all) packed sequences of
+// loader (built with batch size 1, so a batch is one unpadded sequence),
+// with labels unshifted from its targets.
+func packedSequences(loader *data.Loader, limit int) []packedLine {
+	n := loader.Sequences()
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	out := make([]packedLine, n)
+	for i := range out {
+		b := loader.Batch(0, i)
+		labels := append([]int32{data.IgnoreIndex}, b.Targets[:b.T-1]...)
+		out[i] = packedLine{b.InputIDs, labels, b.Positions, b.Segments, b.Packs[0]}
+	}
+	return out
+}
+
+// packedView is how data show --packing lays out and counts the data:
+// train's --seq-len, --batch-size and --seed.
+type packedView struct {
+	seqLen, batchSize int
+	seed              uint64
+}
+
+// showPacked prints the packed sequences of td's training data: with
+// asJSON one line each, else a summary of what packing saves and the
+// first limit sequences, example by example.
+func showPacked(w io.Writer, td *trainData, v packedView, limit int, asJSON bool) error {
+	seqLen := v.seqLen
+	if seqLen < 2 || v.batchSize < 1 {
+		return &usageError{msg: fmt.Sprintf("--packing needs --seq-len >= 2 and --batch-size >= 1 (got %d, %d)", seqLen, v.batchSize)}
+	}
+	packed, err := data.NewLoader(td.Train, data.LoaderConfig{BatchSize: 1, SeqLen: seqLen, Packing: true})
+	if err != nil {
+		return err
+	}
+	seqs := packedSequences(packed, limit)
+	if asJSON {
+		enc := json.NewEncoder(w)
+		for _, s := range seqs {
+			if err := enc.Encode(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	fmt.Fprintln(w, "data: "+textdata.Summary(td.Train))
+	fmt.Fprintln(w, packed.Stats().PackingMessage())
+	for _, line := range packingGain(td.Train, v) {
+		fmt.Fprintln(w, line)
+	}
+	for i, s := range seqs {
+		fmt.Fprintf(w, "=== sequence %d: %d tokens, examples %v\n", i, len(s.InputIDs), s.Examples)
+		at := 0
+		for _, ex := range s.Examples {
+			n := min(len(td.Train.Examples[ex].InputIDs), seqLen)
+			part := data.Example{InputIDs: s.InputIDs[at : at+n], Labels: td.Train.Examples[ex].Labels[:n]}
+			fmt.Fprintf(w, "--- %s (%d tokens, positions 0..%d)\n", td.Train.Examples[ex].Loc, n, n-1)
+			showExample(w, td.Tok, part)
+			at += n
+		}
+	}
+	return nil
+}
+
+// packingGain compares the first epoch of ds as train shuffles it, at
+// v's batch size, unpacked and packed (both padded to each batch's
+// longest sequence, as train pads): batches (optimizer steps without
+// --grad-accum) and padding tokens.
+func packingGain(ds *data.Dataset, v packedView) []string {
+	var lines []string
+	for _, packing := range []bool{false, true} {
+		l, err := data.NewLoader(ds, data.LoaderConfig{BatchSize: v.batchSize, SeqLen: v.seqLen, Shuffle: true, Seed: v.seed, Packing: packing})
+		if err != nil {
+			return nil
+		}
+		slots, tokens := l.EpochSlots(0), l.Stats().Tokens
+		name := "unpacked"
+		if packing {
+			name = "packed  "
+		}
+		lines = append(lines, fmt.Sprintf("%s: %d batches of %d per epoch; epoch 0 (shuffled, --seed %d): %d token positions, %d of them padding (%.1f%%)",
+			name, l.BatchesPerEpoch(), v.batchSize, v.seed, slots, slots-tokens, 100*float64(slots-tokens)/float64(slots)))
+	}
+	return lines
 }
 
 // showExample prints the runs of trained and untrained tokens of ex.

@@ -29,16 +29,21 @@ writes it in one of two formats:
 
   --format gguf          one GGUF file (--out FILE) that llama.cpp loads and
                          runs: LLaMA and Mistral as llama.cpp's "llama",
-                         Qwen2 as "qwen2", GPT-2 as "gpt2", with the
-                         tokenizer (vocabulary, scores or merges, special
-                         ids) and chat template. --type stores the matrices
+                         Qwen2 as "qwen2", Qwen3 as "qwen3", OLMo-2 as
+                         "olmo2", Granite as "granite", Phi-3 as "phi3",
+                         GLM-4 as "glm4", GPT-2 as "gpt2",
+                         with the tokenizer (vocabulary, scores or merges,
+                         special ids) and chat template. A model that
+                         llama.cpp would compute differently (e.g. Qwen3
+                         or OLMo-2 with biases) is refused. --type stores the matrices
                          as f32, f16, bf16 or q8_0 (norms and biases stay
                          f32); the default follows the model's torch_dtype.
   --format safetensors   the Hugging Face folder "gotune merge" writes
                          (--out DIR; --save-dtype, --max-shard-size).
 
 scripts/check-gguf-llamacpp.sh checks that llama.cpp's greedy output from
-an exported file equals "gotune generate --temperature 0".`
+an exported file equals "gotune generate --temperature 0", and its
+next-token probabilities gotune's.`
 
 // ggufTypeFor picks the GGUF storage type: --type, or the torch_dtype.
 func ggufTypeFor(flag, torchDtype string) (gguf.TensorType, error) {
@@ -107,7 +112,8 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer be.Close()
-	m, n, err := finetune.LoadMerged(be, finetune.MergeOptions{Model: modelPath, Adapter: adapterDir, Names: mergeNames})
+	mo := finetune.MergeOptions{Model: modelPath, Adapter: adapterDir, Names: mergeNames}
+	m, n, err := finetune.LoadMerged(be, mo)
 	if err != nil {
 		return err
 	}
@@ -116,7 +122,10 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		prefix = fmt.Sprintf("merged %d LoRA layers of %s; ", n, adapterDir)
 	}
 	if format == "safetensors" {
-		return saveHF(e, m, modelPath, out, saveOpts, prefix)
+		if err := saveHF(e, m, modelPath, out, saveOpts, prefix); err != nil || adapterDir == "" {
+			return err
+		}
+		return writeMergeCard(e, out, m, mo, n, saveOpts, "gotune export "+shellJoin(args))
 	}
 	tok, err := loadTokenizer(tokPath, modelPath)
 	if err != nil {

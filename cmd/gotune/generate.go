@@ -73,7 +73,7 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	}
 	opts := generate.Options{MaxNewTokens: *maxNew, Temperature: *temperature, TopK: *topK, TopP: *topP, Seed: *seed}
 	if err := opts.Validate(); err != nil {
-		return &usageError{msg: err.Error()}
+		return fieldUsageError(err, nil, generateOptionFlags)
 	}
 	if !validDevice(*device) {
 		return &usageError{msg: fmt.Sprintf("unknown --device %q (want auto, cpu, cuda or cuda:N)", *device)}

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/gotune/gotune/finetune"
 	"os"
 	"path/filepath"
 
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/engine/runcard"
+	"github.com/gotune/gotune/finetune"
 )
 
 func init() {
@@ -26,7 +27,9 @@ Loads a base model and a LoRA or DoRA adapter in PEFT's format
 (W + s·B·A; for DoRA m ⊙ (W + s·B·A) / ‖W + s·B·A‖ per output feature)
 and writes the merged model in Hugging Face layout (config.json,
 model.safetensors, or shards with model.safetensors.index.json beyond
---max-shard-size) to --out, with the base model's tokenizer files. The
+--max-shard-size) to --out, with the base model's tokenizer files and a
+model card (README.md: base model, adapter, its training run, the
+command). The
 weights are stored in the base model's torch_dtype (e.g. BF16) unless
 --save-dtype says otherwise; the merge itself is computed in float32.
 The merged model computes what the base model with the adapter computes
@@ -73,12 +76,25 @@ func runMerge(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer be.Close()
-	m, n, err := finetune.LoadMerged(be, finetune.MergeOptions{Model: modelDir, Adapter: adapterDir, Names: mergeNames,
-		Prepare: func(m model.Model) error { return qf.dequantized(m, e.Stdout) }})
+	mo := finetune.MergeOptions{Model: modelDir, Adapter: adapterDir, Names: mergeNames,
+		Prepare: func(m model.Model) error { return qf.forMerge(m, e.Stdout) }}
+	m, n, err := finetune.LoadMerged(be, mo)
 	if err != nil {
 		return err
 	}
-	return saveHF(e, m, modelDir, out, saveOpts, fmt.Sprintf("merged %d LoRA layers of %s into %s; ", n, adapterDir, modelDir))
+	if err := saveHF(e, m, modelDir, out, saveOpts, fmt.Sprintf("merged %d LoRA layers of %s into %s; ", n, adapterDir, modelDir)); err != nil {
+		return err
+	}
+	return writeMergeCard(e, out, m, mo, n, saveOpts, "gotune merge "+shellJoin(args))
+}
+
+// writeMergeCard writes the merged model's card into out and says so.
+func writeMergeCard(e *env, out string, m model.Model, o finetune.MergeOptions, layers int, opts model.SaveOptions, command string) error {
+	if err := finetune.WriteMergeCard(out, m, o, layers, opts, command); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "wrote the model card %s\n", filepath.Join(out, runcard.CardFile))
+	return nil
 }
 
 // mergeNames names finetune.MergeOptions by the flags of merge and export.

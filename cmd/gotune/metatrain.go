@@ -105,7 +105,7 @@ func runMetaTrain(ctx context.Context, e *env, args []string) error {
 		EvalEvery: *evalEvery, EvalTasks: *evalTasks, EvalQuery: *evalQuery, LogEvery: *logEvery, OutDir: *out,
 	}
 	if err := cfg.Validate(); err != nil {
-		return &usageError{msg: err.Error()}
+		return fieldUsageError(err, nil, metaConfigFlags)
 	}
 	if *logEvery < 0 {
 		return &usageError{msg: fmt.Sprintf("--log-every must not be negative, got %d", *logEvery)}

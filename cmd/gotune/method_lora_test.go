@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/internal/golden"
@@ -30,9 +33,13 @@ func TestMergeCommand(t *testing.T) {
 			if res.code != 0 {
 				t.Fatalf("exit %d\n%s%s", res.code, res.stdout, res.stderr)
 			}
-			if !strings.Contains(res.stdout, "merged ") {
+			if !strings.Contains(res.stdout, "merged ") || !strings.Contains(res.stdout, "wrote the model card "+filepath.Join(out, "README.md")) {
 				t.Errorf("stdout: %s", res.stdout)
 			}
+			card, err := os.ReadFile(filepath.Join(out, "README.md"))
+			require.NoError(t, err)
+			assert.Contains(t, string(card), "| adapter | `"+s.AdapterDir()+"`: LORA, ")
+			assert.Contains(t, string(card), "gotune merge --model "+s.BaseDir())
 			be := cpu.New()
 			merged, err := model.Load(out, be)
 			if err != nil {
@@ -102,7 +109,7 @@ func TestLoRACommandErrors(t *testing.T) {
 		{"freeze with init-adapter", append(train, "--method", "freeze", "--init-adapter", s.AdapterDir()),
 			"--init-adapter applies to adapter methods"},
 		{"freeze unknown module", append(train, "--method", "freeze", "--freeze-trainable-modules", "attn"),
-			`no module "attn" in the layers`},
+			`--freeze-trainable-modules "attn": no such module in the layers`},
 		{"merge prefix adapter", []string{"merge", "--model", s.BaseDir(), "--adapter", prefix.AdapterDir(), "--out", t.TempDir()},
 			"a PREFIX_TUNING adapter cannot be merged"},
 		{"merge without adapter", []string{"merge", "--model", s.BaseDir(), "--out", t.TempDir()}, "--adapter is required"},

@@ -154,13 +154,13 @@ func TestPromptMethodsBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"prefix layer range", []string{"--method", "prefix", "--prefix-layers", "0,2"}, "layer 2 does not exist: the model has 2 layers (0..1)"},
+		{"prefix layer range", []string{"--method", "prefix", "--prefix-layers", "0,2"}, "--prefix-layers: layer 2 does not exist: the model has 2 layers (0..1)"},
 		{"prefix layer list", []string{"--method", "prefix", "--prefix-layers", "0,x"}, `--prefix-layers: "x" is not a layer index`},
-		{"zero virtual tokens", []string{"--method", "prompt", "--num-virtual-tokens", "0"}, "number of virtual tokens must be positive, got 0"},
-		{"zero prefix", []string{"--method", "prefix", "--num-virtual-tokens", "0"}, "number of virtual tokens must be positive, got 0"},
-		{"unknown variant", []string{"--method", "adapter", "--adapter-variant", "serial"}, `unknown adapter variant "serial" (want houlsby, pfeiffer, parallel, series or parallel-normed)`},
-		{"unknown activation", []string{"--method", "adapter", "--adapter-activation", "elu"}, `unknown adapter activation "elu"`},
-		{"adapter layer range", []string{"--method", "adapter", "--adapter-layers", "3"}, "layer 3 does not exist"},
+		{"zero virtual tokens", []string{"--method", "prompt", "--num-virtual-tokens", "0"}, "--num-virtual-tokens must be positive, got 0"},
+		{"zero prefix", []string{"--method", "prefix", "--num-virtual-tokens", "0"}, "--num-virtual-tokens must be positive, got 0"},
+		{"unknown variant", []string{"--method", "adapter", "--adapter-variant", "serial"}, `--adapter-variant "serial": unknown adapter variant (want houlsby, pfeiffer, parallel, series or parallel-normed)`},
+		{"unknown activation", []string{"--method", "adapter", "--adapter-activation", "elu"}, `--adapter-activation "elu": unknown adapter activation`},
+		{"adapter layer range", []string{"--method", "adapter", "--adapter-layers", "3"}, "--adapter-layers: layer 3 does not exist"},
 		{"unknown encoder", []string{"--method", "ptuning", "--encoder-reparameterization", "gru"}, `unknown P-Tuning encoder "gru" (want mlp or lstm)`},
 		{"text init without text", []string{"--method", "prompt", "--prompt-init", "text"}, "--prompt-init text needs --prompt-init-text"},
 		{"init of another method", []string{"--method", "prompt", "--init-adapter", lora}, "holds a LORA adapter, not one --method prompt trains"},

@@ -49,8 +49,8 @@ func prepareParallel(f *trainFlags) (*parallelRun, error) {
 		}
 		return nil, nil
 	}
-	if f.zero < 0 || f.zero > 2 {
-		return nil, &usageError{msg: fmt.Sprintf("--zero must be 0, 1 or 2, got %d", f.zero)}
+	if err := (&train.Parallel{Zero: f.zero}).Validate(); err != nil {
+		return nil, fieldUsageError(err, func(field string) string { return "Parallel." + field }, optionFlags)
 	}
 	switch f.device {
 	case "auto", "cuda":

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -41,10 +42,11 @@ func ddpTrainArgs(out string, extra ...string) []string {
 }
 
 // TestDataParallelMatchesOneProcess trains the same global batches with
-// 1, 2 and 4 emulated GPUs (ZeRO 0 and 1) and compares every step's loss
-// and the final weights; then resumes the 2-rank run's first checkpoint
-// with 4 ranks under ZeRO-2 and compares again. (Few runs of few steps:
-// the emulator is slow.)
+// 1, 2 and 4 emulated GPUs (ZeRO 0, 1, and 2 with gradient accumulation;
+// buckets reduced during backward on NCCL's stream) and compares every
+// step's loss and the final weights; then resumes the 2-rank run's first
+// checkpoint with 4 ranks under ZeRO-2 and compares again. (Few runs of
+// few steps: the emulator is slow.)
 func TestDataParallelMatchesOneProcess(t *testing.T) {
 	env := emuParallelEnv(t)
 	dir := t.TempDir()
@@ -59,6 +61,9 @@ func TestDataParallelMatchesOneProcess(t *testing.T) {
 	}{
 		{"2 ranks with checkpoints", "2", []string{"--save-every", "1"}},
 		{"4 ranks ZeRO-1", "4", []string{"--zero", "1"}},
+		// The same 8 rows as two micro-batches of 4: ZeRO-2 then
+		// reduce-scatters the second in place and adds it.
+		{"2 ranks ZeRO-2 accumulating", "2", []string{"--zero", "2", "--batch-size", "4", "--grad-accum", "2"}},
 	}
 	outs := map[string]string{}
 	for _, c := range cases {
@@ -123,53 +128,82 @@ func assertSameRun(t *testing.T, refDir, dir, what string) {
 	assert.Less(t, worst, 2e-5, "%s: largest weight difference %g in %s", what, worst, at)
 }
 
-// TestDataParallelKilledRank kills one of two ranks mid-run: the other
-// must end within a timeout, non-zero, with a message naming the rank.
+// TestDataParallelKilledRank kills one of two ranks mid-run, rank 1 and
+// then rank 0 (which leads the rendezvous): the other must end within a
+// timeout, non-zero, with a one-line message naming the dead rank.
 func TestDataParallelKilledRank(t *testing.T) {
 	env := emuParallelEnv(t)
 	bin := gotuneBinary(t)
+	for _, victim := range []int{1, 0} {
+		t.Run(fmt.Sprintf("rank %d killed", victim), func(t *testing.T) {
+			port, err := freeLoopbackPort()
+			require.NoError(t, err)
+			out := filepath.Join(t.TempDir(), "run")
+			start := func(rank int) (*exec.Cmd, *bytes.Buffer, *bufio.Scanner) {
+				c := exec.Command(bin, ddpTrainArgs(out, "--steps", "200")...)
+				c.Env = append(os.Environ(), env...)
+				c.Env = append(c.Env, "RANK="+strconv.Itoa(rank), "WORLD_SIZE=2", "LOCAL_RANK="+strconv.Itoa(rank),
+					"MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port))
+				var stderr bytes.Buffer
+				c.Stderr = &stderr
+				so, err := c.StdoutPipe()
+				require.NoError(t, err)
+				require.NoError(t, c.Start())
+				return c, &stderr, bufio.NewScanner(so)
+			}
+			procs := make([]*exec.Cmd, 2)
+			stderrs := make([]*bytes.Buffer, 2)
+			outs := make([]*bufio.Scanner, 2)
+			for r := range procs {
+				procs[r], stderrs[r], outs[r] = start(r)
+				defer procs[r].Process.Kill()
+			}
+			survivor := 1 - victim
+			go func() {
+				for outs[survivor].Scan() {
+				}
+			}()
+			for outs[victim].Scan() { // wait until training runs
+				if strings.HasPrefix(outs[victim].Text(), "step ") && strings.Contains(outs[victim].Text(), "loss") {
+					break
+				}
+			}
+			go func() {
+				for outs[victim].Scan() {
+				}
+			}()
+			require.NoError(t, procs[victim].Process.Signal(syscall.SIGKILL))
+			go func() { _ = procs[victim].Wait() }()
+			done := make(chan error, 1)
+			go func() { done <- procs[survivor].Wait() }()
+			select {
+			case err := <-done:
+				msg := strings.TrimSpace(stderrs[survivor].String())
+				require.Error(t, err, "rank %d must fail when rank %d dies", survivor, victim)
+				assert.Contains(t, msg, fmt.Sprintf("rank %d", victim), "the message names the dead rank")
+				assert.Equal(t, 1, strings.Count(msg, "\n")+1, "one line: %s", msg)
+			case <-time.After(90 * time.Second):
+				t.Fatalf("rank %d still runs 90 s after rank %d was killed", survivor, victim)
+			}
+		})
+	}
+}
+
+// TestDataParallelRendezvousTimeout starts rank 0 of 2 alone: it must
+// give up after GOTUNE_RENDEZVOUS_TIMEOUT_S with one line naming the
+// rank that never came, not hang.
+func TestDataParallelRendezvousTimeout(t *testing.T) {
+	env := emuParallelEnv(t)
 	port, err := freeLoopbackPort()
 	require.NoError(t, err)
-	out := filepath.Join(t.TempDir(), "run")
-	start := func(rank string) (*exec.Cmd, *bytes.Buffer, *bufio.Scanner) {
-		c := exec.Command(bin, ddpTrainArgs(out, "--steps", "200")...)
-		c.Env = append(os.Environ(), env...)
-		c.Env = append(c.Env, "RANK="+rank, "WORLD_SIZE=2", "LOCAL_RANK="+rank, "MASTER_ADDR=127.0.0.1",
-			"MASTER_PORT="+strconv.Itoa(port))
-		var stderr bytes.Buffer
-		c.Stderr = &stderr
-		so, err := c.StdoutPipe()
-		require.NoError(t, err)
-		require.NoError(t, c.Start())
-		return c, &stderr, bufio.NewScanner(so)
-	}
-	r0, stderr0, out0 := start("0")
-	r1, _, out1 := start("1")
-	defer r0.Process.Kill()
-	defer r1.Process.Kill()
-	go func() {
-		for out0.Scan() {
-		}
-	}()
-	for out1.Scan() { // wait until training runs
-		if strings.HasPrefix(out1.Text(), "step ") && strings.Contains(out1.Text(), "loss") {
-			break
-		}
-	}
-	go func() {
-		for out1.Scan() {
-		}
-	}()
-	require.NoError(t, r1.Process.Signal(syscall.SIGKILL))
-	go func() { _ = r1.Wait() }()
-	done := make(chan error, 1)
-	go func() { done <- r0.Wait() }()
-	select {
-	case err := <-done:
-		require.Error(t, err, "rank 0 must fail when rank 1 dies")
-		assert.Contains(t, stderr0.String(), "rank 1", "the message names the dead rank")
-		assert.Equal(t, 1, strings.Count(strings.TrimSpace(stderr0.String()), "\n")+1, "one line: %s", stderr0.String())
-	case <-time.After(90 * time.Second):
-		t.Fatal("rank 0 still runs 90 s after rank 1 was killed")
-	}
+	env = append(env, "RANK=0", "WORLD_SIZE=2", "LOCAL_RANK=0", "MASTER_ADDR=127.0.0.1",
+		"MASTER_PORT="+strconv.Itoa(port), envRendezvousTimeout+"=1")
+	start := time.Now()
+	r := runGotuneEnv(t, env, ddpTrainArgs(filepath.Join(t.TempDir(), "run"))...)
+	assert.NotEqual(t, 0, r.code)
+	msg := strings.TrimSpace(r.stderr)
+	assert.Contains(t, msg, "rank 1 never connected")
+	assert.Contains(t, msg, "rank 0 of 2")
+	assert.Equal(t, 1, strings.Count(msg, "\n")+1, "one line: %s", msg)
+	assert.Less(t, time.Since(start), 60*time.Second)
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gotune/gotune/engine/cpu"
+	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/safetensors"
 	"github.com/gotune/gotune/engine/train"
 	"github.com/gotune/gotune/internal/golden"
@@ -152,6 +154,43 @@ func TestQLoRAMerge(t *testing.T) {
 	require.NoError(t, err)
 	d := relDiff(g, o)
 	assert.True(t, d > 1e-3 && d < 0.2, "down_proj differs from the original by %.3g: not its NF4 dequantization", d)
+}
+
+// TestQLoRAMergeBitsandbytes merges the golden LoRA adapter into the
+// bitsandbytes NF4 checkpoint of llama-gqa (read quantized, no
+// --quantize): the merged weights are those of merging into the float
+// base quantized by --quantize nf4 (the same codes), the saved
+// config.json has no quantization_config, and the folder loads as a
+// float checkpoint.
+func TestQLoRAMergeBitsandbytes(t *testing.T) {
+	dir := t.TempDir()
+	adapter := filepath.Join(goldenDir, golden.MethodsDir, "lora")
+	fromBnb, fromFloat := filepath.Join(dir, "bnb"), filepath.Join(dir, "float")
+	r := runGotune(t, "merge", "--model", filepath.Join(goldenDir, "qlora-bnb-nf4"), "--adapter", adapter, "--out", fromBnb)
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	r = runGotune(t, "merge", "--model", filepath.Join(goldenDir, "llama-gqa"), "--adapter", adapter, "--quantize", "nf4", "--out", fromFloat)
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+
+	raw, err := os.ReadFile(filepath.Join(fromBnb, "config.json"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw), "quantization_config")
+	got, err := safetensors.Open(filepath.Join(fromBnb, "model.safetensors"))
+	require.NoError(t, err)
+	defer got.Close()
+	want, err := safetensors.Open(filepath.Join(fromFloat, "model.safetensors"))
+	require.NoError(t, err)
+	defer want.Close()
+	require.Equal(t, want.Names(), got.Names())
+	for _, name := range want.Names() {
+		w, _, err := want.Float32(name)
+		require.NoError(t, err)
+		g, _, err := got.Float32(name)
+		require.NoError(t, err)
+		assert.Equal(t, w, g, name)
+	}
+	m, err := model.Load(fromBnb, cpu.New())
+	require.NoError(t, err, "the merged folder loads as a float checkpoint")
+	assert.Nil(t, m.Config().Quantization)
 }
 
 // TestQLoRABitsandbytesCheckpoint trains the golden LoRA run on

@@ -48,15 +48,9 @@ func (q *quantizeFlags) apply(m model.Model, method string, out io.Writer) error
 	return finetune.QuantizeBase(m, o, out)
 }
 
-// dequantized replaces m's base, when --quantize is set, by its
-// quantized-then-dequantized weights (float32): the base a QLoRA adapter
-// trained on, which merge folds the adapter into.
-func (q *quantizeFlags) dequantized(m model.Model, out io.Writer) error {
-	if err := q.apply(m, "merge", out); err != nil {
-		return err
-	}
-	if d, ok := m.(interface{ Dequantize() }); ok {
-		d.Dequantize()
-	}
-	return nil
+// forMerge quantizes m's base when --quantize is set; finetune.LoadMerged
+// then dequantizes it: the base a QLoRA adapter trained on, which merge
+// folds the adapter into.
+func (q *quantizeFlags) forMerge(m model.Model, out io.Writer) error {
+	return q.apply(m, "merge", out)
 }

@@ -53,13 +53,21 @@ writes into --out:
 Sequences longer than --seq-len are truncated (the count is reported) and
 batches are right-padded with ignored labels. Blank lines and unknown
 fields are errors. The last batch of an epoch may be smaller.
+--packing fills the sequences with several short examples each, packed once
+at load by first-fit decreasing (--shuffle then permutes the packed
+sequences): each token attends only to its own example's tokens (and a
+--method prefix prefix), positions restart at 0 for each example, no
+example's first token is predicted from the one before, and the loss is
+the mean over the same tokens, so every example's loss and gradient are
+those it has alone. Evaluation batches are not packed.
 
 Config files: --config FILE reads settings from YAML or JSON, one key per
 flag (its name with - or _: lora_r, batch-size) or LLaMA-Factory's name for
 the same setting (model_name_or_path, finetuning_type lora|freeze|full,
 lora_rank, lora_target (all = all-linear), learning_rate, num_train_epochs
 (whole numbers), max_steps, per_device_train_batch_size,
-gradient_accumulation_steps, cutoff_len, lr_scheduler_type (linear, cosine,
+gradient_accumulation_steps, cutoff_len, neat_packing (= packing),
+lr_scheduler_type (linear, cosine,
 constant, constant_with_warmup), warmup_ratio, output_dir, dataset and
 eval_dataset (a path of a data file), dataset (entries of dataset_dir's
 dataset_info.json, or a data file's path),
@@ -108,7 +116,7 @@ type trainFlags struct {
 	printConfig                             bool
 	schedule                                string
 	seed                                    uint64
-	shuffle, gradCheckpoint                 bool
+	shuffle, gradCheckpoint, packing        bool
 	overwrite                               bool
 	zero                                    int
 	text                                    textDataFlags
@@ -136,10 +144,14 @@ func (f *trainFlags) define(fs *flag.FlagSet) {
 	fs.BoolVar(&f.keepBest, "keep-best", false, "after each evaluation with a new lowest eval_loss, save the model into --out/"+train.BestDir+" (needs --eval-data; --out itself keeps the last step's model)")
 	fs.IntVar(&f.evalExactMatch, "eval-exact-match", 0, "after training, score greedy exact match on the first N records of --eval-data (instruction or chat data) for the model card (0: off)")
 	fs.IntVar(&f.earlyStoppingPatience, "early-stopping-patience", 0, "stop after N evaluations in a row without a new lowest eval_loss (needs --eval-data and --eval-every; 0: never)")
+	fs.BoolVar(&f.packing, "packing", false, packingHelp)
 	f.text.define(fs, true)
 	f.text.defineRegistry(fs)
 	f.save.define(fs, "weights of --method full or freeze")
 }
+
+// packingHelp describes --packing (train and data show).
+const packingHelp = "pack several examples end to end into each sequence of --seq-len tokens (first-fit decreasing), with attention kept inside each example and positions restarting at 0: each example trains as it would alone, with less padding and fewer steps per epoch (LLaMA-Factory's neat_packing; not with --method prompt or ptuning)"
 
 // defineOptimizer defines the flags of how a model trains (batches,
 // optimizer, schedule, device, precision, progress), which every
@@ -180,7 +192,7 @@ func (f *trainFlags) optimizerConfig() (train.Config, error) {
 		MaxGradNorm: f.maxGradNorm, LogEvery: f.logEvery,
 	}
 	if err := c.Validate(); err != nil {
-		return train.Config{}, &usageError{msg: err.Error()}
+		return train.Config{}, fieldUsageError(err, finetune.TrainOption, optionFlags)
 	}
 	return c, nil
 }
@@ -241,7 +253,7 @@ func runTrain(ctx context.Context, e *env, args []string) (err error) {
 		MethodOptions: mo,
 		Model:         f.modelDir, Method: f.method, Methods: methodRegistry,
 		Data:      f.text.options(f.dataPath),
-		Precision: f.precision, Train: tcfg, BatchSize: f.batchSize, Shuffle: f.shuffle,
+		Precision: f.precision, Train: tcfg, BatchSize: f.batchSize, Shuffle: f.shuffle, Packing: f.packing,
 		GradCheckpoint: f.gradCheckpoint, Out: f.out, Overwrite: f.overwrite, Resume: f.resume,
 		Save: saveOpts, EvalExactMatch: f.evalExactMatch, Log: e.Stdout, Warn: e.Stderr, Record: rec,
 	}

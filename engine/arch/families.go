@@ -1,7 +1,5 @@
 package arch
 
-import "maps"
-
 // Architecture classes gotune supports (config.json's "architectures").
 const (
 	Llama   = "LlamaForCausalLM"
@@ -56,6 +54,18 @@ var llamaGGUFGlobal = map[string]string{
 	"lm_head.weight":            "output.weight",
 }
 
+// withGGUF returns base's llama.cpp names with extra added (a new map).
+func withGGUF(base, extra map[string]string) map[string]string {
+	out := make(map[string]string, len(base)+len(extra))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
 // llamaFamily returns a LLaMA-layout family (LLaMA, Mistral, Qwen2 and
 // the families derived from them), to be adjusted by the caller.
 func llamaFamily(archName, modelType, gguf string) *Family {
@@ -79,9 +89,9 @@ func init() {
 	register(m)
 	register(llamaFamily(Qwen2, "qwen2", "qwen2"))
 	// Qwen3: LLaMA's layout plus an RMSNorm over every head of q and k
-	// before RoPE. No GGUF mapping yet (llama.cpp's qwen3 is not checked
-	// here).
-	q3 := llamaFamily(Qwen3, "qwen3", "")
+	// before RoPE (llama.cpp's attn_q_norm/attn_k_norm of width head_dim);
+	// NeoX RoPE in llama.cpp, so no q/k permutation.
+	q3 := llamaFamily(Qwen3, "qwen3", "qwen3")
 	q3.QKNorm = PerHeadQKNorm
 	q3.Layer = []Module{
 		{Q, "self_attn.q_proj"}, {K, "self_attn.k_proj"}, {V, "self_attn.v_proj"}, {O, "self_attn.o_proj"},
@@ -89,12 +99,17 @@ func init() {
 		{Gate, "mlp.gate_proj"}, {Up, "mlp.up_proj"}, {Down, "mlp.down_proj"},
 		{Norm1, "input_layernorm"}, {Norm2, "post_attention_layernorm"},
 	}
-	q3.GGUFNames, q3.GGUFGlobal = nil, nil
+	q3.GGUFNames = withGGUF(llamaGGUF, map[string]string{
+		"self_attn.q_norm.weight": "attn_q_norm.weight",
+		"self_attn.k_norm.weight": "attn_k_norm.weight",
+	})
 	register(q3)
 	// OLMo-2: LLaMA's modules with the norms moved to the sub-layers'
-	// outputs (post-norm) and an RMSNorm over the whole q and k
-	// projections before RoPE. No GGUF mapping (not checked here).
-	o2 := llamaFamily(Olmo2, "olmo2", "")
+	// outputs (post-norm: llama.cpp's post_attention_norm and
+	// post_ffw_norm)
+	// and an RMSNorm over the whole q and k projections before RoPE; NeoX
+	// RoPE in llama.cpp, so no q/k permutation.
+	o2 := llamaFamily(Olmo2, "olmo2", "olmo2")
 	o2.Placement = PostNorm
 	o2.QKNorm = FullQKNorm
 	o2.Layer = []Module{
@@ -103,13 +118,19 @@ func init() {
 		{Gate, "mlp.gate_proj"}, {Up, "mlp.up_proj"}, {Down, "mlp.down_proj"},
 		{Norm1, "post_attention_layernorm"}, {Norm2, "post_feedforward_layernorm"},
 	}
-	o2.GGUFNames, o2.GGUFGlobal = nil, nil
+	o2.GGUFNames = withGGUF(llamaGGUF, map[string]string{
+		"self_attn.q_norm.weight":           "attn_q_norm.weight",
+		"self_attn.k_norm.weight":           "attn_k_norm.weight",
+		"post_attention_layernorm.weight":   "post_attention_norm.weight",
+		"post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+	})
+	delete(o2.GGUFNames, "input_layernorm.weight")
 	register(o2)
 	// Granite: LLaMA's modules; its embedding, residual and attention
 	// multipliers and logits scaling are hyper-parameters (hfconfig).
-	// No GGUF mapping (not checked here).
-	g := llamaFamily(Granite, "granite", "")
-	g.GGUFNames, g.GGUFGlobal = nil, nil
+	// llama.cpp's granite uses LLaMA's interleaved RoPE.
+	g := llamaFamily(Granite, "granite", "granite")
+	g.GGUFInterleavedQK = true
 	register(g)
 	register(phi3Family())
 	register(glmFamily(Glm, "glm", false))
@@ -208,10 +229,11 @@ func glmFamily(archName, modelType string, sandwich bool) *Family {
 		f.GGUF, f.GGUFGlobal = "glm4", llamaGGUFGlobal
 		// LLaMA's names (q/k/v with biases) plus the fused MLP input and
 		// the output norms.
-		f.GGUFNames = maps.Clone(llamaGGUF)
-		f.GGUFNames["mlp.gate_up_proj.weight"] = "ffn_up.weight"
-		f.GGUFNames["post_self_attn_layernorm.weight"] = "post_attention_norm.weight"
-		f.GGUFNames["post_mlp_layernorm.weight"] = "post_ffw_norm.weight"
+		f.GGUFNames = withGGUF(llamaGGUF, map[string]string{
+			"mlp.gate_up_proj.weight":         "ffn_up.weight",
+			"post_self_attn_layernorm.weight": "post_attention_norm.weight",
+			"post_mlp_layernorm.weight":       "post_ffw_norm.weight",
+		})
 	}
 	return f
 }

@@ -274,43 +274,98 @@ func refRoPE(x []float64, bsz, seq, heads, dim int, cos, sin []float64, posOffse
 	return out
 }
 
-// attnCase is the geometry of one attention check.
-type attnCase struct{ B, T, S, Hq, Hkv, D int }
+// attnCase is the geometry and the options of one attention check.
+type attnCase struct {
+	B, T, S, Hq, Hkv, D int
+	opt                 attnRefOptions
+}
+
+// attnRefOptions are engine.AttentionOptions as the reference reads them:
+// segment ids as a slice instead of a tensor.
+type attnRefOptions struct {
+	scale, softCap float64
+	window         int
+	segments       []int32 // [B, T] example ids; nil when not packed
+	dropout        float64
+	seed           uint64
+}
+
+// scaleFor returns the score multiplier.
+func (o attnRefOptions) scaleFor(d int) float64 {
+	if o.scale != 0 {
+		return o.scale
+	}
+	return 1 / math.Sqrt(float64(d))
+}
+
+// visible reports whether query t sees key j, written out from the
+// documented rules rather than shared with a backend.
+func (c attnCase) visible(b, t, j int) bool {
+	qi := t + c.S - c.T
+	if j > qi || (c.opt.window > 0 && qi-j >= c.opt.window) {
+		return false
+	}
+	seg := c.opt.segments
+	return seg == nil || j < c.S-c.T || seg[b*c.T+t] == seg[b*c.T+j-(c.S-c.T)]
+}
+
+// keepScale is the factor dropout gives probability (b, h, t, j): 0 when
+// dropped, 1/(1 − p) when kept.
+func (c attnCase) keepScale(b, h, t, j int) float64 {
+	if c.opt.dropout == 0 {
+		return 1
+	}
+	thr := engine.DropoutThreshold(float32(c.opt.dropout))
+	if !engine.DropoutKeep(c.opt.seed, engine.AttentionDropoutCounter(b, h, t, j, c.Hq, c.T, c.S), thr) {
+		return 0
+	}
+	return 1 / (1 - float64(float32(c.opt.dropout)))
+}
 
 func (c attnCase) qLen() int   { return c.B * c.T * c.Hq * c.D }
 func (c attnCase) kLen() int   { return c.B * c.S * c.Hkv * c.D }
 func (c attnCase) lseLen() int { return c.B * c.Hq * c.T }
 
 // refAttentionProbs returns, for batch b and query head h, the [T, S]
-// causal softmax matrix (zeros where masked) and each row's log-sum-exp.
-func refAttentionProbs(c attnCase, q, k []float64, b, h int) (p [][]float64, lse []float64) {
+// softmax matrix (zeros where masked), each row's log-sum-exp, and the
+// soft cap's derivative at each score (1 without soft-capping).
+func refAttentionProbs(c attnCase, q, k []float64, b, h int) (p [][]float64, lse []float64, capDeriv [][]float64) {
 	kh := h / (c.Hq / c.Hkv)
-	scale := 1 / math.Sqrt(float64(c.D))
-	p = make([][]float64, c.T)
+	scale := c.opt.scaleFor(c.D)
+	p, capDeriv = make([][]float64, c.T), make([][]float64, c.T)
 	lse = make([]float64, c.T)
 	for t := 0; t < c.T; t++ {
-		p[t] = make([]float64, c.S)
-		visible := t + (c.S - c.T) // last key this query may see
+		p[t], capDeriv[t] = make([]float64, c.S), make([]float64, c.S)
 		mx := math.Inf(-1)
-		for s := 0; s <= visible; s++ {
+		for s := 0; s < c.S; s++ {
+			capDeriv[t][s] = 1
+			if !c.visible(b, t, s) {
+				continue
+			}
 			var dotp float64
 			for d := 0; d < c.D; d++ {
 				dotp += q[((b*c.T+t)*c.Hq+h)*c.D+d] * k[((b*c.S+s)*c.Hkv+kh)*c.D+d]
 			}
 			p[t][s] = dotp * scale
+			if cp := c.opt.softCap; cp > 0 {
+				th := math.Tanh(p[t][s] / cp)
+				p[t][s], capDeriv[t][s] = cp*th, 1-th*th
+			}
 			mx = math.Max(mx, p[t][s])
 		}
 		var sum float64
-		for s := 0; s <= visible; s++ {
-			p[t][s] = math.Exp(p[t][s] - mx)
-			sum += p[t][s]
+		for s := 0; s < c.S; s++ {
+			if c.visible(b, t, s) {
+				p[t][s] = math.Exp(p[t][s] - mx)
+				sum += p[t][s]
+			}
 		}
-		for s := 0; s <= visible; s++ {
+		for s := 0; s < c.S; s++ {
 			p[t][s] /= sum
 		}
 		lse[t] = mx + math.Log(sum)
 	}
-	return p, lse
+	return p, lse, capDeriv
 }
 
 // refAttention returns causal GQA attention output [B, T, Hq, D] and lse
@@ -337,13 +392,13 @@ func refAttentionRounded(c attnCase, q, k, v []float64, round func(float64) floa
 	for b := 0; b < c.B; b++ {
 		for h := 0; h < c.Hq; h++ {
 			kh := h / (c.Hq / c.Hkv)
-			p, l := refAttentionProbs(c, q, k, b, h)
+			p, l, _ := refAttentionProbs(c, q, k, b, h)
 			copy(lse[(b*c.Hq+h)*c.T:], l)
 			for t := 0; t < c.T; t++ {
 				for d := 0; d < c.D; d++ {
 					var s float64
 					for j := 0; j < c.S; j++ {
-						s += round(p[t][j]) * v[((b*c.S+j)*c.Hkv+kh)*c.D+d]
+						s += round(p[t][j]) * c.keepScale(b, h, t, j) * v[((b*c.S+j)*c.Hkv+kh)*c.D+d]
 					}
 					out[((b*c.T+t)*c.Hq+h)*c.D+d] = s
 				}
@@ -372,20 +427,21 @@ func refAttentionBackwardBF16(c attnCase, q, k, v, dout, out []float64) (dq, dk,
 // else rowsum(dO ⊙ out).
 func refAttentionBackwardRounded(c attnCase, q, k, v, dout, out []float64, round func(float64) float64) (dq, dk, dv []float64) {
 	dq, dk, dv = make([]float64, c.qLen()), make([]float64, c.kLen()), make([]float64, c.kLen())
-	scale := 1 / math.Sqrt(float64(c.D))
+	scale := c.opt.scaleFor(c.D)
 	qi := func(b, t, h, d int) int { return ((b*c.T+t)*c.Hq+h)*c.D + d }
 	ki := func(b, s, h, d int) int { return ((b*c.S+s)*c.Hkv+h)*c.D + d }
 	for b := 0; b < c.B; b++ {
 		for h := 0; h < c.Hq; h++ {
 			kh := h / (c.Hq / c.Hkv)
-			p, _ := refAttentionProbs(c, q, k, b, h)
+			p, _, capDeriv := refAttentionProbs(c, q, k, b, h)
 			for t := 0; t < c.T; t++ {
-				dp := make([]float64, c.S)
+				dp := make([]float64, c.S) // through dropout: ∂loss/∂P
 				var rs float64
 				for s := 0; s < c.S; s++ {
 					for d := 0; d < c.D; d++ {
 						dp[s] += dout[qi(b, t, h, d)] * v[ki(b, s, kh, d)]
 					}
+					dp[s] *= c.keepScale(b, h, t, s)
 					rs += p[t][s] * dp[s]
 				}
 				if out != nil {
@@ -395,7 +451,8 @@ func refAttentionBackwardRounded(c attnCase, q, k, v, dout, out []float64, round
 					}
 				}
 				for s := 0; s < c.S; s++ {
-					ds, ps := round(p[t][s]*(dp[s]-rs)), round(p[t][s])
+					ds := round(p[t][s] * (dp[s] - rs) * capDeriv[t][s])
+					ps := round(p[t][s]) * c.keepScale(b, h, t, s)
 					for d := 0; d < c.D; d++ {
 						dv[ki(b, s, kh, d)] += ps * dout[qi(b, t, h, d)]
 						dq[qi(b, t, h, d)] += ds * k[ki(b, s, kh, d)] * scale

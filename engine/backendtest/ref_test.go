@@ -188,7 +188,17 @@ func TestReferenceGradients(t *testing.T) {
 		}
 	}
 
-	for _, c := range []attnCase{{1, 3, 3, 2, 2, 4}, {2, 3, 3, 4, 2, 3}, {1, 2, 5, 3, 1, 4}} {
+	// The option cases check the reference's soft cap, window, segments,
+	// scale and dropout derivatives against finite differences too.
+	attnFD := []attnCase{
+		{1, 3, 3, 2, 2, 4, attnRefOptions{}},
+		{2, 3, 3, 4, 2, 3, attnRefOptions{}},
+		{1, 2, 5, 3, 1, 4, attnRefOptions{}},
+		{1, 4, 6, 2, 1, 4, attnRefOptions{scale: 0.7, softCap: 0.9, window: 3}},
+		{2, 4, 5, 2, 2, 3, attnRefOptions{segments: []int32{0, 0, 1, 1, 3, 4, 4, 4}}},
+		{1, 5, 5, 2, 1, 4, attnRefOptions{dropout: 0.3, seed: 11}},
+	}
+	for _, c := range attnFD {
 		q, k, v := randVec(rng, c.qLen(), 1), randVec(rng, c.kLen(), 1), randVec(rng, c.kLen(), 1)
 		ac := c
 		cases = append(cases, fdCase{

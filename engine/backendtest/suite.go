@@ -34,6 +34,7 @@ func Run(t *testing.T, b engine.Backend, opts Options) {
 		{"LayerNorm", checkLayerNorm},
 		{"RoPE", checkRoPE},
 		{"Attention", checkAttention},
+		{"AttentionOptions", checkAttentionOptions},
 		{"CrossEntropy", checkCrossEntropy},
 		{"AdamW", checkAdamW},
 		// Last: each check's inputs are seeded by its position.

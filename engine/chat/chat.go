@@ -148,7 +148,9 @@ const TemplateSource = "tokenizer_config.json chat_template"
 // chat template (tokenizer_config.json), rendered as transformers renders
 // it, else plain. note explains the choice in one line for the user. A
 // chat template that does not parse is an error naming the problem.
-func Default(tok tokenizer.Tokenizer) (t Template, note string, err error) {
+// option is what the note and the error call the setting that chooses
+// another template (the gotune CLI: "--template").
+func Default(tok tokenizer.Tokenizer, option string) (t Template, note string, err error) {
 	src := ""
 	if tok != nil {
 		src = tok.ChatTemplate()
@@ -156,34 +158,35 @@ func Default(tok tokenizer.Tokenizer) (t Template, note string, err error) {
 	if src != "" {
 		j, err := NewJinja(TemplateSource, src, tok)
 		if err != nil {
-			return nil, "", fmt.Errorf("%w (choose a built-in template with --template %s)", err, strings.Join(Names(), "|"))
+			return nil, "", fmt.Errorf("%w (choose a built-in template with %s %s)", err, option, strings.Join(Names(), "|"))
 		}
 		return j, "chat template: the model's own (" + TemplateSource + ")", nil
 	}
 	t, _ = Lookup("plain")
-	return t, "chat template plain (the tokenizer has no chat_template; choose another with --template)", nil
+	return t, "chat template plain (the tokenizer has no chat_template; choose another with " + option + ")", nil
 }
 
-// Resolve returns the template --template names: "auto" (or "") for
-// Default, a built-in name, or a .jinja file.
-func Resolve(name string, tok tokenizer.Tokenizer) (t Template, note string, err error) {
+// Resolve returns the template the setting option (named so in notes and
+// errors) names: "auto" (or "") for Default, a built-in name, or a .jinja
+// file.
+func Resolve(name string, tok tokenizer.Tokenizer, option string) (t Template, note string, err error) {
 	switch {
 	case name == "" || name == "auto":
-		return Default(tok)
+		return Default(tok, option)
 	case IsFile(name):
 		j, err := LoadJinjaFile(name, tok)
 		if err != nil {
 			return nil, "", err
 		}
-		return j, "chat template " + name + " (--template)", nil
+		return j, "chat template " + name + " (" + option + ")", nil
 	}
 	if t, err = Lookup(name); err != nil {
 		return nil, "", err
 	}
-	return t, "chat template " + t.Name() + " (--template)", nil
+	return t, "chat template " + t.Name() + " (" + option + ")", nil
 }
 
-// IsFile reports whether a --template value names a template file rather
+// IsFile reports whether a template setting names a template file rather
 // than a built-in template.
 func IsFile(name string) bool {
 	return strings.HasSuffix(name, ".jinja") || strings.HasSuffix(name, ".j2") || strings.ContainsRune(name, '/')

@@ -236,18 +236,18 @@ func TestLookup(t *testing.T) {
 
 func TestDefault(t *testing.T) {
 	own := "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-	tm, note, err := Default(byteTokenizer(t, specials, own))
+	tm, note, err := Default(byteTokenizer(t, specials, own), "--template")
 	require.NoError(t, err)
 	require.IsType(t, &Jinja{}, tm, note)
 	ps, err := tm.Render([]Message{{Role: User, Content: "q"}, {Role: Assistant, Content: "a"}})
 	require.NoError(t, err)
 	require.Equal(t, "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n⟦a<|im_end|>⟧\n", String(ps))
 
-	tm, note, err = Default(byteTokenizer(t, specials, ""))
+	tm, note, err = Default(byteTokenizer(t, specials, ""), "--template")
 	require.NoError(t, err)
 	require.Equal(t, "plain", tm.Name())
-	require.Contains(t, note, "no chat_template")
+	require.Equal(t, "chat template plain (the tokenizer has no chat_template; choose another with --template)", note, "the note names the option as told")
 
-	_, _, err = Default(byteTokenizer(t, specials, "{% for m in messages %}"))
-	require.ErrorContains(t, err, "chat template tokenizer_config.json chat_template: line 1: unexpected end of template: expected {% else %} or {% endfor %}")
+	_, _, err = Default(byteTokenizer(t, specials, "{% for m in messages %}"), "Template")
+	require.ErrorContains(t, err, "chat template tokenizer_config.json chat_template: line 1: unexpected end of template: expected {% else %} or {% endfor %} (choose a built-in template with Template ")
 }

@@ -82,7 +82,7 @@ func (t *template) check(msgs []Message, prompt bool) (*Message, []Message, erro
 		return nil, nil, fmt.Errorf("a prompt must end with a user message")
 	}
 	if t.singleTurn && len(turns) > 2 {
-		return nil, nil, fmt.Errorf("it holds one instruction and its response, but the conversation has %d user messages (use --template chatml or llama3 for multi-turn chat)", (len(turns)+1)/2)
+		return nil, nil, fmt.Errorf("it holds one instruction and its response, but the conversation has %d user messages (multi-turn chat needs another template, such as chatml or llama3)", (len(turns)+1)/2)
 	}
 	return sys, turns, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/chat"
 	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/generate"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/textdata"
@@ -71,11 +72,16 @@ func ParseStrategy(s string) (Strategy, error) {
 			return st, nil
 		}
 	}
+	return "", fmt.Errorf("unknown strategy %q (available: %s)", s, strategyNames())
+}
+
+// strategyNames lists the strategies for messages.
+func strategyNames() string {
 	names := make([]string, 0, len(Strategies()))
 	for _, st := range Strategies() {
 		names = append(names, string(st))
 	}
-	return "", fmt.Errorf("unknown strategy %q (available: %s)", s, strings.Join(names, ", "))
+	return strings.Join(names, ", ")
 }
 
 // Task is one task of the sequence.
@@ -113,6 +119,9 @@ type Config struct {
 	// OutDir, EvalEvery and SaveEvery are ignored. The schedule restarts
 	// with every task (StrategyJoint: one schedule over the whole run).
 	Train train.Config
+	// TrainName names Train's fields in the trainer's run-time hints
+	// (train.Options.Name); nil: their Go names.
+	TrainName func(field string) string
 	// Seed seeds the data order and the replay buffer.
 	Seed uint64
 
@@ -138,18 +147,19 @@ type Config struct {
 	Log io.Writer
 }
 
-// Validate checks the settings of the chosen strategy.
+// Validate checks the settings of the chosen strategy: the first wrong
+// one is a *fielderr.Error.
 func (c *Config) Validate() error {
 	if _, err := ParseStrategy(string(c.Strategy)); err != nil {
-		return err
+		return fielderr.Errorf("Strategy", "%q: unknown strategy (available: %s)", c.Strategy, strategyNames())
 	}
 	switch {
 	case c.Steps < 1:
-		return fmt.Errorf("--steps must be at least 1, got %d", c.Steps)
+		return fielderr.Errorf("Steps", "must be at least 1, got %d", c.Steps)
 	case c.BatchSize < 1:
-		return fmt.Errorf("--batch-size must be at least 1, got %d", c.BatchSize)
+		return fielderr.Errorf("BatchSize", "must be at least 1, got %d", c.BatchSize)
 	case c.SeqLen < 2:
-		return fmt.Errorf("--seq-len must be at least 2, got %d", c.SeqLen)
+		return fielderr.Errorf("SeqLen", "must be at least 2, got %d", c.SeqLen)
 	}
 	switch c.Strategy {
 	case StrategyReplay:
@@ -157,18 +167,18 @@ func (c *Config) Validate() error {
 	case StrategyEWC:
 		switch {
 		case !(c.EWCLambda >= 0) || math.IsInf(c.EWCLambda, 0):
-			return fmt.Errorf("--ewc-lambda must be a non-negative number, got %v", c.EWCLambda)
+			return fielderr.Errorf("EWCLambda", "must be a non-negative number, got %v", c.EWCLambda)
 		case c.EWCOnline && !(c.EWCGamma >= 0 && c.EWCGamma <= 1):
-			return fmt.Errorf("--ewc-gamma must be in [0, 1], got %v", c.EWCGamma)
+			return fielderr.Errorf("EWCGamma", "must be in [0, 1], got %v", c.EWCGamma)
 		case c.FisherSamples < 1:
-			return fmt.Errorf("--fisher-samples must be at least 1, got %d", c.FisherSamples)
+			return fielderr.Errorf("FisherSamples", "must be at least 1, got %d", c.FisherSamples)
 		}
 	case StrategyOLoRA:
 		if !(c.OLoRALambda >= 0) || math.IsInf(c.OLoRALambda, 0) {
-			return fmt.Errorf("--olora-lambda must be a non-negative number, got %v", c.OLoRALambda)
+			return fielderr.Errorf("OLoRALambda", "must be a non-negative number, got %v", c.OLoRALambda)
 		}
 		if c.NewAdapter == nil {
-			return errors.New("o-lora needs a LoRA adapter per task (--method lora)")
+			return fielderr.Errorf("NewAdapter", "is nil: o-lora trains a LoRA adapter per task, which it installs")
 		}
 	}
 	return nil
@@ -403,7 +413,7 @@ func (r *runner) train(ctx context.Context, stream []data.Example, steps int, pe
 	if eval != nil {
 		tc.EvalEvery = r.cfg.Steps
 	}
-	res, err := train.RunToEnd(ctx, r.m, loader, tc, train.Options{Log: r.log, Penalty: penalty, Eval: eval})
+	res, err := train.RunToEnd(ctx, r.m, loader, tc, train.Options{Log: r.log, Penalty: penalty, Eval: eval, Name: r.cfg.TrainName})
 	if err != nil {
 		return nil, err
 	}

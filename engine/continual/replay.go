@@ -1,9 +1,10 @@
 package continual
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/gotune/gotune/engine/fielderr"
 )
 
 // Reservoir keeps a uniform random sample of at most Cap items of a
@@ -54,13 +55,14 @@ func ReplayRows(batchSize int, ratio float64, buffered int) int {
 	return min(int(math.Round(ratio*float64(batchSize))), batchSize-1)
 }
 
-// checkReplay validates the replay settings.
+// checkReplay validates the replay settings (Config.ReplaySize and
+// ReplayRatio).
 func checkReplay(size int, ratio float64) error {
 	switch {
 	case size < 1:
-		return fmt.Errorf("--replay-size must be at least 1, got %d", size)
+		return fielderr.Errorf("ReplaySize", "must be at least 1, got %d", size)
 	case !(ratio > 0 && ratio < 1):
-		return fmt.Errorf("--replay-ratio must be in (0, 1), got %v", ratio)
+		return fielderr.Errorf("ReplayRatio", "must be in (0, 1), got %v", ratio)
 	}
 	return nil
 }

@@ -15,11 +15,16 @@ type attnDims struct {
 	b, t, s, hq, hkv, d int
 	group               int     // query heads per kv head
 	off                 int     // s − t: query t sees keys [0, t+off]
-	scale               float32 // 1/sqrt(d)
+	scale               float32 // score multiplier, 1/sqrt(d) by default
+	opt                 engine.AttentionOptions
+	seg                 []int32 // opt.Segments' ids, [b, t]
+	masked              bool    // some key up to t+off may be hidden (window, segments)
+	dropThreshold       uint32  // DropoutKeep's threshold; 0 without dropout
+	keepScale           float32 // 1/(1 − dropout)
 }
 
 // attnShapes validates the operands of Attention and AttentionBackward.
-func attnShapes(op string, out, lse, q, k, v *engine.Tensor) attnDims {
+func attnShapes(op string, out, lse, q, k, v *engine.Tensor, opt engine.AttentionOptions) attnDims {
 	qs, ks := q.Shape(), k.Shape()
 	check(len(qs) == 4 && len(ks) == 4, op, "q %v and k %v must be [B, T, H, D]", q, k)
 	a := attnDims{b: qs[0], t: qs[1], hq: qs[2], d: qs[3], s: ks[1], hkv: ks[2]}
@@ -30,8 +35,76 @@ func attnShapes(op string, out, lse, q, k, v *engine.Tensor) attnDims {
 	check(lse.Len() == a.b*a.hq*a.t, op, "lse %v must be [%d, %d, %d]", lse, a.b, a.hq, a.t)
 	a.group = a.hq / a.hkv
 	a.off = a.s - a.t
-	a.scale = float32(1 / math.Sqrt(float64(a.d)))
+	a.scale = opt.ScaleFor(a.d)
+	a.opt = opt
+	check(opt.SoftCap >= 0 && opt.Window >= 0, op, "soft cap %g and window %d must not be negative", opt.SoftCap, opt.Window)
+	check(opt.Dropout >= 0 && opt.Dropout < 1, op, "dropout %g outside [0, 1)", opt.Dropout)
+	if opt.Segments != nil {
+		check(opt.Segments.Len() == a.b*a.t, op, "segments %v must be [%d, %d]", opt.Segments, a.b, a.t)
+		a.seg = i32s(op, opt.Segments)
+	}
+	a.masked = opt.Window > 0 || a.seg != nil
+	a.keepScale = 1
+	if opt.Dropout > 0 {
+		a.dropThreshold = engine.DropoutThreshold(opt.Dropout)
+		a.keepScale = 1 / (1 - opt.Dropout)
+	}
 	return a
+}
+
+// hidden reports whether query t of batch b may not see key j <= t+off
+// (causality is the caller's bound).
+func (a *attnDims) hidden(b, t, j int) bool {
+	if !a.opt.Visible(t+a.off, j) {
+		return true
+	}
+	return a.seg != nil && j >= a.off && a.seg[b*a.t+t] != a.seg[b*a.t+j-a.off]
+}
+
+// capScore soft-caps one scaled score, returning the capped score and its
+// derivative with respect to the uncapped one.
+func (a *attnDims) capScore(s float32) (capped, deriv float32) {
+	c := a.opt.SoftCap
+	th := float32(math.Tanh(float64(s / c)))
+	return c * th, 1 - th*th
+}
+
+// prepRow soft-caps and masks the scores row[j] of query t for keys
+// j < len(row): hidden keys become −Inf, so the exponentials give 0. deriv
+// (nil unless soft-capping) receives each score's cap derivative.
+func (a *attnDims) prepRow(b, t int, row, deriv []float32) {
+	if a.opt.SoftCap > 0 {
+		for j, s := range row {
+			row[j], deriv[j] = a.capScore(s)
+		}
+	}
+	if !a.masked {
+		return
+	}
+	for j := range row {
+		if a.hidden(b, t, j) {
+			row[j] = float32(math.Inf(-1))
+		}
+	}
+}
+
+// dropRow zeroes the probabilities row[j] of query t, head h whose dropout
+// mask drops them.
+func (a *attnDims) dropRow(b, h, t int, row []float32) {
+	if a.dropThreshold == 0 {
+		return
+	}
+	for j := range row {
+		if !a.keep(b, h, t, j) {
+			row[j] = 0
+		}
+	}
+}
+
+// keep reports whether dropout keeps the probability of query t, head h
+// and key j.
+func (a *attnDims) keep(b, h, t, j int) bool {
+	return a.dropThreshold == 0 || engine.DropoutKeep(a.opt.DropoutSeed, engine.AttentionDropoutCounter(b, h, t, j, a.hq, a.t, a.s), a.dropThreshold)
 }
 
 // qRow returns the offset of q/out/dout row (b, t, h); consecutive t are
@@ -50,9 +123,9 @@ func (a *attnDims) kRow(b, s, kvh int) int { return ((b*a.s+s)*a.hkv + kvh) * a.
 // [T, S] matrix — and lse = max + log Σ exp is all backward keeps. With
 // BFloat16 q, k, v the probabilities are P = bf16(exp(s − lse)) from the
 // row's final float32 lse (engine.Backend's bfloat16 attention contract).
-func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
+func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor, opt engine.AttentionOptions) {
 	const op = "Attention"
-	a := attnShapes(op, out, lse, q, k, v)
+	a := attnShapes(op, out, lse, q, k, v, opt)
 	bf := attnBF16(q, k, v)
 	qs, ks, vs := read(op, q), read(op, k), read(op, v)
 	os, doneO := write(op, out)
@@ -69,9 +142,16 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 		defer putBuf(sc)
 		ldq, ldk := a.hq*a.d, a.hkv*a.d
 		gemm(false, rows, n, a.d, a.scale, fmat(qs[a.qRow(bi, t0, h):], ldq, false), fmat(ks[a.kRow(bi, 0, kvh):], ldk, true), 0, sc, n)
-		var inv []float32 // 1/Σ per row; nil when P is normalised (bfloat16)
-		if !bf {
+		// inv is the factor each output row is scaled by: 1/Σ (float32:
+		// P stays unnormalised) and dropout's 1/(1 − p). nil when 1.
+		var inv []float32
+		if !bf || a.dropThreshold != 0 {
 			inv = make([]float32, rows)
+		}
+		var deriv []float32
+		if a.opt.SoftCap > 0 {
+			deriv = getBuf(n)
+			defer putBuf(deriv)
 		}
 		var tmp []float32
 		if bf {
@@ -81,6 +161,7 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 		for r := 0; r < rows; r++ {
 			row := sc[r*n : (r+1)*n]
 			vis := t0 + r + a.off + 1
+			a.prepRow(bi, t0+r, row[:vis], deriv)
 			mx := float32(math.Inf(-1))
 			for _, x := range row[:vis] {
 				mx = max(mx, x)
@@ -90,12 +171,17 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 				l := float32(float64(mx) + math.Log(expShiftSum(copyTo(tmp, row[:vis]), mx)))
 				ls[bh*a.t+t0+r] = l
 				bf16Probs(row[:vis], l)
+				a.dropRow(bi, h, t0+r, row[:vis])
 				clear(row[vis:])
+				if inv != nil {
+					inv[r] = a.keepScale
+				}
 				continue
 			}
 			sum := expShiftSum(row[:vis], mx)
+			a.dropRow(bi, h, t0+r, row[:vis])
 			clear(row[vis:]) // masked keys
-			inv[r] = float32(1 / sum)
+			inv[r] = float32(1/sum) * a.keepScale
 			ls[bh*a.t+t0+r] = float32(float64(mx) + math.Log(sum))
 		}
 		// out = (unnormalised P)·V, then each row scaled by 1/Σ: cheaper
@@ -122,12 +208,12 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor) {
 // every query head of the group and every query that sees those keys.
 // Recomputing the scores in both passes costs two extra gemms but needs no
 // locks, no per-worker copies of dk and dv, and no [T, S] buffer.
-func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.Tensor) {
+func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.Tensor, opt engine.AttentionOptions) {
 	const op = "AttentionBackward"
 	if dq == nil && dk == nil && dv == nil {
 		return
 	}
-	a := attnShapes(op, out, lse, q, k, v)
+	a := attnShapes(op, out, lse, q, k, v, opt)
 	check(engine.SameShape(dout, q), op, "dout %v must match q %v", dout, q)
 	check(dq == nil || engine.SameShape(dq, q), op, "dq %v must match q %v", dq, q)
 	check(dk == nil || engine.SameShape(dk, k), op, "dk %v must match k %v", dk, k)
@@ -160,6 +246,11 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 			p, dp := getBuf(rows*n), getBuf(rows*n)
 			defer putBuf(p)
 			defer putBuf(dp)
+			var deriv []float32
+			if a.opt.SoftCap > 0 {
+				deriv = getBuf(n)
+				defer putBuf(deriv)
+			}
 			qo, ko := a.qRow(bi, t0, h), a.kRow(bi, 0, kvh)
 			gemm(false, rows, n, a.d, a.scale, fmat(qs[qo:], ldq, false), fmat(ks[ko:], ldk, true), 0, p, n)
 			gemm(false, rows, n, a.d, 1, fmat(ds[qo:], ldq, false), fmat(vs[ko:], ldk, true), 0, dp, n)
@@ -167,12 +258,19 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 				vis := t0 + r + a.off + 1
 				l, dl := ls[bh*a.t+t0+r], delta[bh*a.t+t0+r]
 				pr, dr := p[r*n:(r+1)*n], dp[r*n:(r+1)*n]
+				a.prepRow(bi, t0+r, pr[:vis], deriv)
 				for j := range pr[:vis] {
 					pr[j] -= l
 				}
 				expInPlace(pr[:vis])
+				a.dropGrad(bi, h, t0+r, dr[:vis])
 				for j := range pr[:vis] {
 					pr[j] *= dr[j] - dl // dS
+				}
+				if deriv != nil {
+					for j := range pr[:vis] {
+						pr[j] *= deriv[j]
+					}
 				}
 				if bf {
 					roundBF16InPlace(pr[:vis])
@@ -216,6 +314,10 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 				first := max(0, s0+r-a.off-t0) // queries before this see nothing
 				pr := p[r*n : (r+1)*n]
 				clear(pr[:first])
+				var derivs []float32
+				if a.opt.SoftCap > 0 || a.masked {
+					derivs = a.prepColumn(bi, s0+r, t0, first, pr)
+				}
 				lr := ls[bh*a.t+t0:][:n]
 				for c := first; c < n; c++ {
 					pr[c] -= lr[c]
@@ -224,7 +326,14 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 				if dks != nil {
 					dr := dp[r*n : (r+1)*n]
 					for c := first; c < n; c++ {
-						dr[c] = pr[c] * (dr[c] - delta[bh*a.t+t0+c]) // dSᵀ
+						g := dr[c]
+						if !a.keep(bi, h, t0+c, s0+r) {
+							g = 0
+						}
+						dr[c] = pr[c] * (g*a.keepScale - delta[bh*a.t+t0+c]) // dSᵀ
+						if derivs != nil {
+							dr[c] *= derivs[c]
+						}
 					}
 					clear(dr[:first])
 					if bf {
@@ -234,9 +343,14 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 				if bf {
 					roundBF16InPlace(pr[first:])
 				}
+				for c := first; c < n && a.dropThreshold != 0; c++ {
+					if !a.keep(bi, h, t0+c, s0+r) {
+						pr[c] = 0
+					}
+				}
 			}
 			if dvs != nil {
-				gemm(false, rows, a.d, n, 1, fmat(p, n, false), fmat(ds[qo:], ldq, false), 1, dvs[ko:], ldk)
+				gemm(false, rows, a.d, n, a.keepScale, fmat(p, n, false), fmat(ds[qo:], ldq, false), 1, dvs[ko:], ldk)
 			}
 			if dks != nil {
 				gemm(false, rows, a.d, n, a.scale, fmat(dp, n, false), fmat(qs[qo:], ldq, false), 1, dks[ko:], ldk)
@@ -268,4 +382,40 @@ func copyTo(dst, src []float32) []float32 {
 	dst = dst[:len(src)]
 	copy(dst, src)
 	return dst
+}
+
+// dropGrad takes the gradients row[j] of query t's probabilities through
+// the dropout mask: dropped ones get 0, kept ones count 1/(1 − p).
+func (a *attnDims) dropGrad(b, h, t int, row []float32) {
+	if a.dropThreshold == 0 {
+		return
+	}
+	for j := range row {
+		if a.keep(b, h, t, j) {
+			row[j] *= a.keepScale
+		} else {
+			row[j] = 0
+		}
+	}
+}
+
+// prepColumn soft-caps and masks the transposed scores col[c] of key j
+// for queries t0+c, c >= first, like prepRow, and returns the cap
+// derivatives (nil unless soft-capping).
+func (a *attnDims) prepColumn(b, j, t0, first int, col []float32) []float32 {
+	var deriv []float32
+	if a.opt.SoftCap > 0 {
+		deriv = make([]float32, len(col))
+		for c := first; c < len(col); c++ {
+			col[c], deriv[c] = a.capScore(col[c])
+		}
+	}
+	if a.masked {
+		for c := first; c < len(col); c++ {
+			if a.hidden(b, t0+c, j) {
+				col[c] = float32(math.Inf(-1))
+			}
+		}
+	}
+	return deriv
 }

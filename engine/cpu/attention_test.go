@@ -27,16 +27,16 @@ func BenchmarkAttention(b *testing.B) {
 		b.Run(fmt.Sprintf("forward_T%d", t), func(b *testing.B) {
 			meter := startFlops(b)
 			for range b.N {
-				be.Attention(out, lse, q, k, v)
+				be.Attention(out, lse, q, k, v, engine.AttentionOptions{})
 			}
 			meter.report(flops)
 		})
-		be.Attention(out, lse, q, k, v)
+		be.Attention(out, lse, q, k, v, engine.AttentionOptions{})
 		dq, dk, dv := be.Alloc(engine.Float32, batch, t, hq, d), be.Alloc(engine.Float32, batch, t, hkv, d), be.Alloc(engine.Float32, batch, t, hkv, d)
 		b.Run(fmt.Sprintf("backward_T%d", t), func(b *testing.B) {
 			meter := startFlops(b)
 			for range b.N {
-				be.AttentionBackward(dq, dk, dv, out, q, k, v, out, lse)
+				be.AttentionBackward(dq, dk, dv, out, q, k, v, out, lse, engine.AttentionOptions{})
 			}
 			// Backward's useful work is 2x forward's (dQ, dK, dV, dP).
 			meter.report(2 * flops)

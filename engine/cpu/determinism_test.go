@@ -78,9 +78,9 @@ func deterministicWorkload() [][]float32 {
 
 	q, k, v := randT(2, 70, 4, 16), randT(2, 90, 2, 16), randT(2, 90, 2, 16)
 	out, lse := b.Alloc(engine.Float32, 2, 70, 4, 16), b.Alloc(engine.Float32, 2, 4, 70)
-	b.Attention(out, lse, q, k, v)
+	b.Attention(out, lse, q, k, v, engine.AttentionOptions{})
 	dq, dk, dv := b.Alloc(engine.Float32, 2, 70, 4, 16), b.Alloc(engine.Float32, 2, 90, 2, 16), b.Alloc(engine.Float32, 2, 90, 2, 16)
-	b.AttentionBackward(dq, dk, dv, out, q, k, v, out, lse)
+	b.AttentionBackward(dq, dk, dv, out, q, k, v, out, lse, engine.AttentionOptions{})
 	keep(out, lse, dq, dk, dv)
 	return outs
 }

@@ -15,7 +15,9 @@
 //  3. Batching. A Loader truncates examples to the sequence length, pads
 //     them on the right with ignored labels, shifts labels into next-token
 //     targets and groups them into batches, in file order or in a seeded
-//     permutation per epoch.
+//     permutation per epoch. With packing it first lays several examples
+//     end to end in each sequence, marking each token's example and
+//     position (see Pack).
 //
 // Errors about the data are *Error values naming the file and line.
 package data

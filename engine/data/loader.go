@@ -27,6 +27,13 @@ type LoaderConfig struct {
 	// the same losses and gradients (padding is on the right, under a
 	// causal mask, with ignored labels).
 	PadToSeqLen bool
+	// Packing lays several examples end to end in each sequence of at
+	// most SeqLen tokens (see Pack) and fills Batch.Segments and
+	// Batch.Positions, so the model keeps attention inside each example
+	// and restarts its positions: every example's loss and gradient are
+	// those it has alone, with less padding and fewer batches. Shuffle
+	// permutes the packed sequences, which are fixed at load.
+	Packing bool
 }
 
 // Stats describes what the loader did to the dataset.
@@ -41,12 +48,26 @@ type Stats struct {
 	Skipped int
 	// SeqLen is the configured maximum length.
 	SeqLen int
+	// Packed is the number of packed sequences the usable examples were
+	// laid into (0 without LoaderConfig.Packing).
+	Packed int
+	// Tokens is the number of tokens of the usable examples after
+	// truncation.
+	Tokens int
 }
 
 // TruncationMessage returns the log line reporting truncation, e.g.
 // "truncated 3 of 100 sequences to seq-len 512".
 func (s Stats) TruncationMessage() string {
 	return fmt.Sprintf("truncated %d of %d sequences to seq-len %d", s.Truncated, s.Sequences, s.SeqLen)
+}
+
+// PackingMessage returns the log line reporting packing, e.g. "packed
+// 1000 examples into 96 sequences of at most 512 tokens (93.1% full)".
+func (s Stats) PackingMessage() string {
+	usable := s.Sequences - s.Skipped
+	fill := 100 * float64(s.Tokens) / float64(max(s.Packed*s.SeqLen, 1))
+	return fmt.Sprintf("packed %d examples into %d sequences of at most %d tokens (%.1f%% full)", usable, s.Packed, s.SeqLen, fill)
 }
 
 // Batch is one batch of B sequences of T tokens as host arrays, ready
@@ -61,10 +82,19 @@ type Batch struct {
 	Targets []int32
 	// Counted is the number of targets that are not IgnoreIndex.
 	Counted int
+	// Segments is [B*T] with packing (nil otherwise): the index of the
+	// example each token belongs to within its row (0, 1, ...), padding
+	// after the row's last example counting as one more. Targets never
+	// cross from one segment into the next.
+	Segments []int32
+	// Positions is [B*T] with packing (nil otherwise): each token's
+	// position within its example (padding: within the padding), from 0.
+	Positions []int32
 	// FirstLabels is [B]: labels[b][0] of every row, the label no
 	// next-token target covers. Models with virtual tokens in front of
 	// the sequence (prompt tuning, P-Tuning) score it as PEFT does, against
-	// the last virtual token's logits; others ignore it.
+	// the last virtual token's logits; others ignore it. Packed rows hold
+	// several examples, so their first labels are IgnoreIndex.
 	FirstLabels []int32
 	// CountedFirst is the number of FirstLabels that are not IgnoreIndex
 	// (not included in Counted).
@@ -73,8 +103,12 @@ type Batch struct {
 	Epoch int
 	// Index is the 0-based position of the batch within its epoch.
 	Index int
-	// Rows are the dataset indices of the B examples, in order.
+	// Rows are the dataset indices of the B examples, in order (without
+	// packing; nil with it).
 	Rows []int
+	// Packs are, with packing, the dataset indices of each row's
+	// examples in the order they appear (nil without packing).
+	Packs [][]int
 }
 
 // Loader cuts a dataset into batches, epoch after epoch.
@@ -89,6 +123,9 @@ type Loader struct {
 	cfg   LoaderConfig
 	ex    []Example // truncated views of the usable examples
 	index []int     // dataset index of each entry of ex
+	// seqs are the sequences an epoch permutes: each lists the entries
+	// of ex laid end to end in it (one each without packing).
+	seqs  [][]int
 	stats Stats
 
 	permEpoch int
@@ -122,9 +159,23 @@ func NewLoader(ds *Dataset, cfg LoaderConfig) (*Loader, error) {
 		}
 		l.ex = append(l.ex, e)
 		l.index = append(l.index, i)
+		l.stats.Tokens += len(e.InputIDs)
 	}
 	if len(l.ex) == 0 {
 		return nil, Errorf(Loc{File: ds.Name}, "no example has a token to train on after truncation to seq-len %d (every example is one token long or has all labels -100 after the first token)", cfg.SeqLen)
+	}
+	if cfg.Packing {
+		lengths := make([]int, len(l.ex))
+		for k := range l.ex {
+			lengths[k] = len(l.ex[k].InputIDs)
+		}
+		l.seqs = Pack(lengths, cfg.SeqLen)
+		l.stats.Packed = len(l.seqs)
+	} else {
+		l.seqs = make([][]int, len(l.ex))
+		for k := range l.seqs {
+			l.seqs[k] = []int{k}
+		}
 	}
 	return l, nil
 }
@@ -135,10 +186,49 @@ func (l *Loader) Stats() Stats { return l.stats }
 // Examples returns the number of usable examples (one epoch).
 func (l *Loader) Examples() int { return len(l.ex) }
 
+// Sequences returns the number of sequences of one epoch: the usable
+// examples, or with packing the packed sequences.
+func (l *Loader) Sequences() int { return len(l.seqs) }
+
 // BatchesPerEpoch returns the number of batches in one epoch, counting a
 // final partial batch.
 func (l *Loader) BatchesPerEpoch() int {
-	return (len(l.ex) + l.cfg.BatchSize - 1) / l.cfg.BatchSize
+	return (len(l.seqs) + l.cfg.BatchSize - 1) / l.cfg.BatchSize
+}
+
+// EpochSlots returns B·T summed over the batches of epoch e: the token
+// positions the model computes, of which Stats().Tokens are examples'
+// tokens and the rest padding.
+func (l *Loader) EpochSlots(epoch int) int {
+	order := l.order(epoch)
+	slots := 0
+	for start := 0; start < len(order); start += l.cfg.BatchSize {
+		rows := order[start:min(start+l.cfg.BatchSize, len(order))]
+		slots += len(rows) * l.batchLen(rows)
+	}
+	return slots
+}
+
+// batchLen returns T of a batch of the given sequences: SeqLen, or their
+// longest length.
+func (l *Loader) batchLen(rows []int) int {
+	if l.cfg.PadToSeqLen {
+		return l.cfg.SeqLen
+	}
+	T := 0
+	for _, s := range rows {
+		T = max(T, l.seqLen(s))
+	}
+	return T
+}
+
+// seqLen returns the number of tokens of sequence s.
+func (l *Loader) seqLen(s int) int {
+	n := 0
+	for _, k := range l.seqs[s] {
+		n += len(l.ex[k].InputIDs)
+	}
+	return n
 }
 
 // Next returns the next batch, moving on to the next epoch (and its
@@ -161,60 +251,84 @@ func (l *Loader) Seek(epoch, i int) {
 // Batch returns batch i (0-based) of epoch e. It is deterministic: the
 // same configuration, epoch and index always give the same batch.
 func (l *Loader) Batch(epoch, i int) Batch {
-	n := len(l.ex)
+	n := len(l.seqs)
 	start := i * l.cfg.BatchSize
 	end := min(start+l.cfg.BatchSize, n)
 	if i < 0 || start >= n {
 		panic(fmt.Sprintf("data: batch %d of an epoch with %d batches", i, l.BatchesPerEpoch()))
 	}
-	order := l.order(epoch)
-	B := end - start
-	T := l.cfg.SeqLen
-	if !l.cfg.PadToSeqLen {
-		T = 0
-		for _, k := range order[start:end] {
-			T = max(T, len(l.ex[k].InputIDs))
-		}
-	}
+	rows := l.order(epoch)[start:end]
+	B, T := len(rows), l.batchLen(rows)
 	b := Batch{
 		B: B, T: T,
 		InputIDs: make([]int32, B*T),
 		Targets:  make([]int32, B*T),
 		Epoch:    epoch, Index: i,
-		Rows:        make([]int, B),
 		FirstLabels: make([]int32, B),
 	}
-	for r, k := range order[start:end] {
-		e := &l.ex[k]
-		b.Rows[r] = l.index[k]
-		b.FirstLabels[r] = e.Labels[0]
-		if e.Labels[0] != IgnoreIndex {
-			b.CountedFirst++
-		}
-		in := b.InputIDs[r*T : (r+1)*T]
-		tg := b.Targets[r*T : (r+1)*T]
-		n := copy(in, e.InputIDs)
-		for t := n; t < T; t++ {
-			in[t] = l.cfg.PadID
-		}
-		for t := 0; t < T; t++ {
-			tg[t] = IgnoreIndex
-			if t+1 < n {
-				tg[t] = e.Labels[t+1]
-			}
-			if tg[t] != IgnoreIndex {
-				b.Counted++
-			}
-		}
+	if l.cfg.Packing {
+		b.Segments, b.Positions = make([]int32, B*T), make([]int32, B*T)
+		b.Packs = make([][]int, B)
+	} else {
+		b.Rows = make([]int, B)
+	}
+	for r, s := range rows {
+		l.fillRow(&b, r, l.seqs[s])
 	}
 	return b
 }
 
-// order returns the example order of an epoch: identity without shuffle,
+// fillRow lays the examples seq (entries of l.ex) into row r of b, end to
+// end, and pads the rest of the row.
+func (l *Loader) fillRow(b *Batch, r int, seq []int) {
+	T := b.T
+	in, tg := b.InputIDs[r*T:(r+1)*T], b.Targets[r*T:(r+1)*T]
+	var segs, pos []int32
+	if b.Segments != nil {
+		segs, pos = b.Segments[r*T:(r+1)*T], b.Positions[r*T:(r+1)*T]
+		b.Packs[r] = make([]int, len(seq))
+		b.FirstLabels[r] = IgnoreIndex
+	} else {
+		b.Rows[r] = l.index[seq[0]]
+		b.FirstLabels[r] = l.ex[seq[0]].Labels[0]
+		if b.FirstLabels[r] != IgnoreIndex {
+			b.CountedFirst++
+		}
+	}
+	at := 0
+	for j, k := range seq {
+		e := &l.ex[k]
+		n := copy(in[at:], e.InputIDs)
+		for t := 0; t < n; t++ {
+			tg[at+t] = IgnoreIndex
+			if t+1 < n {
+				tg[at+t] = e.Labels[t+1]
+			}
+			if tg[at+t] != IgnoreIndex {
+				b.Counted++
+			}
+		}
+		if segs != nil {
+			b.Packs[r][j] = l.index[k]
+			for t := 0; t < n; t++ {
+				segs[at+t], pos[at+t] = int32(j), int32(t)
+			}
+		}
+		at += n
+	}
+	for t := at; t < T; t++ {
+		in[t], tg[t] = l.cfg.PadID, IgnoreIndex
+		if segs != nil {
+			segs[t], pos[t] = int32(len(seq)), int32(t-at)
+		}
+	}
+}
+
+// order returns the sequence order of an epoch: identity without shuffle,
 // else a permutation cached for the most recent epoch asked for.
 func (l *Loader) order(epoch int) []int {
 	if l.perm == nil || l.permEpoch != epoch {
-		l.perm = make([]int, len(l.ex))
+		l.perm = make([]int, len(l.seqs))
 		for i := range l.perm {
 			l.perm[i] = i
 		}

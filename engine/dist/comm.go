@@ -35,3 +35,27 @@ type Comm interface {
 	// Close releases the communicator.
 	Close() error
 }
+
+// Overlapper is implemented by a Comm that can run a collective beside
+// the computation: on a GPU, on a communication stream that waits for
+// the computation queued before the call and does not delay the
+// computation queued after it, so gradients are reduced while the rest
+// of the backward pass runs. The collectives of a Comm, started or not,
+// form one sequence that every rank must issue in the same order; a
+// blocking collective must not be issued while a started one has not
+// been waited for (NCCL does not order two streams).
+type Overlapper interface {
+	// StartAllReduceSum begins AllReduceSum(t). t must not be read or
+	// written until the returned Pending's Wait.
+	StartAllReduceSum(t *engine.Tensor) (Pending, error)
+	// StartReduceScatterSum begins ReduceScatterSum(dst, src); dst may be
+	// block Rank() of src (in place). Neither may be used until Wait.
+	StartReduceScatterSum(dst, src *engine.Tensor) (Pending, error)
+}
+
+// Pending is a collective that an Overlapper started.
+type Pending interface {
+	// Wait orders the computation queued after it after the collective
+	// (on a GPU the host does not wait). Call it exactly once.
+	Wait() error
+}

@@ -105,6 +105,40 @@ func TestRendezvousTimeout(t *testing.T) {
 	assert.Contains(t, err.Error(), "ranks 1, 2 never connected")
 }
 
+// TestRendezvousTimeoutJoining: a rank other than 0 gives up, naming
+// what it waited for, when rank 0 never listens, and when rank 0 listens
+// but never hands out the id because a third rank does not come (rank 0
+// then names that rank).
+func TestRendezvousTimeoutJoining(t *testing.T) {
+	t.Run("no rank 0", func(t *testing.T) {
+		env := Env{Rank: 1, WorldSize: 2, MasterAddr: "127.0.0.1", MasterPort: freePort(t)}
+		start := time.Now()
+		_, err := Rendezvous(context.Background(), env, 400*time.Millisecond, nil)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "rank 1 could not reach rank 0 at 127.0.0.1:")
+		assert.Less(t, time.Since(start), 5*time.Second)
+	})
+	t.Run("rank 2 missing", func(t *testing.T) {
+		port := freePort(t)
+		env := func(r int) Env { return Env{Rank: r, WorldSize: 3, MasterAddr: "127.0.0.1", MasterPort: port} }
+		lead := make(chan error, 1)
+		go func() {
+			_, err := Rendezvous(context.Background(), env(0), 400*time.Millisecond, func() ([]byte, error) { return []byte{1}, nil })
+			lead <- err
+		}()
+		_, err := Rendezvous(context.Background(), env(1), 400*time.Millisecond, nil)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "rank 1 got no communicator id from rank 0")
+		select {
+		case err := <-lead:
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "rank 2 never connected")
+		case <-time.After(5 * time.Second):
+			t.Fatal("rank 0 still waits")
+		}
+	})
+}
+
 // TestRendezvousDeadRank: a rank whose connection closes without a
 // goodbye is reported as exited.
 func TestRendezvousDeadRank(t *testing.T) {

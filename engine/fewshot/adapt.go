@@ -6,6 +6,8 @@ import (
 	"math"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/fielderr"
+	"github.com/gotune/gotune/engine/train"
 )
 
 // Optimizer names the inner-loop optimizer.
@@ -47,23 +49,23 @@ type InnerConfig struct {
 	MaxGradNorm float64
 }
 
-// Validate reports the first invalid setting.
+// Validate reports the first invalid setting as a *fielderr.Error.
 func (c *InnerConfig) Validate() error {
 	switch {
 	case c.Steps < 0:
-		return fmt.Errorf("inner steps must not be negative, got %d", c.Steps)
+		return fielderr.Errorf("Steps", "must not be negative, got %d", c.Steps)
 	case !(c.LR >= 0) || math.IsInf(c.LR, 0):
-		return fmt.Errorf("inner learning rate must be a non-negative number, got %v", c.LR)
+		return fielderr.Errorf("LR", "must be a non-negative number, got %v", c.LR)
 	case !(c.MaxGradNorm >= 0):
-		return fmt.Errorf("max gradient norm must not be negative, got %v", c.MaxGradNorm)
+		return fielderr.Errorf("MaxGradNorm", "must not be negative, got %v", c.MaxGradNorm)
 	}
 	if _, err := ParseOptimizer(string(c.Optimizer)); err != nil {
-		return err
+		return fielderr.Errorf("Optimizer", "%q: unknown optimizer (want sgd or adamw)", c.Optimizer)
 	}
-	if c.Optimizer == AdamW && !(c.Beta1 >= 0 && c.Beta1 < 1 && c.Beta2 >= 0 && c.Beta2 < 1 && c.Eps > 0 && c.WeightDecay >= 0) {
-		return fmt.Errorf("AdamW needs betas in [0, 1), a positive eps and a non-negative weight decay (got %v, %v, %v, %v)", c.Beta1, c.Beta2, c.Eps, c.WeightDecay)
+	if c.Optimizer != AdamW {
+		return nil
 	}
-	return nil
+	return train.CheckAdamW(c.Beta1, c.Beta2, c.Eps, c.WeightDecay)
 }
 
 // GradFunc writes the gradient of a loss at the parameters' current

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
+	"github.com/gotune/gotune/internal/fieldpaths"
 )
 
 // vecParam returns a trainable parameter holding w, with a zero gradient.
@@ -171,15 +172,60 @@ func TestConfigValidation(t *testing.T) {
 		cfg  InnerConfig
 		want string
 	}{
-		{"negative steps", InnerConfig{Steps: -1, Optimizer: SGD}, "inner steps"},
-		{"nan lr", InnerConfig{LR: math.NaN(), Optimizer: SGD}, "learning rate"},
-		{"optimizer", InnerConfig{Optimizer: "lion"}, "unknown optimizer"},
-		{"adam betas", InnerConfig{Optimizer: AdamW, Beta1: 1, Eps: 1e-8}, "betas"},
+		{"negative steps", InnerConfig{Steps: -1, Optimizer: SGD}, "Steps must not be negative, got -1"},
+		{"nan lr", InnerConfig{LR: math.NaN(), Optimizer: SGD}, "LR must be a non-negative number, got NaN"},
+		{"clip", InnerConfig{MaxGradNorm: -1, Optimizer: SGD}, "MaxGradNorm must not be negative, got -1"},
+		{"optimizer", InnerConfig{Optimizer: "lion"}, `Optimizer "lion": unknown optimizer (want sgd or adamw)`},
+		{"adam beta1", InnerConfig{Optimizer: AdamW, Beta1: 1, Eps: 1e-8}, "Beta1 must be in [0, 1), got 1"},
+		{"adam beta2", InnerConfig{Optimizer: AdamW, Beta2: -1, Eps: 1e-8}, "Beta2 must be in [0, 1), got -1"},
+		{"adam eps", InnerConfig{Optimizer: AdamW}, "Eps must be positive, got 0"},
+		{"adam decay", InnerConfig{Optimizer: AdamW, Eps: 1e-8, WeightDecay: -1}, "WeightDecay must not be negative, got -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			require.ErrorContains(t, tc.cfg.Validate(), tc.want)
+			err := tc.cfg.Validate()
+			require.EqualError(t, err, tc.want)
+			fieldpaths.RequireFieldError(t, err, InnerConfig{})
 		})
 	}
 	_, err := ParseAlgo("maml")
 	require.ErrorContains(t, err, "reptile or fomaml")
+}
+
+// Each wrong meta-training setting names its field by its path in
+// MetaConfig, the inner loop's under Inner.
+func TestMetaConfigValidation(t *testing.T) {
+	valid := func() MetaConfig {
+		return MetaConfig{
+			Inner: InnerConfig{Steps: 1, Optimizer: SGD}, Outer: OuterConfig{Algo: FOMAML, LR: 1, Steps: 1},
+			MetaBatch: 1, Shots: 1, Query: 1, EvalQuery: 1,
+		}
+	}
+	for _, tc := range []struct {
+		edit func(*MetaConfig)
+		want string
+	}{
+		{func(c *MetaConfig) { c.Outer.Steps = 0 }, "Outer.Steps must be at least 1, got 0"},
+		{func(c *MetaConfig) { c.MetaBatch = 0 }, "MetaBatch must be at least 1, got 0"},
+		{func(c *MetaConfig) { c.Shots = 0 }, "Shots must be at least 1, got 0"},
+		{func(c *MetaConfig) { c.Query = -1 }, "Query must not be negative, got -1"},
+		{func(c *MetaConfig) { c.Query = 0 }, "Query must be at least 1 with FOMAML"},
+		{func(c *MetaConfig) { c.Inner.Steps = 0 }, "Inner.Steps must be at least 1, got 0"},
+		{func(c *MetaConfig) { c.Outer.LR = math.Inf(1) }, "Outer.LR must be a non-negative number, got +Inf"},
+		{func(c *MetaConfig) { c.EvalEvery = -1 }, "EvalEvery must not be negative, got -1"},
+		{func(c *MetaConfig) { c.EvalTasks = -1 }, "EvalTasks must not be negative, got -1"},
+		{func(c *MetaConfig) { c.EvalQuery = 0 }, "EvalQuery must be at least 1, got 0"},
+		{func(c *MetaConfig) { c.Inner.LR = -1 }, "Inner.LR must be a non-negative number, got -1"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			c := valid()
+			tc.edit(&c)
+			err := c.Validate()
+			require.ErrorContains(t, err, tc.want)
+			fieldpaths.RequireFieldError(t, err, MetaConfig{})
+		})
+	}
+	c := valid()
+	require.NoError(t, c.Validate())
+	c.Outer.Algo, c.Query = Reptile, 0
+	require.NoError(t, c.Validate(), "Reptile needs no query set")
 }

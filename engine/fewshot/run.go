@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/synth"
 )
 
@@ -65,26 +66,36 @@ type MetaConfig struct {
 	OutDir string
 }
 
-// Validate reports the first invalid setting, naming its flag.
+// Validate reports the first invalid setting as a *fielderr.Error
+// naming its path ("Outer.Steps", "Inner.LR").
 func (c *MetaConfig) Validate() error {
 	switch {
 	case c.Outer.Steps < 1:
-		return fmt.Errorf("--meta-steps must be at least 1, got %d", c.Outer.Steps)
+		return fielderr.Errorf("Outer.Steps", "must be at least 1, got %d", c.Outer.Steps)
 	case c.MetaBatch < 1:
-		return fmt.Errorf("--meta-batch must be at least 1, got %d", c.MetaBatch)
+		return fielderr.Errorf("MetaBatch", "must be at least 1, got %d", c.MetaBatch)
 	case c.Shots < 1:
-		return fmt.Errorf("--shots must be at least 1, got %d", c.Shots)
-	case c.Query < 0 || (c.Outer.Algo == FOMAML && c.Query < 1):
-		return fmt.Errorf("--query must be at least 1 (the query set FOMAML differentiates), got %d", c.Query)
+		return fielderr.Errorf("Shots", "must be at least 1, got %d", c.Shots)
+	case c.Query < 0:
+		return fielderr.Errorf("Query", "must not be negative, got %d", c.Query)
+	case c.Outer.Algo == FOMAML && c.Query < 1:
+		return fielderr.Errorf("Query", "must be at least 1 with FOMAML (the query set is what it differentiates), got %d", c.Query)
 	case c.Inner.Steps < 1:
-		return fmt.Errorf("--inner-steps must be at least 1, got %d", c.Inner.Steps)
+		return fielderr.Errorf("Inner.Steps", "must be at least 1, got %d", c.Inner.Steps)
 	case !(c.Outer.LR >= 0) || math.IsInf(c.Outer.LR, 0):
-		return fmt.Errorf("--outer-lr must be a non-negative number, got %v", c.Outer.LR)
-	case c.EvalEvery < 0 || c.EvalTasks < 0 || c.EvalQuery < 1:
-		return fmt.Errorf("--eval-every and --eval-tasks must not be negative, --eval-query at least 1")
+		return fielderr.Errorf("Outer.LR", "must be a non-negative number, got %v", c.Outer.LR)
+	case c.EvalEvery < 0:
+		return fielderr.Errorf("EvalEvery", "must not be negative, got %d", c.EvalEvery)
+	case c.EvalTasks < 0:
+		return fielderr.Errorf("EvalTasks", "must not be negative, got %d", c.EvalTasks)
+	case c.EvalQuery < 1:
+		return fielderr.Errorf("EvalQuery", "must be at least 1, got %d", c.EvalQuery)
 	}
 	if err := c.Inner.Validate(); err != nil {
-		return fmt.Errorf("inner loop: %w", err)
+		if fe, ok := fielderr.As(err); ok {
+			return fe.Under("Inner")
+		}
+		return err
 	}
 	return nil
 }

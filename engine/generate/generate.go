@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/tokenizer"
 )
@@ -65,17 +66,17 @@ type Result struct {
 	StopID int32
 }
 
-// Validate checks the options.
+// Validate reports the first invalid option as a *fielderr.Error.
 func (o *Options) Validate() error {
 	switch {
 	case o.MaxNewTokens < 0:
-		return fmt.Errorf("--max-new-tokens must not be negative, got %d", o.MaxNewTokens)
+		return fielderr.Errorf("MaxNewTokens", "must not be negative, got %d", o.MaxNewTokens)
 	case !(o.Temperature >= 0) || math.IsInf(o.Temperature, 0):
-		return fmt.Errorf("--temperature must be a non-negative number, got %v", o.Temperature)
+		return fielderr.Errorf("Temperature", "must be a non-negative number, got %v", o.Temperature)
 	case o.TopK < 0:
-		return fmt.Errorf("--top-k must not be negative, got %d", o.TopK)
+		return fielderr.Errorf("TopK", "must not be negative, got %d", o.TopK)
 	case !(o.TopP >= 0 && o.TopP <= 1):
-		return fmt.Errorf("--top-p must be in [0, 1], got %v", o.TopP)
+		return fielderr.Errorf("TopP", "must be in [0, 1], got %v", o.TopP)
 	}
 	return nil
 }

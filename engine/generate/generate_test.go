@@ -8,10 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/internal/fieldpaths"
 )
 
 // testModel returns a small random model whose lm_head (or, when tied,
@@ -214,15 +217,15 @@ func TestOptionErrors(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{Options{MaxNewTokens: -1}, "--max-new-tokens"},
-		{Options{Temperature: -1}, "--temperature"},
-		{Options{Temperature: math.NaN()}, "--temperature"},
-		{Options{TopK: -2}, "--top-k"},
-		{Options{TopP: 1.5}, "--top-p"},
+		{Options{MaxNewTokens: -1}, "MaxNewTokens must not be negative, got -1"},
+		{Options{Temperature: -1}, "Temperature must be a non-negative number, got -1"},
+		{Options{Temperature: math.NaN()}, "Temperature must be a non-negative number, got NaN"},
+		{Options{TopK: -2}, "TopK must not be negative, got -2"},
+		{Options{TopP: 1.5}, "TopP must be in [0, 1], got 1.5"},
 	} {
-		if _, err := Generate(context.Background(), m, prompt, c.o); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: %v", c.o, err)
-		}
+		_, err := Generate(context.Background(), m, prompt, c.o)
+		assert.EqualError(t, err, c.want)
+		fieldpaths.RequireFieldError(t, err, Options{})
 	}
 	if _, err := Generate(context.Background(), m, nil, Options{}); err == nil || !strings.Contains(err.Error(), "empty prompt") {
 		t.Errorf("empty prompt: %v", err)

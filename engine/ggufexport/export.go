@@ -1,15 +1,19 @@
 // Package ggufexport converts a gotune model and its tokenizer into a GGUF
 // file that llama.cpp loads: its architecture names (llama for LLaMA and
-// Mistral, qwen2, phi3, glm4, gpt2), the hyper-parameters it reads, its
-// tensor names and layouts, and the vocabulary in its tokenizer.ggml.*
-// keys.
+// Mistral, qwen2, qwen3, olmo2, granite, phi3, glm4, gpt2), the
+// hyper-parameters it reads, its tensor names and layouts, and the
+// vocabulary in its tokenizer.ggml.* keys.
 //
-// The conversions follow llama.cpp's convert_hf_to_gguf.py: LLaMA's q/k
-// projection rows are permuted from Hugging Face's rotate_half pairing to
-// the interleaved pairing of ggml's RoPE (Qwen2 uses ggml's NeoX RoPE,
-// which is rotate_half, and keeps them), GPT-2's Conv1D weights are
-// transposed to [out, in], and a vocabulary shorter than the embedding is
-// padded with unused tokens.
+// The conversions follow llama.cpp's convert_hf_to_gguf.py: the q/k
+// projection rows of LLaMA and Granite are permuted from Hugging Face's
+// rotate_half pairing to the interleaved pairing of ggml's RoPE (Qwen2,
+// Qwen3, OLMo-2 and Phi-3 use ggml's NeoX RoPE, which is rotate_half,
+// and GLM-4's checkpoints already pair interleaved, so they keep them),
+// Phi-3's fused qkv_proj and gate_up_proj and GLM-4's gate_up_proj stay
+// fused (llama.cpp splits them itself), GPT-2's Conv1D weights are transposed to [out, in], and a
+// vocabulary shorter than the embedding is padded with unused tokens. A
+// model that llama.cpp's graph for its architecture would compute
+// differently (a bias it ignores, say) is refused, not exported.
 package ggufexport
 
 import (
@@ -17,6 +21,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/arch"
 	"github.com/gotune/gotune/engine/gguf"
 	"github.com/gotune/gotune/engine/hfconfig"
@@ -61,6 +66,9 @@ func Build(m model.Model, tok tokenizer.Tokenizer, opts Options) (*gguf.File, er
 	if tok.VocabSize() > cfg.VocabSize {
 		return nil, fmt.Errorf("ggufexport: the tokenizer has %d tokens but the model's vocabulary has %d", tok.VocabSize(), cfg.VocabSize)
 	}
+	if err := supported(arch, cfg); err != nil {
+		return nil, err
+	}
 	f := &gguf.File{}
 	add := func(k string, v any) { f.KV = append(f.KV, gguf.KV{Key: k, Value: v}) }
 	add("general.architecture", arch)
@@ -83,10 +91,60 @@ func Build(m model.Model, tok tokenizer.Tokenizer, opts Options) (*gguf.File, er
 	if err != nil {
 		return nil, err
 	}
-	if f.Tensors, err = tensors(cfg, weights, opts.Type); err != nil {
+	if f.Tensors, err = tensors(cfg, weights, opts.Type, rules[arch].output); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// loaderRules are what llama.cpp's loader and graph for an architecture
+// (src/models/<arch>.cpp) take beyond the shared keys and tensor names.
+type loaderRules struct {
+	// biases: the graph adds projection biases (qwen3's, olmo2's and
+	// phi3's load none; glm4's loads q/k/v biases, the only ones GLM-4
+	// has).
+	biases bool
+	// headDim: q/k/v are sized by head_dim (key_length); olmo2, qwen2
+	// and phi3 size them by hidden/heads, so their head_dim must be that.
+	headDim bool
+	// ropeFreqs: the loader takes llama3 RoPE scaling's rope_freqs
+	// tensor (the NeoX-RoPE graphs and glm4's pass no frequency factors;
+	// phi3's passes longrope's long/short factor tables only).
+	ropeFreqs bool
+	// output: output.weight is required, with no fallback to the token
+	// embedding, so a tied head is written as a copy of it.
+	output bool
+}
+
+// rules are the loaderRules per llama.cpp architecture, read from its
+// source; scripts/check-gguf-llamacpp.sh checks the features its check
+// models have (qwen2's head_dim rule was seen failing to load there by
+// hand; the rope_freqs rules are from the source only).
+var rules = map[string]loaderRules{
+	"llama":   {biases: true, headDim: true, ropeFreqs: true},
+	"qwen2":   {biases: true},
+	"qwen3":   {headDim: true},
+	"olmo2":   {output: true},
+	"granite": {biases: true, headDim: true, ropeFreqs: true},
+	"phi3":    {},
+	"glm4":    {biases: true, headDim: true},
+	"gpt2":    {biases: true},
+}
+
+// supported checks that llama.cpp's arch computes what cfg describes.
+func supported(arch string, cfg *hfconfig.Config) error {
+	r, ok := rules[arch]
+	switch {
+	case !ok:
+		return fmt.Errorf("ggufexport: llama.cpp architecture %q has no export rules", arch)
+	case !r.biases && (cfg.AttentionBias || cfg.AttnOutBias || cfg.MLPBias):
+		return fmt.Errorf("ggufexport: %s: llama.cpp's %s has no projection biases (attention_bias/mlp_bias must be false)", cfg.Arch, arch)
+	case !r.headDim && cfg.HeadDim*cfg.Heads != cfg.Hidden:
+		return fmt.Errorf("ggufexport: %s: llama.cpp's %s needs head_dim = hidden_size/num_attention_heads = %d, got %d", cfg.Arch, arch, cfg.Hidden/cfg.Heads, cfg.HeadDim)
+	case !r.ropeFreqs && cfg.RopeScaling != nil && cfg.RopeScaling.Type == "llama3":
+		return fmt.Errorf("ggufexport: %s: llama.cpp's %s does not take llama3 rope_scaling (no rope_freqs tensor)", cfg.Arch, arch)
+	}
+	return nil
 }
 
 // hparams returns the {arch}.* keys llama.cpp reads for the architecture.
@@ -114,6 +172,15 @@ func hparams(arch string, cfg *hfconfig.Config) []gguf.KV {
 		kvs = append(kvs,
 			gguf.KV{Key: arch + ".rope.scaling.type", Value: "linear"},
 			gguf.KV{Key: arch + ".rope.scaling.factor", Value: float32(rs.Factor)})
+	}
+	if arch == "granite" {
+		// Granite's multipliers under llama.cpp's names; attention.scale
+		// replaces 1/sqrt(head_dim), logit_scale divides the logits.
+		kvs = append(kvs,
+			gguf.KV{Key: arch + ".embedding_scale", Value: float32(cfg.EmbeddingMultiplier)},
+			gguf.KV{Key: arch + ".residual_scale", Value: float32(cfg.ResidualMultiplier)},
+			gguf.KV{Key: arch + ".attention.scale", Value: float32(cfg.AttentionMultiplier)},
+			gguf.KV{Key: arch + ".logit_scale", Value: float32(cfg.LogitsScaling)})
 	}
 	if arch == "phi3" {
 		kvs = append(kvs, phi3HParams(cfg)...)
@@ -181,10 +248,14 @@ func ggufName(f *arch.Family, hf string) (string, bool) {
 	return "", false
 }
 
-// tensors converts the model's weights to GGUF tensors.
-func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorType) ([]gguf.Tensor, error) {
-	out := make([]gguf.Tensor, 0, len(weights)+1)
+// tensors converts the model's weights to GGUF tensors; with needOutput
+// a tied LM head is written as output.weight, a copy of the embedding.
+func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorType, needOutput bool) ([]gguf.Tensor, error) {
+	out := make([]gguf.Tensor, 0, len(weights)+2)
 	fam := cfg.Family()
+	if needOutput && cfg.TieEmbeddings {
+		weights = tiedHead(fam, weights)
+	}
 	for _, w := range weights {
 		name, ok := ggufName(fam, w.Name)
 		if !ok {
@@ -192,8 +263,8 @@ func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorT
 		}
 		shape, data := w.Shape, w.Data
 		switch {
-		case fam.GGUFInterleavedQK && (strings.HasSuffix(name, ".attn_q.weight") || strings.HasSuffix(name, ".attn_k.weight")):
-			data = model.HalfToInterleaved(data, cfg.HeadDim, shape[1])
+		case fam.GGUFInterleavedQK && rotated(name):
+			data = model.HalfToInterleaved(data, cfg.HeadDim, engine.Numel(shape[1:]))
 		case fam.Conv1D && len(shape) == 2 && strings.HasPrefix(name, "blk."):
 			shape, data = transpose(shape, data)
 		}
@@ -215,6 +286,36 @@ func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorT
 		}
 	}
 	return out, nil
+}
+
+// rotated reports the llama.cpp tensors whose rows RoPE rotates: the q
+// and k projections' weights and biases (a bias is permuted as a matrix
+// of one column, as llama.cpp's converter does).
+func rotated(name string) bool {
+	for _, suffix := range []string{".attn_q.weight", ".attn_k.weight", ".attn_q.bias", ".attn_k.bias"} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// tiedHead returns weights with the LM head added as the embedding's
+// values, unless it is there already.
+func tiedHead(fam *arch.Family, weights []model.NamedWeight) []model.NamedWeight {
+	embed, head := fam.Embed+".weight", fam.LMHead+".weight"
+	for _, w := range weights {
+		if w.Name == head {
+			return weights
+		}
+	}
+	for _, w := range weights {
+		if w.Name == embed {
+			w.Name = head
+			return append(weights[:len(weights):len(weights)], w)
+		}
+	}
+	return weights
 }
 
 // storageType is typ for matrices and F32 for vectors; Q8_0 needs rows

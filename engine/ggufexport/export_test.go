@@ -2,6 +2,7 @@ package ggufexport
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -267,4 +268,147 @@ func float32sOf(v []float64) []float32 {
 		out[i] = float32(x)
 	}
 	return out
+}
+
+// familyCase is what the export of a family's check model must hold.
+type familyCase struct {
+	family, arch, pre string
+	// dims are tensors that must be there with their ggml dimensions
+	// (innermost first); absent ones must not be.
+	dims   map[string][]uint64
+	absent []string
+	// keys are float32 hyper-parameters beyond the shared ones.
+	keys map[string]float32
+}
+
+func TestFamilies(t *testing.T) {
+	cases := []familyCase{
+		{family: "qwen3", arch: "qwen3", pre: "qwen2",
+			dims: map[string][]uint64{
+				"blk.0.attn_q.weight": {64, 96}, "blk.0.attn_k.weight": {64, 48}, "blk.0.attn_output.weight": {96, 64},
+				"blk.1.attn_q_norm.weight": {24}, "blk.1.attn_k_norm.weight": {24},
+				"blk.0.attn_norm.weight": {64}, "blk.0.ffn_norm.weight": {64}, "output.weight": {64, 259},
+			},
+			absent: []string{"blk.0.attn_q.bias"}},
+		{family: "olmo2", arch: "olmo2", pre: "llama-bpe",
+			dims: map[string][]uint64{
+				"blk.0.attn_q_norm.weight": {64}, "blk.0.attn_k_norm.weight": {32},
+				"blk.1.post_attention_norm.weight": {64}, "blk.1.post_ffw_norm.weight": {64},
+				"output.weight": {64, 259},
+			},
+			absent: []string{"blk.0.attn_norm.weight", "blk.0.ffn_norm.weight"}},
+		{family: "granite", arch: "granite", pre: "llama-bpe",
+			dims: map[string][]uint64{
+				"blk.0.attn_q.bias": {96}, "blk.0.attn_k.bias": {48}, "blk.0.attn_output.bias": {64},
+				"blk.0.ffn_gate.bias": {128}, "blk.0.ffn_down.bias": {64},
+			},
+			keys: map[string]float32{
+				"granite.embedding_scale": 4, "granite.residual_scale": 0.5,
+				"granite.attention.scale": 0.125, "granite.logit_scale": 2.5,
+			}},
+		{family: "llama", arch: "llama", pre: "llama-bpe",
+			dims: map[string][]uint64{"blk.0.attn_q.weight": {64, 96}, "blk.0.attn_q.bias": {96}, "blk.0.ffn_up.bias": {128}}},
+	}
+	_, tok := loadDemo(t)
+	for _, c := range cases {
+		t.Run(c.family, func(t *testing.T) {
+			m, err := ggufcheck.CheckModel(c.family, cpu.New(), 1)
+			require.NoError(t, err)
+			cfg := m.Config()
+			gf, path := export(t, m, tok, gguf.F32)
+			assert.Equal(t, c.arch, kv(t, gf, "general.architecture").ValueString())
+			assert.Equal(t, c.pre, kv(t, gf, "tokenizer.ggml.pre").ValueString())
+			for _, key := range []string{".attention.key_length", ".attention.value_length", ".rope.dimension_count"} {
+				assert.Equal(t, uint32(cfg.HeadDim), kv(t, gf, c.arch+key).ValueUint32(), key)
+			}
+			for key, want := range c.keys {
+				assert.Equal(t, want, kv(t, gf, key).ValueFloat32(), key)
+			}
+			ts := tensorMap(gf)
+			for name, dims := range c.dims {
+				require.Contains(t, ts, name)
+				assert.Equal(t, dims, ts[name].Dimensions, name)
+			}
+			for _, name := range c.absent {
+				assert.NotContains(t, ts, name)
+			}
+			checkQK(t, m, path)
+		})
+	}
+}
+
+// checkQK checks layer 0's q/k weights and biases in the file: permuted
+// to ggml's interleaved pairing for a family whose llama.cpp RoPE wants
+// it, as stored otherwise.
+func checkQK(t *testing.T, m model.Model, path string) {
+	t.Helper()
+	fam, cfg := m.Family(), m.Config()
+	for hf, name := range map[string]string{"q_proj": "attn_q", "k_proj": "attn_k"} {
+		for _, kind := range []string{"weight", "bias"} {
+			p, ok := m.Param("model.layers.0.self_attn." + hf + "." + kind)
+			if !ok {
+				continue
+			}
+			want := m.Backend().Download(p.W)
+			if fam.GGUFInterleavedQK {
+				want = model.HalfToInterleaved(want, cfg.HeadDim, p.W.Len()/p.W.Dim(0))
+			}
+			assert.Equal(t, want, readF32(t, path, "blk.0."+name+"."+kind), "%s.%s", name, kind)
+		}
+	}
+}
+
+// OLMo-2's tied head is written out: llama.cpp's olmo2 requires output.weight.
+func TestOlmo2TiedHead(t *testing.T) {
+	m, err := ggufcheck.CheckModel("olmo2", cpu.New(), 1)
+	require.NoError(t, err)
+	require.True(t, m.Config().TieEmbeddings)
+	_, tok := loadDemo(t)
+	_, path := export(t, m, tok, gguf.F32)
+	assert.Equal(t, readF32(t, path, "token_embd.weight"), readF32(t, path, "output.weight"))
+}
+
+// newModel builds a random model from config.json keys.
+func newModel(t *testing.T, keys map[string]any) model.Model {
+	t.Helper()
+	data, err := json.Marshal(keys)
+	require.NoError(t, err)
+	cfg, err := hfconfig.Parse(data, "test config")
+	require.NoError(t, err)
+	m, err := model.New(cfg, cpu.New(), 1)
+	require.NoError(t, err)
+	return m
+}
+
+func TestBuildRejectsWhatLlamaCppComputesOtherwise(t *testing.T) {
+	sizes := func(arch, mt string, extra map[string]any) map[string]any {
+		keys := map[string]any{"architectures": []string{arch}, "model_type": mt, "vocab_size": 259,
+			"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 64}
+		for k, v := range extra {
+			keys[k] = v
+		}
+		return keys
+	}
+	llama3 := map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+	cases := []struct {
+		name string
+		keys map[string]any
+		want string
+	}{
+		{"qwen3 biases", sizes("Qwen3ForCausalLM", "qwen3", map[string]any{"head_dim": 8, "attention_bias": true}), "llama.cpp's qwen3 has no projection biases"},
+		{"olmo2 biases", sizes("Olmo2ForCausalLM", "olmo2", map[string]any{"attention_bias": true}), "llama.cpp's olmo2 has no projection biases"},
+		{"olmo2 head_dim", sizes("Olmo2ForCausalLM", "olmo2", map[string]any{"head_dim": 16}), "llama.cpp's olmo2 needs head_dim = hidden_size/num_attention_heads = 8, got 16"},
+		{"qwen2 head_dim", sizes("Qwen2ForCausalLM", "qwen2", map[string]any{"head_dim": 16}), "llama.cpp's qwen2 needs head_dim = hidden_size/num_attention_heads = 8, got 16"},
+		{"qwen2 llama3 rope", sizes("Qwen2ForCausalLM", "qwen2", map[string]any{"rope_scaling": llama3}), "llama.cpp's qwen2 does not take llama3 rope_scaling"},
+		{"phi3 head_dim", sizes("Phi3ForCausalLM", "phi3", map[string]any{"head_dim": 16}), "llama.cpp's phi3 needs head_dim = hidden_size/num_attention_heads = 8, got 16"},
+		{"phi3 llama3 rope", sizes("Phi3ForCausalLM", "phi3", map[string]any{"rope_scaling": llama3}), "llama.cpp's phi3 does not take llama3 rope_scaling"},
+		{"glm4 llama3 rope", sizes("Glm4ForCausalLM", "glm4", map[string]any{"head_dim": 8, "rope_scaling": llama3}), "llama.cpp's glm4 does not take llama3 rope_scaling"},
+	}
+	_, tok := loadDemo(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Build(newModel(t, c.keys), tok, Options{Type: gguf.F32})
+			assert.ErrorContains(t, err, c.want)
+		})
+	}
 }

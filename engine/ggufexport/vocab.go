@@ -94,10 +94,12 @@ func vocabulary(arch string, tok tokenizer.Tokenizer, n int) ([]gguf.KV, error) 
 }
 
 // preTokenizer names llama.cpp's pre-tokenizer (the regex that splits
-// text before byte-level BPE) for the architecture's usual tokenizer.
+// text before byte-level BPE) for the architecture's usual tokenizer:
+// Qwen3 keeps Qwen2's tokenizer; OLMo-2's (cl100k) and the rest split as
+// LLaMA-3 does.
 func preTokenizer(arch string) string {
 	switch arch {
-	case "qwen2":
+	case "qwen2", "qwen3":
 		return "qwen2"
 	case "glm4":
 		return "glm4"

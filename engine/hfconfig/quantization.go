@@ -51,9 +51,9 @@ func (p *parser) quantization() (*Quantization, error) {
 	key := func(k string) string { return QuantKey + "." + k }
 	switch {
 	case b.QuantMethod != "bitsandbytes":
-		return nil, p.errf(key("quant_method"), "%q checkpoints are not supported (gotune reads bitsandbytes 4-bit checkpoints, or quantizes an unquantized one with --quantize)", b.QuantMethod)
+		return nil, p.errf(key("quant_method"), "%q checkpoints are not supported (gotune reads bitsandbytes 4-bit checkpoints, or quantizes an unquantized one as it loads)", b.QuantMethod)
 	case b.LoadIn8bit:
-		return nil, p.errf(key("load_in_8bit"), "bitsandbytes LLM.int8 checkpoints are not supported (only load_in_4bit; --quantize int8 quantizes an unquantized checkpoint)")
+		return nil, p.errf(key("load_in_8bit"), "bitsandbytes LLM.int8 checkpoints are not supported (only load_in_4bit; an unquantized checkpoint can be quantized to int8 as it loads)")
 	case !b.LoadIn4bit:
 		return nil, p.errf(key("load_in_4bit"), "a bitsandbytes config with neither load_in_4bit nor load_in_8bit describes no quantized weights")
 	case b.QuantType != "nf4" && b.QuantType != "fp4":

@@ -82,6 +82,9 @@ type actSet struct {
 	// virtual position.
 	logits *engine.Tensor
 	losses *engine.Tensor
+	// ropeCos, ropeSin are the RoPE rows of a packed pass's positions
+	// [N, rotDim/2], allocated by the first packed pass of this shape.
+	ropeCos, ropeSin *engine.Tensor
 
 	// backward scratch, shared by all layers
 	dres, dmid, dxn, dh *engine.Tensor

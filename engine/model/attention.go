@@ -14,6 +14,9 @@ type pass struct {
 	// low is the lowest trainable stage (see plan); backward visits stages
 	// >= low and computes no gradient for stage low's input.
 	low int
+	// packed is set when the sequences hold several examples each
+	// (engine.Batch.Segments); nil otherwise.
+	packed *packedPass
 }
 
 // attnForward runs the attention sub-layer of block l: projections, RoPE,
@@ -41,14 +44,14 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		blk.v.Forward(a.v, a.xn1, p.train)
 	}
 	if m.rope != nil {
-		m.rope.apply(a.q4, p.pos, false, p.s.rot)
-		m.rope.apply(a.k4, p.pos, false, p.s.rot)
+		m.applyRoPE(p, a.q4, false)
+		m.applyRoPE(p, a.k4, false)
 	}
 	if m.d.qScale != 1 {
 		be.Scale(a.q, m.d.qScale)
 	}
 	kAll, vAll := m.kvContext(l, p, a)
-	be.Attention(a.att4, a.lse, a.q4, kAll, vAll)
+	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, p.attnOptions())
 	blk.o.Forward(a.h1, a.att, p.train)
 }
 
@@ -139,7 +142,7 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		be.Fill(dvBuf, 0)
 		dvAll = dvBuf
 	}
-	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse)
+	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, p.attnOptions())
 	if needQ && d.qScale != 1 {
 		be.Scale(s.dq, d.qScale)
 	}
@@ -162,10 +165,10 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 	if m.rope != nil {
 		// RoPE is a rotation: its backward rotates the gradient back.
 		if needQ {
-			m.rope.apply(dq4, p.pos, true, s.rot)
+			m.applyRoPE(p, dq4, true)
 		}
 		if needK {
-			m.rope.apply(s.dk.Reshape(B, T, d.kvHeads, d.headDim), p.pos, true, s.rot)
+			m.applyRoPE(p, s.dk.Reshape(B, T, d.kvHeads, d.headDim), true)
 		}
 	}
 	if fused {

@@ -1,8 +1,12 @@
 package model
 
 import (
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,7 +15,9 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
+	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/quant"
+	"github.com/gotune/gotune/engine/safetensors"
 )
 
 // quantLayers returns the quantized projections of m by name, as host
@@ -135,4 +141,68 @@ func checkLoadQuantizes(t *testing.T, storage engine.DType) {
 	assert.Equal(t, afterStats.InUse, loadStats.InUse)
 	assert.Equal(t, loadStats.InUse, loadStats.Peak, "quantizing at load allocated more than the loaded model")
 	assert.Greater(t, afterStats.Peak, loadStats.Peak)
+}
+
+// TestDequantizeBitsandbytesSaves dequantizes a bitsandbytes checkpoint
+// and saves it: the config no longer carries quantization_config (the
+// weights are float), and the saved folder loads back as a float model
+// with the dequantized weights.
+func TestDequantizeBitsandbytesSaves(t *testing.T) {
+	be := cpu.New()
+	m, err := Load(filepath.Join(goldenRoot, "qlora-bnb-nf4"), be)
+	require.NoError(t, err)
+	require.NotNil(t, m.Config().Quantization)
+	m.(interface{ Dequantize() }).Dequantize()
+	assert.Nil(t, m.Config().Quantization)
+	out := tempDir(t, "dequantized")
+	require.NoError(t, m.Save(out))
+	raw, err := os.ReadFile(filepath.Join(out, "config.json"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw), "quantization_config")
+	back, err := Load(out, be)
+	require.NoError(t, err)
+	assert.Nil(t, back.Config().Quantization)
+	for _, p := range m.BaseParams() {
+		q, ok := back.Param(p.Name)
+		require.True(t, ok, p.Name)
+		assert.Equal(t, be.Download(p.W), be.Download(q.W), p.Name)
+	}
+}
+
+// TestFailedQuantizedLoadFrees loads llama-gqa quantized (NF4) from host
+// tensors with one damaged tensor: a late projection (its quantization
+// fails after the earlier ones were uploaded) or the final norm (the
+// float fill fails after every projection was quantized). The failed
+// load must free every tensor it allocated, quantized ones included:
+// with the garbage collector off (which would otherwise release them
+// some time later), the backend's MemoryReporter is back to zero.
+func TestFailedQuantizedLoadFrees(t *testing.T) {
+	dir := filepath.Join(goldenRoot, "llama-gqa")
+	cfg, err := hfconfig.Load(dir)
+	require.NoError(t, err)
+	set, err := safetensors.OpenDir(dir)
+	require.NoError(t, err)
+	defer set.Close()
+	host := map[string]HostTensor{}
+	for _, n := range set.Names() {
+		data, shape, err := set.Float32(n)
+		require.NoError(t, err)
+		host[n] = HostTensor{Shape: shape, Data: data}
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	for _, damaged := range []string{"model.layers.1.mlp.down_proj.weight", "model.norm.weight"} {
+		t.Run(damaged, func(t *testing.T) {
+			w := maps.Clone(host)
+			bad := slices.Clone(w[damaged].Data)
+			bad[3] = float32(math.NaN())
+			w[damaged] = HostTensor{Shape: w[damaged].Shape, Data: bad}
+			be := cpu.New()
+			_, err := FromWeights(cfg, be, w, Options{Quantize: quant.Options{Format: quant.NF4, DoubleQuant: true}})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), damaged)
+			st := be.MemoryStats()
+			assert.Greater(t, st.Peak, uint64(0), "the load got as far as allocating")
+			assert.Zero(t, st.InUse, "bytes still allocated after the failed load")
+		})
+	}
 }

@@ -49,6 +49,7 @@ func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale
 	}
 	m.last = s
 	p := &pass{B: bt.B, T: T, Pv: Pv, P: P, pos: P, train: backward, s: s, low: low}
+	m.preparePacked(p, bt)
 	m.forward(p, bt.InputIDs)
 
 	var dlogits *engine.Tensor
@@ -69,6 +70,8 @@ func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale
 	}
 	if doBack {
 		m.backward(p, bt.InputIDs)
+	} else if backward {
+		(&stageCursor{o: m.observer}).finish(m.gradStageInput() + 1) // nothing trainable: every stage is empty
 	}
 	var sum float64
 	for _, l := range m.be.Download(s.losses) {
@@ -121,9 +124,13 @@ func (m *Transformer) forward(p *pass, ids *engine.Tensor) {
 }
 
 // backward runs the backward pass from dlogits (in p.s.logits) down to
-// stage p.low.
+// stage p.low (lowestTrainableStage's numbering), announcing the gradient
+// stages of engine.StagedBackward (stages.go) to the observer, if any.
 func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 	be, s, L, D := m.be, p.s, len(m.blocks), m.d.hidden
+	stages := &stageCursor{o: m.observer}
+	defer stages.finish(m.gradStageInput() + 1)
+	stages.begin(gradStageHead)
 	needX := p.low < 2*L
 	needXn := needX || Trainable(m.normF)
 	var dhead *engine.Tensor
@@ -155,6 +162,7 @@ func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 		return
 	}
 	for l := L - 1; l >= 0 && 2*l+1 >= p.low; l-- {
+		stages.begin(m.gradStageOfLayer(l))
 		if s.key.recompute && l < L-1 {
 			// The top layer's activations are still in the shared
 			// buffers; every other layer's are rebuilt from its input.
@@ -162,6 +170,7 @@ func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 		}
 		m.blockBackward(l, p, s.layers[l], dres)
 	}
+	stages.begin(m.gradStageInput())
 	if p.low < 0 {
 		m.embedBackward(p, ids, dres)
 	}
@@ -187,7 +196,7 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 		}
 	}
 	if m.posEmb != nil {
-		if s.posAt != p.pos {
+		if s.posAt != p.pos && p.packed == nil {
 			for b := 0; b < p.B; b++ {
 				for t := 0; t < p.T; t++ {
 					s.posHost[b*p.T+t] = int32(p.pos + t)
@@ -196,7 +205,8 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 			be.UploadInt32(s.posIDs, s.posHost)
 			s.posAt = p.pos
 		}
-		be.Embedding(s.posTmp, m.posEmb.Weight.W, s.posIDs)
+		table, ids := m.positionLookup(p, m.posEmb.Weight.W)
+		be.Embedding(s.posTmp, table, ids)
 		be.Add(x, x, s.posTmp)
 	}
 	if m.d.embMul != 1 {
@@ -222,7 +232,8 @@ func (m *Transformer) embedBackward(p *pass, ids, demb *engine.Tensor) {
 	}
 	if m.posEmb != nil {
 		if g := Grad(m.posEmb.Weight); g != nil {
-			be.EmbeddingBackward(g, demb, s.posIDs)
+			table, ids := m.positionLookup(p, g)
+			be.EmbeddingBackward(table, demb, ids)
 		}
 	}
 	if m.prompt != nil && Trainable(m.prompt) {
@@ -260,6 +271,21 @@ func (m *Transformer) checkBatch(bt *engine.Batch) error {
 		return fmt.Errorf("model: batch %d×%d has %d input ids and %d targets", bt.B, bt.T, bt.InputIDs.Len(), bt.Targets.Len())
 	case bt.FirstLabels != nil && (bt.FirstLabels.DType() != engine.Int32 || bt.FirstLabels.Len() != bt.B):
 		return fmt.Errorf("model: batch of %d sequences has first labels %v (want Int32 with %d elements)", bt.B, bt.FirstLabels, bt.B)
+	}
+	return m.checkPacked(bt)
+}
+
+// checkPacked validates a packed batch's segments and positions.
+func (m *Transformer) checkPacked(bt *engine.Batch) error {
+	switch {
+	case bt.Segments == nil && bt.Positions == nil:
+		return nil
+	case bt.Segments == nil || bt.Positions == nil:
+		return fmt.Errorf("model: a packed batch needs both segments and positions (got %v, %v)", bt.Segments, bt.Positions)
+	case bt.Segments.DType() != engine.Int32 || bt.Positions.DType() != engine.Int32 || bt.Segments.Len() != bt.B*bt.T || bt.Positions.Len() != bt.B*bt.T:
+		return fmt.Errorf("model: packed batch %d×%d has segments %v and positions %v (want Int32 with %d elements each)", bt.B, bt.T, bt.Segments, bt.Positions, bt.B*bt.T)
+	case m.prompt != nil:
+		return fmt.Errorf("model: packed batches cannot be used with %d virtual tokens in front of each sequence: every example of a sequence would share them", m.prompt.NumTokens())
 	}
 	return nil
 }

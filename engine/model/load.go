@@ -223,11 +223,17 @@ func (m *Transformer) fill(w weights, where string) (map[string]string, error) {
 	return stored, nil
 }
 
-// freeAll releases the weights of a model that failed to build.
+// freeAll releases the weights of a model that failed to build, the
+// quantized projections included.
 func (m *Transformer) freeAll() {
 	for _, p := range m.base {
 		if p.W != nil {
 			m.be.Free(p.W)
+		}
+	}
+	for _, s := range m.slots {
+		if qd, ok := s.get().(*QuantDense); ok { // its weight is no base parameter
+			quant.Free(m.be, qd.W)
 		}
 	}
 	if m.rope != nil {

@@ -231,8 +231,15 @@ func (m *Transformer) QuantizedLayers() int { return m.QuantStats().Layers }
 // Dequantize replaces every QuantDense the model holds directly (not
 // wrapped by a method) with a frozen Dense of its float32 dequantized
 // weight, registered again as a base parameter: the base a QLoRA
-// adapter is merged into.
+// adapter is merged into. A model read from a bitsandbytes checkpoint
+// then forgets its quantization_config (Config.Quantization), so that
+// Save writes a float checkpoint's config.
 func (m *Transformer) Dequantize() {
+	defer func() {
+		if m.QuantizedLayers() == 0 {
+			m.cfg.Quantization = nil
+		}
+	}()
 	for _, s := range m.slots {
 		qd, ok := s.get().(*QuantDense)
 		if !ok {

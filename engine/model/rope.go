@@ -178,27 +178,56 @@ func (r *ropeTables) free() {
 // rotates.
 func (r *ropeTables) partial(headDim int) bool { return r.rotDim < headDim }
 
-// apply rotates x [B, T, H, D] whose first token sits at position pos.
-// With partial rotary only the first rotDim elements of each head
-// rotate: they are copied into scratch (at least B·T·H·rotDim elements
-// of x's dtype), rotated there and copied back. With longrope, a pass
-// whose last position is past the original context uses the long
-// factors. inverse rotates back (the backward pass; cos and sin scaled
-// by an attention factor make it the transpose, which is the gradient).
-func (r *ropeTables) apply(x *engine.Tensor, pos int, inverse bool, scratch *engine.Tensor) {
+// table returns the cos/sin table of a pass over positions [pos,
+// pos+n), grown to cover them: with longrope, the long factors' when its
+// last position is past the original context.
+func (r *ropeTables) table(pos, n int) *ropeTable {
 	t := &r.short
-	if r.long != nil && pos+x.Dim(1) > r.origMax {
+	if r.useLong(pos, n) {
 		t = r.long
 	}
-	t.ensure(r.be, pos+x.Dim(1))
+	t.ensure(r.be, pos+n)
+	return t
+}
+
+// useLong reports whether a pass over positions [pos, pos+n) uses
+// longrope's long factors.
+func (r *ropeTables) useLong(pos, n int) bool {
+	return r.long != nil && pos+n > r.origMax
+}
+
+// apply rotates x [B, T, H, D] whose first token sits at position pos.
+// With longrope, a pass whose last position is past the original context
+// uses the long factors. inverse rotates back (the backward pass; cos
+// and sin scaled by an attention factor make it the transpose, which is
+// the gradient).
+func (r *ropeTables) apply(x *engine.Tensor, pos int, inverse bool, scratch *engine.Tensor) {
+	t := r.table(pos, x.Dim(1))
+	r.rotate(x, t.cos, t.sin, pos, inverse, scratch)
+}
+
+// rotate rotates x [B, T, H, D] by the rows pos.. of cos and sin. With
+// partial rotary only the first rotDim elements of each head rotate:
+// they are copied into scratch (at least B·T·H·rotDim elements of x's
+// dtype), rotated there and copied back.
+func (r *ropeTables) rotate(x, cos, sin *engine.Tensor, pos int, inverse bool, scratch *engine.Tensor) {
 	D := x.Dim(3)
 	if r.rotDim == D {
-		r.be.RoPE(x, t.cos, t.sin, pos, r.layout, inverse)
+		r.be.RoPE(x, cos, sin, pos, r.layout, inverse)
 		return
 	}
 	rows := x.Len() / D
 	sub := scratch.Reshape(-1, r.rotDim).Slice(0, rows)
 	r.be.CopyBlock(sub, 0, r.rotDim, x, 0, D, rows, r.rotDim, false)
-	r.be.RoPE(sub.Reshape(x.Dim(0), x.Dim(1), x.Dim(2), r.rotDim), t.cos, t.sin, pos, r.layout, inverse)
+	r.be.RoPE(sub.Reshape(x.Dim(0), x.Dim(1), x.Dim(2), r.rotDim), cos, sin, pos, r.layout, inverse)
 	r.be.CopyBlock(x, 0, D, sub, 0, r.rotDim, rows, r.rotDim, false)
+}
+
+// gather writes into cos and sin ([N, rotDim/2]) the rows of positions
+// pos + ids[i] (ids Int32 [N], each below n) of the table of a pass over
+// positions [pos, pos+n).
+func (r *ropeTables) gather(cos, sin, ids *engine.Tensor, pos, n int) {
+	t := r.table(pos, n)
+	r.be.Embedding(cos, t.cos.Slice(pos, t.n), ids)
+	r.be.Embedding(sin, t.sin.Slice(pos, t.n), ids)
 }

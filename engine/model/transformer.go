@@ -110,6 +110,8 @@ type Transformer struct {
 
 	gradCheckpoint bool // recompute layer activations in backward (gradckpt.go)
 
+	observer engine.BackwardObserver // told of each backward stage (stages.go)
+
 	trainActs *actSet // training passes (and evaluation of the same shape)
 	evalActs  *actSet // forward-only ForwardBackward of another shape
 	inferActs *actSet // Logits

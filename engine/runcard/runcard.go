@@ -145,7 +145,8 @@ func (c *Card) WriteMarkdown(w io.Writer) error {
 // PEFT has no loader for.
 const BottleneckType = "BOTTLENECK"
 
-var cardTemplate = template.Must(template.New("card").Funcs(template.FuncMap{
+// cardFuncs format a card's numbers and names in Markdown.
+var cardFuncs = template.FuncMap{
 	"f":   func(x float64) string { return fmt.Sprintf("%.4f", x) },
 	"pf":  func(x *float64) string { return fmt.Sprintf("%.4f", *x) },
 	"pct": func(x *float64) string { return fmt.Sprintf("%.1f%%", 100**x) },
@@ -155,7 +156,9 @@ var cardTemplate = template.Must(template.New("card").Funcs(template.FuncMap{
 	"tick": func(s string) string {
 		return "`" + strings.ReplaceAll(s, "`", "'") + "`"
 	},
-}).Parse(`---
+}
+
+var cardTemplate = template.Must(template.New("card").Funcs(cardFuncs).Parse(`---
 {{- if .PeftType}}
 library_name: peft
 {{- end}}
@@ -212,7 +215,7 @@ and this card's numbers in ` + "`summary.json`" + `.
 ## Use
 
 A bottleneck adapter (peft_type BOTTLENECK, gotune's extension of the
-PEFT layout): PEFT has no loader for it; use ` + "`gotune generate`, `gotune eval` or `gotune merge`" + ` with ` + "`--adapter`" + `.
+PEFT layout): PEFT has no loader for it; use ` + "`gotune generate` or `gotune eval`" + ` with ` + "`--adapter`" + `.
 {{- else if .PeftType}}
 
 ## Use

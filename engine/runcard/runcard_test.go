@@ -75,3 +75,24 @@ func TestWrite(t *testing.T) {
 		assert.True(t, strings.HasPrefix(md, "---\n"), "front matter first")
 	}
 }
+
+// ReadSummary reads back what Write wrote; a folder without summary.json
+// is no error, a damaged or duplicated-key file is.
+func TestReadSummary(t *testing.T) {
+	dir := t.TempDir()
+	c, err := ReadSummary(dir)
+	require.NoError(t, err)
+	assert.Nil(t, c)
+
+	want := &Card{Method: "lora", BaseModel: "m", Steps: 3, FinalLoss: 1.5, Settings: map[string]string{"--lr": "0.01"}}
+	require.NoError(t, Write(dir, want))
+	got, err := ReadSummary(dir)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	for _, bad := range []string{`{"steps": `, `{"steps": 1, "steps": 2}`} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, SummaryFile), []byte(bad), 0o644))
+		_, err := ReadSummary(dir)
+		assert.ErrorContains(t, err, filepath.Join(dir, SummaryFile)+": ", bad)
+	}
+}

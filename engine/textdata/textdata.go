@@ -35,6 +35,7 @@ import (
 
 	"github.com/gotune/gotune/engine/chat"
 	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/tokenizer"
 )
 
@@ -79,7 +80,8 @@ type Options struct {
 }
 
 // Open reads a dataset file in any supported format into validated
-// examples. The Dataset's Format names the format read.
+// examples. The Dataset's Format names the format read. A wrong or
+// missing option (Format, Tokenizer) is a *fielderr.Error.
 func Open(path string, opts Options) (*data.Dataset, error) {
 	format, err := resolveFormat(path, opts.Format)
 	if err != nil {
@@ -89,7 +91,7 @@ func Open(path string, opts Options) (*data.Dataset, error) {
 		return data.Load(path, data.LoadOptions{VocabSize: opts.VocabSize})
 	}
 	if opts.Tokenizer == nil {
-		return nil, fmt.Errorf("%s is %s data, which needs a tokenizer: pass --tokenizer, or use a model folder that has tokenizer.json", path, format)
+		return nil, fielderr.Errorf("Tokenizer", "is needed: %s is %s data", path, format)
 	}
 	if format == Text {
 		return openText(path, opts)
@@ -113,12 +115,12 @@ func Open(path string, opts Options) (*data.Dataset, error) {
 // against the tokenizer.
 func conversationTemplate(path string, opts Options) (chat.Template, error) {
 	if opts.Tokenizer == nil {
-		return nil, fmt.Errorf("%s holds conversations, which need a tokenizer: pass --tokenizer, or use a model folder that has tokenizer.json", path)
+		return nil, fielderr.Errorf("Tokenizer", "is needed: %s holds conversations", path)
 	}
 	tmpl := opts.Template
 	if tmpl == nil {
 		var err error
-		if tmpl, _, err = chat.Default(opts.Tokenizer); err != nil {
+		if tmpl, _, err = chat.Default(opts.Tokenizer, "Template"); err != nil {
 			return nil, err
 		}
 	}
@@ -174,11 +176,11 @@ func resolveFormat(path, format string) (string, error) {
 	case "", Auto:
 	case Pretokenized, Instruction, ShareGPTFormat, Chat, Text:
 		if isTxt(path) && format != Text {
-			return "", fmt.Errorf("%s: a .txt file is read as plain text; --format %s needs a JSONL file", path, format)
+			return "", fielderr.Errorf("Format", "%s needs a JSONL file: %s is a .txt file, read as plain text", format, path)
 		}
 		return format, nil
 	default:
-		return "", fmt.Errorf("unknown data format %q (known: %s)", format, strings.Join(FormatNames(), ", "))
+		return "", fielderr.Errorf("Format", "%q: unknown data format (known: %s)", format, strings.Join(FormatNames(), ", "))
 	}
 	if isTxt(path) {
 		if _, err := os.Stat(path); err != nil {

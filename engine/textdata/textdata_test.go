@@ -7,10 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/gotune/gotune/engine/chat"
 	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/tokenizer"
 	"github.com/gotune/gotune/internal/bytetok"
+	"github.com/gotune/gotune/internal/fieldpaths"
 )
 
 // Test tokenizer: one token per byte (id = byte value), then <s> = 256,
@@ -229,8 +232,8 @@ func TestBadInput(t *testing.T) {
 			want: `:1: input_ids[0] = 256 is outside the model's vocabulary [0, 200)`},
 		{name: "format of another file", content: `{"instruction": "i", "output": "o"}`, format: Chat,
 			want: `:1: unknown field`},
-		{name: "unknown format", content: `{"text": "a"}`, format: "csv", want: `unknown data format "csv"`},
-		{name: "no tokenizer", content: `{"text": "a"}`, tok: tokenizer.Tokenizer(nil), want: "needs a tokenizer"},
+		{name: "unknown format", content: `{"text": "a"}`, format: "csv", want: `Format "csv": unknown data format`},
+		{name: "no tokenizer", content: `{"text": "a"}`, tok: tokenizer.Tokenizer(nil), want: "Tokenizer is needed: "},
 		{name: "empty file", content: ``, want: `no examples (the file is empty)`},
 	}
 	for _, c := range cases {
@@ -296,5 +299,24 @@ func TestReadConversations(t *testing.T) {
 	}
 	if _, _, err := ReadConversations(writeFile(t, "t.jsonl", `{"text": "x"}`+"\n"), Auto); err == nil || !strings.Contains(err.Error(), "is text data") {
 		t.Errorf("text file: %v", err)
+	}
+}
+
+// A wrong or missing option is a *fielderr.Error naming its Options field.
+func TestOptionErrorsNameTheField(t *testing.T) {
+	jsonl := writeFile(t, "d.jsonl", `{"instruction": "i", "output": "o"}`+"\n")
+	txt := writeFile(t, "d.txt", "some text\n")
+	for _, tc := range []struct {
+		path string
+		opts Options
+		want string
+	}{
+		{jsonl, Options{Format: "csv"}, `Format "csv": unknown data format`},
+		{txt, Options{Format: Instruction}, "Format instruction needs a JSONL file: " + txt + " is a .txt file, read as plain text"},
+		{jsonl, Options{}, "Tokenizer is needed: " + jsonl + " is instruction data"},
+	} {
+		_, err := Open(tc.path, tc.opts)
+		require.ErrorContains(t, err, tc.want)
+		fieldpaths.RequireFieldError(t, err, Options{})
 	}
 }

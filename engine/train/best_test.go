@@ -13,6 +13,7 @@ import (
 
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/fielderr"
 )
 
 func TestWarmupRatio(t *testing.T) {
@@ -48,7 +49,9 @@ func TestWarmupRatio(t *testing.T) {
 		cfg.WarmupRatio, cfg.WarmupSteps = bad.WarmupRatio, bad.WarmupSteps
 		err := cfg.Validate()
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "--warmup-ratio")
+		fe, ok := fielderr.As(err)
+		require.True(t, ok)
+		assert.Equal(t, "WarmupRatio", fe.Field)
 	}
 }
 
@@ -152,6 +155,8 @@ func TestKeepBestNeedsEval(t *testing.T) {
 	require.NoError(t, err)
 	table, bias := toyWeights(2)
 	_, err = New(newBigram(cpu.New(), toyV, table, bias), loader, cfg, Options{})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "--eval-data")
+	fe, ok := fielderr.As(err)
+	require.True(t, ok, "want a *fielderr.Error, got %v", err)
+	assert.Equal(t, []string{"KeepBest", "EvalEvery"}, fe.Fields())
+	assert.Contains(t, err.Error(), "KeepBest needs an evaluation")
 }

@@ -195,10 +195,14 @@ func ReadState(dir string) (*TrainerState, error) {
 	return &st, nil
 }
 
-// FindCheckpoint resolves --resume's argument: a checkpoint-<step> folder
-// (which must be complete), or an output folder, whose latest complete
-// checkpoint it picks. skipped lists the newer incomplete checkpoints
-// passed over.
+// ErrNoCheckpoint is the cause FindCheckpoint gives for an output folder
+// without checkpoints: its run saved none (Config.SaveEvery was 0).
+var ErrNoCheckpoint = errors.New("the run saved no checkpoint")
+
+// FindCheckpoint resolves the folder a run resumes from: a
+// checkpoint-<step> folder (which must be complete), or an output folder,
+// whose latest complete checkpoint it picks (ErrNoCheckpoint when it has
+// none). skipped lists the newer incomplete checkpoints passed over.
 func FindCheckpoint(dir string) (ckpt string, st *TrainerState, skipped []string, err error) {
 	info, err := os.Stat(dir)
 	if err != nil {
@@ -220,7 +224,7 @@ func FindCheckpoint(dir string) (ckpt string, st *TrainerState, skipped []string
 		return "", nil, nil, err
 	}
 	if len(steps) == 0 {
-		return "", nil, nil, fmt.Errorf("%s holds no %s<step> folder (checkpoints are written with --save-every)", dir, CheckpointPrefix)
+		return "", nil, nil, fmt.Errorf("%s holds no %s<step> folder: %w", dir, CheckpointPrefix, ErrNoCheckpoint)
 	}
 	for i := len(steps) - 1; i >= 0; i-- {
 		c := CheckpointDir(dir, steps[i])
@@ -591,7 +595,7 @@ func (t *Trainer) pruneCheckpoints() error {
 	}
 	steps, err := listCheckpoints(t.cfg.OutDir)
 	if err != nil {
-		return fmt.Errorf("--save-total-limit: %w", err)
+		return fmt.Errorf("%s: %w", t.opts.name("SaveTotalLimit"), err)
 	}
 	var complete []int
 	for _, s := range steps {
@@ -602,7 +606,7 @@ func (t *Trainer) pruneCheckpoints() error {
 	for len(complete) > t.cfg.SaveTotalLimit {
 		dir := CheckpointDir(t.cfg.OutDir, complete[0])
 		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("--save-total-limit: removing %s: %w", dir, err)
+			return fmt.Errorf("%s: removing %s: %w", t.opts.name("SaveTotalLimit"), dir, err)
 		}
 		complete = complete[1:]
 	}
@@ -702,7 +706,7 @@ func (t *Trainer) loadMoments(dir string, st *TrainerState) error {
 		problems = append(problems, "different shapes: "+strings.Join(shape, ", "))
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("resume from %s: the trainable parameters differ (%s); train the same --method with the same method flags", dir, strings.Join(problems, "; "))
+		return fmt.Errorf("resume from %s: the trainable parameters differ (%s); resume with the same method and method settings", dir, strings.Join(problems, "; "))
 	}
 	path := filepath.Join(dir, MomentsFile)
 	f, err := safetensors.Open(path)

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -362,7 +363,7 @@ func TestIncompleteCheckpoint(t *testing.T) {
 		t.Errorf("truncated state: %v", err)
 	}
 	empty := t.TempDir()
-	if _, _, _, err := FindCheckpoint(empty); err == nil || !strings.Contains(err.Error(), "--save-every") {
+	if _, _, _, err := FindCheckpoint(empty); !errors.Is(err, ErrNoCheckpoint) {
 		t.Errorf("folder without checkpoints: %v", err)
 	}
 }
@@ -414,8 +415,8 @@ func TestConfigValidateCheckpoints(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
-		{func(c *Config) { c.SaveEvery = -1 }, "--save-every"},
-		{func(c *Config) { c.SaveTotalLimit = -2 }, "--save-total-limit"},
+		{func(c *Config) { c.SaveEvery = -1 }, "SaveEvery must not be negative"},
+		{func(c *Config) { c.SaveTotalLimit = -2 }, "SaveTotalLimit must not be negative"},
 	} {
 		c := baseConfig()
 		tc.mod(&c)

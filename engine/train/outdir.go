@@ -99,7 +99,8 @@ func (t *Trainer) DiskNeed(finalBytes, checkpointWeightBytes int64) DiskNeed {
 
 // CheckDisk compares need with the free space of dir: an error when the
 // run could not even save its result (and one checkpoint), a warning
-// (non-empty) when everything it would keep does not fit.
+// (non-empty) when everything it would keep does not fit (the caller
+// names the setting that keeps fewer checkpoints).
 func CheckDisk(dir string, need DiskNeed) (warning string, err error) {
 	free, err := fsutil.FreeBytes(dir)
 	if err != nil {
@@ -110,7 +111,7 @@ func CheckDisk(dir string, need DiskNeed) (warning string, err error) {
 			dir, engine.FormatMiB(free), engine.FormatMiB(uint64(need.Minimum())), engine.FormatMiB(uint64(need.Final)), oneCheckpoint(need))
 	}
 	if uint64(need.Total()) > free {
-		return fmt.Sprintf("%s has %s free but the run would keep %s (the result and %d checkpoints of %s); later checkpoints may fail (lower --save-total-limit)",
+		return fmt.Sprintf("%s has %s free but the run would keep %s (the result and %d checkpoints of %s); later checkpoints may fail",
 			dir, engine.FormatMiB(free), engine.FormatMiB(uint64(need.Total())), need.Checkpoints, engine.FormatMiB(uint64(need.Checkpoint))), nil
 	}
 	return "", nil

@@ -83,7 +83,7 @@ func TestFailedFinalSaveNamesTheCheckpoint(t *testing.T) {
 	assert.ErrorIs(t, err, syscall.ENOSPC)
 	ckpt := CheckpointDir(out, 4)
 	assert.Contains(t, err.Error(), "the newest complete checkpoint, "+ckpt+" (step 4 of 4), is kept")
-	assert.Contains(t, err.Error(), "--resume "+out)
+	assert.Contains(t, err.Error(), "rerun with Resume "+out)
 	_, st, _, ferr := FindCheckpoint(out)
 	require.NoError(t, ferr)
 	assert.Equal(t, 4, st.Step)

@@ -28,11 +28,16 @@ func ParseSchedule(s string) (Schedule, error) {
 			return k, nil
 		}
 	}
+	return "", fmt.Errorf("unknown learning-rate schedule %q (want %s)", s, scheduleNames())
+}
+
+// scheduleNames lists the schedules for messages.
+func scheduleNames() string {
 	names := make([]string, len(Schedules))
 	for i, k := range Schedules {
 		names[i] = string(k)
 	}
-	return "", fmt.Errorf("unknown learning-rate schedule %q (want %s)", s, strings.Join(names, ", "))
+	return strings.Join(names, ", ")
 }
 
 // Multiplier returns the factor applied to the base learning rate after

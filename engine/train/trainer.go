@@ -32,6 +32,7 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/fielderr"
 )
 
 // Config holds the hyper-parameters of a run.
@@ -105,48 +106,61 @@ type Config struct {
 	Settings []Setting
 }
 
-// Validate reports the first invalid hyper-parameter, naming its flag.
+// Validate reports the first invalid hyper-parameter as a
+// *fielderr.Error naming its field.
 func (c *Config) Validate() error {
 	switch {
 	case c.Steps < 0:
-		return fmt.Errorf("--steps must not be negative, got %d", c.Steps)
+		return fielderr.Errorf("Steps", "must not be negative, got %d", c.Steps)
 	case c.Steps == 0 && c.Epochs <= 0:
-		return fmt.Errorf("nothing to train: set --steps or --epochs to a positive number (got --steps %d --epochs %d)", c.Steps, c.Epochs)
+		return fielderr.Errorf("Steps", "is 0 and %s %d: nothing to train; set one of them to a positive number", fielderr.Ref("Epochs"), c.Epochs)
 	case c.GradAccum < 1:
-		return fmt.Errorf("--grad-accum must be at least 1, got %d", c.GradAccum)
+		return fielderr.Errorf("GradAccum", "must be at least 1, got %d", c.GradAccum)
 	case !(c.LR >= 0) || math.IsInf(c.LR, 0):
-		return fmt.Errorf("--lr must be a non-negative number, got %v", c.LR)
+		return fielderr.Errorf("LR", "must be a non-negative number, got %v", c.LR)
 	case c.ScheduleSteps < 0:
-		return fmt.Errorf("schedule length must not be negative, got %d", c.ScheduleSteps)
+		return fielderr.Errorf("ScheduleSteps", "must not be negative, got %d", c.ScheduleSteps)
 	case c.WarmupSteps < 0:
-		return fmt.Errorf("--warmup-steps must not be negative, got %d", c.WarmupSteps)
+		return fielderr.Errorf("WarmupSteps", "must not be negative, got %d", c.WarmupSteps)
 	case !(c.WarmupRatio >= 0 && c.WarmupRatio < 1):
-		return fmt.Errorf("--warmup-ratio must be in [0, 1), got %v", c.WarmupRatio)
+		return fielderr.Errorf("WarmupRatio", "must be in [0, 1), got %v", c.WarmupRatio)
 	case c.WarmupRatio > 0 && c.WarmupSteps > 0:
-		return fmt.Errorf("--warmup-ratio and --warmup-steps exclude each other (got %v and %d)", c.WarmupRatio, c.WarmupSteps)
+		return fielderr.Errorf("WarmupRatio", "and %s exclude each other (got %v and %d)", fielderr.Ref("WarmupSteps"), c.WarmupRatio, c.WarmupSteps)
 	case c.EarlyStoppingPatience < 0:
-		return fmt.Errorf("--early-stopping-patience must not be negative, got %d", c.EarlyStoppingPatience)
-	case !(c.WeightDecay >= 0):
-		return fmt.Errorf("--weight-decay must not be negative, got %v", c.WeightDecay)
-	case !(c.Beta1 >= 0 && c.Beta1 < 1):
-		return fmt.Errorf("--adam-beta1 must be in [0, 1), got %v", c.Beta1)
-	case !(c.Beta2 >= 0 && c.Beta2 < 1):
-		return fmt.Errorf("--adam-beta2 must be in [0, 1), got %v", c.Beta2)
-	case !(c.Eps > 0):
-		return fmt.Errorf("--adam-eps must be positive, got %v", c.Eps)
+		return fielderr.Errorf("EarlyStoppingPatience", "must not be negative, got %d", c.EarlyStoppingPatience)
 	case !(c.MaxGradNorm >= 0):
-		return fmt.Errorf("--max-grad-norm must not be negative (0 turns clipping off), got %v", c.MaxGradNorm)
+		return fielderr.Errorf("MaxGradNorm", "must not be negative (0 turns clipping off), got %v", c.MaxGradNorm)
 	case c.LogEvery < 0:
-		return fmt.Errorf("--log-every must not be negative, got %d", c.LogEvery)
+		return fielderr.Errorf("LogEvery", "must not be negative, got %d", c.LogEvery)
 	case c.EvalEvery < 0:
-		return fmt.Errorf("--eval-every must not be negative, got %d", c.EvalEvery)
+		return fielderr.Errorf("EvalEvery", "must not be negative, got %d", c.EvalEvery)
 	case c.SaveEvery < 0:
-		return fmt.Errorf("--save-every must not be negative, got %d", c.SaveEvery)
+		return fielderr.Errorf("SaveEvery", "must not be negative, got %d", c.SaveEvery)
 	case c.SaveTotalLimit < 0:
-		return fmt.Errorf("--save-total-limit must not be negative (0 keeps every checkpoint), got %d", c.SaveTotalLimit)
+		return fielderr.Errorf("SaveTotalLimit", "must not be negative (0 keeps every checkpoint), got %d", c.SaveTotalLimit)
+	}
+	if err := CheckAdamW(c.Beta1, c.Beta2, c.Eps, c.WeightDecay); err != nil {
+		return err
 	}
 	if _, err := ParseSchedule(string(c.Schedule)); err != nil {
-		return err
+		return fielderr.Errorf("Schedule", "%q is not a learning-rate schedule (want %s)", c.Schedule, scheduleNames())
+	}
+	return nil
+}
+
+// CheckAdamW checks AdamW's hyper-parameters, reporting a wrong one as a
+// *fielderr.Error about the field of that name (Beta1, Beta2, Eps,
+// WeightDecay) in the caller's config.
+func CheckAdamW(beta1, beta2, eps, weightDecay float64) error {
+	switch {
+	case !(beta1 >= 0 && beta1 < 1):
+		return fielderr.Errorf("Beta1", "must be in [0, 1), got %v", beta1)
+	case !(beta2 >= 0 && beta2 < 1):
+		return fielderr.Errorf("Beta2", "must be in [0, 1), got %v", beta2)
+	case !(eps > 0):
+		return fielderr.Errorf("Eps", "must be positive, got %v", eps)
+	case !(weightDecay >= 0):
+		return fielderr.Errorf("WeightDecay", "must not be negative, got %v", weightDecay)
 	}
 	return nil
 }
@@ -188,6 +202,18 @@ type Options struct {
 	// (see Parallel): only rank 0 writes metrics, checkpoints and the
 	// final save, and the other ranks may run without Config.OutDir.
 	Parallel *Parallel
+	// Name names a Config field (by its path, "LR") in the hints of
+	// run-time messages ("try a lower LR"), and "Resume" the resuming of
+	// a run; nil: the paths themselves. The gotune CLI names its flags.
+	Name func(field string) string
+}
+
+// name returns how messages name field (see Options.Name).
+func (o *Options) name(field string) string {
+	if o.Name == nil {
+		return field
+	}
+	return o.Name(field)
 }
 
 // follower reports whether opts make this trainer a data-parallel rank
@@ -278,7 +304,11 @@ func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (
 		return nil, errors.New("checkpoints (save every N steps) need an output directory")
 	}
 	if (cfg.KeepBest || cfg.EarlyStoppingPatience > 0) && (opts.Eval == nil || cfg.EvalEvery == 0) {
-		return nil, errors.New("keeping the best model and early stopping need an evaluation (--eval-data)")
+		field := "KeepBest"
+		if !cfg.KeepBest {
+			field = "EarlyStoppingPatience"
+		}
+		return nil, fielderr.Errorf(field, "needs an evaluation (an Options.Eval function, and %s above 0)", fielderr.Ref("EvalEvery"))
 	}
 	if cfg.KeepBest && cfg.OutDir == "" && !opts.follower() {
 		return nil, errors.New("keeping the best model needs an output directory")
@@ -302,17 +332,20 @@ func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (
 			return nil, fmt.Errorf("parameters %s and %s share one tensor; a model must list a tied weight once", other, p.Name)
 		}
 		seen[p.W] = p.Name
+		t.params = append(t.params, p)
+		if !opts.shardsMoments() {
+			t.m = append(t.m, t.be.Alloc(engine.Float32, p.W.Shape()...))
+			t.v = append(t.v, t.be.Alloc(engine.Float32, p.W.Shape()...))
+		}
+		if opts.shardsGrads() {
+			continue // the data-parallel state lends gradient buffers
+		}
 		if p.G == nil {
 			p.G = t.be.Alloc(engine.Float32, p.W.Shape()...)
 		} else if !engine.SameShape(p.G, p.W) {
 			return nil, fmt.Errorf("parameter %s: gradient shape %v differs from weight shape %v", p.Name, p.G.Shape(), p.W.Shape())
 		}
 		t.be.Fill(p.G, 0)
-		t.params = append(t.params, p)
-		if !opts.shardsMoments() {
-			t.m = append(t.m, t.be.Alloc(engine.Float32, p.W.Shape()...))
-			t.v = append(t.v, t.be.Alloc(engine.Float32, p.W.Shape()...))
-		}
 	}
 	if len(t.params) == 0 {
 		return nil, errors.New("the model has no trainable parameters")
@@ -343,12 +376,12 @@ func New(model engine.CausalLM, loader *data.Loader, cfg Config, opts Options) (
 func applyPrecision(model engine.CausalLM, p engine.Precision) error {
 	if pm, ok := model.(engine.PrecisionModel); ok {
 		if err := pm.SetPrecision(p); err != nil {
-			return fmt.Errorf("--precision %s: %w", p, err)
+			return fielderr.Errorf("Precision", "%s: %v", p, err)
 		}
 		return nil
 	}
 	if p != engine.PrecisionFP32 {
-		return fmt.Errorf("--precision %s: this model computes in float32 only", p)
+		return fielderr.Errorf("Precision", "%s: this model computes in float32 only", p)
 	}
 	return nil
 }
@@ -502,19 +535,22 @@ func (t *Trainer) checkDivergence(k int, loss, gradNorm float64) error {
 		if first {
 			return fmt.Errorf("step %d: the loss is %v and the gradient norm %v before this run changed any weight: the model's weights or the data produce NaN/Inf, not the learning rate", k, loss, gradNorm)
 		}
-		return fmt.Errorf("step %d: training diverged (loss %v, gradient norm %v); try a lower --lr or --max-grad-norm", k, loss, gradNorm)
+		return fmt.Errorf("step %d: training diverged (loss %v, gradient norm %v); try a lower %s or %s", k, loss, gradNorm, t.opts.name("LR"), t.opts.name("MaxGradNorm"))
 	}
 	if first {
 		t.firstLoss, t.started = loss, true
 		return nil
 	}
 	if limit := DivergenceRatio * max(t.firstLoss, 1); loss > limit {
-		return fmt.Errorf("step %d: training diverged: the loss %.4g is more than %d times the first step's %.4g; try a lower --lr or --max-grad-norm", k, loss, DivergenceRatio, t.firstLoss)
+		return fmt.Errorf("step %d: training diverged: the loss %.4g is more than %d times the first step's %.4g; try a lower %s or %s", k, loss, DivergenceRatio, t.firstLoss, t.opts.name("LR"), t.opts.name("MaxGradNorm"))
 	}
 	return nil
 }
 
 func (t *Trainer) zeroGrads() {
+	if t.opts.shardsGrads() {
+		return // ZeRO-2: each staging buffer is zeroed when lent
+	}
 	for _, p := range t.params {
 		t.be.Fill(p.G, 0)
 	}
@@ -578,22 +614,28 @@ func Counted(model engine.CausalLM, hb data.Batch) int {
 // ForwardBatch uploads a host batch to the model's backend, runs
 // ForwardBackward and frees the batch tensors. It returns the sum of the
 // token losses. The first labels are uploaded only for a model that
-// scores them.
+// scores them; segments and positions only for a packed batch.
 func ForwardBatch(model engine.CausalLM, hb data.Batch, backward bool, gradScale float32) (float64, error) {
 	be := model.Backend()
-	ids := be.Alloc(engine.Int32, hb.B*hb.T)
-	tg := be.Alloc(engine.Int32, hb.B*hb.T)
-	defer be.Free(ids)
-	defer be.Free(tg)
-	be.UploadInt32(ids, hb.InputIDs)
-	be.UploadInt32(tg, hb.Targets)
-	bt := &engine.Batch{B: hb.B, T: hb.T, InputIDs: ids, Targets: tg, Counted: Counted(model, hb)}
-	if scoresFirst(model) && len(hb.FirstLabels) == hb.B {
-		first := be.Alloc(engine.Int32, hb.B)
-		defer be.Free(first)
-		be.UploadInt32(first, hb.FirstLabels)
-		bt.FirstLabels = first
+	upload := func(host []int32) *engine.Tensor {
+		t := be.Alloc(engine.Int32, len(host))
+		be.UploadInt32(t, host)
+		return t
 	}
+	bt := &engine.Batch{B: hb.B, T: hb.T, InputIDs: upload(hb.InputIDs), Targets: upload(hb.Targets), Counted: Counted(model, hb)}
+	if scoresFirst(model) && len(hb.FirstLabels) == hb.B {
+		bt.FirstLabels = upload(hb.FirstLabels)
+	}
+	if hb.Segments != nil {
+		bt.Segments, bt.Positions = upload(hb.Segments), upload(hb.Positions)
+	}
+	defer func() {
+		for _, t := range []*engine.Tensor{bt.InputIDs, bt.Targets, bt.FirstLabels, bt.Segments, bt.Positions} {
+			if t != nil {
+				be.Free(t)
+			}
+		}
+	}()
 	return model.ForwardBackward(bt, backward, gradScale)
 }
 
@@ -673,13 +715,13 @@ func (t *Trainer) whereIsTheWork() string {
 	for i := len(steps) - 1; i >= 0; i-- {
 		dir := CheckpointDir(t.cfg.OutDir, steps[i])
 		if st, err := ReadState(dir); err == nil {
-			return fmt.Sprintf("the newest complete checkpoint, %s (step %d of %d), is kept: free some space and rerun the same command with --resume %s", dir, st.Step, t.total, t.cfg.OutDir)
+			return fmt.Sprintf("the newest complete checkpoint, %s (step %d of %d), is kept: free some space and rerun with %s %s", dir, st.Step, t.total, t.opts.name("Resume"), t.cfg.OutDir)
 		}
 	}
 	if t.cfg.SaveEvery > 0 {
 		return "no complete checkpoint was kept, so the trained weights are lost"
 	}
-	return "the trained weights are lost (--save-every N keeps resumable checkpoints)"
+	return fmt.Sprintf("the trained weights are lost (%s N keeps resumable checkpoints)", t.opts.name("SaveEvery"))
 }
 
 // Run trains to the end (or until ctx is cancelled, after which it

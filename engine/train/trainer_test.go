@@ -16,6 +16,8 @@ import (
 
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/data"
+	"github.com/gotune/gotune/engine/fielderr"
+	"github.com/gotune/gotune/internal/fieldpaths"
 )
 
 const toyV = 11
@@ -314,6 +316,7 @@ func TestDivergedStepIsAnError(t *testing.T) {
 	}{
 		{"NaN before any update", map[int]float64{1: math.NaN()}, 1, "before this run changed any weight: the model's weights or the data produce NaN/Inf, not the learning rate"},
 		{"Inf later", map[int]float64{3: math.Inf(1)}, 3, "training diverged (loss +Inf"},
+		{"hint named by Options.Name", map[int]float64{3: math.Inf(1)}, 3, "; try a lower --lr or --max-grad-norm"},
 		{"loss grown past the ratio", map[int]float64{4: 1e13}, 4, "training diverged: the loss"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -324,7 +327,9 @@ func TestDivergedStepIsAnError(t *testing.T) {
 			loader, _ := data.NewLoader(toyDataset(4, 1), data.LoaderConfig{BatchSize: 4, SeqLen: 8})
 			cfg := baseConfig()
 			cfg.OutDir = t.TempDir()
-			tr, err := New(model, loader, cfg, Options{})
+			// The hint names the fields as Options.Name does.
+			flags := map[string]string{"LR": "--lr", "MaxGradNorm": "--max-grad-norm"}
+			tr, err := New(model, loader, cfg, Options{Name: func(f string) string { return flags[f] }})
 			require.NoError(t, err)
 			res, err := tr.Run(context.Background())
 			require.Error(t, err)
@@ -341,35 +346,48 @@ func TestDivergedStepIsAnError(t *testing.T) {
 	}
 }
 
+// Each wrong hyper-parameter is a *fielderr.Error naming its field (a
+// real field of Config) and, in the message, every field involved.
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
-		mod  func(*Config)
-		want string
+		mod    func(*Config)
+		fields []string
+		want   string
 	}{
-		{func(c *Config) { c.Steps, c.Epochs = 0, 0 }, "nothing to train"},
-		{func(c *Config) { c.Steps = -1 }, "--steps"},
-		{func(c *Config) { c.GradAccum = 0 }, "--grad-accum"},
-		{func(c *Config) { c.LR = math.NaN() }, "--lr"},
-		{func(c *Config) { c.LR = -1 }, "--lr"},
-		{func(c *Config) { c.WarmupSteps = -1 }, "--warmup-steps"},
-		{func(c *Config) { c.WeightDecay = -0.1 }, "--weight-decay"},
-		{func(c *Config) { c.Beta1 = 1 }, "--adam-beta1"},
-		{func(c *Config) { c.Beta2 = -0.5 }, "--adam-beta2"},
-		{func(c *Config) { c.Eps = 0 }, "--adam-eps"},
-		{func(c *Config) { c.MaxGradNorm = -1 }, "--max-grad-norm"},
-		{func(c *Config) { c.Schedule = "step" }, `unknown learning-rate schedule "step"`},
+		{func(c *Config) { c.Steps, c.Epochs = 0, 0 }, []string{"Steps", "Epochs"}, "Steps is 0 and Epochs 0: nothing to train"},
+		{func(c *Config) { c.Steps = -1 }, []string{"Steps"}, "Steps must not be negative, got -1"},
+		{func(c *Config) { c.GradAccum = 0 }, []string{"GradAccum"}, "GradAccum must be at least 1"},
+		{func(c *Config) { c.LR = math.NaN() }, []string{"LR"}, "LR must be a non-negative number, got NaN"},
+		{func(c *Config) { c.LR = -1 }, []string{"LR"}, "LR must be a non-negative number"},
+		{func(c *Config) { c.ScheduleSteps = -1 }, []string{"ScheduleSteps"}, "ScheduleSteps must not be negative"},
+		{func(c *Config) { c.WarmupSteps = -1 }, []string{"WarmupSteps"}, "WarmupSteps must not be negative"},
+		{func(c *Config) { c.WarmupRatio = 1 }, []string{"WarmupRatio"}, "WarmupRatio must be in [0, 1), got 1"},
+		{func(c *Config) { c.WarmupRatio, c.WarmupSteps = 0.1, 2 }, []string{"WarmupRatio", "WarmupSteps"}, "WarmupRatio and WarmupSteps exclude each other"},
+		{func(c *Config) { c.EarlyStoppingPatience = -1 }, []string{"EarlyStoppingPatience"}, "EarlyStoppingPatience must not be negative"},
+		{func(c *Config) { c.WeightDecay = -0.1 }, []string{"WeightDecay"}, "WeightDecay must not be negative"},
+		{func(c *Config) { c.Beta1 = 1 }, []string{"Beta1"}, "Beta1 must be in [0, 1)"},
+		{func(c *Config) { c.Beta2 = -0.5 }, []string{"Beta2"}, "Beta2 must be in [0, 1)"},
+		{func(c *Config) { c.Eps = 0 }, []string{"Eps"}, "Eps must be positive"},
+		{func(c *Config) { c.MaxGradNorm = -1 }, []string{"MaxGradNorm"}, "MaxGradNorm must not be negative"},
+		{func(c *Config) { c.LogEvery = -1 }, []string{"LogEvery"}, "LogEvery must not be negative"},
+		{func(c *Config) { c.EvalEvery = -1 }, []string{"EvalEvery"}, "EvalEvery must not be negative"},
+		{func(c *Config) { c.Schedule = "step" }, []string{"Schedule"}, `Schedule "step" is not a learning-rate schedule (want constant, linear, cosine)`},
 	}
 	for _, tc := range tests {
-		c := baseConfig()
-		tc.mod(&c)
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: got %v, want an error containing %q", c, err, tc.want)
-		}
+		t.Run(tc.want, func(t *testing.T) {
+			c := baseConfig()
+			tc.mod(&c)
+			fe, ok := fielderr.As(c.Validate())
+			require.True(t, ok, "want a *fielderr.Error")
+			assert.Equal(t, tc.fields, fe.Fields())
+			assert.Contains(t, fe.Error(), tc.want)
+			for _, f := range fe.Fields() {
+				assert.True(t, fieldpaths.Has(Config{}, f), "%s is not a field of Config", f)
+			}
+		})
 	}
 	c := baseConfig()
-	if err := c.Validate(); err != nil {
-		t.Errorf("valid config rejected: %v", err)
-	}
+	require.NoError(t, c.Validate(), "valid config rejected")
 }
 
 func TestScheduleMultiplier(t *testing.T) {

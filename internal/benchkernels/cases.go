@@ -196,15 +196,15 @@ func (s *setup) attention(c benchCase) func() {
 	out := shape(s.tensor(dt, a.B*a.T, a.Hq*a.D, 1), a.Hq)
 	lse := s.tensor(engine.Float32, a.B*a.Hq, a.T, 1).Reshape(a.B, a.Hq, a.T)
 	if c.op == "attn_fwd" {
-		return func() { be.Attention(out, lse, q, k, v) }
+		return func() { be.Attention(out, lse, q, k, v, engine.AttentionOptions{}) }
 	}
 	dout := shape(s.tensor(dt, a.B*a.T, a.Hq*a.D, 1), a.Hq)
 	dq := shape(s.tensor(dt, a.B*a.T, a.Hq*a.D, 1), a.Hq)
 	dk := shape(s.tensor(dt, a.B*a.T, a.Hkv*a.D, 1), a.Hkv)
 	dv := shape(s.tensor(dt, a.B*a.T, a.Hkv*a.D, 1), a.Hkv)
 	return func() {
-		be.Attention(out, lse, q, k, v)
-		be.AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse)
+		be.Attention(out, lse, q, k, v, engine.AttentionOptions{})
+		be.AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse, engine.AttentionOptions{})
 	}
 }
 

@@ -67,6 +67,9 @@ type Config struct {
 	// (Out/<method>); EvalEvery is the eval-loss period (0: after the
 	// last step only, when EvalData is set).
 	Train train.Config
+	// TrainName names Train's fields in the trainer's run-time hints
+	// (train.Options.Name); nil: their Go names.
+	TrainName func(field string) string
 	// Seed seeds every method's initialisation.
 	Seed uint64
 	// GradCheckpoint turns on gradient checkpointing for every method.
@@ -172,7 +175,7 @@ func runOne(ctx context.Context, cfg *Config, meth Method) (*Result, error) {
 		tcfg.LR = meth.LR
 	}
 	curve := &[]Point{}
-	opts := train.Options{Log: cfg.Log, Saver: discard{}}
+	opts := train.Options{Log: cfg.Log, Saver: discard{}, Name: cfg.TrainName}
 	if cfg.EvalData != nil {
 		if tcfg.EvalEvery <= 0 {
 			tcfg.EvalEvery = afterLastStep

@@ -1,9 +1,20 @@
-// Package ggufcheck builds the model variants the GGUF export is checked
-// on, beyond the LLaMA checkpoints in the repository: Qwen2, Phi-3 and
-// GLM-4 models made from the trained demo model. Their weights are the
-// demo's (so greedy decoding has clear winners, unlike a random model's
-// near-ties, and a comparison with llama.cpp means something) in the
-// family's layout, plus what the family has and LLaMA lacks:
+// Package ggufcheck builds the models the GGUF export is checked on,
+// beyond the LLaMA checkpoints in the repository, and computes gotune's
+// next-token distributions that llama.cpp's are compared with
+// (NextProbs). Every check model has the demo's byte-level tokenizer and
+// is written by Write (the mkcheck command) under its family's
+// model_type:
+//
+//   - qwen2, phi3, glm4: variants of the trained demo model. Their
+//     weights are the demo's (so greedy decoding has clear winners,
+//     unlike a random model's near-ties, and a comparison with llama.cpp
+//     means something) in the family's layout, plus what the family has
+//     and LLaMA lacks.
+//   - llama, qwen3, olmo2, granite, gpt2: seeded random check models
+//     sized so each feature the export maps shows in the output
+//     (families.go).
+//
+// The variants:
 //
 //   - Qwen2: seeded random q/k/v biases. Qwen2 applies RoPE in Hugging
 //     Face's rotate_half layout, as the demo was trained, so without the
@@ -28,9 +39,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -50,21 +61,11 @@ const (
 // demo's skills.
 const BiasStd = 0.05
 
-// variants builds each variant from a LLaMA model.
+// variants builds each variant of the demo from the LLaMA demo model.
 var variants = map[string]func(m model.Model, be engine.Backend, seed uint64) (model.Model, error){
 	"qwen2": Qwen2FromLlama,
 	"phi3":  Phi3FromLlama,
 	"glm4":  Glm4FromLlama,
-}
-
-// Variants returns the names WriteVariant accepts, sorted.
-func Variants() []string {
-	var out []string
-	for k := range variants {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // Qwen2FromLlama builds a Qwen2ForCausalLM with m's sizes and weights and
@@ -243,30 +244,40 @@ func addQKVBiases(w map[string]model.HostTensor, names []string, seed uint64) {
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)) }
 
-// WriteVariant loads the LLaMA folder from, builds the variant arch (one
-// of Variants) and saves it to dir with from's tokenizer files.
-func WriteVariant(arch, from, dir string, be engine.Backend, seed uint64) error {
-	build, ok := variants[arch]
-	if !ok {
-		return fmt.Errorf("ggufcheck: unknown variant %q (have %s)", arch, strings.Join(Variants(), ", "))
+// Families returns the model_types Write accepts, sorted: the demo
+// variants and the seeded check models.
+func Families() []string {
+	out := slices.AppendSeq(slices.Collect(maps.Keys(variants)), maps.Keys(checkConfigs))
+	slices.Sort(out)
+	return out
+}
+
+// Write saves the check model of family (one of Families) to dir with
+// the tokenizer files of the demo folder: the family's variant of the
+// demo model, or its seeded check model (CheckModel).
+func Write(family, demo, dir string, be engine.Backend, seed uint64) error {
+	var m model.Model
+	var err error
+	if build, ok := variants[family]; ok {
+		m, err = variantOf(build, demo, be, seed)
+	} else if _, ok := checkConfigs[family]; ok {
+		m, err = CheckModel(family, be, seed)
+	} else {
+		return fmt.Errorf("ggufcheck: no check model for family %q (have %s)", family, strings.Join(Families(), ", "))
 	}
+	if err != nil {
+		return err
+	}
+	return saveWithTokenizer(m, dir, demo)
+}
+
+// variantOf loads the LLaMA folder from and builds a variant of it.
+func variantOf(build func(model.Model, engine.Backend, uint64) (model.Model, error), from string, be engine.Backend, seed uint64) (model.Model, error) {
 	m, err := model.Load(from, be)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	v, err := build(m, be, seed)
-	if err != nil {
-		return err
-	}
-	if err := v.Save(dir); err != nil {
-		return err
-	}
-	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		if err := copyFile(filepath.Join(from, name), filepath.Join(dir, name)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return build(m, be, seed)
 }
 
 func copyFile(from, to string) error {

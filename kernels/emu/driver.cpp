@@ -527,6 +527,13 @@ GT_API CUresult cuEventRecord(void* e, void* s) {
   return OK;
 }
 
+// Every call completes before it returns: there is never anything to wait for.
+GT_API CUresult cuStreamWaitEvent(void* s, void* e, unsigned int flags) {
+  REQUIRE_CTX();
+  if (flags != 0) return ERR_INVALID_VALUE;
+  return find_event(e) && valid_stream(s) ? OK : ERR_INVALID_HANDLE;
+}
+
 GT_API CUresult cuEventSynchronize(void* e) {
   REQUIRE_CTX();
   return find_event(e) ? OK : ERR_INVALID_HANDLE;

@@ -82,6 +82,7 @@ import (
 	"slices"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/fused"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/methods/internal/params"
@@ -365,7 +366,7 @@ func install(m model.Model, cfg Config) (*Adapter, error) {
 	}
 	for _, l := range layers {
 		if l < 0 || l >= L {
-			return nil, fmt.Errorf("adapter: layer %d does not exist: the model has %d layers (0..%d)", l, L, L-1)
+			return nil, fmt.Errorf("adapter: %w", fielderr.Errorf("Layers", "names layer %d, which does not exist: the model has %d layers (0..%d)", l, L, L-1))
 		}
 	}
 	for _, l := range layers {

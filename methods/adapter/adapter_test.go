@@ -13,6 +13,7 @@ import (
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/safetensors"
+	"github.com/gotune/gotune/internal/fieldpaths"
 	"github.com/gotune/gotune/internal/golden"
 	"github.com/gotune/gotune/methods/internal/methodtest"
 	"github.com/gotune/gotune/methods/peft"
@@ -190,14 +191,15 @@ func TestBadConfig(t *testing.T) {
 		edit func(c *Config)
 		want string
 	}{
-		{"variant", func(c *Config) { c.Variant = "serial" }, `unknown adapter variant "serial"`},
-		{"reduction", func(c *Config) { c.ReductionFactor = -1 }, "reduction factor must be at least 1"},
-		{"activation", func(c *Config) { c.Activation = "softplus" }, `unknown adapter activation "softplus" (want gelu, relu, silu, swish, tanh)`},
-		{"init", func(c *Config) { c.Init = "xavier" }, `unknown adapter initialisation "xavier" (want bert, mam_adapter or houlsby)`},
-		{"scaling", func(c *Config) { c.Scaling = math.NaN() }, "scaling must be a non-zero number"},
-		{"layer range", func(c *Config) { c.Layers = []int{0, 2} }, "layer 2 does not exist: the model has 2 layers (0..1)"},
-		{"negative layer", func(c *Config) { c.Layers = []int{-1} }, "layer -1 does not exist"},
-		{"duplicate layer", func(c *Config) { c.Layers = []int{1, 1} }, "layer 1 is listed twice"},
+		{"variant", func(c *Config) { c.Variant = "serial" }, `Variant "serial": unknown adapter variant`},
+		{"bottleneck", func(c *Config) { c.BottleneckSize = -1 }, "BottleneckSize must not be negative, got -1"},
+		{"reduction", func(c *Config) { c.ReductionFactor = -1 }, "ReductionFactor must be at least 1"},
+		{"activation", func(c *Config) { c.Activation = "softplus" }, `Activation "softplus": unknown adapter activation (want gelu, relu, silu, swish, tanh)`},
+		{"init", func(c *Config) { c.Init = "xavier" }, `Init "xavier": unknown adapter initialisation (want bert, mam_adapter or houlsby)`},
+		{"scaling", func(c *Config) { c.Scaling = math.NaN() }, "Scaling must be a non-zero number"},
+		{"layer range", func(c *Config) { c.Layers = []int{0, 2} }, "Layers names layer 2, which does not exist: the model has 2 layers (0..1)"},
+		{"negative layer", func(c *Config) { c.Layers = []int{-1} }, "layer -1, which does not exist"},
+		{"duplicate layer", func(c *Config) { c.Layers = []int{1, 1} }, "Layers lists layer 1 twice"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,6 +210,7 @@ func TestBadConfig(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
+			fieldpaths.RequireFieldError(t, err, Config{})
 			for l := 0; l < m.NumLayers(); l++ {
 				if m.Hook(l, model.SiteAttn) != nil || m.Hook(l, model.SiteMLP) != nil {
 					t.Errorf("layer %d has a hook after a failed Apply", l)
@@ -278,8 +281,8 @@ func TestLoadErrors(t *testing.T) {
 			ts["base_model.model.model.layers.5.mlp_adapter.up_proj.bias"] = peft.Tensor{Shape: []int{2}, Data: []float32{1, 2}}
 		}, "unexpected tensor(s)"},
 		{"peft type", strings.Replace(string(cfgBytes), `"BOTTLENECK"`, `"LORA"`, 1), nil, `peft_type is "LORA", expected "BOTTLENECK"`},
-		{"variant", strings.Replace(string(cfgBytes), `"houlsby"`, `"sequential"`, 1), nil, `unknown adapter variant "sequential"`},
-		{"layer", strings.Replace(string(cfgBytes), `"target_layers": null`, `"target_layers": [7]`, 1), nil, "layer 7 does not exist"},
+		{"variant", strings.Replace(string(cfgBytes), `"houlsby"`, `"sequential"`, 1), nil, `Variant "sequential": unknown adapter variant`},
+		{"layer", strings.Replace(string(cfgBytes), `"target_layers": null`, `"target_layers": [7]`, 1), nil, "Layers names layer 7, which does not exist"},
 		{"bottleneck", strings.Replace(string(cfgBytes), `"bottleneck_size": 8`, `"bottleneck_size": 0`, 1), nil, "bottleneck_size must be positive"},
 		{"structure", strings.Replace(string(cfgBytes), `"mh_adapter": true`, `"mh_adapter": false`, 1), nil, `mh_adapter is false, but adapter_variant "houlsby" means true`},
 		{"adapterhub name", strings.Replace(string(cfgBytes), `"double_seq_bn"`, `"seq_bn"`, 1), nil, `adapterhub_config is "seq_bn", but adapter_variant "houlsby" means "double_seq_bn"`},

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/methods/peft"
 )
 
@@ -210,32 +211,32 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid field.
+// Validate reports the first invalid field as a *fielderr.Error.
 func (c *Config) Validate() error {
 	if _, ok := specs[c.Variant]; !ok {
-		return fmt.Errorf("unknown adapter variant %q (want %s)", c.Variant, variantNames())
+		return fielderr.Errorf("Variant", "%q: unknown adapter variant (want %s)", c.Variant, variantNames())
 	}
 	if c.BottleneckSize < 0 {
-		return fmt.Errorf("bottleneck size must be positive, got %d", c.BottleneckSize)
+		return fielderr.Errorf("BottleneckSize", "must not be negative, got %d", c.BottleneckSize)
 	}
 	if c.BottleneckSize == 0 && c.ReductionFactor < 1 {
-		return fmt.Errorf("the reduction factor must be at least 1, got %d", c.ReductionFactor)
+		return fielderr.Errorf("ReductionFactor", "must be at least 1, got %d", c.ReductionFactor)
 	}
 	if _, ok := activations[c.Activation]; !ok {
-		return fmt.Errorf("unknown adapter activation %q (want %s)", c.Activation, strings.Join(Activations(), ", "))
+		return fielderr.Errorf("Activation", "%q: unknown adapter activation (want %s)", c.Activation, strings.Join(Activations(), ", "))
 	}
 	if c.Scaling != c.Scaling || c.Scaling == 0 {
-		return fmt.Errorf("the adapter scaling must be a non-zero number, got %v", c.Scaling)
+		return fielderr.Errorf("Scaling", "must be a non-zero number, got %v", c.Scaling)
 	}
 	switch c.Init {
 	case InitBert, InitMAM, InitHoulsby:
 	default:
-		return fmt.Errorf("unknown adapter initialisation %q (want bert, mam_adapter or houlsby)", c.Init)
+		return fielderr.Errorf("Init", "%q: unknown adapter initialisation (want bert, mam_adapter or houlsby)", c.Init)
 	}
 	seen := map[int]bool{}
 	for _, l := range c.Layers {
 		if seen[l] {
-			return fmt.Errorf("layer %d is listed twice in the adapter layers", l)
+			return fielderr.Errorf("Layers", "lists layer %d twice", l)
 		}
 		seen[l] = true
 	}

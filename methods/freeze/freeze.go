@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/model"
 )
 
@@ -39,7 +40,7 @@ type Config struct {
 	Extra []string
 }
 
-// ParseList splits a comma-separated flag value, dropping blanks.
+// ParseList splits a comma-separated list, dropping blanks.
 func ParseList(s string) []string {
 	var out []string
 	for _, f := range strings.Split(s, ",") {
@@ -60,20 +61,21 @@ type owner struct {
 
 // Apply marks the parameters cfg selects trainable and every other
 // parameter of m frozen (releasing its gradient buffer). It returns the
-// names of the trainable parameters. Names that select nothing are errors
-// listing what exists.
+// names of the trainable parameters. A wrong field of cfg is a
+// *fielderr.Error; names that select nothing are errors listing what
+// exists.
 func Apply(m model.Model, cfg Config) ([]string, error) {
 	L := m.NumLayers()
 	n := cfg.TrainableLayers
 	if n > L || -n > L {
-		return nil, fmt.Errorf("freeze: --freeze-trainable-layers %d, but the model has %d layers", n, L)
+		return nil, fielderr.Errorf("TrainableLayers", "is %d, but the model has %d layers", n, L)
 	}
 	lo, hi := L-n, L // last n
 	if n < 0 {
 		lo, hi = 0, -n
 	}
 	if len(cfg.Modules) == 0 {
-		return nil, fmt.Errorf("freeze: --freeze-trainable-modules names no module (use %q for whole layers)", All)
+		return nil, fielderr.Errorf("Modules", "names no module (use %q for whole layers)", All)
 	}
 	all := false
 	for _, mod := range cfg.Modules {
@@ -82,7 +84,7 @@ func Apply(m model.Model, cfg Config) ([]string, error) {
 		}
 	}
 	if all && len(cfg.Modules) > 1 {
-		return nil, fmt.Errorf("freeze: --freeze-trainable-modules: %q cannot be combined with other names", All)
+		return nil, fielderr.Errorf("Modules", "%q cannot be combined with other names", All)
 	}
 
 	owners := ownersOf(m)
@@ -119,20 +121,20 @@ func Apply(m model.Model, cfg Config) ([]string, error) {
 	if !all {
 		for _, mod := range cfg.Modules {
 			if !within(layerMods, mod) {
-				return nil, fmt.Errorf("freeze: --freeze-trainable-modules: no module %q in the layers (they have: %s)", mod, strings.Join(topLevel(layerMods), ", "))
+				return nil, fielderr.Errorf("Modules", "%q: no such module in the layers (they have: %s)", mod, strings.Join(topLevel(layerMods), ", "))
 			}
 		}
 	}
 	for _, e := range cfg.Extra {
 		if !usedExtra[e] {
 			if e == "lm_head" && m.Config().TieEmbeddings {
-				return nil, fmt.Errorf("freeze: --freeze-extra-modules: lm_head is tied to the token embedding in this model; name the embedding (%s) to train it", embedName(extraMods))
+				return nil, fielderr.Errorf("Extra", "lm_head: it is tied to the token embedding in this model; name the embedding (%s) to train it", embedName(extraMods))
 			}
-			return nil, fmt.Errorf("freeze: --freeze-extra-modules: no module %q outside the layers (there are: %s)", e, strings.Join(sortedKeys(extraMods), ", "))
+			return nil, fielderr.Errorf("Extra", "%q: no such module outside the layers (there are: %s)", e, strings.Join(sortedKeys(extraMods), ", "))
 		}
 	}
 	if len(selected) == 0 {
-		return nil, fmt.Errorf("freeze: nothing to train (--freeze-trainable-layers %d and no --freeze-extra-modules)", n)
+		return nil, fielderr.Errorf("TrainableLayers", "is %d and %s names no module: nothing to train", n, fielderr.Ref("Extra"))
 	}
 	var names []string
 	for _, p := range m.Params() {

@@ -5,9 +5,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/internal/fieldpaths"
 	"github.com/gotune/gotune/methods/internal/methodtest"
 )
 
@@ -96,20 +101,23 @@ func TestErrors(t *testing.T) {
 		cfg        Config
 		want       string
 	}{
-		{"too many layers", hfconfig.ArchLlama, Config{TrainableLayers: 5, Modules: []string{"all"}}, "model has 4 layers"},
+		{"too many layers", hfconfig.ArchLlama, Config{TrainableLayers: 5, Modules: []string{"all"}}, "TrainableLayers is 5, but the model has 4 layers"},
 		{"too many first layers", hfconfig.ArchLlama, Config{TrainableLayers: -5, Modules: []string{"all"}}, "model has 4 layers"},
-		{"unknown module", hfconfig.ArchLlama, Config{TrainableLayers: 1, Modules: []string{"attn"}}, `no module "attn" in the layers (they have: input_layernorm, mlp, post_attention_layernorm, self_attn)`},
-		{"gpt2 llama name", hfconfig.ArchGPT2, Config{TrainableLayers: 1, Modules: []string{"self_attn"}}, `no module "self_attn"`},
+		{"unknown module", hfconfig.ArchLlama, Config{TrainableLayers: 1, Modules: []string{"attn"}}, `Modules "attn": no such module in the layers (they have: input_layernorm, mlp, post_attention_layernorm, self_attn)`},
+		{"gpt2 llama name", hfconfig.ArchGPT2, Config{TrainableLayers: 1, Modules: []string{"self_attn"}}, `"self_attn": no such module`},
 		{"all mixed", hfconfig.ArchLlama, Config{TrainableLayers: 1, Modules: []string{"all", "mlp"}}, "cannot be combined"},
 		{"no modules", hfconfig.ArchLlama, Config{TrainableLayers: 1}, "names no module"},
-		{"unknown extra", hfconfig.ArchLlama, Config{TrainableLayers: 1, Modules: []string{"all"}, Extra: []string{"ln_f"}}, `no module "ln_f" outside the layers (there are: embed_tokens, lm_head, norm)`},
+		{"unknown extra", hfconfig.ArchLlama, Config{TrainableLayers: 1, Modules: []string{"all"}, Extra: []string{"ln_f"}}, `Extra "ln_f": no such module outside the layers (there are: embed_tokens, lm_head, norm)`},
 		{"tied lm_head", hfconfig.ArchGPT2, Config{TrainableLayers: 1, Modules: []string{"all"}, Extra: []string{"lm_head"}}, "tied to the token embedding in this model; name the embedding (wte)"},
-		{"nothing", hfconfig.ArchLlama, Config{TrainableLayers: 0, Modules: []string{"all"}}, "nothing to train"},
+		{"nothing", hfconfig.ArchLlama, Config{TrainableLayers: 0, Modules: []string{"all"}}, "TrainableLayers is 0 and Extra names no module: nothing to train"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Apply(tiny(t, tc.arch, 4), tc.cfg)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			fe, ok := fielderr.As(err)
+			require.True(t, ok, "want a *fielderr.Error, got %v", err)
+			assert.Contains(t, fe.Error(), tc.want)
+			for _, f := range fe.Fields() {
+				assert.True(t, fieldpaths.Has(Config{}, f), "%s is not a field of Config", f)
 			}
 		})
 	}

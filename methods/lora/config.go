@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/methods/peft"
 )
 
@@ -79,41 +80,27 @@ func (c *Config) Scaling() float64 {
 	return c.Alpha / float64(c.R)
 }
 
-// FieldError is an invalid Config field. Field is its Go name ("R",
-// "Alpha", "Dropout", "Targets", "Init") so that a caller can name the
-// option that set it in its own terms; Problem says what is wrong.
-type FieldError struct {
-	Field, Problem string
-}
-
-// Error names the field by its Go name.
-func (e *FieldError) Error() string { return e.Field + " " + e.Problem }
-
-// fieldErrorf returns a *FieldError about field, formatted.
-func fieldErrorf(field, format string, args ...any) *FieldError {
-	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
-}
-
-// Validate reports the first invalid hyper-parameter as a *FieldError.
+// Validate reports the first invalid hyper-parameter as a
+// *fielderr.Error naming its field ("R", "Alpha", ...).
 func (c *Config) Validate() error {
 	switch {
 	case c.R < 1:
-		return fieldErrorf("R", "must be at least 1, got %d", c.R)
+		return fielderr.Errorf("R", "must be at least 1, got %d", c.R)
 	case !(c.Alpha > 0) || math.IsInf(c.Alpha, 0):
-		return fieldErrorf("Alpha", "must be a positive number, got %v", c.Alpha)
+		return fielderr.Errorf("Alpha", "must be a positive number, got %v", c.Alpha)
 	case !(c.Dropout >= 0 && c.Dropout < 1):
-		return fieldErrorf("Dropout", "must be in [0, 1), got %v", c.Dropout)
+		return fielderr.Errorf("Dropout", "must be in [0, 1), got %v", c.Dropout)
 	case len(c.Targets) == 0 && c.TargetRegex == "":
-		return fieldErrorf("Targets", "names no module")
+		return fielderr.Errorf("Targets", "names no module")
 	case c.Init != "" && c.Init != InitKaiming && c.Init != InitGaussian:
-		return fieldErrorf("Init", "must be kaiming or gaussian, got %q", c.Init)
+		return fielderr.Errorf("Init", "must be kaiming or gaussian, got %q", c.Init)
 	}
 	for _, t := range c.Targets {
 		if strings.TrimSpace(t) == "" {
-			return fieldErrorf("Targets", "has an empty module name")
+			return fielderr.Errorf("Targets", "has an empty module name")
 		}
 		if t == AllLinear && len(c.Targets) > 1 {
-			return fieldErrorf("Targets", "%q cannot be combined with other names", AllLinear)
+			return fielderr.Errorf("Targets", "%q cannot be combined with other names", AllLinear)
 		}
 	}
 	return nil

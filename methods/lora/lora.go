@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/methods/internal/params"
 	"github.com/gotune/gotune/methods/peft"
@@ -181,12 +182,12 @@ func install(m model.Model, cfg Config) (*Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The rank comes from a flag or a file: check it against the modules
-	// before allocating r·(in+out) values per module.
+	// The rank comes from an option or a file: check it against the
+	// modules before allocating r·(in+out) values per module.
 	for _, path := range paths {
 		base, _ := m.Linear(path)
 		if most := min(base.In(), base.Out()); cfg.R > most {
-			return nil, fmt.Errorf("lora: rank r = %d (--lora-r) exceeds %s's %d×%d weight, whose rank is at most %d; use r ≤ %d", cfg.R, path, base.Out(), base.In(), most, most)
+			return nil, fielderr.Errorf("R", "%d exceeds the rank of %s's %d×%d weight: use at most %d", cfg.R, path, base.Out(), base.In(), most)
 		}
 	}
 	a := &Adapter{cfg: cfg, m: m, targets: names}

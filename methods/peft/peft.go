@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/strictjson"
 	"io"
 	"io/fs"
@@ -409,14 +410,16 @@ func quoteAll(names []string) string {
 	return strings.Join(q, ", ")
 }
 
-// CheckVirtualTokens refuses a number of virtual tokens (a flag or a
+// CheckVirtualTokens refuses a number of virtual tokens (an option or a
 // file's num_virtual_tokens) longer than the model's context of maxPos
 // positions, before anything of that size is allocated: a prompt or
 // prefix the model could not have attended to in pre-training is a
-// mistake, and a huge one would exhaust memory.
+// mistake, and a huge one would exhaust memory. The error is a
+// *fielderr.Error about NumVirtualTokens, the field of every config of
+// virtual tokens.
 func CheckVirtualTokens(n, maxPos int) error {
 	if n > maxPos {
-		return fmt.Errorf("%d virtual tokens (--num-virtual-tokens) are more than the model's %d positions (max_position_embeddings)", n, maxPos)
+		return fielderr.Errorf("NumVirtualTokens", "%d is more than the model's %d positions (max_position_embeddings)", n, maxPos)
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ import (
 	"path/filepath"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/methods/internal/params"
 	"github.com/gotune/gotune/methods/peft"
@@ -77,24 +78,24 @@ type Config struct {
 	BaseModel string
 }
 
-// Validate reports the first invalid field (layer indices are checked
-// against the model by Apply).
+// Validate reports the first invalid field as a *fielderr.Error (layer
+// indices are checked against the model by Apply).
 func (c *Config) Validate() error {
 	if c.NumVirtualTokens <= 0 {
-		return fmt.Errorf("the number of virtual tokens must be positive, got %d", c.NumVirtualTokens)
+		return fielderr.Errorf("NumVirtualTokens", "must be positive, got %d", c.NumVirtualTokens)
 	}
 	if c.Layers != nil && len(c.Layers) == 0 {
-		return fmt.Errorf("the list of prefix layers is empty (leave it out for every layer)")
+		return fielderr.Errorf("Layers", "is empty (leave it out for every layer)")
 	}
 	seen := map[int]bool{}
 	for _, l := range c.Layers {
 		if seen[l] {
-			return fmt.Errorf("layer %d is listed twice in the prefix layers", l)
+			return fielderr.Errorf("Layers", "lists layer %d twice", l)
 		}
 		seen[l] = true
 	}
 	if c.EncoderHidden < 0 {
-		return fmt.Errorf("the encoder hidden size must be positive, got %d", c.EncoderHidden)
+		return fielderr.Errorf("EncoderHidden", "must not be negative, got %d", c.EncoderHidden)
 	}
 	return nil
 }
@@ -174,7 +175,7 @@ func newAdapter(m model.Model, cfg Config) (*Adapter, error) {
 	where := map[int]int{}
 	for j, l := range layers {
 		if l < 0 || l >= geo.layers {
-			return nil, fmt.Errorf("prefix: layer %d does not exist: the model has %d layers (0..%d)", l, geo.layers, geo.layers-1)
+			return nil, fmt.Errorf("prefix: %w", fielderr.Errorf("Layers", "names layer %d, which does not exist: the model has %d layers (0..%d)", l, geo.layers, geo.layers-1))
 		}
 		where[l] = j
 	}
@@ -450,7 +451,7 @@ func Load(m model.Model, dir string, opt LoadOptions) (*Adapter, error) {
 	}
 	a, err := newAdapter(m, cfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, peft.ConfigFile), err)
 	}
 	a.cfg.Projection = project
 	saved, err := w.Take(prompt.EmbeddingsName, cfg.NumVirtualTokens, a.width)

@@ -11,6 +11,7 @@ import (
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
+	"github.com/gotune/gotune/internal/fieldpaths"
 	"github.com/gotune/gotune/methods/internal/methodtest"
 	"github.com/gotune/gotune/methods/peft"
 	"github.com/gotune/gotune/methods/prompt"
@@ -121,17 +122,20 @@ func TestBadInputs(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{NumVirtualTokens: 0}, "virtual tokens must be positive, got 0"},
-		{Config{NumVirtualTokens: 2, Layers: []int{0, 2}}, "layer 2 does not exist: the model has 2 layers (0..1)"},
-		{Config{NumVirtualTokens: 2, Layers: []int{-1}}, "layer -1 does not exist"},
-		{Config{NumVirtualTokens: 2, Layers: []int{1, 1}}, "layer 1 is listed twice"},
-		{Config{NumVirtualTokens: 2, Layers: []int{}}, "list of prefix layers is empty"},
+		{Config{NumVirtualTokens: 0}, "NumVirtualTokens must be positive, got 0"},
+		{Config{NumVirtualTokens: 2, Layers: []int{0, 2}}, "Layers names layer 2, which does not exist: the model has 2 layers (0..1)"},
+		{Config{NumVirtualTokens: 2, Layers: []int{-1}}, "layer -1, which does not exist"},
+		{Config{NumVirtualTokens: 2, Layers: []int{1, 1}}, "Layers lists layer 1 twice"},
+		{Config{NumVirtualTokens: 2, Layers: []int{}}, "Layers is empty"},
+		{Config{NumVirtualTokens: 2, EncoderHidden: -1}, "EncoderHidden must not be negative, got -1"},
+		{Config{NumVirtualTokens: 1000}, "NumVirtualTokens 1000 is more than the model's"},
 	} {
 		m := methodtest.Tiny(t, hfconfig.ArchLlama, 1)
 		_, err := Apply(m, tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want %q", tc.cfg, err, tc.want)
 		}
+		fieldpaths.RequireFieldError(t, err, Config{})
 		if m.Prefix() != nil {
 			t.Error("a failed Apply left a prefix installed")
 		}
@@ -194,7 +198,7 @@ func TestLoadErrors(t *testing.T) {
 		{"no encoder file, inference", proj, EncoderFile, "", "", true, ""},
 		{"GQA as hidden", global, "", `"token_dim": 16`, `"token_dim": 32`, true, "token_dim 32 with 2 attention heads, but this model's keys and values are 16 wide in 2 heads"},
 		{"layers", global, "", `"num_layers": 2`, `"num_layers": 3`, true, "num_layers is 3, but the model has 2 layers"},
-		{"local layer range", global, "", `"prefix_projection": false`, `"prefix_projection": false, "prefix_layers": [0, 5]`, true, "layer 5 does not exist"},
+		{"local layer range", global, "", `"prefix_projection": false`, `"prefix_projection": false, "prefix_layers": [0, 5]`, true, "adapter_config.json: prefix: Layers names layer 5, which does not exist"},
 		{"local width", global, "", `"prefix_projection": false`, `"prefix_projection": false, "prefix_layers": [1]`, true, `"prompt_embeddings" has shape [3 64], expected [3 32]`},
 		{"virtual tokens", global, "", `"num_virtual_tokens": 3`, `"num_virtual_tokens": 0`, true, "num_virtual_tokens must be positive"},
 		{"peft type", global, "", `"PREFIX_TUNING"`, `"P_TUNING"`, true, `peft_type is "P_TUNING", expected "PREFIX_TUNING"`},

@@ -43,6 +43,7 @@ import (
 	"path/filepath"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/fielderr"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/methods/internal/params"
 	"github.com/gotune/gotune/methods/peft"
@@ -94,19 +95,19 @@ type TuningConfig struct {
 	BaseModel string
 }
 
-// Validate reports the first invalid field.
+// Validate reports the first invalid field as a *fielderr.Error.
 func (c *TuningConfig) Validate() error {
 	if c.NumVirtualTokens <= 0 {
-		return fmt.Errorf("the number of virtual tokens must be positive, got %d", c.NumVirtualTokens)
+		return fielderr.Errorf("NumVirtualTokens", "must be positive, got %d", c.NumVirtualTokens)
 	}
 	switch c.Init {
 	case "", InitRandom:
 	case InitText:
 		if len(c.InitTokenIDs) == 0 {
-			return fmt.Errorf("prompt initialisation from text needs a non-empty text (it encoded to no tokens)")
+			return fielderr.Errorf("InitTokenIDs", "is empty: initialisation from text needs a non-empty text (it encoded to no tokens)")
 		}
 	default:
-		return fmt.Errorf("unknown prompt initialisation %q (want random or text)", c.Init)
+		return fielderr.Errorf("Init", "%q: unknown prompt initialisation (want random or text)", c.Init)
 	}
 	return nil
 }
@@ -129,19 +130,19 @@ type PTuningConfig struct {
 	BaseModel string
 }
 
-// Validate reports the first invalid field.
+// Validate reports the first invalid field as a *fielderr.Error.
 func (c *PTuningConfig) Validate() error {
 	if c.NumVirtualTokens <= 0 {
-		return fmt.Errorf("the number of virtual tokens must be positive, got %d", c.NumVirtualTokens)
+		return fielderr.Errorf("NumVirtualTokens", "must be positive, got %d", c.NumVirtualTokens)
 	}
 	if c.Encoder != EncoderMLP && c.Encoder != EncoderLSTM {
-		return fmt.Errorf("unknown P-Tuning encoder %q (want MLP or LSTM)", c.Encoder)
+		return fielderr.Errorf("Encoder", "%q: unknown P-Tuning encoder (want MLP or LSTM)", c.Encoder)
 	}
 	if c.EncoderHidden < 0 {
-		return fmt.Errorf("the encoder hidden size must be positive, got %d", c.EncoderHidden)
+		return fielderr.Errorf("EncoderHidden", "must not be negative, got %d", c.EncoderHidden)
 	}
 	if c.EncoderLayers < 0 {
-		return fmt.Errorf("the number of encoder layers must be positive, got %d", c.EncoderLayers)
+		return fielderr.Errorf("EncoderLayers", "must not be negative, got %d", c.EncoderLayers)
 	}
 	return nil
 }

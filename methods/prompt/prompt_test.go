@@ -9,11 +9,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/hfconfig"
 	"github.com/gotune/gotune/engine/model"
 	"github.com/gotune/gotune/engine/train"
+	"github.com/gotune/gotune/internal/fieldpaths"
 	"github.com/gotune/gotune/internal/golden"
 	"github.com/gotune/gotune/methods/internal/methodtest"
 )
@@ -227,17 +230,35 @@ func TestResumePTuning(t *testing.T) {
 // TestBadInputs checks the errors for invalid options and folders.
 func TestBadInputs(t *testing.T) {
 	m := methodtest.Tiny(t, hfconfig.ArchLlama, 1)
-	if _, err := ApplyPromptTuning(m, TuningConfig{NumVirtualTokens: 0}); err == nil || !strings.Contains(err.Error(), "virtual tokens must be positive, got 0") {
-		t.Errorf("0 virtual tokens: %v", err)
+	for _, tc := range []struct {
+		cfg  TuningConfig
+		want string
+	}{
+		{TuningConfig{NumVirtualTokens: 0}, "NumVirtualTokens must be positive, got 0"},
+		{TuningConfig{NumVirtualTokens: 2, Init: InitText}, "InitTokenIDs is empty: initialisation from text needs a non-empty text"},
+		{TuningConfig{NumVirtualTokens: 2, Init: "zeros"}, `Init "zeros": unknown prompt initialisation`},
+		{TuningConfig{NumVirtualTokens: 1000}, "NumVirtualTokens 1000 is more than the model's 64 positions"},
+	} {
+		_, err := ApplyPromptTuning(m, tc.cfg)
+		assert.ErrorContains(t, err, tc.want)
+		fieldpaths.RequireFieldError(t, err, TuningConfig{})
 	}
-	if _, err := ApplyPTuning(m, PTuningConfig{NumVirtualTokens: 2, Encoder: "GRU"}); err == nil || !strings.Contains(err.Error(), `unknown P-Tuning encoder "GRU"`) {
-		t.Errorf("GRU encoder: %v", err)
+	for _, tc := range []struct {
+		cfg  PTuningConfig
+		want string
+	}{
+		{PTuningConfig{NumVirtualTokens: 0, Encoder: EncoderMLP}, "NumVirtualTokens must be positive, got 0"},
+		{PTuningConfig{NumVirtualTokens: 2, Encoder: "GRU"}, `Encoder "GRU": unknown P-Tuning encoder`},
+		{PTuningConfig{NumVirtualTokens: 2, Encoder: EncoderMLP, EncoderHidden: -1}, "EncoderHidden must not be negative"},
+		{PTuningConfig{NumVirtualTokens: 2, Encoder: EncoderLSTM, EncoderLayers: -1}, "EncoderLayers must not be negative"},
+		{PTuningConfig{NumVirtualTokens: 1000, Encoder: EncoderMLP}, "NumVirtualTokens 1000 is more than the model's 64 positions"},
+	} {
+		_, err := ApplyPTuning(m, tc.cfg)
+		assert.ErrorContains(t, err, tc.want)
+		fieldpaths.RequireFieldError(t, err, PTuningConfig{})
 	}
 	if _, err := ParseEncoderType("gru"); err == nil {
 		t.Error("ParseEncoderType accepted gru")
-	}
-	if _, err := ApplyPromptTuning(m, TuningConfig{NumVirtualTokens: 2, Init: InitText}); err == nil || !strings.Contains(err.Error(), "non-empty text") {
-		t.Errorf("empty init text: %v", err)
 	}
 	if _, err := ApplyPromptTuning(m, TuningConfig{NumVirtualTokens: 2, Init: InitText, InitTokenIDs: []int32{400}}); err == nil || !strings.Contains(err.Error(), "outside the model's vocabulary") {
 		t.Errorf("token outside the vocabulary: %v", err)

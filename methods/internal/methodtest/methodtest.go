@@ -465,7 +465,21 @@ func readJSON(path string) (map[string]any, error) {
 // weights N(0, 0.3²) so that gradients are far from trivial.
 func Tiny(t testing.TB, arch string, seed uint64) model.Model {
 	t.Helper()
-	m := NewModel(t, arch, hfconfig.Sizes{VocabSize: 29, Hidden: 16, Layers: 2, Heads: 4, KVHeads: 2, Intermediate: 24, MaxPos: 64}, seed)
+	return TinyOn(t, cpu.New(), arch, seed)
+}
+
+// TinyOn is Tiny on the backend be.
+func TinyOn(t testing.TB, be engine.Backend, arch string, seed uint64) model.Model {
+	t.Helper()
+	m := NewModelOn(t, be, arch, hfconfig.Sizes{VocabSize: 29, Hidden: 16, Layers: 2, Heads: 4, KVHeads: 2, Intermediate: 24, MaxPos: 64}, seed)
+	RandomizeBase(m, seed)
+	return m
+}
+
+// RandomizeBase redraws every base parameter of m from seed: norm
+// weights N(1, 0.3²), the others N(0, 0.3²), large enough that attention
+// patterns and positions visibly change the outputs.
+func RandomizeBase(m model.Model, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	for _, p := range m.BaseParams() {
 		host := make([]float32, p.W.Len())
@@ -478,13 +492,18 @@ func Tiny(t testing.TB, arch string, seed uint64) model.Model {
 		}
 		m.Backend().Upload(p.W, host)
 	}
-	return m
 }
 
 // NewModel returns a model of arch (GPT-2, Qwen2, else LLaMA) with sizes
 // s on a new CPU backend, initialised from seed as model.New does. GPT-2
 // has no grouped KV heads: s.KVHeads is ignored for it.
 func NewModel(t testing.TB, arch string, s hfconfig.Sizes, seed uint64) model.Model {
+	t.Helper()
+	return NewModelOn(t, cpu.New(), arch, s, seed)
+}
+
+// NewModelOn is NewModel on the backend be.
+func NewModelOn(t testing.TB, be engine.Backend, arch string, s hfconfig.Sizes, seed uint64) model.Model {
 	t.Helper()
 	var cfg *hfconfig.Config
 	var err error
@@ -500,7 +519,7 @@ func NewModel(t testing.TB, arch string, s hfconfig.Sizes, seed uint64) model.Mo
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := model.New(cfg, cpu.New(), seed)
+	m, err := model.New(cfg, be, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
