@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/gotune/gotune/engine"
 )
@@ -19,7 +18,9 @@ import (
 // for dk and dv that sums the query heads of each kv group), so the
 // gradients are deterministic. Float32 math; Float32 or BFloat16 storage.
 // Both families round P and dS at engine.Backend.Attention's bfloat16
-// points when q, k and v are BFloat16 (two-pass forward).
+// points when q, k and v are BFloat16 (two-pass forward), and both take
+// every engine.AttentionOptions field natively (kernels/attention.cuh;
+// kernelOpts converts them).
 
 // attnMaxDim is the largest head dimension the kernels take (their widest
 // variant); larger ones use the host fallback.
@@ -89,9 +90,9 @@ type attnDims struct {
 	b, t, s, hq, hkv, d int
 }
 
-// attnShapes validates the operands as engine/cpu does (same conditions,
-// so both backends reject the same calls).
-func attnShapes(op string, out, lse, q, k, v *engine.Tensor) attnDims {
+// attnShapes validates the operands and options as engine/cpu does (same
+// conditions, so both backends reject the same calls).
+func attnShapes(op string, out, lse, q, k, v *engine.Tensor, opt engine.AttentionOptions) attnDims {
 	qs, ks := q.Shape(), k.Shape()
 	need(len(qs) == 4 && len(ks) == 4, op, "q %v and k %v must be [B, T, H, D]", q, k)
 	a := attnDims{b: qs[0], t: qs[1], hq: qs[2], d: qs[3], s: ks[1], hkv: ks[2]}
@@ -100,6 +101,9 @@ func attnShapes(op string, out, lse, q, k, v *engine.Tensor) attnDims {
 	need(a.hkv > 0 && a.hq%a.hkv == 0, op, "query heads %d not a multiple of kv heads %d", a.hq, a.hkv)
 	need(out == nil || engine.SameShape(out, q), op, "out %v must match q %v", out, q)
 	need(lse.Len() == a.b*a.hq*a.t, op, "lse %v must be [%d, %d, %d]", lse, a.b, a.hq, a.t)
+	if err := opt.Check(a.b, a.t); err != nil {
+		need(false, op, "%v", err)
+	}
 	return a
 }
 
@@ -111,16 +115,40 @@ func (a attnDims) native() bool {
 		fits32(a.b*a.t*a.hq*a.d, a.b*a.s*a.hkv*a.d, a.b*a.hq*a.t)
 }
 
-// scale is 1/sqrt(D), computed in float64 as engine/cpu does.
-func (a attnDims) scale() float32 { return float32(1 / math.Sqrt(float64(a.d))) }
+// attnKernelOpts are engine.AttentionOptions as the attention kernels
+// take them: the trailing parameters of their kernels.def lines, computed
+// on the host as engine/cpu computes them.
+type attnKernelOpts struct {
+	scale     float32   // opt.ScaleFor(D)
+	seg       DevicePtr // Segments, or 0
+	softCap   float32
+	window    int
+	drop      int     // engine.DropoutThreshold(Dropout); 0 without dropout
+	keepScale float32 // 1/(1 − Dropout)
+	seed      uint64
+}
+
+// kernelOpts converts opt for the kernels (attnShapes has checked it).
+func (b *Backend) kernelOpts(op string, a attnDims, opt engine.AttentionOptions) attnKernelOpts {
+	o := attnKernelOpts{scale: opt.ScaleFor(a.d), softCap: opt.SoftCap, window: opt.Window, keepScale: 1, seed: opt.DropoutSeed}
+	if opt.Segments != nil {
+		o.seg = b.ptr(op, opt.Segments)
+	}
+	if opt.Dropout > 0 {
+		o.drop = int(engine.DropoutThreshold(opt.Dropout))
+		o.keepScale = 1 / (1 - opt.Dropout)
+	}
+	return o
+}
 
 // Attention computes causal grouped-query attention with gt_attn_fwd_*
-// (see engine.Backend.Attention). Head dimensions above 256, sizes beyond
-// the kernels' 32-bit indices and Int32 operands take the host fallback.
+// (see engine.Backend.Attention), options included. Head dimensions above
+// 256, sizes beyond the kernels' 32-bit indices and Int32 operands take
+// the host fallback.
 func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor, opt engine.AttentionOptions) {
 	const op = "Attention"
-	a := attnShapes(op, out, lse, q, k, v)
-	if !a.native() || !isFloat(out, lse, q, k, v) || attnOptionsOnHost(opt) {
+	a := attnShapes(op, out, lse, q, k, v, opt)
+	if !a.native() || !isFloat(out, lse, q, k, v) {
 		b.fallback(op, ts(out, lse), ts(q, k, v, opt.Segments), func(h func(*engine.Tensor) *engine.Tensor) {
 			b.host.Attention(h(out), h(lse), h(q), h(k), h(v), hostOptions(opt, h))
 		})
@@ -131,16 +159,17 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor, opt engine.Attenti
 	if !b.begin(op) || a.b*a.t*a.hq == 0 {
 		return
 	}
+	o := b.kernelOpts(op, a, opt)
 	if n, ok := attnTcFor(a, q, k, v); ok {
 		b.launchAttnFwdTc(op, attnTcFwdGeom(n, a.t, a.hq, a.b), n,
 			b.ptr(op, out), dt(out), b.ptr(op, lse), dt(lse), b.ptr(op, q), dt(q), b.ptr(op, k), dt(k), b.ptr(op, v), dt(v),
-			a.t, a.s, a.hq, a.hkv, a.d, a.scale())
+			a.t, a.s, a.hq, a.hkv, a.d, o.scale, o.seg, o.softCap, o.window, o.drop, o.keepScale, o.seed)
 		return
 	}
 	dmax := attnVariantFor(a.d)
 	b.launchAttnFwd(op, attnFwdGeom(dmax, a.t, a.hq, a.b), dmax,
 		b.ptr(op, out), dt(out), b.ptr(op, lse), dt(lse), b.ptr(op, q), dt(q), b.ptr(op, k), dt(k), b.ptr(op, v), dt(v),
-		a.t, a.s, a.hq, a.hkv, a.d, a.scale())
+		a.t, a.s, a.hq, a.hkv, a.d, o.scale, o.seg, o.softCap, o.window, o.drop, o.keepScale, o.seed)
 }
 
 // AttentionBackward accumulates dq, dk, dv (any may be nil) with
@@ -151,12 +180,12 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 	if dq == nil && dk == nil && dv == nil {
 		return
 	}
-	a := attnShapes(op, out, lse, q, k, v)
+	a := attnShapes(op, out, lse, q, k, v, opt)
 	need(engine.SameShape(dout, q), op, "dout %v must match q %v", dout, q)
 	need(dq == nil || engine.SameShape(dq, q), op, "dq %v must match q %v", dq, q)
 	need(dk == nil || engine.SameShape(dk, k), op, "dk %v must match k %v", dk, k)
 	need(dv == nil || engine.SameShape(dv, v), op, "dv %v must match v %v", dv, v)
-	if !a.native() || !isFloat(dq, dk, dv, dout, q, k, v, out, lse) || attnOptionsOnHost(opt) {
+	if !a.native() || !isFloat(dq, dk, dv, dout, q, k, v, out, lse) {
 		b.fallback(op, ts(dq, dk, dv), ts(dout, q, k, v, out, lse, opt.Segments), func(h func(*engine.Tensor) *engine.Tensor) {
 			b.host.AttentionBackward(h(dq), h(dk), h(dv), h(dout), h(q), h(k), h(v), h(out), h(lse), hostOptions(opt, h))
 		})
@@ -168,8 +197,6 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 	if !b.begin(op) || a.b*a.t*a.hq == 0 {
 		return // no queries: every gradient is zero, nothing to add
 	}
-	dmax := attnVariantFor(a.d)
-	scale := a.scale()
 	// Δ is needed by dq and dk (dv uses P only).
 	var delta DevicePtr
 	if dq != nil || dk != nil {
@@ -182,42 +209,38 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 		delta = b.ptr(op, dtens)
 		b.launchAttnDelta(op, b.warpRowsGeom(rows), delta, b.ptr(op, dout), dt(dout), b.ptr(op, out), dt(out), rows, a.t, a.hq, a.d)
 	}
+	o := b.kernelOpts(op, a, opt)
 	if n, ok := attnTcFor(a, q, k, v); ok {
-		b.attnBackwardTc(op, a, n, delta, dq, dk, dv, dout, q, k, v, lse)
+		b.attnBackwardTc(op, a, n, o, delta, dq, dk, dv, dout, q, k, v, lse)
 		return
 	}
+	dmax := attnVariantFor(a.d)
 	if dq != nil {
 		b.launchAttnBwdDq(op, attnDqGeom(dmax, a.t, a.hq, a.b), dmax, b.ptr(op, dq), dt(dq), b.ptr(op, dout), dt(dout), b.ptr(op, q), dt(q), b.ptr(op, k), dt(k),
-			b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta, a.t, a.s, a.hq, a.hkv, a.d, scale)
+			b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta, a.t, a.s, a.hq, a.hkv, a.d,
+			o.scale, o.seg, o.softCap, o.window, o.drop, o.keepScale, o.seed)
 	}
 	if dk != nil || dv != nil {
 		b.launchAttnBwdDkv(op, attnDkvGeom(dmax, a.s, a.hkv, a.b), dmax, b.ptr(op, dk), dt(dk), b.ptr(op, dv), dt(dv), b.ptr(op, dout), dt(dout), b.ptr(op, q), dt(q),
-			b.ptr(op, k), dt(k), b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta,
-			a.t, a.s, a.hq, a.hkv, a.d, scale)
+			b.ptr(op, k), dt(k), b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta, a.t, a.s, a.hq, a.hkv, a.d,
+			o.scale, o.seg, o.softCap, o.window, o.drop, o.keepScale, o.seed)
 	}
 }
 
 // attnBackwardTc launches the tensor-core dq and dk/dv kernels for head
 // dimension bound n (delta already computed when dq or dk is wanted).
 // dout is an mma operand: a Float32 dout is rounded to bfloat16 on load.
-func (b *Backend) attnBackwardTc(op string, a attnDims, n int, delta DevicePtr, dq, dk, dv, dout, q, k, v, lse *engine.Tensor) {
-	scale := a.scale()
+func (b *Backend) attnBackwardTc(op string, a attnDims, n int, o attnKernelOpts, delta DevicePtr, dq, dk, dv, dout, q, k, v, lse *engine.Tensor) {
 	if dq != nil {
 		b.launchAttnBwdDqTc(op, attnTcDqGeom(n, a.t, a.hq, a.b), n, b.ptr(op, dq), dt(dq), b.ptr(op, dout), dt(dout), b.ptr(op, q), dt(q),
-			b.ptr(op, k), dt(k), b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta, a.t, a.s, a.hq, a.hkv, a.d, scale)
+			b.ptr(op, k), dt(k), b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta, a.t, a.s, a.hq, a.hkv, a.d,
+			o.scale, o.seg, o.softCap, o.window, o.drop, o.keepScale, o.seed)
 	}
 	if dk != nil || dv != nil {
 		b.launchAttnBwdDkvTc(op, attnTcDkvGeom(n, a.s, a.hkv, a.b), n, b.ptr(op, dk), dt(dk), b.ptr(op, dv), dt(dv), b.ptr(op, dout), dt(dout),
-			b.ptr(op, q), dt(q), b.ptr(op, k), dt(k), b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta,
-			a.t, a.s, a.hq, a.hkv, a.d, scale)
+			b.ptr(op, q), dt(q), b.ptr(op, k), dt(k), b.ptr(op, v), dt(v), b.ptr(op, lse), dt(lse), delta, a.t, a.s, a.hq, a.hkv, a.d,
+			o.scale, o.seg, o.softCap, o.window, o.drop, o.keepScale, o.seed)
 	}
-}
-
-// attnOptionsOnHost reports whether opt asks for a variant the attention
-// kernels do not have yet (anything but the zero value): those calls take
-// the host fallback, correct but slow, until the kernels learn them.
-func attnOptionsOnHost(opt engine.AttentionOptions) bool {
-	return opt != engine.AttentionOptions{}
 }
 
 // hostOptions is opt with its Segments tensor replaced by the host copy h

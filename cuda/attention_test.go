@@ -6,6 +6,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
 )
@@ -183,21 +186,57 @@ func TestAttentionKernels(t *testing.T) {
 			if dtype == engine.BFloat16 {
 				tol = attnTol{out: tolBF16, lse: tolBF16, grad: tolBF16, gradInit: 1}
 			}
-			runAttnCase(t, b, h, rng, c, dtype, tol)
+			runAttnCase(t, b, h, rng, c, attnOpts{}, dtype, tol)
 		}
 	}
-	if err := b.Synchronize(); err != nil {
-		t.Fatal(err)
+	// Options, against the CPU backend: float32 everywhere, bfloat16 where
+	// the SIMT kernels take it (D > 128; below, TestAttentionTensorCores).
+	for _, c := range attnSIMTOptionCases {
+		runAttnCase(t, b, h, rng, c.attnTestCase, c.opt, engine.Float32, attnTol{out: tolF32, lse: tolF32, grad: tolF32, gradInit: 1})
+		if c.D > 128 {
+			runAttnCase(t, b, h, rng, c.attnTestCase, c.opt, engine.BFloat16, attnTol{out: tolTCOut, lse: tolTCLse, grad: tolTCGrad, gradInit: 0.01})
+		}
 	}
+	requireAttnNative(t, b, before)
+}
+
+// requireAttnNative fails the test unless every call of ops (Attention
+// and AttentionBackward when none are named) since before ran on the
+// kernels (none took the host fallback) and some did.
+func requireAttnNative(t *testing.T, b *Backend, before map[string]OpStats, ops ...string) {
+	t.Helper()
+	require.NoError(t, b.Synchronize())
 	after := b.Stats()
-	for _, op := range []string{"Attention", "AttentionBackward"} {
-		if after[op].Fallback != before[op].Fallback {
-			t.Errorf("%s used the host fallback %d times; want native kernels only", op, after[op].Fallback-before[op].Fallback)
-		}
-		if after[op].Native == before[op].Native {
-			t.Errorf("%s native count did not move", op)
-		}
+	if ops == nil {
+		ops = []string{"Attention", "AttentionBackward"}
 	}
+	for _, op := range ops {
+		assert.Equal(t, before[op].Fallback, after[op].Fallback, "%s used the host fallback; want native kernels only", op)
+		assert.Greater(t, after[op].Native, before[op].Native, "%s native count did not move", op)
+	}
+}
+
+// attnOptCase is a shape with options.
+type attnOptCase struct {
+	attnTestCase
+	opt attnOpts
+}
+
+// attnSIMTOptionCases exercise every option on the SIMT kernels: windows
+// and segments that let query blocks (32 or 16 rows) skip key tiles and
+// key blocks skip query tiles (T = 50, 70), keys before the queries (a
+// window that hides them from later rows), ids shared by separate runs,
+// GQA, soft-capping with a set scale, and dropout with a seed whose high
+// bits are set. Some windows are chosen so that the last query that sees
+// a key block is the first of a query tile: a one-off query range would
+// drop that whole tile.
+var attnSIMTOptionCases = []attnOptCase{
+	{attnTestCase{1, 70, 70, 2, 1, 24}, attnOpts{window: 34}}, // key block 0's last query (64) starts a tile of its own
+	{attnTestCase{2, 40, 45, 4, 2, 64}, attnOpts{window: 9, softCap: 2, scale: 0.3}},
+	{attnTestCase{1, 70, 70, 2, 2, 32}, attnOpts{segs: []int{25, 30, 15}}},
+	{attnTestCase{2, 33, 37, 2, 1, 128}, attnOpts{segs: []int{7, 12}, ids: 2, dropout: 0.3, seed: 0xF00DF00DF00DF00D}},
+	{attnTestCase{1, 50, 50, 2, 1, 200}, attnOpts{window: 17, segs: []int{20, 30}, softCap: 1.5, dropout: 0.1, seed: 9}},
+	{attnTestCase{1, 45, 60, 2, 1, 200}, attnOpts{window: 20, scale: 0.05}},
 }
 
 // attnTol are one run's relative-norm tolerances, and the standard
@@ -207,7 +246,54 @@ type attnTol struct {
 	gradInit       float64
 }
 
-func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c attnTestCase, dtype engine.DType, tol attnTol) {
+// attnOpts describes one call's engine.AttentionOptions so that each
+// backend can build its own (Segments is a tensor of that backend): segs
+// are the lengths of packed examples, repeated over each batch row's T
+// positions, with run i getting id i % ids (ids 0: every run its own id;
+// ids > 0 gives separate runs the same id, which still see each other).
+type attnOpts struct {
+	scale, softCap float32
+	window         int
+	segs           []int
+	ids            int
+	dropout        float32
+	seed           uint64
+}
+
+func (o attnOpts) String() string {
+	return fmt.Sprintf("scale %g cap %g window %d segs %v/%d dropout %g", o.scale, o.softCap, o.window, o.segs, o.ids, o.dropout)
+}
+
+// plain reports whether o is the zero value (plain causal attention).
+func (o attnOpts) plain() bool {
+	return o.scale == 0 && o.softCap == 0 && o.window == 0 && o.segs == nil && o.dropout == 0
+}
+
+// build returns o for batch size bsz and t queries on be.
+func (o attnOpts) build(be engine.Backend, bsz, t int) engine.AttentionOptions {
+	opt := engine.AttentionOptions{Scale: o.scale, SoftCap: o.softCap, Window: o.window, Dropout: o.dropout, DropoutSeed: o.seed}
+	if o.segs == nil {
+		return opt
+	}
+	ids := make([]int32, 0, bsz*t)
+	for row := 1; row <= bsz; row++ {
+		// Row r starts with run r−1's length, so rows differ.
+		for run := row - 1; len(ids) < row*t; run++ {
+			id := run
+			if o.ids > 0 {
+				id %= o.ids
+			}
+			for j := 0; j < o.segs[run%len(o.segs)] && len(ids) < row*t; j++ {
+				ids = append(ids, int32(id))
+			}
+		}
+	}
+	opt.Segments = be.Alloc(engine.Int32, bsz, t)
+	be.UploadInt32(opt.Segments, ids)
+	return opt
+}
+
+func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c attnTestCase, opts attnOpts, dtype engine.DType, tol attnTol) {
 	t.Helper()
 	qShape := []int{c.B, c.T, c.Hq, c.D}
 	kShape := []int{c.B, c.S, c.Hkv, c.D}
@@ -219,18 +305,27 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 	of, od := randStored(rng, dtype, nq, 1)
 	in.q, in.k, in.v, in.dout = qd, kd, vd, od
 	what := fmt.Sprintf("%v %v", c, dtype)
+	// The float64 reference knows no options: with options (and for
+	// float32) the CPU backend, the reference implementation, is.
+	onCPU := dtype == engine.Float32 || !opts.plain()
+	if !opts.plain() {
+		what += " " + opts.String()
+	}
+	bopt := opts.build(b, c.B, c.T)
 
 	q, k, v, dout := upload(b, dtype, qf, qShape...), upload(b, dtype, kf, kShape...), upload(b, dtype, vf, kShape...), upload(b, dtype, of, qShape...)
 	out, lse := b.Alloc(dtype, qShape...), b.Alloc(engine.Float32, c.B, c.Hq, c.T)
 	poison(b, out, lse)
-	b.Attention(out, lse, q, k, v, engine.AttentionOptions{})
+	b.Attention(out, lse, q, k, v, bopt)
 
 	var hq, hk, hv, hdout *engine.Tensor
+	var hopt engine.AttentionOptions
 	var refOut, refLse, rdq, rdk, rdv []float64
-	if dtype == engine.Float32 {
+	if onCPU {
+		hopt = opts.build(h, c.B, c.T)
 		hq, hk, hv, hdout = upload(h, dtype, qf, qShape...), upload(h, dtype, kf, kShape...), upload(h, dtype, vf, kShape...), upload(h, dtype, of, qShape...)
 		ho, hl := h.Alloc(dtype, qShape...), h.Alloc(engine.Float32, c.B, c.Hq, c.T)
-		h.Attention(ho, hl, hq, hk, hv, engine.AttentionOptions{})
+		h.Attention(ho, hl, hq, hk, hv, hopt)
 		refOut, refLse = f64s(h.Download(ho)), f64s(h.Download(hl))
 	} else {
 		refOut, refLse = refAttention64(c, in)
@@ -245,11 +340,11 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 	// Backward from the reference forward results, on both sides; the
 	// bfloat16 reference takes Δ from out as stored (rounded).
 	so, sl := upload(b, dtype, f32sOf(refOut), qShape...), upload(b, engine.Float32, f32sOf(refLse), c.B, c.Hq, c.T)
-	if dtype == engine.BFloat16 {
+	if !onCPU {
 		rdq, rdk, rdv = refAttentionGrads64(c, in, f64s(b.Download(so)))
 	}
 	var ho, hl *engine.Tensor
-	if dtype == engine.Float32 {
+	if onCPU {
 		ho, hl = upload(h, dtype, f32sOf(refOut), qShape...), upload(h, engine.Float32, f32sOf(refLse), c.B, c.Hq, c.T)
 	}
 	for _, g := range attnGradSets {
@@ -264,13 +359,13 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 			}
 			f, d := randStored(rng, dtype, sizes[i], tol.gradInit)
 			grads[i], init[i] = upload(b, dtype, f, shapes[i]...), d
-			if dtype == engine.Float32 {
+			if onCPU {
 				hgrads[i] = upload(h, dtype, f, shapes[i]...)
 			}
 		}
-		b.AttentionBackward(grads[0], grads[1], grads[2], dout, q, k, v, so, sl, engine.AttentionOptions{})
-		if dtype == engine.Float32 {
-			h.AttentionBackward(hgrads[0], hgrads[1], hgrads[2], hdout, hq, hk, hv, ho, hl, engine.AttentionOptions{})
+		b.AttentionBackward(grads[0], grads[1], grads[2], dout, q, k, v, so, sl, bopt)
+		if onCPU {
+			h.AttentionBackward(hgrads[0], hgrads[1], hgrads[2], hdout, hq, hk, hv, ho, hl, hopt)
 		}
 		refs := [3][]float64{rdq, rdk, rdv}
 		for i, name := range []string{"dq", "dk", "dv"} {
@@ -278,7 +373,7 @@ func runAttnCase(t *testing.T, b *Backend, h *cpu.Backend, rng *rand.Rand, c att
 				continue
 			}
 			var want []float64
-			if dtype == engine.Float32 {
+			if onCPU {
 				want = f64s(h.Download(hgrads[i]))
 			} else {
 				want = make([]float64, sizes[i])
@@ -359,8 +454,88 @@ func TestAttentionTensorCores(t *testing.T) {
 			t.Fatalf("%v: the tensor-core kernels do not take BFloat16 at this shape", c)
 		}
 		b.Free(q)
-		runAttnCase(t, b, h, rng, c, engine.BFloat16, tol)
+		runAttnCase(t, b, h, rng, c, attnOpts{}, engine.BFloat16, tol)
 	}
+	before := b.Stats()
+	for _, c := range attnTCOptionCases {
+		runAttnCase(t, b, h, rng, c.attnTestCase, c.opt, engine.BFloat16, tol)
+	}
+	requireAttnNative(t, b, before)
+}
+
+// attnTCOptionCases are the tensor-core kernels' option cases, against
+// the CPU backend: windows that skip key tiles in the forward and dq
+// kernels and query tiles in dk/dv (T = 130 over 64-row blocks), windows
+// that hide the keys before the queries (S − T = 40) from later rows (and
+// end a key block's queries at the first row of a query tile),
+// segments that let blocks skip tiles both ways, ids shared by separate
+// runs (which must not be skipped), segments with visible prefix keys,
+// dropout (a seed with the high bit set), soft-capping with a set scale,
+// and everything at once with GQA.
+var attnTCOptionCases = []attnOptCase{
+	{attnTestCase{1, 130, 130, 4, 1, 64}, attnOpts{window: 50}},
+	{attnTestCase{1, 130, 170, 4, 1, 128}, attnOpts{window: 74, softCap: 3}}, // key block 0's last query (96) starts a tile
+	{attnTestCase{2, 130, 130, 2, 2, 128}, attnOpts{segs: []int{70, 60}}},
+	{attnTestCase{1, 130, 130, 4, 1, 80}, attnOpts{segs: []int{20, 45, 30}, ids: 2}},
+	// Rows 64..103 and keys 0..31 share an id, keys 32..63 do not: a
+	// one-example test of the tile that read only its first 32 ids would
+	// take key tile 0 as unmasked for rows 64..79.
+	{attnTestCase{1, 130, 130, 2, 1, 64}, attnOpts{segs: []int{32, 32, 40}, ids: 2}},
+	{attnTestCase{1, 65, 70, 4, 1, 80}, attnOpts{segs: []int{30, 20, 15}, dropout: 0.2, seed: 1<<63 | 12345}},
+	{attnTestCase{1, 65, 65, 2, 2, 64}, attnOpts{dropout: 0.5, seed: 77, scale: 0.2, softCap: 1}},
+	{attnTestCase{1, 130, 140, 4, 2, 128}, attnOpts{window: 40, segs: []int{50, 80}, softCap: 2, dropout: 0.1, seed: 3, scale: 0.1}},
+}
+
+// TestAttentionDropoutMask reads the dropout mask back from both kernel
+// families and compares it bit for bit with engine.DropoutKeep: with q = 0
+// every visible probability is 1/(t + S − T + 1), and with one-hot values
+// (v[b, j, kvh, :] = e_j) out[b, t, h, j] is nonzero exactly where the
+// mask keeps key j. The seed has its high bits set and the counters run
+// over two batches, four query heads (GQA) and keys before the queries,
+// so the 64-bit arithmetic of the device SplitMix64 is what is checked.
+func TestAttentionDropoutMask(t *testing.T) {
+	b := testBackend(t)
+	const B, T, S, Hq, Hkv, D = 2, 40, 43, 4, 2, 64
+	const p = float32(0.3)
+	const seed = uint64(0xDEADBEEFCAFEF00D)
+	opt := engine.AttentionOptions{Dropout: p, DropoutSeed: seed}
+	rng := testRand(t)
+	kf, _ := randStored(rng, engine.BFloat16, B*S*Hkv*D, 1)
+	onehot := make([]float32, B*S*Hkv*D)
+	for i := 0; i < B*S*Hkv; i++ {
+		onehot[i*D+(i/Hkv)%S] = 1 // row (b, j, kvh) is e_j
+	}
+	before := b.Stats()
+	for _, dtype := range []engine.DType{engine.Float32, engine.BFloat16} { // SIMT, tensor cores
+		q := b.Alloc(dtype, B, T, Hq, D)
+		k, v := upload(b, dtype, kf, B, S, Hkv, D), upload(b, dtype, onehot, B, S, Hkv, D)
+		out, lse := b.Alloc(engine.Float32, B, T, Hq, D), b.Alloc(engine.Float32, B, Hq, T)
+		b.Attention(out, lse, q, k, v, opt)
+		got := b.Download(out)
+		wrong, kept, visible := 0, 0, 0
+		for bi := 0; bi < B; bi++ {
+			for h := 0; h < Hq; h++ {
+				for tq := 0; tq < T; tq++ {
+					for j := 0; j < D; j++ {
+						want := j <= tq+S-T && engine.DropoutKeep(seed, engine.AttentionDropoutCounter(bi, h, tq, j, Hq, T, S), engine.DropoutThreshold(p))
+						has := got[((bi*T+tq)*Hq+h)*D+j] != 0
+						if has != want {
+							wrong++
+						}
+						if j <= tq+S-T {
+							visible++
+							if want {
+								kept++
+							}
+						}
+					}
+				}
+			}
+		}
+		assert.Zero(t, wrong, "%v: %d of %d mask bits differ from engine.DropoutKeep", dtype, wrong, B*Hq*T*D)
+		assert.InDelta(t, 1-p, float64(kept)/float64(visible), 0.05, "%v: kept fraction", dtype)
+	}
+	requireAttnNative(t, b, before, "Attention")
 }
 
 // unitScale is a compareScaled scale of n ones: errors relative to

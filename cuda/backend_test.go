@@ -17,8 +17,11 @@ import (
 // CUDA backend (on the emulator here: smaller shapes).
 func TestConformance(t *testing.T) {
 	b := testBackend(t)
+	before := b.Stats() // the backend is shared with the other tests
 	backendtest.Run(t, b, backendtest.Options{Short: onEmulator() || testing.Short(), Seed: 5})
 	t.Logf("operations that used the host fallback: %s", b.StatsSummary())
+	// Every attention case of the suite, options included, has a kernel.
+	requireAttnNative(t, b, before)
 }
 
 func TestAllocatorReuseAndZeroFill(t *testing.T) {

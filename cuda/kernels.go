@@ -19,7 +19,7 @@ type launchRule string
 
 // kernelSpec is one kernels.def entry: the extern "C" name, the launch
 // rule, and the parameter kinds in order (p = device pointer, i = int,
-// f = float).
+// f = float, u = uint64).
 type kernelSpec struct {
 	name   string
 	rule   launchRule

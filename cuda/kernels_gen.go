@@ -128,6 +128,7 @@ const (
 	kMul                                // gt_mul
 	kAxpy                               // gt_axpy
 	kScale                              // gt_scale
+	kDropout                            // gt_dropout
 	kMulCols                            // gt_mul_cols
 	kAddBias                            // gt_add_bias
 	kActivation                         // gt_activation
@@ -222,7 +223,7 @@ type (
 )
 
 // kernelSpecs is kernels.def as data: entry-point name, launch rule and
-// parameter kinds (p pointer, i int, f float).
+// parameter kinds (p pointer, i int, f float, u uint64).
 var kernelSpecs = [numKernels]kernelSpec{
 	kFill:               {name: "gt_fill", rule: ruleEw, params: "piif"},
 	kCopyBlock:          {name: "gt_copy_block", rule: ruleEw2d, params: "piipiiiii"},
@@ -230,6 +231,7 @@ var kernelSpecs = [numKernels]kernelSpec{
 	kMul:                {name: "gt_mul", rule: ruleEw, params: "pipipii"},
 	kAxpy:               {name: "gt_axpy", rule: ruleEw, params: "pipiif"},
 	kScale:              {name: "gt_scale", rule: ruleEw, params: "piif"},
+	kDropout:            {name: "gt_dropout", rule: ruleEw, params: "pipiiiiif"},
 	kMulCols:            {name: "gt_mul_cols", rule: ruleEw, params: "pipipiii"},
 	kAddBias:            {name: "gt_add_bias", rule: ruleEw, params: "pipiii"},
 	kActivation:         {name: "gt_activation", rule: ruleEw, params: "pipiii"},
@@ -251,25 +253,25 @@ var kernelSpecs = [numKernels]kernelSpec{
 	kGemmF32:            {name: "gt_gemm_f32", rule: ruleGemmF32, params: "piipiipiipipiiipipipiiiiiffi"},
 	kGemmBf16:           {name: "gt_gemm_bf16", rule: ruleGemmBf16, params: "piipiipiipipiiipipipiiiiiffi"},
 	kGemmQ:              {name: "gt_gemm_q", rule: ruleGemmBf16, params: "piipippppppfiiiiiiiiff"},
-	kAttnFwd32:          {name: "gt_attn_fwd_32", rule: ruleAttnFwd, params: "pipipipipiiiiiif"},
-	kAttnFwd64:          {name: "gt_attn_fwd_64", rule: ruleAttnFwd, params: "pipipipipiiiiiif"},
-	kAttnFwd128:         {name: "gt_attn_fwd_128", rule: ruleAttnFwd, params: "pipipipipiiiiiif"},
-	kAttnFwd256:         {name: "gt_attn_fwd_256", rule: ruleAttnFwd, params: "pipipipipiiiiiif"},
+	kAttnFwd32:          {name: "gt_attn_fwd_32", rule: ruleAttnFwd, params: "pipipipipiiiiiifpfiifu"},
+	kAttnFwd64:          {name: "gt_attn_fwd_64", rule: ruleAttnFwd, params: "pipipipipiiiiiifpfiifu"},
+	kAttnFwd128:         {name: "gt_attn_fwd_128", rule: ruleAttnFwd, params: "pipipipipiiiiiifpfiifu"},
+	kAttnFwd256:         {name: "gt_attn_fwd_256", rule: ruleAttnFwd, params: "pipipipipiiiiiifpfiifu"},
 	kAttnDelta:          {name: "gt_attn_delta", rule: ruleWarpRows, params: "ppipiiiii"},
-	kAttnBwdDq32:        {name: "gt_attn_bwd_dq_32", rule: ruleAttnDq, params: "pipipipipipipiiiiif"},
-	kAttnBwdDq64:        {name: "gt_attn_bwd_dq_64", rule: ruleAttnDq, params: "pipipipipipipiiiiif"},
-	kAttnBwdDq128:       {name: "gt_attn_bwd_dq_128", rule: ruleAttnDq, params: "pipipipipipipiiiiif"},
-	kAttnBwdDq256:       {name: "gt_attn_bwd_dq_256", rule: ruleAttnDq, params: "pipipipipipipiiiiif"},
-	kAttnBwdDkv32:       {name: "gt_attn_bwd_dkv_32", rule: ruleAttnDkv, params: "pipipipipipipipiiiiif"},
-	kAttnBwdDkv64:       {name: "gt_attn_bwd_dkv_64", rule: ruleAttnDkv, params: "pipipipipipipipiiiiif"},
-	kAttnBwdDkv128:      {name: "gt_attn_bwd_dkv_128", rule: ruleAttnDkv, params: "pipipipipipipipiiiiif"},
-	kAttnBwdDkv256:      {name: "gt_attn_bwd_dkv_256", rule: ruleAttnDkv, params: "pipipipipipipipiiiiif"},
-	kAttnFwdTc64:        {name: "gt_attn_fwd_tc_64", rule: ruleAttnTcFwd, params: "pipipipipiiiiiif"},
-	kAttnFwdTc128:       {name: "gt_attn_fwd_tc_128", rule: ruleAttnTcFwd, params: "pipipipipiiiiiif"},
-	kAttnBwdDqTc64:      {name: "gt_attn_bwd_dq_tc_64", rule: ruleAttnTcDq, params: "pipipipipipipiiiiif"},
-	kAttnBwdDqTc128:     {name: "gt_attn_bwd_dq_tc_128", rule: ruleAttnTcDq, params: "pipipipipipipiiiiif"},
-	kAttnBwdDkvTc64:     {name: "gt_attn_bwd_dkv_tc_64", rule: ruleAttnTcDkv, params: "pipipipipipipipiiiiif"},
-	kAttnBwdDkvTc128:    {name: "gt_attn_bwd_dkv_tc_128", rule: ruleAttnTcDkv, params: "pipipipipipipipiiiiif"},
+	kAttnBwdDq32:        {name: "gt_attn_bwd_dq_32", rule: ruleAttnDq, params: "pipipipipipipiiiiifpfiifu"},
+	kAttnBwdDq64:        {name: "gt_attn_bwd_dq_64", rule: ruleAttnDq, params: "pipipipipipipiiiiifpfiifu"},
+	kAttnBwdDq128:       {name: "gt_attn_bwd_dq_128", rule: ruleAttnDq, params: "pipipipipipipiiiiifpfiifu"},
+	kAttnBwdDq256:       {name: "gt_attn_bwd_dq_256", rule: ruleAttnDq, params: "pipipipipipipiiiiifpfiifu"},
+	kAttnBwdDkv32:       {name: "gt_attn_bwd_dkv_32", rule: ruleAttnDkv, params: "pipipipipipipipiiiiifpfiifu"},
+	kAttnBwdDkv64:       {name: "gt_attn_bwd_dkv_64", rule: ruleAttnDkv, params: "pipipipipipipipiiiiifpfiifu"},
+	kAttnBwdDkv128:      {name: "gt_attn_bwd_dkv_128", rule: ruleAttnDkv, params: "pipipipipipipipiiiiifpfiifu"},
+	kAttnBwdDkv256:      {name: "gt_attn_bwd_dkv_256", rule: ruleAttnDkv, params: "pipipipipipipipiiiiifpfiifu"},
+	kAttnFwdTc64:        {name: "gt_attn_fwd_tc_64", rule: ruleAttnTcFwd, params: "pipipipipiiiiiifpfiifu"},
+	kAttnFwdTc128:       {name: "gt_attn_fwd_tc_128", rule: ruleAttnTcFwd, params: "pipipipipiiiiiifpfiifu"},
+	kAttnBwdDqTc64:      {name: "gt_attn_bwd_dq_tc_64", rule: ruleAttnTcDq, params: "pipipipipipipiiiiifpfiifu"},
+	kAttnBwdDqTc128:     {name: "gt_attn_bwd_dq_tc_128", rule: ruleAttnTcDq, params: "pipipipipipipiiiiifpfiifu"},
+	kAttnBwdDkvTc64:     {name: "gt_attn_bwd_dkv_tc_64", rule: ruleAttnTcDkv, params: "pipipipipipipipiiiiifpfiifu"},
+	kAttnBwdDkvTc128:    {name: "gt_attn_bwd_dkv_tc_128", rule: ruleAttnTcDkv, params: "pipipipipipipipiiiiifpfiifu"},
 }
 
 // launchFill queues gt_fill (rule EW).
@@ -312,6 +314,13 @@ func (be *Backend) launchAxpy(op string, geom geomEw, dst DevicePtr, dstDt int, 
 // x *= alpha
 func (be *Backend) launchScale(op string, geom geomEw, x DevicePtr, xDt int, n int, alpha float32) {
 	be.launch(op, kScale, launchGeom(geom), x, xDt, n, alpha)
+}
+
+// launchDropout queues gt_dropout (rule EW).
+//
+// out[i] = x[i]*keep_scale where engine.DropoutKeep(seed_hi:seed_lo, i, threshold) keeps element i, else 0 (out may alias x)
+func (be *Backend) launchDropout(op string, geom geomEw, out DevicePtr, outDt int, x DevicePtr, xDt int, n int, seedLo int, seedHi int, threshold int, keepScale float32) {
+	be.launch(op, kDropout, launchGeom(geom), out, outDt, x, xDt, n, seedLo, seedHi, threshold, keepScale)
 }
 
 // launchMulCols queues gt_mul_cols (rule EW).
@@ -489,9 +498,12 @@ func attnFwdKernel(variant int) kernelID {
 
 // launchAttnFwd queues gt_attn_fwd_N (rule ATTN_FWD).
 //
-// q, out, dout, dq [B,T,Hq,D]; k, v, dk, dv [B,S,Hkv,D]; lse, delta [B,Hq,T] (delta float32). Causal with offset S-T, GQA h -> h/(Hq/Hkv), scale = 1/sqrt(D) from the host. _N: D <= N. out nullable.
-func (be *Backend) launchAttnFwd(op string, geom geomAttnFwd, variant int, out DevicePtr, outDt int, lse DevicePtr, lseDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, T int, S int, Hq int, Hkv int, D int, scale float32) {
-	be.launch(op, attnFwdKernel(variant), launchGeom(geom), out, outDt, lse, lseDt, q, qDt, k, kDt, v, vDt, T, S, Hq, Hkv, D, scale)
+// q, out, dout, dq [B,T,Hq,D]; k, v, dk, dv [B,S,Hkv,D]; lse, delta [B,Hq,T] (delta float32). Causal with offset S-T, GQA h -> h/(Hq/Hkv). _N: D <= N. out nullable.
+// engine.AttentionOptions (README "Attention options"): scale multiplies q·k; softcap > 0 caps s to softcap*tanh(s/softcap); window > 0 hides keys j with
+// (t+S-T) - j >= window; seg (nullable) Int32 [B,T] example ids: key j >= S-T visible only to queries of its id; drop > 0 is DropoutKeep's threshold with
+// keep_scale = 1/(1-p) and seed the mask's seed (SplitMix64 of the [B,Hq,T,S] row-major counter, engine.DropoutKeep).
+func (be *Backend) launchAttnFwd(op string, geom geomAttnFwd, variant int, out DevicePtr, outDt int, lse DevicePtr, lseDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, T int, S int, Hq int, Hkv int, D int, scale float32, seg DevicePtr, softcap float32, window int, drop int, keepScale float32, seed uint64) {
+	be.launch(op, attnFwdKernel(variant), launchGeom(geom), out, outDt, lse, lseDt, q, qDt, k, kDt, v, vDt, T, S, Hq, Hkv, D, scale, seg, softcap, window, drop, keepScale, seed)
 }
 
 // launchAttnDelta queues gt_attn_delta (rule WARP_ROWS).
@@ -522,8 +534,8 @@ func attnBwdDqKernel(variant int) kernelID {
 // launchAttnBwdDq queues gt_attn_bwd_dq_N (rule ATTN_DQ).
 //
 // dq += scale * dS·K with dS = P*(dout·v - delta), P = exp(scale*q·k - lse).
-func (be *Backend) launchAttnBwdDq(op string, geom geomAttnDq, variant int, dq DevicePtr, dqDt int, dout DevicePtr, doutDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, lse DevicePtr, lseDt int, delta DevicePtr, T int, S int, Hq int, Hkv int, D int, scale float32) {
-	be.launch(op, attnBwdDqKernel(variant), launchGeom(geom), dq, dqDt, dout, doutDt, q, qDt, k, kDt, v, vDt, lse, lseDt, delta, T, S, Hq, Hkv, D, scale)
+func (be *Backend) launchAttnBwdDq(op string, geom geomAttnDq, variant int, dq DevicePtr, dqDt int, dout DevicePtr, doutDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, lse DevicePtr, lseDt int, delta DevicePtr, T int, S int, Hq int, Hkv int, D int, scale float32, seg DevicePtr, softcap float32, window int, drop int, keepScale float32, seed uint64) {
+	be.launch(op, attnBwdDqKernel(variant), launchGeom(geom), dq, dqDt, dout, doutDt, q, qDt, k, kDt, v, vDt, lse, lseDt, delta, T, S, Hq, Hkv, D, scale, seg, softcap, window, drop, keepScale, seed)
 }
 
 // attnBwdDkvVariants are the instantiations of gt_attn_bwd_dkv_N, smallest first.
@@ -547,8 +559,8 @@ func attnBwdDkvKernel(variant int) kernelID {
 // launchAttnBwdDkv queues gt_attn_bwd_dkv_N (rule ATTN_DKV).
 //
 // dk += scale * dSᵀ·q, dv += Pᵀ·dout, summed over the kv group's query heads (dk, dv nullable; delta may be 0 when dk is).
-func (be *Backend) launchAttnBwdDkv(op string, geom geomAttnDkv, variant int, dk DevicePtr, dkDt int, dv DevicePtr, dvDt int, dout DevicePtr, doutDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, lse DevicePtr, lseDt int, delta DevicePtr, T int, S int, Hq int, Hkv int, D int, scale float32) {
-	be.launch(op, attnBwdDkvKernel(variant), launchGeom(geom), dk, dkDt, dv, dvDt, dout, doutDt, q, qDt, k, kDt, v, vDt, lse, lseDt, delta, T, S, Hq, Hkv, D, scale)
+func (be *Backend) launchAttnBwdDkv(op string, geom geomAttnDkv, variant int, dk DevicePtr, dkDt int, dv DevicePtr, dvDt int, dout DevicePtr, doutDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, lse DevicePtr, lseDt int, delta DevicePtr, T int, S int, Hq int, Hkv int, D int, scale float32, seg DevicePtr, softcap float32, window int, drop int, keepScale float32, seed uint64) {
+	be.launch(op, attnBwdDkvKernel(variant), launchGeom(geom), dk, dkDt, dv, dvDt, dout, doutDt, q, qDt, k, kDt, v, vDt, lse, lseDt, delta, T, S, Hq, Hkv, D, scale, seg, softcap, window, drop, keepScale, seed)
 }
 
 // attnFwdTcVariants are the instantiations of gt_attn_fwd_tc_N, smallest first.
@@ -568,8 +580,8 @@ func attnFwdTcKernel(variant int) kernelID {
 // launchAttnFwdTc queues gt_attn_fwd_tc_N (rule ATTN_TC_FWD).
 //
 // Same parameters and semantics as the SIMT families above; q, k, v, dout are used as bfloat16 (rounded if float32). _N: D <= N (64, 128).
-func (be *Backend) launchAttnFwdTc(op string, geom geomAttnTcFwd, variant int, out DevicePtr, outDt int, lse DevicePtr, lseDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, T int, S int, Hq int, Hkv int, D int, scale float32) {
-	be.launch(op, attnFwdTcKernel(variant), launchGeom(geom), out, outDt, lse, lseDt, q, qDt, k, kDt, v, vDt, T, S, Hq, Hkv, D, scale)
+func (be *Backend) launchAttnFwdTc(op string, geom geomAttnTcFwd, variant int, out DevicePtr, outDt int, lse DevicePtr, lseDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, T int, S int, Hq int, Hkv int, D int, scale float32, seg DevicePtr, softcap float32, window int, drop int, keepScale float32, seed uint64) {
+	be.launch(op, attnFwdTcKernel(variant), launchGeom(geom), out, outDt, lse, lseDt, q, qDt, k, kDt, v, vDt, T, S, Hq, Hkv, D, scale, seg, softcap, window, drop, keepScale, seed)
 }
 
 // attnBwdDqTcVariants are the instantiations of gt_attn_bwd_dq_tc_N, smallest first.
@@ -587,8 +599,8 @@ func attnBwdDqTcKernel(variant int) kernelID {
 }
 
 // launchAttnBwdDqTc queues gt_attn_bwd_dq_tc_N (rule ATTN_TC_DQ).
-func (be *Backend) launchAttnBwdDqTc(op string, geom geomAttnTcDq, variant int, dq DevicePtr, dqDt int, dout DevicePtr, doutDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, lse DevicePtr, lseDt int, delta DevicePtr, T int, S int, Hq int, Hkv int, D int, scale float32) {
-	be.launch(op, attnBwdDqTcKernel(variant), launchGeom(geom), dq, dqDt, dout, doutDt, q, qDt, k, kDt, v, vDt, lse, lseDt, delta, T, S, Hq, Hkv, D, scale)
+func (be *Backend) launchAttnBwdDqTc(op string, geom geomAttnTcDq, variant int, dq DevicePtr, dqDt int, dout DevicePtr, doutDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, lse DevicePtr, lseDt int, delta DevicePtr, T int, S int, Hq int, Hkv int, D int, scale float32, seg DevicePtr, softcap float32, window int, drop int, keepScale float32, seed uint64) {
+	be.launch(op, attnBwdDqTcKernel(variant), launchGeom(geom), dq, dqDt, dout, doutDt, q, qDt, k, kDt, v, vDt, lse, lseDt, delta, T, S, Hq, Hkv, D, scale, seg, softcap, window, drop, keepScale, seed)
 }
 
 // attnBwdDkvTcVariants are the instantiations of gt_attn_bwd_dkv_tc_N, smallest first.
@@ -606,6 +618,6 @@ func attnBwdDkvTcKernel(variant int) kernelID {
 }
 
 // launchAttnBwdDkvTc queues gt_attn_bwd_dkv_tc_N (rule ATTN_TC_DKV).
-func (be *Backend) launchAttnBwdDkvTc(op string, geom geomAttnTcDkv, variant int, dk DevicePtr, dkDt int, dv DevicePtr, dvDt int, dout DevicePtr, doutDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, lse DevicePtr, lseDt int, delta DevicePtr, T int, S int, Hq int, Hkv int, D int, scale float32) {
-	be.launch(op, attnBwdDkvTcKernel(variant), launchGeom(geom), dk, dkDt, dv, dvDt, dout, doutDt, q, qDt, k, kDt, v, vDt, lse, lseDt, delta, T, S, Hq, Hkv, D, scale)
+func (be *Backend) launchAttnBwdDkvTc(op string, geom geomAttnTcDkv, variant int, dk DevicePtr, dkDt int, dv DevicePtr, dvDt int, dout DevicePtr, doutDt int, q DevicePtr, qDt int, k DevicePtr, kDt int, v DevicePtr, vDt int, lse DevicePtr, lseDt int, delta DevicePtr, T int, S int, Hq int, Hkv int, D int, scale float32, seg DevicePtr, softcap float32, window int, drop int, keepScale float32, seed uint64) {
+	be.launch(op, attnBwdDkvTcKernel(variant), launchGeom(geom), dk, dkDt, dv, dvDt, dout, doutDt, q, qDt, k, kDt, v, vDt, lse, lseDt, delta, T, S, Hq, Hkv, D, scale, seg, softcap, window, drop, keepScale, seed)
 }

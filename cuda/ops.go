@@ -261,6 +261,20 @@ func (b *Backend) Scale(x *engine.Tensor, alpha float32) {
 	})
 }
 
+// Dropout computes out = x/(1 − p) where engine.DropoutKeep keeps the
+// element, 0 elsewhere, with gt_dropout (the same mask as every backend).
+func (b *Backend) Dropout(out, x *engine.Tensor, p float32, seed uint64) {
+	const op = "Dropout"
+	sameLen(op, x.Len(), out)
+	need(isFloat(out, x), op, "tensors must be F32 or BF16")
+	need(p >= 0 && p < 1, op, "dropout %g outside [0, 1)", p)
+	thr, keep := engine.DropoutThreshold(p), 1/(1-p)
+	b.ew(op, x.Len(), func(g geomEw) {
+		b.launchDropout(op, g, b.ptr(op, out), dt(out), b.ptr(op, x), dt(x), x.Len(),
+			int(int32(uint32(seed))), int(int32(uint32(seed>>32))), int(thr), keep)
+	})
+}
+
 // MulCols computes dst[r, j] = x[r, j]·v[j].
 func (b *Backend) MulCols(dst, x, v *engine.Tensor) {
 	const op = "MulCols"

@@ -1,6 +1,9 @@
 package engine
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // AttentionOptions are the variants of Backend.Attention and
 // AttentionBackward that model families ask for. The zero value is plain
@@ -37,6 +40,23 @@ type AttentionOptions struct {
 	// DropoutSeed picks the dropout mask; a run derives one per layer and
 	// step from its --seed so masks are reproducible.
 	DropoutSeed uint64
+}
+
+// Check reports what is wrong with the options of a call with batch size
+// batch and queries queries per example: a negative soft cap or window,
+// a dropout outside [0, 1), or segments that are not an Int32 [batch,
+// queries] tensor. Every backend checks the same conditions.
+func (o AttentionOptions) Check(batch, queries int) error {
+	if o.SoftCap < 0 || o.Window < 0 {
+		return fmt.Errorf("soft cap %g and window %d must not be negative", o.SoftCap, o.Window)
+	}
+	if !(o.Dropout >= 0 && o.Dropout < 1) {
+		return fmt.Errorf("dropout %g outside [0, 1)", o.Dropout)
+	}
+	if s := o.Segments; s != nil && (s.DType() != Int32 || s.Len() != batch*queries) {
+		return fmt.Errorf("segments %v must be Int32 [%d, %d]", s, batch, queries)
+	}
+	return nil
 }
 
 // ScaleFor returns the score multiplier for head dimension d.

@@ -130,6 +130,11 @@ type Backend interface {
 	Axpy(dst, x *Tensor, alpha float32)
 	// Scale computes x *= alpha in place.
 	Scale(x *Tensor, alpha float32)
+	// Dropout computes out[i] = x[i]/(1 − p) where DropoutKeep(seed, i,
+	// DropoutThreshold(p)) keeps element i (row-major index over the whole
+	// tensor) and 0 elsewhere; p is in [0, 1) and out may alias x. Its
+	// backward is the same call on the output's gradient.
+	Dropout(out, x *Tensor, p float32, seed uint64)
 	// MulCols computes dst[r, j] = x[r, j]·v[j] (v has Cols(x) elements;
 	// dst may alias x).
 	MulCols(dst, x, v *Tensor)

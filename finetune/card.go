@@ -146,7 +146,7 @@ func (r optionsRecorder) Settings(seqLen int) []train.Setting {
 		{Name: o.name("BatchSize"), Value: fmt.Sprint(o.BatchSize)},
 		{Name: o.name("Seed"), Value: fmt.Sprint(o.Seed)},
 		{Name: o.name("Shuffle"), Value: fmt.Sprint(o.Shuffle)},
-		{Name: o.name("Packing"), Value: fmt.Sprint(o.Packing)},
+		{Name: o.name("Packing"), Value: fmt.Sprint(o.Packing), Absent: "false"},
 		{Name: o.name("GradCheckpoint"), Value: fmt.Sprint(o.GradCheckpoint), Harmless: true},
 	}
 }

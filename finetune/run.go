@@ -135,6 +135,11 @@ func Run(ctx context.Context, o JobOptions) (*Result, error) {
 		return nil, err
 	}
 	m.SetGradCheckpoint(o.GradCheckpoint)
+	m.SetDropoutSeed(o.Seed)
+	if hc.HasDropout() {
+		fmt.Fprintf(o.Log, "dropout in training (config.json): attention %g, sub-layer outputs %g, embeddings %g; masks drawn from %s %d\n",
+			hc.AttentionDropout, hc.ResidDropout, hc.EmbdDropout, o.name("Seed"), o.Seed)
+	}
 	if ckpt != "" && saver == nil && ckptAdapter {
 		return nil, fmt.Errorf("%s %s: the checkpoint holds an adapter, but %s %s trains the model's own weights", o.name("Resume"), ckpt, o.name("Method"), o.Method)
 	}

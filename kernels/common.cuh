@@ -93,6 +93,29 @@ __device__ __forceinline__ void stx(void* p, int dt, long long i, float v) {
     static_cast<float*>(p)[i] = v;
 }
 
+// ---- dropout masks (engine.DropoutKeep) ----
+
+// gt_splitmix64 is engine.SplitMix64: SplitMix64's finaliser.
+__device__ __forceinline__ unsigned long long gt_splitmix64(unsigned long long x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// gt_dropout_keep is engine.DropoutKeep: element counter of the mask with
+// this seed is kept when the top 24 bits (engine's dropoutBits) of its hash
+// reach threshold (engine.DropoutThreshold).
+__device__ __forceinline__ bool gt_dropout_keep(unsigned long long seed, unsigned long long counter,
+                                                unsigned threshold) {
+  return (unsigned)(gt_splitmix64(seed ^ (counter * 0x9E3779B97F4A7C15ull)) >> 40) >= threshold;
+}
+
+// gt_seed64 joins a 64-bit seed passed as two int kernel arguments.
+__device__ __forceinline__ unsigned long long gt_seed64(int lo, int hi) {
+  return ((unsigned long long)(unsigned)hi << 32) | (unsigned)lo;
+}
+
 // atomic_addx adds v to element i atomically. bfloat16 goes through a
 // compare-and-swap on the aligned 32-bit word holding the element.
 __device__ __forceinline__ void atomic_addx(void* p, int dt, long long i, float v) {

@@ -35,6 +35,15 @@ extern "C" __global__ void gt_scale(void* x, int x_dt, int n, float alpha) {
   GT_GRID_STRIDE(i, n) stx(x, x_dt, i, ldx(x, x_dt, i) * alpha);
 }
 
+extern "C" __global__ void gt_dropout(void* out, int out_dt, const void* x, int x_dt, int n, int seed_lo, int seed_hi,
+                                      int threshold, float keep_scale) {
+  unsigned long long seed = gt_seed64(seed_lo, seed_hi);
+  GT_GRID_STRIDE(i, n) {
+    float v = gt_dropout_keep(seed, (unsigned long long)i, (unsigned)threshold) ? ldx(x, x_dt, i) * keep_scale : 0.f;
+    stx(out, out_dt, i, v);
+  }
+}
+
 extern "C" __global__ void gt_mul_cols(void* dst, int dst_dt, const void* x, int x_dt, const void* v, int v_dt, int n,
                                        int cols) {
   GT_GRID_STRIDE(i, n) stx(dst, dst_dt, i, ldx(x, x_dt, i) * ldx(v, v_dt, i % cols));

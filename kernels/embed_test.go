@@ -97,7 +97,7 @@ func TestKernelListIsWellFormed(t *testing.T) {
 		t.Fatal(err)
 	}
 	line := regexp.MustCompile(`^GT_KERNEL\((gt_\w+), (\w+), \((.*)\)\)$`)
-	param := regexp.MustCompile(`^(const )?(void|float|int)(\*)? \w+$`)
+	param := regexp.MustCompile(`^((const )?(void|float|int)(\*)?|unsigned long long) \w+$`)
 	rules := map[string]bool{"EW": true, "EW2D": true, "ROW": true, "COLS32": true, "GEMM_F32": true, "GEMM_BF16": true, "ATTN_FWD": true, "ATTN_DQ": true, "ATTN_DKV": true, "ATTN_TC_FWD": true, "ATTN_TC_DQ": true, "ATTN_TC_DKV": true, "WARP_ROWS": true}
 	seen := map[string]bool{}
 	for i, l := range strings.Split(string(data), "\n") {

@@ -29,6 +29,9 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 		name  string
 		gpt2  bool
 		apply ckpttest.Method
+		// dropout turns on the family's base-model dropout (GPT-2: all
+		// three pdrops), whose masks recomputation must draw again.
+		dropout bool
 	}{
 		{name: "full-llama"},
 		{name: "full-gpt2", gpt2: true},
@@ -60,6 +63,8 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 			return err
 		}},
 		{name: "full-bf16", apply: bf16(nil)},
+		{name: "full-gpt2-base-dropout", gpt2: true, dropout: true},
+		{name: "lora-llama-attention-dropout", dropout: true, apply: loraApply(lora.Config{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}, Seed: 3})},
 		{name: "lora-dropout-bf16", apply: bf16(loraApply(lora.Config{R: 4, Alpha: 8, Dropout: 0.25, Targets: []string{lora.AllLinear}, Seed: 3}))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,6 +74,12 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 			}
 			cfg, err := newCfg(sizes)
 			require.NoError(t, err)
+			if tc.dropout {
+				cfg.AttentionDropout = 0.2
+				if tc.gpt2 {
+					cfg.ResidDropout, cfg.EmbdDropout = 0.15, 0.1
+				}
+			}
 			ckpttest.RequireBitIdentical(t, cpu.New(), ckpttest.NewSetup(cfg, tc.apply), ckpttest.Shape{B: 2, T: 7, Passes: 3})
 		})
 	}

@@ -4,11 +4,16 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gotune/gotune/engine/textdata"
+	"github.com/gotune/gotune/engine/tokenizer"
+	"github.com/gotune/gotune/internal/chatgolden"
 )
 
 // llamaFactoryDir writes a LLaMA-Factory data folder: a dataset_info.json
@@ -58,6 +63,53 @@ func TestDataShowJSON(t *testing.T) {
 	status, again, stderr := gotuneIn("data", "show", "--data", tokenized, "--json")
 	require.Equal(t, 0, status, stderr)
 	assert.Equal(t, stdout, again)
+}
+
+// data show --json on OpenAI chat data with Qwen3's reasoning_content,
+// tool calls and tool definitions, tokenized with Qwen3's real tokenizer
+// and (--template auto) its own chat template: each line holds the ids
+// the real tokenizer gives transformers' rendering, and labels that
+// train on the replies only, as the library lays them out.
+func TestDataShowJSONModelTemplate(t *testing.T) {
+	g := chatgolden.Load(t)
+	fam := g.Family(t, "qwen3")
+	tokDir, ok := chatgolden.TokenizerDir(t, fam.Tokenizer, fam.TemplateSource(t))
+	require.True(t, ok)
+	var lines []string
+	var cases []chatgolden.Case
+	for _, name := range []string{"reasoning", "tool-call"} {
+		c := fam.Case(t, name)
+		record := map[string]json.RawMessage{"messages": c.Messages}
+		if tools, ok := c.Vars["tools"]; ok {
+			record["tools"] = tools
+		}
+		line, err := json.Marshal(record)
+		require.NoError(t, err)
+		lines = append(lines, string(line))
+		cases = append(cases, c)
+	}
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+
+	status, stdout, stderr := gotuneIn("data", "show", "--data", path, "--tokenizer", tokDir, "--template", "auto", "--json")
+	require.Equal(t, 0, status, stderr)
+	tok, err := tokenizer.Load(tokDir)
+	require.NoError(t, err)
+	lib, err := textdata.Open(path, textdata.Options{Tokenizer: tok})
+	require.NoError(t, err)
+	got := strings.Split(strings.TrimSpace(stdout), "\n")
+	require.Len(t, got, len(cases))
+	for i, l := range got {
+		var ex struct {
+			InputIDs []int32 `json:"input_ids"`
+			Labels   []int32 `json:"labels"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(l), &ex), l)
+		assert.Equal(t, cases[i].Renders[0].IDs, ex.InputIDs, cases[i].Name)
+		assert.Equal(t, lib.Examples[i].Labels, ex.Labels, cases[i].Name)
+		assert.Contains(t, ex.Labels, int32(-100))
+		assert.Less(t, slices.Index(ex.Labels, int32(-100)), slices.IndexFunc(ex.Labels, func(l int32) bool { return l != -100 }))
+	}
 }
 
 // A LLaMA-Factory config naming dataset_info.json entries trains as it is.

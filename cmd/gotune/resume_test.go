@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +18,13 @@ import (
 // mid-epoch) and six steps.
 func resumeArgs(t *testing.T, method, out string, extra ...string) []string {
 	t.Helper()
-	set, err := golden.Load(filepath.Join(goldenDir, "llama-gqa"))
+	return resumeArgsOf(t, "llama-gqa", method, out, extra...)
+}
+
+// resumeArgsOf is resumeArgs for the golden model set name.
+func resumeArgsOf(t *testing.T, name, method, out string, extra ...string) []string {
+	t.Helper()
+	set, err := golden.Load(filepath.Join(goldenDir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,24 +57,30 @@ func readMetrics(t *testing.T, out string) []train.StepMetrics {
 // after step 5 (with the checkpoint of step 6 half written) and resuming
 // from the output folder give the same per-step losses and bit-identical
 // final weights, for a full fine-tune, for LoRA and for LoRA with dropout
-// (whose mask streams the checkpoint saves and restores).
+// (whose mask streams the checkpoint saves and restores), and for models
+// whose config asks for base-model dropout (masks derived from --seed and
+// the step, nothing to save).
 func TestResumeMatchesStraightRun(t *testing.T) {
 	for _, tc := range []struct {
 		name, method, weights string
 		flags                 []string // method flags, given to every run
+		set                   string   // the golden model set; "" is llama-gqa
 	}{
-		{"full", "full", "model.safetensors", nil},
-		{"lora", "lora", "adapter_model.safetensors", nil},
-		{"lora-dropout", "lora", "adapter_model.safetensors", []string{"--lora-dropout", "0.1"}},
+		{"full", "full", "model.safetensors", nil, ""},
+		{"lora", "lora", "adapter_model.safetensors", nil, ""},
+		{"lora-dropout", "lora", "adapter_model.safetensors", []string{"--lora-dropout", "0.1"}, ""},
 		// Loaded into bfloat16 storage; the resumed run's float32 masters
 		// are re-read from the checkpoint exactly.
-		{"full-bf16", "full", "model.safetensors", []string{"--precision", "bf16"}},
+		{"full-bf16", "full", "model.safetensors", []string{"--precision", "bf16"}, ""},
+		{"full-gpt2-base-dropout", "full", "model.safetensors", nil, "gpt2-dropout"},
+		{"lora-llama-attention-dropout", "lora", "adapter_model.safetensors", nil, "llama-dropout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			outA, outB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+			set := cmp.Or(tc.set, "llama-gqa")
 			args := func(out string, extra ...string) []string {
-				return resumeArgs(t, tc.method, out, append(slices.Clone(tc.flags), extra...)...)
+				return resumeArgsOf(t, set, tc.method, out, append(slices.Clone(tc.flags), extra...)...)
 			}
 			mustTrain(t, args(outA))
 			mustTrain(t, args(outB, "--save-every", "3"))

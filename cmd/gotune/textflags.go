@@ -27,14 +27,18 @@ or chosen with --format):
   instruction   {"instruction", "output", optional "input", "system" and
                 "history": [[prompt, response], ...]} (alpaca)
   sharegpt      {"conversations": [{"from": "human"|"gpt"|"system"|"function_call"|"observation",
-                "value"}, ...], optional "system"}
-  chat          {"messages": [{"role": "system"|"user"|"assistant", "content"}, ...]}
+                "value"}, ...], optional "system" and "tools"}
+  chat          {"messages": [{"role": "system"|"user"|"assistant"|"tool", "content",
+                optional "tool_calls", "tool_call_id", "name", "reasoning_content"}, ...],
+                optional "tools"} (OpenAI's form)
   text          {"text"}, or a .txt file: packed into blocks of --seq-len tokens
   pretokenized  {"input_ids", optional "labels" (-100 = not trained on)}
 Files may also be a JSON array of such records (.json) or Parquet (.parquet,
 as the Hugging Face hub stores datasets). Instruction, sharegpt and chat data
 are laid out with a chat template (--template) and train on the assistant's
-replies (function calls included) only; text trains on every token.
+replies (function calls included) only; a model's own template sees tools,
+tool calls and reasoning as transformers passes them. Text trains on every
+token.
 --dataset a,b --dataset-dir DIR reads entries of DIR/dataset_info.json as
 LLaMA-Factory does (file_name, formatting alpaca|sharegpt, columns, tags).`
 

@@ -233,10 +233,24 @@ func checkMemoryCounters(h *harness) {
 	if before.Peak < before.InUse || before.Reserved < before.InUse {
 		h.t.Errorf("after ResetPeakMemory: %+v, want Peak and Reserved >= InUse", before)
 	}
-	x := h.b.Alloc(engine.Float32, n)
-	held := mr.MemoryStats()
-	if grown := held.InUse - before.InUse; held.InUse < before.InUse || grown > size+size/8 {
-		h.t.Errorf("Alloc of %d bytes: InUse %d -> %d", size, before.InUse, held.InUse)
+	// An allocation must raise InUse by its size; a tensor the garbage
+	// collector releases at the same moment can hide that, so a failure
+	// is only one when it repeats.
+	var x *engine.Tensor
+	var held engine.MemoryStats
+	for try := 1; ; try++ {
+		x = h.b.Alloc(engine.Float32, n)
+		held = mr.MemoryStats()
+		grown := held.InUse - before.InUse
+		if held.InUse >= before.InUse+size && grown <= size+size/8 {
+			break
+		}
+		if try == 3 {
+			h.t.Errorf("Alloc of %d bytes: InUse %d -> %d", size, before.InUse, held.InUse)
+			break
+		}
+		h.b.Free(x)
+		before = mr.MemoryStats()
 	}
 	if held.Peak < held.InUse || held.Peak < size || held.Reserved < held.InUse {
 		h.t.Errorf("after an Alloc of %d bytes: %+v, want Peak >= InUse >= %d and Reserved >= InUse", size, held, size)

@@ -37,8 +37,9 @@ func Run(t *testing.T, b engine.Backend, opts Options) {
 		{"AttentionOptions", checkAttentionOptions},
 		{"CrossEntropy", checkCrossEntropy},
 		{"AdamW", checkAdamW},
-		// Last: each check's inputs are seeded by its position.
+		// Append new checks: each check's inputs are seeded by its position.
 		{"QuantGemm", checkQuantGemm},
+		{"Dropout", checkDropout},
 	}
 	for i, c := range checks {
 		run(t, b, opts, c.name, uint64(i+1), c.fn)

@@ -19,6 +19,8 @@
 package chat
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -40,16 +42,33 @@ const (
 // Face's -100).
 const IgnoreIndex = -100
 
-// Message is one turn of a conversation.
+// Message is one turn of a conversation. A model's own template sees it
+// as transformers passes a message: a dict with the keys role and
+// content, plus reasoning_content, tool_calls, tool_call_id and name when
+// they are set (a template tests "is defined" on them).
 type Message struct {
-	// Role is System, User or Assistant.
+	// Role is System, User, Assistant or Tool.
 	Role string
 	// Content is the text of the turn.
 	Content string
+	// NullContent makes the template see content as None rather than
+	// Content (OpenAI's form of an assistant message that only calls
+	// tools has "content": null, which some templates test for).
+	NullContent bool
 	// Reasoning is an assistant message's reasoning (its thinking before
 	// the reply). Only templates of reasoning models (Qwen3) show it, as
 	// the message's reasoning_content; the others leave it out.
 	Reasoning string
+	// ToolCalls is an assistant message's tool_calls, JSON as the data
+	// holds it (OpenAI's form: a list of {"id", "type": "function",
+	// "function": {"name", "arguments"}}), handed to the template as it is
+	// (arguments stay a string or an object, keys keep their order).
+	ToolCalls json.RawMessage
+	// ToolCallID is a tool message's tool_call_id: the call it answers.
+	ToolCallID string
+	// Name is the message's name (a tool message's tool, in OpenAI's
+	// form).
+	Name string
 	// Input is the "input" field of an instruction-format record, set on
 	// the user message built from it (see FromInstruction). Templates with
 	// a slot for it (alpaca) show it there; the others append it to
@@ -184,6 +203,20 @@ func Resolve(name string, tok tokenizer.Tokenizer, option string) (t Template, n
 		return nil, "", err
 	}
 	return t, "chat template " + t.Name() + " (" + option + ")", nil
+}
+
+// WithTools returns t set to render a conversation whose tools (the
+// tool definitions it may call: a JSON list, transformers' tools
+// argument) are tools; empty tools return t. Only a model's own template
+// can show tool definitions: tools with a built-in template are an error.
+func WithTools(t Template, tools json.RawMessage) (Template, error) {
+	if len(bytes.TrimSpace(tools)) == 0 {
+		return t, nil
+	}
+	if j, ok := t.(*Jinja); ok {
+		return j.WithTools(tools)
+	}
+	return nil, fmt.Errorf("chat template %s has no place for tool definitions; use the model's own chat template (template auto or a .jinja file)", t.Name())
 }
 
 // IsFile reports whether a template setting names a template file rather

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -89,11 +90,19 @@ func TestTemplates(t *testing.T) {
 		{Role: User, Content: "Q2"},
 		{Role: Assistant, Content: "A2"},
 	}
+	// Tool use, which built-in templates lay out as text (lowerTools).
+	tools := []Message{
+		{Role: User, Content: "Weather?"},
+		{Role: Assistant, ToolCalls: json.RawMessage(`[{"id": "c1", "type": "function", "function": {"name": "w", "arguments": {"c": "P"}}}]`)},
+		{Role: Tool, Content: "21", ToolCallID: "c1"},
+		{Role: Assistant, Content: "Warm."},
+	}
 	cases := []struct {
 		template string
 		msgs     []Message
 		want     string
 	}{
+		{"chatml", tools, "<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n⟦{\"name\": \"w\", \"arguments\": {\"c\": \"P\"}}<|im_end|>⟧\n<|im_start|>user\n21<|im_end|>\n<|im_start|>assistant\n⟦Warm.<|im_end|>⟧\n"},
 		{"plain", noInput, "<BOS>Say hi.\n⟦hi⟧⟦<EOS>⟧"},
 		{"plain", instrSys, "<BOS>Be brief.\nReverse.\nabc\n⟦cba⟧⟦<EOS>⟧"},
 		{"plain", multi, "<BOS>Be brief.\n  Q1\n\n⟦A1 ⟧⟦<EOS>⟧Q2\n⟦A2⟧⟦<EOS>⟧"},
@@ -180,7 +189,8 @@ func TestTemplateErrors(t *testing.T) {
 		want           string
 	}{
 		{"empty", "plain", nil, false, "no messages"},
-		{"unknown role", "chatml", []Message{u("q"), {Role: "tool", Content: "x"}}, false, `messages[1]: unknown role "tool"`},
+		{"unknown role", "chatml", []Message{u("q"), {Role: "function", Content: "x"}}, false, `messages[1]: unknown role "function"`},
+		{"bad tool calls", "chatml", []Message{u("q"), {Role: Assistant, ToolCalls: json.RawMessage(`{"function": {}}`)}}, false, "messages[1].tool_calls: json: cannot unmarshal object"},
 		{"late system", "llama3", []Message{u("q"), s, a("x")}, false, "messages[1]: a system message may only come first"},
 		{"two users", "llama2", []Message{s, u("q"), u("q2"), a("x")}, false, "messages[2] is a user message where a assistant message was expected"},
 		{"starts with reply", "chatml", []Message{a("x")}, false, "messages[0] is a assistant message where a user"},
@@ -205,6 +215,33 @@ func TestTemplateErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWithTools checks that tool definitions reach a model's own template
+// as its tools variable, and are refused by a built-in template.
+func TestWithTools(t *testing.T) {
+	tok := byteTokenizer(t, specials, "")
+	j, err := NewJinja("t.jinja", "{% if tools %}{{ tools | tojson }}{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}", tok)
+	require.NoError(t, err)
+	msgs := []Message{{Role: User, Content: "q"}, {Role: Assistant, Content: "a"}}
+	tools := json.RawMessage(`[{"type": "function", "function": {"name": "w", "parameters": {"z": 1, "a": 2.5}}}]`)
+	tj, err := WithTools(j, tools)
+	require.NoError(t, err)
+	ps, err := tj.Render(msgs)
+	require.NoError(t, err)
+	require.Equal(t, `[{"type": "function", "function": {"name": "w", "parameters": {"z": 1, "a": 2.5}}}]`+"<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n⟦a<|im_end|>⟧\n", String(ps))
+	ps, err = j.Render(msgs) // j itself is unchanged
+	require.NoError(t, err)
+	require.Equal(t, "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n⟦a<|im_end|>⟧\n", String(ps))
+
+	same, err := WithTools(j, nil)
+	require.NoError(t, err)
+	require.Same(t, j, same)
+	_, err = WithTools(j, json.RawMessage(`{"name": "w"}`))
+	require.ErrorContains(t, err, "tools must be a JSON list")
+	chatml, _ := Lookup("chatml")
+	_, err = WithTools(chatml, tools)
+	require.ErrorContains(t, err, "chat template chatml has no place for tool definitions")
 }
 
 func TestCheckMarkers(t *testing.T) {

@@ -1,9 +1,12 @@
 package chat
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -19,42 +22,59 @@ import (
 //
 // Labels come from the rendered text itself, not from a description of
 // the format: the conversation is rendered whole, and each assistant
-// message's span in it is found by rendering prefixes, as TRL and
-// LLaMA-Factory do. For assistant message i, the span starts where the
-// rendering of messages[:i] with add_generation_prompt stops agreeing
-// with the whole conversation (so the generation prompt, e.g.
-// "<|im_start|>assistant\n", is prompt, and whatever the template writes
-// after it, such as Qwen3's empty <think></think> block, is reply), and
-// ends where the rendering of messages[:i+1] ends, less trailing white
-// space (the newline a template writes after its end-of-turn token is
-// never generated: generation stops at that token). A template that
-// writes a turn differently once it is no longer the last (Qwen3 and
-// DeepSeek-R1 drop the reasoning of earlier turns) is handled by marking
-// the end of the message's content with a sentinel: the span ends at
-// that mark plus the end-of-turn text the template writes after the
-// content. A conversation in which a message's span cannot be found this
-// way is an error naming the message.
+// message's span in it is found by rendering prefixes and by marking the
+// end of a message's content with a sentinel, as TRL and LLaMA-Factory
+// find the reply in a rendered conversation. For assistant message i:
+//
+//   - the span starts where the generation prompt ends: where the
+//     rendering of messages[:i] with add_generation_prompt stops
+//     agreeing with the whole conversation, or, when later, where the
+//     text the template writes after the previous message's content in
+//     that rendering stops agreeing (templates such as Mistral's write
+//     the system prompt into the last user turn only, so the renderings
+//     part early). The generation prompt (e.g. "<|im_start|>assistant\n")
+//     is prompt; what the template writes after it, such as Qwen3's
+//     empty <think></think> block, is reply;
+//   - the span ends with the template's end-of-turn text (see
+//     EndOfTurn): its first occurrence after the start, before the next
+//     message's content; else (a turn the template ends otherwise, such
+//     as a tool call) where the template stops writing the message
+//     (see span). What a template writes after that, such as the
+//     newline after <|im_end|> or Phi's <|endoftext|> after the last
+//     turn, is never generated (generation stops at the end of the turn)
+//     and is not trained. For a template without end-of-turn text (GLM-4
+//     ends a reply with the next turn's role token) the span ends with
+//     the message's content.
+//
+// A conversation in which a message's span cannot be found this way is
+// an error naming the message.
 type Jinja struct {
 	source   string // where the template came from, for messages
 	tmpl     *jinja.Template
+	tok      tokenizer.Tokenizer // nil for text-only rendering
 	bos, eos string
+	tools    jinja.Value // the tools variable; nil when unset
+	eot      string
 	stop     []string
 	now      func() time.Time
 }
 
 // NewJinja parses a Jinja chat template for a model whose tokenizer is
-// tok; source names where it came from (a file) for messages.
+// tok; source names where it came from (a file) for messages. tok may be
+// nil to render text only: the special tokens are then unknown, and the
+// end of a turn is cut at white space or after a '>' or ']' instead of at
+// a token boundary.
 func NewJinja(source, src string, tok tokenizer.Tokenizer) (*Jinja, error) {
 	t, err := jinja.Parse(src)
 	if err != nil {
 		return nil, fmt.Errorf("chat template %s: %w", source, err)
 	}
-	j := &Jinja{source: source, tmpl: t, now: time.Now}
+	j := &Jinja{source: source, tmpl: t, tok: tok, now: time.Now}
 	if tok != nil {
 		j.bos = tokenString(tok, tok.BOS())
 		j.eos = tokenString(tok, tok.EOS())
-		j.stop = j.findStopTokens(tok)
 	}
+	j.findEndOfTurn()
 	return j, nil
 }
 
@@ -70,6 +90,34 @@ func LoadJinjaFile(path string, tok tokenizer.Tokenizer) (*Jinja, error) {
 // SetNow fixes the time strftime_now reports (for reproducible tests).
 func (j *Jinja) SetNow(now func() time.Time) { j.now = now }
 
+// SetSpecialTokens sets the bos_token and eos_token the template sees,
+// for text-only rendering (a Jinja made with a tokenizer has its own),
+// and finds the end of a turn again.
+func (j *Jinja) SetSpecialTokens(bos, eos string) {
+	j.bos, j.eos = bos, eos
+	j.findEndOfTurn()
+}
+
+// WithTools returns a copy of j that renders with tools, transformers'
+// tools argument: the tool definitions the conversation may call (JSON,
+// a list, as the data holds it). Empty tools leave the variable unset.
+func (j *Jinja) WithTools(tools json.RawMessage) (*Jinja, error) {
+	c := *j
+	c.tools = nil
+	if len(bytes.TrimSpace(tools)) == 0 {
+		return &c, nil
+	}
+	v, err := jinja.FromJSON(tools)
+	if err != nil {
+		return nil, fmt.Errorf("tools: %w", err)
+	}
+	if _, ok := v.([]jinja.Value); !ok && v != nil {
+		return nil, fmt.Errorf("tools must be a JSON list of tool definitions")
+	}
+	c.tools = v
+	return &c, nil
+}
+
 func tokenString(tok tokenizer.Tokenizer, id int) string {
 	if id == tokenizer.NoToken {
 		return ""
@@ -81,37 +129,109 @@ func tokenString(tok tokenizer.Tokenizer, id int) string {
 // Name implements Template: where the template came from.
 func (j *Jinja) Name() string { return j.source }
 
-// StopTokens implements Template: the end-of-turn token the template
-// writes after a reply, when it is one token of the tokenizer.
+// StopTokens implements Template: the template's end-of-turn text when
+// it is one token of the tokenizer (e.g. "<|im_end|>", "<|eot_id|>",
+// "<end_of_turn>", "<|end|>").
 func (j *Jinja) StopTokens() []string { return j.stop }
+
+// EndOfTurn is the text the template writes right after a reply's
+// content whether or not the conversation goes on (e.g. "<|im_end|>",
+// "</s>"), cut at a token boundary; "" when it writes none.
+func (j *Jinja) EndOfTurn() string { return j.eot }
 
 // Markers implements Template. The template's own special tokens are
 // the model's, so there is nothing to check.
 func (j *Jinja) Markers() []string { return nil }
 
-// probeReply is the reply of the conversation findStopTokens renders.
-const probeReply = "gotune probe reply"
+// Probe conversation findEndOfTurn renders.
+const (
+	probeUser  = "gotune probe"
+	probeReply = "gotune probe reply"
+)
 
-// findStopTokens renders a one-exchange conversation and returns the
-// text the template writes right after the reply when it is a single
-// token (e.g. "<|im_end|>", "<|eot_id|>", "<end_of_turn>").
-func (j *Jinja) findStopTokens(tok tokenizer.Tokenizer) []string {
-	text, err := j.render([]Message{{Role: User, Content: "gotune probe"}, {Role: Assistant, Content: probeReply}}, nil, false)
+// findEndOfTurn sets eot from a one-exchange conversation rendered as it
+// is and followed by another user message: the text both renderings have
+// after the reply (see EndOfTurn); and stop to it when it is one token.
+func (j *Jinja) findEndOfTurn() {
+	j.eot, j.stop = "", nil
+	reply := 1
+	msgs := []Message{{Role: User, Content: probeUser}, {Role: Assistant, Content: probeReply}}
+	last, err := j.render(msgs, reply, false)
 	if err != nil {
-		return nil
+		return
 	}
-	k := strings.LastIndex(text, probeReply)
+	more, err := j.render(append(msgs, Message{Role: User, Content: probeUser}), reply, false)
+	if err != nil {
+		return
+	}
+	a, b := afterSentinel(last), afterSentinel(more)
+	if a < 0 || b < 0 {
+		return
+	}
+	j.eot = j.commonTurnEnd(last[a:], more[b:])
+	if j.tok != nil && j.eot != "" && isAddedToken(j.tok, j.eot) {
+		j.stop = []string{j.eot}
+	}
+}
+
+// afterSentinel is the index just after the sentinel in s, or -1.
+func afterSentinel(s string) int {
+	k := strings.Index(s, sentinel)
 	if k < 0 {
-		return nil
+		return -1
 	}
-	after := strings.TrimSpace(text[k+len(probeReply):])
-	if after == "" {
-		return nil
+	return k + len(sentinel)
+}
+
+// commonTurnEnd is the longest common prefix of a and b that ends at a
+// token boundary of a (see NewJinja for text-only rendering), less
+// trailing white space.
+func (j *Jinja) commonTurnEnd(a, b string) string {
+	n := commonPrefix(a, b)
+	for ; n > 0; n-- {
+		if j.boundary(a, n) {
+			break
+		}
 	}
-	if isAddedToken(tok, after) {
-		return []string{after}
+	return strings.TrimRight(a[:n], " \t\r\n")
+}
+
+// boundary reports whether a[:n] ends at a token boundary of a.
+func (j *Jinja) boundary(a string, n int) bool {
+	if n == len(a) {
+		return true
 	}
-	return nil
+	if j.tok == nil {
+		return endsMarker(a[:n])
+	}
+	head, err1 := j.tok.Encode(a[:n], false)
+	whole, err2 := j.tok.Encode(a, false)
+	return err1 == nil && err2 == nil && len(head) <= len(whole) && slices.Equal(head, whole[:len(head)])
+}
+
+// markerEnds are the characters after which text-only rendering cuts:
+// white space and the ends of special tokens ("<|im_end|>", "[/INST]").
+const markerEnds = " \t\r\n>]"
+
+// endsMarker reports whether s ends with one of markerEnds.
+func endsMarker(s string) bool {
+	return s != "" && strings.ContainsRune(markerEnds, rune(s[len(s)-1]))
+}
+
+// promptEnd is how far b agrees with the prompt a: their common prefix,
+// backed off to the end of a marker or white space when a goes on
+// differently (DeepSeek-R1's generation prompt adds "<think>\n" where the
+// conversation has "<｜tool▁calls▁begin｜>": they share a "<"), so that a
+// reply never starts inside a token.
+func promptEnd(a, b string) int {
+	n := commonPrefix(a, b)
+	if n == len(a) {
+		return n
+	}
+	for n > 0 && !endsMarker(b[:n]) {
+		n--
+	}
+	return n
 }
 
 // isAddedToken reports whether s is exactly one token of tok.
@@ -124,32 +244,30 @@ func isAddedToken(tok tokenizer.Tokenizer, s string) bool {
 	return ok && t == s
 }
 
-// render renders msgs (with mark appended to the content of message
-// marked, when mark != nil).
-func (j *Jinja) render(msgs []Message, mark *int, addGenerationPrompt bool) (string, error) {
+// noMark is the mark argument of render that marks no message.
+const noMark = -1
+
+// render renders msgs, with the sentinel appended to the content of
+// message mark (noMark: none).
+func (j *Jinja) render(msgs []Message, mark int, addGenerationPrompt bool) (string, error) {
 	list := make([]jinja.Value, len(msgs))
 	for i, m := range msgs {
-		content := m.Content
-		if m.Input != "" {
-			content = userText(m, "\n\n")
-		}
-		if mark != nil && *mark == i {
-			content += sentinel
-		}
-		d := jinja.NewDict()
-		d.Set("role", m.Role)
-		d.Set("content", content)
-		if m.Reasoning != "" {
-			d.Set("reasoning_content", m.Reasoning)
+		d, err := messageDict(m, i == mark)
+		if err != nil {
+			return "", fmt.Errorf("messages[%d]: %w", i, err)
 		}
 		list[i] = d
 	}
-	out, err := j.tmpl.Render(map[string]jinja.Value{
+	vars := map[string]jinja.Value{
 		"messages":              list,
 		"add_generation_prompt": addGenerationPrompt,
 		"bos_token":             j.bos,
 		"eos_token":             j.eos,
-	}, jinja.Options{Now: j.now})
+	}
+	if j.tools != nil {
+		vars["tools"] = j.tools
+	}
+	out, err := j.tmpl.Render(vars, jinja.Options{Now: j.now})
 	if err != nil {
 		var re *jinja.RaiseError
 		if errors.As(err, &re) {
@@ -158,6 +276,42 @@ func (j *Jinja) render(msgs []Message, mark *int, addGenerationPrompt bool) (str
 		return "", err
 	}
 	return out, nil
+}
+
+// messageDict is the dict a template sees for m (see Message), with the
+// sentinel appended to its content when marked.
+func messageDict(m Message, marked bool) (*jinja.Dict, error) {
+	d := jinja.NewDict()
+	d.Set("role", m.Role)
+	text := m.Content
+	if m.Input != "" {
+		text = userText(m, "\n\n")
+	}
+	var content jinja.Value = text
+	switch {
+	case marked:
+		content = text + sentinel
+	case m.NullContent:
+		content = nil
+	}
+	d.Set("content", content)
+	if m.Reasoning != "" {
+		d.Set("reasoning_content", m.Reasoning)
+	}
+	if len(bytes.TrimSpace(m.ToolCalls)) > 0 {
+		calls, err := jinja.FromJSON(m.ToolCalls)
+		if err != nil {
+			return nil, fmt.Errorf("tool_calls: %w", err)
+		}
+		d.Set("tool_calls", calls)
+	}
+	if m.ToolCallID != "" {
+		d.Set("tool_call_id", m.ToolCallID)
+	}
+	if m.Name != "" {
+		d.Set("name", m.Name)
+	}
+	return d, nil
 }
 
 // sentinel marks the end of a message's content (see Jinja).
@@ -169,16 +323,17 @@ func (j *Jinja) Render(msgs []Message) ([]Piece, error) {
 	if err := checkRoles(msgs); err != nil {
 		return nil, err
 	}
-	full, err := j.render(msgs, nil, false)
+	full, err := j.render(msgs, noMark, false)
 	if err != nil {
 		return nil, err
 	}
+	conv := &rendered{msgs: msgs, full: full, ends: map[int]contentPos{}}
 	var spans [][2]int
 	for i, m := range msgs {
 		if m.Role != Assistant {
 			continue
 		}
-		s, err := j.span(msgs, i, full)
+		s, err := j.span(conv, i)
 		if err != nil {
 			return nil, fmt.Errorf("messages[%d]: %w", i, err)
 		}
@@ -207,40 +362,131 @@ func (j *Jinja) Render(msgs []Message) ([]Piece, error) {
 }
 
 // span finds assistant message i in full, the rendered conversation.
-func (j *Jinja) span(msgs []Message, i int, full string) ([2]int, error) {
-	prompt, err := j.render(msgs[:i], nil, true)
+func (j *Jinja) span(c *rendered, i int) ([2]int, error) {
+	msgs, full := c.msgs, c.full
+	start, err := j.replyStart(c, i)
 	if err != nil {
 		return [2]int{}, err
 	}
-	start := commonPrefix(prompt, full)
-	upto, err := j.render(msgs[:i+1], nil, false)
+	limit := j.nextContentStart(c, i, start)
+	if j.eot != "" {
+		if k := strings.Index(full[start:limit], j.eot); k >= 0 {
+			return [2]int{start, start + k + len(j.eot)}, nil
+		}
+	}
+	// No end-of-turn text: the reply ends with its content, or, for a
+	// message that calls tools (a sentinel in its content would be laid
+	// out as text, where the template writes none) and when the content
+	// cannot be found, where the template stops writing this message:
+	// the end of its rendering of messages[:i+1] as far as the whole
+	// conversation agrees with it (some templates end a tool call with
+	// their own token, e.g. <|eom_id|>, or go on with the tool's output
+	// in the same turn).
+	if len(msgs[i].ToolCalls) == 0 {
+		if e, ok := j.contentEnd(c, i); ok && e >= start && e <= limit {
+			return [2]int{start, e}, nil
+		}
+	}
+	upto, err := j.render(msgs[:i+1], noMark, false)
 	if err != nil {
 		return [2]int{}, err
 	}
-	if strings.HasPrefix(full, upto) && len(upto) >= start {
-		return [2]int{start, max(start, len(strings.TrimRight(upto, " \t\r\n")))}, nil
+	e := min(len(strings.TrimRight(full[:promptEnd(upto, full)], " \t\r\n")), limit)
+	if e <= start && len(msgs[i].ToolCalls) > 0 {
+		return [2]int{}, fmt.Errorf("chat template %s writes nothing for the message's tool calls (it has no place for OpenAI-style tool_calls)", j.source)
 	}
-	// The template writes this turn differently when it is the last:
-	// find its content's end with the sentinel, then the end-of-turn
-	// text that follows the content.
-	marked, err := j.render(msgs, &i, false)
+	return [2]int{start, max(start, e)}, nil
+}
+
+// nextContentStart bounds the span of assistant message i: where the
+// content of the next message starts in full (its end less its length),
+// or the end of full.
+func (j *Jinja) nextContentStart(c *rendered, i, start int) int {
+	if i+1 == len(c.msgs) {
+		return len(c.full)
+	}
+	q, ok := j.contentEnd(c, i+1)
+	if !ok {
+		return len(c.full)
+	}
+	return max(start, q-len(strings.TrimSpace(c.msgs[i+1].Content)))
+}
+
+// replyStart is where the generation prompt of assistant message i ends
+// in full (see Jinja).
+func (j *Jinja) replyStart(c *rendered, i int) (int, error) {
+	msgs, full := c.msgs, c.full
+	prompt, err := j.render(msgs[:i], noMark, true)
 	if err != nil {
-		return [2]int{}, err
+		return 0, err
 	}
-	end := strings.Index(marked, sentinel)
-	lastMarked, err := j.render(msgs[:i+1], &i, false)
+	start := promptEnd(prompt, full)
+	if i == 0 {
+		return start, nil
+	}
+	q, ok := j.contentEnd(c, i-1)
+	if !ok {
+		return start, nil
+	}
+	marked, err := j.render(msgs[:i], i-1, true)
 	if err != nil {
-		return [2]int{}, err
+		return 0, err
 	}
-	k := strings.LastIndex(lastMarked, sentinel)
-	if end < start || k < 0 || marked[:end] != full[:end] {
-		return [2]int{}, fmt.Errorf("cannot find the assistant message in the rendered conversation (chat template %s)", j.source)
+	if k := afterSentinel(marked); k >= 0 {
+		start = max(start, q+promptEnd(marked[k:], full[q:]))
 	}
-	suffix := strings.TrimRight(lastMarked[k+len(sentinel):], " \t\r\n")
-	if !strings.HasPrefix(full[end:], suffix) {
-		return [2]int{}, fmt.Errorf("cannot find the end of the assistant message in the rendered conversation (chat template %s)", j.source)
+	return start, nil
+}
+
+// rendered is a conversation being laid out by Render: its messages,
+// their whole rendering, and the content ends found so far.
+type rendered struct {
+	msgs []Message
+	full string
+	ends map[int]contentPos
+}
+
+// contentPos is a cached result of contentEnd.
+type contentPos struct {
+	at int
+	ok bool
+}
+
+// contentEnd is where the content of message i ends in the whole
+// rendering, found by rendering the conversation with the sentinel after
+// it; ok is false when the template does not write the content (or
+// writes it changed other than by stripping white space before the
+// sentinel), and for a null content (marking it would make it a string,
+// which templates lay out differently).
+func (j *Jinja) contentEnd(c *rendered, i int) (int, bool) {
+	if p, ok := c.ends[i]; ok {
+		return p.at, p.ok
 	}
-	return [2]int{start, end + len(suffix)}, nil
+	at, ok := j.findContentEnd(c.msgs, i, c.full)
+	c.ends[i] = contentPos{at, ok}
+	return at, ok
+}
+
+// findContentEnd is contentEnd without the cache.
+func (j *Jinja) findContentEnd(msgs []Message, i int, full string) (int, bool) {
+	if msgs[i].NullContent {
+		return 0, false
+	}
+	marked, err := j.render(msgs, i, false)
+	if err != nil {
+		return 0, false
+	}
+	k := strings.Index(marked, sentinel)
+	if k < 0 {
+		return 0, false
+	}
+	if marked[:k] == full[:min(k, len(full))] {
+		return k, true
+	}
+	// A template that strips the content (| trim) keeps the white space
+	// before the sentinel, which the unmarked rendering lost.
+	k = len(strings.TrimRight(marked[:k], " \t\r\n"))
+	return k, marked[:k] == full[:min(k, len(full))]
 }
 
 // commonPrefix is the length of the longest common prefix of a and b,
@@ -262,7 +508,7 @@ func (j *Jinja) Prompt(msgs []Message) ([]Piece, error) {
 	if err := checkRoles(msgs); err != nil {
 		return nil, err
 	}
-	text, err := j.render(msgs, nil, true)
+	text, err := j.render(msgs, noMark, true)
 	if err != nil {
 		return nil, err
 	}

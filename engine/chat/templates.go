@@ -1,7 +1,10 @@
 package chat
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -47,6 +50,10 @@ func (t *template) check(msgs []Message, prompt bool) (*Message, []Message, erro
 	if len(msgs) == 0 {
 		return nil, nil, fmt.Errorf("the conversation has no messages")
 	}
+	msgs, err := lowerTools(msgs)
+	if err != nil {
+		return nil, nil, err
+	}
 	var sys *Message
 	turns := msgs
 	for i, m := range msgs {
@@ -85,6 +92,43 @@ func (t *template) check(msgs []Message, prompt bool) (*Message, []Message, erro
 		return nil, nil, fmt.Errorf("it holds one instruction and its response, but the conversation has %d user messages (multi-turn chat needs another template, such as chatml or llama3)", (len(turns)+1)/2)
 	}
 	return sys, turns, nil
+}
+
+// lowerTools lays tool use out for a built-in template, which has no
+// format of its own for it (as LLaMA-Factory's templates without a tool
+// format do): an assistant message's tool calls become its text, each
+// call's function object as JSON on a line of its own after any content,
+// and a tool's output becomes a user turn.
+func lowerTools(msgs []Message) ([]Message, error) {
+	var out []Message
+	for i, m := range msgs {
+		if m.Role != Tool && len(bytes.TrimSpace(m.ToolCalls)) == 0 {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(msgs)
+		}
+		if m.Role == Tool {
+			out[i] = Message{Role: User, Content: m.Content}
+			continue
+		}
+		var calls []struct{ Function json.RawMessage }
+		if err := json.Unmarshal(m.ToolCalls, &calls); err != nil {
+			return nil, fmt.Errorf("messages[%d].tool_calls: %v", i, err)
+		}
+		lines := []string{}
+		if m.Content != "" {
+			lines = append(lines, m.Content)
+		}
+		for _, c := range calls {
+			lines = append(lines, string(c.Function))
+		}
+		out[i] = Message{Role: m.Role, Content: strings.Join(lines, "\n")}
+	}
+	if out == nil {
+		return msgs, nil
+	}
+	return out, nil
 }
 
 // userText joins a user message's content and its instruction input.

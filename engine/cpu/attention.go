@@ -37,10 +37,10 @@ func attnShapes(op string, out, lse, q, k, v *engine.Tensor, opt engine.Attentio
 	a.off = a.s - a.t
 	a.scale = opt.ScaleFor(a.d)
 	a.opt = opt
-	check(opt.SoftCap >= 0 && opt.Window >= 0, op, "soft cap %g and window %d must not be negative", opt.SoftCap, opt.Window)
-	check(opt.Dropout >= 0 && opt.Dropout < 1, op, "dropout %g outside [0, 1)", opt.Dropout)
+	if err := opt.Check(a.b, a.t); err != nil {
+		check(false, op, "%v", err)
+	}
 	if opt.Segments != nil {
-		check(opt.Segments.Len() == a.b*a.t, op, "segments %v must be [%d, %d]", opt.Segments, a.b, a.t)
 		a.seg = i32s(op, opt.Segments)
 	}
 	a.masked = opt.Window > 0 || a.seg != nil

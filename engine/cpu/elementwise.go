@@ -53,6 +53,27 @@ func (b *Backend) Scale(x *engine.Tensor, alpha float32) {
 	done()
 }
 
+// Dropout computes out = x/(1 − p) where engine.DropoutKeep keeps the
+// element, 0 elsewhere (out may alias x).
+func (b *Backend) Dropout(out, x *engine.Tensor, p float32, seed uint64) {
+	const op = "Dropout"
+	sameLen(op, out.Len(), x)
+	check(p >= 0 && p < 1, op, "dropout %g outside [0, 1)", p)
+	thr, keep := engine.DropoutThreshold(p), 1/(1-p)
+	xs := read(op, x)
+	d, done := write(op, out)
+	parallelFor(len(d), 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if engine.DropoutKeep(seed, uint64(i), thr) {
+				d[i] = xs[i] * keep
+			} else {
+				d[i] = 0
+			}
+		}
+	})
+	done()
+}
+
 // AddBias adds bias[j] to x[r, j] for every row r.
 func (b *Backend) AddBias(x, bias *engine.Tensor) {
 	cols := x.Cols()

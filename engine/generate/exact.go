@@ -57,7 +57,11 @@ func ExactMatch(ctx context.Context, m model.Model, tok tokenizer.Tokenizer, tmp
 		if n < 2 || c.Messages[n-1].Role != chat.Assistant {
 			return nil, data.Errorf(c.Loc, "exact match needs a conversation ending with the assistant's answer")
 		}
-		pieces, err := tmpl.Prompt(c.Messages[:n-1])
+		ct, err := chat.WithTools(tmpl, c.Tools)
+		if err != nil {
+			return nil, data.Errorf(c.Loc, "%v", err)
+		}
+		pieces, err := ct.Prompt(c.Messages[:n-1])
 		if err != nil {
 			return nil, data.Errorf(c.Loc, "chat template %s: %v", tmpl.Name(), err)
 		}

@@ -144,6 +144,22 @@ func supported(arch string, cfg *hfconfig.Config) error {
 	case !r.ropeFreqs && cfg.RopeScaling != nil && cfg.RopeScaling.Type == "llama3":
 		return fmt.Errorf("ggufexport: %s: llama.cpp's %s does not take llama3 rope_scaling (no rope_freqs tensor)", cfg.Arch, arch)
 	}
+	return checkWindows(arch, cfg)
+}
+
+// checkWindows refuses sliding-window layers: none of the graphs above
+// masks by a window (llama.cpp's phi3 reads sliding_window but has Phi's
+// sliding-window attention disabled), so llama.cpp would attend over every
+// cached key. A
+// window at least max_position_embeddings long never hides a key within
+// the model's context, and is exported as plain attention.
+func checkWindows(arch string, cfg *hfconfig.Config) error {
+	for l := 0; l < cfg.Layers; l++ {
+		if w := cfg.LayerWindow(l); w > 0 && w < cfg.MaxPos {
+			return fmt.Errorf("ggufexport: %s: llama.cpp's %s has no sliding-window attention, and layer %d's window of %d positions is shorter than max_position_embeddings %d (longer contexts would be computed differently)",
+				cfg.Arch, arch, l, w, cfg.MaxPos)
+		}
+	}
 	return nil
 }
 

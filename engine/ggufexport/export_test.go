@@ -403,12 +403,47 @@ func TestBuildRejectsWhatLlamaCppComputesOtherwise(t *testing.T) {
 		{"phi3 head_dim", sizes("Phi3ForCausalLM", "phi3", map[string]any{"head_dim": 16}), "llama.cpp's phi3 needs head_dim = hidden_size/num_attention_heads = 8, got 16"},
 		{"phi3 llama3 rope", sizes("Phi3ForCausalLM", "phi3", map[string]any{"rope_scaling": llama3}), "llama.cpp's phi3 does not take llama3 rope_scaling"},
 		{"glm4 llama3 rope", sizes("Glm4ForCausalLM", "glm4", map[string]any{"head_dim": 8, "rope_scaling": llama3}), "llama.cpp's glm4 does not take llama3 rope_scaling"},
+		{"mistral sliding window", sizes("MistralForCausalLM", "mistral", map[string]any{"sliding_window": 16, "max_position_embeddings": 64}),
+			"llama.cpp's llama has no sliding-window attention, and layer 0's window of 16 positions is shorter than max_position_embeddings 64"},
+		{"qwen2 sliding layers", sizes("Qwen2ForCausalLM", "qwen2", map[string]any{"use_sliding_window": true, "sliding_window": 16, "max_window_layers": 0, "max_position_embeddings": 64}),
+			"llama.cpp's qwen2 has no sliding-window attention"},
+		{"phi3 sliding window", sizes("Phi3ForCausalLM", "phi3", map[string]any{"sliding_window": 16, "max_position_embeddings": 64}),
+			"llama.cpp's phi3 has no sliding-window attention, and layer 0's window of 16 positions"},
 	}
 	_, tok := loadDemo(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Build(newModel(t, c.keys), tok, Options{Type: gguf.F32})
 			assert.ErrorContains(t, err, c.want)
+		})
+	}
+}
+
+// TestWindowsThatHideNothingExport checks that sliding windows no context
+// within max_position_embeddings reaches are exported as plain attention.
+func TestWindowsThatHideNothingExport(t *testing.T) {
+	base := map[string]any{"vocab_size": 259, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+		"num_key_value_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64}
+	with := func(extra map[string]any) map[string]any {
+		keys := map[string]any{}
+		for k, v := range base {
+			keys[k] = v
+		}
+		for k, v := range extra {
+			keys[k] = v
+		}
+		return keys
+	}
+	_, tok := loadDemo(t)
+	for name, keys := range map[string]map[string]any{
+		"mistral window = max_position_embeddings": with(map[string]any{"architectures": []string{"MistralForCausalLM"}, "model_type": "mistral", "sliding_window": 64}),
+		"mistral no window":                        with(map[string]any{"architectures": []string{"MistralForCausalLM"}, "model_type": "mistral", "sliding_window": nil}),
+		"phi3 window > max_position_embeddings":    with(map[string]any{"architectures": []string{"Phi3ForCausalLM"}, "model_type": "phi3", "sliding_window": 128}),
+		"qwen2 no sliding layer":                   with(map[string]any{"architectures": []string{"Qwen2ForCausalLM"}, "model_type": "qwen2", "use_sliding_window": true, "sliding_window": 8, "max_window_layers": 2}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Build(newModel(t, keys), tok, Options{Type: gguf.F32})
+			assert.NoError(t, err)
 		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -148,10 +149,16 @@ type Config struct {
 	// "bfloat16"; empty when unset.
 	TorchDtype string
 	// SlidingWindow is Mistral's or Phi-3's sliding_window, or Qwen2's
-	// when use_sliding_window is true; nil otherwise. gotune's models
-	// attend over the full causal window, so they refuse contexts longer
-	// than it.
+	// and Qwen3's when use_sliding_window is true; nil otherwise.
+	// LayerWindow says which layers it applies to (window.go).
 	SlidingWindow *int
+	// MaxWindowLayers is Qwen2's and Qwen3's max_window_layers: without
+	// LayerTypes, the layers from this index on slide (0 for the other
+	// families).
+	MaxWindowLayers int
+	// LayerTypes is Qwen2's and Qwen3's explicit layer_types, each
+	// FullAttention or SlidingAttention; nil when config.json has none.
+	LayerTypes []string
 	// Granite's scalars (GraniteConfig; zero, unused, for the other
 	// families):
 	// EmbeddingMultiplier scales the input embeddings,
@@ -159,6 +166,14 @@ type Config struct {
 	// AttentionMultiplier is the attention scale (in place of
 	// 1/sqrt(head_dim)) and LogitsScaling divides the logits.
 	EmbeddingMultiplier, ResidualMultiplier, AttentionMultiplier, LogitsScaling float64
+	// Base-model dropout probabilities, applied in training only
+	// (dropout.go): AttentionDropout on the attention probabilities
+	// (attention_dropout; GPT-2's attn_pdrop), ResidDropout on each
+	// sub-layer's output before its residual add (GPT-2's resid_pdrop) and
+	// EmbdDropout on the first layer's input (GPT-2's embd_pdrop). GPT2Config
+	// defaults each to 0.1; the others have attention_dropout only,
+	// default 0.
+	AttentionDropout, ResidDropout, EmbdDropout float64
 	// Quantization is the checkpoint's bitsandbytes 4-bit
 	// quantization_config, nil for an unquantized checkpoint.
 	Quantization *Quantization
@@ -263,6 +278,9 @@ func (c *Config) Validate() error {
 	if _, err := c.Act(); err != nil {
 		return fmt.Errorf("field %q: %w", k.Act, err)
 	}
+	if err := c.validateDropouts(); err != nil {
+		return err
+	}
 	if g {
 		switch {
 		case c.KVHeads != c.Heads:
@@ -288,6 +306,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("field \"rope_scaling\": %w", err)
 	}
 	if err := c.validateRotary(); err != nil {
+		return err
+	}
+	if err := c.validateWindow(); err != nil {
 		return err
 	}
 	switch c.Arch {
@@ -446,6 +467,7 @@ func (c *Config) Clone() *Config {
 	d.BosTokenID = clonePtr(c.BosTokenID)
 	d.PadTokenID = clonePtr(c.PadTokenID)
 	d.SlidingWindow = clonePtr(c.SlidingWindow)
+	d.LayerTypes = slices.Clone(c.LayerTypes)
 	d.EosTokenIDs = append([]int(nil), c.EosTokenIDs...)
 	d.raw = make(map[string]json.RawMessage, len(c.raw))
 	for k, v := range c.raw {

@@ -48,13 +48,14 @@ func TestLoadFixtures(t *testing.T) {
 			Arch: ArchQwen2, ModelType: "qwen2", VocabSize: 151936, Hidden: 896, Layers: 24,
 			Heads: 14, KVHeads: 2, HeadDim: 64, Intermediate: 4864, MaxPos: 131072, NormEps: 1e-6,
 			RopeTheta: 1e6, TieEmbeddings: true, AttentionBias: true, HiddenAct: "silu",
-			BosTokenID: ip(151643), EosTokenIDs: []int{151643}, TorchDtype: "bfloat16",
+			BosTokenID: ip(151643), EosTokenIDs: []int{151643}, TorchDtype: "bfloat16", MaxWindowLayers: 24,
 		}},
 		{"gpt2", Config{
 			Arch: ArchGPT2, ModelType: "gpt2", VocabSize: 50257, Hidden: 768, Layers: 12,
 			Heads: 12, KVHeads: 12, HeadDim: 64, Intermediate: 3072, MaxPos: 1024, NormEps: 1e-5,
 			TieEmbeddings: true, AttentionBias: true, AttnOutBias: true, MLPBias: true,
 			HiddenAct: "gelu_new", BosTokenID: ip(50256), EosTokenIDs: []int{50256},
+			AttentionDropout: 0.1, ResidDropout: 0.1, EmbdDropout: 0.1,
 		}},
 	}
 	for _, tc := range tests {
@@ -117,7 +118,7 @@ func TestDefaults(t *testing.T) {
 		{"qwen2", `{"architectures":["Qwen2ForCausalLM"],"vocab_size":10,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":12,"use_sliding_window":true,"sliding_window":64,"pad_token_id":null}`, Config{
 			Arch: ArchQwen2, ModelType: "qwen2", VocabSize: 10, Hidden: 8, Layers: 1, Heads: 2, KVHeads: 2, HeadDim: 4,
 			Intermediate: 12, MaxPos: 32768, NormEps: 1e-6, RopeTheta: 10000, HiddenAct: "silu",
-			AttentionBias: true, SlidingWindow: ip(64),
+			AttentionBias: true, SlidingWindow: ip(64), MaxWindowLayers: 28,
 		}},
 		{"llama biases, explicit head_dim, pad, null eos", `{"architectures":["LlamaForCausalLM"],"vocab_size":10,"hidden_size":10,"num_hidden_layers":1,"num_attention_heads":4,"head_dim":6,"intermediate_size":12,"attention_bias":true,"mlp_bias":true,"pad_token_id":0,"eos_token_id":null,"rope_scaling":{"type":"linear","factor":2.0},"dtype":"float16"}`, Config{
 			Arch: ArchLlama, ModelType: "llama", VocabSize: 10, Hidden: 10, Layers: 1, Heads: 4, KVHeads: 4, HeadDim: 6,
@@ -129,6 +130,7 @@ func TestDefaults(t *testing.T) {
 			Arch: ArchGPT2, ModelType: "gpt2", VocabSize: 10, Hidden: 8, Layers: 1, Heads: 2, KVHeads: 2, HeadDim: 4,
 			Intermediate: 32, MaxPos: 1024, NormEps: 1e-5, TieEmbeddings: true, AttentionBias: true, AttnOutBias: true,
 			MLPBias: true, HiddenAct: "gelu_new", BosTokenID: ip(50256), EosTokenIDs: []int{50256},
+			AttentionDropout: 0.1, ResidDropout: 0.1, EmbdDropout: 0.1, // GPT2Config's defaults
 		}},
 		{"integral float and default rope type", `{"architectures":["LlamaForCausalLM"],"vocab_size":10.0,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":12,"rope_scaling":{"rope_type":"default"}}`, Config{
 			Arch: ArchLlama, ModelType: "llama", VocabSize: 10, Hidden: 8, Layers: 1, Heads: 2, KVHeads: 2, HeadDim: 4,
@@ -325,7 +327,7 @@ func TestNew(t *testing.T) {
 		{"qwen2", NewQwen2, Sizes{VocabSize: 64, Hidden: 16, Layers: 2, Heads: 4, Intermediate: 40}, Config{
 			Arch: ArchQwen2, ModelType: "qwen2", VocabSize: 64, Hidden: 16, Layers: 2, Heads: 4, KVHeads: 4, HeadDim: 4,
 			Intermediate: 40, MaxPos: 32768, NormEps: 1e-6, RopeTheta: 10000, HiddenAct: "silu",
-			AttentionBias: true, TorchDtype: "float32",
+			AttentionBias: true, TorchDtype: "float32", MaxWindowLayers: 28,
 		}, []string{"use_sliding_window", "max_window_layers"}},
 		{"gpt2", NewGPT2, Sizes{VocabSize: 64, Hidden: 16, Layers: 2, Heads: 4, MaxPos: 32}, Config{
 			Arch: ArchGPT2, ModelType: "gpt2", VocabSize: 64, Hidden: 16, Layers: 2, Heads: 4, KVHeads: 4, HeadDim: 4,

@@ -76,6 +76,9 @@ func TestPhi3GlmConfigs(t *testing.T) {
 		assert.Nil(t, c.RopeScaling)
 		assert.Equal(t, 96, c.RotaryDim())
 		assert.Equal(t, 2047, *c.SlidingWindow)
+		for l := 0; l < c.Layers; l++ {
+			assert.Equal(t, 2047, c.LayerWindow(l), "layer %d: Phi-3's window slides on every layer", l)
+		}
 		assert.Equal(t, []int{32000}, c.EosTokenIDs)
 		assert.Empty(t, c.Warnings())
 	})
@@ -105,6 +108,10 @@ func TestPhi3GlmDefaults(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []any{4, 16, 16, 1e-5, 4096, 1.0}, []any{phi.KVHeads, phi.HeadDim, phi.RotaryDim(), phi.NormEps, phi.MaxPos, phi.PartialRotaryFactor})
 	assert.Nil(t, phi.SlidingWindow)
+	assert.Zero(t, phi.LayerWindow(0))
+	_, err = Parse([]byte(`{"architectures":["Phi3ForCausalLM"],"resid_pdrop":0.1,`+sizes+`}`), "m/config.json")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `m/config.json: field "resid_pdrop": 0.1: Phi-3's residual dropout is not implemented`)
 	glm, err := Parse([]byte(`{"architectures":["GlmForCausalLM"],`+sizes+`}`), "m/config.json")
 	require.NoError(t, err)
 	assert.Equal(t, []any{2, 128, 64, 1.5625e-07, 131072, true}, []any{glm.KVHeads, glm.HeadDim, glm.RotaryDim(), glm.NormEps, glm.MaxPos, glm.AttentionBias})

@@ -13,8 +13,9 @@ import (
 //   - read: a Config field (or a check) of the architecture's parser;
 //   - irrelevant to training: bookkeeping, generation defaults, heads
 //     gotune does not build (ignoredKeys): silently kept for Save;
-//   - base-model dropout (dropoutKeys): gotune trains without it, so a
-//     non-zero value is reported in Warnings;
+//   - a dropout key this family's modules do not read (dropoutKeys; the
+//     ones they read are Config fields, dropout.go): transformers ignores
+//     it too, so a non-zero value is reported in Warnings;
 //   - a key that changes the model's math and that this architecture's
 //     parser does not implement (mathKeys): an error naming the key,
 //     unless its value is the one that changes nothing;
@@ -49,7 +50,7 @@ var ignoredKeys = setOf(
 	"use_sliding_window", "sliding_window", "max_window_layers",
 )
 
-// dropoutKeys are the base-model dropout probabilities of the families.
+// dropoutKeys are dropout probabilities of some transformers families.
 var dropoutKeys = setOf("attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop",
 	"hidden_dropout", "mlp_dropout", "embedding_dropout", "hidden_dropout_prob",
 	"attention_probs_dropout_prob")
@@ -145,7 +146,7 @@ func (p *parser) checkKeys(c *Config) error {
 		}
 	}
 	if len(dropout) > 0 {
-		c.warnings = append(c.warnings, fmt.Sprintf("%s: base-model dropout is not applied (%s): gotune trains without it", p.src, strings.Join(dropout, ", ")))
+		c.warnings = append(c.warnings, fmt.Sprintf("%s: %s does not use dropout key(s) %s (nor does transformers): not applied", p.src, c.Arch, strings.Join(dropout, ", ")))
 	}
 	if len(unknown) > 0 {
 		c.unknown = unknown
@@ -159,6 +160,6 @@ func (p *parser) checkKeys(c *Config) error {
 func (c *Config) UnknownKeys() []string { return append([]string(nil), c.unknown...) }
 
 // Warnings returns the lines a tool should show about the parsed file:
-// unknown keys (one line listing them) and base-model dropout gotune does
-// not apply. Empty for a config gotune reads completely.
+// unknown keys (one line listing them) and dropout keys the family does
+// not use. Empty for a config gotune reads completely.
 func (c *Config) Warnings() []string { return append([]string(nil), c.warnings...) }

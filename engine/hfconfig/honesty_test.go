@@ -25,8 +25,11 @@ func TestConfigHonesty(t *testing.T) {
 		{name: "neutral math keys", json: `{` + llama + `,"embedding_multiplier":1.0,"logits_scaling":1,"attn_logit_softcapping":null,"partial_rotary_factor":1.0,"layer_types":["full_attention"]}`},
 		{name: "unknown keys", json: `{` + llama + `,"zeta":1,"alpha":true}`,
 			warnings: []string{`m/config.json: ignoring unknown key(s) alpha, zeta`}, unknown: []string{"alpha", "zeta"}},
-		{name: "dropout", json: `{` + gpt2 + `,"resid_pdrop":0.1,"attn_pdrop":0.0,"embd_pdrop":0.1}`,
-			warnings: []string{`m/config.json: base-model dropout is not applied (embd_pdrop 0.1, resid_pdrop 0.1): gotune trains without it`}},
+		{name: "dropout the family uses", json: `{` + gpt2 + `,"resid_pdrop":0.1,"attn_pdrop":0.0,"embd_pdrop":0.1}`},
+		{name: "dropout the family does not use", json: `{` + llama + `,"attention_dropout":0.1,"hidden_dropout":0.2,"embd_pdrop":0.0}`,
+			warnings: []string{`m/config.json: LlamaForCausalLM does not use dropout key(s) hidden_dropout 0.2 (nor does transformers): not applied`}},
+		{name: "dropout of 1", json: `{` + llama + `,"attention_dropout":1.0}`, err: `field "attention_dropout" must be a probability in [0, 1), got 1`},
+		{name: "dropout not a number", json: `{` + gpt2 + `,"resid_pdrop":"0.1"}`, err: `field "resid_pdrop": must be a number`},
 		{name: "granite multiplier on llama", json: `{` + llama + `,"embedding_multiplier":12.0}`,
 			err: `m/config.json: field "embedding_multiplier": 12.0 changes the model's math and is not implemented for LlamaForCausalLM`},
 		{name: "soft-capping", json: `{` + llama + `,"final_logit_softcapping":30.0}`, err: `field "final_logit_softcapping": 30.0 changes the model's math`},
@@ -94,4 +97,26 @@ func TestGraniteScalars(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0.5, r.ResidualMultiplier)
 	assert.Equal(t, 12.0, r.EmbeddingMultiplier)
+}
+
+// TestDropoutFields checks the dropout probabilities each family reads,
+// with transformers' defaults, and that Save writes a changed one under
+// the family's key.
+func TestDropoutFields(t *testing.T) {
+	c, err := Parse([]byte(`{"architectures":["GPT2LMHeadModel"],"vocab_size":10,"n_embd":8,"n_layer":1,"n_head":2,"attn_pdrop":0.25}`), "m/config.json")
+	require.NoError(t, err)
+	assert.Equal(t, []float64{0.25, 0.1, 0.1}, []float64{c.AttentionDropout, c.ResidDropout, c.EmbdDropout})
+	assert.True(t, c.HasDropout())
+
+	l, err := NewLlama(Sizes{VocabSize: 16, Hidden: 8, Layers: 1, Heads: 2, Intermediate: 12})
+	require.NoError(t, err)
+	assert.False(t, l.HasDropout())
+	l.AttentionDropout = 0.3
+	dir := t.TempDir()
+	require.NoError(t, l.Save(dir))
+	back, err := Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, 0.3, back.AttentionDropout)
+	v, _ := back.RawValue("attention_dropout")
+	assert.JSONEq(t, "0.3", string(v))
 }

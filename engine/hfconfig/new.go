@@ -118,8 +118,8 @@ func NewQwen2(s Sizes) (*Config, error) {
 
 // NewGPT2 returns the config of a new GPT2LMHeadModel with GPT2Config's keys
 // and defaults (gelu_new, layer_norm_epsilon 1e-5, tied
-// embeddings) except dropouts 0 (GPT2Config has 0.1): gotune trains base
-// models without dropout, and its own config says so. bos and eos are
+// embeddings) except dropouts 0 (GPT2Config has 0.1): a new model trains
+// without dropout unless its config is changed to ask for it. bos and eos are
 // VocabSize-1, GPT-2's convention of
 // <|endoftext|> being the last token (50256 in the original vocabulary).
 func NewGPT2(s Sizes) (*Config, error) {

@@ -336,6 +336,9 @@ func (p *parser) config() (*Config, error) {
 	if err == nil {
 		err = p.graniteScalars(c)
 	}
+	if err == nil {
+		err = p.dropouts(c)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -512,8 +515,7 @@ func (p *parser) llama(c *Config) error {
 	if c.EosTokenIDs, err = p.eosIDs(eos); err != nil {
 		return err
 	}
-	switch c.Arch {
-	case ArchPhi3:
+	if c.Arch == ArchPhi3 {
 		// Phi3Attention's qkv_proj and o_proj and Phi3MLP never have
 		// biases, whatever these keys say (transformers ignores them).
 		p.use("attention_bias")
@@ -522,35 +524,15 @@ func (p *parser) llama(c *Config) error {
 		if _, err := p.intOr("original_max_position_embeddings", 4096); err != nil {
 			return err
 		}
-		// Phi3Config's sliding_window defaults to none.
-		if v, ok, err := p.optInt("sliding_window"); err != nil {
+		// Phi3DecoderLayer drops each sub-layer's output with resid_pdrop
+		// in training; gotune has no golden for it on Phi-3 yet.
+		if v, err := p.floatOr("resid_pdrop", 0); err != nil {
 			return err
-		} else if ok {
-			c.SlidingWindow = &v
-		}
-	case ArchMistral:
-		p.use("sliding_window")
-		if _, present := p.raw["sliding_window"]; !present {
-			c.SlidingWindow = intPtr(4096)
-		} else if v, ok, err := p.optInt("sliding_window"); err != nil {
-			return err
-		} else if ok {
-			c.SlidingWindow = &v
-		}
-	case ArchQwen2, ArchQwen3:
-		use, err := p.boolOr("use_sliding_window", false)
-		if err != nil {
-			return err
-		}
-		if use {
-			v, err := p.intOr("sliding_window", 4096)
-			if err != nil {
-				return err
-			}
-			c.SlidingWindow = &v
+		} else if v != 0 {
+			return p.errf("resid_pdrop", "%v: Phi-3's residual dropout is not implemented (gotune would train a different model); set it to 0", v)
 		}
 	}
-	return nil
+	return p.slidingWindow(c)
 }
 
 // graniteScalars reads GraniteConfig's multipliers (default 1); the

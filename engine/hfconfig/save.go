@@ -25,8 +25,9 @@ var ownedKeys = map[string]bool{
 	"tie_word_embeddings": true, "attention_bias": true, "mlp_bias": true,
 	"hidden_act": true, "activation_function": true, "bos_token_id": true,
 	"eos_token_id": true, "pad_token_id": true, "torch_dtype": true, "dtype": true,
-	"sliding_window": true, "use_sliding_window": true, "partial_rotary_factor": true,
-	"original_max_position_embeddings": true,
+	"sliding_window": true, "use_sliding_window": true, "max_window_layers": true, "layer_types": true,
+	"attention_dropout": true, "attn_pdrop": true, "resid_pdrop": true, "embd_pdrop": true,
+	"partial_rotary_factor": true, "original_max_position_embeddings": true,
 }
 
 // Save validates c and writes DIR/config.json atomically. Keys of the
@@ -246,17 +247,8 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 		}
 		set(key, c.TorchDtype)
 	}
-	if !reflect.DeepEqual(c.SlidingWindow, o.SlidingWindow) {
-		switch c.Arch {
-		case ArchMistral, ArchPhi3:
-			set("sliding_window", c.SlidingWindow)
-		case ArchQwen2, ArchQwen3:
-			set("use_sliding_window", c.SlidingWindow != nil)
-			if c.SlidingWindow != nil {
-				set("sliding_window", c.SlidingWindow)
-			}
-		}
-	}
+	c.mergeWindow(o, set)
+	c.mergeDropouts(o, set)
 	if c.Quantization == nil && o.Quantization != nil {
 		// The weights were dequantized (a merged model): the saved
 		// checkpoint is no longer a bitsandbytes one.

@@ -64,7 +64,9 @@ func builtinNamespace(args []Value, kwargs map[string]Value) (Value, error) {
 	for _, a := range args {
 		if src, ok := a.(*Dict); ok {
 			for _, k := range src.keys {
-				d.Set(k, src.m[k])
+				if err := d.setKey(src.key(k), src.m[k]); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
@@ -257,8 +259,15 @@ func applyFilter(name string, v Value, args []Value, kwargs map[string]Value) (V
 			out[len(items)-1-i] = it
 		}
 		return out, nil
+	case "min", "max":
+		return minMax(name == "max", v, args, kwargs)
+	case "select", "reject":
+		return selectItems(name == "select", v, "", args)
 	case "selectattr", "rejectattr":
-		return selectAttr(name == "selectattr", v, args)
+		if len(args) == 0 {
+			return nil, fmt.Errorf("needs an attribute name")
+		}
+		return selectItems(name == "selectattr", v, str(args[0]), args[1:])
 	case "map":
 		return mapFilter(v, args, kwargs)
 	case "int":
@@ -333,7 +342,7 @@ func applyFilter(name string, v Value, args []Value, kwargs map[string]Value) (V
 func dictItems(d *Dict) []Value {
 	out := make([]Value, len(d.keys))
 	for i, k := range d.keys {
-		out[i] = []Value{k, d.m[k]}
+		out[i] = []Value{d.key(k), d.m[k]}
 	}
 	return out
 }
@@ -369,24 +378,74 @@ func toInt(v Value) Value {
 	return int64(0)
 }
 
-func selectAttr(keep bool, v Value, args []Value) (Value, error) {
+// minMax is the min and max filters: the smallest (largest) item, by its
+// attribute when one is given, strings compared case-insensitively
+// unless case_sensitive; undefined for no items.
+func minMax(largest bool, v Value, args []Value, kwargs map[string]Value) (Value, error) {
 	items, err := iterate(v)
 	if err != nil {
 		return nil, err
 	}
-	if len(args) == 0 {
-		return nil, fmt.Errorf("needs an attribute name")
+	caseSensitive := truthy(arg(args, kwargs, 0, "case_sensitive", false))
+	attr, _ := arg(args, kwargs, 1, "attribute", nil).(string)
+	key := func(x Value) (Value, error) {
+		if attr != "" {
+			var err error
+			if x, err = getAttr(x, attr); err != nil {
+				return nil, err
+			}
+		}
+		if s, ok := x.(string); ok && !caseSensitive {
+			return strings.ToLower(s), nil
+		}
+		return x, nil
 	}
-	attr := str(args[0])
-	out := []Value{}
-	for _, it := range items {
-		x, err := getAttr(it, attr)
+	var best, bestKey Value
+	for i, it := range items {
+		k, err := key(it)
 		if err != nil {
 			return nil, err
 		}
+		if i > 0 {
+			c, err := compare(k, bestKey)
+			if err != nil {
+				return nil, err
+			}
+			if (largest && c <= 0) || (!largest && c >= 0) {
+				continue
+			}
+		}
+		best, bestKey = it, k
+	}
+	if len(items) == 0 {
+		return Undefined{"no aggregated item, sequence was empty"}, nil
+	}
+	return best, nil
+}
+
+// selectItems is select and reject (attr "": the items themselves) and
+// selectattr and rejectattr (the items' attribute attr): the items whose
+// value passes the test args[0] (with args[1:]), or is true when there is
+// no test, when keep; the others when not.
+func selectItems(keep bool, v Value, attr string, args []Value) (Value, error) {
+	if !truthy(v) { // Jinja2 selects from a false value (None) nothing
+		return []Value{}, nil
+	}
+	items, err := iterate(v)
+	if err != nil {
+		return nil, err
+	}
+	out := []Value{}
+	for _, it := range items {
+		x := it
+		if attr != "" {
+			if x, err = getAttr(it, attr); err != nil {
+				return nil, err
+			}
+		}
 		ok := truthy(x)
-		if len(args) > 1 {
-			if ok, err = runTest(str(args[1]), x, args[2:]); err != nil {
+		if len(args) > 0 {
+			if ok, err = runTest(str(args[0]), x, args[1:]); err != nil {
 				return nil, err
 			}
 		}
@@ -398,6 +457,9 @@ func selectAttr(keep bool, v Value, args []Value) (Value, error) {
 }
 
 func mapFilter(v Value, args []Value, kwargs map[string]Value) (Value, error) {
+	if !truthy(v) { // as Jinja2: mapping a false value (None) gives nothing
+		return []Value{}, nil
+	}
 	items, err := iterate(v)
 	if err != nil {
 		return nil, err
@@ -573,7 +635,7 @@ func callMethod(obj Value, name string, args []Value, kwargs map[string]Value) (
 		case "keys":
 			out := make([]Value, len(o.keys))
 			for i, k := range o.keys {
-				out[i] = k
+				out[i] = o.key(k)
 			}
 			return out, true, nil
 		case "values":
@@ -586,7 +648,7 @@ func callMethod(obj Value, name string, args []Value, kwargs map[string]Value) (
 			if len(args) == 0 {
 				return nil, true, fmt.Errorf("get needs a key")
 			}
-			if v, ok := o.m[str(args[0])]; ok {
+			if v, ok := o.lookup(args[0]); ok {
 				return v, true, nil
 			}
 			if len(args) > 1 {

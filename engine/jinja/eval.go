@@ -36,7 +36,9 @@ func (r *renderer) eval(e expr, s *scope) (Value, error) {
 			if err != nil {
 				return nil, err
 			}
-			d.Set(str(k), v)
+			if err := d.setKey(k, v); err != nil {
+				return nil, err
+			}
 		}
 		return d, nil
 	case *attrExpr:
@@ -112,20 +114,20 @@ func getAttr(obj Value, name string) (Value, error) {
 	return Undefined{name}, nil
 }
 
-// getItem is obj[idx].
+// getItem is obj[idx]. As in Jinja2, an index of the wrong type (a
+// string's or list's item "type", None's item) is undefined, not an
+// error; only an undefined value's item is one.
 func getItem(obj, idx Value) (Value, error) {
 	switch o := obj.(type) {
 	case *Dict:
-		if k, ok := idx.(string); ok {
-			if v, ok := o.m[k]; ok {
-				return v, nil
-			}
+		if v, ok := o.lookup(idx); ok {
+			return v, nil
 		}
 		return Undefined{str(idx)}, nil
 	case []Value:
 		i, ok := idx.(int64)
 		if !ok {
-			return nil, fmt.Errorf("list indices must be integers, not %s", typeName(idx))
+			return Undefined{str(idx)}, nil
 		}
 		if i < 0 {
 			i += int64(len(o))
@@ -137,7 +139,7 @@ func getItem(obj, idx Value) (Value, error) {
 	case string:
 		i, ok := idx.(int64)
 		if !ok {
-			return nil, fmt.Errorf("string indices must be integers, not %s", typeName(idx))
+			return Undefined{str(idx)}, nil
 		}
 		rs := []rune(o)
 		if i < 0 {
@@ -149,10 +151,8 @@ func getItem(obj, idx Value) (Value, error) {
 		return string(rs[i]), nil
 	case Undefined:
 		return nil, fmt.Errorf("%q is undefined (reading its item %s)", o.Name, repr(idx))
-	case nil:
-		return nil, fmt.Errorf("'NoneType' object is not subscriptable")
 	}
-	return Undefined{}, nil
+	return Undefined{str(idx)}, nil
 }
 
 func (r *renderer) evalSlice(e *sliceExpr, s *scope) (Value, error) {
@@ -490,14 +490,10 @@ func contains(container, item Value) (bool, error) {
 		}
 		return false, nil
 	case *Dict:
-		k, ok := item.(string)
-		if !ok {
-			return false, nil
-		}
-		_, in := c.m[k]
+		_, in := c.lookup(item)
 		return in, nil
 	case Undefined:
-		return false, fmt.Errorf("%q is undefined (testing membership in it)", c.Name)
+		return false, nil // Jinja2 iterates an undefined value as empty
 	}
 	return false, fmt.Errorf("argument of type '%s' is not iterable", typeName(container))
 }

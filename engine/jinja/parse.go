@@ -39,6 +39,13 @@ type (
 		defaults []expr // parallel to params; nil where none
 		body     []node
 	}
+	// filterNode is {% filter f(args) | g %}body{% endfilter %}: the
+	// rendered body, bound to filterBodyName, through the chain.
+	filterNode struct {
+		chain expr
+		body  []node
+		line  int
+	}
 	// breakNode and continueNode are the loopcontrols extension.
 	breakNode    struct{}
 	continueNode struct{}
@@ -245,6 +252,9 @@ func (p *parser) parseStatement(word string, tp *tagParser, line int) (node, err
 	case "macro":
 		n, err := p.parseMacro(tp)
 		return n, wrap(err)
+	case "filter":
+		n, err := p.parseFilterBlock(tp, line)
+		return n, wrap(err)
 	case "break":
 		return &breakNode{}, wrap(tp.end())
 	case "continue":
@@ -365,6 +375,37 @@ func (p *parser) parseSet(tp *tagParser, line int) (node, error) {
 		return nil, err
 	}
 	body, _, next, err := p.parseBody("endset")
+	if err != nil {
+		return nil, err
+	}
+	n.body = body
+	return n, next.end()
+}
+
+// filterBodyName is the variable a filter block's chain reads its
+// rendered body from (a name no template can write).
+const filterBodyName = "filter block body"
+
+// parseFilterBlock parses "{% filter f(args) | g ... %}" and its body.
+func (p *parser) parseFilterBlock(tp *tagParser, line int) (node, error) {
+	name, err := tp.expectName()
+	if err != nil {
+		return nil, err
+	}
+	f := &filterExpr{name: name, arg: &nameExpr{filterBodyName}}
+	if tp.acceptOp("(") {
+		if f.args, f.kwargs, err = tp.parseArgs(); err != nil {
+			return nil, err
+		}
+	}
+	n := &filterNode{line: line}
+	if n.chain, err = tp.parseFilters(f); err != nil {
+		return nil, err
+	}
+	if err := tp.end(); err != nil {
+		return nil, err
+	}
+	body, _, next, err := p.parseBody("endfilter")
 	if err != nil {
 		return nil, err
 	}

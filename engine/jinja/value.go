@@ -20,12 +20,16 @@ type Value = any
 // transformers uses.
 type Undefined struct{ Name string }
 
-// Dict is a mapping with string keys that keeps their insertion order
-// (tojson writes keys in that order, as Python dicts do). A namespace()
-// is a Dict whose attributes can be set.
+// Dict is a mapping that keeps its keys' insertion order (tojson writes
+// keys in that order, as Python dicts do). Keys are strings, except in a
+// template's dict literal, which may use numbers, booleans or None (as
+// ByteDance-Seed-OSS's {0: 0, 512: 128}): those are stored under an
+// internal string (see dictKey) and remembered. A namespace() is a Dict
+// whose attributes can be set.
 type Dict struct {
 	keys      []string
 	m         map[string]Value
+	nonString map[string]Value // the key of each internal key, when not a string
 	namespace bool
 }
 
@@ -46,8 +50,68 @@ func (d *Dict) Get(key string) (Value, bool) {
 	return v, ok
 }
 
-// Keys returns the keys in insertion order.
+// Keys returns the keys in insertion order (a key that is not a string,
+// which only a template's dict literal makes, in its internal form).
 func (d *Dict) Keys() []string { return d.keys }
+
+// dictKey is the internal key of k: a string is itself; a number,
+// boolean or None is a form no template string has, equal for keys
+// Python hashes alike (1, 1.0 and True); ok is false for a key Python
+// cannot hash (a list or dict).
+func dictKey(k Value) (key string, ok bool) {
+	switch k := k.(type) {
+	case string:
+		return k, true
+	case nil:
+		return "\x00None", true
+	case bool:
+		return "\x00" + strconv.FormatInt(int64(boolNum(k)), 10), true
+	case int64:
+		return "\x00" + strconv.FormatInt(k, 10), true
+	case float64:
+		if k == math.Trunc(k) && math.Abs(k) < 1<<63 {
+			return "\x00" + strconv.FormatInt(int64(k), 10), true
+		}
+		return "\x00" + pyFloat(k), true
+	}
+	return "", false
+}
+
+// setKey sets the value of key k, any hashable value.
+func (d *Dict) setKey(k, v Value) error {
+	key, ok := dictKey(k)
+	if !ok {
+		return fmt.Errorf("unhashable type: '%s'", typeName(k))
+	}
+	if _, isString := k.(string); !isString {
+		if d.nonString == nil {
+			d.nonString = map[string]Value{}
+		}
+		if _, seen := d.m[key]; !seen {
+			d.nonString[key] = k
+		}
+	}
+	d.Set(key, v)
+	return nil
+}
+
+// lookup returns the value of key k, any value.
+func (d *Dict) lookup(k Value) (Value, bool) {
+	key, ok := dictKey(k)
+	if !ok {
+		return nil, false
+	}
+	v, ok := d.m[key]
+	return v, ok
+}
+
+// key is the key stored as the internal key.
+func (d *Dict) key(key string) Value {
+	if k, ok := d.nonString[key]; ok {
+		return k
+	}
+	return key
+}
 
 // Len is the number of keys.
 func (d *Dict) Len() int { return len(d.keys) }
@@ -185,7 +249,7 @@ func repr(v Value) string {
 		}
 		parts := make([]string, len(v.keys))
 		for i, k := range v.keys {
-			parts[i] = pyQuote(k) + ": " + repr(v.m[k])
+			parts[i] = repr(v.key(k)) + ": " + repr(v.m[k])
 		}
 		return "{" + strings.Join(parts, ", ") + "}"
 	case *Macro:
@@ -317,7 +381,7 @@ func toJSON(b *strings.Builder, v Value, indent, depth int) error {
 				}
 			}
 			newline(b, indent, depth+1)
-			jsonString(b, k)
+			jsonString(b, jsonKey(v.key(k)))
 			b.WriteString(": ")
 			if err := toJSON(b, v.m[k], indent, depth+1); err != nil {
 				return err
@@ -329,6 +393,22 @@ func toJSON(b *strings.Builder, v Value, indent, depth int) error {
 		return fmt.Errorf("tojson: %s is not JSON serializable", typeName(v))
 	}
 	return nil
+}
+
+// jsonKey is the JSON object key Python's json.dumps writes for k.
+func jsonKey(k Value) string {
+	switch k := k.(type) {
+	case nil:
+		return "null"
+	case bool:
+		if k {
+			return "true"
+		}
+		return "false"
+	case string:
+		return k
+	}
+	return str(k)
 }
 
 func newline(b *strings.Builder, indent, depth int) {

@@ -95,6 +95,7 @@ type actSet struct {
 	dqRaw, dkRaw        *engine.Tensor // gradients of qRaw, kRaw
 	dpost               *engine.Tensor // gradient of a post-norm's input (post-norm families)
 	dsub                *engine.Tensor // resMul·(residual gradient) (Granite)
+	ddrop               *engine.Tensor // a sub-layer output's gradient through its dropout
 	df1, df2, dfa       *engine.Tensor
 	dhead, dembReal     *engine.Tensor
 	dprompt             *engine.Tensor
@@ -264,6 +265,9 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	}
 	if d.resMul != 1 {
 		s.dsub = f32(N, D)
+	}
+	if d.residDrop > 0 {
+		s.ddrop = act(N, D)
 	}
 	s.df1, s.dfa = act(N, I), act(N, I)
 	if gated {

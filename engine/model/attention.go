@@ -47,12 +47,29 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		m.applyRoPE(p, a.q4, false)
 		m.applyRoPE(p, a.k4, false)
 	}
-	if m.d.qScale != 1 {
-		be.Scale(a.q, m.d.qScale)
-	}
 	kAll, vAll := m.kvContext(l, p, a)
-	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, p.attnOptions())
+	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, m.layerAttention(l, p, kAll.Dim(1)))
 	blk.o.Forward(a.h1, a.att, p.train)
+	m.dropout(p, a.h1, d.residDrop, l, engine.DropoutAttnOutput)
+}
+
+// layerAttention returns layer l's attention options for a pass whose
+// queries see S keys: the layer's own options (attentionOptions), packed
+// examples' segments, and dropout only in training, with this pass's
+// mask. A window of at least S hides nothing, so it is dropped: the plain
+// options keep the backends' fastest kernels.
+func (m *Transformer) layerAttention(l int, p *pass, S int) engine.AttentionOptions {
+	o := m.blocks[l].attn
+	if o.Window >= S {
+		o.Window = 0
+	}
+	o.Segments = p.segments()
+	if p.train && o.Dropout > 0 {
+		o.DropoutSeed = m.drop.maskSeed(l, engine.DropoutAttention)
+	} else {
+		o.Dropout = 0
+	}
+	return o
 }
 
 // kvContext returns the keys and values the queries of layer l attend to:
@@ -112,6 +129,7 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		needV = dxn != nil || Trainable(blk.v) || prefixGrad
 	}
 	needAtt := needQ || needK || needV
+	dh = m.dropoutGrad(p, s.ddrop, dh, d.residDrop, l, engine.DropoutAttnOutput)
 	var datt *engine.Tensor
 	if needAtt {
 		datt = s.datt
@@ -142,10 +160,7 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 		be.Fill(dvBuf, 0)
 		dvAll = dvBuf
 	}
-	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, p.attnOptions())
-	if needQ && d.qScale != 1 {
-		be.Scale(s.dq, d.qScale)
-	}
+	be.AttentionBackward(dq4, dkAll, dvAll, datt.Reshape(B, T, d.heads, d.headDim), a.q4, kAll, vAll, a.att4, a.lse, m.layerAttention(l, p, kAll.Dim(1)))
 	if hasPrefix {
 		S := p.P + T
 		if prefixGrad {

@@ -155,7 +155,7 @@ func (m *Transformer) build() {
 	}
 	for i := 0; i < d.layers; i++ {
 		pre := f.LayerPath(i) + "."
-		b := &block{act: d.act}
+		b := &block{act: d.act, attn: attentionOptions(m.cfg, i)}
 		for _, mod := range f.Layer {
 			m.buildModule(b, mod.Role, pre+mod.Path)
 		}

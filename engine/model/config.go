@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/arch"
@@ -64,10 +63,9 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 	}
 	d.fam = cfg.Family()
 	d.rotDim = cfg.RotaryDim()
-	d.embMul, d.resMul, d.qScale, d.logitMul = 1, 1, 1, 1
+	d.embMul, d.resMul, d.logitMul = 1, 1, 1
 	if cfg.Arch == hfconfig.ArchGranite {
 		d.embMul, d.resMul = float32(cfg.EmbeddingMultiplier), float32(cfg.ResidualMultiplier)
-		d.qScale = float32(cfg.AttentionMultiplier * math.Sqrt(float64(cfg.HeadDim)))
 		d.logitMul = float32(1 / cfg.LogitsScaling)
 	}
 	if d.fam.MLP == arch.GatedMLP && act != engine.ActSiLU {
@@ -82,8 +80,17 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 	} else if d.fam.InterleavedRotary && opt.RopeLayout != engine.RopeHalf {
 		return dims{}, fmt.Errorf("model: %s checkpoints rotate interleaved pairs already; Options.RopeLayout must be the default", cfg.Arch)
 	}
-	if cfg.SlidingWindow != nil {
-		d.slidingWindow = *cfg.SlidingWindow
-	}
+	d.embdDrop, d.residDrop = float32(cfg.EmbdDropout), float32(cfg.ResidDropout)
 	return d, nil
+}
+
+// attentionOptions returns layer l's attention options as the config sets
+// them (the per-pass parts, such as dropout seeds, are filled in by
+// layerAttention).
+func attentionOptions(cfg *Config, l int) engine.AttentionOptions {
+	o := engine.AttentionOptions{Window: cfg.LayerWindow(l), Dropout: float32(cfg.AttentionDropout)}
+	if cfg.Arch == hfconfig.ArchGranite {
+		o.Scale = float32(cfg.AttentionMultiplier) // replaces 1/sqrt(head_dim)
+	}
+	return o
 }

@@ -35,18 +35,31 @@ func TestLongRopeShortFactors(t *testing.T) {
 	t.Logf("short-factor logits: relative error %.3g", e)
 }
 
-// TestPhi3SlidingWindowRefused: Phi-3's sliding_window (32 in the golden
-// config) is not implemented; a context longer than it is an error naming
-// it, shorter ones (every golden run) are exact.
-func TestPhi3SlidingWindowRefused(t *testing.T) {
+// TestPhi3SlidingWindow: Phi-3's sliding_window (32 in the golden config)
+// applies to every layer, as transformers' Phi-3 does: in a 40-token
+// context the first 32 positions see what they would see without it, the
+// last ones see less.
+func TestPhi3SlidingWindow(t *testing.T) {
+	const T, window = 40, 32
 	m, err := Load(filepath.Join(goldenRoot, "phi3"), cpu.New())
 	require.NoError(t, err)
-	ids := seqs(1, 33, m.Config().VocabSize, 1)
-	_, err = m.Logits(nil, flat(ids), 1, 33, false)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "sliding_window 32")
-	_, err = m.Logits(nil, flat(ids)[:32], 1, 32, false)
-	assert.NoError(t, err)
+	cfg := m.Config()
+	for l := 0; l < cfg.Layers; l++ {
+		require.Equal(t, window, cfg.LayerWindow(l), "layer %d", l)
+	}
+	V := cfg.VocabSize
+	ids := seqs(1, T, V, 1)
+	windowed := logitsCopy(t, m, nil, flat(ids), 1, T, true)
+
+	for _, b := range m.(*Llama).blocks {
+		b.attn.Window = 0 // as without sliding_window
+	}
+	full := logitsCopy(t, m, nil, flat(ids), 1, T, true)
+	for tt := 0; tt < window; tt++ {
+		assert.Less(t, golden.RelErr(rowsOf(windowed, 1, T, V, tt), rowsOf(full, 1, T, V, tt)), 1e-6, "position %d", tt)
+	}
+	assert.Greater(t, golden.RelErr(rowsOf(windowed, 1, T, V, T-1), rowsOf(full, 1, T, V, T-1)), 1e-4,
+		"the window changes the last position's logits")
 }
 
 // TestFamiliesSaveAsLoaded loads the Phi-3, GLM and GLM-4 golden

@@ -212,6 +212,7 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 	if m.d.embMul != 1 {
 		be.Scale(x, m.d.embMul)
 	}
+	m.dropout(p, x, m.d.embdDrop, 0, engine.DropoutEmbedding)
 }
 
 // embedBackward scatters the gradient of the first layer's input into the
@@ -219,6 +220,7 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 func (m *Transformer) embedBackward(p *pass, ids, demb *engine.Tensor) {
 	be, s, D := m.be, p.s, m.d.hidden
 	treal := p.T - p.Pv
+	m.dropout(p, demb, m.d.embdDrop, 0, engine.DropoutEmbedding) // the mask's own backward, in place
 	if m.d.embMul != 1 {
 		be.Scale(demb, m.d.embMul) // demb is not needed afterwards
 	}
@@ -291,14 +293,10 @@ func (m *Transformer) checkPacked(bt *engine.Batch) error {
 }
 
 // checkPositions rejects contexts that run past GPT-2's learned position
-// table or past a sliding attention window (RoPE models otherwise
-// extrapolate, as transformers lets them).
+// table (RoPE models extrapolate, as transformers lets them).
 func (m *Transformer) checkPositions(first, n int) error {
 	if m.posEmb != nil && first+n > m.d.maxPos {
 		return fmt.Errorf("model: positions %d..%d exceed n_positions %d of this GPT-2 model", first, first+n-1, m.d.maxPos)
-	}
-	if w := m.d.slidingWindow; w > 0 && first+n > w {
-		return fmt.Errorf("model: a context of %d positions exceeds sliding_window %d (sliding-window attention is not implemented)", first+n, w)
 	}
 	return nil
 }

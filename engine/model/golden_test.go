@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/internal/golden"
 )
@@ -12,7 +13,7 @@ import (
 // TestGolden compares logits, loss and every parameter's gradient with the
 // PyTorch reference values of each golden set.
 func TestGolden(t *testing.T) {
-	for _, name := range []string{"llama-gqa", "qwen2-tied", "gpt2", "qwen3", "olmo2", "granite", "phi3", "glm", "glm4"} {
+	for _, name := range []string{"llama-gqa", "qwen2-tied", "gpt2", "qwen3", "olmo2", "granite", "mistral-swa", "qwen2-swa", "gpt2-dropout", "llama-dropout", "phi3", "glm", "glm4"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(goldenRoot, name)
 			if _, err := os.Stat(filepath.Join(dir, "meta.json")); err != nil {
@@ -61,12 +62,19 @@ func TestGolden(t *testing.T) {
 				t.Errorf("Logits(all): relative error %.3g > 1e-5", e)
 			}
 
-			// Backward: the gradient of the mean loss.
+			// Backward: the gradient of the mean loss, in the training pass
+			// of the run's first step (its dropout masks, if any).
+			m.SetDropoutSeed(run.Seed)
+			m.SetTrainingPass(engine.TrainingPass{Step: 1})
 			sum2, err := m.ForwardBackward(bt, true, 1/float32(bt.Counted))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sum2 != sum {
+			if first, _ := g.Tensor("losses"); m.Config().HasDropout() {
+				if e := golden.RelErr([]float32{float32(sum2 / float64(bt.Counted))}, first[:1]); e > 1e-5 {
+					t.Errorf("training loss with dropout %v, want %v (relative error %.3g)", sum2/float64(bt.Counted), first[0], e)
+				}
+			} else if sum2 != sum {
 				t.Errorf("loss with backward %v differs from forward-only %v", sum2, sum)
 			}
 			params := map[string]bool{}

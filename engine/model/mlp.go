@@ -25,6 +25,7 @@ func (m *Transformer) mlpForward(l int, p *pass, a *layerActs) {
 		be.Activation(a.fa, a.f1, blk.act)
 	}
 	blk.down.Forward(a.h2, a.fa, p.train)
+	m.dropout(p, a.h2, m.d.residDrop, l, engine.DropoutMLPOutput)
 }
 
 // mlpTrainable reports whether block b's MLP projections have anything
@@ -38,6 +39,7 @@ func (b *block) mlpTrainable() bool {
 // no requested gradient depends on.
 func (m *Transformer) mlpBackward(l int, p *pass, a *layerActs, dh, dxn *engine.Tensor) {
 	be, blk, s := m.be, m.blocks[l], p.s
+	dh = m.dropoutGrad(p, s.ddrop, dh, m.d.residDrop, l, engine.DropoutMLPOutput)
 	fused := blk.gateUp != nil
 	gated := blk.gate != nil || fused
 	needGate := gated && (dxn != nil || Trainable(blk.gate))

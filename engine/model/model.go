@@ -54,6 +54,12 @@ type Model interface {
 	SetGradCheckpoint(on bool)
 	// GradCheckpoint reports whether gradient checkpointing is on.
 	GradCheckpoint() bool
+	// SetDropoutSeed sets the run's seed the base model's dropout masks
+	// derive from (see SetTrainingPass).
+	SetDropoutSeed(seed uint64)
+	// SetTrainingPass tells the model which training pass the next
+	// ForwardBackward is (engine.TrainingPassSetter).
+	SetTrainingPass(p engine.TrainingPass)
 
 	// Save writes config.json and the weights (model.safetensors, or
 	// shards with an index) to dir in the config's torch_dtype.

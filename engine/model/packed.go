@@ -29,13 +29,13 @@ type packedPass struct {
 	cos, sin *engine.Tensor
 }
 
-// attnOptions returns the attention options of the pass: the packed
-// examples' segments, or the plain case.
-func (p *pass) attnOptions() engine.AttentionOptions {
+// segments returns the example ids of a packed pass (nil otherwise),
+// which keep attention inside each example.
+func (p *pass) segments() *engine.Tensor {
 	if p.packed == nil {
-		return engine.AttentionOptions{}
+		return nil
 	}
-	return engine.AttentionOptions{Segments: p.packed.segments}
+	return p.packed.segments
 }
 
 // preparePacked sets p.packed for a batch with segments: the segment and

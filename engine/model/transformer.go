@@ -21,15 +21,18 @@ type dims struct {
 	act                                   engine.Act
 	ropeTheta                             float64
 	ropeScaling                           *hfconfig.RopeScaling
-	slidingWindow                         int // 0: none
 	ropeLayout                            engine.RopeLayout
 	storage                               engine.DType // parameter dtype as built (Options.Storage)
 	// Granite's scalars, 1 for the other families: embMul scales the
 	// input embeddings, resMul each sub-layer output before its residual
-	// add, qScale the queries after RoPE (attention_multiplier·sqrt(D):
-	// Backend.Attention's fixed 1/sqrt(D) then gives attention_multiplier)
-	// and logitMul the logits (1/logits_scaling).
-	embMul, resMul, qScale, logitMul float32
+	// add, and logitMul the logits (1/logits_scaling). Its
+	// attention_multiplier is the layers' attention Scale
+	// (attentionOptions).
+	embMul, resMul, logitMul float32
+	// embdDrop and residDrop are the training dropout of the first layer's
+	// input and of each sub-layer's output (GPT-2's embd_pdrop,
+	// resid_pdrop; dropout.go).
+	embdDrop, residDrop float32
 }
 
 func (d *dims) qDim() int  { return d.heads * d.headDim }
@@ -50,6 +53,9 @@ type block struct {
 	postAttn, postMLP norm
 	act               engine.Act
 	hooks             [2]SublayerHook
+	// attn is the layer's attention options from the config (sliding
+	// window, attention dropout); layerAttention completes them for a pass.
+	attn engine.AttentionOptions
 }
 
 // NamedModule is a module with its Hugging Face path.
@@ -109,6 +115,7 @@ type Transformer struct {
 	version int // bumped when hooks, prompt or prefix change
 
 	gradCheckpoint bool // recompute layer activations in backward (gradckpt.go)
+	drop           dropoutDraw
 
 	observer engine.BackwardObserver // told of each backward stage (stages.go)
 

@@ -302,11 +302,11 @@ func readEntryFile(path string, e RegistryEntry, fn func(Conversation) error) er
 		}
 	}
 	for _, r := range recs {
-		msgs, err := e.Schema.Conversation(r)
+		c, err := e.Schema.Conversation(r)
 		if err != nil {
 			return err
 		}
-		if err := fn(Conversation{Loc: r.Loc, Messages: msgs}); err != nil {
+		if err := fn(c); err != nil {
 			return err
 		}
 	}

@@ -90,8 +90,9 @@ func openRegistry(t *testing.T, dir string, names ...string) (*data.Dataset, err
 // A dataset_info.json with renamed alpaca columns, a sharegpt entry with
 // OpenAI tags, and a folder of Parquet files: entries concatenate in
 // the order named, columns and tags map as in LLaMA-Factory (the query
-// joins the prompt with a newline; function calls are assistant turns,
-// observations user turns).
+// joins the prompt with a newline; function calls are assistant turns
+// with tool calls, observations tool turns, which the built-in template
+// lays out as text and user turns).
 func TestRegistry(t *testing.T) {
 	pq, err := os.ReadFile("../../testdata/parquet/sharegpt.parquet")
 	require.NoError(t, err)
@@ -103,7 +104,7 @@ func TestRegistry(t *testing.T) {
   "hub": {"hf_hub_url": "x/y", "file_name": "pq", "formatting": "sharegpt", "columns": {"messages": "conversations", "system": "system"}}
 }`, map[string]string{
 		"mine.json":                       `[{"q": "Q", "ctx": "C", "a": "A", "h": [["q0", "a0"]], "extra": 1}]`,
-		"oai.jsonl":                       `{"messages": [{"role": "user", "content": "U"}, {"role": "function_call", "content": "F"}, {"role": "tool", "content": "T"}, {"role": "assistant", "content": "R"}]}` + "\n",
+		"oai.jsonl":                       `{"messages": [{"role": "user", "content": "U"}, {"role": "function_call", "content": "{\"name\": \"f\", \"arguments\": {}}"}, {"role": "tool", "content": "T"}, {"role": "assistant", "content": "R"}]}` + "\n",
 		"pq/train-00000-of-00001.parquet": string(pq),
 	})
 	ds, err := openRegistry(t, dir, "mine", "oai", "hub")
@@ -111,8 +112,9 @@ func TestRegistry(t *testing.T) {
 	require.Equal(t, 4, ds.Len())
 	assert.Equal(t, cat([]int32{bos}, bytesOf("q0\na0"), []int32{eos}, bytesOf("Q\nC\nA"), []int32{eos}), ds.Examples[0].InputIDs)
 	assert.Equal(t, cat(ignored(1+3), bytesOf("a0"), []int32{eos}, ignored(4), bytesOf("A"), []int32{eos}), ds.Examples[0].Labels)
-	assert.Equal(t, cat([]int32{bos}, bytesOf("U\nF"), []int32{eos}, bytesOf("T\nR"), []int32{eos}), ds.Examples[1].InputIDs)
-	assert.Equal(t, cat(ignored(1+2), bytesOf("F"), []int32{eos}, ignored(2), bytesOf("R"), []int32{eos}), ds.Examples[1].Labels)
+	call := `{"name": "f", "arguments": {}}`
+	assert.Equal(t, cat([]int32{bos}, bytesOf("U\n"+call), []int32{eos}, bytesOf("T\nR"), []int32{eos}), ds.Examples[1].InputIDs)
+	assert.Equal(t, cat(ignored(1+2), bytesOf(call), []int32{eos}, ignored(2), bytesOf("R"), []int32{eos}), ds.Examples[1].Labels)
 	assert.Equal(t, cat([]int32{bos}, bytesOf("Be brief.\nHi\nHello!"), []int32{eos}), ds.Examples[2].InputIDs)
 }
 

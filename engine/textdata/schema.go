@@ -1,6 +1,7 @@
 package textdata
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -30,15 +31,15 @@ type Schema struct {
 	Prompt, Query, Response, History string
 	// Messages is the ShareGPT column holding the turns.
 	Messages string
-	// System holds a system prompt (both formattings); Tools a tool
-	// description, which gotune cannot lay out yet (a record with a
-	// non-empty one is an error).
+	// System holds a system prompt (both formattings); Tools the tool
+	// definitions the conversation may call (see toolsValue).
 	System, Tools string
 	// RoleTag and ContentTag are the keys of a ShareGPT message.
 	RoleTag, ContentTag string
-	// The values of RoleTag for each kind of turn. A function call is laid
-	// out, and trained on, as an assistant turn; an observation (a tool's
-	// result) as a user turn, as LLaMA-Factory trains them.
+	// The values of RoleTag for each kind of turn. A function call (its
+	// content a JSON {"name", "arguments"} object or a list of them) is an
+	// assistant message with those tool_calls, trained on; an observation
+	// (a tool's result) is a tool message, as transformers is given them.
 	UserTag, AssistantTag, ObservationTag, FunctionTag, SystemTag string
 	// QueryInSlot hands the query to the template as chat.Message.Input
 	// (the alpaca template's "### Input:" section) instead of joining it
@@ -78,30 +79,21 @@ func (s *Schema) columns() [][2]string {
 	return out
 }
 
-// Conversation converts one record into chat messages.
-func (s *Schema) Conversation(r data.Record) ([]chat.Message, error) {
+// Conversation converts one record into a conversation.
+func (s *Schema) Conversation(r data.Record) (Conversation, error) {
+	c := Conversation{Loc: r.Loc}
+	var err error
 	if s.Tools != "" {
-		if err := noTools(r, s.Tools); err != nil {
-			return nil, err
+		if c.Tools, err = toolsValue(r.Loc, s.Tools, r.Fields[s.Tools]); err != nil {
+			return c, err
 		}
 	}
 	if s.Formatting == ShareGPT {
-		return s.shareGPT(r)
+		c.Messages, err = s.shareGPT(r)
+	} else {
+		c.Messages, err = s.alpaca(r)
 	}
-	return s.alpaca(r)
-}
-
-// noTools rejects a record with a non-empty tool description.
-func noTools(r data.Record, col string) error {
-	raw, ok := r.Fields[col]
-	if !ok {
-		return nil
-	}
-	switch strings.TrimSpace(string(raw)) {
-	case "null", `""`, "[]", "{}":
-		return nil
-	}
-	return data.Errorf(r.Loc, "%q: tool descriptions are not supported yet (gotune has no template for tool calls)", col)
+	return c, err
 }
 
 // alpaca builds user/assistant turns from the history, then the prompt
@@ -212,7 +204,18 @@ func (s *Schema) shareGPT(r data.Record) ([]chat.Message, error) {
 		if err != nil {
 			return nil, err
 		}
-		msgs = append(msgs, chat.Message{Role: mapped, Content: content})
+		m := chat.Message{Role: mapped, Content: content}
+		switch {
+		case role == s.FunctionTag:
+			calls, err := functionCalls(r.Loc, fmt.Sprintf("%s[%d].%s", s.Messages, i, s.ContentTag), content)
+			if err != nil {
+				return nil, err
+			}
+			m = chat.Message{Role: chat.Assistant, ToolCalls: calls}
+		case role == s.ObservationTag:
+			m.Role = chat.Tool
+		}
+		msgs = append(msgs, m)
 	}
 	if len(msgs) == 0 || len(msgs)%2 != 0 {
 		return nil, data.Errorf(r.Loc, "%q has %d turns after the system prompt; it needs user and assistant turns in pairs, ending with the assistant's", s.Messages, len(msgs))
@@ -221,6 +224,90 @@ func (s *Schema) shareGPT(r data.Record) ([]chat.Message, error) {
 		msgs = append([]chat.Message{{Role: chat.System, Content: system}}, msgs...)
 	}
 	return msgs, nil
+}
+
+// functionCalls turns the content of a ShareGPT function call, a JSON
+// {"name", "arguments"} object or a list of them (LLaMA-Factory's form),
+// into OpenAI's tool_calls: [{"type": "function", "function": call}, ...]
+// with each call as the data writes it.
+func functionCalls(loc data.Loc, name, content string) (json.RawMessage, error) {
+	raw := json.RawMessage(content)
+	calls := []json.RawMessage{raw}
+	if data.JSONKind(raw) == "an array" {
+		if err := json.Unmarshal(raw, &calls); err != nil {
+			return nil, data.Errorf(loc, "%s: %v", name, err)
+		}
+	}
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for k, c := range calls {
+		var call struct {
+			Name *string `json:"name"`
+		}
+		if data.JSONKind(c) != "an object" || json.Unmarshal(c, &call) != nil || call.Name == nil {
+			return nil, data.Errorf(loc, `%s: a function call must be JSON {"name": ..., "arguments": ...} or a list of them`, name)
+		}
+		if k > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(`{"type": "function", "function": `)
+		b.Write(bytes.TrimSpace(c))
+		b.WriteByte('}')
+	}
+	b.WriteByte(']')
+	return b.Bytes(), nil
+}
+
+// toolsValue decodes the tool definitions of column col: a JSON list, or
+// a string holding one (LLaMA-Factory stores them so); absent, null, ""
+// or [] is none. A definition without OpenAI's {"type": "function",
+// "function": ...} wrapper (LLaMA-Factory's {"name", "description",
+// "parameters"}) is wrapped in one, the form chat templates expect.
+func toolsValue(loc data.Loc, col string, raw json.RawMessage) (json.RawMessage, error) {
+	if data.JSONKind(raw) == "a string" {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, data.Errorf(loc, "%q: %v", col, err)
+		}
+		if strings.TrimSpace(s) == "" {
+			return nil, nil
+		}
+		raw = json.RawMessage(s)
+		if !json.Valid(raw) {
+			return nil, data.Errorf(loc, "%q must be a JSON list of tool definitions; the string it holds is not JSON", col)
+		}
+	}
+	if raw == nil || data.JSONKind(raw) == "null" {
+		return nil, nil
+	}
+	var defs []json.RawMessage
+	if data.JSONKind(raw) != "an array" || json.Unmarshal(raw, &defs) != nil {
+		return nil, data.Errorf(loc, "%q must be a JSON list of tool definitions, got %s", col, data.JSONKind(raw))
+	}
+	if len(defs) == 0 {
+		return nil, nil
+	}
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for k, d := range defs {
+		var def map[string]json.RawMessage
+		if data.JSONKind(d) != "an object" || json.Unmarshal(d, &def) != nil {
+			return nil, data.Errorf(loc, "%s[%d] must be a tool definition (an object), got %s", col, k, data.JSONKind(d))
+		}
+		if k > 0 {
+			b.WriteString(", ")
+		}
+		_, wrapped := def["function"]
+		if _, named := def["name"]; named && !wrapped {
+			b.WriteString(`{"type": "function", "function": `)
+			b.Write(bytes.TrimSpace(d))
+			b.WriteByte('}')
+			continue
+		}
+		b.Write(bytes.TrimSpace(d))
+	}
+	b.WriteByte(']')
+	return b.Bytes(), nil
 }
 
 // turn decodes message i's role and content.

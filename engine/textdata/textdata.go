@@ -5,10 +5,11 @@
 //     ..., "system": ..., "history": [[prompt, response], ...]} ("input",
 //     "system" and "history" optional): one exchange after the history's;
 //   - sharegpt: {"conversations": [{"from": ..., "value": ...}, ...],
-//     "system": ...} with LLaMA-Factory's roles human, gpt, system (first
-//     only), function_call and observation;
-//   - chat (OpenAI): {"messages": [{"role": ..., "content": ...}, ...]}
-//     with roles system (first only), user and assistant alternating;
+//     "system": ..., "tools": ...} with LLaMA-Factory's roles human, gpt,
+//     system (first only), function_call and observation;
+//   - chat (OpenAI): {"messages": [{"role": ..., "content": ...}, ...],
+//     "tools": [...]} with roles system, user, assistant and tool, and the
+//     message keys tool_calls, tool_call_id, name and reasoning_content;
 //   - text: {"text": ...}, or a whole .txt file: documents packed into
 //     blocks of the sequence length;
 //   - pretokenized: {"input_ids": [...], "labels": [...]} (package data).
@@ -18,7 +19,10 @@
 // LLaMA-Factory's dataset_info.json registry names files and maps their
 // columns (OpenRegistry).
 // Instruction and chat records are laid out with a chat template (package
-// chat) and train on the replies only: prompt tokens get label -100. Text
+// chat) and train on the replies only: prompt tokens get label -100. A
+// model's own template sees the messages, their tool calls and
+// reasoning, and the tool definitions as transformers'
+// apply_chat_template is given them. Text
 // trains on every token. Every problem with a record is reported as
 // file:line with what is wrong: unknown fields, wrong types, blank lines,
 // a conversation the template cannot lay out. Examples longer than the
@@ -30,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -154,6 +159,10 @@ func EncodeConversation(c Conversation, tmpl chat.Template, tok tokenizer.Tokeni
 
 // encodeConversation renders and tokenizes one conversation.
 func encodeConversation(c Conversation, tmpl chat.Template, tok tokenizer.Tokenizer) (data.Example, error) {
+	tmpl, err := chat.WithTools(tmpl, c.Tools)
+	if err != nil {
+		return data.Example{}, data.Errorf(c.Loc, "%v", err)
+	}
 	pieces, err := tmpl.Render(c.Messages)
 	if err != nil {
 		return data.Example{}, data.Errorf(c.Loc, "chat template %s: %v", tmpl.Name(), err)
@@ -216,6 +225,9 @@ type Conversation struct {
 	// Messages are the turns; for instruction records, built by
 	// chat.FromInstruction.
 	Messages []chat.Message
+	// Tools are the tool definitions the conversation may call (a JSON
+	// list in OpenAI's form, see chat.WithTools); nil when it has none.
+	Tools json.RawMessage
 }
 
 // ReadConversations reads an instruction or chat file (format Auto
@@ -243,21 +255,21 @@ func ReadConversations(path, format string) ([]Conversation, string, error) {
 func readConversations(path, format string, fn func(Conversation) error) error {
 	n := 0
 	err := data.ReadRecords(path, func(r data.Record) error {
-		var msgs []chat.Message
+		var c Conversation
 		var err error
 		switch format {
 		case Instruction:
-			msgs, err = parseInstruction(r)
+			c, err = parseInstruction(r)
 		case ShareGPTFormat:
-			msgs, err = parseShareGPT(r)
+			c, err = parseShareGPT(r)
 		default:
-			msgs, err = parseChat(r)
+			c, err = parseChat(r)
 		}
 		if err != nil {
 			return err
 		}
 		n++
-		return fn(Conversation{Loc: r.Loc, Messages: msgs})
+		return fn(c)
 	})
 	if err != nil {
 		return err
@@ -274,73 +286,137 @@ func IsConversational(format string) bool {
 }
 
 // parseInstruction decodes an instruction record.
-func parseInstruction(r data.Record) ([]chat.Message, error) {
+func parseInstruction(r data.Record) (Conversation, error) {
 	if err := data.UnknownFields(r, []string{"instruction", "input", "output", "system", "history"}, `an instruction line has "instruction", "output" and optional "input", "system" and "history"`); err != nil {
-		return nil, err
+		return Conversation{}, err
 	}
 	return instructionSchema.Conversation(r)
 }
 
 // parseShareGPT decodes a sharegpt record ("id", which ShareGPT dumps
 // carry, is allowed and ignored).
-func parseShareGPT(r data.Record) ([]chat.Message, error) {
+func parseShareGPT(r data.Record) (Conversation, error) {
 	if err := data.UnknownFields(r, []string{"conversations", "system", "tools", "id"}, `a sharegpt line has "conversations" and optional "system" and "tools"`); err != nil {
-		return nil, err
+		return Conversation{}, err
 	}
 	return shareGPTSchema.Conversation(r)
 }
 
+// messageKeys are the keys of a chat message (OpenAI's form, plus the
+// reasoning_content of reasoning models' data).
+var messageKeys = []string{"role", "content", "tool_calls", "tool_call_id", "name", "reasoning_content"}
+
 // parseChat decodes a chat record.
-func parseChat(r data.Record) ([]chat.Message, error) {
-	if err := data.UnknownFields(r, []string{"messages"}, `a chat line has only "messages"`); err != nil {
-		return nil, err
+func parseChat(r data.Record) (Conversation, error) {
+	c := Conversation{Loc: r.Loc}
+	if err := data.UnknownFields(r, []string{"messages", "tools"}, `a chat line has "messages" and optional "tools"`); err != nil {
+		return c, err
 	}
 	raw := r.Fields["messages"]
 	if k := data.JSONKind(raw); k != "an array" {
-		return nil, data.Errorf(r.Loc, `"messages" must be an array of {"role", "content"} objects, got %s`, k)
+		return c, data.Errorf(r.Loc, `"messages" must be an array of {"role", "content"} objects, got %s`, k)
 	}
 	var elems []json.RawMessage
 	if err := json.Unmarshal(raw, &elems); err != nil {
-		return nil, data.Errorf(r.Loc, `"messages": %v`, err)
+		return c, data.Errorf(r.Loc, `"messages": %v`, err)
 	}
 	if len(elems) == 0 {
-		return nil, data.Errorf(r.Loc, `"messages" is empty`)
+		return c, data.Errorf(r.Loc, `"messages" is empty`)
 	}
-	msgs := make([]chat.Message, len(elems))
+	var err error
+	if c.Tools, err = toolsValue(r.Loc, "tools", r.Fields["tools"]); err != nil {
+		return c, err
+	}
+	c.Messages = make([]chat.Message, len(elems))
 	for i, e := range elems {
-		if k := data.JSONKind(e); k != "an object" {
-			return nil, data.Errorf(r.Loc, `messages[%d] must be an object with "role" and "content", got %s`, i, k)
+		if c.Messages[i], err = chatMessage(r.Loc, i, e); err != nil {
+			return c, err
 		}
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(e, &fields); err != nil {
-			return nil, data.Errorf(r.Loc, "messages[%d]: %v", i, err)
-		}
-		var unknown []string
-		for k := range fields {
-			if k != "role" && k != "content" {
-				unknown = append(unknown, fmt.Sprintf("%q", k))
-			}
-		}
-		if len(unknown) > 0 {
-			sort.Strings(unknown)
-			return nil, data.Errorf(r.Loc, `messages[%d]: unknown field %s (a message has "role" and "content")`, i, strings.Join(unknown, ", "))
-		}
-		role, err := stringValue(r.Loc, fmt.Sprintf("messages[%d].role", i), fields["role"], true)
-		if err != nil {
-			return nil, err
-		}
-		content, err := stringValue(r.Loc, fmt.Sprintf("messages[%d].content", i), fields["content"], true)
-		if err != nil {
-			return nil, err
-		}
-		switch role {
-		case chat.System, chat.User, chat.Assistant:
-		default:
-			return nil, data.Errorf(r.Loc, "messages[%d].role is %q; want %q, %q or %q", i, role, chat.System, chat.User, chat.Assistant)
-		}
-		msgs[i] = chat.Message{Role: role, Content: content}
 	}
-	return msgs, nil
+	return c, nil
+}
+
+// chatMessage decodes message i of a chat record.
+func chatMessage(loc data.Loc, i int, e json.RawMessage) (chat.Message, error) {
+	var m chat.Message
+	if k := data.JSONKind(e); k != "an object" {
+		return m, data.Errorf(loc, `messages[%d] must be an object with "role" and "content", got %s`, i, k)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(e, &fields); err != nil {
+		return m, data.Errorf(loc, "messages[%d]: %v", i, err)
+	}
+	var unknown []string
+	for k := range fields {
+		if !slices.Contains(messageKeys, k) {
+			unknown = append(unknown, fmt.Sprintf("%q", k))
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return m, data.Errorf(loc, `messages[%d]: unknown field %s (a message has "role", "content" and optional "tool_calls", "tool_call_id", "name", "reasoning_content")`, i, strings.Join(unknown, ", "))
+	}
+	name := func(key string) string { return fmt.Sprintf("messages[%d].%s", i, key) }
+	var err error
+	if m.Role, err = stringValue(loc, name("role"), fields["role"], true); err != nil {
+		return m, err
+	}
+	switch m.Role {
+	case chat.System, chat.User, chat.Assistant, chat.Tool:
+	default:
+		return m, data.Errorf(loc, "messages[%d].role is %q; want %q, %q, %q or %q", i, m.Role, chat.System, chat.User, chat.Assistant, chat.Tool)
+	}
+	if m.ToolCalls, err = toolCallsValue(loc, name("tool_calls"), fields["tool_calls"]); err != nil {
+		return m, err
+	}
+	if m.ToolCalls != nil && m.Role != chat.Assistant {
+		return m, data.Errorf(loc, "%s: only an assistant message calls tools, this is a %s message", name("tool_calls"), m.Role)
+	}
+	// OpenAI's form gives a message that only calls tools "content": null.
+	content, hasContent := fields["content"]
+	m.NullContent = hasContent && data.JSONKind(content) == "null" && m.ToolCalls != nil
+	if !m.NullContent {
+		if m.Content, err = stringValue(loc, name("content"), content, true); err != nil {
+			return m, err
+		}
+	}
+	if m.Reasoning, err = stringValue(loc, name("reasoning_content"), fields["reasoning_content"], false); err != nil {
+		return m, err
+	}
+	if m.Reasoning != "" && m.Role != chat.Assistant {
+		return m, data.Errorf(loc, "%s: only an assistant message has reasoning, this is a %s message", name("reasoning_content"), m.Role)
+	}
+	if m.ToolCallID, err = stringValue(loc, name("tool_call_id"), fields["tool_call_id"], false); err != nil {
+		return m, err
+	}
+	m.Name, err = stringValue(loc, name("name"), fields["name"], false)
+	return m, err
+}
+
+// toolCallsValue checks a message's tool_calls: absent, null or [] is
+// none, else a list of {"function": {"name": ..., ...}, ...} objects,
+// kept as the data writes them.
+func toolCallsValue(loc data.Loc, name string, raw json.RawMessage) (json.RawMessage, error) {
+	if raw == nil || data.JSONKind(raw) == "null" {
+		return nil, nil
+	}
+	var calls []struct {
+		Function *struct {
+			Name *string `json:"name"`
+		} `json:"function"`
+	}
+	if data.JSONKind(raw) != "an array" || json.Unmarshal(raw, &calls) != nil {
+		return nil, data.Errorf(loc, `%s must be a list of {"type": "function", "function": {"name", "arguments"}} objects, got %s`, name, data.JSONKind(raw))
+	}
+	if len(calls) == 0 {
+		return nil, nil
+	}
+	for k, c := range calls {
+		if c.Function == nil || c.Function.Name == nil {
+			return nil, data.Errorf(loc, `%s[%d] has no "function" with a "name"`, name, k)
+		}
+	}
+	return raw, nil
 }
 
 // stringValue decodes the value of field name (raw is nil when the field

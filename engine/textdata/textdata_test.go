@@ -3,6 +3,7 @@ package textdata
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -212,12 +213,28 @@ func TestBadInput(t *testing.T) {
 			want: `:1: "messages" must be an array of {"role", "content"} objects, got a string`},
 		{name: "message not object", content: `{"messages": ["hi"]}`,
 			want: `:1: messages[0] must be an object`},
-		{name: "message unknown field", content: `{"messages": [{"role": "user", "content": "q", "name": "bob"}]}`,
-			want: `:1: messages[0]: unknown field "name"`},
+		{name: "message unknown field", content: `{"messages": [{"role": "user", "content": "q", "weight": 1}]}`,
+			want: `:1: messages[0]: unknown field "weight"`},
 		{name: "message content type", content: `{"messages": [{"role": "user", "content": ["q"]}]}`,
 			want: `:1: "messages[0].content" must be a string, got an array`},
-		{name: "bad role", content: `{"messages": [{"role": "tool", "content": "q"}]}`,
-			want: `:1: messages[0].role is "tool"`},
+		{name: "bad role", content: `{"messages": [{"role": "function", "content": "q"}]}`,
+			want: `:1: messages[0].role is "function"`},
+		{name: "tool calls not a list", content: `{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": null, "tool_calls": {"function": {"name": "f"}}}]}`,
+			want: `:1: messages[1].tool_calls must be a list of {"type": "function", "function": {"name", "arguments"}} objects, got an object`},
+		{name: "tool call without a name", content: `{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"function": {"arguments": "{}"}}]}]}`,
+			want: `:1: messages[1].tool_calls[0] has no "function" with a "name"`},
+		{name: "user calls tools", content: `{"messages": [{"role": "user", "content": "q", "tool_calls": [{"function": {"name": "f"}}]}]}`,
+			want: `:1: messages[0].tool_calls: only an assistant message calls tools, this is a user message`},
+		{name: "null content without tool calls", content: `{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": null}]}`,
+			want: `:1: missing "messages[1].content"`},
+		{name: "user reasoning", content: `{"messages": [{"role": "user", "content": "q", "reasoning_content": "r"}]}`,
+			want: `:1: messages[0].reasoning_content: only an assistant message has reasoning, this is a user message`},
+		{name: "tools not a list", content: `{"messages": [{"role": "user", "content": "q"}], "tools": {"name": "f"}}`,
+			want: `:1: "tools" must be a JSON list of tool definitions, got an object`},
+		{name: "tools with a built-in template", content: `{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "tools": [{"name": "f"}]}`,
+			want: `:1: chat template plain has no place for tool definitions`},
+		{name: "sharegpt function call not JSON", content: `{"conversations": [{"from": "human", "value": "q"}, {"from": "function_call", "value": "f(1)"}]}`,
+			want: `:1: conversations[1].value: a function call must be JSON {"name": ..., "arguments": ...} or a list of them`},
 		{name: "no reply", content: `{"messages": [{"role": "user", "content": "q"}]}`,
 			want: `:1: chat template plain: the conversation ends with a user message`},
 		{name: "template does not fit", template: "alpaca",
@@ -294,7 +311,7 @@ func TestReadConversations(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []chat.Message{{Role: chat.System, Content: "S"}, {Role: chat.User, Content: "Add.", Input: "1+1"}, {Role: chat.Assistant, Content: "2"}}
-	if format != Instruction || len(convs) != 1 || !slices.Equal(convs[0].Messages, want) || convs[0].Loc.Line != 1 {
+	if format != Instruction || len(convs) != 1 || !reflect.DeepEqual(convs[0].Messages, want) || convs[0].Loc.Line != 1 {
 		t.Errorf("got %s %+v", format, convs)
 	}
 	if _, _, err := ReadConversations(writeFile(t, "t.jsonl", `{"text": "x"}`+"\n"), Auto); err == nil || !strings.Contains(err.Error(), "is text data") {

@@ -61,6 +61,11 @@ type Setting struct {
 	// the training trajectory (--log-every, --out): a difference is a
 	// warning, not an error.
 	Harmless bool `json:"harmless,omitempty"`
+	// Absent, when not empty, is the value runs had before the setting
+	// existed: a checkpoint that does not record the setting matches a
+	// current value equal to it, so adding a setting does not strand the
+	// checkpoints of older versions.
+	Absent string `json:"-"`
 }
 
 // ParamState names a trainable parameter of a checkpoint and its shape.
@@ -431,6 +436,9 @@ func compareSettings(ckpt, cur []Setting) (bad, harmless []string) {
 	now := map[string]entry{}
 	for _, s := range cur {
 		now[s.Name] = entry{s.Value, s.Harmless}
+		if _, recorded := old[s.Name]; !recorded && s.Absent != "" {
+			old[s.Name] = entry{s.Absent, s.Harmless}
+		}
 	}
 	names := map[string]bool{}
 	for n := range old {

@@ -14,6 +14,7 @@ import (
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/safetensors"
+	"github.com/stretchr/testify/require"
 )
 
 // weightSaver saves the bigram's weights for real (the toy model's own
@@ -450,4 +451,24 @@ func TestTrimMetrics(t *testing.T) {
 	if err := trimMetrics(filepath.Join(t.TempDir(), "none"), 2); err != nil {
 		t.Errorf("missing file: %v", err)
 	}
+}
+
+// TestCompareSettingsAbsent checks that a setting newer than a checkpoint
+// matches it at the value older runs had, and only at that value.
+func TestCompareSettingsAbsent(t *testing.T) {
+	ckpt := []Setting{{Name: "--lr", Value: "0.1"}}
+	for _, tc := range []struct {
+		value string
+		bad   []string
+	}{
+		{"false", nil},
+		{"true", []string{"--packing is true here but false in the checkpoint"}},
+	} {
+		cur := []Setting{{Name: "--lr", Value: "0.1"}, {Name: "--packing", Value: tc.value, Absent: "false"}}
+		bad, harmless := compareSettings(ckpt, cur)
+		require.Equal(t, tc.bad, bad, tc.value)
+		require.Empty(t, harmless)
+	}
+	bad, _ := compareSettings(ckpt, []Setting{{Name: "--lr", Value: "0.1"}, {Name: "--new", Value: "x"}})
+	require.Equal(t, []string{"--new is x here but (not recorded) in the checkpoint"}, bad)
 }

@@ -42,6 +42,7 @@ func checkGoldenRun(t *testing.T, set *golden.Set, run golden.Run) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.SetDropoutSeed(run.Seed)
 	trainable := run.Trainable
 	if len(trainable) == 0 {
 		trainable = set.Meta.Params

@@ -417,6 +417,7 @@ func (t *Trainer) stepParallel(k int, batches []data.Batch, tokens int) (StepMet
 	for j, part := range parts {
 		dp.beginMicro(j == lastReal)
 		if part.B > 0 {
+			t.announcePass(k, j)
 			s, err := ForwardBatch(t.model, part, true, scale)
 			if err != nil {
 				return fail(err)

@@ -443,7 +443,8 @@ func (t *Trainer) Step() (StepMetrics, error) {
 	}
 	scale := float32(1 / float64(tokens))
 	lossSum := 0.0
-	for _, hb := range batches {
+	for i, hb := range batches {
+		t.announcePass(k, i)
 		s, err := ForwardBatch(t.model, hb, true, scale)
 		if err != nil {
 			return StepMetrics{}, fmt.Errorf("step %d: %w", k, err)
@@ -484,6 +485,22 @@ func (t *Trainer) Step() (StepMetrics, error) {
 		t.adamW(p, p.W, p.G, t.m[i], t.v[i], lr, k)
 	}
 	return t.finishStep(k, loss, penalty, lr, gradNorm, tokens)
+}
+
+// announcePass tells a model that draws dropout masks which training pass
+// comes next (engine.TrainingPassSetter): optimizer step k, micro-batch
+// micro, this rank. The masks are a pure function of the run's seed and
+// the pass, so a resumed run draws what the uninterrupted one did.
+func (t *Trainer) announcePass(k, micro int) {
+	s, ok := t.model.(engine.TrainingPassSetter)
+	if !ok {
+		return
+	}
+	rank := 0
+	if t.dp != nil {
+		rank = t.dp.rank
+	}
+	s.SetTrainingPass(engine.TrainingPass{Step: k, Micro: micro, Rank: rank})
 }
 
 // adamW updates w (parameter p's weights, or a piece of them) from g with

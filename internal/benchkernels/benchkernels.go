@@ -33,7 +33,8 @@ import (
 
 // Result is one timed operation.
 type Result struct {
-	// Op is gemm, lora_fwd, lora_bwd, adapter_fwd, adapter_bwd or copy.
+	// Op is gemm, lora_fwd, lora_bwd, adapter_fwd, adapter_bwd, copy,
+	// attn_fwd, attn_fwdbwd, attn_fwd_window or attn_fwdbwd_window.
 	Op string `json:"op"`
 	// Impl is "gotune" or "cublas".
 	Impl  string `json:"impl"`
@@ -44,14 +45,17 @@ type Result struct {
 	N int `json:"n"`
 	K int `json:"k"`
 	R int `json:"r"`
-	// Batch, Seq, Heads, KVHeads and HeadDim describe an attention
-	// problem (attn_* operations, where M is Batch·Seq, N Heads·HeadDim
-	// and K Seq): the shape scripts/bench_sdpa.py times PyTorch on.
+	// Batch, Seq, Heads, KVHeads, HeadDim and Window describe an
+	// attention problem (attn_* operations, where M is Batch·Seq, N
+	// Heads·HeadDim and K the keys a query sees at most: Seq, or Window
+	// for the *_window operations): the shape scripts/bench_sdpa.py
+	// times PyTorch on (causal shapes only).
 	Batch   int `json:"batch,omitempty"`
 	Seq     int `json:"seq,omitempty"`
 	Heads   int `json:"heads,omitempty"`
 	KVHeads int `json:"kv_heads,omitempty"`
 	HeadDim int `json:"head_dim,omitempty"`
+	Window  int `json:"window,omitempty"`
 	// MedianMs, MinMs and MaxMs summarise the timed repeats.
 	MedianMs float64 `json:"median_ms"`
 	MinMs    float64 `json:"min_ms"`

@@ -18,7 +18,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-var allOps = []string{"gemm", "lora_fwd", "lora_bwd", "adapter_fwd", "adapter_bwd", "attn_fwd", "attn_fwdbwd"}
+var allOps = []string{"gemm", "lora_fwd", "lora_bwd", "adapter_fwd", "adapter_bwd", "attn_fwd", "attn_fwdbwd", "attn_fwd_window", "attn_fwdbwd_window"}
 
 func TestCPUTable(t *testing.T) {
 	var out, log bytes.Buffer

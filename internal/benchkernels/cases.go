@@ -3,6 +3,7 @@ package benchkernels
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/fused"
@@ -18,26 +19,47 @@ type benchCase struct {
 }
 
 // attnShape is a causal grouped-query attention problem: B sequences of T
-// tokens, Hq query heads reading Hkv key/value heads of dimension D.
+// tokens, Hq query heads reading Hkv key/value heads of dimension D, and a
+// sliding window of Window keys (0: none; engine.AttentionOptions.Window).
 type attnShape struct {
-	B, T, Hq, Hkv, D int
+	B, T, Hq, Hkv, D, Window int
 }
+
+// Attention operations: the forward, or the forward and the backward;
+// with a sliding window the same with the attnWindowed suffix.
+const (
+	attnFwd      = "attn_fwd"
+	attnFwdBwd   = "attn_fwdbwd"
+	attnWindowed = "_window"
+)
+
+// isAttn reports whether op is an attention operation.
+func isAttn(op string) bool { return strings.HasPrefix(op, "attn_") }
 
 // attnShapes are the attention problems timed: on a GPU those of the
 // 0.5B and 1.5B models `gotune bench train` uses (head dimensions 64 and
 // 128, two query heads per kv head, the same tokens per step); elsewhere
-// a small one.
+// a small one. The last shape again with a sliding window of an eighth
+// (a quarter) of the sequence: its time next to the causal one's shows
+// whether the kernels skip the key tiles outside the window.
 func attnShapes(gpu, small bool) []attnShape {
+	var s []attnShape
 	switch {
 	case gpu && !small:
-		return []attnShape{{B: 4, T: 2048, Hq: 16, Hkv: 8, D: 64}, {B: 2, T: 2048, Hq: 16, Hkv: 8, D: 128}}
+		s = []attnShape{{B: 4, T: 2048, Hq: 16, Hkv: 8, D: 64}, {B: 2, T: 2048, Hq: 16, Hkv: 8, D: 128}}
 	case gpu:
-		return []attnShape{{B: 2, T: 2048, Hq: 16, Hkv: 8, D: 128}}
+		s = []attnShape{{B: 2, T: 2048, Hq: 16, Hkv: 8, D: 128}}
 	case small:
-		return []attnShape{{B: 1, T: 32, Hq: 4, Hkv: 2, D: 16}}
+		s = []attnShape{{B: 1, T: 32, Hq: 4, Hkv: 2, D: 16}}
 	default:
-		return []attnShape{{B: 1, T: 512, Hq: 8, Hkv: 4, D: 64}}
+		s = []attnShape{{B: 1, T: 512, Hq: 8, Hkv: 4, D: 64}}
 	}
+	w := s[len(s)-1]
+	w.Window = w.T / 8
+	if !gpu {
+		w.Window = w.T / 4
+	}
+	return append(s, w)
 }
 
 // cases lists what to time. On a GPU: tokens 4096 and 16384, the LLaMA-7B
@@ -98,8 +120,12 @@ func cases(gpu, small bool) []benchCase {
 		attnDType = engine.BFloat16
 	}
 	for _, a := range attnShapes(gpu, small) {
-		for _, op := range []string{"attn_fwd", "attn_fwdbwd"} {
-			out = append(out, benchCase{op: op, impl: "gotune", dtype: attnDType, m: a.B * a.T, n: a.Hq * a.D, k: a.T, attn: a})
+		for _, op := range []string{attnFwd, attnFwdBwd} {
+			k := a.T // keys a query sees at most
+			if a.Window > 0 {
+				op, k = op+attnWindowed, a.Window
+			}
+			out = append(out, benchCase{op: op, impl: "gotune", dtype: attnDType, m: a.B * a.T, n: a.Hq * a.D, k: k, attn: a})
 		}
 	}
 	if gpu {
@@ -141,7 +167,8 @@ func work(c benchCase) (flops, bytes float64) {
 		return 8 * m * k * r, e*(m*k+m*k+2*m*r+2*k*r+2*m*r+2*m*k) + g*2*(2*k*r+r+k)
 	case "copy":
 		return 0, 2 * m * e
-	case "attn_fwd", "attn_fwdbwd":
+	}
+	if isAttn(c.op) {
 		return attnWork(c.op, c.attn, e)
 	}
 	return 0, 0
@@ -195,16 +222,17 @@ func (s *setup) attention(c benchCase) func() {
 	v := shape(s.tensor(dt, a.B*a.T, a.Hkv*a.D, 1), a.Hkv)
 	out := shape(s.tensor(dt, a.B*a.T, a.Hq*a.D, 1), a.Hq)
 	lse := s.tensor(engine.Float32, a.B*a.Hq, a.T, 1).Reshape(a.B, a.Hq, a.T)
-	if c.op == "attn_fwd" {
-		return func() { be.Attention(out, lse, q, k, v, engine.AttentionOptions{}) }
+	opt := engine.AttentionOptions{Window: a.Window}
+	if !strings.HasPrefix(c.op, attnFwdBwd) {
+		return func() { be.Attention(out, lse, q, k, v, opt) }
 	}
 	dout := shape(s.tensor(dt, a.B*a.T, a.Hq*a.D, 1), a.Hq)
 	dq := shape(s.tensor(dt, a.B*a.T, a.Hq*a.D, 1), a.Hq)
 	dk := shape(s.tensor(dt, a.B*a.T, a.Hkv*a.D, 1), a.Hkv)
 	dv := shape(s.tensor(dt, a.B*a.T, a.Hkv*a.D, 1), a.Hkv)
 	return func() {
-		be.Attention(out, lse, q, k, v, engine.AttentionOptions{})
-		be.AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse, engine.AttentionOptions{})
+		be.Attention(out, lse, q, k, v, opt)
+		be.AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse, opt)
 	}
 }
 
@@ -269,10 +297,11 @@ func (b *bench) runCase(c benchCase) (Result, error) {
 	case "copy":
 		src, dst := s.tensor(dt, c.m, 1, 1), s.tensor(dt, c.m, 1, 1)
 		fn = func() { be.Copy(dst, src) }
-	case "attn_fwd", "attn_fwdbwd":
-		fn = s.attention(c)
 	default:
-		return Result{}, fmt.Errorf("unknown operation %q", c.op)
+		if !isAttn(c.op) {
+			return Result{}, fmt.Errorf("unknown operation %q", c.op)
+		}
+		fn = s.attention(c)
 	}
 	if err := be.Synchronize(); err != nil {
 		return Result{}, err
@@ -292,7 +321,7 @@ func (b *bench) runCase(c benchCase) (Result, error) {
 	}
 	flops, bytes := work(c)
 	r := Result{Op: c.op, Impl: c.impl, DType: c.dtype.String(), M: c.m, N: c.n, K: c.k, R: c.r,
-		Batch: c.attn.B, Seq: c.attn.T, Heads: c.attn.Hq, KVHeads: c.attn.Hkv, HeadDim: c.attn.D,
+		Batch: c.attn.B, Seq: c.attn.T, Heads: c.attn.Hq, KVHeads: c.attn.Hkv, HeadDim: c.attn.D, Window: c.attn.Window,
 		MedianMs: benchutil.Median(times), Repeats: len(times), FLOPs: flops, Bytes: bytes}
 	r.MinMs, r.MaxMs = times[0], times[0]
 	for _, t := range times {
@@ -328,14 +357,19 @@ func (b *bench) runCase(c benchCase) (Result, error) {
 // attnWork counts causal attention as FlashAttention's benchmarks do: the
 // forward's two T×T×D products per head, halved by the causal mask
 // (2·B·Hq·T²·D), and a backward of 2.5 times that (five products, one of
-// them recomputing the scores). Bytes: q, k, v read and out, lse written;
-// the backward reads those and dout, and writes dq, dk, dv.
+// them recomputing the scores). A sliding window of W keys leaves T·W −
+// W²/2 of the T²/2 (query, key) pairs. Bytes: q, k, v read and out, lse
+// written; the backward reads those and dout, and writes dq, dk, dv.
 func attnWork(op string, a attnShape, e float64) (flops, bytes float64) {
 	b, t, hq, hkv, d := float64(a.B), float64(a.T), float64(a.Hq), float64(a.Hkv), float64(a.D)
-	fwd := 2 * b * hq * t * t * d
+	pairs := t * t / 2
+	if w := float64(a.Window); a.Window > 0 && w < t {
+		pairs = t*w - w*w/2
+	}
+	fwd := 4 * b * hq * pairs * d
 	qo, kv, lse := b*t*hq*d*e, b*t*hkv*d*e, b*hq*t*4
 	fwdBytes := 2*qo + 2*kv + lse
-	if op == "attn_fwd" {
+	if !strings.HasPrefix(op, attnFwdBwd) {
 		return fwd, fwdBytes
 	}
 	bwdBytes := 3*qo + 2*kv + lse + qo + 2*kv // q, out, dout, k, v, lse in; dq, dk, dv out

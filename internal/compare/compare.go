@@ -169,6 +169,7 @@ func runOne(ctx context.Context, cfg *Config, meth Method) (*Result, error) {
 		return nil, err
 	}
 	m.SetGradCheckpoint(cfg.GradCheckpoint)
+	m.SetDropoutSeed(cfg.Seed)
 	tcfg := cfg.Train
 	tcfg.OutDir = filepath.Join(cfg.Out, meth.Name)
 	if meth.LR > 0 {

@@ -75,6 +75,10 @@ type Run struct {
 	TotalSteps  int    `json:"total_steps"`
 	// Steps is the number of optimizer steps the run takes.
 	Steps int `json:"steps"`
+	// Seed is the run's --seed (0 when unset), from which the base
+	// model's dropout masks derive (engine.DropoutMaskSeed; step k of the
+	// run is TrainingPass{Step: k}).
+	Seed uint64 `json:"seed,omitempty"`
 	// CountedTokens[k] is the number of targets counted in step k+1's loss.
 	CountedTokens []int `json:"counted_tokens"`
 	// Trainable lists the tensors the run trains, with their decay flags.

@@ -182,7 +182,7 @@ func writeRules(w *bytes.Buffer, kernels []Kernel) {
 }
 
 func writeSpecs(w *bytes.Buffer, kernels []Kernel) {
-	fmt.Fprintf(w, "// kernelSpecs is kernels.def as data: entry-point name, launch rule and\n// parameter kinds (p pointer, i int, f float).\nvar kernelSpecs = [numKernels]kernelSpec{\n")
+	fmt.Fprintf(w, "// kernelSpecs is kernels.def as data: entry-point name, launch rule and\n// parameter kinds (p pointer, i int, f float, u uint64).\nvar kernelSpecs = [numKernels]kernelSpec{\n")
 	for _, k := range kernels {
 		var kinds strings.Builder
 		for _, p := range k.Params {
@@ -242,6 +242,8 @@ func goType(k ParamKind) string {
 		return "DevicePtr"
 	case KindFloat:
 		return "float32"
+	case KindU64:
+		return "uint64"
 	}
 	return "int"
 }

@@ -27,7 +27,7 @@ func TestGoName(t *testing.T) {
 func TestParseDefErrors(t *testing.T) {
 	for name, tc := range map[string]struct{ src, want string }{
 		"bad line":       {"GT_KERNEL(gt_x, EW)\n", "kernels.def:1: not a GT_KERNEL"},
-		"bad type":       {"GT_KERNEL(gt_x, EW, (double v))\n", "want a pointer, int or float"},
+		"bad type":       {"GT_KERNEL(gt_x, EW, (double v))\n", "want a pointer, int, float or unsigned long long"},
 		"duplicate":      {"GT_KERNEL(gt_x, EW, (int n))\nGT_KERNEL(gt_x, EW, (int n))\n", "kernels.def:2: kernel gt_x listed twice"},
 		"duplicate name": {"GT_KERNEL(gt_x, EW, (int n, float n))\n", "named twice"},
 		"empty":          {"// nothing\n", "no kernels"},
@@ -63,8 +63,8 @@ func TestGenerate(t *testing.T) {
 	def := `// ---- section ----
 // x[i] = v
 GT_KERNEL(gt_fill, EW, (void* x, int x_dt, int n, float v))
-GT_KERNEL(gt_attn_fwd_32, ATTN, (const float* q, int D))
-GT_KERNEL(gt_attn_fwd_64, ATTN, (const float* q, int D))
+GT_KERNEL(gt_attn_fwd_32, ATTN, (const float* q, int D, unsigned long long seed))
+GT_KERNEL(gt_attn_fwd_64, ATTN, (const float* q, int D, unsigned  long long seed))
 `
 	launch := `#ifndef G
 #define GOTUNE_G
@@ -86,7 +86,8 @@ GT_KERNEL(gt_attn_fwd_64, ATTN, (const float* q, int D))
 	code := string(src)
 	for _, want := range []string{
 		"func (be *Backend) launchFill(op string, geom geomEw, x DevicePtr, xDt int, n int, v float32)",
-		"func (be *Backend) launchAttnFwd(op string, geom geomAttn, variant int, q DevicePtr, D int)",
+		"func (be *Backend) launchAttnFwd(op string, geom geomAttn, variant int, q DevicePtr, D int, seed uint64)",
+		`params: "piu"`,
 		"var attnFwdVariants = [...]int{32, 64}",
 		"threads = 256",
 		"func smem(DMAX int) int { return (4*(DMAX) + threads) }",

@@ -26,6 +26,8 @@ const (
 	KindInt ParamKind = 'i'
 	// KindFloat is a C float (float32).
 	KindFloat ParamKind = 'f'
+	// KindU64 is a C unsigned long long (uint64): a 64-bit seed.
+	KindU64 ParamKind = 'u'
 )
 
 // Param is one parameter of a kernel.
@@ -68,7 +70,7 @@ type Define struct {
 
 var (
 	kernelLine = regexp.MustCompile(`^GT_KERNEL\(\s*(gt_[a-z0-9_]+)\s*,\s*([A-Z0-9_]+)\s*,\s*\((.*)\)\s*\)\s*$`)
-	paramDecl  = regexp.MustCompile(`^((?:const\s+)?(?:void|float|int)\s*\*?)\s*([A-Za-z_][A-Za-z0-9_]*)$`)
+	paramDecl  = regexp.MustCompile(`^((?:const\s+)?(?:void|float|int)\s*\*?|unsigned\s+long\s+long)\s*([A-Za-z_][A-Za-z0-9_]*)$`)
 	defineLine = regexp.MustCompile(`^#define\s+(GT_[A-Z0-9_]+)(\(([A-Z_, ]*)\))?\s+(.+?)\s*(//.*)?$`)
 	exprToken  = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[-+*/%(),])`)
 )
@@ -125,7 +127,7 @@ func parseParams(list string) ([]Param, error) {
 		decl = strings.TrimSpace(decl)
 		m := paramDecl.FindStringSubmatch(decl)
 		if m == nil {
-			return nil, fmt.Errorf("parameter %q: want a pointer, int or float", decl)
+			return nil, fmt.Errorf("parameter %q: want a pointer, int, float or unsigned long long", decl)
 		}
 		ctype := strings.Join(strings.Fields(strings.ReplaceAll(m[1], "*", " *")), " ")
 		ctype = strings.ReplaceAll(ctype, " *", "*")
@@ -137,6 +139,8 @@ func parseParams(list string) ([]Param, error) {
 			p.Kind = KindInt
 		case ctype == "float":
 			p.Kind = KindFloat
+		case ctype == "unsigned long long":
+			p.Kind = KindU64
 		default:
 			return nil, fmt.Errorf("parameter %q: unsupported type %q", decl, ctype)
 		}

@@ -183,6 +183,20 @@ void expect_close(const std::string& what, const std::vector<float>& got, const 
   }
 }
 
+// ref_splitmix64 restates SplitMix64's finaliser (Steele, Lea and Flood
+// 2014); main checks its first output from state 0, 0xE220A8397B1DCDAF.
+uint64_t ref_splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// ref_dropout_keep is engine.DropoutKeep's definition.
+bool ref_dropout_keep(uint64_t seed, uint64_t i, unsigned thr) {
+  return (unsigned)(ref_splitmix64(seed ^ (i * 0x9E3779B97F4A7C15ull)) >> 40) >= thr;
+}
+
 double act_f(double x, int act) {
   switch (act) {
     case 1: return x > 0 ? x : 0;
@@ -597,6 +611,14 @@ void elementwise_tests() {
         x.ptr(d).i(dt).i(n).f(3.f);
         run("gt_scale", x, [&](size_t i) { return 3.0 * d0[i]; }, d);
       }
+      for (float p : {0.f, 0.25f}) {
+        d.poison();
+        const unsigned long long seed = 0x0123456789ABCDEFull + n;
+        const unsigned thr = (unsigned)std::lround((double)p * (1 << 24));
+        Args x;
+        x.ptr(d).i(dt).ptr(a).i(dt).i(n).i((int)(unsigned)seed).i((int)(unsigned)(seed >> 32)).i((int)thr).f(1.f / (1.f - p));
+        run("gt_dropout", x, [&](size_t i) { return ref_dropout_keep(seed, i, thr) ? av[i] / (1.0 - p) : 0.0; }, d);
+      }
       for (int act = 0; act <= 6; act++) {
         d.poison();
         Args x;
@@ -993,6 +1015,10 @@ int main(int argc, char** argv) {
   load_sym(lib, D.cuLaunchKernel, "cuLaunchKernel");
   load_sym(lib, D.cuCtxSynchronize, "cuCtxSynchronize");
   load_sym(lib, D.cuGetErrorName, "cuGetErrorName");
+  if (ref_splitmix64(0) != 0xE220A8397B1DCDAFull) {
+    std::fprintf(stderr, "FATAL: ref_splitmix64 is not SplitMix64\n");
+    return 2;
+  }
   check_cu(D.cuInit(0), "cuInit");
   int dev;
   check_cu(D.cuDeviceGet(&dev, 0), "cuDeviceGet");

@@ -57,7 +57,7 @@ class Run:
 
     def __init__(self, name, prefix, method=None, batch_size=2, grad_accum=1, seq_len=8,
                  lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, max_grad_norm=1.0,
-                 schedule="constant", warmup_steps=0, total_steps=None, steps=3):
+                 schedule="constant", warmup_steps=0, total_steps=None, steps=3, seed=0):
         self.name = name
         self.prefix = prefix
         self.method = method or FullFineTuning()
@@ -73,6 +73,7 @@ class Run:
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps if total_steps is not None else steps
         self.steps = steps
+        self.seed = seed  # --seed: the base model's dropout masks derive from it
 
     def lr_lambda(self, step):
         """Multiplier of optimizer step step+1 (torch LambdaLR calls it with 0, 1, ...).
@@ -113,6 +114,8 @@ class Run:
             "total_steps": self.total_steps,
             "steps": self.steps,
         }
+        if self.seed:
+            m["seed"] = self.seed
         cfg = self.method.meta()
         if cfg:
             m["method_config"] = cfg
@@ -181,12 +184,14 @@ def train(base, cfg, run, rows, rng):
 
     losses, norms, lrs = [], [], []
     first_grads = None
-    for micro in micro_batches(rows, run):
+    for step, micro in enumerate(micro_batches(rows, run), 1):
         opt.zero_grad()
         counted = sum(ref.counted_tokens(labels) for _, labels in micro)
         step_loss = 0.0
-        for ids, labels in micro:
-            logits = ref.forward(params, cfg, ids, hooks)
+        for k, (ids, labels) in enumerate(micro):
+            # Training mode: the config's dropouts with gotune's masks of
+            # this pass (none for the configs without dropout).
+            logits = ref.forward(params, cfg, ids, hooks, ref.Dropout(run.seed, step, k))
             loss_sum, _ = ref.causal_lm_loss_sum(logits, hooks.extend_labels(labels))
             (loss_sum / counted).backward()
             step_loss += loss_sum.item()
@@ -313,9 +318,9 @@ def golden_data(rng, vocab):
     return rows
 
 
-def standard_runs(extra):
+def standard_runs(extra, seed=0):
     """The full fine-tuning run every model has, plus model-specific extras."""
-    return [Run("full", "")] + extra
+    return [Run("full", "", seed=seed)] + extra
 
 
 MODELS = [
@@ -373,6 +378,44 @@ MODELS = [
                                       residual_multiplier=0.5, attention_multiplier=0.25, logits_scaling=2.5),
         "weights": lambda cfg, rng: llama_weights(cfg, rng),
         "runs": standard_runs([]),
+    },
+    {
+        "name": "mistral-swa",
+        "seed": 7007,
+        # sliding_window 3 on every layer, shorter than the 8-token sequences
+        "config": hfio.mistral_config(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, inter=40,
+                                      max_pos=64, theta=1e4, eps=1e-6, tied=False, sliding_window=3),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng),
+        "runs": standard_runs([]),
+    },
+    {
+        "name": "qwen2-swa",
+        "seed": 8008,
+        # layer 0 full attention, layer 1 a window of 3 (max_window_layers 1)
+        "config": dict(hfio.qwen2_config(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, inter=40,
+                                         max_pos=64, theta=1e6, eps=1e-6, tied=False),
+                       use_sliding_window=True, sliding_window=3, max_window_layers=1),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng, qkv_bias=True),
+        "runs": standard_runs([]),
+    },
+    {
+        "name": "gpt2-dropout",
+        "seed": 9009,
+        # every GPT-2 dropout, each its own probability; the masks are
+        # gotune's, drawn from the run's seed (reference.Dropout)
+        "config": dict(hfio.gpt2_config(vocab=64, n_embd=32, n_layer=2, n_head=4, n_positions=64, eps=1e-5,
+                                        bos=63, eos=63), attn_pdrop=0.2, resid_pdrop=0.15, embd_pdrop=0.1),
+        "weights": lambda cfg, rng: gpt2_weights(cfg, rng),
+        "runs": standard_runs([], seed=4242),
+    },
+    {
+        "name": "llama-dropout",
+        "seed": 10010,
+        "config": dict(hfio.llama_config("LlamaForCausalLM", "llama", vocab=64, hidden=32, layers=2, heads=4,
+                                         kv_heads=2, inter=40, max_pos=64, theta=10000.0, eps=1e-5, tied=False),
+                       attention_dropout=0.25),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng),
+        "runs": standard_runs([], seed=4243),
     },
     {
         "name": "phi3",
@@ -524,6 +567,8 @@ METHOD_RUNS = [
     ("granite-adapter-parallel", "granite", Bottleneck("parallel", reduction_factor=4, non_linearity="silu",
                                                        scaling=2.0), 0.283),
     ("olmo2-lora", "olmo2", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.7),
+    ("mistral-swa-lora", "mistral-swa", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.13),
+    ("qwen2-swa-lora", "qwen2-swa", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.12),
     ("phi3-lora", "phi3", LoRA(r=4, alpha=8, targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj")), 1.25),
     ("glm-lora", "glm", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj")), 1.42),
     ("glm4-lora", "glm4", LoRA(r=4, alpha=8, targets=("all-linear",)), 1.5),
@@ -656,6 +701,20 @@ def self_check():
     for t in range(3):
         s = torch.softmax(q[:, :, t : t + 1] @ x[:, :, : t + 3].transpose(2, 3) / math.sqrt(8), -1)
         assert torch.allclose(out[:, :, t : t + 1], s @ x[:, :, : t + 3], rtol=0, atol=1e-14)
+    # a sliding window of 3: query t (key index t + 2) sees keys t..t+2.
+    out = ref.causal_attention(q, x, x, window=3)
+    for t in range(3):
+        s = torch.softmax(q[:, :, t : t + 1] @ x[:, :, t : t + 3].transpose(2, 3) / math.sqrt(8), -1)
+        assert torch.allclose(out[:, :, t : t + 1], s @ x[:, :, t : t + 3], rtol=0, atol=1e-14)
+    # SplitMix64's first output from state 0 (Steele, Lea and Flood's
+    # generator), and the mask keeping about 1 - p of the elements.
+    assert int(ref.splitmix64(np.uint64(0))) == 0xE220A8397B1DCDAF
+    kept = ref.dropout_keep(12345, 200000, 0.25).mean()
+    assert abs(kept - 0.75) < 0.005, kept
+    # the layer windows transformers' configs give
+    assert [ref.layer_window(MODELS[6]["config"], i) for i in range(2)] == [3, 3]
+    assert [ref.layer_window(MODELS[7]["config"], i) for i in range(2)] == [None, 3]
+    assert ref.layer_window(MODELS[1]["config"], 1) is None
 
 
 def method_check():

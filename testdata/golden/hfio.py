@@ -140,6 +140,21 @@ def llama_config(arch, model_type, vocab, hidden, layers, heads, kv_heads, inter
     }
 
 
+def mistral_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, eps, tied, sliding_window):
+    """config.json of a MistralForCausalLM (transformers' MistralConfig keys).
+
+    LlamaConfig's keys less attention_bias, mlp_bias and pretraining_tp
+    (Mistral has no biases), plus sliding_window, which applies to every
+    layer.
+    """
+    c = llama_config("MistralForCausalLM", "mistral", vocab, hidden, layers, heads, kv_heads, inter,
+                     max_pos, theta, eps, tied)
+    for k in ("attention_bias", "mlp_bias", "pretraining_tp"):
+        del c[k]
+    c["sliding_window"] = sliding_window
+    return dict(sorted(c.items()))
+
+
 def qwen2_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, eps,
                  tied, bos=1, eos=2):
     """config.json of a Qwen2ForCausalLM, as transformers 4.46 writes it.
@@ -281,8 +296,8 @@ def glm_config(arch, model_type, vocab, hidden, layers, heads, kv_heads, head_di
 def gpt2_config(vocab, n_embd, n_layer, n_head, n_positions, eps, bos, eos):
     """config.json of a GPT2LMHeadModel, as transformers 4.46 writes it.
 
-    Dropouts are 0 (the released GPT-2 has 0.1): the golden values are
-    computed without dropout, and the config says so honestly. There is no
+    Dropouts are 0 (the released GPT-2 has 0.1): most golden sets are
+    computed without dropout (gpt2-dropout overrides them). There is no
     tie_word_embeddings key: transformers only writes keys that differ from
     the defaults, and GPT-2 ties lm_head to wte by default, so a loader must
     treat the absent key as true.

@@ -2,8 +2,10 @@
 
 transformers is not installable on the machines this project runs on, so
 these functions restate, operation for operation, what transformers'
-LlamaForCausalLM / Qwen2ForCausalLM / GPT2LMHeadModel compute in training
-mode without dropout (eager attention). Parameters are a dict keyed by the
+LlamaForCausalLM / Qwen2ForCausalLM / GPT2LMHeadModel compute (eager
+attention), with sliding windows where the config asks for them, and in
+training mode with the config's dropouts drawn from gotune's masks (a
+Dropout object; without one, evaluation mode). Parameters are a dict keyed by the
 Hugging Face state-dict names, so gradients and optimizer state line up with
 the names gotune uses.
 
@@ -17,6 +19,7 @@ through a Hooks object, whose defaults are the plain model.
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -198,30 +201,140 @@ def repeat_kv(x, n_rep):
     return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
 
 
-def causal_attention(q, k, v, scale=None):
+def causal_attention(q, k, v, scale=None, window=None, dropout=None):
     """Eager causal attention. q [B, H, T, D], k/v [B, H, S, D] with S >= T.
 
     Query t may see keys s <= t + (S - T): the S - T leading keys (a prefix
     or cache) are visible to every query. Scores are scaled by 1/sqrt(D),
-    or by scale when given (Granite's attention_multiplier).
+    or by scale when given (Granite's attention_multiplier). With a sliding
+    window, query t sees only the keys s > t + (S - T) - window
+    (transformers' sliding-window mask, kv_idx > q_idx - sliding_window).
+    dropout, a (p, seed) pair, drops attention probabilities after the
+    softmax with gotune's mask (dropout_keep over the row-major index of
+    the [B, H, T, S] probabilities) and scales the kept ones by 1/(1 - p),
+    as nn.functional.dropout does with its own random mask.
     """
     t, s = q.shape[2], k.shape[2]
     if scale is None:
         scores = (q @ k.transpose(2, 3)) / math.sqrt(q.shape[-1])
     else:
         scores = (q @ k.transpose(2, 3)) * scale
-    qi = torch.arange(t)[:, None]
+    qi = torch.arange(t)[:, None] + (s - t)
     kj = torch.arange(s)[None, :]
-    mask = kj > qi + (s - t)
+    mask = kj > qi
+    if window is not None:
+        mask = mask | (kj <= qi - window)
     scores = scores.masked_fill(mask, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
+    if dropout is not None:
+        probs = apply_dropout(probs, *dropout)
     return probs @ v
+
+
+# ---------------------------------------------------------------- dropout masks
+#
+# gotune draws dropout masks from a pure function (engine.DropoutKeep), so
+# every backend and this reference drop the same elements: element i of a
+# mask with seed s is kept when the top 24 bits of SplitMix64(s ^ i·φ) are
+# at least round(p·2^24), φ = 0x9E3779B97F4A7C15. Each mask's seed is a
+# SplitMix64 chain over the run's seed, the optimizer step, the
+# micro-batch, the data-parallel rank, the layer and the site
+# (engine.DropoutMaskSeed).
+
+GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+DROPOUT_BITS = 24
+
+# engine.DropoutSite values.
+SITE_EMBEDDING, SITE_ATTENTION, SITE_ATTN_OUTPUT, SITE_MLP_OUTPUT = 1, 2, 3, 4
+
+
+def splitmix64(x):
+    """SplitMix64's finaliser on a numpy uint64 array (wrapping arithmetic)."""
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        x = x + GOLDEN_GAMMA
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def dropout_threshold(p):
+    """engine.DropoutThreshold: round(p·2^24) of the float32 probability."""
+    return int(round(float(np.float32(p)) * (1 << DROPOUT_BITS)))
+
+
+def dropout_keep(seed, n, p):
+    """Kept flags of elements 0..n-1 of the mask with this seed (bool array)."""
+    counters = np.arange(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = splitmix64(np.uint64(seed) ^ (counters * GOLDEN_GAMMA))
+    return (h >> np.uint64(64 - DROPOUT_BITS)) >= np.uint64(dropout_threshold(p))
+
+
+def apply_dropout(x, p, seed):
+    """x with gotune's mask applied over its row-major elements, kept ones / (1 - p)."""
+    keep = torch.from_numpy(dropout_keep(seed, x.numel(), p).reshape(tuple(x.shape)))
+    return torch.where(keep, x / (1.0 - float(np.float32(p))), torch.zeros((), dtype=x.dtype))
+
+
+def mask_seed(seed, step, micro, rank, layer, site):
+    """engine.DropoutMaskSeed: the seed of one mask of one training pass."""
+    h = np.uint64(seed)
+    for v in (step, micro, rank, layer, site):
+        h = splitmix64(h ^ np.uint64(v))
+    return int(h)
+
+
+class Dropout:
+    """One training pass's dropout: the run's seed and the pass (optimizer
+    step from 1, micro-batch from 0, rank 0). Passing none to forward means
+    evaluation mode (no dropout)."""
+
+    def __init__(self, seed, step, micro=0, rank=0):
+        self.seed, self.step, self.micro, self.rank = seed, step, micro, rank
+
+    def apply(self, x, p, layer, site):
+        """x after dropout p at site of layer (x itself when p is 0)."""
+        if not p:
+            return x
+        return apply_dropout(x, p, mask_seed(self.seed, self.step, self.micro, self.rank, layer, site))
+
+    def attention(self, p, layer):
+        """causal_attention's dropout argument for layer (None when p is 0)."""
+        if not p:
+            return None
+        return p, mask_seed(self.seed, self.step, self.micro, self.rank, layer, SITE_ATTENTION)
+
+
+def layer_window(cfg, layer):
+    """The sliding window of a layer, or None, as transformers decides it.
+
+    MistralConfig: sliding_window (default 4096; null for none) on every
+    layer; Phi3Config: sliding_window (default none) on every layer.
+    Qwen2Config/Qwen3Config: sliding_window only when
+    use_sliding_window, on the layers layer_types marks
+    "sliding_attention", or without layer_types those from
+    max_window_layers on. Other families have none.
+    """
+    mt = cfg.get("model_type")
+    if mt == "mistral":
+        return cfg.get("sliding_window", 4096)
+    if mt == "phi3":
+        return cfg.get("sliding_window")
+    if mt in ("qwen2", "qwen3") and cfg.get("use_sliding_window"):
+        types = cfg.get("layer_types")
+        if types is not None:
+            sliding = types[layer] == "sliding_attention"
+        else:
+            sliding = layer >= cfg.get("max_window_layers", 28)
+        return cfg.get("sliding_window", 4096) if sliding else None
+    return None
 
 
 # ---------------------------------------------------------------- models
 
 
-def llama_forward(p, cfg, input_ids, hooks=PLAIN):
+def llama_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
     """Logits [B, T', V] of LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM.
 
     p maps Hugging Face names to tensors; q/k/v biases are used when present
@@ -240,7 +353,9 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
     and RoPE on interleaved pairs of the first partial_rotary_factor of each
     head; Glm4ForCausalLM adds post_self_attn_layernorm and
     post_mlp_layernorm on the sub-layer outputs before the residual add.
-    T' = T plus whatever hooks.input_embeds prepends.
+    T' = T plus whatever hooks.input_embeds prepends. Sliding windows per
+    layer_window; with drop (training mode), attention_dropout on the
+    attention probabilities.
     """
     post = cfg.get("model_type") == "olmo2"
     sandwich = cfg.get("model_type") == "glm4"
@@ -294,7 +409,8 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
             v = torch.cat((prefix[1], v), dim=2)
         k = repeat_kv(k, n_heads // n_kv)
         v = repeat_kv(v, n_heads // n_kv)
-        a = causal_attention(q, k, v, cfg["attention_multiplier"] if granite else None)
+        a = causal_attention(q, k, v, cfg["attention_multiplier"] if granite else None, layer_window(cfg, i),
+                             drop and drop.attention(cfg.get("attention_dropout", 0.0), i))
         a = a.transpose(1, 2).reshape(b, t, n_heads * head_dim)
         path = pre + "self_attn.o_proj"
         a = hooks.linear(path, a, p[path + ".weight"], p.get(path + ".bias"))
@@ -333,8 +449,14 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN):
     return logits
 
 
-def gpt2_forward(p, cfg, input_ids, hooks=PLAIN):
-    """Logits [B, T', V] of GPT2LMHeadModel (lm_head tied to transformer.wte)."""
+def gpt2_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
+    """Logits [B, T', V] of GPT2LMHeadModel (lm_head tied to transformer.wte).
+
+    With drop (training mode): embd_pdrop on wte + wpe, attn_pdrop on the
+    attention probabilities, resid_pdrop on the outputs of attn.c_proj and
+    mlp.c_proj (inside the sub-layers, so before any adapter hook), each
+    defaulting to GPT2Config's 0.1.
+    """
     d = cfg["n_embd"]
     n_heads = cfg["n_head"]
     head_dim = d // n_heads
@@ -345,6 +467,9 @@ def gpt2_forward(p, cfg, input_ids, hooks=PLAIN):
     b, t, _ = h.shape
     past = hooks.past_length()
     h = h + p["transformer.wpe.weight"][past : past + t][None]
+    if drop:
+        h = drop.apply(h, cfg.get("embd_pdrop", 0.1), 0, SITE_EMBEDDING)
+    resid = cfg.get("resid_pdrop", 0.1)
 
     for i in range(cfg["n_layer"]):
         pre = "transformer.h.%d." % i
@@ -357,9 +482,12 @@ def gpt2_forward(p, cfg, input_ids, hooks=PLAIN):
         if prefix is not None:
             k = torch.cat((prefix[0], k), dim=2)
             v = torch.cat((prefix[1], v), dim=2)
-        a = causal_attention(q, k, v).transpose(1, 2).reshape(b, t, d)
+        a = causal_attention(q, k, v, dropout=drop and drop.attention(cfg.get("attn_pdrop", 0.1), i))
+        a = a.transpose(1, 2).reshape(b, t, d)
         path = pre + "attn.c_proj"
         a = hooks.conv1d(path, a, p[path + ".weight"], p[path + ".bias"])
+        if drop:
+            a = drop.apply(a, resid, i, SITE_ATTN_OUTPUT)
         a = hooks.after_attn(i, x, a, h)
         h = h + a
 
@@ -367,6 +495,8 @@ def gpt2_forward(p, cfg, input_ids, hooks=PLAIN):
         fc = pre + "mlp.c_fc"
         cp = pre + "mlp.c_proj"
         m = hooks.conv1d(cp, gelu_new(hooks.conv1d(fc, x, p[fc + ".weight"], p[fc + ".bias"])), p[cp + ".weight"], p[cp + ".bias"])
+        if drop:
+            m = drop.apply(m, resid, i, SITE_MLP_OUTPUT)
         m = hooks.after_mlp(i, x, m, h)
         h = h + m
 
@@ -388,9 +518,9 @@ FORWARDS = {
 }
 
 
-def forward(p, cfg, input_ids, hooks=PLAIN):
-    """Dispatch on cfg["architectures"][0]."""
-    return FORWARDS[cfg["architectures"][0]](p, cfg, input_ids, hooks)
+def forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
+    """Dispatch on cfg["architectures"][0]; drop (a Dropout) means training mode."""
+    return FORWARDS[cfg["architectures"][0]](p, cfg, input_ids, hooks, drop)
 
 
 # ---------------------------------------------------------------- loss
