@@ -10,6 +10,7 @@ import (
 //
 //   - MistralConfig: sliding_window (default 4096; null turns it off)
 //     applies to every layer;
+//   - Phi3Config: sliding_window (default none) applies to every layer;
 //   - Qwen2Config, Qwen3Config: sliding_window counts only when
 //     use_sliding_window is true, and only on the layers layer_types
 //     marks "sliding_attention"; without layer_types those are the layers
@@ -36,6 +37,12 @@ func (p *parser) slidingWindow(c *Config) error {
 		if _, present := p.raw["sliding_window"]; !present {
 			c.SlidingWindow = intPtr(4096)
 		} else if v, ok, err := p.optInt("sliding_window"); err != nil {
+			return err
+		} else if ok {
+			c.SlidingWindow = &v
+		}
+	case ArchPhi3:
+		if v, ok, err := p.optInt("sliding_window"); err != nil {
 			return err
 		} else if ok {
 			c.SlidingWindow = &v
@@ -72,7 +79,7 @@ func (c *Config) LayerWindow(l int) int {
 		return 0
 	}
 	switch c.Arch {
-	case ArchMistral:
+	case ArchMistral, ArchPhi3:
 		return *c.SlidingWindow
 	case ArchQwen2, ArchQwen3:
 		if c.LayerTypes != nil {
@@ -115,7 +122,7 @@ func (c *Config) validateWindow() error {
 func (c *Config) mergeWindow(o *Config, set func(key string, v any)) {
 	if !reflect.DeepEqual(c.SlidingWindow, o.SlidingWindow) {
 		switch c.Arch {
-		case ArchMistral:
+		case ArchMistral, ArchPhi3:
 			set("sliding_window", c.SlidingWindow)
 		case ArchQwen2, ArchQwen3:
 			set("use_sliding_window", c.SlidingWindow != nil)

@@ -46,6 +46,9 @@ type layerActs struct {
 	// pn1, pn2 are the normalised (hooked) sub-layer outputs added to
 	// the residual stream (post-norm families; nil otherwise).
 	pn1, pn2 *engine.Tensor
+	// stP1, stP2 are the statistics of a sandwich-norm family's output
+	// norms (st1, st2 are its input norms').
+	stP1, stP2 normStats
 
 	// rand is, with gradient checkpointing, the random state the layer's
 	// modules drew from in the forward pass, replayed when it is
@@ -66,6 +69,10 @@ type actSet struct {
 	posTmp  *engine.Tensor // [N, D]
 	embReal *engine.Tensor // token embeddings before the prompt is prepended
 	qkv     *engine.Tensor // fused projection output [N, q+2kv] (scratch)
+	gu      *engine.Tensor // fused gate|up projection output [N, 2I] (scratch)
+	// rot holds the rotated elements of q or k (or of their gradients)
+	// under partial rotary: [N·heads, rotDim] (scratch).
+	rot *engine.Tensor
 
 	xf, xnf *engine.Tensor // final residual stream and its norm
 	stf     normStats
@@ -76,7 +83,7 @@ type actSet struct {
 	logits *engine.Tensor
 	losses *engine.Tensor
 	// ropeCos, ropeSin are the RoPE rows of a packed pass's positions
-	// [N, D/2], allocated by the first packed pass of this shape.
+	// [N, rotDim/2], allocated by the first packed pass of this shape.
 	ropeCos, ropeSin *engine.Tensor
 
 	// backward scratch, shared by all layers
@@ -84,6 +91,7 @@ type actSet struct {
 	datt, dq, dk, dv    *engine.Tensor
 	dkAll, dvAll        *engine.Tensor
 	dqkv                *engine.Tensor
+	dgu                 *engine.Tensor // gradient of gu
 	dqRaw, dkRaw        *engine.Tensor // gradients of qRaw, kRaw
 	dpost               *engine.Tensor // gradient of a post-norm's input (post-norm families)
 	dsub                *engine.Tensor // resMul·(residual gradient) (Granite)
@@ -135,7 +143,9 @@ func (m *Transformer) newActs(k actKey) *actSet {
 		hookAttn = hookAttn || b.hooks[SiteAttn] != nil
 		hookMLP = hookMLP || b.hooks[SiteMLP] != nil
 	}
-	gated := m.blocks[0].gate != nil
+	gated := m.blocks[0].gate != nil || m.blocks[0].gateUp != nil
+	fusedGateUp := m.blocks[0].gateUp != nil
+	sandwich := m.blocks[0].postAttn != nil
 	qkNorm := m.blocks[0].qNorm != nil
 	post := m.postNorm()
 	centered := m.normF.centered()
@@ -181,6 +191,9 @@ func (m *Transformer) newActs(k actKey) *actSet {
 		if post {
 			a.pn1, a.pn2 = act(N, D), act(N, D)
 		}
+		if sandwich {
+			a.stP1, a.stP2 = stats(), stats()
+		}
 		return a
 	}
 	L := len(m.blocks)
@@ -211,6 +224,12 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	if m.blocks[0].qkv != nil {
 		s.qkv = act(N, qd+2*kvd)
 	}
+	if fusedGateUp {
+		s.gu = act(N, 2*I)
+	}
+	if m.rope != nil && m.rope.partial(d.headDim) {
+		s.rot = act(N*d.heads, m.rope.rotDim)
+	}
 	s.xf, s.xnf, s.stf = f32(N, D), act(N, D), stats()
 	rows := B * k.heads
 	if k.first {
@@ -234,6 +253,9 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	}
 	if s.qkv != nil {
 		s.dqkv = act(N, qd+2*kvd)
+	}
+	if fusedGateUp {
+		s.dgu = act(N, 2*I)
 	}
 	if qkNorm {
 		s.dqRaw, s.dkRaw = act(N, qd), act(N, kvd)

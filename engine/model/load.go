@@ -237,8 +237,7 @@ func (m *Transformer) freeAll() {
 		}
 	}
 	if m.rope != nil {
-		m.be.Free(m.rope.cos)
-		m.be.Free(m.rope.sin)
+		m.rope.free()
 	}
 }
 

@@ -1,6 +1,10 @@
 package model
 
-import "github.com/gotune/gotune/engine"
+import (
+	"slices"
+
+	"github.com/gotune/gotune/engine"
+)
 
 // A packed batch (engine.Batch.Segments) holds several examples per
 // sequence. Three things make each example compute what it computes
@@ -8,10 +12,12 @@ import "github.com/gotune/gotune/engine"
 // a prefix's keys stay visible to all), RoPE rotates each token by its
 // position within its example (the table rows of those positions are
 // gathered once per pass, so the RoPE op sees one long sequence whose
-// i-th token has table row i), and GPT-2's learned positions are looked
-// up by the same positions. Virtual tokens in front of each sequence
-// (prompt tuning, P-Tuning) would be shared by every example of a
-// sequence, so such batches are refused.
+// i-th token has table row i; partial rotary rotates the same head
+// prefix as unpacked, longrope uses the table of the longest example),
+// and GPT-2's learned positions are looked up by the same positions.
+// Virtual tokens in front of each sequence (prompt tuning, P-Tuning)
+// would be shared by every example of a sequence, so such batches are
+// refused.
 
 // packedPass is what a pass over packed sequences reads besides the
 // batch's ids and targets.
@@ -19,7 +25,7 @@ type packedPass struct {
 	segments  *engine.Tensor // Int32 [B, T]: each token's example
 	positions *engine.Tensor // Int32 [B·T]: position within the example
 	// cos, sin are the RoPE table rows of every token's position
-	// [B·T, D/2] (RoPE models only).
+	// [B·T, rotDim/2] (RoPE models only).
 	cos, sin *engine.Tensor
 }
 
@@ -42,26 +48,39 @@ func (m *Transformer) preparePacked(p *pass, bt *engine.Batch) {
 	if m.rope != nil {
 		s := p.s
 		if s.ropeCos == nil {
-			half := len(m.rope.invFreq)
+			half := m.rope.rotDim / 2
 			s.ropeCos = m.be.Alloc(engine.Float32, bt.B*bt.T, half)
 			s.ropeSin = m.be.Alloc(engine.Float32, bt.B*bt.T, half)
 			s.tensors = append(s.tensors, s.ropeCos, s.ropeSin)
 		}
-		m.rope.gather(s.ropeCos, s.ropeSin, bt.Positions, p.pos, bt.T)
+		m.rope.gather(s.ropeCos, s.ropeSin, bt.Positions, p.pos, m.packedSpan(p, bt))
 		pk.cos, pk.sin = s.ropeCos, s.ropeSin
 	}
 	p.packed = pk
+}
+
+// packedSpan returns how many positions from p.pos the RoPE of a packed
+// pass covers: one past the largest position within an example. Only
+// longrope cares (it picks its factors by it, as transformers does by the
+// largest position id, so every example of the batch gets the table of
+// its longest one), and only when the sequence length, an upper bound,
+// would pick the long factors are the positions read back.
+func (m *Transformer) packedSpan(p *pass, bt *engine.Batch) int {
+	if !m.rope.useLong(p.pos, bt.T) {
+		return bt.T
+	}
+	return int(slices.Max(m.be.DownloadInt32(bt.Positions))) + 1
 }
 
 // applyRoPE rotates x [B, T, H, D] in place by each token's position:
 // p.pos + t, or in a packed pass p.pos + its position within its example.
 func (m *Transformer) applyRoPE(p *pass, x *engine.Tensor, inverse bool) {
 	if p.packed == nil {
-		m.rope.apply(x, p.pos, inverse)
+		m.rope.apply(x, p.pos, inverse, p.s.rot)
 		return
 	}
 	sh := x.Shape()
-	m.be.RoPE(x.Reshape(1, sh[0]*sh[1], sh[2], sh[3]), p.packed.cos, p.packed.sin, 0, m.rope.layout, inverse)
+	m.rope.rotate(x.Reshape(1, sh[0]*sh[1], sh[2], sh[3]), p.packed.cos, p.packed.sin, 0, inverse, p.s.rot)
 }
 
 // positionLookup returns the table and ids that GPT-2's learned position

@@ -2,26 +2,61 @@ package model
 
 import "github.com/gotune/gotune/engine"
 
-// postNormBlockForward runs transformer layer l of a post-norm family
-// (OLMo-2):
+// postNormBlockForward runs transformer layer l of a family that
+// normalises its sub-layers' outputs: post-norm (OLMo-2)
 //
 //	xmid = x + norm1(hookAttn(attn(x), x, x))
 //	out  = xmid + norm2(hookMLP(mlp(xmid), xmid, xmid))
 //
-// The sub-layers read xn1, xn2: copies of x and xmid in the activation
-// dtype. A nil out skips the last add.
+// where the sub-layers read xn1, xn2, copies of x and xmid in the
+// activation dtype; or sandwich-norm (GLM-4), which normalises the inputs
+// too:
+//
+//	xmid = x + postAttn(hookAttn(attn(norm1(x)), norm1(x), x))
+//	out  = xmid + postMLP(hookMLP(mlp(norm2(xmid)), norm2(xmid), xmid))
+//
+// A nil out skips the last add.
 func (m *Transformer) postNormBlockForward(l int, p *pass, a *layerActs, out *engine.Tensor) {
 	be, blk := m.be, m.blocks[l]
-	be.Copy(a.xn1, a.x)
+	attn, mlp := m.sublayerNorms(blk, a)
+	attn.in(be, a.xn1, a.x)
 	m.attnForward(l, p, a)
-	blk.norm1.forward(a.pn1, a.st1, hooked(blk.hooks[SiteAttn], a.y1, a.h1, a.xn1, a.x, p.train))
+	attn.post.forward(a.pn1, attn.postSt, hooked(blk.hooks[SiteAttn], a.y1, a.h1, a.xn1, a.x, p.train))
 	be.Add(a.xmid, a.x, a.pn1)
-	be.Copy(a.xn2, a.xmid)
+	mlp.in(be, a.xn2, a.xmid)
 	m.mlpForward(l, p, a)
-	blk.norm2.forward(a.pn2, a.st2, hooked(blk.hooks[SiteMLP], a.y2, a.h2, a.xn2, a.xmid, p.train))
+	mlp.post.forward(a.pn2, mlp.postSt, hooked(blk.hooks[SiteMLP], a.y2, a.h2, a.xn2, a.xmid, p.train))
 	if out != nil {
 		be.Add(out, a.xmid, a.pn2)
 	}
+}
+
+// normPair is the norms of one sub-layer of a post-norm layer: pre
+// normalises its input (nil for OLMo-2: the input is copied), post its
+// output; with their statistics.
+type normPair struct {
+	pre, post     norm
+	preSt, postSt normStats
+}
+
+// sublayerNorms returns the attention and MLP sub-layers' norms of blk
+// with their statistics in a.
+func (m *Transformer) sublayerNorms(blk *block, a *layerActs) (attn, mlp normPair) {
+	if blk.postAttn == nil { // post-norm: norm1, norm2 are the output norms
+		return normPair{post: blk.norm1, postSt: a.st1}, normPair{post: blk.norm2, postSt: a.st2}
+	}
+	return normPair{pre: blk.norm1, preSt: a.st1, post: blk.postAttn, postSt: a.stP1},
+		normPair{pre: blk.norm2, preSt: a.st2, post: blk.postMLP, postSt: a.stP2}
+}
+
+// in writes the sub-layer's input xn from the residual stream x: pre(x),
+// or x itself (in the activation dtype) without a pre norm.
+func (n normPair) in(be engine.Backend, xn, x *engine.Tensor) {
+	if n.pre == nil {
+		be.Copy(xn, x)
+		return
+	}
+	n.pre.forward(xn, n.preSt, x)
 }
 
 // hooked returns the sub-layer output h rewritten by hook into y, or h
@@ -35,10 +70,9 @@ func hooked(hook SublayerHook, y, h, xn, x *engine.Tensor, train bool) *engine.T
 }
 
 // postSublayer is one sub-layer of a post-norm layer as its backward pass
-// needs it: out = x + norm(hook(h, x, x)), h = f(x).
+// needs it: out = x + post(hook(h, xn, x)), h = f(xn), xn = pre(x) or x.
 type postSublayer struct {
-	norm       norm
-	st         normStats
+	normPair
 	hook       SublayerHook
 	h, y, xn   *engine.Tensor // y is the hooked output (h without a hook)
 	x          *engine.Tensor
@@ -47,21 +81,22 @@ type postSublayer struct {
 }
 
 // postNormBlockBackward backpropagates through layer l of a post-norm
-// family, with blockBackward's contract.
+// or sandwich-norm family, with blockBackward's contract.
 func (m *Transformer) postNormBlockBackward(l int, p *pass, a *layerActs, d *engine.Tensor) {
 	be, blk, s := m.be, m.blocks[l], p.s
 	stageAttn, stageMLP := 2*l, 2*l+1
 	if stageMLP < p.low {
 		return
 	}
+	attn, mlp := m.sublayerNorms(blk, a)
 	var dmid *engine.Tensor
 	if stageMLP > p.low {
 		dmid = s.dmid
 		be.Copy(dmid, d)
 	}
 	m.postSublayerBackward(s, d, dmid, postSublayer{
-		norm: blk.norm2, st: a.st2, hook: blk.hooks[SiteMLP], h: a.h2, y: orH(a.y2, a.h2), xn: a.xn2, x: a.xmid,
-		trainable:  Trainable(blk.gate) || Trainable(blk.up) || Trainable(blk.down),
+		normPair: mlp, hook: blk.hooks[SiteMLP], h: a.h2, y: orH(a.y2, a.h2), xn: a.xn2, x: a.xmid,
+		trainable:  blk.mlpTrainable(),
 		backwardFn: func(dh, dxn *engine.Tensor) { m.mlpBackward(l, p, a, dh, dxn) },
 	})
 	if dmid == nil {
@@ -73,7 +108,7 @@ func (m *Transformer) postNormBlockBackward(l int, p *pass, a *layerActs, d *eng
 		be.Copy(dIn, dmid)
 	}
 	m.postSublayerBackward(s, dmid, dIn, postSublayer{
-		norm: blk.norm1, st: a.st1, hook: blk.hooks[SiteAttn], h: a.h1, y: orH(a.y1, a.h1), xn: a.xn1, x: a.x,
+		normPair: attn, hook: blk.hooks[SiteAttn], h: a.h1, y: orH(a.y1, a.h1), xn: a.xn1, x: a.x,
 		trainable:  m.attnTrainable(l),
 		backwardFn: func(dh, dxn *engine.Tensor) { m.attnBackward(l, p, a, dh, dxn) },
 	})
@@ -93,9 +128,11 @@ func orH(y, h *engine.Tensor) *engine.Tensor {
 // the residual path already).
 func (m *Transformer) postSublayerBackward(s *actSet, dout, dx *engine.Tensor, sl postSublayer) {
 	be := m.be
-	needDh := dx != nil || sl.trainable
+	// The sub-layer input's gradient: for dx, or for a trainable pre norm.
+	needXn := dx != nil || Trainable(sl.pre)
+	needDh := needXn || sl.trainable
 	needDy := needDh || sl.hook != nil
-	if !needDy && !Trainable(sl.norm) {
+	if !needDy && !Trainable(sl.post) {
 		return
 	}
 	var dy *engine.Tensor
@@ -103,12 +140,12 @@ func (m *Transformer) postSublayerBackward(s *actSet, dout, dx *engine.Tensor, s
 		dy = s.dpost
 		be.Fill(dy, 0)
 	}
-	sl.norm.backward(dy, s.asAct(be, dout), sl.y, sl.st)
+	sl.post.backward(dy, s.asAct(be, dout), sl.y, sl.postSt)
 	if !needDy {
 		return
 	}
 	var dxn *engine.Tensor
-	if dx != nil {
+	if needXn {
 		dxn = s.dxn
 		be.Fill(dxn, 0)
 	}
@@ -122,7 +159,10 @@ func (m *Transformer) postSublayerBackward(s *actSet, dout, dx *engine.Tensor, s
 	if needDh {
 		sl.backwardFn(dh, dxn)
 	}
-	if dx != nil {
+	switch {
+	case sl.pre != nil && needXn:
+		sl.pre.backward(dx, dxn, sl.x, sl.preSt)
+	case dx != nil:
 		be.Add(dx, dx, dxn)
 	}
 }

@@ -1,6 +1,7 @@
 package methodtest
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -47,10 +48,47 @@ var packingMethods = []struct {
 	}},
 }
 
+// packingModels are the models TestPacking checks: RoPE (LLaMA), learned
+// positions (GPT-2), and the golden Phi-3 (partial rotary of the fused
+// qkv_proj, longrope: the golden's original context of 6 is below the
+// longest example, so packed and unpacked take the long factors) and
+// GLM-4 (interleaved partial rotary, sandwich norms) checkpoints with
+// redrawn weights.
+var packingModels = []struct {
+	name string
+	make func(t *testing.T, be engine.Backend) model.Model
+	// tol is the relative difference allowed between packed and
+	// unpacked: float32 rounding of sums taken in another order.
+	tol float64
+	// cudaFullOnly: what the family adds (its RoPE layout, partial
+	// rotary, longrope) is the same under every method, so on the
+	// emulator full fine-tuning alone checks it.
+	cudaFullOnly bool
+}{
+	{hfconfig.ArchLlama, func(t *testing.T, be engine.Backend) model.Model { return TinyOn(t, be, hfconfig.ArchLlama, 5) }, 1e-5, false},
+	{hfconfig.ArchGPT2, func(t *testing.T, be engine.Backend) model.Model { return TinyOn(t, be, hfconfig.ArchGPT2, 5) }, 1e-5, false},
+	// longrope's attention factor (1.5 at the golden's 64/6 context)
+	// scales q·k by about 2.3 on the rotated part: sharper attention, and
+	// LoRA's gradients differ by 2e-6 to 2e-5 over seeds.
+	{"phi3", goldenModel("phi3"), 5e-5, true},
+	{"glm4", goldenModel("glm4"), 1e-5, true},
+}
+
+// goldenModel loads testdata/golden/<name> with weights redrawn by
+// RandomizeBase.
+func goldenModel(name string) func(t *testing.T, be engine.Backend) model.Model {
+	return func(t *testing.T, be engine.Backend) model.Model {
+		m, err := model.Load(filepath.Join("../../../testdata/golden", name), be)
+		require.NoError(t, err)
+		RandomizeBase(m, 5)
+		return m
+	}
+}
+
 // TestPacking checks that a packed batch gives every example its
-// unpacked loss and the same gradients, for each method, for RoPE (LLaMA)
-// and learned positions (GPT-2), on the CPU and on the CUDA backend (the
-// emulator under make test).
+// unpacked loss and the same gradients, for each method and model of
+// packingModels, on the CPU and on the CUDA backend (the emulator under
+// make test).
 func TestPacking(t *testing.T) {
 	backends := []struct {
 		name string
@@ -62,15 +100,15 @@ func TestPacking(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			be := b.open(t)
-			for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2} {
+			for _, pm := range packingModels {
 				for _, meth := range packingMethods {
-					if meth.cpuOnly && b.name != "cpu" {
+					if b.name != "cpu" && (meth.cpuOnly || pm.cudaFullOnly && meth.name != "full") {
 						continue
 					}
-					t.Run(arch+"/"+meth.name, func(t *testing.T) {
-						m := TinyOn(t, be, arch, 5)
+					t.Run(pm.name+"/"+meth.name, func(t *testing.T) {
+						m := pm.make(t, be)
 						require.NoError(t, meth.apply(m))
-						worst := CheckPacking(t, m, 1e-5)
+						worst := CheckPacking(t, m, pm.tol)
 						t.Logf("largest relative difference: %.3g", worst)
 					})
 				}
