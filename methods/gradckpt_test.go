@@ -150,3 +150,31 @@ func TestGradCheckpointSavesMemory(t *testing.T) {
 	t.Logf("one pass above weights and gradients: %d bytes without checkpointing, %d with", plain, ckpt)
 	require.Less(t, 2*ckpt, plain)
 }
+
+// TestGradCheckpointFusedFamilies: the same bit-identity on the golden
+// configurations of Phi-3 (fused qkv_proj and gate_up_proj, partial
+// rotary, longrope) and GLM-4 (sandwich norms, interleaved partial
+// rotary), with random weights.
+func TestGradCheckpointFusedFamilies(t *testing.T) {
+	loraAll := loraApply(lora.Config{R: 4, Alpha: 8, Dropout: 0.25, Targets: []string{lora.AllLinear}, Seed: 3})
+	for _, fam := range []string{"phi3", "glm4"} {
+		cfg, err := hfconfig.Load("../testdata/golden/" + fam)
+		require.NoError(t, err)
+		for _, tc := range []struct {
+			name  string
+			apply ckpttest.Method
+		}{
+			{name: "full"},
+			{name: "lora-dropout", apply: loraAll},
+			{name: "adapter-houlsby", apply: func(m model.Model) error {
+				_, err := adapter.Apply(m, adapter.Config{Variant: adapter.Houlsby, BottleneckSize: 8, Activation: "relu", Scaling: 1, Seed: 4})
+				return err
+			}},
+			{name: "lora-dropout-bf16", apply: bf16(loraAll)},
+		} {
+			t.Run(fam+"/"+tc.name, func(t *testing.T) {
+				ckpttest.RequireBitIdentical(t, cpu.New(), ckpttest.NewSetup(cfg, tc.apply), ckpttest.Shape{B: 2, T: 7, Passes: 3})
+			})
+		}
+	}
+}

@@ -9,13 +9,14 @@
 # nextprobs).
 #
 # Models: testdata/demo (LLaMA, byte-level BPE), the demo with a LoRA
-# adapter trained for a few steps and merged by the export, its Qwen2 variant
-# (internal/ggufcheck: the demo's weights plus random q/k/v biases), seeded
-# random check models of LLaMA (biases, explicit head_dim), Qwen3, OLMo-2,
-# Granite, Gemma 2, Gemma 3 (sandwich (1 + w) norms, GeGLU, soft caps,
-# sliding window 8 shorter than the prompt) and GPT-2 (internal/ggufcheck,
-# the demo's tokenizer; their greedy output may repeat a token, the
-# distributions are what tells), and
+# adapter trained for a few steps and merged by the export, its Qwen2,
+# Phi-3 and GLM-4 variants (internal/ggufcheck: the demo's weights in the
+# family's layout, plus random q/k/v biases, longrope, output norms),
+# seeded random check models of LLaMA (biases, explicit head_dim), Qwen3,
+# OLMo-2, Granite, Gemma 2, Gemma 3 (sandwich (1 + w) norms, GeGLU, soft
+# caps, sliding window 8 shorter than the prompt) and GPT-2
+# (internal/ggufcheck, the demo's tokenizer; their greedy output may
+# repeat a token, the distributions are what tells), and
 # ../shared/models/stories260K ($GOTUNE_STORIES260K) when present (a pretrained llama2.c model
 # with a SentencePiece-style vocabulary). F32 files must match: same
 # tokens, probabilities within 1e-4 (Gemma: 1e-3, GPT-2: 1e-2, see
@@ -57,8 +58,11 @@ trap 'rm -rf "$work"' EXIT
 go build -o "$work/gotune" ./cmd/gotune
 go build -o "$work/mkcheck" ./internal/ggufcheck/mkcheck
 go build -o "$work/nextprobs" ./internal/ggufcheck/nextprobs
-for family in qwen2 llama qwen3 olmo2 granite gemma2 gemma3 gpt2; do
-  "$work/mkcheck" --family "$family" --from testdata/demo --out "$work/$family"
+# A check model's folder (and so general.name) must not contain "phi3":
+# llama.cpp then edits the attributes of Phi-3's special tokens, which
+# the demo's vocabulary lacks.
+for family in qwen2 phi3 glm4 llama qwen3 olmo2 granite gemma2 gemma3 gpt2; do
+  "$work/mkcheck" --family "$family" --from testdata/demo --out "$work/${family/phi3/phi-iii}"
 done
 
 failures=0
@@ -90,7 +94,11 @@ check() {
 
 demo_prompt=$'<s>Double every letter.\ngotune\n'
 check demo testdata/demo "$demo_prompt" 24 f32 bf16 f16 q8_0
+# Variants of the demo: the family's fused tensors, RoPE layout and
+# scaling, and what the demo lacks.
 check qwen2 "$work/qwen2" "$demo_prompt" 24 f32 bf16 q8_0
+check phi3 "$work/phi-iii" "$demo_prompt" 24 f32 bf16 q8_0
+check glm4 "$work/glm4" "$demo_prompt" 24 f32 bf16 q8_0
 # Random check models: each family's own tensors, keys and RoPE layout.
 check llama-bias "$work/llama" "$demo_prompt" 24 f32 q8_0
 check qwen3 "$work/qwen3" "$demo_prompt" 24 f32 bf16 q8_0

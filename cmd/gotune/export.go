@@ -30,7 +30,8 @@ writes it in one of two formats:
   --format gguf          one GGUF file (--out FILE) that llama.cpp loads and
                          runs: LLaMA and Mistral as llama.cpp's "llama",
                          Qwen2 as "qwen2", Qwen3 as "qwen3", OLMo-2 as
-                         "olmo2", Granite as "granite", GPT-2 as "gpt2",
+                         "olmo2", Granite as "granite", Phi-3 as "phi3",
+                         GLM-4 as "glm4", GPT-2 as "gpt2",
                          with the tokenizer (vocabulary, scores or merges,
                          special ids) and chat template. A model that
                          llama.cpp would compute differently (e.g. Qwen3

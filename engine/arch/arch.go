@@ -39,11 +39,13 @@ const (
 	// before the residual add (OLMo-2's post_attention_layernorm and
 	// post_feedforward_layernorm).
 	PostNorm
-	// SandwichNorm: x + outNorm(f(norm(x))), a norm on the sub-layer's
-	// input and another on its output (Gemma 2 and 3: input_layernorm and
-	// post_attention_layernorm around attention, pre_feedforward_layernorm
-	// and post_feedforward_layernorm around the MLP). Norm1 and Norm2 are
-	// the input norms, OutNorm1 and OutNorm2 the output norms.
+	// SandwichNorm: x + post(f(pre(x))), a norm on the sub-layer's input
+	// (Norm1, Norm2) and another on its output before the residual add
+	// (PostAttnNorm, PostMLPNorm): GLM-4's input_layernorm /
+	// post_self_attn_layernorm and post_attention_layernorm /
+	// post_mlp_layernorm; Gemma 2's and 3's input_layernorm /
+	// post_attention_layernorm and pre_feedforward_layernorm /
+	// post_feedforward_layernorm.
 	SandwichNorm
 )
 
@@ -51,7 +53,9 @@ const (
 type MLP int
 
 const (
-	// GatedMLP is down(act(gate(x)) ⊙ up(x)) (SwiGLU with silu).
+	// GatedMLP is down(act(gate(x)) ⊙ up(x)) (SwiGLU with silu), with
+	// gate and up as two projections or as one fused GateUp whose first
+	// half of outputs is the gate (Phi-3's and GLM's gate_up_proj).
 	GatedMLP MLP = iota
 	// PlainMLP is down(act(up(x))) (GPT-2's c_fc/c_proj).
 	PlainMLP
@@ -103,20 +107,21 @@ type Role int
 // The roles of a layer's modules. Forward order is the order of these
 // constants.
 const (
-	Norm1    Role = iota // the attention sub-layer's norm (of its output when post-norm)
-	Q                    // query projection
-	K                    // key projection
-	V                    // value projection
-	QKV                  // fused query/key/value projection (GPT-2 c_attn)
-	QNorm                // query norm (QKNorm)
-	KNorm                // key norm (QKNorm)
-	O                    // attention output projection
-	OutNorm1             // the attention sub-layer's output norm (SandwichNorm)
-	Norm2                // the MLP sub-layer's norm (of its output when post-norm)
-	Gate                 // gated MLP's gate projection
-	Up                   // MLP input (up) projection
-	Down                 // MLP output projection
-	OutNorm2             // the MLP sub-layer's output norm (SandwichNorm)
+	Norm1        Role = iota // the attention sub-layer's norm (of its output when post-norm)
+	Q                        // query projection
+	K                        // key projection
+	V                        // value projection
+	QKV                      // fused query/key/value projection, outputs q|k|v (GPT-2 c_attn, Phi-3 qkv_proj)
+	QNorm                    // query norm (QKNorm)
+	KNorm                    // key norm (QKNorm)
+	O                        // attention output projection
+	PostAttnNorm             // the attention output's norm of a sandwich-norm family
+	Norm2                    // the MLP sub-layer's norm (of its output when post-norm)
+	Gate                     // gated MLP's gate projection
+	Up                       // MLP input (up) projection
+	GateUp                   // fused gate|up projection of a gated MLP (Phi-3, GLM gate_up_proj)
+	Down                     // MLP output projection
+	PostMLPNorm              // the MLP output's norm of a sandwich-norm family
 	// NumRoles counts the roles.
 	NumRoles
 )
@@ -163,6 +168,12 @@ type Family struct {
 	// Conv1D says projection weights are stored [in, out] (GPT-2's
 	// Conv1D) instead of nn.Linear's [out, in].
 	Conv1D bool
+	// InterleavedRotary says RoPE rotates the pairs (2i, 2i+1) of each
+	// head, as the checkpoint is laid out (GLM's rotate_half over
+	// x[..., 0::2] and x[..., 1::2]), instead of rotate_half's
+	// (i, i+d/2). Only the first int(head_dim·partial_rotary_factor)
+	// elements of a head rotate in either layout (hfconfig).
+	InterleavedRotary bool
 
 	// Embed, PosEmbed ("" without learned positions), FinalNorm and
 	// LMHead are module paths outside the layers.
@@ -214,10 +225,11 @@ func (f *Family) Path(r Role) string {
 func (f *Family) Has(r Role) bool { return f.Path(r) != "" }
 
 // RotatedSuffixes are the layer-relative names of the tensors whose output
-// rows RoPE rotates (q and k projection weights and biases); nil for
-// learned positions or a fused projection.
+// rows RoPE rotates in rotate_half's layout (q and k projection weights
+// and biases); nil for learned positions, a fused projection or
+// interleaved rotary.
 func (f *Family) RotatedSuffixes() []string {
-	if f.Positions != Rotary || !f.Has(Q) {
+	if f.Positions != Rotary || !f.Has(Q) || f.InterleavedRotary {
 		return nil
 	}
 	var out []string

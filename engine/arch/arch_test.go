@@ -26,15 +26,20 @@ func TestDescriptorsConsistent(t *testing.T) {
 				assert.False(t, roles[m.Role], "role %d twice", m.Role)
 				paths[m.Path], roles[m.Role] = true, true
 			}
-			for _, r := range []Role{Norm1, Norm2, O, Up, Down} {
+			for _, r := range []Role{Norm1, Norm2, O, Down} {
 				assert.True(t, roles[r], "role %d missing", r)
 			}
 			assert.True(t, roles[QKV] != (roles[Q] && roles[K] && roles[V]), "either fused or separate q/k/v")
-			assert.Equal(t, f.MLP == GatedMLP, roles[Gate], "a gate exactly for a gated MLP")
+			assert.Equal(t, f.MLP == GatedMLP, roles[Gate] || roles[GateUp], "a gate exactly for a gated MLP")
+			assert.False(t, roles[GateUp] && (roles[Gate] || roles[Up]), "either fused or separate gate/up")
+			if !roles[GateUp] {
+				assert.True(t, roles[Up], "an up projection")
+			}
+			sandwich := roles[PostAttnNorm] && roles[PostMLPNorm]
+			assert.Equal(t, f.Placement == SandwichNorm, sandwich, "output norms exactly with sandwich norms")
+			assert.Equal(t, roles[PostAttnNorm], roles[PostMLPNorm], "both output norms or neither")
 			assert.Equal(t, f.QKNorm != NoQKNorm, roles[QNorm] && roles[KNorm], "q/k norms exactly with QKNorm")
 			assert.Equal(t, f.Positions == Learned, f.PosEmbed != "", "a position table exactly for learned positions")
-			assert.Equal(t, f.Placement == SandwichNorm, roles[OutNorm1] && roles[OutNorm2], "output norms exactly with SandwichNorm")
-			assert.Equal(t, roles[OutNorm1], roles[OutNorm2], "both output norms or none")
 			for _, target := range f.LoRATargets {
 				found := false
 				for p := range paths {

@@ -10,6 +10,9 @@ const (
 	Granite = "GraniteForCausalLM"
 	Gemma2  = "Gemma2ForCausalLM"
 	Gemma3  = "Gemma3ForCausalLM"
+	Phi3    = "Phi3ForCausalLM"
+	Glm     = "GlmForCausalLM"
+	Glm4    = "Glm4ForCausalLM"
 	GPT2    = "GPT2LMHeadModel"
 )
 
@@ -133,6 +136,9 @@ func init() {
 	register(g)
 	register(gemmaFamily(Gemma2, "gemma2", "gemma2", ScaleInputs, NoQKNorm))
 	register(gemmaFamily(Gemma3, "gemma3_text", "gemma3", ScaleTokens, PerHeadQKNorm))
+	register(phi3Family())
+	register(glmFamily(Glm, "glm", false))
+	register(glmFamily(Glm4, "glm4", true))
 	register(&Family{
 		Arch: GPT2, ModelType: "gpt2", GGUF: "gpt2",
 		Keys: Keys{
@@ -175,32 +181,15 @@ func init() {
 	})
 }
 
-// gemmaGGUF maps Gemma's layer tensors to llama.cpp's names (gemma2,
-// gemma3: the input norm is attn_norm, the pre-MLP norm ffn_norm).
-var gemmaGGUF = map[string]string{
-	"input_layernorm.weight":            "attn_norm.weight",
-	"self_attn.q_proj.weight":           "attn_q.weight",
-	"self_attn.k_proj.weight":           "attn_k.weight",
-	"self_attn.v_proj.weight":           "attn_v.weight",
-	"self_attn.o_proj.weight":           "attn_output.weight",
-	"self_attn.q_norm.weight":           "attn_q_norm.weight",
-	"self_attn.k_norm.weight":           "attn_k_norm.weight",
-	"post_attention_layernorm.weight":   "post_attention_norm.weight",
-	"pre_feedforward_layernorm.weight":  "ffn_norm.weight",
-	"mlp.gate_proj.weight":              "ffn_gate.weight",
-	"mlp.up_proj.weight":                "ffn_up.weight",
-	"mlp.down_proj.weight":              "ffn_down.weight",
-	"post_feedforward_layernorm.weight": "post_ffw_norm.weight",
-}
-
 // gemmaFamily returns Gemma 2 or 3 (text): LLaMA's projections with
-// (1 + w) RMSNorms before and after each sub-layer, a GeGLU MLP (the
-// activation is hidden_activation), input embeddings scaled by
-// sqrt(hidden_size) and, for Gemma 3, per-head (1 + w) q/k norms. Their
-// attention scale, soft caps, sliding windows and local RoPE base are
-// hyper-parameters (hfconfig). llama.cpp's gemma2 and gemma3 rotate
-// halves (NeoX) and read the LM head from token_embd only (no output
-// tensor).
+// (1 + w) RMSNorms before and after each sub-layer (SandwichNorm), a
+// GeGLU MLP (the activation is hidden_activation), input embeddings
+// scaled by sqrt(hidden_size) and, for Gemma 3, per-head (1 + w) q/k
+// norms. Their attention scale, soft caps, sliding windows and local
+// RoPE base are hyper-parameters (hfconfig). llama.cpp's gemma2 and
+// gemma3 rotate halves (NeoX), call the input norm attn_norm and the
+// pre-MLP norm ffn_norm, and read the LM head from token_embd only (an
+// untied Gemma is not exported).
 func gemmaFamily(archName, modelType, gguf string, scale EmbedScale, qk QKNorm) *Family {
 	f := llamaFamily(archName, modelType, gguf)
 	f.Keys.Act = "hidden_activation"
@@ -211,9 +200,75 @@ func gemmaFamily(archName, modelType, gguf string, scale EmbedScale, qk QKNorm) 
 	}
 	f.Layer = append(layer,
 		Module{Gate, "mlp.gate_proj"}, Module{Up, "mlp.up_proj"}, Module{Down, "mlp.down_proj"},
-		Module{Norm1, "input_layernorm"}, Module{OutNorm1, "post_attention_layernorm"},
-		Module{Norm2, "pre_feedforward_layernorm"}, Module{OutNorm2, "post_feedforward_layernorm"})
-	f.GGUFNames = gemmaGGUF
-	f.GGUFGlobal = map[string]string{"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
+		Module{Norm1, "input_layernorm"}, Module{PostAttnNorm, "post_attention_layernorm"},
+		Module{Norm2, "pre_feedforward_layernorm"}, Module{PostMLPNorm, "post_feedforward_layernorm"})
+	f.GGUFNames = withGGUF(llamaGGUF, map[string]string{
+		"self_attn.q_norm.weight":           "attn_q_norm.weight",
+		"self_attn.k_norm.weight":           "attn_k_norm.weight",
+		"post_attention_layernorm.weight":   "post_attention_norm.weight",
+		"pre_feedforward_layernorm.weight":  "ffn_norm.weight",
+		"post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+	})
+	return f
+}
+
+// phi3Family is Phi-3: LLaMA's layer with q, k, v fused into qkv_proj
+// (outputs q|k|v) and gate, up into gate_up_proj (outputs gate|up), in
+// Phi3Attention's and Phi3MLP's state-dict order (o_proj is defined
+// before qkv_proj). PEFT has no default LoRA targets for phi3 (it asks
+// for target_modules); gotune's default is qkv_proj, the fused
+// projection that holds q and v, as GPT-2's is c_attn. llama.cpp's phi3
+// keeps both fused tensors (attn_qkv, ffn_up holding gate|up) and uses
+// NeoX RoPE, rotate_half's pairing.
+func phi3Family() *Family {
+	f := llamaFamily(Phi3, "phi3", "phi3")
+	f.Layer = []Module{
+		{O, "self_attn.o_proj"}, {QKV, "self_attn.qkv_proj"},
+		{GateUp, "mlp.gate_up_proj"}, {Down, "mlp.down_proj"},
+		{Norm1, "input_layernorm"}, {Norm2, "post_attention_layernorm"},
+	}
+	f.LoRATargets = []string{"qkv_proj"}
+	f.GGUFNames = map[string]string{
+		"input_layernorm.weight":          "attn_norm.weight",
+		"self_attn.qkv_proj.weight":       "attn_qkv.weight",
+		"self_attn.o_proj.weight":         "attn_output.weight",
+		"post_attention_layernorm.weight": "ffn_norm.weight",
+		"mlp.gate_up_proj.weight":         "ffn_up.weight",
+		"mlp.down_proj.weight":            "ffn_down.weight",
+	}
+	return f
+}
+
+// glmFamily is GLM (GlmForCausalLM) or, with sandwich, GLM-4
+// (Glm4ForCausalLM, whose layers also normalise each sub-layer's output:
+// post_self_attn_layernorm, post_mlp_layernorm): LLaMA's attention with
+// RoPE over interleaved pairs of the first half of each head
+// (partial_rotary_factor) and the MLP's gate and up fused into
+// gate_up_proj. PEFT has no default LoRA targets for glm or glm4; gotune
+// uses LLaMA's q_proj, v_proj. llama.cpp's glm4 (GLM-4 only: GLM's
+// chatglm mapping is not checked here) keeps gate_up_proj fused as ffn_up
+// and rotates interleaved pairs, as the checkpoint does, so q and k are
+// exported unpermuted.
+func glmFamily(archName, modelType string, sandwich bool) *Family {
+	f := llamaFamily(archName, modelType, "")
+	f.InterleavedRotary = true
+	f.Layer = []Module{
+		{Q, "self_attn.q_proj"}, {K, "self_attn.k_proj"}, {V, "self_attn.v_proj"}, {O, "self_attn.o_proj"},
+		{GateUp, "mlp.gate_up_proj"}, {Down, "mlp.down_proj"},
+		{Norm1, "input_layernorm"}, {Norm2, "post_attention_layernorm"},
+	}
+	f.GGUFNames, f.GGUFGlobal = nil, nil
+	if sandwich {
+		f.Placement = SandwichNorm
+		f.Layer = append(f.Layer, Module{PostAttnNorm, "post_self_attn_layernorm"}, Module{PostMLPNorm, "post_mlp_layernorm"})
+		f.GGUF, f.GGUFGlobal = "glm4", llamaGGUFGlobal
+		// LLaMA's names (q/k/v with biases) plus the fused MLP input and
+		// the output norms.
+		f.GGUFNames = withGGUF(llamaGGUF, map[string]string{
+			"mlp.gate_up_proj.weight":         "ffn_up.weight",
+			"post_self_attn_layernorm.weight": "post_attention_norm.weight",
+			"post_mlp_layernorm.weight":       "post_ffw_norm.weight",
+		})
+	}
 	return f
 }

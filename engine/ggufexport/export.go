@@ -1,19 +1,21 @@
 // Package ggufexport converts a gotune model and its tokenizer into a GGUF
 // file that llama.cpp loads: its architecture names (llama for LLaMA and
-// Mistral, qwen2, qwen3, olmo2, granite, gemma2, gemma3, gpt2), the
-// hyper-parameters it reads, its tensor names and layouts, and the
-// vocabulary in its tokenizer.ggml.* keys.
+// Mistral, qwen2, qwen3, olmo2, granite, phi3, glm4, gemma2, gemma3,
+// gpt2), the hyper-parameters it reads, its tensor names and layouts, and
+// the vocabulary in its tokenizer.ggml.* keys.
 //
 // The conversions follow llama.cpp's convert_hf_to_gguf.py: the q/k
 // projection rows of LLaMA and Granite are permuted from Hugging Face's
 // rotate_half pairing to the interleaved pairing of ggml's RoPE (Qwen2,
-// Qwen3, OLMo-2 and Gemma use ggml's NeoX RoPE, which is rotate_half, and
-// keep them), Gemma's norm weights are stored with their 1 added
-// (llama.cpp's RMSNorm scales by the weight), GPT-2's Conv1D weights are
-// transposed to [out, in], and a vocabulary shorter than the embedding is
-// padded with unused tokens. A model that llama.cpp's graph for its
-// architecture would compute differently (a bias it ignores, say) is
-// refused, not exported.
+// Qwen3, OLMo-2, Phi-3 and Gemma use ggml's NeoX RoPE, which is
+// rotate_half, and GLM-4's checkpoints already pair interleaved, so they
+// keep them), Phi-3's fused qkv_proj and gate_up_proj and GLM-4's
+// gate_up_proj stay fused (llama.cpp splits them itself), Gemma's norm
+// weights are stored with their 1 added (llama.cpp's RMSNorm scales by
+// the weight), GPT-2's Conv1D weights are transposed to [out, in], and a
+// vocabulary shorter than the embedding is padded with unused tokens. A
+// model that llama.cpp's graph for its architecture would compute
+// differently (a bias it ignores, say) is refused, not exported.
 package ggufexport
 
 import (
@@ -100,14 +102,16 @@ func Build(m model.Model, tok tokenizer.Tokenizer, opts Options) (*gguf.File, er
 // loaderRules are what llama.cpp's loader and graph for an architecture
 // (src/models/<arch>.cpp) take beyond the shared keys and tensor names.
 type loaderRules struct {
-	// biases: the graph adds projection biases (qwen3's and olmo2's load
-	// none).
+	// biases: the graph adds projection biases (qwen3's, olmo2's and
+	// phi3's load none; glm4's loads q/k/v biases, the only ones GLM-4
+	// has).
 	biases bool
-	// headDim: q/k/v are sized by head_dim (key_length); olmo2 and
-	// qwen2 size them by hidden/heads, so their head_dim must be that.
+	// headDim: q/k/v are sized by head_dim (key_length); olmo2, qwen2
+	// and phi3 size them by hidden/heads, so their head_dim must be that.
 	headDim bool
 	// ropeFreqs: the loader takes llama3 RoPE scaling's rope_freqs
-	// tensor (the NeoX-RoPE graphs pass no frequency factors).
+	// tensor (the NeoX-RoPE graphs and glm4's pass no frequency factors;
+	// phi3's passes longrope's long/short factor tables only).
 	ropeFreqs bool
 	// output: output.weight is required, with no fallback to the token
 	// embedding, so a tied head is written as a copy of it.
@@ -127,6 +131,8 @@ var rules = map[string]loaderRules{
 	"qwen3":   {headDim: true},
 	"olmo2":   {output: true},
 	"granite": {biases: true, headDim: true, ropeFreqs: true},
+	"phi3":    {},
+	"glm4":    {biases: true, headDim: true},
 	"gemma2":  {headDim: true, windows: true},
 	"gemma3":  {headDim: true, windows: true},
 	"gpt2":    {biases: true},
@@ -151,7 +157,9 @@ func supported(arch string, cfg *hfconfig.Config) error {
 }
 
 // checkWindows refuses sliding-window layers: none of the graphs above
-// but Gemma's masks by a window, so llama.cpp would attend over every cached key. A
+// but Gemma's masks by a window (llama.cpp's phi3 reads sliding_window
+// but has Phi's sliding-window attention disabled), so llama.cpp would
+// attend over every cached key. A
 // window at least max_position_embeddings long never hides a key within
 // the model's context, and is exported as plain attention.
 func checkWindows(arch string, cfg *hfconfig.Config) error {
@@ -181,7 +189,7 @@ func hparams(arch string, cfg *hfconfig.Config) []gguf.KV {
 		gguf.KV{Key: arch + ".attention.key_length", Value: uint32(cfg.HeadDim)},
 		gguf.KV{Key: arch + ".attention.value_length", Value: uint32(cfg.HeadDim)},
 		gguf.KV{Key: arch + ".attention.layer_norm_rms_epsilon", Value: float32(cfg.NormEps)},
-		gguf.KV{Key: arch + ".rope.dimension_count", Value: uint32(cfg.HeadDim)},
+		gguf.KV{Key: arch + ".rope.dimension_count", Value: uint32(cfg.RotaryDim())},
 		gguf.KV{Key: arch + ".rope.freq_base", Value: float32(cfg.RopeTheta)},
 		gguf.KV{Key: arch + ".vocab_size", Value: uint32(cfg.VocabSize)},
 	)
@@ -206,6 +214,28 @@ func hparams(arch string, cfg *hfconfig.Config) []gguf.KV {
 			gguf.KV{Key: arch + ".residual_scale", Value: float32(cfg.ResidualMultiplier)},
 			gguf.KV{Key: arch + ".attention.scale", Value: float32(cfg.AttentionMultiplier)},
 			gguf.KV{Key: arch + ".logit_scale", Value: float32(cfg.LogitsScaling)})
+	}
+	if arch == "phi3" {
+		kvs = append(kvs, phi3HParams(cfg)...)
+	}
+	return kvs
+}
+
+// phi3HParams are the keys llama.cpp's converter writes for Phi-3 beyond
+// the shared ones: the sliding window (0 for none) and, with longrope, the
+// original context (past which llama.cpp uses the long factors; it
+// decides by the context size, transformers and gotune by each pass's
+// last position) and the attention factor.
+func phi3HParams(cfg *hfconfig.Config) []gguf.KV {
+	window := uint32(0)
+	if cfg.SlidingWindow != nil {
+		window = uint32(*cfg.SlidingWindow)
+	}
+	kvs := []gguf.KV{{Key: "phi3.attention.sliding_window", Value: window}}
+	if rs := cfg.RopeScaling; rs != nil && rs.Type == "longrope" {
+		kvs = append(kvs,
+			gguf.KV{Key: "phi3.rope.scaling.original_context_length", Value: uint32(rs.OriginalMaxPos)},
+			gguf.KV{Key: "phi3.rope.scaling.attn_factor", Value: float32(rs.LongRopeAttentionFactor())})
 	}
 	return kvs
 }
@@ -277,6 +307,18 @@ func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorT
 	}
 	if rs := cfg.RopeScaling; rs != nil && rs.Type == "llama3" {
 		out = append(out, gguf.Tensor{Name: "rope_freqs.weight", Shape: []int{cfg.HeadDim / 2}, Type: gguf.F32, Data: ropeFreqs(cfg)})
+	}
+	if rs := cfg.RopeScaling; rs != nil && rs.Type == "longrope" {
+		for _, f := range []struct {
+			name    string
+			factors []float64
+		}{{"rope_factors_long.weight", rs.LongFactor}, {"rope_factors_short.weight", rs.ShortFactor}} {
+			data := make([]float32, len(f.factors))
+			for i, x := range f.factors {
+				data[i] = float32(x)
+			}
+			out = append(out, gguf.Tensor{Name: f.name, Shape: []int{len(data)}, Type: gguf.F32, Data: data})
+		}
 	}
 	return out, nil
 }

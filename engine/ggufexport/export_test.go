@@ -212,6 +212,64 @@ func TestBuildRejects(t *testing.T) {
 	assert.ErrorContains(t, err, "the tokenizer has 259 tokens but the model's vocabulary has 100")
 }
 
+// TestPhi3Variant: Phi-3 keeps its fused projections (attn_qkv, ffn_up
+// holding gate|up), writes the rotary dimension, the sliding window (0:
+// none) and longrope's original context, attention factor and both
+// factor tables, as llama.cpp's converter does.
+func TestPhi3Variant(t *testing.T) {
+	m, tok := loadDemo(t)
+	p, err := ggufcheck.Phi3FromLlama(m, cpu.New(), 1)
+	require.NoError(t, err)
+	cfg := p.Config()
+	gf, path := export(t, p, tok, gguf.F32)
+	assert.Equal(t, "phi3", kv(t, gf, "general.architecture").ValueString())
+	assert.Equal(t, uint32(cfg.RotaryDim()), kv(t, gf, "phi3.rope.dimension_count").ValueUint32())
+	assert.Equal(t, uint32(0), kv(t, gf, "phi3.attention.sliding_window").ValueUint32())
+	orig := cfg.RopeScaling.OriginalMaxPos
+	assert.Equal(t, uint32(orig), kv(t, gf, "phi3.rope.scaling.original_context_length").ValueUint32())
+	assert.Equal(t, uint32(cfg.MaxPos), kv(t, gf, "phi3.context_length").ValueUint32())
+	assert.InDelta(t, math.Sqrt(1+math.Log(float64(cfg.MaxPos)/float64(orig))/math.Log(float64(orig))), kv(t, gf, "phi3.rope.scaling.attn_factor").ValueFloat32(), 1e-6)
+	ts := tensorMap(gf)
+	q, kvd := cfg.Heads*cfg.HeadDim, cfg.KVHeads*cfg.HeadDim
+	assert.Equal(t, []uint64{uint64(cfg.Hidden), uint64(q + 2*kvd)}, ts["blk.0.attn_qkv.weight"].Dimensions)
+	assert.Equal(t, []uint64{uint64(cfg.Hidden), uint64(2 * cfg.Intermediate)}, ts["blk.0.ffn_up.weight"].Dimensions)
+	assert.NotContains(t, ts, "blk.0.ffn_gate.weight")
+	assert.Equal(t, float32sOf(cfg.RopeScaling.LongFactor), readF32(t, path, "rope_factors_long.weight"))
+	assert.Equal(t, float32sOf(cfg.RopeScaling.ShortFactor), readF32(t, path, "rope_factors_short.weight"))
+	w, _ := p.Param("model.layers.1.self_attn.qkv_proj.weight")
+	assert.Equal(t, cpu.Float32s(w.W), readF32(t, path, "blk.1.attn_qkv.weight"), "NeoX RoPE: rows as stored")
+}
+
+// TestGlm4Variant: GLM-4's q and k go out unpermuted (llama.cpp's glm4
+// rotates interleaved pairs, as the checkpoint does), gate_up_proj as
+// ffn_up, the output norms as post_attention_norm and post_ffw_norm.
+func TestGlm4Variant(t *testing.T) {
+	m, tok := loadDemo(t)
+	g, err := ggufcheck.Glm4FromLlama(m, cpu.New(), 1)
+	require.NoError(t, err)
+	cfg := g.Config()
+	gf, path := export(t, g, tok, gguf.F32)
+	assert.Equal(t, "glm4", kv(t, gf, "general.architecture").ValueString())
+	assert.Equal(t, "glm4", kv(t, gf, "tokenizer.ggml.pre").ValueString())
+	assert.Equal(t, uint32(cfg.RotaryDim()), kv(t, gf, "glm4.rope.dimension_count").ValueUint32())
+	ts := tensorMap(gf)
+	for _, n := range []string{"blk.0.attn_q.bias", "blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight", "blk.0.ffn_norm.weight"} {
+		assert.Contains(t, ts, n)
+	}
+	assert.Equal(t, []uint64{uint64(cfg.Hidden), uint64(2 * cfg.Intermediate)}, ts["blk.0.ffn_up.weight"].Dimensions)
+	w, _ := g.Param("model.layers.0.self_attn.q_proj.weight")
+	assert.Equal(t, cpu.Float32s(w.W), readF32(t, path, "blk.0.attn_q.weight"))
+}
+
+// float32sOf converts to float32.
+func float32sOf(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
+
 // familyCase is what the export of a family's check model must hold.
 type familyCase struct {
 	family, arch, pre string
@@ -342,10 +400,15 @@ func TestBuildRejectsWhatLlamaCppComputesOtherwise(t *testing.T) {
 		{"olmo2 head_dim", sizes("Olmo2ForCausalLM", "olmo2", map[string]any{"head_dim": 16}), "llama.cpp's olmo2 needs head_dim = hidden_size/num_attention_heads = 8, got 16"},
 		{"qwen2 head_dim", sizes("Qwen2ForCausalLM", "qwen2", map[string]any{"head_dim": 16}), "llama.cpp's qwen2 needs head_dim = hidden_size/num_attention_heads = 8, got 16"},
 		{"qwen2 llama3 rope", sizes("Qwen2ForCausalLM", "qwen2", map[string]any{"rope_scaling": llama3}), "llama.cpp's qwen2 does not take llama3 rope_scaling"},
+		{"phi3 head_dim", sizes("Phi3ForCausalLM", "phi3", map[string]any{"head_dim": 16}), "llama.cpp's phi3 needs head_dim = hidden_size/num_attention_heads = 8, got 16"},
+		{"phi3 llama3 rope", sizes("Phi3ForCausalLM", "phi3", map[string]any{"rope_scaling": llama3}), "llama.cpp's phi3 does not take llama3 rope_scaling"},
+		{"glm4 llama3 rope", sizes("Glm4ForCausalLM", "glm4", map[string]any{"head_dim": 8, "rope_scaling": llama3}), "llama.cpp's glm4 does not take llama3 rope_scaling"},
 		{"mistral sliding window", sizes("MistralForCausalLM", "mistral", map[string]any{"sliding_window": 16, "max_position_embeddings": 64}),
 			"llama.cpp's llama has no sliding-window attention, and layer 0's window of 16 positions is shorter than max_position_embeddings 64"},
 		{"qwen2 sliding layers", sizes("Qwen2ForCausalLM", "qwen2", map[string]any{"use_sliding_window": true, "sliding_window": 16, "max_window_layers": 0, "max_position_embeddings": 64}),
 			"llama.cpp's qwen2 has no sliding-window attention"},
+		{"phi3 sliding window", sizes("Phi3ForCausalLM", "phi3", map[string]any{"sliding_window": 16, "max_position_embeddings": 64}),
+			"llama.cpp's phi3 has no sliding-window attention, and layer 0's window of 16 positions"},
 	}
 	_, tok := loadDemo(t)
 	for _, c := range cases {
@@ -375,6 +438,7 @@ func TestWindowsThatHideNothingExport(t *testing.T) {
 	for name, keys := range map[string]map[string]any{
 		"mistral window = max_position_embeddings": with(map[string]any{"architectures": []string{"MistralForCausalLM"}, "model_type": "mistral", "sliding_window": 64}),
 		"mistral no window":                        with(map[string]any{"architectures": []string{"MistralForCausalLM"}, "model_type": "mistral", "sliding_window": nil}),
+		"phi3 window > max_position_embeddings":    with(map[string]any{"architectures": []string{"Phi3ForCausalLM"}, "model_type": "phi3", "sliding_window": 128}),
 		"qwen2 no sliding layer":                   with(map[string]any{"architectures": []string{"Qwen2ForCausalLM"}, "model_type": "qwen2", "use_sliding_window": true, "sliding_window": 8, "max_window_layers": 2}),
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -101,6 +101,8 @@ func preTokenizer(arch string) string {
 	switch arch {
 	case "qwen2", "qwen3":
 		return "qwen2"
+	case "glm4":
+		return "glm4"
 	case "gpt2":
 		return "gpt-2"
 	}

@@ -2,7 +2,8 @@
 // config.json files for the architectures gotune trains (package arch
 // describes each: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
 // Qwen3ForCausalLM, Olmo2ForCausalLM, GraniteForCausalLM,
-// Gemma2ForCausalLM, Gemma3ForCausalLM, GPT2LMHeadModel).
+// Gemma2ForCausalLM, Gemma3ForCausalLM, Phi3ForCausalLM, GlmForCausalLM,
+// Glm4ForCausalLM, GPT2LMHeadModel).
 //
 // Each architecture spells its hyper-parameters differently (GPT-2's n_embd
 // is Llama's hidden_size) and leaves different ones to defaults; Config is
@@ -16,6 +17,7 @@ package hfconfig
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -40,6 +42,9 @@ const (
 	ArchGranite = arch.Granite
 	ArchGemma2  = arch.Gemma2
 	ArchGemma3  = arch.Gemma3
+	ArchPhi3    = arch.Phi3
+	ArchGlm     = arch.Glm
+	ArchGlm4    = arch.Glm4
 )
 
 // SupportedArchitectures returns the architectures this package accepts,
@@ -54,17 +59,30 @@ func (c *Config) Family() *arch.Family {
 }
 
 // RopeScaling is a supported "rope_scaling" entry: "linear" (positions
-// divided by Factor) or "llama3" (Llama 3.1's frequency-dependent scaling).
+// divided by Factor), "llama3" (Llama 3.1's frequency-dependent scaling)
+// or "longrope" (Phi-3's per-frequency short and long factors).
 type RopeScaling struct {
-	// Type is "linear" or "llama3" (config.json's rope_type, or the older
-	// key type).
+	// Type is "linear", "llama3" or "longrope" (config.json's rope_type,
+	// or the older key type).
 	Type string
-	// Factor is the scaling factor (both types).
+	// Factor is the scaling factor (linear, llama3); for longrope
+	// max_position_embeddings / original_max_position_embeddings, as
+	// transformers derives it for Phi-3.
 	Factor float64
 	// LowFreqFactor and HighFreqFactor bound the llama3 interpolation band.
 	LowFreqFactor, HighFreqFactor float64
-	// OriginalMaxPos is llama3's original_max_position_embeddings.
+	// OriginalMaxPos is original_max_position_embeddings: llama3's, or
+	// the pretraining context of longrope (Phi3Config's top-level key),
+	// past which a pass uses the long factors.
 	OriginalMaxPos int
+	// ShortFactor and LongFactor divide longrope's rotary frequencies,
+	// one per rotated pair: the short ones for passes that end within
+	// OriginalMaxPos positions, the long ones past it.
+	ShortFactor, LongFactor []float64
+	// AttentionFactor multiplies longrope's cos and sin tables when the
+	// file sets attention_factor; 0 means transformers' default,
+	// sqrt(1 + ln(Factor)/ln(OriginalMaxPos)) for Factor > 1, else 1.
+	AttentionFactor float64
 }
 
 // Config is a normalized model configuration. Fields hold the effective
@@ -102,6 +120,11 @@ type Config struct {
 	RopeTheta float64
 	// RopeScaling is the rope_scaling entry, nil for none.
 	RopeScaling *RopeScaling
+	// PartialRotaryFactor is the share of each head that RoPE rotates
+	// (partial_rotary_factor: Phi-3's default 1, GLM's 0.5; 0, meaning
+	// whole heads, for the other families, which refuse the key unless
+	// it is 1): the first RotaryDim elements.
+	PartialRotaryFactor float64
 	// TieEmbeddings says the LM head reuses the token embedding matrix
 	// (tie_word_embeddings; transformers defaults it to false for Llama,
 	// Mistral and Qwen2; GPT-2 is always tied).
@@ -128,10 +151,10 @@ type Config struct {
 	// TorchDtype is torch_dtype (or the newer key dtype), e.g. "float32" or
 	// "bfloat16"; empty when unset.
 	TorchDtype string
-	// SlidingWindow is Mistral's sliding_window, Qwen2's and Qwen3's when
-	// use_sliding_window is true, or the window of Gemma's sliding
-	// layers; nil otherwise. LayerType and LayerWindow say which layers
-	// it applies to (window.go).
+	// SlidingWindow is Mistral's or Phi-3's sliding_window, Qwen2's and
+	// Qwen3's when use_sliding_window is true, or the window of Gemma's
+	// sliding layers; nil otherwise. LayerType and LayerWindow say which
+	// layers it applies to (window.go).
 	SlidingWindow *int
 	// MaxWindowLayers is Qwen2's and Qwen3's max_window_layers: without
 	// LayerTypes, the layers from this index on slide (0 for the other
@@ -302,6 +325,9 @@ func (c *Config) Validate() error {
 	if err := c.RopeScaling.validate(); err != nil {
 		return fmt.Errorf("field \"rope_scaling\": %w", err)
 	}
+	if err := c.validateRotary(); err != nil {
+		return err
+	}
 	if err := c.validateWindow(); err != nil {
 		return err
 	}
@@ -313,6 +339,14 @@ func (c *Config) Validate() error {
 	case ArchMistral:
 		if c.AttentionBias || c.AttnOutBias || c.MLPBias {
 			return fmt.Errorf("Mistral has no biases")
+		}
+	case ArchPhi3:
+		if c.AttentionBias || c.AttnOutBias || c.MLPBias {
+			return fmt.Errorf("Phi-3 has no biases")
+		}
+	case ArchGlm, ArchGlm4:
+		if c.AttnOutBias || c.MLPBias {
+			return fmt.Errorf("%s's attention_bias applies to q, k and v only (AttnOutBias and MLPBias must be false)", c.Arch)
 		}
 	case ArchGemma2, ArchGemma3:
 		if err := c.validateGemma(); err != nil {
@@ -352,6 +386,43 @@ func (c *Config) validateGemma() error {
 	return nil
 }
 
+// RotaryDim returns how many leading elements of each head RoPE rotates:
+// int(HeadDim·PartialRotaryFactor) as transformers truncates it (all of
+// them when PartialRotaryFactor is unset).
+func (c *Config) RotaryDim() int {
+	if c.PartialRotaryFactor == 0 {
+		return c.HeadDim
+	}
+	return int(float64(c.HeadDim) * c.PartialRotaryFactor)
+}
+
+// validateRotary checks partial_rotary_factor and the rotary dimension it
+// gives, and longrope's per-pair factors against it.
+func (c *Config) validateRotary() error {
+	f := c.PartialRotaryFactor
+	if f != 0 && !(f > 0 && f <= 1) {
+		return fmt.Errorf("field \"partial_rotary_factor\" must be in (0, 1], got %v", f)
+	}
+	rd := c.RotaryDim()
+	if rd < 2 || rd%2 != 0 {
+		return fmt.Errorf("field \"partial_rotary_factor\" = %v rotates %d of head_dim %d elements; RoPE needs a positive even number", f, rd, c.HeadDim)
+	}
+	if r := c.RopeScaling; r != nil && r.Type == "longrope" {
+		if c.Arch != ArchPhi3 {
+			return fmt.Errorf("field \"rope_scaling\": longrope is supported for %s only", ArchPhi3)
+		}
+		for _, fs := range []struct {
+			key string
+			v   []float64
+		}{{"short_factor", r.ShortFactor}, {"long_factor", r.LongFactor}} {
+			if len(fs.v) != rd/2 {
+				return fmt.Errorf("field \"rope_scaling\": %s has %d values; the %d rotated elements of a head need %d", fs.key, len(fs.v), rd, rd/2)
+			}
+		}
+	}
+	return nil
+}
+
 // headDimDefault reports whether HeadDim is the derived Hidden/Heads (so
 // heads must divide hidden) rather than an explicit head_dim.
 func (c *Config) headDimDefault() bool {
@@ -382,16 +453,64 @@ func (r *RopeScaling) validate() error {
 		case r.OriginalMaxPos <= 0:
 			return fmt.Errorf("llama3: original_max_position_embeddings must be positive, got %d", r.OriginalMaxPos)
 		}
+	case "longrope":
+		return r.validateLongRope()
 	default:
-		return fmt.Errorf("rope scaling type %q is not supported (supported: linear, llama3)", r.Type)
+		return fmt.Errorf("rope scaling type %q is not supported (supported: %s)", r.Type, ropeTypes)
 	}
 	return nil
+}
+
+// ropeTypes lists the supported rope_scaling types for messages.
+const ropeTypes = "linear, llama3, longrope"
+
+// validateLongRope checks a longrope entry's own fields (Config.Validate
+// checks the factor counts against the rotary dimension).
+func (r *RopeScaling) validateLongRope() error {
+	switch {
+	case r.OriginalMaxPos <= 0:
+		return fmt.Errorf("longrope: original_max_position_embeddings must be positive, got %d", r.OriginalMaxPos)
+	case !(r.Factor > 0):
+		return fmt.Errorf("longrope: factor (max_position_embeddings / original_max_position_embeddings) must be positive, got %v", r.Factor)
+	case r.AttentionFactor < 0 || r.AttentionFactor != r.AttentionFactor:
+		return fmt.Errorf("longrope: attention_factor must be positive, got %v", r.AttentionFactor)
+	}
+	for _, fs := range []struct {
+		key string
+		v   []float64
+	}{{"short_factor", r.ShortFactor}, {"long_factor", r.LongFactor}} {
+		for i, x := range fs.v {
+			if !(x > 0) || x > 1e300 {
+				return fmt.Errorf("longrope: %s[%d] must be a positive finite number, got %v", fs.key, i, x)
+			}
+		}
+	}
+	return nil
+}
+
+// LongRopeAttentionFactor is longrope's attention factor, which
+// multiplies its cos and sin tables: AttentionFactor when the file sets
+// it, else sqrt(1 + ln(Factor)/ln(OriginalMaxPos)) when the context was
+// extended (Factor > 1), else 1 (transformers'
+// _compute_longrope_parameters).
+func (r *RopeScaling) LongRopeAttentionFactor() float64 {
+	switch {
+	case r.AttentionFactor != 0:
+		return r.AttentionFactor
+	case r.Factor <= 1:
+		return 1
+	}
+	return math.Sqrt(1 + math.Log(r.Factor)/math.Log(float64(r.OriginalMaxPos)))
 }
 
 // Clone returns a deep copy (Save on the copy does not affect c).
 func (c *Config) Clone() *Config {
 	d := *c
 	d.RopeScaling = clonePtr(c.RopeScaling)
+	if r := d.RopeScaling; r != nil {
+		r.ShortFactor = append([]float64(nil), r.ShortFactor...)
+		r.LongFactor = append([]float64(nil), r.LongFactor...)
+	}
 	d.BosTokenID = clonePtr(c.BosTokenID)
 	d.PadTokenID = clonePtr(c.PadTokenID)
 	d.SlidingWindow = clonePtr(c.SlidingWindow)

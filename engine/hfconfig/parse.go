@@ -428,8 +428,11 @@ func (p *parser) llama(c *Config) error {
 		return err
 	}
 	defKV := c.Heads
-	if c.isGemma() {
+	switch {
+	case c.isGemma():
 		defKV = 4 // Gemma2Config's and Gemma3TextConfig's default
+	case c.Arch == ArchGlm || c.Arch == ArchGlm4:
+		defKV = 2 // GlmConfig's and Glm4Config's default
 	}
 	if c.KVHeads, err = p.intOr("num_key_value_heads", defKV); err != nil {
 		return err
@@ -438,8 +441,8 @@ func (p *parser) llama(c *Config) error {
 		if c.HeadDim, err = p.required("head_dim"); err != nil {
 			return err
 		}
-	} else if c.Arch == ArchQwen3 {
-		c.HeadDim = 128 // Qwen3Config's default
+	} else if c.Arch == ArchQwen3 || c.Arch == ArchGlm || c.Arch == ArchGlm4 {
+		c.HeadDim = 128 // Qwen3Config's, GlmConfig's and Glm4Config's default
 	} else if c.isGemma() {
 		c.HeadDim = 256 // Gemma2Config's and Gemma3TextConfig's default
 	} else {
@@ -452,13 +455,16 @@ func (p *parser) llama(c *Config) error {
 		return p.errf("num_key_value_heads", "%d must be positive and divide num_attention_heads = %d", c.KVHeads, c.Heads)
 	}
 	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768, ArchOlmo2: 2048, ArchGranite: 2048,
-		ArchGemma2: 8192, ArchGemma3: 131072}[c.Arch]
+		ArchGemma2: 8192, ArchGemma3: 131072, ArchPhi3: 4096, ArchGlm: 131072, ArchGlm4: 131072}[c.Arch]
 	if c.MaxPos, err = p.intOr("max_position_embeddings", defMaxPos); err != nil {
 		return err
 	}
 	defEps := 1e-6
-	if c.Arch == ArchOlmo2 {
-		defEps = 1e-5 // Olmo2Config's default
+	switch c.Arch {
+	case ArchOlmo2, ArchPhi3:
+		defEps = 1e-5 // Olmo2Config's and Phi3Config's default
+	case ArchGlm, ArchGlm4:
+		defEps = 1.5625e-07 // GlmConfig's and Glm4Config's default
 	}
 	if c.NormEps, err = p.floatOr("rms_norm_eps", defEps); err != nil {
 		return err
@@ -470,7 +476,10 @@ func (p *parser) llama(c *Config) error {
 	if c.RopeTheta, err = p.floatOr("rope_theta", defTheta); err != nil {
 		return err
 	}
-	if c.RopeScaling, err = p.ropeScaling(); err != nil {
+	if err := p.partialRotary(c); err != nil {
+		return err
+	}
+	if c.RopeScaling, err = p.ropeScaling(c); err != nil {
 		return err
 	}
 	if c.TieEmbeddings, err = p.boolOr("tie_word_embeddings", c.isGemma()); err != nil {
@@ -499,6 +508,12 @@ func (p *parser) llama(c *Config) error {
 		}
 	case ArchQwen2:
 		c.AttentionBias = true
+	case ArchGlm, ArchGlm4:
+		// GlmAttention: q, k, v biases by attention_bias (default
+		// true); o_proj never has one.
+		if c.AttentionBias, err = p.boolOr("attention_bias", true); err != nil {
+			return err
+		}
 	}
 	var bos *int
 	var eos []int
@@ -508,6 +523,10 @@ func (p *parser) llama(c *Config) error {
 		eos = []int{50279} // Olmo2Config: no bos, eos 50279
 	case ArchGemma2, ArchGemma3:
 		bos, eos = intPtr(2), []int{1}
+	case ArchPhi3:
+		bos, eos = intPtr(1), []int{32000}
+	case ArchGlm, ArchGlm4:
+		eos = []int{151329, 151336, 151338} // no bos
 	default:
 		bos, eos = intPtr(1), []int{2}
 	}
@@ -516,6 +535,23 @@ func (p *parser) llama(c *Config) error {
 	}
 	if c.EosTokenIDs, err = p.eosIDs(eos); err != nil {
 		return err
+	}
+	if c.Arch == ArchPhi3 {
+		// Phi3Attention's qkv_proj and o_proj and Phi3MLP never have
+		// biases, whatever these keys say (transformers ignores them).
+		p.use("attention_bias")
+		p.use("mlp_bias")
+		// Read for longrope (rope_scaling); otherwise it changes nothing.
+		if _, err := p.intOr("original_max_position_embeddings", 4096); err != nil {
+			return err
+		}
+		// Phi3DecoderLayer drops each sub-layer's output with resid_pdrop
+		// in training; gotune has no golden for it on Phi-3 yet.
+		if v, err := p.floatOr("resid_pdrop", 0); err != nil {
+			return err
+		} else if v != 0 {
+			return p.errf("resid_pdrop", "%v: Phi-3's residual dropout is not implemented (gotune would train a different model); set it to 0", v)
+		}
 	}
 	return p.slidingWindow(c)
 }
@@ -546,9 +582,34 @@ func (p *parser) graniteScalars(c *Config) error {
 	return nil
 }
 
+// partialRotary reads partial_rotary_factor for the families whose
+// configuration class has it (Phi3Config default 1, GlmConfig and
+// Glm4Config 0.5); the others rotate whole heads (PartialRotaryFactor
+// stays 0; they refuse the key unless it is 1, see mathKeys).
+func (p *parser) partialRotary(c *Config) error {
+	def := 0.0
+	switch c.Arch {
+	case ArchPhi3:
+		def = 1
+	case ArchGlm, ArchGlm4:
+		def = 0.5
+	default:
+		return nil
+	}
+	f, err := p.floatOr("partial_rotary_factor", def)
+	if err != nil {
+		return err
+	}
+	if !(f > 0 && f <= 1) {
+		return p.errf("partial_rotary_factor", "must be in (0, 1], got %v", f)
+	}
+	c.PartialRotaryFactor = f
+	return nil
+}
+
 // ropeScaling reads rope_scaling; rope_type "default" (or none) means no
 // scaling.
-func (p *parser) ropeScaling() (*RopeScaling, error) {
+func (p *parser) ropeScaling(c *Config) (*RopeScaling, error) {
 	const key = "rope_scaling"
 	j := p.get(key)
 	if j == nil {
@@ -587,10 +648,12 @@ func (p *parser) ropeScaling() (*RopeScaling, error) {
 			break
 		}
 		r.OriginalMaxPos, err = sub.intOr("original_max_position_embeddings", 0)
+	case "longrope":
+		err = p.longRope(c, sub, r)
 	case "":
 		return nil, p.errf(key, "has no \"rope_type\" (or \"type\")")
 	default:
-		return nil, p.errf(key, "rope scaling type %q is not supported (supported: linear, llama3)", typ)
+		return nil, p.errf(key, "rope scaling type %q is not supported (supported: %s)", typ, ropeTypes)
 	}
 	if err != nil {
 		return nil, err
@@ -639,4 +702,59 @@ func (p *parser) gemma(c *Config) error {
 		}
 	}
 	return nil
+}
+
+// longRope reads a longrope rope_scaling entry (sub) of a Phi-3 config
+// into r as transformers' _compute_longrope_parameters reads it: the
+// short and long factors, the optional attention_factor, and
+// original_max_position_embeddings from the top level (Phi3Config's key,
+// default 4096; newer files may repeat it in the entry, which must then
+// agree), with factor = max_position_embeddings / original. A factor key
+// that disagrees is refused: transformers versions differ on which wins.
+func (p *parser) longRope(c *Config, sub *parser, r *RopeScaling) error {
+	if c.Arch != ArchPhi3 {
+		return p.errf("rope_scaling", "longrope is supported for %s only", ArchPhi3)
+	}
+	var err error
+	if r.OriginalMaxPos, err = p.intOr("original_max_position_embeddings", 4096); err != nil {
+		return err
+	}
+	if v, ok, err := sub.optInt("original_max_position_embeddings"); err != nil {
+		return err
+	} else if ok && v != r.OriginalMaxPos {
+		return sub.errf("original_max_position_embeddings", "%d differs from the top-level original_max_position_embeddings %d", v, r.OriginalMaxPos)
+	}
+	if r.OriginalMaxPos <= 0 {
+		return p.errf("original_max_position_embeddings", "must be positive, got %d", r.OriginalMaxPos)
+	}
+	r.Factor = float64(c.MaxPos) / float64(r.OriginalMaxPos)
+	if f, err := sub.floatOr("factor", r.Factor); err != nil {
+		return err
+	} else if f != r.Factor {
+		return sub.errf("factor", "%v differs from max_position_embeddings / original_max_position_embeddings = %v", f, r.Factor)
+	}
+	if r.AttentionFactor, err = sub.floatOr("attention_factor", 0); err != nil {
+		return err
+	}
+	if r.AttentionFactor < 0 || sub.has("attention_factor") && r.AttentionFactor == 0 {
+		return sub.errf("attention_factor", "must be positive, got %v", r.AttentionFactor)
+	}
+	if r.ShortFactor, err = sub.floats("short_factor"); err != nil {
+		return err
+	}
+	r.LongFactor, err = sub.floats("long_factor")
+	return err
+}
+
+// floats reads a required list of numbers.
+func (p *parser) floats(key string) ([]float64, error) {
+	j := p.get(key)
+	if j == nil {
+		return nil, p.errf(key, "missing (required)")
+	}
+	var out []float64
+	if err := json.Unmarshal(j, &out); err != nil || len(out) == 0 {
+		return nil, p.errf(key, "must be a non-empty list of numbers, got %s", j)
+	}
+	return out, nil
 }

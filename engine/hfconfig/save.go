@@ -29,6 +29,7 @@ var ownedKeys = map[string]bool{
 	"attention_dropout": true, "attn_pdrop": true, "resid_pdrop": true, "embd_pdrop": true,
 	"hidden_activation": true, "query_pre_attn_scalar": true, "attn_logit_softcapping": true,
 	"final_logit_softcapping": true, "rope_local_base_freq": true, "sliding_window_pattern": true,
+	"partial_rotary_factor": true, "original_max_position_embeddings": true,
 }
 
 // Save validates c and writes DIR/config.json atomically. Keys of the
@@ -166,14 +167,30 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 				"rope_type": json.RawMessage(strconv.Quote(r.Type)),
 				"factor":    json.RawMessage(pyFloat(r.Factor)),
 			}
-			if r.Type == "llama3" {
+			switch r.Type {
+			case "llama3":
 				m["low_freq_factor"] = json.RawMessage(pyFloat(r.LowFreqFactor))
 				m["high_freq_factor"] = json.RawMessage(pyFloat(r.HighFreqFactor))
 				m["original_max_position_embeddings"] = json.RawMessage(strconv.Itoa(r.OriginalMaxPos))
+			case "longrope":
+				// Phi3Config keeps original_max_position_embeddings at
+				// the top level and derives the factor.
+				delete(m, "factor")
+				m["short_factor"] = pyFloats(r.ShortFactor)
+				m["long_factor"] = pyFloats(r.LongFactor)
+				if r.AttentionFactor != 0 {
+					m["attention_factor"] = json.RawMessage(pyFloat(r.AttentionFactor))
+				}
+				if o.RopeScaling == nil || o.RopeScaling.OriginalMaxPos != r.OriginalMaxPos {
+					set("original_max_position_embeddings", r.OriginalMaxPos)
+				}
 			}
 			data, _ := json.Marshal(m)
 			out["rope_scaling"] = data
 		}
+	}
+	if !g && c.PartialRotaryFactor != o.PartialRotaryFactor && (c.Arch == ArchPhi3 || c.Arch == ArchGlm || c.Arch == ArchGlm4) {
+		set("partial_rotary_factor", c.PartialRotaryFactor)
 	}
 	if c.TieEmbeddings != o.TieEmbeddings {
 		set("tie_word_embeddings", c.TieEmbeddings)
@@ -188,6 +205,9 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 	}
 	if c.isGemma() {
 		c.mergeGemma(o, set, out)
+	}
+	if (c.Arch == ArchGlm || c.Arch == ArchGlm4) && c.AttentionBias != o.AttentionBias {
+		set("attention_bias", c.AttentionBias)
 	}
 	if c.Arch == ArchLlama || c.Arch == ArchQwen3 || c.Arch == ArchOlmo2 || c.Arch == ArchGranite || c.isGemma() {
 		if c.AttentionBias != o.AttentionBias {
@@ -266,6 +286,15 @@ func (c *Config) mergeGemma(o *Config, set func(string, any), out map[string]jso
 		{"query_pre_attn_scalar", c.QueryPreAttnScalar, o.QueryPreAttnScalar},
 		{"rope_local_base_freq", c.RopeLocalTheta, o.RopeLocalTheta},
 	}, false)
+}
+
+// pyFloats formats a list of numbers as json.dumps writes Python floats.
+func pyFloats(v []float64) json.RawMessage {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = pyFloat(x)
+	}
+	return json.RawMessage("[" + strings.Join(parts, ",") + "]")
 }
 
 // markSaved records the current fields as the saved state.

@@ -10,6 +10,7 @@ import (
 //
 //   - MistralConfig: sliding_window (default 4096; null turns it off)
 //     applies to every layer;
+//   - Phi3Config: sliding_window (default none) applies to every layer;
 //   - Qwen2Config, Qwen3Config: sliding_window counts only when
 //     use_sliding_window is true, and only on the layers layer_types
 //     marks "sliding_attention"; without layer_types those are the layers
@@ -47,6 +48,12 @@ func (p *parser) slidingWindow(c *Config) error {
 		}
 		if c.Arch != ArchMistral {
 			return p.gemmaLayerTypes(c)
+		}
+	case ArchPhi3:
+		if v, ok, err := p.optInt("sliding_window"); err != nil {
+			return err
+		} else if ok {
+			c.SlidingWindow = &v
 		}
 	case ArchQwen2, ArchQwen3:
 		use, err := p.boolOr("use_sliding_window", false)
@@ -94,8 +101,8 @@ func (p *parser) layerTypes(c *Config) error {
 
 // LayerType returns the attention kind of layer l, FullAttention or
 // SlidingAttention, as transformers' config classes derive layer_types:
-// the explicit list when config.json has one; otherwise every Mistral
-// layer with a window, the Qwen2/Qwen3 layers from max_window_layers on
+// the explicit list when config.json has one; otherwise every Mistral or
+// Phi-3 layer with a window, the Qwen2/Qwen3 layers from max_window_layers on
 // when use_sliding_window is true, and Gemma's default pattern (which
 // slides whatever sliding_window says: Validate requires one).
 func (c *Config) LayerType(l int) string {
@@ -106,7 +113,7 @@ func (c *Config) LayerType(l int) string {
 		return FullAttention
 	}
 	switch c.Arch {
-	case ArchMistral:
+	case ArchMistral, ArchPhi3:
 		if c.SlidingWindow != nil {
 			return SlidingAttention
 		}
@@ -178,7 +185,7 @@ func (c *Config) validateWindow() error {
 func (c *Config) mergeWindow(o *Config, set func(key string, v any)) {
 	if !reflect.DeepEqual(c.SlidingWindow, o.SlidingWindow) {
 		switch c.Arch {
-		case ArchMistral, ArchGemma2, ArchGemma3:
+		case ArchMistral, ArchPhi3, ArchGemma2, ArchGemma3:
 			set("sliding_window", c.SlidingWindow)
 		case ArchQwen2, ArchQwen3:
 			set("use_sliding_window", c.SlidingWindow != nil)

@@ -29,11 +29,8 @@ type actKey struct {
 type layerActs struct {
 	x        *engine.Tensor // input: the residual stream
 	st1, st2 normStats
-	// stO1, stO2 are the statistics of the output norms of a
-	// sandwich-norm family (outNorm1, outNorm2).
-	stO1, stO2 normStats
-	xn1, xn2   *engine.Tensor // normalised inputs of the two sub-layers
-	q, k, v    *engine.Tensor // projections, after RoPE
+	xn1, xn2 *engine.Tensor // normalised inputs of the two sub-layers
+	q, k, v  *engine.Tensor // projections, after RoPE
 	// qRaw, kRaw are the q/k projections before their norms (families
 	// with q/k norms; nil otherwise), stQ, stK those norms' statistics.
 	qRaw, kRaw *engine.Tensor
@@ -49,6 +46,9 @@ type layerActs struct {
 	// pn1, pn2 are the normalised (hooked) sub-layer outputs added to
 	// the residual stream (post-norm families; nil otherwise).
 	pn1, pn2 *engine.Tensor
+	// stP1, stP2 are the statistics of a sandwich-norm family's output
+	// norms (st1, st2 are its input norms').
+	stP1, stP2 normStats
 
 	// rand is, with gradient checkpointing, the random state the layer's
 	// modules drew from in the forward pass, replayed when it is
@@ -69,6 +69,10 @@ type actSet struct {
 	posTmp  *engine.Tensor // [N, D]
 	embReal *engine.Tensor // token embeddings before the prompt is prepended
 	qkv     *engine.Tensor // fused projection output [N, q+2kv] (scratch)
+	gu      *engine.Tensor // fused gate|up projection output [N, 2I] (scratch)
+	// rot holds the rotated elements of q or k (or of their gradients)
+	// under partial rotary: [N·heads, rotDim] (scratch).
+	rot *engine.Tensor
 
 	xf, xnf *engine.Tensor // final residual stream and its norm
 	stf     normStats
@@ -79,7 +83,7 @@ type actSet struct {
 	logits *engine.Tensor
 	losses *engine.Tensor
 	// ropeRows, ropeLocalRows are the RoPE rows of a packed pass's
-	// positions [N, D/2] in the tables and the local ones (Gemma 3),
+	// positions [N, rotDim/2] in the tables and the local ones (Gemma 3),
 	// allocated by the first packed pass of this shape.
 	ropeRows, ropeLocalRows ropeRows
 
@@ -88,6 +92,7 @@ type actSet struct {
 	datt, dq, dk, dv    *engine.Tensor
 	dkAll, dvAll        *engine.Tensor
 	dqkv                *engine.Tensor
+	dgu                 *engine.Tensor // gradient of gu
 	dqRaw, dkRaw        *engine.Tensor // gradients of qRaw, kRaw
 	dpost               *engine.Tensor // gradient of a post-norm's input (post-norm families)
 	dsub                *engine.Tensor // resMul·(residual gradient) (Granite)
@@ -139,7 +144,9 @@ func (m *Transformer) newActs(k actKey) *actSet {
 		hookAttn = hookAttn || b.hooks[SiteAttn] != nil
 		hookMLP = hookMLP || b.hooks[SiteMLP] != nil
 	}
-	gated := m.blocks[0].gate != nil
+	gated := m.blocks[0].gate != nil || m.blocks[0].gateUp != nil
+	fusedGateUp := m.blocks[0].gateUp != nil
+	sandwich := m.blocks[0].postAttn != nil
 	qkNorm := m.blocks[0].qNorm != nil
 	post := m.postNorm()
 	centered := m.normF.centered()
@@ -185,8 +192,8 @@ func (m *Transformer) newActs(k actKey) *actSet {
 		if post {
 			a.pn1, a.pn2 = act(N, D), act(N, D)
 		}
-		if m.blocks[0].outNorm1 != nil {
-			a.stO1, a.stO2 = stats(), stats()
+		if sandwich {
+			a.stP1, a.stP2 = stats(), stats()
 		}
 		return a
 	}
@@ -218,6 +225,12 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	if m.blocks[0].qkv != nil {
 		s.qkv = act(N, qd+2*kvd)
 	}
+	if fusedGateUp {
+		s.gu = act(N, 2*I)
+	}
+	if m.rope != nil && m.rope.partial(d.headDim) {
+		s.rot = act(N*d.heads, m.rope.rotDim)
+	}
 	s.xf, s.xnf, s.stf = f32(N, D), act(N, D), stats()
 	rows := B * k.heads
 	if k.first {
@@ -241,6 +254,9 @@ func (m *Transformer) newActs(k actKey) *actSet {
 	}
 	if s.qkv != nil {
 		s.dqkv = act(N, qd+2*kvd)
+	}
+	if fusedGateUp {
+		s.dgu = act(N, 2*I)
 	}
 	if qkNorm {
 		s.dqRaw, s.dkRaw = act(N, qd), act(N, kvd)

@@ -81,7 +81,7 @@ func (m *Transformer) blockBackward(l int, p *pass, a *layerActs, d *engine.Tens
 		be.Copy(dmid, d) // the residual path
 	}
 	needXn := needMid || Trainable(blk.norm2)
-	needDh := needXn || Trainable(blk.gate) || Trainable(blk.up) || Trainable(blk.down)
+	needDh := needXn || blk.mlpTrainable()
 	var dxn *engine.Tensor
 	if needXn {
 		dxn = s.dxn
@@ -162,11 +162,12 @@ func (m *Transformer) stageTrainable(st int) bool {
 	case st >= 2*L:
 		return Trainable(m.normF) || Trainable(m.lmHead)
 	case st%2 == 0:
-		b, l := m.blocks[st/2], st/2
-		return Trainable(b.norm1) || Trainable(b.outNorm1) || Trainable(b.hooks[SiteAttn]) || m.attnTrainable(l)
+		l := st / 2
+		b := m.blocks[l]
+		return Trainable(b.norm1) || Trainable(b.postAttn) || Trainable(b.hooks[SiteAttn]) || m.attnTrainable(l)
 	default:
 		b := m.blocks[st/2]
-		return Trainable(b.norm2) || Trainable(b.outNorm2) || Trainable(b.hooks[SiteMLP]) || Trainable(b.gate) || Trainable(b.up) || Trainable(b.down)
+		return Trainable(b.norm2) || Trainable(b.postMLP) || Trainable(b.hooks[SiteMLP]) || b.mlpTrainable()
 	}
 }
 

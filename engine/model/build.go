@@ -46,17 +46,17 @@ func buildFrom(cfg *Config, be engine.Backend, opt Options, w weights, where str
 	m.build()
 	m.quantAtLoad = nil
 	if d.fam.Positions == arch.Rotary {
-		inv, err := ropeInvFreq(d.headDim, d.ropeTheta, d.ropeScaling)
-		if err != nil {
+		if m.rope, err = newRopeTables(be, &m.d, min(d.maxPos, 2048)); err != nil {
+			m.freeAll()
 			return nil, nil, fmt.Errorf("model: config: %w", err)
 		}
-		m.rope = newRopeTables(be, inv, d.ropeLayout, min(d.maxPos, 2048))
 		if d.localTheta > 0 {
-			local, err := ropeInvFreq(d.headDim, d.localTheta, nil)
-			if err != nil {
+			local := m.d
+			local.ropeTheta, local.ropeScaling = d.localTheta, nil
+			if m.ropeLocal, err = newRopeTables(be, &local, min(d.maxPos, 2048)); err != nil {
+				m.freeAll()
 				return nil, nil, fmt.Errorf("model: config: %w", err)
 			}
-			m.ropeLocal = newRopeTables(be, local, d.ropeLayout, min(d.maxPos, 2048))
 		}
 	}
 	m.reindex()
@@ -191,7 +191,7 @@ func (m *Transformer) buildModule(b *block, r arch.Role, path string) {
 	d, conv := &m.d, m.d.fam.Conv1D
 	D, qd, kvd, I := d.hidden, d.qDim(), d.kvDim(), d.inter
 	switch r {
-	case arch.Norm1, arch.Norm2, arch.OutNorm1, arch.OutNorm2:
+	case arch.Norm1, arch.Norm2, arch.PostAttnNorm, arch.PostMLPNorm:
 		*b.normAt(r) = m.norm(path, D)
 	case arch.QNorm:
 		b.qNorm = m.norm(path, m.qkNormWidth(qd))
@@ -211,6 +211,8 @@ func (m *Transformer) buildModule(b *block, r arch.Role, path string) {
 		b.gate = m.dense(path, D, I, d.mlpBias, conv)
 	case arch.Up:
 		b.up = m.dense(path, D, I, d.mlpBias, conv)
+	case arch.GateUp:
+		b.gateUp = m.dense(path, D, 2*I, d.mlpBias, conv)
 	case arch.Down:
 		b.down = m.dense(path, I, D, d.mlpBias, conv)
 	default:
@@ -231,7 +233,8 @@ func (m *Transformer) norm(path string, n int) norm {
 }
 
 // postNorm reports whether the layers normalise their sub-layers'
-// outputs (arch.PostNorm, or arch.SandwichNorm: their inputs too).
+// outputs (arch.PostNorm, and arch.SandwichNorm, which normalises their
+// inputs too).
 func (m *Transformer) postNorm() bool { return m.d.fam.Placement != arch.PreNorm }
 
 // qkNormWidth is the width a q/k norm normalises over, for a projection
@@ -261,6 +264,8 @@ func (b *block) linearAt(r arch.Role) *Linear {
 		return &b.gate
 	case arch.Up:
 		return &b.up
+	case arch.GateUp:
+		return &b.gateUp
 	case arch.Down:
 		return &b.down
 	}
@@ -274,14 +279,14 @@ func (b *block) normAt(r arch.Role) *norm {
 		return &b.norm1
 	case arch.Norm2:
 		return &b.norm2
-	case arch.OutNorm1:
-		return &b.outNorm1
-	case arch.OutNorm2:
-		return &b.outNorm2
 	case arch.QNorm:
 		return &b.qNorm
 	case arch.KNorm:
 		return &b.kNorm
+	case arch.PostAttnNorm:
+		return &b.postAttn
+	case arch.PostMLPNorm:
+		return &b.postMLP
 	}
 	panic(fmt.Sprintf("model: role %d is not a norm", r))
 }

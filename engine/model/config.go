@@ -63,6 +63,7 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 		ropeScaling: cfg.RopeScaling, ropeLayout: opt.RopeLayout, storage: opt.Storage,
 	}
 	d.fam = cfg.Family()
+	d.rotDim = cfg.RotaryDim()
 	d.embMul, d.resMul, d.logitMul = 1, 1, 1
 	if cfg.Arch == hfconfig.ArchGranite {
 		d.embMul, d.resMul = float32(cfg.EmbeddingMultiplier), float32(cfg.ResidualMultiplier)
@@ -77,6 +78,8 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 		}
 	} else if opt.RopeLayout != engine.RopeHalf && opt.RopeLayout != engine.RopeInterleaved {
 		return dims{}, fmt.Errorf("model: unknown RoPE layout %d", opt.RopeLayout)
+	} else if d.fam.InterleavedRotary && opt.RopeLayout != engine.RopeHalf {
+		return dims{}, fmt.Errorf("model: %s checkpoints rotate interleaved pairs already; Options.RopeLayout must be the default", cfg.Arch)
 	}
 	d.embdDrop, d.residDrop = float32(cfg.EmbdDropout), float32(cfg.ResidDropout)
 	// Gemma's (zero, none, for the other families)

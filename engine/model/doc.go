@@ -1,7 +1,8 @@
 // Package model implements gotune's causal language models with explicit
 // forward and backward passes: the LLaMA family (LlamaForCausalLM,
-// MistralForCausalLM, Qwen2ForCausalLM) and GPT-2 (GPT2LMHeadModel), plus
-// Hugging Face checkpoint loading and saving. All arithmetic goes through
+// MistralForCausalLM, Qwen2ForCausalLM and the families package arch
+// derives from it: Qwen3, OLMo-2, Granite, Phi-3, GLM, GLM-4) and GPT-2
+// (GPT2LMHeadModel), plus Hugging Face checkpoint loading and saving. All arithmetic goes through
 // engine.Backend; the package never touches tensor elements itself.
 //
 // # Building a model
@@ -58,12 +59,16 @@
 //  2. Embeddings. Embedding gathers token rows (virtual tokens are copied
 //     in front with CopyBlock; GPT-2 adds learned positions).
 //  3. Each layer, pre-norm. norm1 (rstd, and mean for LayerNorm, saved) →
-//     q, k, v projections (GPT-2: one fused Conv1D, split with CopyBlock)
-//     → RoPE in place from host-built cos/sin tables (either pair layout)
+//     q, k, v projections (GPT-2, Phi-3: one fused projection, split with
+//     CopyBlock) → RoPE in place from host-built cos/sin tables (either
+//     pair layout; partial rotary through a scratch copy)
 //     → prefix keys/values concatenated in front (CopyBlock) → causal GQA
 //     Attention (saving each row's log-sum-exp) → o_proj → optional hook →
-//     residual Add → norm2 → gate and up projections → SwiGLU (GPT-2: c_fc
-//     → gelu_new) → down projection → optional hook → residual Add.
+//     residual Add → norm2 → gate and up projections (Phi-3, GLM: one
+//     fused gate_up_proj, split) → SwiGLU (GPT-2: c_fc → gelu_new) → down
+//     projection → optional hook → residual Add. Post-norm families
+//     (OLMo-2) normalise each sub-layer's output instead of its input,
+//     sandwich-norm ones (GLM-4) both.
 //     Kept per layer: the input, both normalised inputs and norm
 //     statistics, rotated q and k, v (and the prefixed k/v), the attention
 //     output and lse, the sub-layer outputs, the residual between the

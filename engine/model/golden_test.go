@@ -16,7 +16,7 @@ import (
 // TestGolden compares logits, loss and every parameter's gradient with the
 // PyTorch reference values of each golden set.
 func TestGolden(t *testing.T) {
-	for _, name := range []string{"llama-gqa", "qwen2-tied", "gpt2", "qwen3", "olmo2", "granite", "mistral-swa", "qwen2-swa", "gpt2-dropout", "llama-dropout", "gemma2", "gemma3"} {
+	for _, name := range []string{"llama-gqa", "qwen2-tied", "gpt2", "qwen3", "olmo2", "granite", "mistral-swa", "qwen2-swa", "gpt2-dropout", "llama-dropout", "phi3", "glm", "glm4", "gemma2", "gemma3"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(goldenRoot, name)
 			if _, err := os.Stat(filepath.Join(dir, "meta.json")); err != nil {
@@ -47,8 +47,9 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e := golden.RelErr(cpu.Float32s(tr.last.logits), wantLogits); e > 1e-5 {
-				t.Errorf("logits: relative error %.3g > 1e-5", e)
+			logitsErr := golden.RelErr(cpu.Float32s(tr.last.logits), wantLogits)
+			if logitsErr > 1e-5 {
+				t.Errorf("logits: relative error %.3g > 1e-5", logitsErr)
 			}
 			loss := float32(sum / float64(bt.Counted))
 			if e := golden.RelErr([]float32{loss}, wantLoss); e > 1e-5 {
@@ -104,7 +105,7 @@ func TestGolden(t *testing.T) {
 			for n := range params {
 				t.Errorf("model parameter %q is not in the golden set", n)
 			}
-			t.Logf("worst gradient relative error %.3g over %d parameters", worst, len(g.Meta.Params))
+			t.Logf("logits relative error %.3g; worst gradient relative error %.3g over %d parameters", logitsErr, worst, len(g.Meta.Params))
 		})
 	}
 }

@@ -73,7 +73,7 @@ func checkpointedLayers(k actKey, L int, work *layerActs, alloc func() *engine.T
 func (m *Transformer) layerModules(l int) []Module {
 	b := m.blocks[l]
 	out := make([]Module, 0, 10)
-	for _, mod := range []Module{b.q, b.k, b.v, b.qkv, b.o, b.gate, b.up, b.down} {
+	for _, mod := range []Module{b.q, b.k, b.v, b.qkv, b.o, b.gate, b.up, b.gateUp, b.down} {
 		if mod != nil {
 			out = append(out, mod)
 		}

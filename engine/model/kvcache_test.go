@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -54,7 +55,8 @@ func logitsCopy(t *testing.T, m Model, c *KVCache, ids []int32, B, T int, all bo
 // sequence in one pass, with and without virtual tokens and prefixes.
 func TestKVCacheMatchesFullSequence(t *testing.T) {
 	const T = 7
-	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
+	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite,
+		hfconfig.ArchPhi3, hfconfig.ArchGlm, hfconfig.ArchGlm4, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
 		for _, B := range []int{1, 2} {
 			for _, extra := range []string{"plain", "prompt", "prefix", "local-prefix"} {
 				t.Run(fmt.Sprintf("%s/B%d/%s", arch, B, extra), func(t *testing.T) {
@@ -101,16 +103,44 @@ func TestKVCacheMatchesFullSequence(t *testing.T) {
 // TestKVCacheErrors checks that misuse is reported, not panicked on.
 // tinyOrGolden returns a tiny random model of arch, or the golden set's
 // model for a family hfconfig has no constructor for (OLMo-2, Granite,
-// Gemma 2 and 3: their sequences of 7 exceed the window of 3).
+// Phi-3, GLM, GLM-4, Gemma 2 and 3: their sequences of 7 exceed the
+// window of 3). Phi-3's comes with original_max_position_embeddings
+// 2, so that every pass of these tests (at least 3 positions long) uses
+// longrope's long factors: a cached continuation then computes what the
+// whole sequence does (transformers too switches factors by each pass's
+// last position).
 func tinyOrGolden(t *testing.T, arch string, seed uint64) Model {
 	t.Helper()
-	set := map[string]string{hfconfig.ArchOlmo2: "olmo2", hfconfig.ArchGranite: "granite", hfconfig.ArchGemma2: "gemma2", hfconfig.ArchGemma3: "gemma3"}[arch]
+	set := map[string]string{hfconfig.ArchOlmo2: "olmo2", hfconfig.ArchGranite: "granite",
+		hfconfig.ArchPhi3: "phi3", hfconfig.ArchGlm: "glm", hfconfig.ArchGlm4: "glm4",
+		hfconfig.ArchGemma2: "gemma2", hfconfig.ArchGemma3: "gemma3"}[arch]
 	if set == "" {
 		return newTiny(t, arch, seed)
 	}
-	m, err := Load(filepath.Join(goldenRoot, set), cpu.New())
+	dir := filepath.Join(goldenRoot, set)
+	if arch == hfconfig.ArchPhi3 {
+		dir = withLongRopeFrom(t, dir, 2)
+	}
+	m, err := Load(dir, cpu.New())
 	require.NoError(t, err)
 	return m
+}
+
+// withLongRopeFrom copies the Phi-3 checkpoint in dir to a temporary
+// folder with original_max_position_embeddings set to orig.
+func withLongRopeFrom(t *testing.T, dir string, orig int) string {
+	t.Helper()
+	cfg, err := hfconfig.Load(dir)
+	require.NoError(t, err)
+	rs := *cfg.RopeScaling
+	rs.OriginalMaxPos, rs.Factor = orig, float64(cfg.MaxPos)/float64(orig)
+	cfg.RopeScaling = &rs
+	out := t.TempDir()
+	require.NoError(t, cfg.Save(out))
+	data, err := os.ReadFile(filepath.Join(dir, "model.safetensors"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(out, "model.safetensors"), data, 0o644))
+	return out
 }
 
 func TestKVCacheErrors(t *testing.T) {
@@ -145,7 +175,8 @@ func TestKVCacheErrors(t *testing.T) {
 // transformers does with PEFT's past_key_values: the prefix is used as
 // given (not rotated again) and the real tokens take positions P, P+1, ...
 func TestPrefixIsAPastKVCache(t *testing.T) {
-	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
+	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite,
+		hfconfig.ArchPhi3, hfconfig.ArchGlm, hfconfig.ArchGlm4, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
 		t.Run(arch, func(t *testing.T) {
 			const P, T = 3, 5
 			m := tinyOrGolden(t, arch, 8)
@@ -196,7 +227,8 @@ func TestPrefixIsAPastKVCache(t *testing.T) {
 // tokens prepended to the input (positions included, for GPT-2), and the
 // loss over the real tokens.
 func TestPromptIsPrependedTokens(t *testing.T) {
-	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
+	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite,
+		hfconfig.ArchPhi3, hfconfig.ArchGlm, hfconfig.ArchGlm4, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
 		t.Run(arch, func(t *testing.T) {
 			const Pv, T = 3, 5
 			m := tinyOrGolden(t, arch, 4)

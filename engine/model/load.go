@@ -238,8 +238,7 @@ func (m *Transformer) freeAll() {
 	}
 	for _, r := range []*ropeTables{m.rope, m.ropeLocal} {
 		if r != nil {
-			m.be.Free(r.cos)
-			m.be.Free(r.sin)
+			r.free()
 		}
 	}
 }

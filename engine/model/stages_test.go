@@ -2,12 +2,14 @@ package model
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/hfconfig"
 )
 
@@ -52,8 +54,10 @@ func (s *stageSpy) AfterStage(st int) {
 // is announced once, in order; every trainable parameter has a span; no
 // gradient is written before its first stage; and each is final when its
 // last stage ends. Cases cover a tied LM head (GPT-2), gradient
-// checkpointing, a pass that stops above the lower layers, and a prefix
-// and hook whose parameters live outside the layers' modules.
+// checkpointing, a pass that stops above the lower layers, a prefix
+// and hook whose parameters live outside the layers' modules, and the
+// fused projections and output norms of Phi-3 and GLM-4 (their golden
+// checkpoints).
 func TestGradStages(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -72,10 +76,12 @@ func TestGradStages(t *testing.T) {
 			require.NoError(t, m.SetPrefix(newTestPrefix(m, 2, 3)))
 			require.NoError(t, m.SetHook(1, SiteMLP, newTestHook(m.Backend(), m.Config().Hidden, 4)))
 		}},
+		{"phi3 fused, checkpointing", "phi3", func(m Model) { m.(*Llama).SetGradCheckpoint(true) }},
+		{"glm4 sandwich norms", "glm4", func(Model) {}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			m := newTiny(t, c.arch, 41)
+			m := stagesModel(t, c.arch)
 			c.install(m)
 			sb := m.(engine.StagedBackward)
 			n, spans := sb.GradSpans()
@@ -117,4 +123,16 @@ func TestGradStages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stagesModel is the tiny model of arch, or the golden checkpoint of that
+// name (phi3, glm4) with scrambled weights.
+func stagesModel(t *testing.T, arch string) Model {
+	if arch != "phi3" && arch != "glm4" {
+		return newTiny(t, arch, 41)
+	}
+	m, err := Load(filepath.Join(goldenRoot, arch), cpu.New())
+	require.NoError(t, err)
+	scramble(m, 42, 0.3)
+	return m
 }

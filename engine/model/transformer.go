@@ -15,6 +15,7 @@ type dims struct {
 	fam                                   *arch.Family
 	vocab, hidden, layers, heads, kvHeads int
 	headDim, inter, maxPos                int
+	rotDim                                int // leading elements of a head RoPE rotates
 	eps                                   float32
 	tied, qkvBias, oBias, mlpBias         bool
 	act                                   engine.Act
@@ -47,19 +48,21 @@ func (d *dims) qDim() int  { return d.heads * d.headDim }
 func (d *dims) kvDim() int { return d.kvHeads * d.headDim }
 
 // block is one transformer layer. Attention uses q, k, v (LLaMA) or the
-// fused qkv (GPT-2); the MLP is gate/up/down (SwiGLU) or up/down with an
-// activation (GPT-2's c_fc/c_proj, gate nil).
+// fused qkv (GPT-2, Phi-3); the MLP is gate/up/down (SwiGLU), the fused
+// gateUp and down (Phi-3, GLM), or up/down with an activation (GPT-2's
+// c_fc/c_proj, gate nil).
 type block struct {
-	norm1, norm2 norm
-	// outNorm1, outNorm2 normalise the sub-layer outputs of a
-	// sandwich-norm family (arch.SandwichNorm: norm1, norm2 then
-	// normalise the inputs); nil otherwise.
-	outNorm1, outNorm2 norm
-	qNorm, kNorm       norm // q/k norms (arch.QKNorm), nil without
-	q, k, v, qkv, o    Linear
-	gate, up, down     Linear
-	act                engine.Act
-	hooks              [2]SublayerHook
+	norm1, norm2    norm
+	qNorm, kNorm    norm // q/k norms (arch.QKNorm), nil without
+	q, k, v, qkv, o Linear
+	gate, up, down  Linear
+	gateUp          Linear // fused gate|up (arch.GateUp), nil without
+	// postAttn, postMLP normalise the sub-layer outputs of a
+	// sandwich-norm family (arch.SandwichNorm: GLM-4, Gemma), nil
+	// otherwise.
+	postAttn, postMLP norm
+	act               engine.Act
+	hooks             [2]SublayerHook
 	// attn is the layer's attention options from the config (scale, soft
 	// cap, sliding window, attention dropout); layerAttention completes
 	// them for a pass.

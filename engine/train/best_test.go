@@ -37,7 +37,7 @@ func TestWarmupRatio(t *testing.T) {
 		assert.Equal(t, tc.wantWarmup, tr.WarmupSteps(), "ratio %v", tc.ratio)
 		want := Linear.Multiplier(1, tc.wantWarmup, tc.steps) * cfg.LR
 		assert.Equal(t, want, tr.LR(2))
-		assert.Contains(t, tr.settings(), Setting{Name: "--warmup-steps", Value: strconv.Itoa(tc.wantWarmup)}, "a checkpoint records the resolved warmup")
+		assert.Contains(t, tr.settings(), Setting{Name: "--warmup-steps", Label: "WarmupSteps", Value: strconv.Itoa(tc.wantWarmup)}, "a checkpoint records the resolved warmup")
 		tr.Close()
 	}
 	for _, bad := range []Config{

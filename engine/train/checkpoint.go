@@ -66,6 +66,10 @@ type Setting struct {
 	// current value equal to it, so adding a setting does not strand the
 	// checkpoints of older versions.
 	Absent string `json:"-"`
+	// Label, when not empty, is how messages name the setting (Name
+	// stays the checkpoint's key, "--lr"): the trainer labels its own
+	// settings through Options.Name, so a library caller reads "LR".
+	Label string `json:"-"`
 }
 
 // ParamState names a trainable parameter of a checkpoint and its shape.
@@ -373,27 +377,28 @@ func listCheckpoints(out string) ([]int, error) {
 // the trainer already has is dropped: the trainer's formatting wins).
 func (t *Trainer) settings() []Setting {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	n := t.opts.name
 	own := []Setting{
-		{Name: "--lr", Value: f(t.cfg.LR)},
-		{Name: "--lr-schedule", Value: string(t.cfg.Schedule)},
-		{Name: "--warmup-steps", Value: strconv.Itoa(t.cfg.WarmupSteps)},
+		{Name: "--lr", Label: n("LR"), Value: f(t.cfg.LR)},
+		{Name: "--lr-schedule", Label: n("Schedule"), Value: string(t.cfg.Schedule)},
+		{Name: "--warmup-steps", Label: n("WarmupSteps"), Value: strconv.Itoa(t.cfg.WarmupSteps)},
 		// A constant schedule's multipliers do not depend on its length,
 		// so a longer run only trains longer.
-		{Name: "schedule length (--steps or --epochs)", Value: strconv.Itoa(t.scheduleSteps()), Harmless: t.cfg.Schedule == Constant},
-		{Name: "--weight-decay", Value: f(t.cfg.WeightDecay)},
-		{Name: "--adam-beta1", Value: f(t.cfg.Beta1)},
-		{Name: "--adam-beta2", Value: f(t.cfg.Beta2)},
-		{Name: "--adam-eps", Value: f(t.cfg.Eps)},
-		{Name: "--max-grad-norm", Value: f(t.cfg.MaxGradNorm)},
-		{Name: "--grad-accum", Value: strconv.Itoa(t.cfg.GradAccum)},
+		{Name: "schedule length (--steps or --epochs)", Label: "schedule length (" + n("Steps") + " or " + n("Epochs") + ")", Value: strconv.Itoa(t.scheduleSteps()), Harmless: t.cfg.Schedule == Constant},
+		{Name: "--weight-decay", Label: n("WeightDecay"), Value: f(t.cfg.WeightDecay)},
+		{Name: "--adam-beta1", Label: n("Beta1"), Value: f(t.cfg.Beta1)},
+		{Name: "--adam-beta2", Label: n("Beta2"), Value: f(t.cfg.Beta2)},
+		{Name: "--adam-eps", Label: n("Eps"), Value: f(t.cfg.Eps)},
+		{Name: "--max-grad-norm", Label: n("MaxGradNorm"), Value: f(t.cfg.MaxGradNorm)},
+		{Name: "--grad-accum", Label: n("GradAccum"), Value: strconv.Itoa(t.cfg.GradAccum)},
 		// The resolved policy (auto is bf16 on a GPU only): another one
 		// changes every rounding of the trajectory.
-		{Name: "--precision", Value: t.cfg.Precision.String()},
+		{Name: "--precision", Label: n("Precision"), Value: t.cfg.Precision.String()},
 		{Name: "batches per epoch", Value: strconv.Itoa(t.loader.BatchesPerEpoch())},
-		{Name: "--log-every", Value: strconv.Itoa(t.cfg.LogEvery), Harmless: true},
-		{Name: "--eval-every", Value: strconv.Itoa(t.cfg.EvalEvery), Harmless: true},
-		{Name: "--save-every", Value: strconv.Itoa(t.cfg.SaveEvery), Harmless: true},
-		{Name: "--save-total-limit", Value: strconv.Itoa(t.cfg.SaveTotalLimit), Harmless: true},
+		{Name: "--log-every", Label: n("LogEvery"), Value: strconv.Itoa(t.cfg.LogEvery), Harmless: true},
+		{Name: "--eval-every", Label: n("EvalEvery"), Value: strconv.Itoa(t.cfg.EvalEvery), Harmless: true},
+		{Name: "--save-every", Label: n("SaveEvery"), Value: strconv.Itoa(t.cfg.SaveEvery), Harmless: true},
+		{Name: "--save-total-limit", Label: n("SaveTotalLimit"), Value: strconv.Itoa(t.cfg.SaveTotalLimit), Harmless: true},
 	}
 	seen := map[string]bool{}
 	for _, s := range own {
@@ -424,6 +429,7 @@ func configHash(ss []Setting) string {
 // compareSettings returns the differences between the checkpoint's
 // settings and the current ones: those that change the trajectory (an
 // error) and harmless ones (warnings).
+// Messages name a setting by its current Label, if any.
 func compareSettings(ckpt, cur []Setting) (bad, harmless []string) {
 	type entry struct {
 		value    string
@@ -434,7 +440,11 @@ func compareSettings(ckpt, cur []Setting) (bad, harmless []string) {
 		old[s.Name] = entry{s.Value, s.Harmless}
 	}
 	now := map[string]entry{}
+	shown := map[string]string{} // how messages name a setting
 	for _, s := range cur {
+		if s.Label != "" {
+			shown[s.Name] = s.Label
+		}
 		now[s.Name] = entry{s.Value, s.Harmless}
 		if _, recorded := old[s.Name]; !recorded && s.Absent != "" {
 			old[s.Name] = entry{s.Absent, s.Harmless}
@@ -459,7 +469,11 @@ func compareSettings(ckpt, cur []Setting) (bad, harmless []string) {
 			}
 			return e.value
 		}
-		msg := fmt.Sprintf("%s is %s here but %s in the checkpoint", n, show(c, inNow), show(o, inOld))
+		label := n
+		if l, ok := shown[n]; ok {
+			label = l
+		}
+		msg := fmt.Sprintf("%s is %s here but %s in the checkpoint", label, show(c, inNow), show(o, inOld))
 		// Harmless only when every side that knows the setting says so.
 		if (!inOld || o.harmless) && (!inNow || c.harmless) {
 			harmless = append(harmless, msg)

@@ -264,13 +264,13 @@ func TestResumeChecksSettings(t *testing.T) {
 		wantErr  []string // substrings of the error; none: it must resume
 		wantWarn string
 	}{
-		{"lr", func(r *ckptRun) { r.cfg.LR = 0.02 }, []string{"--lr is 0.02 here but 0.05 in the checkpoint"}, ""},
+		{"lr", func(r *ckptRun) { r.cfg.LR = 0.02 }, []string{"LR is 0.02 here but 0.05 in the checkpoint"}, ""},
 		{"grad-accum and schedule", func(r *ckptRun) { r.cfg.GradAccum, r.cfg.Schedule = 2, Cosine },
-			[]string{"--grad-accum is 2 here but 1", "--lr-schedule is cosine here but linear"}, ""},
-		{"schedule length", func(r *ckptRun) { r.cfg.Steps = 9 }, []string{"schedule length (--steps or --epochs) is 9 here but 6"}, ""},
+			[]string{"GradAccum is 2 here but 1", "Schedule is cosine here but linear"}, ""},
+		{"schedule length", func(r *ckptRun) { r.cfg.Steps = 9 }, []string{"schedule length (Steps or Epochs) is 9 here but 6"}, ""},
 		{"caller setting", func(r *ckptRun) { r.settings[0].Value = "2" }, []string{"--seed is 2 here but 1"}, ""},
 		{"batch size changes the data", func(r *ckptRun) { r.lc.BatchSize = 3 }, []string{"batches per epoch is 3 here but 4"}, ""},
-		{"harmless log-every", func(r *ckptRun) { r.cfg.LogEvery = 5 }, nil, "--log-every is 5 here but 0"},
+		{"harmless log-every", func(r *ckptRun) { r.cfg.LogEvery = 5 }, nil, "LogEvery is 5 here but 0"},
 		{"harmless caller setting", func(r *ckptRun) { r.settings[1].Value = "moved.jsonl" }, nil, "--data is moved.jsonl here"},
 	}
 	for _, tc := range tests {

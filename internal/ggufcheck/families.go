@@ -3,10 +3,11 @@ package ggufcheck
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/gotune/gotune/engine"
@@ -82,16 +83,6 @@ var checkConfigs = map[string]map[string]any{
 // than the check's prompts, so the windows matter.
 const GemmaWindow = 8
 
-// Families lists the families CheckModel builds, sorted.
-func Families() []string {
-	out := make([]string, 0, len(checkConfigs))
-	for f := range checkConfigs {
-		out = append(out, f)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // demoVocab is the demo tokenizer's size and special tokens.
 const (
 	demoVocab = 259
@@ -100,12 +91,12 @@ const (
 	demoPAD   = 258
 )
 
-// CheckModel builds the seeded check model of a family (a model_type:
-// see Families).
+// CheckModel builds the seeded check model of a family (a model_type of
+// checkConfigs; Write also writes the demo's variants).
 func CheckModel(family string, be engine.Backend, seed uint64) (model.Model, error) {
 	base, ok := checkConfigs[family]
 	if !ok {
-		return nil, fmt.Errorf("ggufcheck: no check model for family %q (have %s)", family, strings.Join(Families(), ", "))
+		return nil, fmt.Errorf("ggufcheck: no seeded check model for family %q (have %s)", family, strings.Join(slices.Sorted(maps.Keys(checkConfigs)), ", "))
 	}
 	c := map[string]any{"vocab_size": demoVocab, "bos_token_id": demoBOS, "eos_token_id": demoEOS, "pad_token_id": demoPAD, "torch_dtype": "float32"}
 	if family != "gpt2" {
@@ -176,16 +167,6 @@ func unitScale(fam *arch.Family, t model.NamedWeight, rng *rand.Rand) []float32 
 		out[i] = float32(mean + std*rng.NormFloat64())
 	}
 	return out
-}
-
-// WriteCheckModel saves the check model of family to dir with the
-// tokenizer files of the demo folder.
-func WriteCheckModel(family, demo, dir string, be engine.Backend, seed uint64) error {
-	m, err := CheckModel(family, be, seed)
-	if err != nil {
-		return err
-	}
-	return saveWithTokenizer(m, dir, demo)
 }
 
 // saveWithTokenizer saves m to dir with the tokenizer files of the model

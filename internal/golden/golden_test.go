@@ -86,7 +86,8 @@ func expectedParams(t *testing.T, c hfConfig) map[string][]int {
 	p := map[string][]int{}
 	switch c.Architectures[0] {
 	case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Olmo2ForCausalLM", "GraniteForCausalLM",
-		"Gemma2ForCausalLM", "Gemma3ForCausalLM":
+		"Phi3ForCausalLM", "GlmForCausalLM", "Glm4ForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM":
+		glm := c.ModelType == "glm" || c.ModelType == "glm4"
 		d, hd := c.HiddenSize, c.HiddenSize/c.NumAttentionHeads
 		if c.HeadDim != 0 {
 			hd = c.HeadDim
@@ -98,9 +99,13 @@ func expectedParams(t *testing.T, c hfConfig) map[string][]int {
 			if c.ModelType != "olmo2" { // OLMo-2 has post-norms only
 				p[pre+"input_layernorm.weight"] = []int{d}
 			}
-			p[pre+"self_attn.q_proj.weight"] = []int{q, d}
-			p[pre+"self_attn.k_proj.weight"] = []int{kv, d}
-			p[pre+"self_attn.v_proj.weight"] = []int{kv, d}
+			if c.ModelType == "phi3" { // Phi3Attention's qkv_proj, outputs q|k|v
+				p[pre+"self_attn.qkv_proj.weight"] = []int{q + 2*kv, d}
+			} else {
+				p[pre+"self_attn.q_proj.weight"] = []int{q, d}
+				p[pre+"self_attn.k_proj.weight"] = []int{kv, d}
+				p[pre+"self_attn.v_proj.weight"] = []int{kv, d}
+			}
 			p[pre+"self_attn.o_proj.weight"] = []int{d, q}
 			if c.ModelType == "qwen3" || c.ModelType == "gemma3_text" { // per-head q_norm, k_norm
 				p[pre+"self_attn.q_norm.weight"] = []int{hd}
@@ -115,15 +120,23 @@ func expectedParams(t *testing.T, c hfConfig) map[string][]int {
 				p[pre+"self_attn.k_norm.weight"] = []int{kv}
 				p[pre+"post_feedforward_layernorm.weight"] = []int{d}
 			}
-			if c.ModelType == "qwen2" {
+			if c.ModelType == "qwen2" || glm { // GLM: attention_bias true in the golden configs
 				p[pre+"self_attn.q_proj.bias"] = []int{q}
 				p[pre+"self_attn.k_proj.bias"] = []int{kv}
 				p[pre+"self_attn.v_proj.bias"] = []int{kv}
 			}
 			p[pre+"post_attention_layernorm.weight"] = []int{d}
-			p[pre+"mlp.gate_proj.weight"] = []int{in, d}
-			p[pre+"mlp.up_proj.weight"] = []int{in, d}
+			if c.ModelType == "phi3" || glm { // gate_up_proj, outputs gate|up
+				p[pre+"mlp.gate_up_proj.weight"] = []int{2 * in, d}
+			} else {
+				p[pre+"mlp.gate_proj.weight"] = []int{in, d}
+				p[pre+"mlp.up_proj.weight"] = []int{in, d}
+			}
 			p[pre+"mlp.down_proj.weight"] = []int{d, in}
+			if c.ModelType == "glm4" { // Glm4DecoderLayer's output norms
+				p[pre+"post_self_attn_layernorm.weight"] = []int{d}
+				p[pre+"post_mlp_layernorm.weight"] = []int{d}
+			}
 		}
 		p["model.norm.weight"] = []int{d}
 		// LlamaConfig and Qwen2Config default to untied embeddings, Gemma's

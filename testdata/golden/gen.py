@@ -228,12 +228,16 @@ def forward_golden(base, cfg, rows, run):
 
 
 def llama_weights(cfg, rng, std=0.1, emb_std=0.2, qkv_bias=False, qk_norm=False):
-    """Random LLaMA/Qwen2/Qwen3/OLMo-2 weights in Hugging Face names and shapes.
+    """Random LLaMA/Qwen2/Qwen3/OLMo-2/Phi-3/GLM weights in Hugging Face names and shapes.
 
     OLMo-2 (model_type olmo2): post-norms instead of input_layernorm, and
-    q/k norms over the whole projection.
+    q/k norms over the whole projection. Phi-3: one qkv_proj [q+2kv, d]
+    (drawn as q, k, v stacked) and one gate_up_proj [2i, d] (gate then up).
+    GLM: gate_up_proj; GLM-4 also the output norms post_self_attn_layernorm
+    and post_mlp_layernorm.
     """
-    post = cfg["model_type"] == "olmo2"
+    mt = cfg["model_type"]
+    post = mt == "olmo2"
     d = cfg["hidden_size"]
     v = cfg["vocab_size"]
     hd = cfg.get("head_dim") or d // cfg["num_attention_heads"]
@@ -245,7 +249,9 @@ def llama_weights(cfg, rng, std=0.1, emb_std=0.2, qkv_bias=False, qk_norm=False)
         pre = "model.layers.%d." % i
         if not post:
             w[pre + "input_layernorm.weight"] = randn(rng, (d,), 0.1, 1.0)
-        for name, out in (("q", q_out), ("k", kv_out), ("v", kv_out)):
+        if mt == "phi3":
+            w[pre + "self_attn.qkv_proj.weight"] = randn(rng, (q_out + 2 * kv_out, d), std)
+        for name, out in (("q", q_out), ("k", kv_out), ("v", kv_out)) if mt != "phi3" else ():
             w[pre + "self_attn.%s_proj.weight" % name] = randn(rng, (out, d), std)
             if qkv_bias:
                 w[pre + "self_attn.%s_proj.bias" % name] = randn(rng, (out,), std)
@@ -254,11 +260,17 @@ def llama_weights(cfg, rng, std=0.1, emb_std=0.2, qkv_bias=False, qk_norm=False)
             w[pre + "self_attn.q_norm.weight"] = randn(rng, (q_out if post else hd,), 0.1, 1.0)
             w[pre + "self_attn.k_norm.weight"] = randn(rng, (kv_out if post else hd,), 0.1, 1.0)
         w[pre + "post_attention_layernorm.weight"] = randn(rng, (d,), 0.1, 1.0)
-        w[pre + "mlp.gate_proj.weight"] = randn(rng, (inter, d), std)
-        w[pre + "mlp.up_proj.weight"] = randn(rng, (inter, d), std)
+        if mt in ("phi3", "glm", "glm4"):
+            w[pre + "mlp.gate_up_proj.weight"] = randn(rng, (2 * inter, d), std)
+        else:
+            w[pre + "mlp.gate_proj.weight"] = randn(rng, (inter, d), std)
+            w[pre + "mlp.up_proj.weight"] = randn(rng, (inter, d), std)
         w[pre + "mlp.down_proj.weight"] = randn(rng, (d, inter), std)
         if post:
             w[pre + "post_feedforward_layernorm.weight"] = randn(rng, (d,), 0.1, 1.0)
+        if mt == "glm4":
+            w[pre + "post_self_attn_layernorm.weight"] = randn(rng, (d,), 0.1, 1.0)
+            w[pre + "post_mlp_layernorm.weight"] = randn(rng, (d,), 0.1, 1.0)
     w["model.norm.weight"] = randn(rng, (d,), 0.1, 1.0)
     if not cfg["tie_word_embeddings"]:
         w["lm_head.weight"] = randn(rng, (v, d), std)
@@ -437,6 +449,43 @@ MODELS = [
         "runs": standard_runs([], seed=4243),
     },
     {
+        "name": "phi3",
+        "seed": 7007,
+        # GQA; partial_rotary_factor 0.75 (6 of 8 elements, as Phi-4-mini's
+        # 96 of 128); longrope with original_max_position_embeddings 6, so
+        # the 8-token batches use the long factors and the attention factor
+        # sqrt(1 + ln(64/6)/ln(6)); "short_logits" checks the short factors;
+        # sliding_window 32, longer than every sequence here.
+        "config": hfio.phi3_config(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, inter=40, max_pos=64,
+                                   original_max_pos=6, theta=1e4, eps=1e-5, tied=False,
+                                   partial_rotary_factor=0.75, short_factor=[1.0, 1.25, 1.75],
+                                   long_factor=[1.5, 3.0, 7.5], sliding_window=32, bos=1, eos=63),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng),
+        "runs": standard_runs([]),
+        "extra": lambda params, cfg, ids: {"short_logits": ref.forward(params, cfg, ids[:, :5])},
+    },
+    {
+        "name": "glm",
+        "seed": 8008,
+        # explicit head_dim 12 (not hidden/heads), RoPE on 6 of 12 elements
+        # in interleaved pairs, q/k/v biases
+        "config": hfio.glm_config("GlmForCausalLM", "glm", vocab=64, hidden=32, layers=2, heads=4, kv_heads=2,
+                                  head_dim=12, inter=40, max_pos=64, theta=1e4, eps=1e-5, tied=False,
+                                  partial_rotary_factor=0.5, eos=[61, 62, 63]),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng, qkv_bias=True),
+        "runs": standard_runs([]),
+    },
+    {
+        "name": "glm4",
+        "seed": 9009,
+        # GLM-4's sandwich norms; 1 KV head, RoPE on 4 of 8 elements
+        "config": hfio.glm_config("Glm4ForCausalLM", "glm4", vocab=64, hidden=32, layers=2, heads=4, kv_heads=1,
+                                  head_dim=8, inter=40, max_pos=64, theta=1e4, eps=1e-5, tied=False,
+                                  partial_rotary_factor=0.5, eos=[61, 62, 63]),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng, qkv_bias=True),
+        "runs": standard_runs([]),
+    },
+    {
         "name": "gemma2",
         "seed": 7007,
         # 8-token sequences, window 3: the sliding layers (0 and 2) see less
@@ -476,6 +525,12 @@ def generate(spec):
     hfio.write_jsonl(os.path.join(folder, "data.jsonl"), rows)
 
     golden = forward_golden(base, cfg, rows, spec["runs"][0])
+    if "extra" in spec:
+        # Model-specific checks on the first batch at the initial weights.
+        params = {n: t.double() for n, t in base.items()}
+        ids, _ = micro_batches(rows, spec["runs"][0])[0][0]
+        with torch.no_grad():
+            golden.update(spec["extra"](params, cfg, ids))
     runs_meta = []
     for k, run in enumerate(spec["runs"]):
         # Each run draws its method's initial tensors from its own stream.
@@ -569,6 +624,13 @@ METHOD_RUNS = [
     ("olmo2-lora", "olmo2", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.7),
     ("mistral-swa-lora", "mistral-swa", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.13),
     ("qwen2-swa-lora", "qwen2-swa", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj")), 1.12),
+    ("phi3-lora", "phi3", LoRA(r=4, alpha=8, targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj")), 1.25),
+    ("glm-lora", "glm", LoRA(r=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj")), 1.42),
+    ("glm4-lora", "glm4", LoRA(r=4, alpha=8, targets=("all-linear",)), 1.5),
+    ("phi3-dora", "phi3", LoRA(r=4, alpha=8, targets=("qkv_proj", "gate_up_proj"), use_dora=True, m_jitter=0.1), 0.95),
+    ("glm4-adapter-houlsby", "glm4", Bottleneck("houlsby", reduction_factor=4, non_linearity="relu"), 2.3),
+    # As prefix-local: the norm moves by under 1% a step, every step unclipped.
+    ("phi3-prefix", "phi3", PrefixTuning(num_virtual_tokens=3, std=0.5), 1.0),
     ("gemma2-lora", "gemma2", LoRA(r=4, alpha=8, targets=("all-linear",)), 2.5),
     ("gemma3-lora", "gemma3", LoRA(r=4, alpha=8, targets=("all-linear",)), 2.8),
     # Prompt tuning tells Gemma 2 (virtual tokens scaled by sqrt(hidden)
@@ -672,6 +734,29 @@ def self_check():
     ang = torch.arange(3, 8, dtype=torch.float64)[:, None] / 10000.0 ** (torch.arange(0, 8, 2, dtype=torch.float64) / 8)
     zr = z * torch.polar(torch.ones_like(ang), ang)
     assert torch.allclose(ref.apply_rope(x, cos, sin), torch.cat((zr.real, zr.imag), -1), rtol=0, atol=1e-14)
+    # GLM's RoPE rotates x[2i] + j*x[2i+1] over the first rotary_dim elements only.
+    glm = {"model_type": "glm4", "partial_rotary_factor": 0.5, "rope_theta": 10000.0}
+    cos, sin, inter = ref.rotary_tables(glm, 8, torch.arange(3, 8), torch.float64)
+    ang = torch.arange(3, 8, dtype=torch.float64)[:, None] / 10000.0 ** (torch.arange(0, 4, 2, dtype=torch.float64) / 4)
+    zr = torch.complex(x[..., 0:4:2], x[..., 1:4:2]) * torch.polar(torch.ones_like(ang), ang)
+    want = x.clone()
+    want[..., 0:4:2], want[..., 1:4:2] = zr.real, zr.imag
+    assert inter and torch.allclose(ref.apply_rotary(x, cos, sin, inter), want, rtol=0, atol=1e-14)
+    # Phi-3's partial rotary is rotate_half over the first rotary_dim elements;
+    # longrope divides the angles by the long factors once the largest
+    # position + 1 exceeds original_max_position_embeddings, and scales by
+    # the attention factor.
+    phi = {"model_type": "phi3", "partial_rotary_factor": 0.75, "rope_theta": 10000.0,
+           "max_position_embeddings": 64, "original_max_position_embeddings": 6,
+           "rope_scaling": {"type": "longrope", "short_factor": [1.0, 2.0, 4.0], "long_factor": [3.0, 5.0, 7.0]}}
+    scale = math.sqrt(1 + math.log(64 / 6) / math.log(6))
+    for pos, factors in ((torch.arange(0, 6), [1.0, 2.0, 4.0]), (torch.arange(1, 7), [3.0, 5.0, 7.0])):
+        cos, sin, inter = ref.rotary_tables(phi, 8, pos, torch.float64)
+        ang = pos.to(torch.float64)[:, None] / (torch.tensor(factors, dtype=torch.float64)
+                                              * 10000.0 ** (torch.arange(0, 6, 2, dtype=torch.float64) / 6))
+        zr = torch.complex(x[..., 2:5, :3], x[..., 2:5, 3:6]) * torch.polar(torch.full_like(ang[:3], scale), ang[:3])
+        got = ref.apply_rotary(x[..., 2:5, :], cos[:3], sin[:3], inter)
+        assert not inter and torch.allclose(got, torch.cat((zr.real, zr.imag, x[..., 2:5, 6:]), -1), rtol=0, atol=1e-13)
     # repeat_kv: query head h reads kv head h // n_rep.
     r = ref.repeat_kv(x[:, :2], 3)
     assert all(torch.equal(r[:, h], x[:, h // 3]) for h in range(6))

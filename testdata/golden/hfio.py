@@ -315,6 +315,44 @@ def gemma3_config(vocab, hidden, layers, heads, kv_heads, head_dim, inter, max_p
                          sliding_window_pattern=sliding_window_pattern)
 
 
+def phi3_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, original_max_pos, theta, eps, tied,
+                partial_rotary_factor, short_factor, long_factor, sliding_window, bos=1, eos=2):
+    """config.json of a Phi3ForCausalLM (transformers' Phi3Config keys, as Phi-4-mini's has them).
+
+    LlamaConfig's keys less head_dim and pretraining_tp, plus longrope
+    scaling ({"type": "longrope", "short_factor", "long_factor"}),
+    original_max_position_embeddings at the top level, partial_rotary_factor,
+    sliding_window and the dropouts (0); attention_bias and mlp_bias false,
+    as Phi-3's projections have no biases.
+    """
+    c = llama_config("Phi3ForCausalLM", "phi3", vocab, hidden, layers, heads, kv_heads, inter,
+                     max_pos, theta, eps, tied, bos=bos, eos=eos)
+    for k in ("head_dim", "pretraining_tp"):
+        del c[k]
+    c.update(embd_pdrop=0.0, resid_pdrop=0.0, original_max_position_embeddings=original_max_pos, pad_token_id=eos,
+             partial_rotary_factor=float(partial_rotary_factor), sliding_window=sliding_window,
+             rope_scaling={"long_factor": [float(x) for x in long_factor],
+                           "short_factor": [float(x) for x in short_factor], "type": "longrope"})
+    return dict(sorted(c.items()))
+
+
+def glm_config(arch, model_type, vocab, hidden, layers, heads, kv_heads, head_dim, inter, max_pos, theta, eps,
+               tied, partial_rotary_factor, eos):
+    """config.json of a GlmForCausalLM / Glm4ForCausalLM (GlmConfig's and Glm4Config's keys).
+
+    LlamaConfig's keys less bos_token_id, mlp_bias, pretraining_tp and
+    rope_scaling; head_dim explicit, attention_bias true (q/k/v biases),
+    an eos list, partial_rotary_factor.
+    """
+    c = llama_config(arch, model_type, vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta, eps, tied,
+                     eos=eos)
+    for k in ("bos_token_id", "mlp_bias", "pretraining_tp", "rope_scaling"):
+        del c[k]
+    c.update(head_dim=head_dim, attention_bias=True, pad_token_id=eos[0],
+             partial_rotary_factor=float(partial_rotary_factor))
+    return dict(sorted(c.items()))
+
+
 def gpt2_config(vocab, n_embd, n_layer, n_head, n_positions, eps, bos, eos):
     """config.json of a GPT2LMHeadModel, as transformers 4.46 writes it.
 

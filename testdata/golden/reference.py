@@ -142,6 +142,58 @@ def apply_rope(x, cos, sin):
     return x * cos[None, None] + rotate_half(x) * sin[None, None]
 
 
+def rotate_half_interleaved(x):
+    """GLM's rotate_half: pairs (x[2i], x[2i+1]) -> (-x[2i+1], x[2i])."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((-x2, x1), dim=-1).flatten(-2)
+
+
+def rotary_tables(cfg, head_dim, positions, dtype):
+    """cos, sin [T, rotary_dim] and the pairing of a family's RoPE.
+
+    rotary_dim = int(head_dim * partial_rotary_factor): only the first
+    rotary_dim elements of a head rotate (Phi-3, GLM). Phi-3's longrope
+    (rope_scaling type longrope) divides the frequencies by short_factor,
+    or by long_factor when the pass's largest position id + 1 exceeds
+    original_max_position_embeddings, and multiplies cos and sin by the
+    attention factor (attention_factor, or sqrt(1 + ln(factor) /
+    ln(original)) with factor = max_position_embeddings / original), as
+    transformers' _compute_longrope_parameters and its dynamic update do.
+    GLM (model_type glm, glm4) pairs (2i, 2i+1): cos[..., :dim/2]
+    repeat_interleave(2), as its apply_rotary_pos_emb does.
+    """
+    dim = int(head_dim * cfg.get("partial_rotary_factor", 1.0))
+    theta = cfg.get("rope_theta", 10000.0)
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    scale = 1.0
+    rs = cfg.get("rope_scaling")
+    if rs is not None and rs.get("type", rs.get("rope_type")) == "longrope":
+        orig = cfg["original_max_position_embeddings"]
+        factor = cfg["max_position_embeddings"] / orig
+        scale = rs.get("attention_factor")
+        if scale is None:
+            scale = math.sqrt(1 + math.log(factor) / math.log(orig)) if factor > 1.0 else 1.0
+        seq_len = int(positions.max()) + 1
+        ext = torch.tensor(rs["long_factor"] if seq_len > orig else rs["short_factor"], dtype=torch.float64)
+        inv_freq = inv_freq / ext
+    freqs = positions.to(torch.float64)[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos() * scale, emb.sin() * scale
+    interleaved = cfg.get("model_type") in ("glm", "glm4")
+    if interleaved:
+        cos = cos[..., : dim // 2].repeat_interleave(2, dim=-1)
+        sin = sin[..., : dim // 2].repeat_interleave(2, dim=-1)
+    return cos.to(dtype), sin.to(dtype), interleaved
+
+
+def apply_rotary(x, cos, sin, interleaved):
+    """x [B, H, T, D]: its first cos.shape[-1] elements rotated, the rest passed."""
+    dim = cos.shape[-1]
+    rot, rest = x[..., :dim], x[..., dim:]
+    turned = rotate_half_interleaved(rot) if interleaved else rotate_half(rot)
+    return torch.cat((rot * cos[None, None] + turned * sin[None, None], rest), dim=-1)
+
+
 def repeat_kv(x, n_rep):
     """[B, Hkv, S, D] -> [B, Hkv*n_rep, S, D]: query head h reads kv head h // n_rep."""
     if n_rep == 1:
@@ -186,12 +238,13 @@ def causal_attention(q, k, v, scale=None, window=None, dropout=None, softcap=Non
 
 def rope_attention(layer, proj, rope, hooks, n_rep, **attention):
     """A layer's attention from its projections proj (q, k, v [B, H, T, D]):
-    RoPE on q and k (rope = (cos, sin)), the hooks' view of the keys and
-    values and their prefix, the GQA repeat, causal_attention (with the
-    given scale, window, dropout, softcap) -> [B, T, H*D]."""
-    cos, sin = rope
-    q = apply_rope(proj["q"], cos, sin)
-    k = apply_rope(proj["k"], cos, sin)
+    RoPE on q and k (rope = (cos, sin, interleaved) as rotary_tables
+    returns), the hooks' view of the keys and values and their prefix, the
+    GQA repeat, causal_attention (with the given scale, window, dropout,
+    softcap) -> [B, T, H*D]."""
+    cos, sin, interleaved = rope
+    q = apply_rotary(proj["q"], cos, sin, interleaved)
+    k = apply_rotary(proj["k"], cos, sin, interleaved)
     v = proj["v"]
     hooks.own_kv(layer, k, v)
     prefix = hooks.prefix_kv(layer, q.shape[0])
@@ -282,7 +335,8 @@ def layer_window(cfg, layer):
     """The sliding window of a layer, or None, as transformers decides it.
 
     MistralConfig: sliding_window (default 4096; null for none) on every
-    layer. Qwen2Config/Qwen3Config: sliding_window only when
+    layer; Phi3Config: sliding_window (default none) on every layer.
+    Qwen2Config/Qwen3Config: sliding_window only when
     use_sliding_window, on the layers layer_types marks
     "sliding_attention", or without layer_types those from
     max_window_layers on. Gemma2Config/Gemma3TextConfig: sliding_window on
@@ -291,6 +345,8 @@ def layer_window(cfg, layer):
     mt = cfg.get("model_type")
     if mt == "mistral":
         return cfg.get("sliding_window", 4096)
+    if mt == "phi3":
+        return cfg.get("sliding_window")
     if mt in ("gemma2", "gemma3_text"):
         sliding = gemma_layer_types(cfg)[layer] == "sliding_attention"
         return cfg.get("sliding_window", 4096) if sliding else None
@@ -319,11 +375,19 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
     GraniteForCausalLM: the input embeddings (virtual tokens included) times
     embedding_multiplier, each sub-layer output times residual_multiplier,
     attention scores times attention_multiplier, logits / logits_scaling.
+    Phi3ForCausalLM: q, k, v from one self_attn.qkv_proj (no biases), gate and
+    up from one mlp.gate_up_proj (chunked), RoPE on the first
+    partial_rotary_factor of each head, longrope scaling (see rotary_tables).
+    GlmForCausalLM: LLaMA's layer with q/k/v biases, the fused gate_up_proj
+    and RoPE on interleaved pairs of the first partial_rotary_factor of each
+    head; Glm4ForCausalLM adds post_self_attn_layernorm and
+    post_mlp_layernorm on the sub-layer outputs before the residual add.
     T' = T plus whatever hooks.input_embeds prepends. Sliding windows per
     layer_window; with drop (training mode), attention_dropout on the
     attention probabilities.
     """
     post = cfg.get("model_type") == "olmo2"
+    sandwich = cfg.get("model_type") == "glm4"
     granite = cfg.get("model_type") == "granite"
     res_mult = cfg.get("residual_multiplier", 1.0)
     hidden = cfg["hidden_size"]
@@ -338,13 +402,21 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
         h = h * cfg["embedding_multiplier"]
     b, t, _ = h.shape
     past = hooks.past_length()
-    cos, sin = rope_tables(head_dim, cfg.get("rope_theta", 10000.0), torch.arange(past, past + t), h.dtype)
+    cos, sin, interleaved = rotary_tables(cfg, head_dim, torch.arange(past, past + t), h.dtype)
 
     for i in range(cfg["num_hidden_layers"]):
         pre = "model.layers.%d." % i
         x = h if post else rms_norm(h, p[pre + "input_layernorm.weight"], eps)
         proj = {}
-        for name, heads in (("q", n_heads), ("k", n_kv), ("v", n_kv)):
+        fused = pre + "self_attn.qkv_proj"
+        if fused + ".weight" in p:
+            # Phi3Attention: one qkv_proj whose outputs are q | k | v
+            qkv = hooks.linear(fused, x, p[fused + ".weight"], None)
+            split = qkv.split((n_heads * head_dim, n_kv * head_dim, n_kv * head_dim), dim=-1)
+        for j, (name, heads) in enumerate((("q", n_heads), ("k", n_kv), ("v", n_kv))):
+            if fused + ".weight" in p:
+                proj[name] = split[j].reshape(b, t, heads, head_dim).transpose(1, 2)
+                continue
             path = pre + "self_attn.%s_proj" % name
             y = hooks.linear(path, x, p[path + ".weight"], p.get(path + ".bias"))
             norm = pre + "self_attn.%s_norm.weight" % name
@@ -356,7 +428,7 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
                 # Qwen3Attention: q_norm/k_norm, RMSNorm over each head (head_dim), before RoPE
                 y = rms_norm(y, p[norm], eps)
             proj[name] = y.transpose(1, 2)
-        a = rope_attention(i, proj, (cos, sin), hooks, n_heads // n_kv,
+        a = rope_attention(i, proj, (cos, sin, interleaved), hooks, n_heads // n_kv,
                            scale=cfg["attention_multiplier"] if granite else None, window=layer_window(cfg, i),
                            dropout=drop and drop.attention(cfg.get("attention_dropout", 0.0), i))
         path = pre + "self_attn.o_proj"
@@ -364,18 +436,27 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
         a = hooks.after_attn(i, x, a, h)
         if post:
             a = rms_norm(a, p[pre + "post_attention_layernorm.weight"], eps)
+        if sandwich:
+            a = rms_norm(a, p[pre + "post_self_attn_layernorm.weight"], eps)
         if granite:
             a = a * res_mult
         h = h + a
 
         x = h if post else rms_norm(h, p[pre + "post_attention_layernorm.weight"], eps)
         mlp = pre + "mlp."
-        gate = hooks.linear(mlp + "gate_proj", x, p[mlp + "gate_proj.weight"], p.get(mlp + "gate_proj.bias"))
-        up = hooks.linear(mlp + "up_proj", x, p[mlp + "up_proj.weight"], p.get(mlp + "up_proj.bias"))
+        if mlp + "gate_up_proj.weight" in p:
+            # Phi3MLP / GlmMLP: gate_up_proj's outputs chunked into gate | up
+            gate_up = hooks.linear(mlp + "gate_up_proj", x, p[mlp + "gate_up_proj.weight"], None)
+            gate, up = gate_up.chunk(2, dim=-1)
+        else:
+            gate = hooks.linear(mlp + "gate_proj", x, p[mlp + "gate_proj.weight"], p.get(mlp + "gate_proj.bias"))
+            up = hooks.linear(mlp + "up_proj", x, p[mlp + "up_proj.weight"], p.get(mlp + "up_proj.bias"))
         m = hooks.linear(mlp + "down_proj", F.silu(gate) * up, p[mlp + "down_proj.weight"], p.get(mlp + "down_proj.bias"))
         m = hooks.after_mlp(i, x, m, h)
         if post:
             m = rms_norm(m, p[pre + "post_feedforward_layernorm.weight"], eps)
+        if sandwich:
+            m = rms_norm(m, p[pre + "post_mlp_layernorm.weight"], eps)
         if granite:
             m = m * res_mult
         h = h + m
@@ -440,8 +521,8 @@ def gemma_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
     positions = torch.arange(past, past + t)
     scaling = cfg.get("rope_scaling") or {}
     factor = scaling.get("factor", 1.0) if scaling.get("rope_type") == "linear" else 1.0
-    rope_full = rope_tables(head_dim, cfg["rope_theta"], positions, h.dtype, factor)
-    rope_local = rope_tables(head_dim, cfg["rope_local_base_freq"], positions, h.dtype) if g3 else rope_full
+    rope_full = rope_tables(head_dim, cfg["rope_theta"], positions, h.dtype, factor) + (False,)
+    rope_local = rope_tables(head_dim, cfg["rope_local_base_freq"], positions, h.dtype) + (False,) if g3 else rope_full
     scale = cfg["query_pre_attn_scalar"] ** -0.5
     softcap = None if g3 else cfg.get("attn_logit_softcapping")
 
@@ -545,6 +626,9 @@ FORWARDS = {
     "GraniteForCausalLM": llama_forward,
     "Gemma2ForCausalLM": gemma_forward,
     "Gemma3ForCausalLM": gemma_forward,
+    "Phi3ForCausalLM": llama_forward,
+    "GlmForCausalLM": llama_forward,
+    "Glm4ForCausalLM": llama_forward,
     "GPT2LMHeadModel": gpt2_forward,
 }
 

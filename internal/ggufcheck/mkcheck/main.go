@@ -1,8 +1,9 @@
 // Command mkcheck writes a model folder that scripts/check-gguf-llamacpp.sh
-// exports and runs in llama.cpp (see package ggufcheck): the Qwen2
-// variant of the demo model, or the seeded check model of another family.
+// exports and runs in llama.cpp (see package ggufcheck): the Qwen2, Phi-3
+// or GLM-4 variant of the demo model, or the seeded check model of
+// another family.
 //
-//	go run ./internal/ggufcheck/mkcheck --family qwen2|llama|qwen3|olmo2|granite|gemma2|gemma3|gpt2 --out DIR
+//	go run ./internal/ggufcheck/mkcheck --family qwen2|phi3|glm4|llama|qwen3|olmo2|granite|gemma2|gemma3|gpt2 --out DIR
 package main
 
 import (
@@ -16,22 +17,17 @@ import (
 )
 
 func main() {
-	family := flag.String("family", "", "model_type of the model to write: qwen2 (the demo with q/k/v biases) or "+strings.Join(ggufcheck.Families(), ", ")+" (required)")
-	from := flag.String("from", "testdata/demo", "the demo model `DIR` (weights of the Qwen2 variant, tokenizer of all)")
+	family := flag.String("family", "", "the model to write (its model_type; gemma3 writes gemma3_text): "+strings.Join(ggufcheck.Families(), ", ")+
+		" (qwen2, phi3 and glm4 are variants of the demo model, the others seeded random models) (required)")
+	from := flag.String("from", "testdata/demo", "the demo model `DIR` (weights of the variants, tokenizer of all)")
 	out := flag.String("out", "", "output `DIR` (required)")
-	seed := flag.Uint64("seed", 1, "seed of the random weights (the Qwen2 variant's q/k/v biases)")
+	seed := flag.Uint64("seed", 1, "seed of the random weights (all of a seeded model's, those a variant adds)")
 	flag.Parse()
 	if *out == "" || *family == "" {
 		fmt.Fprintln(os.Stderr, "mkcheck: --family and --out are required")
 		os.Exit(2)
 	}
-	var err error
-	if *family == "qwen2" {
-		err = ggufcheck.WriteQwen2(*from, *out, cpu.New(), *seed)
-	} else {
-		err = ggufcheck.WriteCheckModel(*family, *from, *out, cpu.New(), *seed)
-	}
-	if err != nil {
+	if err := ggufcheck.Write(*family, *from, *out, cpu.New(), *seed); err != nil {
 		fmt.Fprintln(os.Stderr, "mkcheck:", err)
 		os.Exit(1)
 	}

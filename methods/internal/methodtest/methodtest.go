@@ -472,6 +472,14 @@ func Tiny(t testing.TB, arch string, seed uint64) model.Model {
 func TinyOn(t testing.TB, be engine.Backend, arch string, seed uint64) model.Model {
 	t.Helper()
 	m := NewModelOn(t, be, arch, hfconfig.Sizes{VocabSize: 29, Hidden: 16, Layers: 2, Heads: 4, KVHeads: 2, Intermediate: 24, MaxPos: 64}, seed)
+	RandomizeBase(m, seed)
+	return m
+}
+
+// RandomizeBase redraws every base parameter of m from seed: norm
+// weights N(1, 0.3²), the others N(0, 0.3²), large enough that attention
+// patterns and positions visibly change the outputs.
+func RandomizeBase(m model.Model, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	for _, p := range m.BaseParams() {
 		host := make([]float32, p.W.Len())
@@ -484,7 +492,6 @@ func TinyOn(t testing.TB, be engine.Backend, arch string, seed uint64) model.Mod
 		}
 		m.Backend().Upload(p.W, host)
 	}
-	return m
 }
 
 // NewModel returns a model of arch (GPT-2, Qwen2, else LLaMA) with sizes
