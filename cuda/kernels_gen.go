@@ -135,6 +135,8 @@ const (
 	kActivationBackward                 // gt_activation_backward
 	kSwiglu                             // gt_swiglu
 	kSwigluBackward                     // gt_swiglu_backward
+	kGeglu                              // gt_geglu
+	kGegluBackward                      // gt_geglu_backward
 	kAdamw                              // gt_adamw
 	kRope                               // gt_rope
 	kEmbedding                          // gt_embedding
@@ -238,6 +240,8 @@ var kernelSpecs = [numKernels]kernelSpec{
 	kActivationBackward: {name: "gt_activation_backward", rule: ruleEw, params: "pipipiii"},
 	kSwiglu:             {name: "gt_swiglu", rule: ruleEw, params: "pipipii"},
 	kSwigluBackward:     {name: "gt_swiglu_backward", rule: ruleEw, params: "pipipipipii"},
+	kGeglu:              {name: "gt_geglu", rule: ruleEw, params: "pipipii"},
+	kGegluBackward:      {name: "gt_geglu_backward", rule: ruleEw, params: "pipipipipii"},
 	kAdamw:              {name: "gt_adamw", rule: ruleEw, params: "pipipipiifffffff"},
 	kRope:               {name: "gt_rope", rule: ruleEw, params: "pippiiiiiiii"},
 	kEmbedding:          {name: "gt_embedding", rule: ruleEw, params: "pipipiii"},
@@ -249,7 +253,7 @@ var kernelSpecs = [numKernels]kernelSpec{
 	kRmsnormBackward:    {name: "gt_rmsnorm_backward", rule: ruleRow, params: "pipipipipipii"},
 	kLayernorm:          {name: "gt_layernorm", rule: ruleRow, params: "pipppipipiiif"},
 	kLayernormBackward:  {name: "gt_layernorm_backward", rule: ruleRow, params: "pipipipipipippii"},
-	kCrossEntropy:       {name: "gt_cross_entropy", rule: ruleRow, params: "ppipipiif"},
+	kCrossEntropy:       {name: "gt_cross_entropy", rule: ruleRow, params: "ppipipiiff"},
 	kGemmF32:            {name: "gt_gemm_f32", rule: ruleGemmF32, params: "piipiipiipipiiipipipiiiiiffi"},
 	kGemmBf16:           {name: "gt_gemm_bf16", rule: ruleGemmBf16, params: "piipiipiipipiiipipipiiiiiffi"},
 	kGemmQ:              {name: "gt_gemm_q", rule: ruleGemmBf16, params: "piipippppppfiiiiiiiiff"},
@@ -365,6 +369,20 @@ func (be *Backend) launchSwigluBackward(op string, geom geomEw, dgate DevicePtr,
 	be.launch(op, kSwigluBackward, launchGeom(geom), dgate, dgateDt, dup, dupDt, dout, doutDt, gate, gateDt, up, upDt, n)
 }
 
+// launchGeglu queues gt_geglu (rule EW).
+//
+// out = gelu_tanh(gate) * up
+func (be *Backend) launchGeglu(op string, geom geomEw, out DevicePtr, outDt int, gate DevicePtr, gateDt int, up DevicePtr, upDt int, n int) {
+	be.launch(op, kGeglu, launchGeom(geom), out, outDt, gate, gateDt, up, upDt, n)
+}
+
+// launchGegluBackward queues gt_geglu_backward (rule EW).
+//
+// dgate += dout*up*gelu_tanh'(gate); dup += dout*gelu_tanh(gate). dgate, dup nullable.
+func (be *Backend) launchGegluBackward(op string, geom geomEw, dgate DevicePtr, dgateDt int, dup DevicePtr, dupDt int, dout DevicePtr, doutDt int, gate DevicePtr, gateDt int, up DevicePtr, upDt int, n int) {
+	be.launch(op, kGegluBackward, launchGeom(geom), dgate, dgateDt, dup, dupDt, dout, doutDt, gate, gateDt, up, upDt, n)
+}
+
 // launchAdamw queues gt_adamw (rule EW).
 //
 // torch.optim.AdamW step; bc1 = 1-beta1^step, bc2 = 1-beta2^step computed on the host.
@@ -444,9 +462,9 @@ func (be *Backend) launchLayernormBackward(op string, geom geomRow, dx DevicePtr
 
 // launchCrossEntropy queues gt_cross_entropy (rule ROW).
 //
-// losses[i] = logsumexp(logits[i]) - logits[i,labels[i]] (0 where labels[i] < 0); dlogits (nullable, may alias logits) OVERWRITTEN with grad_scale*(softmax - onehot), 0 on ignored rows.
-func (be *Backend) launchCrossEntropy(op string, geom geomRow, losses DevicePtr, dlogits DevicePtr, dlogitsDt int, logits DevicePtr, logitsDt int, labels DevicePtr, rows int, cols int, gradScale float32) {
-	be.launch(op, kCrossEntropy, launchGeom(geom), losses, dlogits, dlogitsDt, logits, logitsDt, labels, rows, cols, gradScale)
+// losses[i] = logsumexp(logits[i]) - logits[i,labels[i]] (0 where labels[i] < 0); dlogits (nullable, may alias logits) OVERWRITTEN with grad_scale*(softmax - onehot), 0 on ignored rows, times 1-(logit/soft_cap)^2 when soft_cap > 0 (logits soft-capped by the caller).
+func (be *Backend) launchCrossEntropy(op string, geom geomRow, losses DevicePtr, dlogits DevicePtr, dlogitsDt int, logits DevicePtr, logitsDt int, labels DevicePtr, rows int, cols int, gradScale float32, softCap float32) {
+	be.launch(op, kCrossEntropy, launchGeom(geom), losses, dlogits, dlogitsDt, logits, logitsDt, labels, rows, cols, gradScale, softCap)
 }
 
 // launchGemmF32 queues gt_gemm_f32 (rule GEMM_F32).

@@ -351,24 +351,44 @@ func (b *Backend) ActivationBackward(dx, dout, x *engine.Tensor, act engine.Act)
 
 // SwiGLU computes out = silu(gate) ⊙ up.
 func (b *Backend) SwiGLU(out, gate, up *engine.Tensor) {
-	const op = "SwiGLU"
-	sameLen(op, out.Len(), gate, up)
-	need(isFloat(out, gate, up), op, "tensors must be F32 or BF16")
-	b.ew(op, out.Len(), func(g geomEw) {
-		b.launchSwiglu(op, g, b.ptr(op, out), dt(out), b.ptr(op, gate), dt(gate), b.ptr(op, up), dt(up), out.Len())
-	})
+	b.glu("SwiGLU", b.launchSwiglu, out, gate, up)
 }
 
 // SwiGLUBackward accumulates dgate and dup (either may be nil).
 func (b *Backend) SwiGLUBackward(dgate, dup, dout, gate, up *engine.Tensor) {
-	const op = "SwiGLUBackward"
+	b.gluBackward("SwiGLUBackward", b.launchSwigluBackward, dgate, dup, dout, gate, up)
+}
+
+// GeGLU computes out = gelu_tanh(gate) ⊙ up.
+func (b *Backend) GeGLU(out, gate, up *engine.Tensor) { b.glu("GeGLU", b.launchGeglu, out, gate, up) }
+
+// GeGLUBackward accumulates dgate and dup (either may be nil).
+func (b *Backend) GeGLUBackward(dgate, dup, dout, gate, up *engine.Tensor) {
+	b.gluBackward("GeGLUBackward", b.launchGegluBackward, dgate, dup, dout, gate, up)
+}
+
+// gluLauncher is the launcher of a gated-activation kernel (out, gate, up).
+type gluLauncher func(op string, geom geomEw, out DevicePtr, outDt int, gate DevicePtr, gateDt int, up DevicePtr, upDt int, n int)
+
+// glu runs a gated-activation forward kernel.
+func (b *Backend) glu(op string, launch gluLauncher, out, gate, up *engine.Tensor) {
+	sameLen(op, out.Len(), gate, up)
+	need(isFloat(out, gate, up), op, "tensors must be F32 or BF16")
+	b.ew(op, out.Len(), func(g geomEw) {
+		launch(op, g, b.ptr(op, out), dt(out), b.ptr(op, gate), dt(gate), b.ptr(op, up), dt(up), out.Len())
+	})
+}
+
+// gluBackward runs a gated-activation backward kernel (dgate, dup, dout,
+// gate, up; either gradient may be nil).
+func (b *Backend) gluBackward(op string, launch func(string, geomEw, DevicePtr, int, DevicePtr, int, DevicePtr, int, DevicePtr, int, DevicePtr, int, int), dgate, dup, dout, gate, up *engine.Tensor) {
 	if dgate == nil && dup == nil {
 		return
 	}
 	sameLen(op, dout.Len(), gate, up, dgate, dup)
 	need(isFloat(dgate, dup, dout, gate, up), op, "tensors must be F32 or BF16")
 	b.ew(op, dout.Len(), func(g geomEw) {
-		b.launchSwigluBackward(op, g, b.ptr(op, dgate), dt(dgate), b.ptr(op, dup), dt(dup), b.ptr(op, dout), dt(dout), b.ptr(op, gate), dt(gate), b.ptr(op, up), dt(up), dout.Len())
+		launch(op, g, b.ptr(op, dgate), dt(dgate), b.ptr(op, dup), dt(dup), b.ptr(op, dout), dt(dout), b.ptr(op, gate), dt(gate), b.ptr(op, up), dt(up), dout.Len())
 	})
 }
 
@@ -531,7 +551,7 @@ func (b *Backend) RoPE(x, cos, sin *engine.Tensor, posOffset int, layout engine.
 // overwrites it with the scaled gradient. Labels >= the class count are
 // not checked on the device (the CPU backend panics on them): such a row
 // gets a NaN loss, which the caller's loss then shows.
-func (b *Backend) CrossEntropy(losses, dlogits, logits, labels *engine.Tensor, gradScale float32) {
+func (b *Backend) CrossEntropy(losses, dlogits, logits, labels *engine.Tensor, gradScale, softCap float32) {
 	const op = "CrossEntropy"
 	rows, vocab := logits.Rows(), logits.Cols()
 	need(labels.Len() == rows, op, "labels %v do not match the %d rows of %v", labels, rows, logits)
@@ -541,12 +561,12 @@ func (b *Backend) CrossEntropy(losses, dlogits, logits, labels *engine.Tensor, g
 	need(isFloat(losses, dlogits, logits), op, "tensors must be F32 or BF16")
 	if !isF32(losses) {
 		b.fallback(op, ts(losses, dlogits), ts(logits, labels), func(h func(*engine.Tensor) *engine.Tensor) {
-			b.host.CrossEntropy(h(losses), h(dlogits), h(logits), h(labels), gradScale)
+			b.host.CrossEntropy(h(losses), h(dlogits), h(logits), h(labels), gradScale, softCap)
 		})
 		return
 	}
 	b.row(op, rows, vocab, func(g geomRow) {
-		b.launchCrossEntropy(op, g, b.ptr(op, losses), b.ptr(op, dlogits), dt(dlogits), b.ptr(op, logits), dt(logits), b.ptr(op, labels), rows, vocab, gradScale)
+		b.launchCrossEntropy(op, g, b.ptr(op, losses), b.ptr(op, dlogits), dt(dlogits), b.ptr(op, logits), dt(logits), b.ptr(op, labels), rows, vocab, gradScale, softCap)
 	})
 }
 

@@ -154,6 +154,13 @@ type Backend interface {
 	SwiGLU(out, gate, up *Tensor)
 	// SwiGLUBackward accumulates the gradients of SwiGLU into dgate and dup.
 	SwiGLUBackward(dgate, dup, dout, gate, up *Tensor)
+	// GeGLU computes out = gelu_tanh(gate) ⊙ up (Gemma's MLP, hidden
+	// activation gelu_pytorch_tanh), in float32 and rounded once to out's
+	// dtype, as SwiGLU.
+	GeGLU(out, gate, up *Tensor)
+	// GeGLUBackward accumulates the gradients of GeGLU into dgate and dup
+	// (either may be nil).
+	GeGLUBackward(dgate, dup, dout, gate, up *Tensor)
 
 	// ---- embeddings ----
 
@@ -225,7 +232,13 @@ type Backend interface {
 	// gradScale·(softmax(logits[i]) - onehot(labels[i])), zero on ignored
 	// rows; dlogits may alias logits. logits is [N, V]; labels Int32 [N];
 	// losses Float32 [N].
-	CrossEntropy(losses, dlogits, logits, labels *Tensor, gradScale float32)
+	//
+	// softCap > 0 says the logits y are soft-capped, y = softCap·tanh(x/softCap)
+	// (Gemma's final_logit_softcapping, applied by the caller), and dlogits
+	// is then the gradient with respect to the uncapped x: each element is
+	// multiplied by 1 − (y/softCap)². Fusing that factor here is what lets
+	// dlogits overwrite the capped logits it needs. softCap 0: no cap.
+	CrossEntropy(losses, dlogits, logits, labels *Tensor, gradScale, softCap float32)
 	// AdamW updates param in place from grad with moment buffers m and v.
 	AdamW(param, grad, m, v *Tensor, h AdamWParams)
 }

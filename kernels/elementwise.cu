@@ -84,6 +84,22 @@ extern "C" __global__ void gt_swiglu_backward(void* dgate, int dgate_dt, void* d
   }
 }
 
+extern "C" __global__ void gt_geglu(void* out, int out_dt, const void* gate, int gate_dt, const void* up, int up_dt,
+                                    int n) {
+  GT_GRID_STRIDE(i, n) stx(out, out_dt, i, act_f(ldx(gate, gate_dt, i), GT_ACT_GELU_TANH) * ldx(up, up_dt, i));
+}
+
+extern "C" __global__ void gt_geglu_backward(void* dgate, int dgate_dt, void* dup, int dup_dt, const void* dout,
+                                             int dout_dt, const void* gate, int gate_dt, const void* up, int up_dt,
+                                             int n) {
+  GT_GRID_STRIDE(i, n) {
+    float g = ldx(gate, gate_dt, i), d = ldx(dout, dout_dt, i);
+    if (dgate)
+      stx(dgate, dgate_dt, i, ldx(dgate, dgate_dt, i) + d * ldx(up, up_dt, i) * act_grad(g, GT_ACT_GELU_TANH));
+    if (dup) stx(dup, dup_dt, i, ldx(dup, dup_dt, i) + d * act_f(g, GT_ACT_GELU_TANH));
+  }
+}
+
 // gt_adamw follows torch.optim.AdamW (and the CPU backend) operation by
 // operation: p *= 1-lr·wd; m, v moments; p -= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps).
 extern "C" __global__ void gt_adamw(void* param, int param_dt, const void* grad, int grad_dt, void* m, int m_dt,

@@ -183,9 +183,12 @@ extern "C" __global__ void gt_layernorm_backward(void* dx, int dx_dt, void* dw, 
 }
 
 // gt_cross_entropy: one block per row. Every read of the row happens
-// before the barrier ahead of the first write, so dlogits may alias logits.
+// before the barrier ahead of the first write, so dlogits may alias logits
+// (each thread reads the logit it overwrites, for the soft cap's slope,
+// before writing it).
 extern "C" __global__ void gt_cross_entropy(float* losses, void* dlogits, int dlogits_dt, const void* logits,
-                                            int logits_dt, const int* labels, int rows, int cols, float grad_scale) {
+                                            int logits_dt, const int* labels, int rows, int cols, float grad_scale,
+                                            float soft_cap) {
   long long row = blockIdx.x;
   if (row >= rows) return;
   const long long base = row * cols;
@@ -206,8 +209,12 @@ extern "C" __global__ void gt_cross_entropy(float* losses, void* dlogits, int dl
     for (int j = threadIdx.x; j < cols; j += blockDim.x) {
       float g = 0.f;
       if (!ignored) {
-        float p = expf(ldx(logits, logits_dt, base + j) - lse);
-        g = grad_scale * (p - (j == label ? 1.f : 0.f));
+        float y = ldx(logits, logits_dt, base + j);
+        g = grad_scale * (expf(y - lse) - (j == label ? 1.f : 0.f));
+        if (soft_cap > 0.f) {
+          float t = y / soft_cap;
+          g *= 1.f - t * t;
+        }
       }
       stx(dlogits, dlogits_dt, base + j, g);
     }

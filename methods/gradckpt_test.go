@@ -1,6 +1,7 @@
 package methods_test
 
 import (
+	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -28,11 +29,19 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		gpt2  bool
+		gemma string // a Gemma golden set's config instead of the LLaMA sizes
 		apply ckpttest.Method
 		// dropout turns on the family's base-model dropout (GPT-2: all
 		// three pdrops), whose masks recomputation must draw again.
 		dropout bool
 	}{
+		{name: "full-gemma2", gemma: "gemma2"},
+		{name: "lora-dropout-gemma3", gemma: "gemma3", apply: loraApply(lora.Config{R: 4, Alpha: 8, Dropout: 0.25, Targets: []string{lora.AllLinear}, Seed: 3})},
+		{name: "adapter-houlsby-gemma3", gemma: "gemma3", apply: func(m model.Model) error {
+			_, err := adapter.Apply(m, adapter.Config{Variant: adapter.Houlsby, BottleneckSize: 8, Activation: "relu", Scaling: 1, Seed: 4})
+			return err
+		}},
+		{name: "full-gemma2-bf16", gemma: "gemma2", apply: bf16(nil)},
 		{name: "full-llama"},
 		{name: "full-gpt2", gpt2: true},
 		{name: "freeze-last2", apply: func(m model.Model) error {
@@ -73,6 +82,9 @@ func TestGradCheckpointBitIdentical(t *testing.T) {
 				newCfg, sizes.KVHeads = hfconfig.NewGPT2, sizes.Heads
 			}
 			cfg, err := newCfg(sizes)
+			if tc.gemma != "" {
+				cfg, err = hfconfig.Load(filepath.Join("..", "testdata", "golden", tc.gemma))
+			}
 			require.NoError(t, err)
 			if tc.dropout {
 				cfg.AttentionDropout = 0.2

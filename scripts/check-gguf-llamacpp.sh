@@ -13,14 +13,15 @@
 # Phi-3 and GLM-4 variants (internal/ggufcheck: the demo's weights in the
 # family's layout, plus random q/k/v biases, longrope, output norms),
 # seeded random check models of LLaMA (biases, explicit head_dim), Qwen3,
-# OLMo-2, Granite and GPT-2 (internal/ggufcheck, the demo's tokenizer;
-# their greedy output may repeat a token, the distributions are what
-# tells), and
+# OLMo-2, Granite, Gemma 2, Gemma 3 (sandwich (1 + w) norms, GeGLU, soft
+# caps, sliding window 8 shorter than the prompt) and GPT-2
+# (internal/ggufcheck, the demo's tokenizer; their greedy output may
+# repeat a token, the distributions are what tells), and
 # ../shared/models/stories260K ($GOTUNE_STORIES260K) when present (a pretrained llama2.c model
 # with a SentencePiece-style vocabulary). F32 files must match: same
-# tokens, probabilities within 1e-4 (GPT-2: 1e-2, see below); F16, BF16
-# and Q8_0 round the weights (and llama.cpp then computes in that type),
-# so a difference there is reported, not failed.
+# tokens, probabilities within 1e-4 (Gemma: 1e-3, GPT-2: 1e-2, see
+# below); F16, BF16 and Q8_0 round the weights (and llama.cpp then
+# computes in that type), so a difference there is reported, not failed.
 #
 # Exit status: 0 all F32 runs match, 1 a mismatch or a failed export,
 # 77 llama.cpp could not be installed (npm missing or offline): skipped.
@@ -60,7 +61,7 @@ go build -o "$work/nextprobs" ./internal/ggufcheck/nextprobs
 # A check model's folder (and so general.name) must not contain "phi3":
 # llama.cpp then edits the attributes of Phi-3's special tokens, which
 # the demo's vocabulary lacks.
-for family in qwen2 phi3 glm4 llama qwen3 olmo2 granite gpt2; do
+for family in qwen2 phi3 glm4 llama qwen3 olmo2 granite gemma2 gemma3 gpt2; do
   "$work/mkcheck" --family "$family" --from testdata/demo --out "$work/${family/phi3/phi-iii}"
 done
 
@@ -104,9 +105,12 @@ check qwen3 "$work/qwen3" "$demo_prompt" 24 f32 bf16 q8_0
 check olmo2 "$work/olmo2" "$demo_prompt" 24 f32 bf16 q8_0
 check granite "$work/granite" "$demo_prompt" 24 f32 bf16 q8_0
 # ggml's CPU GELU looks activations up in a float16 table
-# (GGML_GELU_FP16), which moves GPT-2's probabilities by ~1e-3 (with the
-# MLP output zeroed they agree to 1e-6): a wider bound, still far below
-# what a layout mistake does (~1e-1).
+# (GGML_GELU_FP16), which moves GPT-2's probabilities by ~1e-3 and
+# Gemma's (GeGLU) by ~3e-4 (with the MLP output zeroed they agree to
+# 1e-6): wider bounds, still far below what a layout mistake does (~1e-1;
+# Gemma's sliding window exported 4 positions too long: 0.2-0.45).
+max_prob_diff=1e-3 check gemma2 "$work/gemma2" "$demo_prompt" 24 f32 bf16 q8_0
+max_prob_diff=1e-3 check gemma3 "$work/gemma3" "$demo_prompt" 24 f32 bf16 q8_0
 max_prob_diff=1e-2 check gpt2 "$work/gpt2" "$demo_prompt" 24 f32 q8_0
 # A LoRA adapter (a few steps on the reverse task) merged by the export.
 "$work/gotune" data synth --task reverse --n 64 --seed 1 --out "$work/reverse.jsonl" >/dev/null

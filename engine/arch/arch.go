@@ -24,6 +24,9 @@ const (
 	RMSNorm Norm = iota
 	// LayerNorm is (x − mean) / sqrt(var + eps) ⊙ weight + bias.
 	LayerNorm
+	// OffsetRMSNorm is x / sqrt(mean(x²) + eps) ⊙ (1 + weight): Gemma's
+	// RMSNorm, whose stored weight is an offset from 1 (zero-initialised).
+	OffsetRMSNorm
 )
 
 // Placement is where a family's two layer norms sit.
@@ -40,7 +43,9 @@ const (
 	// (Norm1, Norm2) and another on its output before the residual add
 	// (PostAttnNorm, PostMLPNorm): GLM-4's input_layernorm /
 	// post_self_attn_layernorm and post_attention_layernorm /
-	// post_mlp_layernorm.
+	// post_mlp_layernorm; Gemma 2's and 3's input_layernorm /
+	// post_attention_layernorm and pre_feedforward_layernorm /
+	// post_feedforward_layernorm.
 	SandwichNorm
 )
 
@@ -64,6 +69,22 @@ const (
 	Rotary Positions = iota
 	// Learned: a position embedding table added to the token embeddings.
 	Learned
+)
+
+// EmbedScale is how a family scales its input embeddings by
+// sqrt(hidden_size) (Gemma's normalizer), computed in the model's dtype.
+type EmbedScale int
+
+const (
+	// NoEmbedScale: embeddings are used as looked up.
+	NoEmbedScale EmbedScale = iota
+	// ScaleInputs multiplies the whole input sequence, virtual tokens
+	// included (Gemma 2: Gemma2Model scales inputs_embeds).
+	ScaleInputs
+	// ScaleTokens multiplies the token embeddings in the embedding module
+	// (Gemma 3's Gemma3TextScaledWordEmbedding), so virtual tokens a
+	// method prepends to them are not scaled.
+	ScaleTokens
 )
 
 // QKNorm is where a family normalises queries and keys before RoPE.
@@ -141,6 +162,9 @@ type Family struct {
 	Positions Positions
 	// QKNorm is the query/key normalisation.
 	QKNorm QKNorm
+	// EmbedScale says whether and where the input embeddings are scaled
+	// by sqrt(hidden_size).
+	EmbedScale EmbedScale
 	// Conv1D says projection weights are stored [in, out] (GPT-2's
 	// Conv1D) instead of nn.Linear's [out, in].
 	Conv1D bool

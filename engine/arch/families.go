@@ -8,6 +8,8 @@ const (
 	Qwen3   = "Qwen3ForCausalLM"
 	Olmo2   = "Olmo2ForCausalLM"
 	Granite = "GraniteForCausalLM"
+	Gemma2  = "Gemma2ForCausalLM"
+	Gemma3  = "Gemma3ForCausalLM"
 	Phi3    = "Phi3ForCausalLM"
 	Glm     = "GlmForCausalLM"
 	Glm4    = "Glm4ForCausalLM"
@@ -132,6 +134,8 @@ func init() {
 	g := llamaFamily(Granite, "granite", "granite")
 	g.GGUFInterleavedQK = true
 	register(g)
+	register(gemmaFamily(Gemma2, "gemma2", "gemma2", ScaleInputs, NoQKNorm))
+	register(gemmaFamily(Gemma3, "gemma3_text", "gemma3", ScaleTokens, PerHeadQKNorm))
 	register(phi3Family())
 	register(glmFamily(Glm, "glm", false))
 	register(glmFamily(Glm4, "glm4", true))
@@ -175,6 +179,37 @@ func init() {
 			"lm_head.weight":          "output.weight",
 		},
 	})
+}
+
+// gemmaFamily returns Gemma 2 or 3 (text): LLaMA's projections with
+// (1 + w) RMSNorms before and after each sub-layer (SandwichNorm), a
+// GeGLU MLP (the activation is hidden_activation), input embeddings
+// scaled by sqrt(hidden_size) and, for Gemma 3, per-head (1 + w) q/k
+// norms. Their attention scale, soft caps, sliding windows and local
+// RoPE base are hyper-parameters (hfconfig). llama.cpp's gemma2 and
+// gemma3 rotate halves (NeoX), call the input norm attn_norm and the
+// pre-MLP norm ffn_norm, and read the LM head from token_embd only (an
+// untied Gemma is not exported).
+func gemmaFamily(archName, modelType, gguf string, scale EmbedScale, qk QKNorm) *Family {
+	f := llamaFamily(archName, modelType, gguf)
+	f.Keys.Act = "hidden_activation"
+	f.Norm, f.Placement, f.EmbedScale, f.QKNorm = OffsetRMSNorm, SandwichNorm, scale, qk
+	layer := []Module{{Q, "self_attn.q_proj"}, {K, "self_attn.k_proj"}, {V, "self_attn.v_proj"}, {O, "self_attn.o_proj"}}
+	if qk != NoQKNorm {
+		layer = append(layer, Module{QNorm, "self_attn.q_norm"}, Module{KNorm, "self_attn.k_norm"})
+	}
+	f.Layer = append(layer,
+		Module{Gate, "mlp.gate_proj"}, Module{Up, "mlp.up_proj"}, Module{Down, "mlp.down_proj"},
+		Module{Norm1, "input_layernorm"}, Module{PostAttnNorm, "post_attention_layernorm"},
+		Module{Norm2, "pre_feedforward_layernorm"}, Module{PostMLPNorm, "post_feedforward_layernorm"})
+	f.GGUFNames = withGGUF(llamaGGUF, map[string]string{
+		"self_attn.q_norm.weight":           "attn_q_norm.weight",
+		"self_attn.k_norm.weight":           "attn_k_norm.weight",
+		"post_attention_layernorm.weight":   "post_attention_norm.weight",
+		"pre_feedforward_layernorm.weight":  "ffn_norm.weight",
+		"post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+	})
+	return f
 }
 
 // phi3Family is Phi-3: LLaMA's layer with q, k, v fused into qkv_proj

@@ -8,43 +8,52 @@ import (
 )
 
 // checkCrossEntropy covers losses with ignored rows, a separate NaN-filled
-// dlogits, no dlogits, and dlogits aliasing logits.
+// dlogits, no dlogits, and dlogits aliasing logits, without and with a
+// soft cap.
 func checkCrossEntropy(h *harness) {
-	for _, s := range [][2]int{{1, 1}, {1, 5}, {3, 17}, {17, 33}, {33, 257}, {5, 1031}} {
-		n, vocab := s[0], s[1]
-		labels := make([]int32, n)
-		for i := range labels {
-			labels[i] = int32(h.rng.IntN(vocab))
-			if i%3 == 1 {
-				labels[i] = -100 // ignored
-			}
+	for _, softCap := range []float32{0, 30} {
+		for _, s := range [][2]int{{1, 1}, {1, 5}, {3, 17}, {17, 33}, {33, 257}, {5, 1031}} {
+			checkCrossEntropyCase(h, s[0], s[1], softCap)
 		}
-		lt := h.ints("labels", labels, n)
-		// Large logits: the log-sum-exp must subtract the row maximum.
-		logits, lv := h.randn("logits", 4, n, vocab)
-		for _, i := range []int{0, len(lv) - 1} {
-			lv[i] += 80
-		}
-		h.b.Upload(logits, toF32(lv))
-		lv = h.download(logits)
-		const scale = 0.37
-		rl, rg := refCrossEntropy(lv, labels, vocab, scale)
-		what := fmt.Sprintf("CrossEntropy N=%d V=%d", n, vocab)
-
-		losses, dl := h.nan("losses", n), h.nan("dlogits", n, vocab)
-		h.b.CrossEntropy(losses, dl, logits, lt, scale)
-		h.expect(what+" losses", losses, rl, h.o.tol())
-		h.expect(what+" dlogits", dl, rg, h.o.tol())
-
-		losses = h.nan("losses", n)
-		h.b.CrossEntropy(losses, nil, logits, lt, scale)
-		h.expect(what+" losses (no dlogits)", losses, rl, h.o.tol())
-
-		losses = h.nan("losses", n)
-		h.b.CrossEntropy(losses, logits, logits, lt, scale)
-		h.expect(what+" losses (in place)", losses, rl, h.o.tol())
-		h.expect(what+" dlogits (in place)", logits, rg, h.o.tol())
 	}
+}
+
+func checkCrossEntropyCase(h *harness, n, vocab int, softCap float32) {
+	labels := make([]int32, n)
+	for i := range labels {
+		labels[i] = int32(h.rng.IntN(vocab))
+		if i%3 == 1 {
+			labels[i] = -100 // ignored
+		}
+	}
+	lt := h.ints("labels", labels, n)
+	// Large logits: the log-sum-exp must subtract the row maximum.
+	logits, lv := h.randn("logits", 4, n, vocab)
+	for _, i := range []int{0, len(lv) - 1} {
+		lv[i] += 80
+	}
+	if softCap > 0 {
+		lv = refSoftCap(lv, float64(softCap)) // logits as the caller capped them
+	}
+	h.b.Upload(logits, toF32(lv))
+	lv = h.download(logits)
+	const scale = 0.37
+	rl, rg := refCrossEntropy(lv, labels, vocab, scale, float64(softCap))
+	what := fmt.Sprintf("CrossEntropy N=%d V=%d softCap=%v", n, vocab, softCap)
+
+	losses, dl := h.nan("losses", n), h.nan("dlogits", n, vocab)
+	h.b.CrossEntropy(losses, dl, logits, lt, scale, softCap)
+	h.expect(what+" losses", losses, rl, h.o.tol())
+	h.expect(what+" dlogits", dl, rg, h.o.tol())
+
+	losses = h.nan("losses", n)
+	h.b.CrossEntropy(losses, nil, logits, lt, scale, softCap)
+	h.expect(what+" losses (no dlogits)", losses, rl, h.o.tol())
+
+	losses = h.nan("losses", n)
+	h.b.CrossEntropy(losses, logits, logits, lt, scale, softCap)
+	h.expect(what+" losses (in place)", losses, rl, h.o.tol())
+	h.expect(what+" dlogits (in place)", logits, rg, h.o.tol())
 }
 
 // checkAdamW runs three AdamW steps with weight decay against the float64

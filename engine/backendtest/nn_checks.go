@@ -44,33 +44,44 @@ func checkActivation(h *harness) {
 	}
 }
 
-// checkSwiGLU covers SwiGLU and SwiGLUBackward with every combination of
-// nil gradient outputs.
-func checkSwiGLU(h *harness) {
-	for _, n := range raggedSizes {
-		g, gv := h.randn("gate", 3, n)
-		u, uv := h.randn("up", 1, n)
-		out := h.nan("out", n)
-		h.b.SwiGLU(out, g, u)
-		h.expect(fmt.Sprintf("SwiGLU [%d]", n), out, refSwiGLU(gv, uv), h.o.tol())
+// checkGLU covers the gated activations (SwiGLU, GeGLU) and their
+// backward passes with every combination of nil gradient outputs.
+func checkGLU(h *harness) {
+	ops := []struct {
+		name string
+		act  engine.Act
+		fwd  func(out, gate, up *engine.Tensor)
+		bwd  func(dgate, dup, dout, gate, up *engine.Tensor)
+	}{
+		{"SwiGLU", engine.ActSiLU, h.b.SwiGLU, h.b.SwiGLUBackward},
+		{"GeGLU", engine.ActGELUTanh, h.b.GeGLU, h.b.GeGLUBackward},
+	}
+	for _, op := range ops {
+		for _, n := range raggedSizes {
+			g, gv := h.randn("gate", 3, n)
+			u, uv := h.randn("up", 1, n)
+			out := h.nan("out", n)
+			op.fwd(out, g, u)
+			h.expect(fmt.Sprintf("%s [%d]", op.name, n), out, refGLU(op.act, gv, uv), h.o.tol())
 
-		dout, dv := h.randn("dout", 1, n)
-		rg, ru := refSwiGLUBackward(dv, gv, uv)
-		for _, which := range [][2]bool{{true, true}, {true, false}, {false, true}, {false, false}} {
-			var dg, du *engine.Tensor
-			var g0, u0 []float64
-			if which[0] {
-				dg, g0 = h.randn("dgate", 1, n)
-			}
-			if which[1] {
-				du, u0 = h.randn("dup", 1, n)
-			}
-			h.b.SwiGLUBackward(dg, du, dout, g, u)
-			if dg != nil {
-				h.expect(fmt.Sprintf("SwiGLUBackward [%d] dgate (dup nil=%v)", n, du == nil), dg, addTo(g0, rg), h.o.tol())
-			}
-			if du != nil {
-				h.expect(fmt.Sprintf("SwiGLUBackward [%d] dup (dgate nil=%v)", n, dg == nil), du, addTo(u0, ru), h.o.tol())
+			dout, dv := h.randn("dout", 1, n)
+			rg, ru := refGLUBackward(op.act, dv, gv, uv)
+			for _, which := range [][2]bool{{true, true}, {true, false}, {false, true}, {false, false}} {
+				var dg, du *engine.Tensor
+				var g0, u0 []float64
+				if which[0] {
+					dg, g0 = h.randn("dgate", 1, n)
+				}
+				if which[1] {
+					du, u0 = h.randn("dup", 1, n)
+				}
+				op.bwd(dg, du, dout, g, u)
+				if dg != nil {
+					h.expect(fmt.Sprintf("%sBackward [%d] dgate (dup nil=%v)", op.name, n, du == nil), dg, addTo(g0, rg), h.o.tol())
+				}
+				if du != nil {
+					h.expect(fmt.Sprintf("%sBackward [%d] dup (dgate nil=%v)", op.name, n, dg == nil), du, addTo(u0, ru), h.o.tol())
+				}
 			}
 		}
 	}

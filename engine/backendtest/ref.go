@@ -113,21 +113,22 @@ func refActGrad(act engine.Act, x float64) float64 {
 	panic("backendtest: unknown activation")
 }
 
-// refSwiGLU returns silu(g)·u elementwise.
-func refSwiGLU(g, u []float64) []float64 {
+// refGLU returns act(g)·u elementwise (SwiGLU with silu, GeGLU with
+// gelu_tanh).
+func refGLU(act engine.Act, g, u []float64) []float64 {
 	out := make([]float64, len(g))
 	for i := range g {
-		out[i] = refAct(engine.ActSiLU, g[i]) * u[i]
+		out[i] = refAct(act, g[i]) * u[i]
 	}
 	return out
 }
 
-// refSwiGLUBackward returns the gradients of Σ dout ⊙ swiglu(g, u).
-func refSwiGLUBackward(dout, g, u []float64) (dg, du []float64) {
+// refGLUBackward returns the gradients of Σ dout ⊙ act(g)·u.
+func refGLUBackward(act engine.Act, dout, g, u []float64) (dg, du []float64) {
 	dg, du = make([]float64, len(g)), make([]float64, len(g))
 	for i := range g {
-		dg[i] = dout[i] * u[i] * refActGrad(engine.ActSiLU, g[i])
-		du[i] = dout[i] * refAct(engine.ActSiLU, g[i])
+		dg[i] = dout[i] * u[i] * refActGrad(act, g[i])
+		du[i] = dout[i] * refAct(act, g[i])
 	}
 	return dg, du
 }
@@ -465,10 +466,12 @@ func refAttentionBackwardRounded(c attnCase, q, k, v, dout, out []float64, round
 	return dq, dk, dv
 }
 
-// refCrossEntropy returns per-row losses log Σ exp(x) − x[label] (0 where
-// label < 0) and the gradient scale·(softmax − onehot) (zero rows where
-// ignored).
-func refCrossEntropy(logits []float64, labels []int32, vocab int, scale float64) (losses, grad []float64) {
+// refCrossEntropy returns per-row losses log Σ exp(y) − y[label] (0 where
+// label < 0) of the logits y and the gradient scale·(softmax − onehot)
+// (zero rows where ignored). With softCap > 0 the logits are soft-capped
+// values y = softCap·tanh(x/softCap) and the gradient is with respect to
+// x: each element times 1 − (y/softCap)².
+func refCrossEntropy(logits []float64, labels []int32, vocab int, scale, softCap float64) (losses, grad []float64) {
 	rows := len(labels)
 	losses, grad = make([]float64, rows), make([]float64, rows*vocab)
 	for r := 0; r < rows; r++ {
@@ -490,8 +493,22 @@ func refCrossEntropy(logits []float64, labels []int32, vocab int, scale float64)
 			grad[r*vocab+j] = scale * math.Exp(v-lse)
 		}
 		grad[r*vocab+int(labels[r])] -= scale
+		if softCap > 0 {
+			for j, v := range x {
+				grad[r*vocab+j] *= 1 - (v/softCap)*(v/softCap)
+			}
+		}
 	}
 	return losses, grad
+}
+
+// refSoftCap returns softCap·tanh(x/softCap) elementwise.
+func refSoftCap(x []float64, softCap float64) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = softCap * math.Tanh(v/softCap)
+	}
+	return out
 }
 
 // refAdamW applies one torch.optim.AdamW step (amsgrad off) in float64,

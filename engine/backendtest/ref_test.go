@@ -120,13 +120,13 @@ func TestReferenceGradients(t *testing.T) {
 		})
 	}
 
-	{
+	for _, act := range []engine.Act{engine.ActSiLU, engine.ActGELUTanh} {
 		g, u := randVec(rng, 30, 2), randVec(rng, 30, 1)
 		cases = append(cases, fdCase{
-			name: "SwiGLU", inputs: [][]float64{g, u},
-			forward: func() []float64 { return refSwiGLU(g, u) },
+			name: fmt.Sprintf("GLU act %d", act), inputs: [][]float64{g, u},
+			forward: func() []float64 { return refGLU(act, g, u) },
 			backward: func(d []float64) [][]float64 {
-				dg, du := refSwiGLUBackward(d, g, u)
+				dg, du := refGLUBackward(act, d, g, u)
 				return [][]float64{dg, du}
 			},
 		})
@@ -219,11 +219,28 @@ func TestReferenceGradients(t *testing.T) {
 		const scale = 0.7
 		cases = append(cases, fdCase{
 			name: "CrossEntropy", inputs: [][]float64{logits},
-			forward: func() []float64 { l, _ := refCrossEntropy(logits, labels, vocab, 1); return l },
+			forward: func() []float64 { l, _ := refCrossEntropy(logits, labels, vocab, 1, 0); return l },
 			backward: func(d []float64) [][]float64 {
 				// The backend's gradient is per-row-uniform (gradScale);
 				// combine the reference's unit-scale rows with dout here.
-				_, g := refCrossEntropy(logits, labels, vocab, 1)
+				_, g := refCrossEntropy(logits, labels, vocab, 1, 0)
+				for i := range g {
+					g[i] *= d[i/vocab]
+				}
+				return [][]float64{g}
+			},
+		})
+		// Soft-capped: the loss of the capped logits, differentiated with
+		// respect to the uncapped ones.
+		const softCap = 2.5
+		cases = append(cases, fdCase{
+			name: "CrossEntropy soft-capped", inputs: [][]float64{logits},
+			forward: func() []float64 {
+				l, _ := refCrossEntropy(refSoftCap(logits, softCap), labels, vocab, 1, 0)
+				return l
+			},
+			backward: func(d []float64) [][]float64 {
+				_, g := refCrossEntropy(refSoftCap(logits, softCap), labels, vocab, 1, softCap)
 				for i := range g {
 					g[i] *= d[i/vocab]
 				}
@@ -234,7 +251,7 @@ func TestReferenceGradients(t *testing.T) {
 		cases = append(cases, fdCase{
 			name: "CrossEntropy scaled", inputs: [][]float64{logits},
 			forward: func() []float64 {
-				l, _ := refCrossEntropy(logits, labels, vocab, 1)
+				l, _ := refCrossEntropy(logits, labels, vocab, 1, 0)
 				var s float64
 				for _, v := range l {
 					s += scale * v
@@ -242,7 +259,7 @@ func TestReferenceGradients(t *testing.T) {
 				return []float64{s}
 			},
 			backward: func(d []float64) [][]float64 {
-				_, g := refCrossEntropy(logits, labels, vocab, scale*d[0])
+				_, g := refCrossEntropy(logits, labels, vocab, scale*d[0], 0)
 				return [][]float64{g}
 			},
 		})

@@ -28,7 +28,7 @@ func Run(t *testing.T, b engine.Backend, opts Options) {
 		{"Elementwise", checkElementwise},
 		{"Reductions", checkReductions},
 		{"Activation", checkActivation},
-		{"SwiGLU", checkSwiGLU},
+		{"GLU", checkGLU},
 		{"Embedding", checkEmbedding},
 		{"RMSNorm", checkRMSNorm},
 		{"LayerNorm", checkLayerNorm},

@@ -288,31 +288,70 @@ func (b *Backend) SwiGLU(out, gate, up *engine.Tensor) {
 // SwiGLUBackward accumulates dgate += dout·up·silu'(gate) and
 // dup += dout·silu(gate); either output may be nil.
 func (b *Backend) SwiGLUBackward(dgate, dup, dout, gate, up *engine.Tensor) {
+	gluBackward("SwiGLUBackward", dgate, dup, dout, gate, up, func(f, fp, g []float32) {
+		expNeg(fp, g)
+		for i, v := range g {
+			s := 1 / (1 + fp[i])
+			f[i], fp[i] = v*s, s*(1+v*(1-s))
+		}
+	})
+}
+
+// gluBackward accumulates dgate += dout·up·act'(gate) and dup +=
+// dout·act(gate) (either may be nil); act fills f = act(g) and fp =
+// act'(g) for a chunk of at most actChunk gate values (one call per
+// chunk, so the per-element math stays inlined).
+func gluBackward(op string, dgate, dup, dout, gate, up *engine.Tensor, act func(f, fp, g []float32)) {
 	if dgate == nil && dup == nil {
 		return
 	}
-	sameLen("SwiGLUBackward", dout.Len(), dgate, dup, gate, up)
-	gs, us, ds := read("SwiGLUBackward", gate), read("SwiGLUBackward", up), read("SwiGLUBackward", dout)
-	dg, doneG := write("SwiGLUBackward", dgate)
-	du, doneU := write("SwiGLUBackward", dup)
+	sameLen(op, dout.Len(), dgate, dup, gate, up)
+	gs, us, ds := read(op, gate), read(op, up), read(op, dout)
+	dg, doneG := write(op, dgate)
+	du, doneU := write(op, dup)
 	parallelForAligned(len(ds), transcendentalCost, 8, func(lo, hi int) {
-		var buf [actChunk]float32
+		var fb, fpb [actChunk]float32
 		for c := lo; c < hi; c += actChunk {
 			ce := min(c+actChunk, hi)
-			e := buf[:ce-c]
-			expNeg(e, gs[c:ce])
-			for j, g := range gs[c:ce] {
+			f, fp := fb[:ce-c], fpb[:ce-c]
+			act(f, fp, gs[c:ce])
+			for j := range f {
 				i := c + j
-				d, s := ds[i], 1/(1+e[j])
 				if dg != nil {
-					dg[i] += d * us[i] * (s * (1 + g*(1-s)))
+					dg[i] += ds[i] * us[i] * fp[j]
 				}
 				if du != nil {
-					du[i] += d * (g * s)
+					du[i] += ds[i] * f[j]
 				}
 			}
 		}
 	})
 	doneG()
 	doneU()
+}
+
+// GeGLU computes out = gelu_tanh(gate) ⊙ up.
+func (b *Backend) GeGLU(out, gate, up *engine.Tensor) {
+	sameLen("GeGLU", out.Len(), gate, up)
+	gs, us := read("GeGLU", gate), read("GeGLU", up)
+	o, done := write("GeGLU", out)
+	parallelForAligned(len(o), transcendentalCost, 8, func(lo, hi int) {
+		geluForward(o[lo:hi], gs[lo:hi])
+		for i := lo; i < hi; i++ {
+			o[i] *= us[i]
+		}
+	})
+	done()
+}
+
+// GeGLUBackward accumulates dgate += dout·up·gelu_tanh'(gate) and
+// dup += dout·gelu_tanh(gate); either output may be nil.
+func (b *Backend) GeGLUBackward(dgate, dup, dout, gate, up *engine.Tensor) {
+	gluBackward("GeGLUBackward", dgate, dup, dout, gate, up, func(f, fp, g []float32) {
+		expGELU(fp, g)
+		for i, v := range g {
+			t := geluTanh(geluU(v), fp[i])
+			f[i], fp[i] = 0.5*v*(1+t), 0.5*(1+t)+0.5*v*(1-t*t)*geluC*(1+3*geluA*v*v)
+		}
+	})
 }

@@ -12,8 +12,10 @@ import (
 // the (vectorised float32) exponentials in float64; the gradient reuses
 // them. dlogits may alias logits: a row is read completely (loss
 // included) before any of it is overwritten, and each gradient element
-// depends only on the logit at the same place.
-func (b *Backend) CrossEntropy(losses, dlogits, logits, labels *engine.Tensor, gradScale float32) {
+// depends only on the logit at the same place. With softCap the gradient
+// is multiplied by the cap's derivative 1 − (y/softCap)², read from the
+// same logit before it is overwritten.
+func (b *Backend) CrossEntropy(losses, dlogits, logits, labels *engine.Tensor, gradScale, softCap float32) {
 	const op = "CrossEntropy"
 	rows, vocab := logits.Rows(), logits.Cols()
 	check(labels.Len() == rows, op, "labels %v do not match the %d rows of %v", labels, rows, logits)
@@ -53,19 +55,34 @@ func (b *Backend) CrossEntropy(losses, dlogits, logits, labels *engine.Tensor, g
 			}
 			sum := expShiftSum(append(e[:0], xr...), mx)
 			lse := float64(mx) + math.Log(sum)
-			ls[r] = float32(lse - float64(xr[label]))
+			target := xr[label]
+			ls[r] = float32(lse - float64(target))
 			if g == nil {
 				continue
 			}
 			// softmax = exp(x − max)/Σ, reusing the exponentials.
 			gr := g[r*vocab : (r+1)*vocab]
 			scale := float64(gradScale) / sum
-			for j, p := range e {
-				gr[j] = float32(scale * float64(p))
+			if softCap <= 0 {
+				for j, p := range e {
+					gr[j] = float32(scale * float64(p))
+				}
+				gr[label] -= gradScale
+				continue
 			}
-			gr[label] -= gradScale
+			for j, p := range e {
+				gr[j] = float32(scale * float64(p) * capSlope(xr[j], softCap))
+			}
+			gr[label] -= float32(float64(gradScale) * capSlope(target, softCap))
 		}
 	})
 	doneL()
 	doneG()
+}
+
+// capSlope is the derivative of softCap·tanh(x/softCap) at the x whose
+// capped value is y: 1 − (y/softCap)².
+func capSlope(y, softCap float32) float64 {
+	t := float64(y) / float64(softCap)
+	return 1 - t*t
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -96,9 +97,27 @@ func TestCacheMatchesNoCache(t *testing.T) {
 }
 
 // TestCacheLogits compares the cached logits of every step with a full
-// forward pass over the same sequence.
+// forward pass over the same sequence, on a LLaMA and on the golden
+// Gemma models (whose sliding layers see 3 positions: the sequence
+// outgrows the window).
 func TestCacheLogits(t *testing.T) {
-	m := testModel(t, "llama", 64)
+	for _, name := range []string{"llama", "gemma2", "gemma3"} {
+		t.Run(name, func(t *testing.T) {
+			var m model.Model
+			if name == "llama" {
+				m = testModel(t, "llama", 64)
+			} else {
+				var err error
+				if m, err = model.Load(filepath.Join("..", "..", "testdata", "golden", name), cpu.New()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkCacheLogits(t, m)
+		})
+	}
+}
+
+func checkCacheLogits(t *testing.T, m model.Model) {
 	seq := append([]int32(nil), prompt...)
 	next, release, err := stepper(m, prompt, 30, false)
 	if err != nil {

@@ -1,16 +1,18 @@
 // Package ggufexport converts a gotune model and its tokenizer into a GGUF
 // file that llama.cpp loads: its architecture names (llama for LLaMA and
-// Mistral, qwen2, qwen3, olmo2, granite, phi3, glm4, gpt2), the
-// hyper-parameters it reads, its tensor names and layouts, and the
-// vocabulary in its tokenizer.ggml.* keys.
+// Mistral, qwen2, qwen3, olmo2, granite, phi3, glm4, gemma2, gemma3,
+// gpt2), the hyper-parameters it reads, its tensor names and layouts, and
+// the vocabulary in its tokenizer.ggml.* keys.
 //
 // The conversions follow llama.cpp's convert_hf_to_gguf.py: the q/k
 // projection rows of LLaMA and Granite are permuted from Hugging Face's
 // rotate_half pairing to the interleaved pairing of ggml's RoPE (Qwen2,
-// Qwen3, OLMo-2 and Phi-3 use ggml's NeoX RoPE, which is rotate_half,
-// and GLM-4's checkpoints already pair interleaved, so they keep them),
-// Phi-3's fused qkv_proj and gate_up_proj and GLM-4's gate_up_proj stay
-// fused (llama.cpp splits them itself), GPT-2's Conv1D weights are transposed to [out, in], and a
+// Qwen3, OLMo-2, Phi-3 and Gemma use ggml's NeoX RoPE, which is
+// rotate_half, and GLM-4's checkpoints already pair interleaved, so they
+// keep them), Phi-3's fused qkv_proj and gate_up_proj and GLM-4's
+// gate_up_proj stay fused (llama.cpp splits them itself), Gemma's norm
+// weights are stored with their 1 added (llama.cpp's RMSNorm scales by
+// the weight), GPT-2's Conv1D weights are transposed to [out, in], and a
 // vocabulary shorter than the embedding is padded with unused tokens. A
 // model that llama.cpp's graph for its architecture would compute
 // differently (a bias it ignores, say) is refused, not exported.
@@ -114,6 +116,9 @@ type loaderRules struct {
 	// output: output.weight is required, with no fallback to the token
 	// embedding, so a tied head is written as a copy of it.
 	output bool
+	// windows: the graph has sliding-window layers in a fixed pattern
+	// (gemma2, gemma3: checkGemma); the others attend over every key.
+	windows bool
 }
 
 // rules are the loaderRules per llama.cpp architecture, read from its
@@ -128,6 +133,8 @@ var rules = map[string]loaderRules{
 	"granite": {biases: true, headDim: true, ropeFreqs: true},
 	"phi3":    {},
 	"glm4":    {biases: true, headDim: true},
+	"gemma2":  {headDim: true, windows: true},
+	"gemma3":  {headDim: true, windows: true},
 	"gpt2":    {biases: true},
 }
 
@@ -143,14 +150,16 @@ func supported(arch string, cfg *hfconfig.Config) error {
 		return fmt.Errorf("ggufexport: %s: llama.cpp's %s needs head_dim = hidden_size/num_attention_heads = %d, got %d", cfg.Arch, arch, cfg.Hidden/cfg.Heads, cfg.HeadDim)
 	case !r.ropeFreqs && cfg.RopeScaling != nil && cfg.RopeScaling.Type == "llama3":
 		return fmt.Errorf("ggufexport: %s: llama.cpp's %s does not take llama3 rope_scaling (no rope_freqs tensor)", cfg.Arch, arch)
+	case r.windows:
+		return checkGemma(arch, cfg)
 	}
 	return checkWindows(arch, cfg)
 }
 
 // checkWindows refuses sliding-window layers: none of the graphs above
-// masks by a window (llama.cpp's phi3 reads sliding_window but has Phi's
-// sliding-window attention disabled), so llama.cpp would attend over every
-// cached key. A
+// but Gemma's masks by a window (llama.cpp's phi3 reads sliding_window
+// but has Phi's sliding-window attention disabled), so llama.cpp would
+// attend over every cached key. A
 // window at least max_position_embeddings long never hides a key within
 // the model's context, and is exported as plain attention.
 func checkWindows(arch string, cfg *hfconfig.Config) error {
@@ -189,7 +198,15 @@ func hparams(arch string, cfg *hfconfig.Config) []gguf.KV {
 			gguf.KV{Key: arch + ".rope.scaling.type", Value: "linear"},
 			gguf.KV{Key: arch + ".rope.scaling.factor", Value: float32(rs.Factor)})
 	}
-	if arch == "granite" {
+	if rules[arch].windows && cfg.SlidingWindow != nil {
+		kvs = append(kvs, gguf.KV{Key: arch + ".attention.sliding_window", Value: uint32(*cfg.SlidingWindow)})
+	}
+	switch arch {
+	case "gemma2":
+		kvs = append(kvs,
+			gguf.KV{Key: arch + ".attn_logit_softcapping", Value: float32(cfg.AttnSoftCap)},
+			gguf.KV{Key: arch + ".final_logit_softcapping", Value: float32(cfg.FinalSoftCap)})
+	case "granite":
 		// Granite's multipliers under llama.cpp's names; attention.scale
 		// replaces 1/sqrt(head_dim), logit_scale divides the logits.
 		kvs = append(kvs,
@@ -279,6 +296,8 @@ func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorT
 		}
 		shape, data := w.Shape, w.Data
 		switch {
+		case fam.Norm == arch.OffsetRMSNorm && strings.HasSuffix(w.Name, "norm.weight"):
+			data = plusOne(data)
 		case fam.GGUFInterleavedQK && rotated(name):
 			data = model.HalfToInterleaved(data, cfg.HeadDim, engine.Numel(shape[1:]))
 		case fam.Conv1D && len(shape) == 2 && strings.HasPrefix(name, "blk."):
@@ -302,6 +321,16 @@ func tensors(cfg *hfconfig.Config, weights []model.NamedWeight, typ gguf.TensorT
 		}
 	}
 	return out, nil
+}
+
+// plusOne returns 1 + w: a (1 + w) norm's weight as llama.cpp's RMSNorm
+// scales by it.
+func plusOne(w []float32) []float32 {
+	out := make([]float32, len(w))
+	for i, v := range w {
+		out[i] = 1 + v
+	}
+	return out
 }
 
 // rotated reports the llama.cpp tensors whose rows RoPE rotates: the q

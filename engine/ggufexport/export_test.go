@@ -447,3 +447,74 @@ func TestWindowsThatHideNothingExport(t *testing.T) {
 		})
 	}
 }
+
+// TestGemmaFamilies exports the Gemma 2 and 3 check models as llama.cpp
+// reads them: its names for the four norms (and Gemma 3's q/k norms),
+// every norm weight stored as 1 + w, q/k rows as stored (NeoX RoPE), no
+// output tensor (the LM head is token_embd), the sliding window and
+// Gemma 2's soft caps.
+func TestGemmaFamilies(t *testing.T) {
+	_, tok := loadDemo(t)
+	for _, tc := range []struct{ arch, gguf string }{{hfconfig.ArchGemma2, "gemma2"}, {hfconfig.ArchGemma3, "gemma3"}} {
+		t.Run(tc.gguf, func(t *testing.T) {
+			m, err := ggufcheck.CheckModel(tc.gguf, cpu.New(), 1)
+			require.NoError(t, err)
+			gf, path := export(t, m, tok, gguf.F32)
+			checkQK(t, m, path)
+			assert.Equal(t, uint32(m.Config().HeadDim), kv(t, gf, tc.gguf+".attention.key_length").ValueUint32())
+			assert.Equal(t, tc.gguf, kv(t, gf, "general.architecture").ValueString())
+			assert.Equal(t, uint32(ggufcheck.GemmaWindow), kv(t, gf, tc.gguf+".attention.sliding_window").ValueUint32())
+			if tc.gguf == "gemma2" {
+				assert.Equal(t, float32(50), kv(t, gf, "gemma2.attn_logit_softcapping").ValueFloat32())
+				assert.Equal(t, float32(30), kv(t, gf, "gemma2.final_logit_softcapping").ValueFloat32())
+			}
+			ts := tensorMap(gf)
+			assert.NotContains(t, ts, "output.weight")
+			for hf, name := range map[string]string{
+				"model.layers.1.input_layernorm.weight":            "blk.1.attn_norm.weight",
+				"model.layers.1.post_attention_layernorm.weight":   "blk.1.post_attention_norm.weight",
+				"model.layers.1.pre_feedforward_layernorm.weight":  "blk.1.ffn_norm.weight",
+				"model.layers.1.post_feedforward_layernorm.weight": "blk.1.post_ffw_norm.weight",
+				"model.norm.weight":                                "output_norm.weight",
+			} {
+				p, ok := m.Param(hf)
+				require.True(t, ok, hf)
+				w := m.Backend().Download(p.W)
+				for i := range w {
+					w[i]++
+				}
+				assert.Equal(t, w, readF32(t, path, name), hf)
+			}
+			_, q := ts["blk.0.attn_q_norm.weight"]
+			_, k := ts["blk.0.attn_k_norm.weight"]
+			assert.Equal(t, tc.gguf == "gemma3", q && k, "q/k norms")
+		})
+	}
+}
+
+// TestGemmaRejects checks that a Gemma config llama.cpp would compute
+// differently is refused, naming the key.
+func TestGemmaRejects(t *testing.T) {
+	_, tok := loadDemo(t)
+	for _, tc := range []struct {
+		arch, key string
+		edit      func(c *hfconfig.Config)
+	}{
+		{hfconfig.ArchGemma2, "query_pre_attn_scalar", func(c *hfconfig.Config) { c.QueryPreAttnScalar = 16 }},
+		{hfconfig.ArchGemma2, "layer_types", func(c *hfconfig.Config) {
+			c.LayerTypes = []string{hfconfig.FullAttention, hfconfig.SlidingAttention}
+		}},
+		{hfconfig.ArchGemma2, "softcapping", func(c *hfconfig.Config) { c.FinalSoftCap = 0 }},
+		{hfconfig.ArchGemma3, "layer_types", func(c *hfconfig.Config) { c.SlidingPattern = 3 }},
+		{hfconfig.ArchGemma3, "rope_local_base_freq", func(c *hfconfig.Config) { c.RopeLocalTheta = 5000 }},
+		{hfconfig.ArchGemma3, "final_logit_softcapping", func(c *hfconfig.Config) { c.FinalSoftCap = 30 }},
+	} {
+		m, err := ggufcheck.CheckModel(map[string]string{hfconfig.ArchGemma2: "gemma2", hfconfig.ArchGemma3: "gemma3"}[tc.arch], cpu.New(), 1)
+		require.NoError(t, err)
+		tc.edit(m.Config())
+		_, err = Build(m, tok, Options{Type: gguf.F32})
+		require.Error(t, err, tc.key)
+		assert.Contains(t, err.Error(), tc.key)
+		assert.Contains(t, err.Error(), tc.arch)
+	}
+}

@@ -1,8 +1,9 @@
 // Package hfconfig reads, validates, builds and writes Hugging Face
 // config.json files for the architectures gotune trains (package arch
 // describes each: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
-// Qwen3ForCausalLM, Olmo2ForCausalLM, GraniteForCausalLM, Phi3ForCausalLM,
-// GlmForCausalLM, Glm4ForCausalLM, GPT2LMHeadModel).
+// Qwen3ForCausalLM, Olmo2ForCausalLM, GraniteForCausalLM,
+// Gemma2ForCausalLM, Gemma3ForCausalLM, Phi3ForCausalLM, GlmForCausalLM,
+// Glm4ForCausalLM, GPT2LMHeadModel).
 //
 // Each architecture spells its hyper-parameters differently (GPT-2's n_embd
 // is Llama's hidden_size) and leaves different ones to defaults; Config is
@@ -39,6 +40,8 @@ const (
 	ArchQwen3   = arch.Qwen3
 	ArchOlmo2   = arch.Olmo2
 	ArchGranite = arch.Granite
+	ArchGemma2  = arch.Gemma2
+	ArchGemma3  = arch.Gemma3
 	ArchPhi3    = arch.Phi3
 	ArchGlm     = arch.Glm
 	ArchGlm4    = arch.Glm4
@@ -148,17 +151,34 @@ type Config struct {
 	// TorchDtype is torch_dtype (or the newer key dtype), e.g. "float32" or
 	// "bfloat16"; empty when unset.
 	TorchDtype string
-	// SlidingWindow is Mistral's or Phi-3's sliding_window, or Qwen2's
-	// and Qwen3's when use_sliding_window is true; nil otherwise.
-	// LayerWindow says which layers it applies to (window.go).
+	// SlidingWindow is Mistral's or Phi-3's sliding_window, Qwen2's and
+	// Qwen3's when use_sliding_window is true, or the window of Gemma's
+	// sliding layers; nil otherwise. LayerType and LayerWindow say which
+	// layers it applies to (window.go).
 	SlidingWindow *int
 	// MaxWindowLayers is Qwen2's and Qwen3's max_window_layers: without
 	// LayerTypes, the layers from this index on slide (0 for the other
 	// families).
 	MaxWindowLayers int
-	// LayerTypes is Qwen2's and Qwen3's explicit layer_types, each
-	// FullAttention or SlidingAttention; nil when config.json has none.
+	// LayerTypes is the explicit layer_types of Qwen2, Qwen3 and Gemma,
+	// each FullAttention or SlidingAttention; nil when config.json has
+	// none. Read layer kinds with LayerType.
 	LayerTypes []string
+	// SlidingPattern is Gemma's default layer pattern, used without
+	// layer_types: layer i slides unless i+1 is a multiple of it (2 for
+	// Gemma 2, sliding_window_pattern for Gemma 3); 0 for the other
+	// families. Kept as a number so a hostile num_hidden_layers is not a
+	// list to allocate.
+	SlidingPattern int
+	// Gemma's attention and logit settings (Gemma2Config,
+	// Gemma3TextConfig; zero for the other families):
+	// QueryPreAttnScalar is query_pre_attn_scalar (scores are scaled by
+	// its inverse square root), AttnSoftCap attn_logit_softcapping
+	// (Gemma 2; 0 for none), FinalSoftCap final_logit_softcapping (0 for
+	// none) and RopeLocalTheta Gemma 3's rope_local_base_freq, the RoPE
+	// base of sliding layers (which take no rope_scaling; 0: the
+	// sliding layers use RopeTheta).
+	QueryPreAttnScalar, AttnSoftCap, FinalSoftCap, RopeLocalTheta float64
 	// Granite's scalars (GraniteConfig; zero, unused, for the other
 	// families):
 	// EmbeddingMultiplier scales the input embeddings,
@@ -328,12 +348,39 @@ func (c *Config) Validate() error {
 		if c.AttnOutBias || c.MLPBias {
 			return fmt.Errorf("%s's attention_bias applies to q, k and v only (AttnOutBias and MLPBias must be false)", c.Arch)
 		}
+	case ArchGemma2, ArchGemma3:
+		if err := c.validateGemma(); err != nil {
+			return err
+		}
+		fallthrough
 	case ArchLlama, ArchQwen3, ArchOlmo2, ArchGranite:
 		if c.AttentionBias != c.AttnOutBias {
 			return fmt.Errorf("%s's attention_bias applies to q, k, v and o projections alike (AttentionBias and AttnOutBias must agree)", c.Arch)
 		}
 		if c.Arch != ArchLlama && c.Arch != ArchGranite && c.MLPBias {
 			return fmt.Errorf("%s has no MLP biases", c.Arch)
+		}
+	}
+	return nil
+}
+
+// validateGemma checks Gemma's attention settings (validateWindow checks
+// layer_types).
+func (c *Config) validateGemma() error {
+	if c.LayerTypes == nil && c.SlidingPattern <= 0 {
+		return fmt.Errorf("field \"sliding_window_pattern\" must be positive, got %d", c.SlidingPattern)
+	}
+	switch {
+	case !(c.QueryPreAttnScalar > 0):
+		return fmt.Errorf("field \"query_pre_attn_scalar\" must be positive, got %v", c.QueryPreAttnScalar)
+	case c.AttnSoftCap < 0 || c.FinalSoftCap < 0:
+		return fmt.Errorf("soft caps must be positive or null, got attn_logit_softcapping %v, final_logit_softcapping %v", c.AttnSoftCap, c.FinalSoftCap)
+	case c.RopeLocalTheta < 0:
+		return fmt.Errorf("field \"rope_local_base_freq\" must be positive, got %v", c.RopeLocalTheta)
+	}
+	if c.SlidingWindow == nil {
+		if l := c.firstSlidingLayer(); l >= 0 {
+			return fmt.Errorf("layer %d is %s but field \"sliding_window\" is not a positive integer", l, SlidingAttention)
 		}
 	}
 	return nil

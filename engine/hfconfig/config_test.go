@@ -57,6 +57,20 @@ func TestLoadFixtures(t *testing.T) {
 			HiddenAct: "gelu_new", BosTokenID: ip(50256), EosTokenIDs: []int{50256},
 			AttentionDropout: 0.1, ResidDropout: 0.1, EmbdDropout: 0.1,
 		}},
+		{"gemma2", Config{
+			Arch: ArchGemma2, ModelType: "gemma2", VocabSize: 256000, Hidden: 2304, Layers: 26,
+			Heads: 8, KVHeads: 4, HeadDim: 256, Intermediate: 9216, MaxPos: 8192, NormEps: 1e-6,
+			RopeTheta: 10000, TieEmbeddings: true, HiddenAct: "gelu_pytorch_tanh", BosTokenID: ip(2),
+			EosTokenIDs: []int{1}, PadTokenID: ip(0), TorchDtype: "float32", SlidingWindow: ip(4096),
+			SlidingPattern: 2, QueryPreAttnScalar: 256, AttnSoftCap: 50, FinalSoftCap: 30,
+		}},
+		{"gemma3", Config{
+			Arch: ArchGemma3, ModelType: "gemma3_text", VocabSize: 262144, Hidden: 1152, Layers: 26,
+			Heads: 4, KVHeads: 1, HeadDim: 256, Intermediate: 6912, MaxPos: 32768, NormEps: 1e-6,
+			RopeTheta: 1e6, TieEmbeddings: true, HiddenAct: "gelu_pytorch_tanh", BosTokenID: ip(2),
+			EosTokenIDs: []int{1, 106}, PadTokenID: ip(0), TorchDtype: "bfloat16", SlidingWindow: ip(512),
+			SlidingPattern: 6, QueryPreAttnScalar: 256, RopeLocalTheta: 10000,
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.dir, func(t *testing.T) {

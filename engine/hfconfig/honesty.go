@@ -48,6 +48,8 @@ var ignoredKeys = setOf(
 	// sliding-window settings of families whose parser does not read them
 	// (transformers ignores them there too)
 	"use_sliding_window", "sliding_window", "max_window_layers",
+	// the KV cache class generate() builds (Gemma's "hybrid")
+	"cache_implementation",
 )
 
 // dropoutKeys are dropout probabilities of some transformers families.
@@ -81,6 +83,7 @@ var mathKeys = map[string]func(json.RawMessage) bool{
 	"moe_intermediate_size":           isNumber(0),
 	"rope_interleaved":                isFalse,
 	"embedding_scale":                 isNumber(1),
+	"use_bidirectional_attention":     isFalse,
 }
 
 func setOf(keys ...string) map[string]bool {

@@ -1,6 +1,7 @@
 package hfconfig
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -97,6 +98,89 @@ func TestGraniteScalars(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0.5, r.ResidualMultiplier)
 	assert.Equal(t, 12.0, r.EmbeddingMultiplier)
+}
+
+// TestGemmaConfig checks Gemma's keys: defaults when absent, null soft
+// caps as none, explicit layer_types over sliding_window_pattern,
+// validation errors naming the key, the keys other families refuse, and
+// that Save writes a changed field back.
+func TestGemmaConfig(t *testing.T) {
+	const g2 = `"architectures":["Gemma2ForCausalLM"],"vocab_size":10,"num_hidden_layers":3,"intermediate_size":12,"hidden_size":8,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":4`
+	const g3 = `"architectures":["Gemma3ForCausalLM"],"vocab_size":10,"num_hidden_layers":3,"intermediate_size":12,"hidden_size":8,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":4`
+	parse := func(t *testing.T, body string) *Config {
+		c, err := Parse([]byte(`{`+body+`}`), "m/config.json")
+		require.NoError(t, err)
+		return c
+	}
+	kinds := func(c *Config) []string {
+		var out []string
+		for i := 0; i < c.Layers; i++ {
+			out = append(out, c.LayerType(i))
+		}
+		return out
+	}
+	c := parse(t, g2)
+	assert.Equal(t, []float64{256, 50, 30}, []float64{c.QueryPreAttnScalar, c.AttnSoftCap, c.FinalSoftCap}, "Gemma2Config's defaults")
+	assert.Equal(t, []string{SlidingAttention, FullAttention, SlidingAttention}, kinds(c))
+	assert.Nil(t, c.LayerTypes, "the default pattern is not materialised")
+	assert.Equal(t, 4096, *c.SlidingWindow)
+	assert.Equal(t, "gelu_pytorch_tanh", c.HiddenAct)
+	assert.True(t, c.TieEmbeddings)
+	assert.Empty(t, c.Warnings())
+
+	c = parse(t, g2+`,"final_logit_softcapping":null,"attn_logit_softcapping":null,"hidden_act":"silu"`)
+	assert.Equal(t, []float64{0, 0}, []float64{c.AttnSoftCap, c.FinalSoftCap}, "null is no cap")
+	assert.Equal(t, "gelu_pytorch_tanh", c.HiddenAct, "hidden_act is not Gemma's key")
+
+	c = parse(t, g3+`,"sliding_window_pattern":2,"sliding_window":3,"rope_local_base_freq":500.0`)
+	assert.Equal(t, []string{SlidingAttention, FullAttention, SlidingAttention}, kinds(c))
+	assert.Equal(t, []float64{0, 0, 500, 1e6}, []float64{c.AttnSoftCap, c.FinalSoftCap, c.RopeLocalTheta, c.RopeTheta})
+	c = parse(t, g3+`,"sliding_window_pattern":2,"layer_types":["full_attention","full_attention","sliding_attention"]`)
+	assert.Equal(t, []string{FullAttention, FullAttention, SlidingAttention}, kinds(c), "layer_types wins")
+	assert.Equal(t, []string{SlidingAttention, SlidingAttention, SlidingAttention}, kinds(parse(t, g3)), "pattern 6")
+	c = parse(t, g3+`,"attn_logit_softcapping":20.0`)
+	assert.Zero(t, c.AttnSoftCap)
+	assert.Equal(t, []string{"m/config.json: attn_logit_softcapping 20 is ignored: Gemma 3's attention does not apply it (as in transformers)"}, c.Warnings())
+
+	for _, bad := range []struct{ body, err string }{
+		{g2 + `,"layer_types":["full_attention"]`, `"layer_types" lists 1 layers, the model has 3`},
+		{g2 + `,"layer_types":["full_attention","chunked_attention","full_attention"]`, `layer 1 is "chunked_attention"`},
+		{g2 + `,"sliding_window":null`, `"sliding_window" is not a positive integer`},
+		{g3 + `,"sliding_window_pattern":0`, `"sliding_window_pattern" must be positive`},
+		{g2 + `,"query_pre_attn_scalar":0`, `"query_pre_attn_scalar" must be positive`},
+		{g2 + `,"final_logit_softcapping":-1.0`, `soft caps must be positive`},
+		{g3 + `,"use_bidirectional_attention":true`, `field "use_bidirectional_attention"`},
+	} {
+		_, err := Parse([]byte(`{`+bad.body+`}`), "m/config.json")
+		require.Error(t, err, bad.body)
+		assert.Contains(t, err.Error(), bad.err)
+		assert.Contains(t, err.Error(), "m/config.json")
+	}
+	// A hostile layer count costs nothing to parse: the pattern is a number.
+	huge := parse(t, strings.Replace(g2, `"num_hidden_layers":3`, `"num_hidden_layers":1000000000`, 1))
+	assert.Equal(t, SlidingAttention, huge.LayerType(999999998))
+	// Only Gemma reads Gemma's keys.
+	_, err := Parse([]byte(`{"architectures":["LlamaForCausalLM"],"vocab_size":10,"num_hidden_layers":1,"intermediate_size":12,"hidden_size":8,"num_attention_heads":2,"query_pre_attn_scalar":256}`), "m/config.json")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `field "query_pre_attn_scalar"`)
+
+	c = parse(t, g2)
+	c.FinalSoftCap, c.QueryPreAttnScalar = 0, 16
+	c.LayerTypes = []string{FullAttention, FullAttention, SlidingAttention}
+	data, err := c.Marshal()
+	require.NoError(t, err)
+	r, err := Parse(data, "saved")
+	require.NoError(t, err)
+	assert.Equal(t, []float64{0, 16, 50}, []float64{r.FinalSoftCap, r.QueryPreAttnScalar, r.AttnSoftCap})
+	assert.Equal(t, []string{FullAttention, FullAttention, SlidingAttention}, kinds(r))
+	assert.Contains(t, string(data), `"final_logit_softcapping": null`)
+	c = parse(t, g3)
+	c.SlidingPattern = 3
+	data, err = c.Marshal()
+	require.NoError(t, err)
+	r, err = Parse(data, "saved")
+	require.NoError(t, err)
+	assert.Equal(t, []string{SlidingAttention, SlidingAttention, FullAttention}, kinds(r))
 }
 
 // TestDropoutFields checks the dropout probabilities each family reads,

@@ -336,6 +336,9 @@ func (p *parser) config() (*Config, error) {
 	if err == nil {
 		err = p.graniteScalars(c)
 	}
+	if err == nil && c.isGemma() {
+		err = p.gemma(c)
+	}
 	if err == nil {
 		err = p.dropouts(c)
 	}
@@ -425,7 +428,10 @@ func (p *parser) llama(c *Config) error {
 		return err
 	}
 	defKV := c.Heads
-	if glm := c.Arch == ArchGlm || c.Arch == ArchGlm4; glm {
+	switch {
+	case c.isGemma():
+		defKV = 4 // Gemma2Config's and Gemma3TextConfig's default
+	case c.Arch == ArchGlm || c.Arch == ArchGlm4:
 		defKV = 2 // GlmConfig's and Glm4Config's default
 	}
 	if c.KVHeads, err = p.intOr("num_key_value_heads", defKV); err != nil {
@@ -437,6 +443,8 @@ func (p *parser) llama(c *Config) error {
 		}
 	} else if c.Arch == ArchQwen3 || c.Arch == ArchGlm || c.Arch == ArchGlm4 {
 		c.HeadDim = 128 // Qwen3Config's, GlmConfig's and Glm4Config's default
+	} else if c.isGemma() {
+		c.HeadDim = 256 // Gemma2Config's and Gemma3TextConfig's default
 	} else {
 		if c.Hidden%c.Heads != 0 {
 			return p.errf("hidden_size", "%d is not divisible by num_attention_heads = %d", c.Hidden, c.Heads)
@@ -447,7 +455,7 @@ func (p *parser) llama(c *Config) error {
 		return p.errf("num_key_value_heads", "%d must be positive and divide num_attention_heads = %d", c.KVHeads, c.Heads)
 	}
 	defMaxPos := map[string]int{ArchLlama: 2048, ArchMistral: 4096 * 32, ArchQwen2: 32768, ArchQwen3: 32768, ArchOlmo2: 2048, ArchGranite: 2048,
-		ArchPhi3: 4096, ArchGlm: 131072, ArchGlm4: 131072}[c.Arch]
+		ArchGemma2: 8192, ArchGemma3: 131072, ArchPhi3: 4096, ArchGlm: 131072, ArchGlm4: 131072}[c.Arch]
 	if c.MaxPos, err = p.intOr("max_position_embeddings", defMaxPos); err != nil {
 		return err
 	}
@@ -461,7 +469,11 @@ func (p *parser) llama(c *Config) error {
 	if c.NormEps, err = p.floatOr("rms_norm_eps", defEps); err != nil {
 		return err
 	}
-	if c.RopeTheta, err = p.floatOr("rope_theta", 10000); err != nil {
+	defTheta := 10000.0
+	if c.Arch == ArchGemma3 {
+		defTheta = 1e6 // Gemma3TextConfig's global RoPE base
+	}
+	if c.RopeTheta, err = p.floatOr("rope_theta", defTheta); err != nil {
 		return err
 	}
 	if err := p.partialRotary(c); err != nil {
@@ -470,14 +482,21 @@ func (p *parser) llama(c *Config) error {
 	if c.RopeScaling, err = p.ropeScaling(c); err != nil {
 		return err
 	}
-	if c.TieEmbeddings, err = p.boolOr("tie_word_embeddings", false); err != nil {
+	if c.TieEmbeddings, err = p.boolOr("tie_word_embeddings", c.isGemma()); err != nil {
 		return err
 	}
-	if c.HiddenAct, err = p.stringOr("hidden_act", "silu"); err != nil {
+	defAct := "silu"
+	if c.isGemma() {
+		defAct = "gelu_pytorch_tanh"
+		// Gemma checkpoints often carry hidden_act too; transformers'
+		// Gemma 2 and 3 read hidden_activation only.
+		p.use("hidden_act")
+	}
+	if c.HiddenAct, err = p.stringOr(c.Family().Keys.Act, defAct); err != nil {
 		return err
 	}
 	switch c.Arch {
-	case ArchLlama, ArchQwen3, ArchOlmo2, ArchGranite:
+	case ArchLlama, ArchQwen3, ArchOlmo2, ArchGranite, ArchGemma2, ArchGemma3:
 		if c.AttentionBias, err = p.boolOr("attention_bias", false); err != nil {
 			return err
 		}
@@ -502,6 +521,8 @@ func (p *parser) llama(c *Config) error {
 	case ArchQwen2, ArchQwen3: // Qwen2Config and Qwen3Config set no token defaults
 	case ArchOlmo2:
 		eos = []int{50279} // Olmo2Config: no bos, eos 50279
+	case ArchGemma2, ArchGemma3:
+		bos, eos = intPtr(2), []int{1}
 	case ArchPhi3:
 		bos, eos = intPtr(1), []int{32000}
 	case ArchGlm, ArchGlm4:
@@ -641,6 +662,46 @@ func (p *parser) ropeScaling(c *Config) (*RopeScaling, error) {
 		return nil, p.errf(key, "%v", err)
 	}
 	return r, nil
+}
+
+// isGemma reports whether c is Gemma 2 or Gemma 3 (text).
+func (c *Config) isGemma() bool { return c.Arch == ArchGemma2 || c.Arch == ArchGemma3 }
+
+// gemma reads Gemma2Config's and Gemma3TextConfig's attention and logit
+// keys, with their defaults (slidingWindow reads their layer pattern).
+func (p *parser) gemma(c *Config) error {
+	g3 := c.Arch == ArchGemma3
+	var err error
+	if _, present := p.raw["pad_token_id"]; !present {
+		c.PadTokenID = intPtr(0)
+	}
+	if c.QueryPreAttnScalar, err = p.floatOr("query_pre_attn_scalar", 256); err != nil {
+		return err
+	}
+	// A soft cap of null is none; an absent one is the class default
+	// (Gemma 2: 30 and 50; Gemma 3: none).
+	softCap := func(key string, g2Default float64) (float64, error) {
+		if _, present := p.raw[key]; present || g3 {
+			return p.floatOr(key, 0)
+		}
+		return g2Default, nil
+	}
+	if c.FinalSoftCap, err = softCap("final_logit_softcapping", 30); err != nil {
+		return err
+	}
+	if c.AttnSoftCap, err = softCap("attn_logit_softcapping", 50); err != nil {
+		return err
+	}
+	if g3 && c.AttnSoftCap != 0 {
+		c.warnings = append(c.warnings, fmt.Sprintf("%s: attn_logit_softcapping %v is ignored: Gemma 3's attention does not apply it (as in transformers)", p.src, c.AttnSoftCap))
+		c.AttnSoftCap = 0
+	}
+	if g3 {
+		if c.RopeLocalTheta, err = p.floatOr("rope_local_base_freq", 10000); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // longRope reads a longrope rope_scaling entry (sub) of a Phi-3 config

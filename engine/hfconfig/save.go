@@ -27,6 +27,8 @@ var ownedKeys = map[string]bool{
 	"eos_token_id": true, "pad_token_id": true, "torch_dtype": true, "dtype": true,
 	"sliding_window": true, "use_sliding_window": true, "max_window_layers": true, "layer_types": true,
 	"attention_dropout": true, "attn_pdrop": true, "resid_pdrop": true, "embd_pdrop": true,
+	"hidden_activation": true, "query_pre_attn_scalar": true, "attn_logit_softcapping": true,
+	"final_logit_softcapping": true, "rope_local_base_freq": true, "sliding_window_pattern": true,
 	"partial_rotary_factor": true, "original_max_position_embeddings": true,
 }
 
@@ -194,24 +196,20 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 		set("tie_word_embeddings", c.TieEmbeddings)
 	}
 	if c.Arch == ArchGranite {
-		for _, f := range []struct {
-			key    string
-			v, old float64
-		}{
+		setChanged(set, out, []floatField{
 			{"embedding_multiplier", c.EmbeddingMultiplier, o.EmbeddingMultiplier},
 			{"residual_multiplier", c.ResidualMultiplier, o.ResidualMultiplier},
 			{"attention_multiplier", c.AttentionMultiplier, o.AttentionMultiplier},
 			{"logits_scaling", c.LogitsScaling, o.LogitsScaling},
-		} {
-			if f.v != f.old {
-				set(f.key, f.v)
-			}
-		}
+		}, false)
+	}
+	if c.isGemma() {
+		c.mergeGemma(o, set, out)
 	}
 	if (c.Arch == ArchGlm || c.Arch == ArchGlm4) && c.AttentionBias != o.AttentionBias {
 		set("attention_bias", c.AttentionBias)
 	}
-	if c.Arch == ArchLlama || c.Arch == ArchQwen3 || c.Arch == ArchOlmo2 || c.Arch == ArchGranite {
+	if c.Arch == ArchLlama || c.Arch == ArchQwen3 || c.Arch == ArchOlmo2 || c.Arch == ArchGranite || c.isGemma() {
 		if c.AttentionBias != o.AttentionBias {
 			set("attention_bias", c.AttentionBias)
 		}
@@ -255,6 +253,39 @@ func (c *Config) merged() (map[string]json.RawMessage, error) {
 		delete(out, QuantKey)
 	}
 	return out, firstErr
+}
+
+// floatField is a float-valued key with its current and saved values.
+type floatField struct {
+	key    string
+	v, old float64
+}
+
+// setChanged writes the fields whose value changed; with zeroNull a zero
+// is written as null (transformers' None).
+func setChanged(set func(string, any), out map[string]json.RawMessage, fields []floatField, zeroNull bool) {
+	for _, f := range fields {
+		switch {
+		case f.v == f.old:
+		case f.v == 0 && zeroNull:
+			out[f.key] = json.RawMessage("null")
+		default:
+			set(f.key, f.v)
+		}
+	}
+}
+
+// mergeGemma writes Gemma's changed attention and logit fields into out
+// (a soft cap of 0 as null, transformers' None).
+func (c *Config) mergeGemma(o *Config, set func(string, any), out map[string]json.RawMessage) {
+	setChanged(set, out, []floatField{
+		{"attn_logit_softcapping", c.AttnSoftCap, o.AttnSoftCap},
+		{"final_logit_softcapping", c.FinalSoftCap, o.FinalSoftCap},
+	}, true)
+	setChanged(set, out, []floatField{
+		{"query_pre_attn_scalar", c.QueryPreAttnScalar, o.QueryPreAttnScalar},
+		{"rope_local_base_freq", c.RopeLocalTheta, o.RopeLocalTheta},
+	}, false)
 }
 
 // pyFloats formats a list of numbers as json.dumps writes Python floats.

@@ -10,7 +10,8 @@ import (
 )
 
 // TestLayerWindow checks which layers slide, as transformers'
-// MistralConfig and Qwen2Config/Qwen3Config decide it.
+// MistralConfig, Qwen2Config/Qwen3Config and Gemma2Config/
+// Gemma3TextConfig decide it.
 func TestLayerWindow(t *testing.T) {
 	const qwen = `"vocab_size":10,"hidden_size":8,"num_hidden_layers":4,"num_attention_heads":2,"intermediate_size":12`
 	tests := []struct {
@@ -29,6 +30,10 @@ func TestLayerWindow(t *testing.T) {
 			`,"layer_types":["sliding_attention","full_attention","sliding_attention","full_attention"]}`, []int{5, 0, 5, 0}},
 		{"qwen2 layer_types without use_sliding_window", `{"architectures":["Qwen2ForCausalLM"],"sliding_window":5,` + qwen +
 			`,"layer_types":["sliding_attention","sliding_attention","full_attention","full_attention"]}`, []int{0, 0, 0, 0}},
+		{"gemma2 pattern", `{"architectures":["Gemma2ForCausalLM"],"num_key_value_heads":1,"head_dim":4,"sliding_window":3,` + qwen + `}`, []int{3, 0, 3, 0}},
+		{"gemma3 pattern 3", `{"architectures":["Gemma3ForCausalLM"],"num_key_value_heads":1,"head_dim":4,"sliding_window_pattern":3,` + qwen + `}`, []int{4096, 4096, 0, 4096}},
+		{"gemma3 layer_types", `{"architectures":["Gemma3ForCausalLM"],"num_key_value_heads":1,"head_dim":4,"sliding_window":2,"sliding_window_pattern":3,` + qwen +
+			`,"layer_types":["full_attention","sliding_attention","full_attention","full_attention"]}`, []int{0, 2, 0, 0}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

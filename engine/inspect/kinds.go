@@ -17,8 +17,10 @@ import (
 var modelKeys = []string{
 	"model_type", "vocab_size", "hidden_size", "n_embd", "num_hidden_layers", "n_layer",
 	"num_attention_heads", "n_head", "num_key_value_heads", "head_dim", "intermediate_size", "n_inner",
-	"max_position_embeddings", "n_positions", "hidden_act", "rms_norm_eps", "layer_norm_epsilon",
-	"rope_theta", "rope_scaling", "tie_word_embeddings", "attention_bias", "sliding_window",
+	"max_position_embeddings", "n_positions", "hidden_act", "hidden_activation", "rms_norm_eps", "layer_norm_epsilon",
+	"rope_theta", "rope_local_base_freq", "rope_scaling", "tie_word_embeddings", "attention_bias",
+	"query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping",
+	"sliding_window", "sliding_window_pattern", "layer_types",
 	"bos_token_id", "eos_token_id", "pad_token_id", "torch_dtype",
 }
 

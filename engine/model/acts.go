@@ -82,9 +82,10 @@ type actSet struct {
 	// virtual position.
 	logits *engine.Tensor
 	losses *engine.Tensor
-	// ropeCos, ropeSin are the RoPE rows of a packed pass's positions
-	// [N, rotDim/2], allocated by the first packed pass of this shape.
-	ropeCos, ropeSin *engine.Tensor
+	// ropeRows, ropeLocalRows are the RoPE rows of a packed pass's
+	// positions [N, rotDim/2] in the tables and the local ones (Gemma 3),
+	// allocated by the first packed pass of this shape.
+	ropeRows, ropeLocalRows ropeRows
 
 	// backward scratch, shared by all layers
 	dres, dmid, dxn, dh *engine.Tensor

@@ -44,8 +44,8 @@ func (m *Transformer) attnForward(l int, p *pass, a *layerActs) {
 		blk.v.Forward(a.v, a.xn1, p.train)
 	}
 	if m.rope != nil {
-		m.applyRoPE(p, a.q4, false)
-		m.applyRoPE(p, a.k4, false)
+		m.applyRoPE(p, l, a.q4, false)
+		m.applyRoPE(p, l, a.k4, false)
 	}
 	kAll, vAll := m.kvContext(l, p, a)
 	be.Attention(a.att4, a.lse, a.q4, kAll, vAll, m.layerAttention(l, p, kAll.Dim(1)))
@@ -180,10 +180,10 @@ func (m *Transformer) attnBackward(l int, p *pass, a *layerActs, dh, dxn *engine
 	if m.rope != nil {
 		// RoPE is a rotation: its backward rotates the gradient back.
 		if needQ {
-			m.applyRoPE(p, dq4, true)
+			m.applyRoPE(p, l, dq4, true)
 		}
 		if needK {
-			m.applyRoPE(p, s.dk.Reshape(B, T, d.kvHeads, d.headDim), true)
+			m.applyRoPE(p, l, s.dk.Reshape(B, T, d.kvHeads, d.headDim), true)
 		}
 	}
 	if fused {

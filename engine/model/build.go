@@ -7,6 +7,7 @@ import (
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/arch"
+	"github.com/gotune/gotune/engine/hfconfig"
 )
 
 // newTransformer builds a model with zero weights for cfg: every module,
@@ -48,6 +49,14 @@ func buildFrom(cfg *Config, be engine.Backend, opt Options, w weights, where str
 		if m.rope, err = newRopeTables(be, &m.d, min(d.maxPos, 2048)); err != nil {
 			m.freeAll()
 			return nil, nil, fmt.Errorf("model: config: %w", err)
+		}
+		if d.localTheta > 0 {
+			local := m.d
+			local.ropeTheta, local.ropeScaling = d.localTheta, nil
+			if m.ropeLocal, err = newRopeTables(be, &local, min(d.maxPos, 2048)); err != nil {
+				m.freeAll()
+				return nil, nil, fmt.Errorf("model: config: %w", err)
+			}
 		}
 	}
 	m.reindex()
@@ -156,6 +165,7 @@ func (m *Transformer) build() {
 	for i := 0; i < d.layers; i++ {
 		pre := f.LayerPath(i) + "."
 		b := &block{act: d.act, attn: attentionOptions(m.cfg, i)}
+		b.localRope = d.localTheta > 0 && m.cfg.LayerType(i) == hfconfig.SlidingAttention
 		for _, mod := range f.Layer {
 			m.buildModule(b, mod.Role, pre+mod.Path)
 		}
@@ -213,8 +223,11 @@ func (m *Transformer) buildModule(b *block, r arch.Role, path string) {
 // norm creates the family's normalisation of width n named path.
 func (m *Transformer) norm(path string, n int) norm {
 	w := m.param(path+".weight", false, n)
-	if m.d.fam.Norm == arch.LayerNorm {
+	switch m.d.fam.Norm {
+	case arch.LayerNorm:
 		return &LayerNorm{Weight: w, Bias: m.param(path+".bias", false, n), Eps: m.d.eps}
+	case arch.OffsetRMSNorm:
+		return &OffsetRMSNorm{Weight: w, Eps: m.d.eps}
 	}
 	return &RMSNorm{Weight: w, Eps: m.d.eps}
 }
@@ -276,4 +289,13 @@ func (b *block) normAt(r arch.Role) *norm {
 		return &b.postMLP
 	}
 	panic(fmt.Sprintf("model: role %d is not a norm", r))
+}
+
+// ropeAt returns the RoPE tables of layer l (nil without rotary
+// embeddings): the local ones on Gemma 3's sliding layers.
+func (m *Transformer) ropeAt(l int) *ropeTables {
+	if m.blocks[l].localRope {
+		return m.ropeLocal
+	}
+	return m.rope
 }

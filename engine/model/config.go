@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/gotune/gotune/engine"
 	"github.com/gotune/gotune/engine/arch"
@@ -68,8 +69,8 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 		d.embMul, d.resMul = float32(cfg.EmbeddingMultiplier), float32(cfg.ResidualMultiplier)
 		d.logitMul = float32(1 / cfg.LogitsScaling)
 	}
-	if d.fam.MLP == arch.GatedMLP && act != engine.ActSiLU {
-		return dims{}, fmt.Errorf("model: config: %s MLP activation %q is not supported (the gated MLP is SwiGLU: silu)", cfg.Arch, cfg.HiddenAct)
+	if d.fam.MLP == arch.GatedMLP && act != engine.ActSiLU && act != engine.ActGELUTanh {
+		return dims{}, fmt.Errorf("model: config: %s MLP activation %q is not supported (the gated MLP is SwiGLU, silu, or GeGLU, gelu_pytorch_tanh)", cfg.Arch, cfg.HiddenAct)
 	}
 	if d.fam.Positions != arch.Rotary {
 		if opt.RopeLayout != engine.RopeHalf {
@@ -81,16 +82,24 @@ func dimsOf(cfg *Config, opt Options) (dims, error) {
 		return dims{}, fmt.Errorf("model: %s checkpoints rotate interleaved pairs already; Options.RopeLayout must be the default", cfg.Arch)
 	}
 	d.embdDrop, d.residDrop = float32(cfg.EmbdDropout), float32(cfg.ResidDropout)
+	// Gemma's (zero, none, for the other families)
+	d.embScale, d.logitCap, d.localTheta = d.fam.EmbedScale, float32(cfg.FinalSoftCap), cfg.RopeLocalTheta
 	return d, nil
 }
 
 // attentionOptions returns layer l's attention options as the config sets
 // them (the per-pass parts, such as dropout seeds, are filled in by
-// layerAttention).
+// layerAttention): its sliding window and attention dropout, Granite's
+// attention_multiplier and Gemma's query_pre_attn_scalar^-0.5 as the
+// score scale, Gemma 2's attention soft cap.
 func attentionOptions(cfg *Config, l int) engine.AttentionOptions {
 	o := engine.AttentionOptions{Window: cfg.LayerWindow(l), Dropout: float32(cfg.AttentionDropout)}
-	if cfg.Arch == hfconfig.ArchGranite {
+	switch cfg.Arch {
+	case hfconfig.ArchGranite:
 		o.Scale = float32(cfg.AttentionMultiplier) // replaces 1/sqrt(head_dim)
+	case hfconfig.ArchGemma2, hfconfig.ArchGemma3:
+		o.Scale = float32(math.Pow(cfg.QueryPreAttnScalar, -0.5))
+		o.SoftCap = float32(cfg.AttnSoftCap)
 	}
 	return o
 }

@@ -2,8 +2,10 @@ package model
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/arch"
 )
 
 // ForwardBackward runs the model on a batch and returns the summed
@@ -63,10 +65,10 @@ func (m *Transformer) ForwardBackward(bt *engine.Batch, backward bool, gradScale
 		if doBack {
 			dreal, dfirst = dlogits.Slice(0, n), dlogits.Slice(n, n+bt.B)
 		}
-		m.be.CrossEntropy(s.losses.Slice(0, n), dreal, s.logits.Slice(0, n), bt.Targets, gradScale)
-		m.be.CrossEntropy(s.losses.Slice(n, n+bt.B), dfirst, s.logits.Slice(n, n+bt.B), bt.FirstLabels, gradScale)
+		m.be.CrossEntropy(s.losses.Slice(0, n), dreal, s.logits.Slice(0, n), bt.Targets, gradScale, m.d.logitCap)
+		m.be.CrossEntropy(s.losses.Slice(n, n+bt.B), dfirst, s.logits.Slice(n, n+bt.B), bt.FirstLabels, gradScale, m.d.logitCap)
 	} else {
-		m.be.CrossEntropy(s.losses, dlogits, s.logits, bt.Targets, gradScale)
+		m.be.CrossEntropy(s.losses, dlogits, s.logits, bt.Targets, gradScale, m.d.logitCap)
 	}
 	if doBack {
 		m.backward(p, bt.InputIDs)
@@ -120,6 +122,13 @@ func (m *Transformer) forward(p *pass, ids *engine.Tensor) {
 	m.lmHead.Forward(s.logits, s.head, p.train)
 	if m.d.logitMul != 1 {
 		m.be.Scale(s.logits, m.d.logitMul)
+	}
+	if c := m.d.logitCap; c != 0 {
+		// Gemma's final_logit_softcapping, as transformers writes it:
+		// divide, tanh, multiply. CrossEntropy's softCap differentiates it.
+		m.be.Scale(s.logits, 1/c)
+		m.be.Activation(s.logits, s.logits, engine.ActTanh)
+		m.be.Scale(s.logits, c)
 	}
 }
 
@@ -184,11 +193,16 @@ func (m *Transformer) backward(p *pass, ids *engine.Tensor) {
 func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 	be, s, D := m.be, p.s, m.d.hidden
 	x := s.layers[0].x
+	inMul, tokMul := m.embedMuls()
 	if p.Pv == 0 {
 		be.Embedding(x, m.embed.Weight.W, ids)
+		inMul *= tokMul
 	} else {
 		treal := p.T - p.Pv
 		be.Embedding(s.embReal, m.embed.Weight.W, ids)
+		if tokMul != 1 {
+			be.Scale(s.embReal, tokMul)
+		}
 		be.CopyBlock(x, p.Pv*D, p.T*D, s.embReal, 0, treal*D, p.B, treal*D, false)
 		pe := m.prompt.Forward(p.train)
 		for b := 0; b < p.B; b++ {
@@ -209,10 +223,38 @@ func (m *Transformer) embedForward(p *pass, ids *engine.Tensor) {
 		be.Embedding(s.posTmp, table, ids)
 		be.Add(x, x, s.posTmp)
 	}
-	if m.d.embMul != 1 {
-		be.Scale(x, m.d.embMul)
+	if inMul != 1 {
+		be.Scale(x, inMul)
 	}
 	m.dropout(p, x, m.d.embdDrop, 0, engine.DropoutEmbedding)
+}
+
+// TokenEmbeddingScale is the multiplier the embedding module applies to
+// token embeddings (Gemma 3's sqrt(hidden); 1 otherwise); see Model.
+func (m *Transformer) TokenEmbeddingScale() float32 {
+	_, tokens := m.embedMuls()
+	return tokens
+}
+
+// embedMuls returns the multipliers of the layers' input sequence
+// (Granite's embedding_multiplier, Gemma 2's sqrt(hidden): virtual
+// tokens included) and of the token embeddings alone (Gemma 3's scaled
+// embedding module); 1 when a family has none. Gemma's sqrt(hidden) is
+// computed in the model dtype as transformers does: bfloat16 under
+// PrecisionBF16 (sqrt(3072) = 55.4256 becomes 55.5).
+func (m *Transformer) embedMuls() (inputs, tokens float32) {
+	inputs, tokens = m.d.embMul, 1
+	if m.d.embScale == arch.NoEmbedScale {
+		return inputs, tokens
+	}
+	v := float32(math.Sqrt(float64(m.d.hidden)))
+	if m.prec.ActDType() == engine.BFloat16 {
+		v = roundBF16(v)
+	}
+	if m.d.embScale == arch.ScaleInputs {
+		return inputs * v, tokens
+	}
+	return inputs, v
 }
 
 // embedBackward scatters the gradient of the first layer's input into the
@@ -221,14 +263,21 @@ func (m *Transformer) embedBackward(p *pass, ids, demb *engine.Tensor) {
 	be, s, D := m.be, p.s, m.d.hidden
 	treal := p.T - p.Pv
 	m.dropout(p, demb, m.d.embdDrop, 0, engine.DropoutEmbedding) // the mask's own backward, in place
-	if m.d.embMul != 1 {
-		be.Scale(demb, m.d.embMul) // demb is not needed afterwards
+	inMul, tokMul := m.embedMuls()
+	if p.Pv == 0 {
+		inMul *= tokMul
+	}
+	if inMul != 1 {
+		be.Scale(demb, inMul) // demb is not needed afterwards
 	}
 	if g := Grad(m.embed.Weight); g != nil {
 		if p.Pv == 0 {
 			be.EmbeddingBackward(g, demb, ids)
 		} else {
 			be.CopyBlock(s.dembReal, 0, treal*D, demb, p.Pv*D, p.T*D, p.B, treal*D, false)
+			if tokMul != 1 {
+				be.Scale(s.dembReal, tokMul)
+			}
 			be.EmbeddingBackward(g, s.dembReal, ids)
 		}
 	}
@@ -288,6 +337,14 @@ func (m *Transformer) checkPacked(bt *engine.Batch) error {
 		return fmt.Errorf("model: packed batch %d×%d has segments %v and positions %v (want Int32 with %d elements each)", bt.B, bt.T, bt.Segments, bt.Positions, bt.B*bt.T)
 	case m.prompt != nil:
 		return fmt.Errorf("model: packed batches cannot be used with %d virtual tokens in front of each sequence: every example of a sequence would share them", m.prompt.NumTokens())
+	}
+	if m.prefix != nil {
+		S := m.prefix.NumTokens() + bt.T
+		for l, b := range m.blocks {
+			if w := b.attn.Window; w > 0 && w < S {
+				return fmt.Errorf("model: packed batches cannot be used with a %d-token prefix on layer %d's sliding window of %d: the window would hide the prefix from an example by its place in the packed sequence, not by its own positions", m.prefix.NumTokens(), l, w)
+			}
+		}
 	}
 	return nil
 }

@@ -1,19 +1,22 @@
 package model
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/arch"
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/internal/golden"
+	"github.com/stretchr/testify/assert"
 )
 
 // TestGolden compares logits, loss and every parameter's gradient with the
 // PyTorch reference values of each golden set.
 func TestGolden(t *testing.T) {
-	for _, name := range []string{"llama-gqa", "qwen2-tied", "gpt2", "qwen3", "olmo2", "granite", "mistral-swa", "qwen2-swa", "gpt2-dropout", "llama-dropout", "phi3", "glm", "glm4"} {
+	for _, name := range []string{"llama-gqa", "qwen2-tied", "gpt2", "qwen3", "olmo2", "granite", "mistral-swa", "qwen2-swa", "gpt2-dropout", "llama-dropout", "phi3", "glm", "glm4", "gemma2", "gemma3"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(goldenRoot, name)
 			if _, err := os.Stat(filepath.Join(dir, "meta.json")); err != nil {
@@ -105,4 +108,27 @@ func TestGolden(t *testing.T) {
 			t.Logf("logits relative error %.3g; worst gradient relative error %.3g over %d parameters", logitsErr, worst, len(g.Meta.Params))
 		})
 	}
+}
+
+// TestGemmaEmbedScaleDtype checks that Gemma's sqrt(hidden) is computed
+// in the model dtype, as transformers' normalizer is: float32 in a
+// float32 run, bfloat16 under PrecisionBF16 (sqrt(3072) = 55.4256 becomes
+// 55.5), for the whole input (Gemma 2) or the token embeddings (Gemma 3).
+func TestGemmaEmbedScaleDtype(t *testing.T) {
+	for _, tc := range []struct {
+		scale          arch.EmbedScale
+		prec           engine.Precision
+		inputs, tokens float32
+	}{
+		{arch.ScaleInputs, engine.PrecisionFP32, float32(math.Sqrt(3072)), 1},
+		{arch.ScaleInputs, engine.PrecisionBF16, 55.5, 1},
+		{arch.ScaleTokens, engine.PrecisionBF16, 1, 55.5},
+		{arch.NoEmbedScale, engine.PrecisionBF16, 1, 1},
+	} {
+		m := &Transformer{d: dims{hidden: 3072, embMul: 1, embScale: tc.scale}, prec: tc.prec}
+		in, tok := m.embedMuls()
+		assert.Equal(t, []float32{tc.inputs, tc.tokens}, []float32{in, tok}, "%v %v", tc.scale, tc.prec)
+		assert.Equal(t, tok, m.TokenEmbeddingScale())
+	}
+	assert.InDelta(t, 55.4256, float64(float32(math.Sqrt(3072))), 1e-4)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gotune/gotune/engine"
+	"github.com/gotune/gotune/engine/arch"
 )
 
 // initStd is transformers' default initializer_range.
@@ -31,6 +32,8 @@ func NewWithOptions(cfg *Config, be engine.Backend, seed uint64, opt Options) (M
 		switch {
 		case strings.HasSuffix(p.Name, ".bias"):
 			// zeros
+		case !p.Decay && m.d.fam.Norm == arch.OffsetRMSNorm:
+			// zeros: Gemma's norms scale by 1 + weight
 		case !p.Decay: // norm weights
 			for i := range host {
 				host[i] = 1

@@ -56,7 +56,7 @@ func logitsCopy(t *testing.T, m Model, c *KVCache, ids []int32, B, T int, all bo
 func TestKVCacheMatchesFullSequence(t *testing.T) {
 	const T = 7
 	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite,
-		hfconfig.ArchPhi3, hfconfig.ArchGlm, hfconfig.ArchGlm4} {
+		hfconfig.ArchPhi3, hfconfig.ArchGlm, hfconfig.ArchGlm4, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
 		for _, B := range []int{1, 2} {
 			for _, extra := range []string{"plain", "prompt", "prefix", "local-prefix"} {
 				t.Run(fmt.Sprintf("%s/B%d/%s", arch, B, extra), func(t *testing.T) {
@@ -103,7 +103,8 @@ func TestKVCacheMatchesFullSequence(t *testing.T) {
 // TestKVCacheErrors checks that misuse is reported, not panicked on.
 // tinyOrGolden returns a tiny random model of arch, or the golden set's
 // model for a family hfconfig has no constructor for (OLMo-2, Granite,
-// Phi-3, GLM, GLM-4). Phi-3's comes with original_max_position_embeddings
+// Phi-3, GLM, GLM-4, Gemma 2 and 3: their sequences of 7 exceed the
+// window of 3). Phi-3's comes with original_max_position_embeddings
 // 2, so that every pass of these tests (at least 3 positions long) uses
 // longrope's long factors: a cached continuation then computes what the
 // whole sequence does (transformers too switches factors by each pass's
@@ -111,7 +112,8 @@ func TestKVCacheMatchesFullSequence(t *testing.T) {
 func tinyOrGolden(t *testing.T, arch string, seed uint64) Model {
 	t.Helper()
 	set := map[string]string{hfconfig.ArchOlmo2: "olmo2", hfconfig.ArchGranite: "granite",
-		hfconfig.ArchPhi3: "phi3", hfconfig.ArchGlm: "glm", hfconfig.ArchGlm4: "glm4"}[arch]
+		hfconfig.ArchPhi3: "phi3", hfconfig.ArchGlm: "glm", hfconfig.ArchGlm4: "glm4",
+		hfconfig.ArchGemma2: "gemma2", hfconfig.ArchGemma3: "gemma3"}[arch]
 	if set == "" {
 		return newTiny(t, arch, seed)
 	}
@@ -174,7 +176,7 @@ func TestKVCacheErrors(t *testing.T) {
 // given (not rotated again) and the real tokens take positions P, P+1, ...
 func TestPrefixIsAPastKVCache(t *testing.T) {
 	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite,
-		hfconfig.ArchPhi3, hfconfig.ArchGlm, hfconfig.ArchGlm4} {
+		hfconfig.ArchPhi3, hfconfig.ArchGlm, hfconfig.ArchGlm4, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
 		t.Run(arch, func(t *testing.T) {
 			const P, T = 3, 5
 			m := tinyOrGolden(t, arch, 8)
@@ -226,7 +228,7 @@ func TestPrefixIsAPastKVCache(t *testing.T) {
 // loss over the real tokens.
 func TestPromptIsPrependedTokens(t *testing.T) {
 	for _, arch := range []string{hfconfig.ArchLlama, hfconfig.ArchGPT2, hfconfig.ArchOlmo2, hfconfig.ArchGranite,
-		hfconfig.ArchPhi3, hfconfig.ArchGlm, hfconfig.ArchGlm4} {
+		hfconfig.ArchPhi3, hfconfig.ArchGlm, hfconfig.ArchGlm4, hfconfig.ArchGemma2, hfconfig.ArchGemma3} {
 		t.Run(arch, func(t *testing.T) {
 			const Pv, T = 3, 5
 			m := tinyOrGolden(t, arch, 4)
@@ -251,8 +253,11 @@ func TestPromptIsPrependedTokens(t *testing.T) {
 
 			emb := cpu.Float32s(tr.embed.Weight.W)
 			table := make([]float32, Pv*D)
+			_, tokMul := tr.embedMuls() // Gemma 3 scales token embeddings, not virtual ones
 			for i, id := range ids[0][:Pv] {
-				copy(table[i*D:], emb[int(id)*D:(int(id)+1)*D])
+				for j, v := range emb[int(id)*D : (int(id)+1)*D] {
+					table[i*D+j] = v * tokMul
+				}
 			}
 			pr := &testPrompt{e: newParam(tr.be, "prompt", 1, 1, Pv, D)}
 			tr.be.Upload(pr.e.W, table)

@@ -236,8 +236,10 @@ func (m *Transformer) freeAll() {
 			quant.Free(m.be, qd.W)
 		}
 	}
-	if m.rope != nil {
-		m.rope.free()
+	for _, r := range []*ropeTables{m.rope, m.ropeLocal} {
+		if r != nil {
+			r.free()
+		}
 	}
 }
 

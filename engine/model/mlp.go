@@ -2,10 +2,11 @@ package model
 
 import "github.com/gotune/gotune/engine"
 
-// mlpForward runs the MLP sub-layer of block l: down(silu(gate(x)) ⊙
-// up(x)) for the LLaMA family (gate and up one fused projection for
-// Phi-3 and GLM, split with CopyBlock), c_proj(gelu_new(c_fc(x))) for
-// GPT-2. It reads a.xn2 and writes a.h2.
+// mlpForward runs the MLP sub-layer of block l: down(act(gate(x)) ⊙
+// up(x)) for the gated families (glu: SwiGLU with silu, GeGLU with
+// gelu_tanh for Gemma; gate and up one fused projection for Phi-3 and
+// GLM, split with CopyBlock), c_proj(gelu_new(c_fc(x))) for GPT-2. It
+// reads a.xn2 and writes a.h2.
 func (m *Transformer) mlpForward(l int, p *pass, a *layerActs) {
 	be, blk := m.be, m.blocks[l]
 	switch {
@@ -15,17 +16,37 @@ func (m *Transformer) mlpForward(l int, p *pass, a *layerActs) {
 		blk.gateUp.Forward(p.s.gu, a.xn2, p.train)
 		be.CopyBlock(a.f1, 0, I, p.s.gu, 0, 2*I, N, I, false)
 		be.CopyBlock(a.f2, 0, I, p.s.gu, I, 2*I, N, I, false)
-		be.SwiGLU(a.fa, a.f1, a.f2)
+		m.glu(blk, a)
 	case blk.gate != nil:
 		blk.gate.Forward(a.f1, a.xn2, p.train)
 		blk.up.Forward(a.f2, a.xn2, p.train)
-		be.SwiGLU(a.fa, a.f1, a.f2)
+		m.glu(blk, a)
 	default:
 		blk.up.Forward(a.f1, a.xn2, p.train)
 		be.Activation(a.fa, a.f1, blk.act)
 	}
 	blk.down.Forward(a.h2, a.fa, p.train)
 	m.dropout(p, a.h2, m.d.residDrop, l, engine.DropoutMLPOutput)
+}
+
+// glu writes a.fa = act(a.f1) ⊙ a.f2 with the gated MLP's activation:
+// GeGLU for gelu_tanh (Gemma), SwiGLU otherwise (silu).
+func (m *Transformer) glu(blk *block, a *layerActs) {
+	if blk.act == engine.ActGELUTanh {
+		m.be.GeGLU(a.fa, a.f1, a.f2)
+		return
+	}
+	m.be.SwiGLU(a.fa, a.f1, a.f2)
+}
+
+// gluBackward is glu's backward: the gradients dg, du (nil: not needed)
+// of a.f1, a.f2 from dfa.
+func (m *Transformer) gluBackward(blk *block, dg, du, dfa *engine.Tensor, a *layerActs) {
+	if blk.act == engine.ActGELUTanh {
+		m.be.GeGLUBackward(dg, du, dfa, a.f1, a.f2)
+		return
+	}
+	m.be.SwiGLUBackward(dg, du, dfa, a.f1, a.f2)
 }
 
 // mlpTrainable reports whether block b's MLP projections have anything
@@ -73,7 +94,7 @@ func (m *Transformer) mlpBackward(l int, p *pass, a *layerActs, dh, dxn *engine.
 		du = s.df2
 		be.Fill(du, 0)
 	}
-	be.SwiGLUBackward(dg, du, dfa, a.f1, a.f2)
+	m.gluBackward(blk, dg, du, dfa, a)
 	if fused {
 		I, N := m.d.inter, dg.Dim(0)
 		be.CopyBlock(s.dgu, 0, 2*I, dg, 0, I, N, I, false)

@@ -38,6 +38,11 @@ type Model interface {
 	SetPrefix(p Prefix) error
 	// Prefix returns the installed prefix source, or nil.
 	Prefix() Prefix
+	// TokenEmbeddingScale is the multiplier the embedding module applies
+	// to token embeddings (Gemma 3's sqrt(hidden) in the model dtype; 1
+	// for the other families): what PEFT's word_embeddings(ids) returns
+	// is the table's rows times it.
+	TokenEmbeddingScale() float32
 
 	// BaseParams returns the checkpoint's tensors, in save order.
 	BaseParams() []*engine.Param

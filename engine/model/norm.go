@@ -45,6 +45,42 @@ func (n *RMSNorm) backward(dx, dout, x *engine.Tensor, st normStats) {
 
 func (n *RMSNorm) centered() bool { return false }
 
+// OffsetRMSNorm is x / sqrt(mean(x²) + eps) ⊙ (1 + weight): Gemma's
+// RMSNorm, whose stored weight is an offset from 1 (transformers
+// initialises it to zero). It is the backend's RMSNorm with the scale
+// 1 + weight, rebuilt from the weight on every forward pass (two
+// [width] operations); the scale's gradient is the weight's.
+type OffsetRMSNorm struct {
+	// Weight is the [width] offset.
+	Weight *engine.Param
+	// Eps is rms_norm_eps.
+	Eps   float32
+	scale *engine.Tensor // 1 + Weight in float32, as transformers computes it
+}
+
+// Params returns the offset.
+func (n *OffsetRMSNorm) Params() []*engine.Param { return []*engine.Param{n.Weight} }
+
+func (n *OffsetRMSNorm) forward(out *engine.Tensor, st normStats, x *engine.Tensor) {
+	be := n.Weight.W.Backend()
+	if n.scale == nil {
+		n.scale = be.Alloc(engine.Float32, n.Weight.W.Len())
+	}
+	be.Fill(n.scale, 1)
+	be.Add(n.scale, n.scale, n.Weight.W)
+	be.RMSNorm(out, st.rstd, x, n.scale, n.Eps)
+}
+
+func (n *OffsetRMSNorm) backward(dx, dout, x *engine.Tensor, st normStats) {
+	dw := Grad(n.Weight)
+	if dx == nil && dw == nil {
+		return
+	}
+	n.Weight.W.Backend().RMSNormBackward(dx, dw, dout, x, n.scale, st.rstd)
+}
+
+func (n *OffsetRMSNorm) centered() bool { return false }
+
 // LayerNorm is (x - mean) / sqrt(var + eps) ⊙ weight + bias (torch.nn.LayerNorm).
 type LayerNorm struct {
 	// Weight is the [hidden] scale.

@@ -33,6 +33,15 @@ type dims struct {
 	// input and of each sub-layer's output (GPT-2's embd_pdrop,
 	// resid_pdrop; dropout.go).
 	embdDrop, residDrop float32
+	// logitCap is final_logit_softcapping (Gemma): logits become
+	// logitCap·tanh(logits/logitCap); 0 for none.
+	logitCap float32
+	// localTheta is the RoPE base of Gemma 3's sliding layers
+	// (rope_local_base_freq, without scaling; block.localRope); 0 for
+	// none.
+	localTheta float64
+	// embScale is where sqrt(hidden) scales the input embeddings (Gemma).
+	embScale arch.EmbedScale
 }
 
 func (d *dims) qDim() int  { return d.heads * d.headDim }
@@ -49,13 +58,18 @@ type block struct {
 	gate, up, down  Linear
 	gateUp          Linear // fused gate|up (arch.GateUp), nil without
 	// postAttn, postMLP normalise the sub-layer outputs of a
-	// sandwich-norm family (arch.SandwichNorm), nil otherwise.
+	// sandwich-norm family (arch.SandwichNorm: GLM-4, Gemma), nil
+	// otherwise.
 	postAttn, postMLP norm
 	act               engine.Act
 	hooks             [2]SublayerHook
-	// attn is the layer's attention options from the config (sliding
-	// window, attention dropout); layerAttention completes them for a pass.
+	// attn is the layer's attention options from the config (scale, soft
+	// cap, sliding window, attention dropout); layerAttention completes
+	// them for a pass.
 	attn engine.AttentionOptions
+	// localRope says the layer's RoPE takes the local tables
+	// (Transformer.ropeLocal: Gemma 3's sliding layers).
+	localRope bool
 }
 
 // NamedModule is a module with its Hugging Face path.
@@ -94,6 +108,9 @@ type Transformer struct {
 	normF  norm
 	lmHead Linear
 	rope   *ropeTables
+	// ropeLocal are the RoPE tables of the layers marked
+	// block.localRope (nil when there are none).
+	ropeLocal *ropeTables
 
 	slots  []slot
 	byName map[string]*slot

@@ -47,7 +47,7 @@ func (m *bigram) ForwardBackward(b *engine.Batch, backward bool, gradScale float
 	if backward {
 		dlogits = logits
 	}
-	m.be.CrossEntropy(losses, dlogits, logits, b.Targets, gradScale)
+	m.be.CrossEntropy(losses, dlogits, logits, b.Targets, gradScale, 0)
 	sum := 0.0
 	for _, l := range m.be.Download(losses) {
 		sum += float64(l)

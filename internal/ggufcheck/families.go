@@ -22,7 +22,10 @@ import (
 // norms and a tied head that llama.cpp's olmo2 needs written out
 // (OLMo-2), every Granite multiplier away from 1, and biases on every
 // projection (LLaMA, Granite: the q/k biases take the interleaved RoPE
-// permutation too).
+// permutation too), and Gemma's sandwich (1 + w) norms, GeGLU, embedding
+// scale, soft caps (Gemma 2), local RoPE base (Gemma 3) and a sliding
+// window of GemmaWindow shorter than the prompts, in llama.cpp's fixed
+// layer patterns (Gemma 3 gets 6 layers so one is full).
 // Its vocabulary is the demo's byte-level tokenizer (259 tokens, BOS
 // 256, EOS 257, pad 258), so prompts are the demo's. Weights are drawn
 // at unit scale (1/sqrt(fan-in) per matrix, a sharper LM head) rather
@@ -55,12 +58,30 @@ var checkConfigs = map[string]map[string]any{
 		"tie_word_embeddings": false, "attention_bias": true, "mlp_bias": true,
 		"embedding_multiplier": 4.0, "residual_multiplier": 0.5, "attention_multiplier": 0.125, "logits_scaling": 2.5,
 	},
+	"gemma2": {
+		"architectures": []string{arch.Gemma2}, "model_type": "gemma2",
+		"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+		"head_dim": 24, "intermediate_size": 128, "rope_theta": 10000.0, "rms_norm_eps": 1e-6,
+		"query_pre_attn_scalar": 24, "sliding_window": GemmaWindow, "hidden_activation": "gelu_pytorch_tanh",
+		"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0,
+	},
+	"gemma3": {
+		"architectures": []string{arch.Gemma3}, "model_type": "gemma3_text",
+		"hidden_size": 64, "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 2,
+		"head_dim": 24, "intermediate_size": 128, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+		"rms_norm_eps": 1e-6, "query_pre_attn_scalar": 24, "sliding_window": GemmaWindow,
+		"sliding_window_pattern": 6, "hidden_activation": "gelu_pytorch_tanh",
+	},
 	"gpt2": {
 		"architectures": []string{arch.GPT2}, "model_type": "gpt2",
 		"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 128, "activation_function": "gelu_new",
 		"layer_norm_epsilon": 1e-5,
 	},
 }
+
+// GemmaWindow is the sliding window of the Gemma check models: shorter
+// than the check's prompts, so the windows matter.
+const GemmaWindow = 8
 
 // demoVocab is the demo tokenizer's size and special tokens.
 const (
@@ -108,15 +129,25 @@ func CheckModel(family string, be engine.Backend, seed uint64) (model.Model, err
 	return model.FromWeights(cfg, be, w, model.Options{})
 }
 
-// unitScale draws a tensor's values: norm weights near 1, biases near 0,
-// embeddings of unit variance, matrices with variance 1/fan-in (three
-// times that spread for the LM head).
+// unitScale draws a tensor's values: norm scales near 1 (a (1 + w)
+// norm's w near 0), biases near 0, embeddings of unit variance (Gemma's:
+// see below), matrices with variance 1/fan-in (three times that spread
+// for the LM head).
 func unitScale(fam *arch.Family, t model.NamedWeight, rng *rand.Rand) []float32 {
 	mean, std := 0.0, 0.1
 	switch {
 	case len(t.Shape) == 1 && strings.HasSuffix(t.Name, ".weight"):
-		mean = 1 // a norm's scale
+		if fam.Norm != arch.OffsetRMSNorm {
+			mean = 1 // a norm's scale
+		}
 	case len(t.Shape) == 1: // a bias
+	case t.Name == fam.Embed+".weight" && fam.EmbedScale != arch.NoEmbedScale:
+		// Gemma multiplies by sqrt(hidden), and its tied head reads the
+		// same table: at unit variance each position's own token would
+		// win with p ≈ 1 (the residual stream is mostly its embedding).
+		// 2/sqrt(hidden) gives inputs of variance 4 and peaked but
+		// unsaturated distributions (top probability 0.1-0.99).
+		std = 2 / math.Sqrt(float64(t.Shape[1]))
 	case t.Name == fam.Embed+".weight":
 		std = 1
 	case fam.PosEmbed != "" && t.Name == fam.PosEmbed+".weight":

@@ -14,11 +14,12 @@ import (
 const demoDir = "../../testdata/demo"
 
 // TestWriteEveryFamily writes the check model of every family mkcheck
-// offers and loads it back: a folder of that model_type with the demo's
-// tokenizer, whose next-token distributions are finite (sum to 1).
+// offers and loads it back: a folder of that model_type (gemma3:
+// gemma3_text) with the demo's tokenizer, whose next-token distributions
+// are finite (sum to 1).
 func TestWriteEveryFamily(t *testing.T) {
 	fams := Families()
-	require.Equal(t, []string{"glm4", "gpt2", "granite", "llama", "olmo2", "phi3", "qwen2", "qwen3"}, fams)
+	require.Equal(t, []string{"gemma2", "gemma3", "glm4", "gpt2", "granite", "llama", "olmo2", "phi3", "qwen2", "qwen3"}, fams)
 	for _, fam := range fams {
 		t.Run(fam, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "out")
@@ -26,7 +27,11 @@ func TestWriteEveryFamily(t *testing.T) {
 			assert.FileExists(t, filepath.Join(dir, "tokenizer.json"))
 			m, err := model.Load(dir, cpu.New())
 			require.NoError(t, err)
-			assert.Equal(t, fam, m.Config().ModelType)
+			modelType := fam
+			if fam == "gemma3" {
+				modelType = "gemma3_text" // Gemma3ForCausalLM's text config
+			}
+			assert.Equal(t, modelType, m.Config().ModelType)
 			probs, err := NextProbs(m, []int32{256, 72, 105})
 			require.NoError(t, err)
 			for _, row := range probs {
@@ -42,5 +47,5 @@ func TestWriteEveryFamily(t *testing.T) {
 
 func TestWriteUnknownFamily(t *testing.T) {
 	err := Write("mamba", demoDir, t.TempDir(), cpu.New(), 1)
-	require.ErrorContains(t, err, `no check model for family "mamba" (have glm4, gpt2, granite, llama, olmo2, phi3, qwen2, qwen3)`)
+	require.ErrorContains(t, err, `no check model for family "mamba" (have gemma2, gemma3, glm4, gpt2, granite, llama, olmo2, phi3, qwen2, qwen3)`)
 }

@@ -20,6 +20,7 @@ var wantMethods = map[string]string{
 	"lora": "lora", "lora-all-linear": "lora", "rslora": "lora", "dora": "lora",
 	"gpt2-lora": "lora", "gpt2-dora": "lora", "qwen2-lora-all-linear": "lora", "qwen2-dora": "lora", "qwen3-lora": "lora", "olmo2-lora": "lora", "granite-lora": "lora", "olmo2-adapter-houlsby": "adapter", "granite-adapter-parallel": "adapter", "mistral-swa-lora": "lora", "qwen2-swa-lora": "lora",
 	"phi3-lora": "lora", "phi3-dora": "lora", "glm-lora": "lora", "glm4-lora": "lora", "glm4-adapter-houlsby": "adapter", "phi3-prefix": "prefix",
+	"gemma2-lora": "lora", "gemma3-lora": "lora", "gemma2-prompt": "prompt", "gemma3-prompt": "prompt", "gemma2-prefix": "prefix",
 	"adapter-houlsby": "adapter", "adapter-pfeiffer": "adapter", "adapter-parallel": "adapter",
 	"adapter-series": "adapter", "adapter-parallel-normed": "adapter",
 	"gpt2-adapter-houlsby": "adapter", "gpt2-adapter-pfeiffer": "adapter", "gpt2-adapter-parallel": "adapter",

@@ -629,24 +629,25 @@ void elementwise_tests() {
         y.ptr(d).i(dt).ptr(b).i(dt).ptr(a).i(dt).i(n).i(act);
         run("gt_activation_backward", y, [&](size_t i) { return d0[i] + bv[i] * act_g(av[i], act); }, d);
       }
-      {
+      for (int act : {2, 3}) {  // gated activations: SwiGLU (silu) and GeGLU (gelu_tanh)
+        std::string k = act == 2 ? "gt_swiglu" : "gt_geglu";
         d.poison();
         Args x;
         x.ptr(d).i(dt).ptr(a).i(dt).ptr(b).i(dt).i(n);
-        run("gt_swiglu", x, [&](size_t i) { return act_f(av[i], 2) * bv[i]; }, d);
+        run(k.c_str(), x, [&](size_t i) { return act_f(av[i], act) * bv[i]; }, d);
         Buf dg(n, dt), du(n, dt);
         auto g0 = dg.upload(randn(n)), u0 = du.upload(randn(n));
         auto dov = d.upload(randn(n));
         Args y;
         y.ptr(dg).i(dt).ptr(du).i(dt).ptr(d).i(dt).ptr(a).i(dt).ptr(b).i(dt).i(n);
-        launch("gt_swiglu_backward", ew_grid(n), 1, 1, 0, y);
+        launch((k + "_backward").c_str(), ew_grid(n), 1, 1, 0, y);
         std::vector<double> rg(n), ru(n);
         for (int i = 0; i < n; i++) {
-          rg[i] = g0[i] + dov[i] * bv[i] * act_g(av[i], 2);
-          ru[i] = u0[i] + dov[i] * act_f(av[i], 2);
+          rg[i] = g0[i] + dov[i] * bv[i] * act_g(av[i], act);
+          ru[i] = u0[i] + dov[i] * act_f(av[i], act);
         }
-        expect_close("gt_swiglu_backward dgate" + sfx, dg.download(), rg, tol);
-        expect_close("gt_swiglu_backward dup" + sfx, du.download(), ru, tol);
+        expect_close(k + "_backward dgate" + sfx, dg.download(), rg, tol);
+        expect_close(k + "_backward dup" + sfx, du.download(), ru, tol);
       }
       {  // conversion through copy_block: f32 -> dt
         f32.upload(randn(n));
@@ -811,7 +812,8 @@ void elementwise_tests() {
         expect_close("gt_layernorm_backward dw" + sfx, dw.download(), rdw, tol);
         expect_close("gt_layernorm_backward db" + sfx, db.download(), rdb, tol);
       }
-      {  // cross-entropy, in place (dlogits aliases logits)
+      for (float cap : {0.f, 3.f}) {  // cross-entropy, in place (dlogits aliases logits); soft-capped logits
+        std::string what = std::string("gt_cross_entropy") + (cap > 0 ? " soft_cap" : "");
         Buf lg(n, dt), losses(rows, 0);
         auto lv = lg.upload(randn(n, 2.f));
         std::vector<int> labels(rows);
@@ -821,7 +823,7 @@ void elementwise_tests() {
         check_cu(D.cuMemcpyHtoD_v2(lab, labels.data(), rows * 4), "upload");
         losses.poison();
         Args a;
-        a.ptr(losses).ptr(lg).i(dt).ptr(lg).i(dt).ptr(lab).i(rows).i(cols).f(0.5f);
+        a.ptr(losses).ptr(lg).i(dt).ptr(lg).i(dt).ptr(lab).i(rows).i(cols).f(0.5f).f(cap);
         launch("gt_cross_entropy", rows, 1, 1, 0, a);
         std::vector<double> rl(rows), rg(n);
         for (int i = 0; i < rows; i++) {
@@ -831,11 +833,13 @@ void elementwise_tests() {
           double lse = std::log(s) + mx;
           bool ign = labels[i] < 0;
           rl[i] = ign ? 0 : lse - lv[i * cols + labels[i]];
-          for (int j = 0; j < cols; j++)
-            rg[i * cols + j] = ign ? 0 : 0.5 * (std::exp(lv[i * cols + j] - lse) - (j == labels[i] ? 1 : 0));
+          for (int j = 0; j < cols; j++) {
+            double y = lv[i * cols + j], slope = cap > 0 ? 1 - (y / cap) * (y / cap) : 1;
+            rg[i * cols + j] = ign ? 0 : 0.5 * (std::exp(y - lse) - (j == labels[i] ? 1 : 0)) * slope;
+          }
         }
-        expect_close("gt_cross_entropy loss" + sfx, losses.download(), rl, tol);
-        expect_close("gt_cross_entropy dlogits" + sfx, lg.download(), rg, tol);
+        expect_close(what + " loss" + sfx, losses.download(), rl, tol);
+        expect_close(what + " dlogits" + sfx, lg.download(), rg, tol);
         D.cuMemFree_v2(lab);
       }
       {  // embedding forward/backward (ids include an out-of-range one)

@@ -17,7 +17,7 @@ import (
 // through the fused LoRA kernels, and nothing may fall back to the host.
 func TestFusedOnCUDA(t *testing.T) {
 	names := []string{"dora", "gpt2-dora", "gpt2-lora", "lora", "qwen2-dora", "qwen3-lora", "olmo2-lora", "granite-lora", "mistral-swa-lora", "qwen2-swa-lora",
-		"phi3-lora", "phi3-dora", "glm-lora", "glm4-lora"}
+		"phi3-lora", "phi3-dora", "glm-lora", "glm4-lora", "gemma2-lora", "gemma3-lora"}
 	var sets []*golden.MethodSet
 	for _, s := range methodtest.Sets(t, methodtest.Root, "lora") {
 		if slices.Contains(names, s.Meta.Name) {

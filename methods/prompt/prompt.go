@@ -196,6 +196,10 @@ func ApplyPromptTuning(m model.Model, cfg TuningConfig) (*Adapter, error) {
 		be.UploadInt32(idt, ids)
 		be.Embedding(tb.e.W, tokenEmbedding(m).W, idt)
 		be.Free(idt)
+		if s := m.TokenEmbeddingScale(); s != 1 {
+			// PEFT reads word_embeddings(ids): Gemma 3's module scales them.
+			be.Scale(tb.e.W, s)
+		}
 	} else {
 		rng := rand.New(rand.NewPCG(cfg.Seed, 0x70726f6d)) // "prom"
 		be.Upload(tb.e.W, params.Normal(rng, P*D, 1))

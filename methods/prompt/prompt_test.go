@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stretchr/testify/assert"
-
 	"github.com/gotune/gotune/engine/cpu"
 	"github.com/gotune/gotune/engine/data"
 	"github.com/gotune/gotune/engine/hfconfig"
@@ -19,6 +17,8 @@ import (
 	"github.com/gotune/gotune/internal/fieldpaths"
 	"github.com/gotune/gotune/internal/golden"
 	"github.com/gotune/gotune/methods/internal/methodtest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestEncoderFiniteDifferences checks the prompt encoders' backward
@@ -161,6 +161,32 @@ func TestTextInit(t *testing.T) {
 		if pc.PromptTuningInit != "TEXT" || *pc.PromptTuningInitText != "x" || *pc.TokenizerNameOrPath != "tok" {
 			t.Errorf("config %+v", pc)
 		}
+	}
+}
+
+// TestTextInitGemma3 checks that TEXT takes the embeddings as Gemma 3's
+// scaled embedding module returns them (PEFT's word_embeddings(ids)):
+// the table's rows times sqrt(hidden); Gemma 2 scales later, with the
+// virtual tokens, so its rows are copied as stored.
+func TestTextInitGemma3(t *testing.T) {
+	for _, tc := range []struct {
+		set   string
+		scale float64
+	}{{"gemma3", math.Sqrt(32)}, {"gemma2", 1}} {
+		m, err := model.Load(filepath.Join(methodtest.Root, "..", tc.set), cpu.New())
+		require.NoError(t, err)
+		a, err := ApplyPromptTuning(m, TuningConfig{NumVirtualTokens: 2, Init: InitText, InitText: "x", InitTokenIDs: []int32{9, 4}})
+		require.NoError(t, err)
+		emb, _ := m.Param("model.embed_tokens.weight")
+		table := m.Backend().Download(emb.W)
+		D := m.Config().Hidden
+		var want []float32
+		for _, id := range []int{9, 4} {
+			for _, v := range table[id*D : (id+1)*D] {
+				want = append(want, float32(float64(v)*float64(float32(tc.scale))))
+			}
+		}
+		assert.InDeltaSlice(t, want, m.Backend().Download(a.Embeddings()), 1e-6, tc.set)
 	}
 }
 

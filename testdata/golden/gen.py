@@ -304,6 +304,37 @@ def gpt2_weights(cfg, rng, std=0.1, emb_std=0.2):
     return w
 
 
+def gemma_weights(cfg, rng, std=0.1, emb_std=0.2):
+    """Random Gemma 2/3 weights in Hugging Face names and shapes (tied LM head).
+
+    Norm weights are offsets from 1 ((1 + w) RMSNorm), drawn around 0 so a
+    norm that forgot the 1, or the offset, is far off.
+    """
+    g3 = cfg["model_type"] == "gemma3_text"
+    d = cfg["hidden_size"]
+    hd = cfg["head_dim"]
+    q_out = cfg["num_attention_heads"] * hd
+    kv_out = cfg["num_key_value_heads"] * hd
+    inter = cfg["intermediate_size"]
+    w = {"model.embed_tokens.weight": randn(rng, (cfg["vocab_size"], d), emb_std)}
+    for i in range(cfg["num_hidden_layers"]):
+        pre = "model.layers.%d." % i
+        for name, out in (("q", q_out), ("k", kv_out), ("v", kv_out)):
+            w[pre + "self_attn.%s_proj.weight" % name] = randn(rng, (out, d), std)
+        w[pre + "self_attn.o_proj.weight"] = randn(rng, (d, q_out), std)
+        if g3:
+            w[pre + "self_attn.q_norm.weight"] = randn(rng, (hd,), 0.2)
+            w[pre + "self_attn.k_norm.weight"] = randn(rng, (hd,), 0.2)
+        w[pre + "mlp.gate_proj.weight"] = randn(rng, (inter, d), std)
+        w[pre + "mlp.up_proj.weight"] = randn(rng, (inter, d), std)
+        w[pre + "mlp.down_proj.weight"] = randn(rng, (d, inter), std)
+        for norm in ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                     "post_feedforward_layernorm"):
+            w[pre + norm + ".weight"] = randn(rng, (d,), 0.2)
+    w["model.norm.weight"] = randn(rng, (d,), 0.2)
+    return w
+
+
 def golden_data(rng, vocab):
     """Two sequences of 8 tokens with different numbers of counted targets.
 
@@ -454,6 +485,30 @@ MODELS = [
         "weights": lambda cfg, rng: llama_weights(cfg, rng, qkv_bias=True),
         "runs": standard_runs([]),
     },
+    {
+        "name": "gemma2",
+        "seed": 7007,
+        # 8-token sequences, window 3: the sliding layers (0 and 2) see less
+        # than the full one; both soft caps small enough to bend the scores
+        # and logits; query_pre_attn_scalar away from head_dim
+        "config": hfio.gemma2_config(vocab=64, hidden=32, layers=3, heads=4, kv_heads=2, head_dim=8, inter=40,
+                                     max_pos=64, theta=1e4, eps=1e-6, query_pre_attn_scalar=20,
+                                     sliding_window=3, attn_softcap=1.0, final_softcap=2.0),
+        "weights": lambda cfg, rng: gemma_weights(cfg, rng),
+        "runs": standard_runs([]),
+    },
+    {
+        "name": "gemma3",
+        "seed": 8008,
+        # layers 0 and 1 slide (window 3, local RoPE base), layer 2 is full
+        # (rope_theta with linear scaling); head_dim 12 is not hidden/heads
+        "config": hfio.gemma3_config(vocab=64, hidden=32, layers=3, heads=4, kv_heads=2, head_dim=12, inter=40,
+                                     max_pos=64, theta=1e6, local_theta=1e4,
+                                     rope_scaling={"factor": 2.0, "rope_type": "linear"}, eps=1e-6,
+                                     query_pre_attn_scalar=16, sliding_window=3, sliding_window_pattern=3),
+        "weights": lambda cfg, rng: gemma_weights(cfg, rng),
+        "runs": standard_runs([]),
+    },
 ]
 
 
@@ -576,6 +631,16 @@ METHOD_RUNS = [
     ("glm4-adapter-houlsby", "glm4", Bottleneck("houlsby", reduction_factor=4, non_linearity="relu"), 2.3),
     # As prefix-local: the norm moves by under 1% a step, every step unclipped.
     ("phi3-prefix", "phi3", PrefixTuning(num_virtual_tokens=3, std=0.5), 1.0),
+    ("gemma2-lora", "gemma2", LoRA(r=4, alpha=8, targets=("all-linear",)), 2.5),
+    ("gemma3-lora", "gemma3", LoRA(r=4, alpha=8, targets=("all-linear",)), 2.8),
+    # Prompt tuning tells Gemma 2 (virtual tokens scaled by sqrt(hidden)
+    # with the rest of inputs_embeds) from Gemma 3 (only the embedding
+    # module's output is scaled).
+    ("gemma2-prompt", "gemma2", PromptTuning(num_virtual_tokens=3), 0.95),
+    ("gemma3-prompt", "gemma3", PromptTuning(num_virtual_tokens=3), 1.28),
+    # A prefix is a past KV cache: sliding layers see only its last
+    # window - 1 positions from the first real token on.
+    ("gemma2-prefix", "gemma2", PrefixTuning(num_virtual_tokens=3, std=0.5), 0.21),
 ]
 
 # How far (relative) every gradient norm must stay from max_grad_norm, so
@@ -695,6 +760,15 @@ def self_check():
     # repeat_kv: query head h reads kv head h // n_rep.
     r = ref.repeat_kv(x[:, :2], 3)
     assert all(torch.equal(r[:, h], x[:, h // 3]) for h in range(6))
+    # A sliding window as transformers masks it (Gemma2DecoderLayer: the
+    # mask's entries below diagonal -window are -inf) with a cache of 2.
+    q = x[:, :, :3]
+    for window in (1, 2, 4):
+        out = ref.causal_attention(q, x, x, window=window)
+        allowed = torch.ones(5, 5, dtype=torch.bool).tril() & ~torch.ones(5, 5, dtype=torch.bool).tril(-window)
+        s = (q @ x.transpose(2, 3)) / math.sqrt(8)
+        want = torch.softmax(s.masked_fill(~allowed[2:], float("-inf")), -1) @ x
+        assert torch.allclose(out, want, rtol=0, atol=1e-14), window
     # causal attention with a 2-position prefix, against an explicit loop.
     q = x[:, :, :3]
     out = ref.causal_attention(q, x, x)
@@ -715,6 +789,9 @@ def self_check():
     assert [ref.layer_window(MODELS[6]["config"], i) for i in range(2)] == [3, 3]
     assert [ref.layer_window(MODELS[7]["config"], i) for i in range(2)] == [None, 3]
     assert ref.layer_window(MODELS[1]["config"], 1) is None
+    gemma = {m["name"]: m["config"] for m in MODELS if m["name"].startswith("gemma")}
+    assert [ref.layer_window(gemma["gemma2"], i) for i in range(3)] == [3, None, 3]
+    assert [ref.layer_window(gemma["gemma3"], i) for i in range(3)] == [3, 3, None]
 
 
 def method_check():
@@ -804,7 +881,8 @@ def prefix_check():
     """
     ids = torch.tensor([[5, 9, 33, 2, 17, 40, 11, 60]])
     p = 3
-    for spec in (MODELS[0], MODELS[1], MODELS[2]):
+    gemma2 = next(m for m in MODELS if m["name"] == "gemma2")  # the cache under sliding windows
+    for spec in (MODELS[0], MODELS[1], MODELS[2], gemma2):
         cfg = spec["config"]
         base = spec["weights"](cfg, np.random.RandomState(7))
         params = {n: t.double() for n, t in base.items()}

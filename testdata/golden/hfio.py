@@ -255,6 +255,66 @@ def granite_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, theta
     return dict(sorted(c.items()))
 
 
+def _gemma_config(arch, model_type, vocab, hidden, layers, heads, kv_heads, head_dim, inter, max_pos, theta, eps,
+                  query_pre_attn_scalar, sliding_window, **extra):
+    """The keys Gemma2Config and Gemma3TextConfig share (tied embeddings by
+    PretrainedConfig's default, no key; bos 2, eos 1, pad 0), plus extra."""
+    c = {
+        "architectures": [arch],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": 2,
+        "cache_implementation": "hybrid",
+        "eos_token_id": 1,
+        "head_dim": head_dim,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "hidden_size": hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": inter,
+        "max_position_embeddings": max_pos,
+        "model_type": model_type,
+        "num_attention_heads": heads,
+        "num_hidden_layers": layers,
+        "num_key_value_heads": kv_heads,
+        "pad_token_id": 0,
+        "query_pre_attn_scalar": query_pre_attn_scalar,
+        "rms_norm_eps": eps,
+        "rope_theta": float(theta),
+        "sliding_window": sliding_window,
+        "torch_dtype": "float32",
+        "transformers_version": TRANSFORMERS_VERSION,
+        "use_cache": True,
+        "vocab_size": vocab,
+    }
+    c.update(extra)
+    return dict(sorted(c.items()))
+
+
+def gemma2_config(vocab, hidden, layers, heads, kv_heads, head_dim, inter, max_pos, theta, eps,
+                  query_pre_attn_scalar, sliding_window, attn_softcap, final_softcap):
+    """config.json of a Gemma2ForCausalLM (transformers' Gemma2Config keys, as
+    google/gemma-2-2b's, with the unused hidden_act beside hidden_activation);
+    no layer_types: the default alternation, layer 0 slides."""
+    return _gemma_config("Gemma2ForCausalLM", "gemma2", vocab, hidden, layers, heads, kv_heads, head_dim, inter,
+                         max_pos, theta, eps, query_pre_attn_scalar, sliding_window,
+                         attn_logit_softcapping=attn_softcap, final_logit_softcapping=final_softcap,
+                         hidden_act="gelu_pytorch_tanh")
+
+
+def gemma3_config(vocab, hidden, layers, heads, kv_heads, head_dim, inter, max_pos, theta, local_theta,
+                  rope_scaling, eps, query_pre_attn_scalar, sliding_window, sliding_window_pattern):
+    """config.json of a Gemma3ForCausalLM (transformers' Gemma3TextConfig keys,
+    as google/gemma-3-1b-it's): model_type gemma3_text, the layer pattern as
+    sliding_window_pattern (one full layer every pattern), RoPE bases for
+    global (rope_theta, rope_scaling) and sliding layers
+    (rope_local_base_freq), no soft caps, eos [1, 106]."""
+    return _gemma_config("Gemma3ForCausalLM", "gemma3_text", vocab, hidden, layers, heads, kv_heads, head_dim,
+                         inter, max_pos, theta, eps, query_pre_attn_scalar, sliding_window,
+                         attn_logit_softcapping=None, final_logit_softcapping=None, eos_token_id=[1, 106],
+                         rope_local_base_freq=float(local_theta), rope_scaling=rope_scaling,
+                         sliding_window_pattern=sliding_window_pattern)
+
+
 def phi3_config(vocab, hidden, layers, heads, kv_heads, inter, max_pos, original_max_pos, theta, eps, tied,
                 partial_rotary_factor, short_factor, long_factor, sliding_window, bos=1, eos=2):
     """config.json of a Phi3ForCausalLM (transformers' Phi3Config keys, as Phi-4-mini's has them).

@@ -117,14 +117,15 @@ def gelu_new(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
-def rope_tables(head_dim, theta, positions, dtype):
+def rope_tables(head_dim, theta, positions, dtype, linear_factor=1.0):
     """cos, sin [T, head_dim] for rotate_half RoPE, as LlamaRotaryEmbedding.
 
     inv_freq = 1 / theta^(arange(0, d, 2) / d); emb = cat(freqs, freqs).
     transformers evaluates these in float32; here they are evaluated in the
-    compute dtype (float64), the exact values.
+    compute dtype (float64), the exact values. linear_factor divides the
+    frequencies (rope_scaling {"rope_type": "linear"}).
     """
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)) / linear_factor
     freqs = positions.to(torch.float64)[:, None] * inv_freq[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -201,24 +202,28 @@ def repeat_kv(x, n_rep):
     return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
 
 
-def causal_attention(q, k, v, scale=None, window=None, dropout=None):
+def causal_attention(q, k, v, scale=None, window=None, dropout=None, softcap=None):
     """Eager causal attention. q [B, H, T, D], k/v [B, H, S, D] with S >= T.
 
     Query t may see keys s <= t + (S - T): the S - T leading keys (a prefix
     or cache) are visible to every query. Scores are scaled by 1/sqrt(D),
-    or by scale when given (Granite's attention_multiplier). With a sliding
-    window, query t sees only the keys s > t + (S - T) - window
-    (transformers' sliding-window mask, kv_idx > q_idx - sliding_window).
-    dropout, a (p, seed) pair, drops attention probabilities after the
-    softmax with gotune's mask (dropout_keep over the row-major index of
-    the [B, H, T, S] probabilities) and scales the kept ones by 1/(1 - p),
-    as nn.functional.dropout does with its own random mask.
+    or by scale when given (Granite's attention_multiplier, Gemma's
+    query_pre_attn_scalar^-0.5), then soft-capped, softcap*tanh(s/softcap)
+    (Gemma 2's attn_logit_softcapping). With a sliding window, query t sees
+    only the keys s > t + (S - T) - window (transformers' sliding-window
+    mask, kv_idx > q_idx - sliding_window; a cache's keys count as earlier
+    positions). dropout, a (p, seed) pair, drops attention probabilities
+    after the softmax with gotune's mask (dropout_keep over the row-major
+    index of the [B, H, T, S] probabilities) and scales the kept ones by
+    1/(1 - p), as nn.functional.dropout does with its own random mask.
     """
     t, s = q.shape[2], k.shape[2]
     if scale is None:
         scores = (q @ k.transpose(2, 3)) / math.sqrt(q.shape[-1])
     else:
         scores = (q @ k.transpose(2, 3)) * scale
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
     qi = torch.arange(t)[:, None] + (s - t)
     kj = torch.arange(s)[None, :]
     mask = kj > qi
@@ -229,6 +234,26 @@ def causal_attention(q, k, v, scale=None, window=None, dropout=None):
     if dropout is not None:
         probs = apply_dropout(probs, *dropout)
     return probs @ v
+
+
+def rope_attention(layer, proj, rope, hooks, n_rep, **attention):
+    """A layer's attention from its projections proj (q, k, v [B, H, T, D]):
+    RoPE on q and k (rope = (cos, sin, interleaved) as rotary_tables
+    returns), the hooks' view of the keys and values and their prefix, the
+    GQA repeat, causal_attention (with the given scale, window, dropout,
+    softcap) -> [B, T, H*D]."""
+    cos, sin, interleaved = rope
+    q = apply_rotary(proj["q"], cos, sin, interleaved)
+    k = apply_rotary(proj["k"], cos, sin, interleaved)
+    v = proj["v"]
+    hooks.own_kv(layer, k, v)
+    prefix = hooks.prefix_kv(layer, q.shape[0])
+    if prefix is not None:
+        k = torch.cat((prefix[0], k), dim=2)
+        v = torch.cat((prefix[1], v), dim=2)
+    a = causal_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), **attention)
+    b, h, t, d = a.shape
+    return a.transpose(1, 2).reshape(b, t, h * d)
 
 
 # ---------------------------------------------------------------- dropout masks
@@ -314,13 +339,17 @@ def layer_window(cfg, layer):
     Qwen2Config/Qwen3Config: sliding_window only when
     use_sliding_window, on the layers layer_types marks
     "sliding_attention", or without layer_types those from
-    max_window_layers on. Other families have none.
+    max_window_layers on. Gemma2Config/Gemma3TextConfig: sliding_window on
+    the sliding layers of gemma_layer_types. Other families have none.
     """
     mt = cfg.get("model_type")
     if mt == "mistral":
         return cfg.get("sliding_window", 4096)
     if mt == "phi3":
         return cfg.get("sliding_window")
+    if mt in ("gemma2", "gemma3_text"):
+        sliding = gemma_layer_types(cfg)[layer] == "sliding_attention"
+        return cfg.get("sliding_window", 4096) if sliding else None
     if mt in ("qwen2", "qwen3") and cfg.get("use_sliding_window"):
         types = cfg.get("layer_types")
         if types is not None:
@@ -399,19 +428,9 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
                 # Qwen3Attention: q_norm/k_norm, RMSNorm over each head (head_dim), before RoPE
                 y = rms_norm(y, p[norm], eps)
             proj[name] = y.transpose(1, 2)
-        q = apply_rotary(proj["q"], cos, sin, interleaved)
-        k = apply_rotary(proj["k"], cos, sin, interleaved)
-        v = proj["v"]
-        hooks.own_kv(i, k, v)
-        prefix = hooks.prefix_kv(i, b)
-        if prefix is not None:
-            k = torch.cat((prefix[0], k), dim=2)
-            v = torch.cat((prefix[1], v), dim=2)
-        k = repeat_kv(k, n_heads // n_kv)
-        v = repeat_kv(v, n_heads // n_kv)
-        a = causal_attention(q, k, v, cfg["attention_multiplier"] if granite else None, layer_window(cfg, i),
-                             drop and drop.attention(cfg.get("attention_dropout", 0.0), i))
-        a = a.transpose(1, 2).reshape(b, t, n_heads * head_dim)
+        a = rope_attention(i, proj, (cos, sin, interleaved), hooks, n_heads // n_kv,
+                           scale=cfg["attention_multiplier"] if granite else None, window=layer_window(cfg, i),
+                           dropout=drop and drop.attention(cfg.get("attention_dropout", 0.0), i))
         path = pre + "self_attn.o_proj"
         a = hooks.linear(path, a, p[path + ".weight"], p.get(path + ".bias"))
         a = hooks.after_attn(i, x, a, h)
@@ -446,6 +465,100 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
     logits = hooks.linear("lm_head", h, p.get("lm_head.weight", emb), None)
     if granite:
         logits = logits / cfg["logits_scaling"]
+    return logits
+
+
+def gemma_rms_norm(x, weight, eps):
+    """Gemma2RMSNorm / Gemma3RMSNorm: x * rsqrt(mean(x^2) + eps) * (1 + weight)."""
+    variance = x.pow(2).mean(-1, keepdim=True)
+    return (x * torch.rsqrt(variance + eps)) * (1.0 + weight)
+
+
+def gemma_layer_types(cfg):
+    """layer_types, or transformers' default pattern: layer i slides unless
+    (i+1) is a multiple of 2 (Gemma 2) or of sliding_window_pattern (Gemma 3)."""
+    if cfg.get("layer_types"):
+        return cfg["layer_types"]
+    pattern = cfg.get("sliding_window_pattern", 6) if cfg["model_type"] == "gemma3_text" else 2
+    return ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(cfg["num_hidden_layers"])]
+
+
+def gemma_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
+    """Logits [B, T', V] of Gemma2ForCausalLM / Gemma3ForCausalLM (model_type gemma3_text).
+
+    As modeling_gemma2.py / modeling_gemma3.py: (1 + w) RMSNorms before and
+    after each sub-layer (input_layernorm, post_attention_layernorm,
+    pre_feedforward_layernorm, post_feedforward_layernorm); embeddings
+    times sqrt(hidden_size) in float32 (torch.tensor(hidden**0.5,
+    float32)): Gemma 2 scales the whole inputs_embeds (virtual tokens
+    included), Gemma 3's embedding module scales the token embeddings only;
+    scores scaled by query_pre_attn_scalar^-0.5 and soft-capped by
+    attn_logit_softcapping (Gemma 2); sliding layers see the last
+    sliding_window positions; Gemma 3: per-head (1 + w) q/k norms before
+    RoPE, sliding layers rotate with rope_local_base_freq and no scaling,
+    full layers with rope_theta and rope_scaling (linear); GeGLU MLP
+    (gelu_pytorch_tanh); tied LM head unless lm_head.weight is given;
+    logits soft-capped by final_logit_softcapping. With drop (training
+    mode), attention_dropout on the attention probabilities.
+    """
+    g3 = cfg["model_type"] == "gemma3_text"
+    hidden = cfg["hidden_size"]
+    n_heads = cfg["num_attention_heads"]
+    n_kv = cfg["num_key_value_heads"]
+    head_dim = cfg["head_dim"]
+    eps = cfg["rms_norm_eps"]
+    emb = p["model.embed_tokens.weight"]
+    normalizer = float(torch.tensor(hidden ** 0.5, dtype=torch.float32))
+
+    tokens = emb[input_ids]
+    if g3:
+        tokens = tokens * normalizer
+    h = hooks.input_embeds(tokens)
+    if not g3:
+        h = h * normalizer
+    b, t, _ = h.shape
+    past = hooks.past_length()
+    positions = torch.arange(past, past + t)
+    scaling = cfg.get("rope_scaling") or {}
+    factor = scaling.get("factor", 1.0) if scaling.get("rope_type") == "linear" else 1.0
+    rope_full = rope_tables(head_dim, cfg["rope_theta"], positions, h.dtype, factor) + (False,)
+    rope_local = rope_tables(head_dim, cfg["rope_local_base_freq"], positions, h.dtype) + (False,) if g3 else rope_full
+    scale = cfg["query_pre_attn_scalar"] ** -0.5
+    softcap = None if g3 else cfg.get("attn_logit_softcapping")
+
+    for i, kind in enumerate(gemma_layer_types(cfg)):
+        sliding = kind == "sliding_attention"
+        pre = "model.layers.%d." % i
+        x = gemma_rms_norm(h, p[pre + "input_layernorm.weight"], eps)
+        proj = {}
+        for name, heads in (("q", n_heads), ("k", n_kv), ("v", n_kv)):
+            path = pre + "self_attn.%s_proj" % name
+            y = hooks.linear(path, x, p[path + ".weight"], p.get(path + ".bias")).view(b, t, heads, head_dim)
+            norm = pre + "self_attn.%s_norm.weight" % name
+            if norm in p:
+                y = gemma_rms_norm(y, p[norm], eps)
+            proj[name] = y.transpose(1, 2)
+        a = rope_attention(i, proj, rope_local if sliding else rope_full, hooks, n_heads // n_kv, scale=scale,
+                           softcap=softcap, window=layer_window(cfg, i),
+                           dropout=drop and drop.attention(cfg.get("attention_dropout", 0.0), i))
+        path = pre + "self_attn.o_proj"
+        a = hooks.linear(path, a, p[path + ".weight"], p.get(path + ".bias"))
+        a = hooks.after_attn(i, x, a, h)
+        h = h + gemma_rms_norm(a, p[pre + "post_attention_layernorm.weight"], eps)
+
+        x = gemma_rms_norm(h, p[pre + "pre_feedforward_layernorm.weight"], eps)
+        mlp = pre + "mlp."
+        gate = hooks.linear(mlp + "gate_proj", x, p[mlp + "gate_proj.weight"], None)
+        up = hooks.linear(mlp + "up_proj", x, p[mlp + "up_proj.weight"], None)
+        m = hooks.linear(mlp + "down_proj", gelu_new(gate) * up, p[mlp + "down_proj.weight"], None)
+        m = hooks.after_mlp(i, x, m, h)
+        h = h + gemma_rms_norm(m, p[pre + "post_feedforward_layernorm.weight"], eps)
+
+    h = gemma_rms_norm(h, p["model.norm.weight"], eps)
+    logits = hooks.linear("lm_head", h, p.get("lm_head.weight", emb), None)
+    cap = cfg.get("final_logit_softcapping")
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
     return logits
 
 
@@ -511,6 +624,8 @@ FORWARDS = {
     "Qwen3ForCausalLM": llama_forward,
     "Olmo2ForCausalLM": llama_forward,
     "GraniteForCausalLM": llama_forward,
+    "Gemma2ForCausalLM": gemma_forward,
+    "Gemma3ForCausalLM": gemma_forward,
     "Phi3ForCausalLM": llama_forward,
     "GlmForCausalLM": llama_forward,
     "Glm4ForCausalLM": llama_forward,

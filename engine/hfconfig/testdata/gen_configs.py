@@ -3,7 +3,7 @@
 
 The configurations follow published Hugging Face checkpoints of each
 supported architecture (TinyLlama-1.1B, Llama-3.2-1B-Instruct,
-Mistral-7B-v0.1, Qwen2-0.5B, gpt2). Each is written the way transformers'
+Mistral-7B-v0.1, Qwen2-0.5B, gpt2, gemma-2-2b, gemma-3-1b-it). Each is written the way transformers'
 PretrainedConfig.to_json_file does, json.dumps(indent=2, sort_keys=True)
 plus a newline, so the Go tests can check that an unchanged config is saved
 back byte for byte.
@@ -71,6 +71,30 @@ CONFIGS = {
         "vocab_size": 50257,
         # A custom key with non-ASCII text, to check escaping on save.
         "x_note": "h\u00e9llo \u2713 \U0001F600 <tag> & \"q\"\t",
+    },
+    "gemma2": {
+        "architectures": ["Gemma2ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+        "attn_logit_softcapping": 50.0, "bos_token_id": 2, "cache_implementation": "hybrid",
+        "eos_token_id": 1, "final_logit_softcapping": 30.0, "head_dim": 256,
+        "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh",
+        "hidden_size": 2304, "initializer_range": 0.02, "intermediate_size": 9216,
+        "max_position_embeddings": 8192, "model_type": "gemma2", "num_attention_heads": 8,
+        "num_hidden_layers": 26, "num_key_value_heads": 4, "pad_token_id": 0,
+        "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
+        "sliding_window": 4096, "torch_dtype": "float32", "transformers_version": "4.42.4",
+        "use_cache": True, "vocab_size": 256000,
+    },
+    "gemma3": {
+        "architectures": ["Gemma3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+        "attn_logit_softcapping": None, "bos_token_id": 2, "cache_implementation": "hybrid",
+        "eos_token_id": [1, 106], "final_logit_softcapping": None, "head_dim": 256,
+        "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 1152, "initializer_range": 0.02,
+        "intermediate_size": 6912, "max_position_embeddings": 32768, "model_type": "gemma3_text",
+        "num_attention_heads": 4, "num_hidden_layers": 26, "num_key_value_heads": 1,
+        "pad_token_id": 0, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06,
+        "rope_local_base_freq": 10000, "rope_scaling": None, "rope_theta": 1000000,
+        "sliding_window": 512, "sliding_window_pattern": 6, "torch_dtype": "bfloat16",
+        "transformers_version": "4.50.0.dev0", "use_cache": True, "vocab_size": 262144,
     },
 }
 

@@ -3,7 +3,7 @@
 // or GLM-4 variant of the demo model, or the seeded check model of
 // another family.
 //
-//	go run ./internal/ggufcheck/mkcheck --family qwen2|phi3|glm4|llama|qwen3|olmo2|granite|gpt2 --out DIR
+//	go run ./internal/ggufcheck/mkcheck --family qwen2|phi3|glm4|llama|qwen3|olmo2|granite|gemma2|gemma3|gpt2 --out DIR
 package main
 
 import (
@@ -17,7 +17,7 @@ import (
 )
 
 func main() {
-	family := flag.String("family", "", "model_type of the model to write: "+strings.Join(ggufcheck.Families(), ", ")+
+	family := flag.String("family", "", "the model to write (its model_type; gemma3 writes gemma3_text): "+strings.Join(ggufcheck.Families(), ", ")+
 		" (qwen2, phi3 and glm4 are variants of the demo model, the others seeded random models) (required)")
 	from := flag.String("from", "testdata/demo", "the demo model `DIR` (weights of the variants, tokenizer of all)")
 	out := flag.String("out", "", "output `DIR` (required)")
