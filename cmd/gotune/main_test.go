@@ -111,7 +111,7 @@ func goldenTrainArgs(set *golden.Set, run *golden.Run, out string) []string {
 // then reloads the saved model and compares its weights with PyTorch's
 // weights after the same steps.
 func TestTrainMatchesGolden(t *testing.T) {
-	for _, name := range []string{"llama-gqa", "gpt2", "qwen3", "olmo2", "granite", "mistral-swa", "qwen2-swa", "gpt2-dropout", "llama-dropout", "phi3", "glm", "glm4", "gemma2", "gemma3"} {
+	for _, name := range []string{"llama-gqa", "gpt2", "qwen3", "olmo2", "granite", "mistral-swa", "qwen2-swa", "gpt2-dropout", "llama-dropout", "phi3", "phi3-dropout", "glm", "glm4", "gemma2", "gemma3"} {
 		t.Run(name, func(t *testing.T) {
 			set, err := golden.Load(filepath.Join(goldenDir, name))
 			if err != nil {
@@ -310,7 +310,7 @@ func cudaDriver(t *testing.T) string {
 // flag to kernels, end to end.
 func TestTrainOnCUDABackend(t *testing.T) {
 	lib := cudaDriver(t)
-	for _, name := range []string{"llama-gqa", "gpt2", "qwen3", "olmo2", "granite", "mistral-swa", "qwen2-swa", "gpt2-dropout", "llama-dropout", "phi3", "glm", "glm4", "gemma2", "gemma3"} {
+	for _, name := range []string{"llama-gqa", "gpt2", "qwen3", "olmo2", "granite", "mistral-swa", "qwen2-swa", "gpt2-dropout", "llama-dropout", "phi3", "phi3-dropout", "glm", "glm4", "gemma2", "gemma3"} {
 		t.Run(name, func(t *testing.T) {
 			set, err := golden.Load(filepath.Join(goldenDir, name))
 			if err != nil {

@@ -7,7 +7,8 @@ import "fmt"
 // embeddings, attn_pdrop on the attention probabilities and resid_pdrop
 // on the outputs of attn.c_proj and mlp.c_proj (GPT2Config defaults each
 // to 0.1); the attention_dropout of the LLaMA-like families on the
-// attention probabilities (default 0). Other dropout keys are read by
+// attention probabilities (default 0); Phi-3's resid_pdrop on the outputs
+// of o_proj and down_proj (default 0). Other dropout keys are read by
 // none of these families' modules (see honesty.go).
 
 // dropoutKey is one dropout probability a family reads.
@@ -23,8 +24,13 @@ func embdDropout(c *Config) *float64  { return &c.EmbdDropout }
 
 // dropoutKeysOf returns the dropout keys arch reads.
 func dropoutKeysOf(arch string) []dropoutKey {
-	if arch == ArchGPT2 {
+	switch arch {
+	case ArchGPT2:
 		return []dropoutKey{{"attn_pdrop", 0.1, attnDropout}, {"resid_pdrop", 0.1, residDropout}, {"embd_pdrop", 0.1, embdDropout}}
+	case ArchPhi3:
+		// Phi3DecoderLayer's resid_attn_dropout and resid_mlp_dropout;
+		// Phi3Model has no embedding dropout, so embd_pdrop is warned about.
+		return []dropoutKey{{"attention_dropout", 0, attnDropout}, {"resid_pdrop", 0, residDropout}}
 	}
 	return []dropoutKey{{"attention_dropout", 0, attnDropout}}
 }

@@ -545,13 +545,6 @@ func (p *parser) llama(c *Config) error {
 		if _, err := p.intOr("original_max_position_embeddings", 4096); err != nil {
 			return err
 		}
-		// Phi3DecoderLayer drops each sub-layer's output with resid_pdrop
-		// in training; gotune has no golden for it on Phi-3 yet.
-		if v, err := p.floatOr("resid_pdrop", 0); err != nil {
-			return err
-		} else if v != 0 {
-			return p.errf("resid_pdrop", "%v: Phi-3's residual dropout is not implemented (gotune would train a different model); set it to 0", v)
-		}
 	}
 	return p.slidingWindow(c)
 }

@@ -16,7 +16,7 @@ import (
 // TestGolden compares logits, loss and every parameter's gradient with the
 // PyTorch reference values of each golden set.
 func TestGolden(t *testing.T) {
-	for _, name := range []string{"llama-gqa", "qwen2-tied", "gpt2", "qwen3", "olmo2", "granite", "mistral-swa", "qwen2-swa", "gpt2-dropout", "llama-dropout", "phi3", "glm", "glm4", "gemma2", "gemma3"} {
+	for _, name := range []string{"llama-gqa", "qwen2-tied", "gpt2", "qwen3", "olmo2", "granite", "mistral-swa", "qwen2-swa", "gpt2-dropout", "llama-dropout", "phi3", "phi3-dropout", "glm", "glm4", "gemma2", "gemma3"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(goldenRoot, name)
 			if _, err := os.Stat(filepath.Join(dir, "meta.json")); err != nil {

@@ -465,6 +465,20 @@ MODELS = [
         "extra": lambda params, cfg, ids: {"short_logits": ref.forward(params, cfg, ids[:, :5])},
     },
     {
+        "name": "phi3-dropout",
+        "seed": 11011,
+        # phi3's model with resid_pdrop 0.1 on the o_proj and down_proj
+        # outputs (Phi3DecoderLayer's resid_attn_dropout, resid_mlp_dropout);
+        # the masks are gotune's, drawn from the run's seed (reference.Dropout)
+        "config": dict(hfio.phi3_config(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, inter=40, max_pos=64,
+                                        original_max_pos=6, theta=1e4, eps=1e-5, tied=False,
+                                        partial_rotary_factor=0.75, short_factor=[1.0, 1.25, 1.75],
+                                        long_factor=[1.5, 3.0, 7.5], sliding_window=32, bos=1, eos=63),
+                       resid_pdrop=0.1),
+        "weights": lambda cfg, rng: llama_weights(cfg, rng),
+        "runs": standard_runs([], seed=4244),
+    },
+    {
         "name": "glm",
         "seed": 8008,
         # explicit head_dim 12 (not hidden/heads), RoPE on 6 of 12 elements

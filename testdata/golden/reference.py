@@ -384,11 +384,15 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
     post_mlp_layernorm on the sub-layer outputs before the residual add.
     T' = T plus whatever hooks.input_embeds prepends. Sliding windows per
     layer_window; with drop (training mode), attention_dropout on the
-    attention probabilities.
+    attention probabilities and, for Phi-3 (Phi3DecoderLayer's
+    resid_attn_dropout and resid_mlp_dropout), resid_pdrop on the outputs of
+    o_proj and down_proj before the residual add (Phi3Model has no
+    embedding dropout: embd_pdrop is unused).
     """
     post = cfg.get("model_type") == "olmo2"
     sandwich = cfg.get("model_type") == "glm4"
     granite = cfg.get("model_type") == "granite"
+    resid = cfg.get("resid_pdrop", 0.0) if drop and cfg.get("model_type") == "phi3" else 0.0
     res_mult = cfg.get("residual_multiplier", 1.0)
     hidden = cfg["hidden_size"]
     n_heads = cfg["num_attention_heads"]
@@ -433,6 +437,8 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
                            dropout=drop and drop.attention(cfg.get("attention_dropout", 0.0), i))
         path = pre + "self_attn.o_proj"
         a = hooks.linear(path, a, p[path + ".weight"], p.get(path + ".bias"))
+        if resid:
+            a = drop.apply(a, resid, i, SITE_ATTN_OUTPUT)
         a = hooks.after_attn(i, x, a, h)
         if post:
             a = rms_norm(a, p[pre + "post_attention_layernorm.weight"], eps)
@@ -452,6 +458,8 @@ def llama_forward(p, cfg, input_ids, hooks=PLAIN, drop=None):
             gate = hooks.linear(mlp + "gate_proj", x, p[mlp + "gate_proj.weight"], p.get(mlp + "gate_proj.bias"))
             up = hooks.linear(mlp + "up_proj", x, p[mlp + "up_proj.weight"], p.get(mlp + "up_proj.bias"))
         m = hooks.linear(mlp + "down_proj", F.silu(gate) * up, p[mlp + "down_proj.weight"], p.get(mlp + "down_proj.bias"))
+        if resid:
+            m = drop.apply(m, resid, i, SITE_MLP_OUTPUT)
         m = hooks.after_mlp(i, x, m, h)
         if post:
             m = rms_norm(m, p[pre + "post_feedforward_layernorm.weight"], eps)
