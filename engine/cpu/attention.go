@@ -70,12 +70,17 @@ func (a *attnDims) capScore(s float32) (capped, deriv float32) {
 }
 
 // prepRow soft-caps and masks the scores row[j] of query t for keys
-// j < len(row): hidden keys become −Inf, so the exponentials give 0. deriv
-// (nil unless soft-capping) receives each score's cap derivative.
+// j < len(row): hidden keys become −Inf, so the exponentials give 0. deriv,
+// when not nil, receives each score's cap derivative (backward needs it,
+// forward does not).
 func (a *attnDims) prepRow(b, t int, row, deriv []float32) {
 	if a.opt.SoftCap > 0 {
 		for j, s := range row {
-			row[j], deriv[j] = a.capScore(s)
+			c, d := a.capScore(s)
+			row[j] = c
+			if deriv != nil {
+				deriv[j] = d
+			}
 		}
 	}
 	if !a.masked {
@@ -148,11 +153,6 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor, opt engine.Attenti
 		if !bf || a.dropThreshold != 0 {
 			inv = make([]float32, rows)
 		}
-		var deriv []float32
-		if a.opt.SoftCap > 0 {
-			deriv = getBuf(n)
-			defer putBuf(deriv)
-		}
 		var tmp []float32
 		if bf {
 			tmp = getBuf(n)
@@ -161,7 +161,7 @@ func (b *Backend) Attention(out, lse, q, k, v *engine.Tensor, opt engine.Attenti
 		for r := 0; r < rows; r++ {
 			row := sc[r*n : (r+1)*n]
 			vis := t0 + r + a.off + 1
-			a.prepRow(bi, t0+r, row[:vis], deriv)
+			a.prepRow(bi, t0+r, row[:vis], nil)
 			mx := float32(math.Inf(-1))
 			for _, x := range row[:vis] {
 				mx = max(mx, x)
@@ -298,6 +298,15 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 		if n <= 0 {
 			return // keys no query may see (cannot happen for s < S, kept for safety)
 		}
+		var colDeriv, colKeep []float32 // one key's cap derivatives and dropout factors
+		if a.opt.SoftCap > 0 {
+			colDeriv = getBuf(n)
+			defer putBuf(colDeriv)
+		}
+		if a.dropThreshold != 0 {
+			colKeep = getBuf(n)
+			defer putBuf(colKeep)
+		}
 		p, dp := getBuf(rows*n), getBuf(rows*n)
 		defer putBuf(p)
 		defer putBuf(dp)
@@ -315,8 +324,21 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 				pr := p[r*n : (r+1)*n]
 				clear(pr[:first])
 				var derivs []float32
+				if a.opt.SoftCap > 0 {
+					derivs = colDeriv
+				}
+				if colKeep != nil {
+					// Dropout's factor for each query of this key: 0 or
+					// 1/(1 − p), drawn once for dS and P.
+					for c := first; c < n; c++ {
+						colKeep[c] = 0
+						if a.keep(bi, h, t0+c, s0+r) {
+							colKeep[c] = a.keepScale
+						}
+					}
+				}
 				if a.opt.SoftCap > 0 || a.masked {
-					derivs = a.prepColumn(bi, s0+r, t0, first, pr)
+					a.prepColumn(bi, s0+r, t0, first, pr, derivs)
 				}
 				lr := ls[bh*a.t+t0:][:n]
 				for c := first; c < n; c++ {
@@ -326,11 +348,11 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 				if dks != nil {
 					dr := dp[r*n : (r+1)*n]
 					for c := first; c < n; c++ {
-						g := dr[c]
-						if !a.keep(bi, h, t0+c, s0+r) {
-							g = 0
+						g := dr[c] * a.keepScale
+						if colKeep != nil {
+							g = dr[c] * colKeep[c]
 						}
-						dr[c] = pr[c] * (g*a.keepScale - delta[bh*a.t+t0+c]) // dSᵀ
+						dr[c] = pr[c] * (g - delta[bh*a.t+t0+c]) // dSᵀ
 						if derivs != nil {
 							dr[c] *= derivs[c]
 						}
@@ -343,8 +365,8 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *engine.
 				if bf {
 					roundBF16InPlace(pr[first:])
 				}
-				for c := first; c < n && a.dropThreshold != 0; c++ {
-					if !a.keep(bi, h, t0+c, s0+r) {
+				for c := first; c < n && colKeep != nil; c++ {
+					if colKeep[c] == 0 {
 						pr[c] = 0
 					}
 				}
@@ -400,12 +422,10 @@ func (a *attnDims) dropGrad(b, h, t int, row []float32) {
 }
 
 // prepColumn soft-caps and masks the transposed scores col[c] of key j
-// for queries t0+c, c >= first, like prepRow, and returns the cap
-// derivatives (nil unless soft-capping).
-func (a *attnDims) prepColumn(b, j, t0, first int, col []float32) []float32 {
-	var deriv []float32
+// for queries t0+c, c >= first, like prepRow, writing the cap derivatives
+// into deriv (len(col); soft-capping only).
+func (a *attnDims) prepColumn(b, j, t0, first int, col, deriv []float32) {
 	if a.opt.SoftCap > 0 {
-		deriv = make([]float32, len(col))
 		for c := first; c < len(col); c++ {
 			col[c], deriv[c] = a.capScore(col[c])
 		}
@@ -417,5 +437,4 @@ func (a *attnDims) prepColumn(b, j, t0, first int, col []float32) []float32 {
 			}
 		}
 	}
-	return deriv
 }
